@@ -1,0 +1,13 @@
+//! errand's domain model: what a run is, the states it moves through, and the
+//! harness-neutral event schema every harness is normalized into.
+//!
+//! Invariant: this crate does no I/O, so nothing in it can fail for reasons
+//! outside its inputs.
+
+pub mod event;
+pub mod run;
+
+pub use event::{Event, EventKind, EventSource, Usage};
+pub use run::{
+    InvalidTransition, RepoSource, RunId, RunRecord, RunSpec, RunState, RunSummary, Transition,
+};

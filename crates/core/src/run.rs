@@ -1,0 +1,324 @@
+//! The run: its specification, its identity and its state machine.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A run's identity: a random UUID, shown and accepted in its 8-character short form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub uuid::Uuid);
+
+impl RunId {
+    pub fn new() -> Self {
+        RunId(uuid::Uuid::new_v4())
+    }
+    /// The first eight hex digits: used in branch names and terminal output.
+    pub fn short(&self) -> String {
+        self.0.simple().to_string()[..8].to_string()
+    }
+    /// The branch a run works on: `errand/<short-id>`.
+    pub fn branch(&self) -> String {
+        format!("errand/{}", self.short())
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.simple())
+    }
+}
+
+impl FromStr for RunId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(RunId)
+    }
+}
+
+/// Where the code comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "location")]
+pub enum RepoSource {
+    /// A path on this machine (made absolute before it is stored).
+    Local(String),
+    /// A `file://`, `https://` or `http://` URL.
+    Url(String),
+}
+
+impl RepoSource {
+    /// Classifies what a user typed after `--repo`.
+    pub fn parse(input: &str) -> RepoSource {
+        let lower = input.to_ascii_lowercase();
+        if lower.starts_with("file://")
+            || lower.starts_with("https://")
+            || lower.starts_with("http://")
+            || lower.starts_with("ssh://")
+            || lower.starts_with("git@")
+        {
+            RepoSource::Url(input.to_string())
+        } else {
+            RepoSource::Local(input.to_string())
+        }
+    }
+
+    /// What git is given to clone from.
+    pub fn location(&self) -> &str {
+        match self {
+            RepoSource::Local(p) | RepoSource::Url(p) => p,
+        }
+    }
+}
+
+impl fmt::Display for RepoSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.location())
+    }
+}
+
+/// Everything a run needs to be started; fixed once the run is queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// `None` starts an empty project with git initialised.
+    pub repo: Option<RepoSource>,
+    pub prompt: String,
+    pub harness: String,
+    /// `None` lets the harness use its own default model.
+    pub model: Option<String>,
+    /// Push the run's branch to the repo's remote when the run succeeds.
+    pub push: bool,
+    /// Branch to start from; `None` means the remote's default branch.
+    pub base_branch: Option<String>,
+    pub timeout_secs: u64,
+    pub max_turns: u32,
+}
+
+impl RunSpec {
+    pub const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
+    pub const DEFAULT_MAX_TURNS: u32 = 50;
+
+    pub fn new(prompt: impl Into<String>, harness: impl Into<String>) -> Self {
+        RunSpec {
+            repo: None,
+            prompt: prompt.into(),
+            harness: harness.into(),
+            model: None,
+            push: false,
+            base_branch: None,
+            timeout_secs: Self::DEFAULT_TIMEOUT_SECS,
+            max_turns: Self::DEFAULT_MAX_TURNS,
+        }
+    }
+}
+
+/// The states of a run.
+///
+/// ```text
+/// queued → preparing → running → finishing → succeeded
+///    │          │          │          │
+///    └──────────┴──────────┴──────────┴──→ failed | cancelled | timed_out
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Preparing,
+    Running,
+    Finishing,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 8] = [
+        RunState::Queued,
+        RunState::Preparing,
+        RunState::Running,
+        RunState::Finishing,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+        RunState::TimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Preparing => "preparing",
+            RunState::Running => "running",
+            RunState::Finishing => "finishing",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+            RunState::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunState::Succeeded | RunState::Failed | RunState::Cancelled | RunState::TimedOut
+        )
+    }
+
+    /// Whether the state machine allows `self → next`.
+    pub fn can_move_to(self, next: RunState) -> bool {
+        use RunState::*;
+        match (self, next) {
+            (Queued, Preparing) | (Preparing, Running) | (Running, Finishing) => true,
+            (Finishing, Succeeded) => true,
+            (from, Failed | Cancelled | TimedOut) => !from.is_terminal(),
+            _ => false,
+        }
+    }
+
+    /// Checks a transition; the error names both ends so a bug is easy to find.
+    pub fn transition(self, next: RunState) -> Result<RunState, InvalidTransition> {
+        if self.can_move_to(next) {
+            Ok(next)
+        } else {
+            Err(InvalidTransition {
+                from: self,
+                to: next,
+            })
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown run state '{s}'"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a run cannot move from {from} to {to}")]
+pub struct InvalidTransition {
+    pub from: RunState,
+    pub to: RunState,
+}
+
+/// One recorded state change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub state: RunState,
+    pub at: DateTime<Utc>,
+    /// For failures, cancels and timeouts: what happened and what to do about it.
+    pub reason: Option<String>,
+}
+
+/// What a finished (or running) run produced so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunSummary {
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub diffstat: Option<String>,
+    pub pushed: bool,
+    pub turns: Option<u32>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    pub result_text: Option<String>,
+    pub session_id: Option<String>,
+}
+
+/// A run as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub spec: RunSpec,
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub summary: RunSummary,
+    pub cancel_requested: bool,
+    /// Process id of the errand process that executes the run, while it does.
+    pub owner_pid: Option<u32>,
+}
+
+impl RunRecord {
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        let start = self.started_at?;
+        Some(self.finished_at.unwrap_or_else(Utc::now) - start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn happy_path_is_allowed_in_order_only() {
+        use RunState::*;
+        let path = [Queued, Preparing, Running, Finishing, Succeeded];
+        for w in path.windows(2) {
+            assert!(w[0].can_move_to(w[1]), "{} -> {}", w[0], w[1]);
+        }
+        assert!(!Queued.can_move_to(Running));
+        assert!(!Running.can_move_to(Succeeded));
+        assert!(!Succeeded.can_move_to(Failed));
+        assert!(!Failed.can_move_to(Running));
+    }
+
+    #[test]
+    fn every_live_state_can_fail_cancel_or_time_out() {
+        for s in RunState::ALL.into_iter().filter(|s| !s.is_terminal()) {
+            for end in [RunState::Failed, RunState::Cancelled, RunState::TimedOut] {
+                assert!(s.transition(end).is_ok(), "{s} -> {end}");
+            }
+        }
+        let err = RunState::Cancelled.transition(RunState::Failed).unwrap_err();
+        assert_eq!(err.to_string(), "a run cannot move from cancelled to failed");
+    }
+
+    #[test]
+    fn states_round_trip_through_text() {
+        for s in RunState::ALL {
+            assert_eq!(s.as_str().parse::<RunState>(), Ok(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert!("done".parse::<RunState>().is_err());
+    }
+
+    #[test]
+    fn repo_sources_are_classified() {
+        assert_eq!(RepoSource::parse("../p"), RepoSource::Local("../p".into()));
+        assert_eq!(
+            RepoSource::parse("file:///tmp/x.git"),
+            RepoSource::Url("file:///tmp/x.git".into())
+        );
+        assert_eq!(
+            RepoSource::parse("https://host/o/r.git"),
+            RepoSource::Url("https://host/o/r.git".into())
+        );
+    }
+
+    #[test]
+    fn short_ids_name_branches() {
+        let id: RunId = "3f2a9c1b0000400080000000000000aa".parse().unwrap();
+        assert_eq!(id.short(), "3f2a9c1b");
+        assert_eq!(id.branch(), "errand/3f2a9c1b");
+    }
+}
