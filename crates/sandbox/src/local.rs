@@ -1,0 +1,405 @@
+//! The local backend: one bubblewrap (`bwrap`) sandbox per process.
+//!
+//! The process gets new user, mount, PID, IPC, UTS and (where possible) cgroup
+//! namespaces. The host's system directories (`/usr` and the `/bin`, `/lib`
+//! links) are mounted read-only, only a short list of harmless files from `/etc`
+//! is visible, and the run's own workspace, HOME and /tmp are its only writable
+//! places. The host's home directories, other runs and errand's data directory
+//! are simply not in its mount namespace. The network namespace is shared, since
+//! the agent must reach its model endpoint (on loopback for the scripted model).
+//!
+//! Memory and process-count limits use a cgroup (v2 or v1) when errand may
+//! create one; when it may not, the process runs without them and a notice says
+//! so. Killing the sandbox kills every process in it: bwrap dies with its parent,
+//! its PID namespace dies with its init, and the cgroup's members are killed.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use async_trait::async_trait;
+
+use crate::{paths, CommandLine, KillTree, Sandbox, SandboxError, SandboxProcess, SandboxSpec};
+
+/// Files and directories of the host's `/etc` that programs need and that hold no secrets.
+const ETC_ALLOWED: &[&str] = &[
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "gai.conf",
+    "host.conf",
+    "hosts",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "ssl",
+    "terminfo",
+    "timezone",
+];
+
+/// Top-level host directories exposed read-only (or as the symlinks they are).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+/// The uid and gid the agent has inside (mapped to errand's own outside).
+const AGENT_UID: u32 = 1000;
+
+pub struct LocalSandbox {
+    bwrap: Option<PathBuf>,
+}
+
+impl LocalSandbox {
+    /// Finds `bwrap` on errand's PATH.
+    pub fn new() -> Self {
+        LocalSandbox { bwrap: find_on_path("bwrap") }
+    }
+
+    fn bwrap(&self) -> Result<&Path, SandboxError> {
+        self.bwrap.as_deref().ok_or_else(|| {
+            SandboxError::Unavailable(
+                "the local sandbox needs bubblewrap, which is not installed: \
+                 run `sudo apt-get install bubblewrap` (Debian/Ubuntu) or `sudo dnf install bubblewrap`"
+                    .into(),
+            )
+        })
+    }
+
+    /// The full bwrap argument list for `spec` and `cmd` (public for tests and `--dry-run` views).
+    pub fn bwrap_args(&self, spec: &SandboxSpec, cmd: &CommandLine, passwd: &Path) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+        push(&["--die-with-parent", "--new-session", "--unshare-user"]);
+        push(&["--uid", &AGENT_UID.to_string(), "--gid", &AGENT_UID.to_string()]);
+        push(&["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
+        push(&["--hostname", "errand-sandbox"]);
+        for dir in SYSTEM_DIRS {
+            let p = Path::new(dir);
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(p) {
+                        push(&["--symlink", &target.to_string_lossy(), dir]);
+                    }
+                }
+                Ok(m) if m.is_dir() => push(&["--ro-bind", dir, dir]),
+                _ => {}
+            }
+        }
+        for name in ETC_ALLOWED {
+            let p = format!("/etc/{name}");
+            push(&["--ro-bind-try", &p, &p]);
+        }
+        push(&["--ro-bind", &passwd.to_string_lossy(), "/etc/passwd"]);
+        push(&["--proc", "/proc", "--dev", "/dev"]);
+        push(&["--bind", &spec.workspace.to_string_lossy(), paths::WORKSPACE]);
+        push(&["--bind", &spec.home.to_string_lossy(), paths::HOME]);
+        push(&["--bind", &spec.tmp.to_string_lossy(), "/tmp"]);
+        for (host, inside) in &spec.ro_mounts {
+            push(&["--ro-bind", &host.to_string_lossy(), &inside.to_string_lossy()]);
+        }
+        push(&["--chdir", cmd.cwd.as_deref().unwrap_or(paths::WORKSPACE)]);
+        push(&["--clearenv"]);
+        for (k, v) in &spec.env {
+            push(&["--setenv", k, v]);
+        }
+        push(&["--", &cmd.program]);
+        a.extend(cmd.args.iter().cloned());
+        a
+    }
+}
+
+impl Default for LocalSandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+#[async_trait]
+impl Sandbox for LocalSandbox {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn check(&self) -> Result<(), SandboxError> {
+        let bwrap = self.bwrap()?;
+        let out = tokio::process::Command::new(bwrap)
+            .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
+            .env_clear()
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(SandboxError::Spawn)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(SandboxError::Unavailable(format!(
+                "bubblewrap cannot create namespaces here ({}): enable unprivileged user namespaces \
+                 (sysctl kernel.unprivileged_userns_clone=1) or use another sandbox backend",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    async fn spawn(&self, spec: &SandboxSpec, cmd: &CommandLine) -> Result<SandboxProcess, SandboxError> {
+        let bwrap = self.bwrap()?.to_path_buf();
+        for dir in [&spec.workspace, &spec.home, &spec.tmp] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SandboxError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        // A passwd file naming the agent, so tools that look the user up work.
+        let passwd = spec.tmp.join(".errand-passwd");
+        std::fs::write(
+            &passwd,
+            format!(
+                "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{AGENT_UID}:{AGENT_UID}:agent:{}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                paths::HOME
+            ),
+        )
+        .map_err(|e| SandboxError::Setup(format!("cannot write passwd file: {e}")))?;
+
+        let mut notices = Vec::new();
+        let cgroup = match Cgroup::create(&spec.name, &spec.limits) {
+            Ok(cg) => cg,
+            Err(why) => {
+                if spec.limits.memory_bytes.is_some() || spec.limits.max_pids.is_some() {
+                    notices.push(format!("memory and process limits not applied: {why}"));
+                }
+                None
+            }
+        };
+        let procs_files: Vec<CString> = cgroup
+            .as_ref()
+            .map(|cg| cg.procs_files())
+            .unwrap_or_default();
+
+        let args = self.bwrap_args(spec, cmd, &passwd);
+        let mut command = tokio::process::Command::new(&bwrap);
+        command
+            .args(&args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec and only
+        // makes async-signal-safe system calls on data prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                let pid = libc::getpid();
+                let mut buf = [0u8; 24];
+                let n = format_pid(pid, &mut buf);
+                for file in &procs_files {
+                    let fd = libc::open(file.as_ptr(), libc::O_WRONLY);
+                    if fd >= 0 {
+                        libc::write(fd, buf.as_ptr().cast(), n);
+                        libc::close(fd);
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(SandboxError::Spawn)?;
+        let pgid = child.id().map(|p| p as i32);
+        Ok(SandboxProcess::new(child, notices, Box::new(LocalKiller { pgid, cgroup })))
+    }
+}
+
+/// Writes `pid` in decimal into `buf` without allocating; returns the length.
+fn format_pid(pid: i32, buf: &mut [u8; 24]) -> usize {
+    let mut v = pid.unsigned_abs();
+    let mut tmp = [0u8; 24];
+    let mut i = 0;
+    loop {
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        i += 1;
+        if v == 0 {
+            break;
+        }
+    }
+    for j in 0..i {
+        buf[j] = tmp[i - 1 - j];
+    }
+    i
+}
+
+struct LocalKiller {
+    pgid: Option<i32>,
+    cgroup: Option<Cgroup>,
+}
+
+impl KillTree for LocalKiller {
+    fn kill_tree(&mut self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: plain system call; a stale group id only yields ESRCH.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            cg.kill_all();
+            cg.remove();
+        }
+    }
+}
+
+/// A per-sandbox cgroup holding the limits, on v2 or v1 hierarchies.
+struct Cgroup {
+    /// One directory on v2; one per controller (memory, pids) on v1.
+    dirs: Vec<PathBuf>,
+    v2: bool,
+}
+
+impl Cgroup {
+    fn create(name: &str, limits: &crate::Limits) -> Result<Option<Cgroup>, String> {
+        if limits.memory_bytes.is_none() && limits.max_pids.is_none() {
+            return Ok(None);
+        }
+        let root = Path::new("/sys/fs/cgroup");
+        let leaf = format!("errand-{name}-{}", std::process::id());
+        let cg = if root.join("cgroup.controllers").exists() {
+            let parent = root.join("errand");
+            mkdir(&parent)?;
+            // Controllers must be enabled for children; failures show up below.
+            let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory +pids");
+            let dir = parent.join(&leaf);
+            mkdir(&dir)?;
+            let cg = Cgroup { dirs: vec![dir.clone()], v2: true };
+            if let Some(m) = limits.memory_bytes {
+                write_limit(&dir.join("memory.max"), m, &cg)?;
+                let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+            }
+            if let Some(p) = limits.max_pids {
+                write_limit(&dir.join("pids.max"), p, &cg)?;
+            }
+            cg
+        } else {
+            let mut cg = Cgroup { dirs: Vec::new(), v2: false };
+            if let Some(m) = limits.memory_bytes {
+                let dir = root.join("memory/errand").join(&leaf);
+                mkdir(&dir)?;
+                cg.dirs.push(dir.clone());
+                write_limit(&dir.join("memory.limit_in_bytes"), m, &cg)?;
+            }
+            if let Some(p) = limits.max_pids {
+                let dir = root.join("pids/errand").join(&leaf);
+                mkdir(&dir)?;
+                cg.dirs.push(dir.clone());
+                write_limit(&dir.join("pids.max"), p, &cg)?;
+            }
+            cg
+        };
+        Ok(Some(cg))
+    }
+
+    fn procs_files(&self) -> Vec<CString> {
+        self.dirs
+            .iter()
+            .filter_map(|d| CString::new(d.join("cgroup.procs").as_os_str().as_bytes()).ok())
+            .collect()
+    }
+
+    fn kill_all(&self) {
+        if self.v2 {
+            if let Some(d) = self.dirs.first() {
+                if std::fs::write(d.join("cgroup.kill"), "1").is_ok() {
+                    return;
+                }
+            }
+        }
+        for d in &self.dirs {
+            if let Ok(s) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for pid in s.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    // SAFETY: plain system call on a pid read from the cgroup.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&self) {
+        for d in &self.dirs {
+            // The kernel needs a moment to reap killed members before rmdir succeeds.
+            for _ in 0..50 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn mkdir(dir: &Path) -> Result<(), String> {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(format!("cannot create cgroup {}: {e}", dir.display())),
+    }
+}
+
+fn write_limit(file: &Path, value: u64, cg: &Cgroup) -> Result<(), String> {
+    std::fs::write(file, value.to_string()).map_err(|e| {
+        cg.remove();
+        format!("cannot set {}: {e}", file.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_are_formatted_without_allocation() {
+        let mut b = [0u8; 24];
+        let n = format_pid(40312, &mut b);
+        assert_eq!(&b[..n], b"40312");
+        let n = format_pid(7, &mut b);
+        assert_eq!(&b[..n], b"7");
+    }
+
+    #[test]
+    fn arguments_expose_only_what_the_spec_names() {
+        let sb = LocalSandbox { bwrap: Some("/usr/bin/bwrap".into()) };
+        let spec = SandboxSpec {
+            name: "abc".into(),
+            workspace: "/data/runs/abc/workspace".into(),
+            home: "/data/runs/abc/home".into(),
+            tmp: "/data/runs/abc/tmp".into(),
+            ro_mounts: vec![("/cache/claude".into(), paths::HARNESS.into())],
+            env: vec![("ANTHROPIC_API_KEY".into(), "k".into())],
+            limits: Default::default(),
+        };
+        let args = sb.bwrap_args(&spec, &CommandLine::new("claude", ["-p", "hi"]), Path::new("/p"));
+        let joined = args.join(" ");
+        assert!(joined.contains("--clearenv --setenv ANTHROPIC_API_KEY k -- claude -p hi"), "{joined}");
+        assert!(joined.contains("--bind /data/runs/abc/workspace /workspace"));
+        assert!(!joined.contains("/root"), "host home must not be mounted: {joined}");
+        assert!(!joined.contains("--bind / "), "{joined}");
+        assert!(!args.iter().any(|a| a == "/etc" || a == "/etc/shadow"));
+    }
+}

@@ -1,0 +1,124 @@
+//! The local sandbox against the real bubblewrap: what a process inside can
+//! and cannot see, and that killing it kills everything it started.
+
+use std::time::Duration;
+
+use errand_sandbox::{CommandLine, Limits, LocalSandbox, Sandbox, SandboxSpec};
+use tokio::io::AsyncReadExt;
+
+async fn available() -> Option<LocalSandbox> {
+    let sb = LocalSandbox::new();
+    match sb.check().await {
+        Ok(()) => Some(sb),
+        Err(e) => {
+            eprintln!("skipped: local sandbox unavailable: {e}");
+            None
+        }
+    }
+}
+
+fn spec(root: &std::path::Path, env: Vec<(String, String)>) -> SandboxSpec {
+    SandboxSpec {
+        name: "t".into(),
+        workspace: root.join("workspace"),
+        home: root.join("home"),
+        tmp: root.join("tmp"),
+        ro_mounts: vec![],
+        env,
+        limits: Limits::default(),
+    }
+}
+
+async fn sh(sb: &LocalSandbox, spec: &SandboxSpec, script: &str) -> (i32, String) {
+    let mut p = sb
+        .spawn(spec, &CommandLine::new("/bin/sh", ["-c", script]))
+        .await
+        .expect("spawn");
+    let mut out = String::new();
+    let mut stdout = p.child.stdout.take().expect("stdout");
+    stdout.read_to_string(&mut out).await.expect("read");
+    let status = p.wait().await.expect("wait");
+    (status.code().unwrap_or(-1), out)
+}
+
+#[tokio::test]
+async fn sees_only_its_workspace_and_declared_environment() {
+    let Some(sb) = available().await else { return };
+    let host = tempfile::tempdir().unwrap();
+    // A secret on the host, beside the run's directories (like errand's database).
+    std::fs::write(host.path().join("errand.db"), "secret").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("theirs.txt"), "other run").unwrap();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let s = spec(host.path(), vec![("ONLY_THIS".into(), "1".into()), ("PATH".into(), "/usr/bin:/bin".into())]);
+    std::fs::create_dir_all(&s.workspace).unwrap();
+    std::fs::write(s.workspace.join("mine.txt"), "mine").unwrap();
+    let script = format!(
+        "cat /workspace/mine.txt; echo; \
+         cat {db} 2>/dev/null && echo LEAK-db; \
+         cat {other}/theirs.txt 2>/dev/null && echo LEAK-other; \
+         ls {home} 2>/dev/null | head -1 | grep . && echo LEAK-home; \
+         cat /etc/shadow 2>/dev/null && echo LEAK-shadow; \
+         echo pid1=$(cat /proc/1/comm); \
+         env | sort; echo id=$(id -u); echo touch > /workspace/new.txt",
+        db = host.path().join("errand.db").display(),
+        other = other.path().display(),
+    );
+    let (code, out) = sh(&sb, &s, &script).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("mine\n"), "{out}");
+    assert!(!out.contains("LEAK"), "{out}");
+    let env: Vec<&str> = out.lines().filter(|l| l.contains('=') && !l.starts_with("pid1=") && !l.starts_with("id=")).collect();
+    let names: Vec<&str> = env.iter().filter_map(|l| l.split('=').next()).collect();
+    // The shell itself adds PWD (and may add SHLVL / _); nothing of errand's own environment.
+    for n in &names {
+        assert!(["ONLY_THIS", "PATH", "PWD", "SHLVL", "_", "OLDPWD"].contains(n), "unexpected env {n}: {out}");
+    }
+    assert!(out.contains("ONLY_THIS=1"));
+    assert!(out.contains("id=1000"), "{out}");
+    assert!(!out.contains("pid1=systemd") && !out.contains("pid1=init"), "own PID namespace: {out}");
+    assert!(s.workspace.join("new.txt").exists(), "workspace is writable");
+}
+
+#[tokio::test]
+async fn kill_takes_down_the_whole_tree() {
+    let Some(sb) = available().await else { return };
+    let host = tempfile::tempdir().unwrap();
+    let s = spec(host.path(), vec![("PATH".into(), "/usr/bin:/bin".into())]);
+    let marker = "errand-sandbox-kill-test-9f3c";
+    let mut p = sb
+        .spawn(&s, &CommandLine::new("/bin/sh", ["-c", &format!("(sleep 300; echo {marker}) & (sh -c 'sleep 301') & wait")]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.kill().await;
+    drop(p);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(!ps.lines().any(|l| l.contains("sleep 300") || l.contains("sleep 301")), "survivors:\n{ps}");
+}
+
+#[tokio::test]
+async fn process_limit_is_applied_or_reported() {
+    let Some(sb) = available().await else { return };
+    let host = tempfile::tempdir().unwrap();
+    let mut s = spec(host.path(), vec![("PATH".into(), "/usr/bin:/bin".into())]);
+    s.limits = Limits { memory_bytes: Some(256 << 20), max_pids: Some(20) };
+    let mut p = sb
+        .spawn(&s, &CommandLine::new("/bin/sh", ["-c", "for i in $(seq 60); do sleep 2 & done; wait; echo done"]))
+        .await
+        .unwrap();
+    let notices = p.notices.clone();
+    let mut err = String::new();
+    if let Some(mut e) = p.child.stderr.take() {
+        let _ = e.read_to_string(&mut err).await;
+    }
+    let _ = p.wait().await;
+    if notices.is_empty() {
+        assert!(err.contains("fork") || err.contains("Resource temporarily unavailable") || err.contains("retry"),
+            "60 background processes under a 20-process limit should fail to fork: {err}");
+    } else {
+        assert!(notices[0].contains("not applied"), "{notices:?}");
+    }
+}
