@@ -1,0 +1,353 @@
+//! Git, done by errand on the host, never by the agent.
+//!
+//! The layout of a run with a repository:
+//!
+//! ```text
+//! source (path / file:// / https)  ──clone──▶  outbox.git (bare, host-only)
+//!                                                  │ clone          ▲ fetch run branch
+//!                                                  ▼                │
+//!                                            workspace/ (the sandbox's /workspace)
+//! outbox.git ──push run branch──▶ source   (only with --push, only from the host)
+//! ```
+//!
+//! The agent works in `workspace/` and may commit there. errand never runs git
+//! *inside* that untrusted repository on the host (its `.git/config` could name
+//! hooks, filters or an fsmonitor program); it only fetches from it into the
+//! outbox, which it alone controls, and reads and pushes from there. Remote
+//! credentials (the user's own git credentials, later a GitHub App token) are
+//! used only by these host-side commands, so none ever enters the sandbox.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use errand_core::RepoSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("repository '{repo}' could not be cloned: {detail}")]
+    Clone { repo: String, detail: String },
+    #[error("base branch '{branch}' does not exist in '{repo}' (branches: {available})")]
+    BaseNotFound { repo: String, branch: String, available: String },
+    #[error("repository '{0}' has no commits yet, so there is no base branch to start from")]
+    EmptyRepo(String),
+    #[error("push of {branch} to '{repo}' failed: {detail}")]
+    Push { repo: String, branch: String, detail: String },
+    #[error("git {args} failed: {detail}")]
+    Command { args: String, detail: String },
+    #[error("git could not be started (is git installed?): {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, GitError>;
+
+/// Configuration that host-side git commands run with: no hooks, no fsmonitor,
+/// local file transport allowed (outbox ↔ workspace are local paths).
+const SAFE_CONFIG: &[&str] = &[
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "protocol.file.allow=always",
+    "-c",
+    "advice.detachedHead=false",
+    "-c",
+    "init.defaultBranch=main",
+];
+
+/// The author errand uses for commits it makes.
+pub const AUTHOR_NAME: &str = "errand";
+pub const AUTHOR_EMAIL: &str = "errand@localhost";
+
+async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(SAFE_CONFIG);
+    if let Some(d) = dir {
+        cmd.arg("-C").arg(d);
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", AUTHOR_NAME)
+        .env("GIT_AUTHOR_EMAIL", AUTHOR_EMAIL)
+        .env("GIT_COMMITTER_NAME", AUTHOR_NAME)
+        .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE");
+    let out = cmd.output().await.map_err(GitError::Spawn)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    } else {
+        Err(GitError::Command {
+            args: args.join(" "),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// What [`prepare`] set up.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub outbox: PathBuf,
+    pub workspace: PathBuf,
+    /// The branch the run started from.
+    pub base_branch: String,
+    /// The commit the run started from.
+    pub base_commit: String,
+    /// The run's own branch, checked out in the workspace.
+    pub branch: String,
+    /// Where to push (`None` for a run without a repository).
+    pub remote: Option<String>,
+}
+
+/// Resolves what the user typed after `--repo` into something git can clone:
+/// local paths are made absolute and checked, URLs pass through.
+pub fn resolve_source(source: &RepoSource, cwd: &Path) -> Result<String> {
+    match source {
+        RepoSource::Url(u) => Ok(u.clone()),
+        RepoSource::Local(p) => {
+            let path = cwd.join(p);
+            let path = path.canonicalize().map_err(|e| GitError::Clone {
+                repo: p.clone(),
+                detail: format!("{e} (no such directory)"),
+            })?;
+            Ok(path.to_string_lossy().into_owned())
+        }
+    }
+}
+
+/// Clones `remote` (already resolved) through a fresh outbox into `workspace`,
+/// or, with no remote, starts an empty project; then creates `branch` from the base.
+pub async fn prepare(
+    remote: Option<&str>,
+    base: Option<&str>,
+    run_dir: &Path,
+    workspace: &Path,
+    branch: &str,
+) -> Result<Prepared> {
+    let outbox = run_dir.join("outbox.git");
+    let (base_branch, remote_owned) = match remote {
+        Some(remote) => {
+            git(None, &["clone", "--bare", "--quiet", "--no-hardlinks", remote, &outbox.to_string_lossy()])
+                .await
+                .map_err(|e| GitError::Clone { repo: remote.to_string(), detail: detail(e) })?;
+            let heads = git(Some(&outbox), &["for-each-ref", "--format=%(refname:short)", "refs/heads"]).await?;
+            if heads.is_empty() {
+                return Err(GitError::EmptyRepo(remote.to_string()));
+            }
+            let base_branch = match base {
+                Some(b) => {
+                    if !heads.lines().any(|h| h == b) {
+                        return Err(GitError::BaseNotFound {
+                            repo: remote.to_string(),
+                            branch: b.to_string(),
+                            available: heads.lines().collect::<Vec<_>>().join(", "),
+                        });
+                    }
+                    b.to_string()
+                }
+                None => git(Some(&outbox), &["symbolic-ref", "--short", "HEAD"]).await?,
+            };
+            git(None, &[
+                "clone", "--quiet", "--no-hardlinks", "--branch", &base_branch,
+                &outbox.to_string_lossy(), &workspace.to_string_lossy(),
+            ])
+            .await?;
+            // The agent sees the real remote's address, not the host-only outbox path.
+            git(Some(workspace), &["remote", "set-url", "origin", &redact_url(remote)]).await?;
+            (base_branch, Some(remote.to_string()))
+        }
+        None => {
+            let base_branch = base.unwrap_or("main").to_string();
+            std::fs::create_dir_all(workspace).map_err(|e| GitError::Command {
+                args: "init".into(),
+                detail: format!("cannot create {}: {e}", workspace.display()),
+            })?;
+            git(Some(workspace), &["init", "--quiet", "-b", &base_branch]).await?;
+            git(Some(workspace), &["commit", "--quiet", "--allow-empty", "-m", "Initial commit"]).await?;
+            git(None, &["init", "--quiet", "--bare", &outbox.to_string_lossy()]).await?;
+            (base_branch, None)
+        }
+    };
+    git(Some(workspace), &["checkout", "--quiet", "-b", branch]).await?;
+    git(Some(workspace), &["config", "user.name", "errand agent"]).await?;
+    git(Some(workspace), &["config", "user.email", "agent@errand.invalid"]).await?;
+    let base_commit = git(Some(workspace), &["rev-parse", "HEAD"]).await?;
+    Ok(Prepared {
+        outbox,
+        workspace: workspace.to_path_buf(),
+        base_branch,
+        base_commit,
+        branch: branch.to_string(),
+        remote: remote_owned,
+    })
+}
+
+fn detail(e: GitError) -> String {
+    match e {
+        GitError::Command { detail, .. } => detail,
+        other => other.to_string(),
+    }
+}
+
+/// Removes user:password from a URL before it is shown or stored.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((_cred, host)) = rest.split_once('@') {
+            if !host.contains('/') || host.find('/') > Some(0) {
+                return format!("{scheme}://{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+/// The shell script that commits whatever the agent left uncommitted. It runs
+/// *inside* the sandbox (git's filters and hooks then execute there, not on the
+/// host); the message is read from `msg_file`.
+pub fn commit_leftovers_script(msg_file: &str) -> String {
+    format!(
+        "git add -A && if git diff --cached --quiet; then echo 'nothing left to commit'; \
+         else git -c user.name='{AUTHOR_NAME}' -c user.email='{AUTHOR_EMAIL}' commit --quiet --no-verify -F '{msg_file}' && git log -1 --format='committed %h %s'; fi"
+    )
+}
+
+/// A commit message from the agent's final words: its first line as the subject.
+pub fn commit_message(final_text: Option<&str>, prompt: &str, run_short: &str) -> String {
+    let pick = |s: &str| s.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string);
+    let subject = final_text
+        .and_then(pick)
+        .or_else(|| pick(prompt))
+        .unwrap_or_else(|| "Changes by errand".to_string());
+    let subject: String = subject.trim_start_matches(['#', '*', ' ']).chars().take(72).collect();
+    format!("{subject}\n\nMade by errand run {run_short} for: {}\n", prompt.trim())
+}
+
+/// What the run's branch holds, read in the outbox after fetching it from the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collected {
+    pub commit: String,
+    /// `git diff --shortstat` of base..branch, e.g. "1 file changed, 2 insertions(+)"; empty when nothing changed.
+    pub shortstat: String,
+    /// `git diff --stat` of base..branch.
+    pub stat: String,
+    pub commits: u32,
+}
+
+/// Fetches the run's branch from the (untrusted) workspace into the outbox and
+/// describes it.
+pub async fn collect(prepared: &Prepared) -> Result<Collected> {
+    let refspec = format!("+refs/heads/{b}:refs/heads/{b}", b = prepared.branch);
+    git(Some(&prepared.outbox), &["fetch", "--quiet", "--no-tags", &prepared.workspace.to_string_lossy(), &refspec])
+        .await?;
+    let branch_ref = format!("refs/heads/{}", prepared.branch);
+    let commit = git(Some(&prepared.outbox), &["rev-parse", &branch_ref]).await?;
+    // The base commit is in the outbox already for cloned runs; for new projects it came with the fetch.
+    let range = format!("{}..{}", prepared.base_commit, commit);
+    let shortstat = git(Some(&prepared.outbox), &["diff", "--shortstat", &range]).await?.trim().to_string();
+    let stat = git(Some(&prepared.outbox), &["diff", "--stat", &range]).await?;
+    let commits = git(Some(&prepared.outbox), &["rev-list", "--count", &range]).await?;
+    Ok(Collected { commit, shortstat, stat, commits: commits.trim().parse().unwrap_or(0) })
+}
+
+/// Pushes the run's branch from the outbox to the remote (never forced).
+pub async fn push(prepared: &Prepared) -> Result<()> {
+    let Some(remote) = prepared.remote.as_deref() else {
+        return Err(GitError::Push {
+            repo: "(none)".into(),
+            branch: prepared.branch.clone(),
+            detail: "this run has no repository to push to".into(),
+        });
+    };
+    let refspec = format!("refs/heads/{b}:refs/heads/{b}", b = prepared.branch);
+    git(Some(&prepared.outbox), &["push", "--quiet", remote, &refspec])
+        .await
+        .map(|_| ())
+        .map_err(|e| GitError::Push { repo: redact_url(remote), branch: prepared.branch.clone(), detail: detail(e) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(redact_url("https://x-access-token:abc@github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(redact_url("/tmp/repo"), "/tmp/repo");
+    }
+
+    #[test]
+    fn commit_messages_come_from_the_final_text() {
+        let m = commit_message(Some("\n## Added a --version flag\nmore"), "add a flag", "abcd1234");
+        assert!(m.starts_with("Added a --version flag\n\nMade by errand run abcd1234 for: add a flag"), "{m}");
+        let m = commit_message(None, "fix the typo", "abcd1234");
+        assert!(m.starts_with("fix the typo\n"), "{m}");
+    }
+
+    async fn make_repo(dir: &Path) {
+        git(None, &["init", "--quiet", "-b", "trunk", &dir.to_string_lossy()]).await.unwrap();
+        std::fs::write(dir.join("README.md"), "hello\n").unwrap();
+        git(Some(dir), &["add", "."]).await.unwrap();
+        git(Some(dir), &["commit", "--quiet", "-m", "first"]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn clone_branch_collect_push_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let origin = tmp.path().join("origin");
+        make_repo(&origin).await;
+        git(Some(&origin), &["checkout", "--quiet", "-b", "side"]).await.unwrap();
+        git(Some(&origin), &["checkout", "--quiet", "trunk"]).await.unwrap();
+        let run = tmp.path().join("run");
+        let ws = run.join("workspace");
+        let remote = resolve_source(&RepoSource::Local(origin.to_string_lossy().into()), tmp.path()).unwrap();
+        let p = prepare(Some(&remote), None, &run, &ws, "errand/abc").await.unwrap();
+        assert_eq!(p.base_branch, "trunk");
+        assert_eq!(git(Some(&ws), &["branch", "--show-current"]).await.unwrap(), "errand/abc");
+        std::fs::write(ws.join("README.md"), "hello\nworld\n").unwrap();
+        let script = commit_leftovers_script("/dev/null");
+        assert!(script.contains("commit --quiet --no-verify"));
+        git(Some(&ws), &["commit", "--quiet", "-am", "edit"]).await.unwrap();
+        let c = collect(&p).await.unwrap();
+        assert_eq!(c.commits, 1);
+        assert!(c.shortstat.contains("1 file changed, 1 insertion(+)"), "{}", c.shortstat);
+        push(&p).await.unwrap();
+        let pushed = git(Some(&origin), &["rev-parse", "refs/heads/errand/abc"]).await.unwrap();
+        assert_eq!(pushed, c.commit);
+    }
+
+    #[tokio::test]
+    async fn bad_sources_and_bases_are_explained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = resolve_source(&RepoSource::Local("nope/missing".into()), tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("'nope/missing' could not be cloned"), "{err}");
+        let notrepo = tmp.path().join("plain");
+        std::fs::create_dir(&notrepo).unwrap();
+        let err = prepare(Some(&notrepo.to_string_lossy()), None, &tmp.path().join("r1"), &tmp.path().join("w1"), "errand/x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GitError::Clone { .. }), "{err}");
+        let origin = tmp.path().join("origin");
+        make_repo(&origin).await;
+        let err = prepare(Some(&origin.to_string_lossy()), Some("dev"), &tmp.path().join("r2"), &tmp.path().join("w2"), "errand/x")
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), format!("base branch 'dev' does not exist in '{}' (branches: trunk)", origin.display()));
+    }
+
+    #[tokio::test]
+    async fn a_run_without_repo_starts_an_empty_project() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let p = prepare(None, None, tmp.path(), &ws, "errand/new").await.unwrap();
+        assert!(ws.join(".git").is_dir());
+        assert!(p.remote.is_none());
+        std::fs::write(ws.join("primes.py"), "print(2)\n").unwrap();
+        git(Some(&ws), &["add", "."]).await.unwrap();
+        git(Some(&ws), &["commit", "--quiet", "-m", "primes"]).await.unwrap();
+        let c = collect(&p).await.unwrap();
+        assert_eq!(c.commits, 1);
+        assert!(push(&p).await.is_err());
+    }
+}

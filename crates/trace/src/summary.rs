@@ -1,0 +1,139 @@
+//! One-line human summaries of tool calls, for terminal views.
+
+use serde_json::Value;
+
+/// The longest summary [`summarize_tool_call`] returns, in characters.
+const MAX_CHARS: usize = 80;
+
+/// A one-line human summary of a tool call, at most 80 characters.
+///
+/// - `Bash`: the command (its first line, `…` when there is more);
+/// - `Read` / `Write` / `Edit` / `MultiEdit` / `NotebookEdit`: the file path;
+/// - `Grep` / `Glob`: the pattern;
+/// - `TodoWrite`: `N items`;
+/// - `Task` / `Agent`: the description;
+/// - `WebFetch`: the URL; `WebSearch`: the query;
+/// - anything else, or a known tool whose input lacks the field: the input as
+///   compact JSON.
+///
+/// Longer summaries are cut and end with `…`.
+pub fn summarize_tool_call(name: &str, input: &Value) -> String {
+    let field = |key: &str| input.get(key).and_then(Value::as_str);
+    let summary = match name {
+        "Bash" => field("command").map(first_line),
+        "Read" | "Write" | "Edit" | "MultiEdit" => field("file_path").map(str::to_owned),
+        "NotebookEdit" => field("notebook_path")
+            .or_else(|| field("file_path"))
+            .map(str::to_owned),
+        "Grep" | "Glob" => field("pattern").map(str::to_owned),
+        "TodoWrite" => input
+            .get("todos")
+            .and_then(Value::as_array)
+            .map(|todos| match todos.len() {
+                1 => "1 item".to_owned(),
+                n => format!("{n} items"),
+            }),
+        "Task" | "Agent" => field("description").map(str::to_owned),
+        "WebFetch" => field("url").map(str::to_owned),
+        "WebSearch" => field("query").map(str::to_owned),
+        _ => None,
+    };
+    let summary = summary.unwrap_or_else(|| serde_json::to_string(input).unwrap_or_default());
+    truncate(&one_line(&summary), MAX_CHARS)
+}
+
+/// The first non-blank line of `text`, with `…` appended when more follows.
+fn first_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim_end).skip_while(|l| l.trim().is_empty());
+    let first = lines.next().unwrap_or("").to_owned();
+    if lines.any(|l| !l.trim().is_empty()) {
+        format!("{first} …")
+    } else {
+        first
+    }
+}
+
+/// Control characters (newlines, tabs) replaced by spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `text` cut to at most `max` characters, ending with `…` when cut.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bash_shows_the_first_line_of_the_command() {
+        assert_eq!(
+            summarize_tool_call("Bash", &json!({"command": "touch bypass.txt", "description": "mock command"})),
+            "touch bypass.txt"
+        );
+        assert_eq!(
+            summarize_tool_call("Bash", &json!({"command": "cd x\nmake test"})),
+            "cd x …"
+        );
+    }
+
+    #[test]
+    fn long_commands_are_cut_to_80_chars() {
+        let long = "echo ".to_owned() + &"é".repeat(200);
+        let s = summarize_tool_call("Bash", &json!({ "command": long }));
+        assert_eq!(s.chars().count(), 80);
+        assert!(s.ends_with('…'));
+        assert!(s.starts_with("echo éé"));
+    }
+
+    #[test]
+    fn file_tools_show_the_path() {
+        for tool in ["Read", "Write", "Edit", "MultiEdit"] {
+            assert_eq!(
+                summarize_tool_call(tool, &json!({"file_path": "/w/src/main.rs", "content": "x"})),
+                "/w/src/main.rs"
+            );
+        }
+        assert_eq!(
+            summarize_tool_call("NotebookEdit", &json!({"notebook_path": "/w/a.ipynb"})),
+            "/w/a.ipynb"
+        );
+    }
+
+    #[test]
+    fn search_tools_show_the_pattern() {
+        assert_eq!(summarize_tool_call("Grep", &json!({"pattern": "fn main", "path": "src"})), "fn main");
+        assert_eq!(summarize_tool_call("Glob", &json!({"pattern": "**/*.rs"})), "**/*.rs");
+    }
+
+    #[test]
+    fn todo_write_counts_items_and_task_shows_description() {
+        assert_eq!(summarize_tool_call("TodoWrite", &json!({"todos": [{}, {}, {}]})), "3 items");
+        assert_eq!(summarize_tool_call("TodoWrite", &json!({"todos": [{}]})), "1 item");
+        assert_eq!(
+            summarize_tool_call("Task", &json!({"description": "Find callers", "prompt": "long…"})),
+            "Find callers"
+        );
+    }
+
+    #[test]
+    fn others_and_odd_inputs_fall_back_to_compact_json() {
+        assert_eq!(summarize_tool_call("Mystery", &json!({"a": 1})), r#"{"a":1}"#);
+        assert_eq!(summarize_tool_call("Bash", &json!({"cmd": "ls"})), r#"{"cmd":"ls"}"#);
+        assert_eq!(summarize_tool_call("Read", &json!(42)), "42");
+        assert_eq!(summarize_tool_call("Edit", &Value::Null), "null");
+        let big = summarize_tool_call("Mystery", &json!({"text": "a\nb".repeat(100)}));
+        assert_eq!(big.chars().count(), 80);
+        assert!(!big.contains('\n'));
+    }
+}
