@@ -1,0 +1,154 @@
+//! Harnesses: the agent CLIs errand runs.
+//!
+//! A [`Harness`] knows how to install its CLI into errand's cache, which
+//! environment variables it needs (and only those enter its sandbox), the
+//! headless command line and generated settings for an unattended run, and which
+//! parser turns its output into normalized events. [`by_name`] is the registry.
+
+mod claude;
+mod install;
+
+pub use claude::ClaudeCode;
+pub use install::{install_npm, NpmPackage, Progress};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use errand_core::{EventKind, Usage};
+use errand_sandbox::CommandLine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("unknown harness '{name}' (available: {known})")]
+    Unknown { name: String, known: String },
+    #[error("{var} is not set: {harness} needs it{hint}")]
+    MissingEnv { harness: &'static str, var: &'static str, hint: &'static str },
+    #[error("installing {package} failed: {detail}")]
+    Install { package: String, detail: String },
+    #[error("{harness} does not support {what}")]
+    Unsupported { harness: &'static str, what: String },
+}
+
+/// An environment variable a harness declares.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvVar {
+    pub name: &'static str,
+    pub required: bool,
+    /// Never shown in logs or errors.
+    pub secret: bool,
+}
+
+/// What a harness can do, so errand can refuse requests it cannot honour.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    pub follow_up: bool,
+    pub reports_cost: bool,
+    pub model_choice: bool,
+    pub max_turns: bool,
+}
+
+/// Everything a harness needs to build its command line for one run.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub prompt: String,
+    pub model: Option<String>,
+    pub max_turns: u32,
+    pub branch: String,
+    /// The values of errand's environment (and config) that the harness may take from.
+    pub env: BTreeMap<String, String>,
+    /// Where the harness is installed on the host (mounted read-only inside).
+    pub install_dir: PathBuf,
+    /// Extra directories to put first on PATH inside the sandbox.
+    pub extra_path: Vec<String>,
+    /// Extra variables errand sets for the run (e.g. VIRTUAL_ENV).
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// How to start a harness: the command, its environment, and the files to
+/// create under the sandbox's HOME before it starts.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub command: CommandLine,
+    pub env: Vec<(String, String)>,
+    /// (path relative to HOME, contents)
+    pub home_files: Vec<(String, String)>,
+    /// Values that must never appear in logs (API keys), for redaction.
+    pub secrets: Vec<String>,
+}
+
+/// The harness's own verdict on the run, from its final output.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub is_error: bool,
+    pub error: Option<String>,
+    pub text: Option<String>,
+    pub turns: Option<u32>,
+    pub usage: Usage,
+    pub session_id: Option<String>,
+}
+
+/// A stateful parser of one harness process's stdout.
+pub trait OutputParser: Send {
+    fn push_line(&mut self, line: &str) -> Vec<EventKind>;
+    /// `None` until the harness has printed its final result.
+    fn outcome(&self) -> Option<Outcome>;
+}
+
+pub trait Harness: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn package(&self) -> NpmPackage;
+    fn env_vars(&self) -> &'static [EnvVar];
+    fn capabilities(&self) -> Capabilities;
+    /// The command line and environment for a run; fails when a required variable is missing.
+    fn invocation(&self, ctx: &RunContext) -> Result<Invocation, HarnessError>;
+    fn parser(&self) -> Box<dyn OutputParser>;
+}
+
+/// The names `--harness` accepts.
+pub const KNOWN: &[&str] = &["claude-code"];
+
+/// Looks a harness up by the name users type.
+pub fn by_name(name: &str) -> Result<Box<dyn Harness>, HarnessError> {
+    match name {
+        "claude-code" | "claude" => Ok(Box::new(ClaudeCode)),
+        _ => Err(HarnessError::Unknown { name: name.to_string(), known: KNOWN.join(", ") }),
+    }
+}
+
+/// Takes the declared variables out of `ctx.env`, checking the required ones.
+pub(crate) fn declared_env(
+    harness: &'static str,
+    vars: &'static [EnvVar],
+    ctx: &RunContext,
+    hint: &'static str,
+) -> Result<(Vec<(String, String)>, Vec<String>), HarnessError> {
+    let mut env = Vec::new();
+    let mut secrets = Vec::new();
+    for v in vars {
+        match ctx.env.get(v.name).filter(|s| !s.is_empty()) {
+            Some(val) => {
+                env.push((v.name.to_string(), val.clone()));
+                if v.secret {
+                    secrets.push(val.clone());
+                }
+            }
+            None if v.required => {
+                return Err(HarnessError::MissingEnv { harness, var: v.name, hint });
+            }
+            None => {}
+        }
+    }
+    Ok((env, secrets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_harnesses_are_named_with_the_alternatives() {
+        let err = by_name("devin").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("unknown harness 'devin' (available: claude-code)"));
+        assert_eq!(by_name("claude-code").map(|h| h.name()).ok(), Some("claude-code"));
+    }
+}
