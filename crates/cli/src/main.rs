@@ -1,0 +1,553 @@
+//! `errand`: run coding agents in the background, in sandboxes, with any harness.
+//!
+//! This binary is glue: it parses the command line, opens the store, and hands
+//! a run to `errand-runner`; everything it prints comes from [`render`].
+
+mod demo;
+mod render;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use errand_core::{Event, RepoSource, RunId, RunRecord, RunSpec, RunState};
+use errand_runner::{Paths, Runner};
+use errand_sandbox::{Limits, LocalSandbox};
+use errand_store::{read_events, read_raw_lines, LogTail, RunFilter, SqliteStore, Store, StoreError};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use render::Renderer;
+
+#[derive(Parser)]
+#[command(name = "errand", version, about = "Run coding agents in the background, in sandboxes, with any harness.",
+    long_about = "errand runs a headless coding agent (Claude Code, …) on a repository inside a sandbox, \
+records every event, and leaves a branch with the agent's commits.\n\nData lives in $ERRAND_HOME \
+(default: ~/.local/share/errand).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an agent on a repository (or an empty project) in the foreground.
+    Run(RunArgs),
+    /// List recent runs.
+    Ls(LsArgs),
+    /// Show one run: its spec, state changes and result.
+    Show {
+        /// Run id, or a unique prefix of it.
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's trace.
+    Logs(LogsArgs),
+    /// Cancel a queued or running run.
+    Cancel {
+        /// Run id, or a unique prefix of it.
+        run: String,
+    },
+    /// Manage harness CLIs.
+    #[command(subcommand)]
+    Harness(HarnessCmd),
+    /// Serve the scripted model: a local Anthropic Messages API replaying a scenario file.
+    MockModel {
+        /// Scenario JSON file: {"steps":[{"shell":…},{"write":{…}},{"tool":…},{"text":…}]}
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8087")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// What the agent should do.
+    #[arg(required_unless_present = "demo")]
+    prompt: Option<String>,
+    /// Repository: a local path, file:// or https URL. Without it the agent starts an empty project.
+    #[arg(long)]
+    repo: Option<String>,
+    /// Harness to run.
+    #[arg(long, default_value = "claude-code")]
+    harness: String,
+    /// Model name passed to the harness (its default otherwise).
+    #[arg(long)]
+    model: Option<String>,
+    /// Push the run's branch to the repository's remote when the run succeeds.
+    #[arg(long)]
+    push: bool,
+    /// Branch to start from (default: the repository's default branch).
+    #[arg(long)]
+    base: Option<String>,
+    /// Stop the agent after this long (e.g. 90s, 30m, 2h).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Most agent turns allowed.
+    #[arg(long, default_value_t = RunSpec::DEFAULT_MAX_TURNS)]
+    max_turns: u32,
+    /// Memory limit for the sandbox (e.g. 4G, 512M); 0 for none.
+    #[arg(long, default_value = "4G", value_parser = parse_size)]
+    memory: u64,
+    /// Most processes the sandbox may run at once; 0 for none.
+    #[arg(long, default_value_t = 4096)]
+    max_procs: u64,
+    /// Print one JSON object at the end instead of the live view.
+    #[arg(long)]
+    json: bool,
+    /// Run the built-in demo: the real Claude Code against errand's scripted model, no API key needed.
+    #[arg(long, conflicts_with_all = ["repo", "prompt", "push"])]
+    demo: bool,
+}
+
+#[derive(Args)]
+struct LsArgs {
+    /// Only runs in this state (queued, running, succeeded, failed, …).
+    #[arg(long)]
+    state: Option<RunState>,
+    /// How many runs to list.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    /// Run id, or a unique prefix of it.
+    run: String,
+    /// Keep printing new events until the run ends.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Print the harness's own output lines instead of the normalized trace.
+    #[arg(long)]
+    raw: bool,
+    /// Print normalized events as JSON lines.
+    #[arg(long, conflicts_with = "raw")]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum HarnessCmd {
+    /// Install a harness's pinned CLI into errand's cache.
+    Install { name: String },
+    /// List the harnesses errand knows, with their pinned versions.
+    List,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 90s, 30m, 2h)"))
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().map(|n| n * mult).map_err(|_| format!("'{s}' is not a size (use e.g. 512M, 4G)"))
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ERRAND_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("errand: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("errand: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_store(paths: &Paths) -> Result<Arc<SqliteStore>> {
+    std::fs::create_dir_all(&paths.home).with_context(|| format!("cannot create {}", paths.home.display()))?;
+    let store = SqliteStore::open(&paths.db()).await.with_context(|| format!("opening {}", paths.db().display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
+    let paths = Paths::from_env();
+    match cli.command {
+        Command::Run(args) => cmd_run(&paths, args).await,
+        Command::Ls(args) => {
+            let store = open_store(&paths).await?;
+            errand_runner::reap_orphans(store.as_ref()).await?;
+            cmd_ls(store.as_ref(), args).await
+        }
+        Command::Show { run, json } => {
+            let store = open_store(&paths).await?;
+            errand_runner::reap_orphans(store.as_ref()).await?;
+            cmd_show(store.as_ref(), &run, json).await
+        }
+        Command::Logs(args) => {
+            let store = open_store(&paths).await?;
+            errand_runner::reap_orphans(store.as_ref()).await?;
+            cmd_logs(store.as_ref(), &paths, args).await
+        }
+        Command::Cancel { run } => {
+            let store = open_store(&paths).await?;
+            cmd_cancel(store.as_ref(), &run).await
+        }
+        Command::Harness(HarnessCmd::List) => {
+            for name in errand_harness::KNOWN {
+                let h = errand_harness::by_name(name)?;
+                let pkg = h.package();
+                let installed = Paths::from_env().cache.join("harnesses").join(name).join(pkg.version).join(pkg.bin).is_file();
+                let env: Vec<_> = h.env_vars().iter().map(|v| if v.required { v.name.to_string() } else { format!("[{}]", v.name) }).collect();
+                println!("{name:<12} {:<36} {:<10} env: {}", pkg.spec(), if installed { "installed" } else { "-" }, env.join(" "));
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Harness(HarnessCmd::Install { name }) => {
+            let h = errand_harness::by_name(&name)?;
+            let tty = std::io::stderr().is_terminal();
+            let dir = errand_harness::install_npm(&paths.cache, h.name(), &h.package(), &|l: &str| {
+                if tty || !l.starts_with("npm") {
+                    eprintln!("{l}");
+                }
+            })
+            .await?;
+            println!("{}", dir.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::MockModel { scenario, listen } => {
+            let sc = errand_model::Scenario::load(&scenario)?;
+            errand_model::serve_forever(sc, listen).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn harness_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode> {
+    let store = open_store(paths).await?;
+    let mut env = harness_env();
+    let mut mock = None;
+    let mut spec;
+    if args.demo {
+        let model = errand_model::ScriptedModel::start(demo::scenario()?, "127.0.0.1:0".parse()?).await?;
+        env.insert("ANTHROPIC_BASE_URL".into(), model.base_url());
+        env.insert("ANTHROPIC_API_KEY".into(), "errand-demo-key".into());
+        let repo = demo::make_repo(&paths.home.join("demo"))?;
+        spec = RunSpec::new(demo::PROMPT, args.harness.clone());
+        spec.repo = Some(RepoSource::Local(repo.to_string_lossy().into_owned()));
+        spec.model = Some(args.model.clone().unwrap_or_else(|| "claude-sonnet-4-5".into()));
+        mock = Some(model);
+        if !args.json {
+            eprintln!("demo: the real Claude Code, driven by errand's scripted model at {} (no API key used)", env["ANTHROPIC_BASE_URL"]);
+        }
+    } else {
+        let prompt = args.prompt.clone().ok_or_else(|| anyhow!("a prompt is required"))?;
+        if prompt.trim().is_empty() {
+            bail!("the prompt is empty: say what the agent should do");
+        }
+        spec = RunSpec::new(prompt, args.harness.clone());
+        spec.repo = args.repo.as_deref().map(RepoSource::parse);
+        spec.model = args.model.clone();
+    }
+    spec.push = args.push;
+    spec.base_branch = args.base.clone();
+    spec.timeout_secs = args.timeout.as_secs().max(1);
+    spec.max_turns = args.max_turns;
+
+    let id = RunId::new();
+    store.create_run(id, &spec).await?;
+    let runner = Runner {
+        store: store.clone(),
+        sandbox: Arc::new(LocalSandbox::new()),
+        paths: paths.clone(),
+        env,
+        cwd: std::env::current_dir()?,
+        limits: Limits {
+            memory_bytes: (args.memory > 0).then_some(args.memory),
+            max_pids: (args.max_procs > 0).then_some(args.max_procs),
+        },
+        cancel_poll: Duration::from_millis(300),
+    };
+
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let tty = std::io::stderr().is_terminal() && !args.json;
+    let live = !args.json;
+    let bar = if tty {
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        pb.enable_steady_tick(Duration::from_millis(100));
+        pb.set_message(format!("run {} queued", id.short()));
+        Some(pb)
+    } else {
+        None
+    };
+    if live {
+        let line = format!("run {}  ({}  {})", id.short(), spec.harness, spec.repo.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "new project".into()));
+        match &bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+    let progress_bar = bar.clone();
+    let progress: errand_runner::ProgressFn = Arc::new(move |line: &str| {
+        if let Some(b) = &progress_bar {
+            b.set_message(line.to_string());
+        }
+    });
+    let printer_bar = bar.clone();
+    let short = id.short();
+    let printer = tokio::spawn(async move {
+        let mut r = Renderer::new(tty);
+        while let Some(ev) = rx.recv().await {
+            if !live {
+                continue;
+            }
+            if let (Some(b), errand_core::EventKind::State { state, .. }) = (&printer_bar, &ev.kind) {
+                b.set_message(format!("run {short} {state}"));
+            }
+            for line in r.render(&ev) {
+                match &printer_bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+        if live {
+            for line in r.flush() {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let ctrlc = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            ctrlc.cancel();
+        }
+    });
+
+    let rec = runner.execute(id, cancel, Some(tx), Some(progress)).await?;
+    let _ = printer.await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if let Some(m) = mock {
+        m.shutdown().await;
+    }
+    let events = read_events(&paths.events(id))?.len();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run_json(&rec, Some(events)))?);
+    } else {
+        print_outcome(&rec);
+    }
+    Ok(if rec.state == RunState::Succeeded { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+}
+
+fn run_json(rec: &RunRecord, events: Option<usize>) -> serde_json::Value {
+    let s = &rec.summary;
+    serde_json::json!({
+        "id": rec.id.to_string(),
+        "short_id": rec.id.short(),
+        "state": rec.state,
+        "repo": rec.spec.repo.as_ref().map(|r| r.to_string()),
+        "harness": rec.spec.harness,
+        "model": rec.spec.model,
+        "prompt": rec.spec.prompt,
+        "branch": s.branch,
+        "commit": s.commit,
+        "diffstat": s.diffstat,
+        "pushed": s.pushed,
+        "turns": s.turns,
+        "input_tokens": s.input_tokens,
+        "output_tokens": s.output_tokens,
+        "cost_usd": s.cost_usd,
+        "result": s.result_text,
+        "events": events,
+        "error": if rec.state == RunState::Succeeded { None } else { rec.reason.clone() },
+        "created_at": rec.created_at,
+        "started_at": rec.started_at,
+        "finished_at": rec.finished_at,
+        "duration_secs": rec.duration().map(|d| d.num_milliseconds() as f64 / 1000.0),
+    })
+}
+
+fn print_outcome(rec: &RunRecord) {
+    let s = &rec.summary;
+    let out = std::io::stdout();
+    let mut o = out.lock();
+    let dur = rec.duration().map(|d| format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0)).unwrap_or_default();
+    let _ = writeln!(o, "{} {} in {dur}", rec.id.short(), rec.state);
+    if let Some(reason) = &rec.reason {
+        if rec.state != RunState::Succeeded {
+            let _ = writeln!(o, "  reason:  {reason}");
+        }
+    }
+    if let Some(b) = &s.branch {
+        let _ = writeln!(o, "  branch:  {b}{}", if s.pushed { " (pushed)" } else { "" });
+    }
+    if let Some(c) = &s.commit {
+        let _ = writeln!(o, "  commit:  {}", c.get(..12).unwrap_or(c));
+    }
+    if let Some(d) = &s.diffstat {
+        let _ = writeln!(o, "  changes: {}", if d.is_empty() { "none" } else { d });
+    }
+    if s.turns.is_some() || s.cost_usd.is_some() {
+        let _ = writeln!(
+            o,
+            "  agent:   {} turns, {} in / {} out tokens, ${:.4}",
+            s.turns.unwrap_or(0),
+            s.input_tokens.unwrap_or(0),
+            s.output_tokens.unwrap_or(0),
+            s.cost_usd.unwrap_or(0.0)
+        );
+    }
+    if let Some(t) = &s.result_text {
+        let _ = writeln!(o, "  summary: {}", render::first_line(t, 200));
+    }
+    let _ = writeln!(o, "  trace:   errand logs {}", rec.id.short());
+}
+
+fn age(t: chrono::DateTime<chrono::Utc>) -> String {
+    let secs = (chrono::Utc::now() - t).num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+async fn cmd_ls(store: &dyn Store, args: LsArgs) -> Result<std::process::ExitCode> {
+    let runs = store.list_runs(&RunFilter { state: args.state, limit: args.limit }).await?;
+    if args.json {
+        let v: Vec<_> = runs.iter().map(|r| run_json(r, None)).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        eprintln!("no runs yet: try `errand run --demo`");
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    println!("{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}", "ID", "STATE", "REPO", "HARNESS", "AGE", "DURATION", "COST");
+    for r in runs {
+        let repo = r.spec.repo.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "(new project)".into());
+        let repo = if repo.chars().count() > 32 { format!("…{}", repo.chars().rev().take(31).collect::<Vec<_>>().into_iter().rev().collect::<String>()) } else { repo };
+        let dur = r.duration().map(|d| format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+        let cost = r.summary.cost_usd.map(|c| format!("${c:.4}")).unwrap_or_else(|| "-".into());
+        println!("{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}", r.id.short(), r.state.as_str(), repo, r.spec.harness, age(r.created_at), dur, cost);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn find(store: &dyn Store, run: &str) -> Result<RunRecord> {
+    store.find_run(run).await.map_err(|e| match e {
+        StoreError::NotFound(_) => anyhow!("no run matches '{run}' (see `errand ls`)"),
+        other => other.into(),
+    })
+}
+
+async fn cmd_show(store: &dyn Store, run: &str, json: bool) -> Result<std::process::ExitCode> {
+    let rec = find(store, run).await?;
+    let ts = store.transitions(rec.id).await?;
+    if json {
+        let mut v = run_json(&rec, None);
+        v["transitions"] = serde_json::to_value(&ts)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("prompt:  {}", rec.spec.prompt);
+        println!("repo:    {}", rec.spec.repo.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "(new project)".into()));
+        println!("harness: {}{}", rec.spec.harness, rec.spec.model.as_ref().map(|m| format!(" ({m})")).unwrap_or_default());
+        for t in &ts {
+            println!("  {}  {:<10} {}", t.at.format("%Y-%m-%d %H:%M:%S%.3f"), t.state.as_str(), t.reason.as_deref().unwrap_or(""));
+        }
+        print_outcome(&rec);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn cmd_logs(store: &dyn Store, paths: &Paths, args: LogsArgs) -> Result<std::process::ExitCode> {
+    let rec = find(store, &args.run).await?;
+    let path = if args.raw { paths.raw(rec.id) } else { paths.events(rec.id) };
+    let color = std::io::stdout().is_terminal();
+    let mut renderer = Renderer::new(color);
+    let out = std::io::stdout();
+    let mut print = |line: &str, o: &mut std::io::StdoutLock| -> Result<()> {
+        if args.raw || args.json {
+            writeln!(o, "{line}")?;
+        } else if let Ok(ev) = serde_json::from_str::<Event>(line) {
+            for l in renderer.render(&ev) {
+                writeln!(o, "{l}")?;
+            }
+        }
+        Ok(())
+    };
+    if !args.follow {
+        let mut o = out.lock();
+        for line in read_raw_lines(&path)? {
+            print(&line, &mut o)?;
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let mut tail = LogTail::new(&path);
+    loop {
+        let done = store.get_run(rec.id).await?.state.is_terminal();
+        let lines = tail.poll()?;
+        {
+            let mut o = out.lock();
+            for line in &lines {
+                print(line, &mut o)?;
+            }
+            o.flush()?;
+        }
+        if done && lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn cmd_cancel(store: &dyn Store, run: &str) -> Result<std::process::ExitCode> {
+    let rec = find(store, run).await?;
+    if rec.state.is_terminal() {
+        bail!("run {} already ended ({})", rec.id.short(), rec.state);
+    }
+    let owner_alive = rec.owner_pid.is_some_and(errand_runner::pid_alive);
+    if !owner_alive {
+        store.transition(rec.id, RunState::Cancelled, Some("cancelled by `errand cancel` before any errand process ran it")).await?;
+        println!("{} cancelled", rec.id.short());
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    store.request_cancel(rec.id).await?;
+    for _ in 0..100 {
+        let r = store.get_run(rec.id).await?;
+        if r.state.is_terminal() {
+            println!("{} {}", r.id.short(), r.state);
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("asked run {} to stop, but it has not stopped within 10s", rec.id.short())
+}

@@ -1,0 +1,527 @@
+//! Executes one run, start to finish, as one straight path:
+//!
+//! 1. `queued → preparing`: look up the harness, check the sandbox, build the
+//!    harness's command line (a missing API key fails here, before any work),
+//!    install the harness if needed, clone the repo through the outbox and create
+//!    the run branch (or start an empty project with a Python virtualenv);
+//! 2. `→ running`: start the harness in the sandbox; every stdout line goes to
+//!    the raw log, through the harness's parser, and into the event log; the
+//!    run's timeout and cancellation (Ctrl-C or `errand cancel`) kill the whole
+//!    sandbox;
+//! 3. `→ finishing`: commit what the agent left uncommitted (inside the
+//!    sandbox), fetch the branch into the outbox, push it if asked (outside);
+//! 4. `→ succeeded`, or `failed | cancelled | timed_out` with a reason.
+
+mod paths;
+
+pub use paths::Paths;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::{Event, EventKind, EventSource, RunId, RunRecord, RunState, RunSummary};
+use errand_harness::{Invocation, RunContext};
+use errand_sandbox::{paths as inside, CommandLine, Limits, Sandbox, SandboxSpec};
+use errand_store::{EventLog, RawLog, Store, StoreError};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a run stopped early. Its message is the reason recorded on the run.
+#[derive(Debug)]
+struct Stop {
+    state: RunState,
+    reason: String,
+}
+
+impl Stop {
+    fn failed(reason: impl Into<String>) -> Stop {
+        Stop { state: RunState::Failed, reason: reason.into() }
+    }
+}
+
+/// Settings shared by every run this runner executes.
+pub struct Runner {
+    pub store: Arc<dyn Store>,
+    pub sandbox: Arc<dyn Sandbox>,
+    pub paths: Paths,
+    /// The variables harnesses may take their declared environment from.
+    pub env: BTreeMap<String, String>,
+    /// Directory that relative `--repo` paths are resolved against.
+    pub cwd: PathBuf,
+    pub limits: Limits,
+    /// How often the store is asked whether someone cancelled the run.
+    pub cancel_poll: Duration,
+}
+
+/// Receives install progress while the harness is being installed.
+pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Writes events to the run's log and forwards them to a live viewer.
+struct Emitter {
+    log: EventLog,
+    tx: Option<mpsc::UnboundedSender<Event>>,
+    secrets: Vec<String>,
+}
+
+impl Emitter {
+    fn emit(&mut self, source: EventSource, raw_line: Option<u64>, kind: EventKind) -> Result<(), StoreError> {
+        let kind = if self.secrets.is_empty() { kind } else { redact_kind(kind, &self.secrets) };
+        let ev = self.log.append(source, raw_line, kind)?;
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(ev);
+        }
+        Ok(())
+    }
+    fn errand(&mut self, kind: EventKind) -> Result<(), StoreError> {
+        self.emit(EventSource::Errand, None, kind)
+    }
+    fn notice(&mut self, message: impl Into<String>) -> Result<(), StoreError> {
+        self.errand(EventKind::Notice { message: message.into() })
+    }
+}
+
+/// Replaces every secret value in `s`.
+pub fn redact(s: &str, secrets: &[String]) -> String {
+    let mut out = s.to_string();
+    for sec in secrets.iter().filter(|s| s.len() >= 4) {
+        if out.contains(sec.as_str()) {
+            out = out.replace(sec.as_str(), "[REDACTED]");
+        }
+    }
+    out
+}
+
+fn redact_kind(kind: EventKind, secrets: &[String]) -> EventKind {
+    match serde_json::to_string(&kind) {
+        Ok(s) if secrets.iter().any(|sec| sec.len() >= 4 && s.contains(sec.as_str())) => {
+            serde_json::from_str(&redact(&s, secrets)).unwrap_or(EventKind::Notice {
+                message: "[event withheld: it contained a secret]".into(),
+            })
+        }
+        _ => kind,
+    }
+}
+
+impl Runner {
+    /// Runs `id` (which must be `queued`) to a terminal state and returns its record.
+    /// Events are appended to the run's log and, if `tx` is given, sent there too.
+    pub async fn execute(
+        &self,
+        id: RunId,
+        cancel: CancellationToken,
+        tx: Option<mpsc::UnboundedSender<Event>>,
+        progress: Option<ProgressFn>,
+    ) -> Result<RunRecord, RunnerError> {
+        let log = EventLog::open(&self.paths.events(id))?;
+        let mut em = Emitter { log, tx, secrets: Vec::new() };
+        let rec = self.store.get_run(id).await?;
+        self.store.set_owner(id, Some(std::process::id())).await?;
+        self.store.transition(id, RunState::Preparing, None).await?;
+        em.errand(EventKind::State { state: RunState::Preparing, reason: None })?;
+        em.errand(EventKind::UserMessage { text: rec.spec.prompt.clone() })?;
+
+        let outcome = self.drive(&rec, &mut em, &cancel, progress).await;
+        let (state, reason) = match outcome {
+            Ok(summary) => {
+                self.store.update_summary(id, &summary).await?;
+                (RunState::Succeeded, None)
+            }
+            Err(stop) => (stop.state, Some(stop.reason)),
+        };
+        // A concurrent `errand cancel` of an orphan may have ended the run already.
+        let current = self.store.get_run(id).await?;
+        if !current.state.is_terminal() {
+            self.store.transition(id, state, reason.as_deref()).await?;
+            em.errand(EventKind::State { state, reason })?;
+        }
+        self.store.set_owner(id, None).await?;
+        Ok(self.store.get_run(id).await?)
+    }
+
+    async fn transition(&self, id: RunId, em: &mut Emitter, to: RunState) -> Result<(), Stop> {
+        self.store.transition(id, to, None).await.map_err(|e| Stop::failed(e.to_string()))?;
+        em.errand(EventKind::State { state: to, reason: None }).map_err(log_failed)
+    }
+
+    async fn drive(
+        &self,
+        rec: &RunRecord,
+        em: &mut Emitter,
+        cancel: &CancellationToken,
+        progress: Option<ProgressFn>,
+    ) -> Result<RunSummary, Stop> {
+        let id = rec.id;
+        let spec = &rec.spec;
+        let run_dir = self.paths.run_dir(id);
+        let workspace = run_dir.join("workspace");
+        let home = run_dir.join("home");
+        let tmp = run_dir.join("tmp");
+
+        // Cheap checks first, so a typo costs no clone.
+        let harness = errand_harness::by_name(&spec.harness).map_err(|e| Stop::failed(e.to_string()))?;
+        if spec.model.is_some() && !harness.capabilities().model_choice {
+            return Err(Stop::failed(format!("{} does not let errand choose the model; drop --model", harness.name())));
+        }
+        if spec.push && spec.repo.is_none() {
+            return Err(Stop::failed("--push needs --repo: a run without a repository has nowhere to push"));
+        }
+        self.sandbox.check().await.map_err(|e| Stop::failed(e.to_string()))?;
+        let remote = match &spec.repo {
+            Some(src) => Some(errand_git::resolve_source(src, &self.cwd).map_err(|e| Stop::failed(e.to_string()))?),
+            None => None,
+        };
+        let uv = which("uv");
+        let mut ctx = RunContext {
+            prompt: spec.prompt.clone(),
+            model: spec.model.clone(),
+            max_turns: spec.max_turns,
+            branch: id.branch(),
+            env: self.env.clone(),
+            install_dir: PathBuf::new(),
+            extra_path: vec![],
+            extra_env: vec![],
+        };
+        if spec.repo.is_none() {
+            let venv = format!("{}/.venv", inside::WORKSPACE);
+            ctx.extra_path.push(format!("{venv}/bin"));
+            ctx.extra_env.push(("VIRTUAL_ENV".into(), venv));
+        }
+        // Validates the environment (e.g. the API key) before anything slow happens.
+        harness.invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
+
+        let pkg = harness.package();
+        let install_dir = self.paths.cache.join("harnesses").join(harness.name()).join(pkg.version);
+        if !install_dir.join(pkg.bin).is_file() {
+            em.notice(format!("installing {} (first use)", pkg.spec())).map_err(log_failed)?;
+        }
+        let report = |line: &str| {
+            if let Some(p) = &progress {
+                p(line)
+            }
+        };
+        ctx.install_dir = errand_harness::install_npm(&self.paths.cache, harness.name(), &pkg, &report)
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        let inv = harness.invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
+        em.secrets = inv.secrets.clone();
+
+        match &remote {
+            Some(r) => em.notice(format!("cloning {}", errand_git::redact_url(r))),
+            None => em.notice("no repository given: starting an empty project"),
+        }
+        .map_err(log_failed)?;
+        let prepared = errand_git::prepare(remote.as_deref(), spec.base_branch.as_deref(), &run_dir, &workspace, &id.branch())
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        em.notice(format!("branch {} from {} at {}", prepared.branch, prepared.base_branch, short(&prepared.base_commit)))
+            .map_err(log_failed)?;
+        for (rel, contents) in &inv.home_files {
+            write_file(&home.join(rel), contents)?;
+        }
+
+        let mut ro_mounts = vec![(ctx.install_dir.clone(), PathBuf::from(inside::HARNESS))];
+        if let Some(uv) = &uv {
+            ro_mounts.push((uv.clone(), PathBuf::from(format!("{}/uv", inside::TOOLS))));
+        }
+        let sb_spec = SandboxSpec {
+            name: id.short(),
+            workspace: workspace.clone(),
+            home: home.clone(),
+            tmp: tmp.clone(),
+            ro_mounts,
+            env: inv.env.clone(),
+            limits: self.limits.clone(),
+        };
+
+        if spec.repo.is_none() {
+            self.make_venv(&sb_spec, uv.is_some(), &workspace, em).await?;
+        }
+
+        self.transition(id, em, RunState::Running).await?;
+        let parser = harness.parser();
+        let outcome = self.run_harness(id, &sb_spec, &inv, parser, em, cancel, spec.timeout_secs).await?;
+
+        self.transition(id, em, RunState::Finishing).await?;
+        let message = errand_git::commit_message(outcome.text.as_deref(), &spec.prompt, &id.short());
+        write_file(&tmp.join("errand-commit-msg"), &message)?;
+        let script = errand_git::commit_leftovers_script("/tmp/errand-commit-msg");
+        let out = self.sandboxed_sh(&sb_spec, &script).await?;
+        if !out.trim().is_empty() {
+            em.notice(out.trim().to_string()).map_err(log_failed)?;
+        }
+        let collected = errand_git::collect(&prepared).await.map_err(|e| Stop::failed(e.to_string()))?;
+        let mut summary = RunSummary {
+            branch: Some(prepared.branch.clone()),
+            commit: Some(collected.commit.clone()),
+            diffstat: Some(collected.shortstat.clone()),
+            pushed: false,
+            turns: outcome.turns,
+            input_tokens: Some(outcome.usage.input_tokens),
+            output_tokens: Some(outcome.usage.output_tokens),
+            cost_usd: outcome.usage.cost_usd,
+            result_text: outcome.text.clone(),
+            session_id: outcome.session_id.clone(),
+        };
+        em.notice(format!(
+            "{} at {}: {} commit(s), {}",
+            prepared.branch,
+            short(&collected.commit),
+            collected.commits,
+            if collected.shortstat.is_empty() { "no changes" } else { &collected.shortstat }
+        ))
+        .map_err(log_failed)?;
+        if spec.push {
+            em.notice(format!("pushing {}", prepared.branch)).map_err(log_failed)?;
+            errand_git::push(&prepared).await.map_err(|e| Stop::failed(e.to_string()))?;
+            summary.pushed = true;
+        }
+        Ok(summary)
+    }
+
+    async fn make_venv(&self, sb: &SandboxSpec, have_uv: bool, workspace: &Path, em: &mut Emitter) -> Result<(), Stop> {
+        let script = if have_uv {
+            format!("{}/uv venv --quiet /workspace/.venv", inside::TOOLS)
+        } else {
+            "python3 -m venv /workspace/.venv".to_string()
+        };
+        let mut env = sb.env.clone();
+        env.push(("UV_CACHE_DIR".into(), "/tmp/uv-cache".into()));
+        let spec = SandboxSpec { env, ..sb.clone() };
+        match self.sandboxed_sh(&spec, &script).await {
+            Ok(_) => {
+                let exclude = workspace.join(".git/info/exclude");
+                let mut text = std::fs::read_to_string(&exclude).unwrap_or_default();
+                text.push_str("\n.venv/\n");
+                write_file(&exclude, &text)?;
+                em.notice(format!(
+                    "created a Python virtual environment in /workspace/.venv{}",
+                    if have_uv { " with uv (uv is on PATH)" } else { " (uv not found on this machine)" }
+                ))
+                .map_err(log_failed)
+            }
+            Err(stop) => em.notice(format!("no Python virtual environment: {}", stop.reason)).map_err(log_failed),
+        }
+    }
+
+    /// Runs a short shell script in the run's sandbox; returns its output.
+    async fn sandboxed_sh(&self, sb: &SandboxSpec, script: &str) -> Result<String, Stop> {
+        let mut p = self
+            .sandbox
+            .spawn(sb, &CommandLine::new("/bin/sh", ["-c", script]))
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(mut o) = p.child.stdout.take() {
+            let _ = o.read_to_string(&mut out).await;
+        }
+        if let Some(mut e) = p.child.stderr.take() {
+            let _ = e.read_to_string(&mut err).await;
+        }
+        let status = p.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
+        if status.success() {
+            Ok(out)
+        } else {
+            Err(Stop::failed(format!("`{script}` failed in the sandbox ({status}): {}", err.trim())))
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_harness(
+        &self,
+        id: RunId,
+        sb: &SandboxSpec,
+        inv: &Invocation,
+        mut parser: Box<dyn errand_harness::OutputParser>,
+        em: &mut Emitter,
+        cancel: &CancellationToken,
+        timeout_secs: u64,
+    ) -> Result<errand_harness::Outcome, Stop> {
+        let mut proc = self.sandbox.spawn(sb, &inv.command).await.map_err(|e| Stop::failed(e.to_string()))?;
+        for n in proc.notices.clone() {
+            em.notice(n).map_err(log_failed)?;
+        }
+        let stdout = proc.child.stdout.take().ok_or_else(|| Stop::failed("harness stdout was not captured"))?;
+        let stderr = proc.child.stderr.take().ok_or_else(|| Stop::failed("harness stderr was not captured"))?;
+        let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
+        let stderr_path = self.paths.stderr(id);
+        let secrets = inv.secrets.clone();
+        let stderr_task = tokio::spawn(async move {
+            let mut tail: Vec<String> = Vec::new();
+            let mut all = String::new();
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line = redact(&line, &secrets);
+                all.push_str(&line);
+                all.push('\n');
+                tail.push(line);
+                if tail.len() > 20 {
+                    tail.remove(0);
+                }
+            }
+            let _ = std::fs::write(&stderr_path, all);
+            tail
+        });
+
+        let deadline = tokio::time::sleep(Duration::from_secs(timeout_secs));
+        tokio::pin!(deadline);
+        let mut poll = tokio::time::interval(self.cancel_poll);
+        let mut lines = BufReader::new(stdout).lines();
+        let mut stop: Option<Stop> = None;
+        loop {
+            tokio::select! {
+                line = lines.next_line() => match line {
+                    Ok(Some(line)) => {
+                        let line = redact(&line, &inv.secrets);
+                        let n = raw.append(&line).map_err(log_failed)?;
+                        for kind in parser.push_line(&line) {
+                            em.emit(EventSource::Harness, Some(n), kind).map_err(log_failed)?;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Not UTF-8 or a read error: record it and keep going.
+                        em.emit(EventSource::Harness, None, EventKind::Error { message: format!("unreadable harness output: {e}") })
+                            .map_err(log_failed)?;
+                        break;
+                    }
+                },
+                _ = &mut deadline => {
+                    stop = Some(Stop { state: RunState::TimedOut, reason: format!(
+                        "timed out after {} (the run's --timeout); the agent was stopped", human_secs(timeout_secs)) });
+                    break;
+                }
+                _ = cancel.cancelled() => {
+                    stop = Some(Stop { state: RunState::Cancelled, reason: "cancelled (interrupted in the terminal)".into() });
+                    break;
+                }
+                _ = poll.tick() => {
+                    if let Ok(r) = self.store.get_run(id).await {
+                        if r.cancel_requested {
+                            stop = Some(Stop { state: RunState::Cancelled, reason: "cancelled by `errand cancel`".into() });
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(stop) = stop {
+            proc.kill().await;
+            return Err(stop);
+        }
+        let status = proc.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
+        let tail = stderr_task.await.unwrap_or_default();
+        let outcome = parser.outcome();
+        match outcome {
+            Some(o) if !o.is_error && status.success() => Ok(o),
+            Some(o) if o.is_error => Err(Stop::failed(format!(
+                "the agent reported an error: {}",
+                o.error.unwrap_or_else(|| "no details".into())
+            ))),
+            _ if !status.success() => Err(Stop::failed(format!(
+                "the harness exited with {}{}",
+                describe_status(&status),
+                if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" | ")) }
+            ))),
+            _ => Err(Stop::failed(
+                "the harness exited without a final result: its output was not the stream it should print \
+                 (see `errand logs --raw`)",
+            )),
+        }
+    }
+}
+
+fn describe_status(s: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("status {c}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => s.to_string(),
+    }
+}
+
+fn human_secs(s: u64) -> String {
+    if s >= 60 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..8).unwrap_or(sha)
+}
+
+fn log_failed(e: StoreError) -> Stop {
+    Stop::failed(format!("could not write the event log: {e}"))
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), Stop> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Stop::failed(format!("cannot create {}: {e}", d.display())))?;
+    }
+    std::fs::write(path, contents).map_err(|e| Stop::failed(format!("cannot write {}: {e}", path.display())))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).and_then(|p| p.canonicalize().ok())
+}
+
+/// Whether a process with this id exists (for finding runs whose errand died).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Ends runs left `preparing`/`running`/`finishing` by an errand process that is
+/// gone (killed, crashed, machine rebooted), so none stays "running" forever.
+pub async fn reap_orphans(store: &dyn Store) -> Result<Vec<RunId>, StoreError> {
+    let mut reaped = Vec::new();
+    for r in store.list_runs(&errand_store::RunFilter { state: None, limit: 200 }).await? {
+        if r.state.is_terminal() || r.state == RunState::Queued {
+            continue;
+        }
+        let gone = r.owner_pid.is_none_or(|p| !pid_alive(p));
+        if gone {
+            store
+                .transition(r.id, RunState::Failed, Some("the errand process running it exited before the run finished"))
+                .await?;
+            reaped.push(r.id);
+        }
+    }
+    Ok(reaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_from_text_and_events() {
+        let secrets = vec!["sk-ant-12345".to_string()];
+        assert_eq!(redact("key=sk-ant-12345!", &secrets), "key=[REDACTED]!");
+        let k = EventKind::ToolResult { id: "t".into(), output: "ANTHROPIC_API_KEY=sk-ant-12345".into(), is_error: false, exit_code: Some(0) };
+        match redact_kind(k, &secrets) {
+            EventKind::ToolResult { output, .. } => assert_eq!(output, "ANTHROPIC_API_KEY=[REDACTED]"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_secs(1800), "30m");
+        assert_eq!(human_secs(5), "5s");
+    }
+}

@@ -1,0 +1,59 @@
+//! Where errand keeps its data.
+//!
+//! ```text
+//! $ERRAND_HOME/                 (default: $XDG_DATA_HOME/errand, e.g. ~/.local/share/errand)
+//!   errand.db                   SQLite: runs and their transitions
+//!   cache/harnesses/NAME/VER/   installed harness CLIs ($ERRAND_CACHE_DIR overrides cache/)
+//!   runs/ID/
+//!     events.jsonl              normalized events (append-only)
+//!     raw.jsonl                 the harness's own stdout lines
+//!     stderr.log                the harness's stderr
+//!     outbox.git/               host-only bare repo errand fetches into and pushes from
+//!     workspace/  home/  tmp/   what the sandbox sees as /workspace, HOME and /tmp
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use errand_core::RunId;
+
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub home: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Paths {
+    /// From `$ERRAND_HOME` / `$ERRAND_CACHE_DIR`, else the XDG data directory.
+    pub fn from_env() -> Paths {
+        let home = std::env::var_os("ERRAND_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| dirs::data_dir().map(|d| d.join("errand")))
+            .unwrap_or_else(|| PathBuf::from(".errand"));
+        let cache = std::env::var_os("ERRAND_CACHE_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("cache"));
+        Paths { home, cache }
+    }
+
+    pub fn at(home: &Path) -> Paths {
+        Paths { home: home.to_path_buf(), cache: home.join("cache") }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.home.join("errand.db")
+    }
+    pub fn run_dir(&self, id: RunId) -> PathBuf {
+        self.home.join("runs").join(id.to_string())
+    }
+    pub fn events(&self, id: RunId) -> PathBuf {
+        self.run_dir(id).join("events.jsonl")
+    }
+    pub fn raw(&self, id: RunId) -> PathBuf {
+        self.run_dir(id).join("raw.jsonl")
+    }
+    pub fn stderr(&self, id: RunId) -> PathBuf {
+        self.run_dir(id).join("stderr.log")
+    }
+}
