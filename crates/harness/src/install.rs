@@ -49,7 +49,9 @@ pub async fn install_npm(
     let fail = |detail: String| HarnessError::Install { package: pkg.spec(), detail };
     let parent = dir.parent().ok_or_else(|| fail("bad cache path".into()))?;
     std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
-    let staging = parent.join(format!(".{}-{}", pkg.version, std::process::id()));
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = parent.join(format!(".{}-{}-{n}", pkg.version, std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     progress(&format!("installing {} with npm…", pkg.spec()));
     let mut child = tokio::process::Command::new("npm")

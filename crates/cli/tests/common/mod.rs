@@ -1,0 +1,137 @@
+//! Shared set-up for the end-to-end tests: each test gets its own ERRAND_HOME,
+//! all share one harness cache, and the real `errand` binary is run as a user would.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use errand_model::{Scenario, ScriptedModel};
+
+pub fn errand_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_errand")
+}
+
+/// The harness cache shared by every test (installing Claude Code once).
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("errand-cache")
+}
+
+/// Installs Claude Code into the shared cache once per test binary.
+pub fn ensure_claude() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let out = Command::new(errand_bin())
+            .args(["harness", "install", "claude-code"])
+            .env("ERRAND_CACHE_DIR", cache_dir())
+            .env("ERRAND_HOME", std::env::temp_dir().join("errand-install-home"))
+            .output()
+            .expect("run errand harness install");
+        assert!(out.status.success(), "harness install failed: {}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+/// Whether bubblewrap works here; tests that need it say so when it does not.
+pub fn sandbox_available() -> bool {
+    let ok = Command::new("bwrap")
+        .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: bubblewrap is not usable on this machine (install the bubblewrap package)");
+    }
+    ok
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("errand-home");
+        Env { dir, home, vars: Vec::new() }
+    }
+
+    pub fn with_model(mut self, model: &ScriptedModel) -> Env {
+        self.vars.push(("ANTHROPIC_BASE_URL".into(), model.base_url()));
+        self.vars.push(("ANTHROPIC_API_KEY".into(), "sk-test-e2e-0123456789".into()));
+        self
+    }
+
+    pub fn var(mut self, k: &str, v: &str) -> Env {
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(errand_bin());
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .env("ERRAND_HOME", &self.home)
+            .env("ERRAND_CACHE_DIR", cache_dir())
+            .current_dir(self.dir.path());
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run errand")
+    }
+
+    /// `errand run … --json`, returning the exit success and the parsed object.
+    pub fn run_json(&self, args: &[&str]) -> (bool, serde_json::Value) {
+        let mut a = vec!["run", "--json"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("errand run printed no JSON ({e}):\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        });
+        (out.status.success(), v)
+    }
+
+    /// The normalized events of a run, from `errand logs --json`.
+    pub fn events(&self, id: &str) -> Vec<serde_json::Value> {
+        let out = self.run(&["logs", "--json", id]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each logs --json line is JSON"))
+            .collect()
+    }
+}
+
+pub async fn model(scenario: &str) -> ScriptedModel {
+    let sc = Scenario::from_json(scenario).expect("scenario");
+    ScriptedModel::start(sc, "127.0.0.1:0".parse().expect("addr")).await.expect("start scripted model")
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A bare repository with one commit holding `src/lib.rs`.
+pub fn bare_repo(root: &Path) -> PathBuf {
+    let work = root.join("seed");
+    std::fs::create_dir_all(work.join("src")).expect("mkdir");
+    std::fs::write(work.join("src/lib.rs"), "pub fn greeting() -> &'static str {\n    \"helo\"\n}\n").expect("write");
+    std::fs::write(work.join("README.md"), "# sample\n").expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"]);
+    let bare = root.join("origin.git");
+    let out = Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare).output().expect("clone");
+    assert!(out.status.success());
+    bare
+}
