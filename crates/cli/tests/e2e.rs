@@ -93,7 +93,7 @@ async fn a_run_without_repo_gets_git_and_a_python_virtualenv() {
     let model = model(
         r#"{"steps":[
         {"write":{"path":"primes.py","content":"print([n for n in range(2, 30) if all(n % d for d in range(2, n))])\n"}},
-        {"shell":"echo venv=$VIRTUAL_ENV; command -v python; python primes.py; git branch --show-current"},
+        {"shell":"echo venv=$VIRTUAL_ENV; command -v python; python primes.py; git branch --show-current; command -v uv && uv --version"},
         {"text":"Wrote primes.py, a tiny CLI that prints primes."}
     ]}"#,
     )
@@ -108,5 +108,7 @@ async fn a_run_without_repo_gets_git_and_a_python_virtualenv() {
     assert!(out.contains("/workspace/.venv/bin/python"), "{out}");
     assert!(out.contains("[2, 3, 5, 7, 11, 13, 17, 19, 23, 29]"), "{out}");
     assert!(out.contains(&format!("errand/{}", &id[..8])), "{out}");
+    // scripts/setup installs uv; errand puts it on the agent's PATH.
+    assert!(out.contains("/opt/errand/bin/uv\nuv "), "uv is not on the agent's PATH: {out}");
     assert!(v["diffstat"].as_str().unwrap_or("").contains("1 file changed"), "the venv is not committed: {v:#}");
 }

@@ -179,7 +179,8 @@ impl Runner {
             Some(src) => Some(errand_git::resolve_source(src, &self.cwd).map_err(|e| Stop::failed(e.to_string()))?),
             None => None,
         };
-        let uv = which("uv");
+        // A real executable only: wrapper scripts (pyenv shims) would not work inside the sandbox.
+        let uv = which_executable("uv");
         let mut ctx = RunContext {
             prompt: spec.prompt.clone(),
             model: spec.model.clone(),
@@ -472,9 +473,16 @@ fn write_file(path: &Path, contents: &str) -> Result<(), Stop> {
     std::fs::write(path, contents).map_err(|e| Stop::failed(format!("cannot write {}: {e}", path.display())))
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+/// The first `name` on PATH that is a native executable (ELF), with symlinks resolved.
+fn which_executable(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()).and_then(|p| p.canonicalize().ok())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .filter_map(|p| p.canonicalize().ok())
+        .find(|p| {
+            let mut magic = [0u8; 4];
+            std::fs::File::open(p).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && magic == *b"\x7fELF"
+        })
 }
 
 /// Whether a process with this id exists (for finding runs whose errand died).
