@@ -29,13 +29,22 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git").arg("-C").arg(dir).args(args).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "git {args:?}");
 }
 
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let iters: usize = std::env::var("ERRAND_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(7);
+    let iters: usize = std::env::var("ERRAND_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
     let errand = env!("CARGO_BIN_EXE_errand");
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("errand-cache");
     let tmp = tempfile::tempdir().expect("tmp");
@@ -47,18 +56,38 @@ fn main() {
         .env("ERRAND_HOME", &home)
         .output()
         .expect("errand harness install");
-    assert!(install.status.success(), "{}", String::from_utf8_lossy(&install.stderr));
-    let claude = String::from_utf8_lossy(&install.stdout).trim().to_string() + "/node_modules/.bin/claude";
+    assert!(
+        install.status.success(),
+        "{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let claude =
+        String::from_utf8_lossy(&install.stdout).trim().to_string() + "/node_modules/.bin/claude";
 
     let repo = tmp.path().join("repo");
     std::fs::create_dir_all(&repo).expect("mkdir");
     std::fs::write(repo.join("README.md"), "bench\n").expect("write");
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "."]);
-    git(&repo, &["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "init"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    );
 
     let model = rt
-        .block_on(ScriptedModel::start(Scenario::from_json(SCENARIO).expect("scenario"), "127.0.0.1:0".parse().expect("addr")))
+        .block_on(ScriptedModel::start(
+            Scenario::from_json(SCENARIO).expect("scenario"),
+            "127.0.0.1:0".parse().expect("addr"),
+        ))
         .expect("model");
     let path = std::env::var("PATH").unwrap_or_default();
 
@@ -75,7 +104,15 @@ fn main() {
         let skip = model.requests().len();
         let start = Instant::now();
         let st = Command::new(&claude)
-            .args(["-p", "do nothing", "--output-format", "stream-json", "--verbose", "--model", "claude-sonnet-4-5"])
+            .args([
+                "-p",
+                "do nothing",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--model",
+                "claude-sonnet-4-5",
+            ])
             .current_dir(&ws)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -109,8 +146,13 @@ fn main() {
             .output()
             .expect("errand run");
         let etotal = start.elapsed();
-        assert!(out.status.success(), "errand run failed: {}", String::from_utf8_lossy(&out.stdout));
-        let efirst = first_message_after(&model, skip, start).expect("errand's claude made no request");
+        assert!(
+            out.status.success(),
+            "errand run failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let efirst =
+            first_message_after(&model, skip, start).expect("errand's claude made no request");
         if i > 0 {
             bare_first.push(first.as_secs_f64() * 1000.0);
             bare_total.push(total.as_secs_f64() * 1000.0);

@@ -9,7 +9,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use errand_model::Scenario;
 
-pub const PROMPT: &str = "Add a --version flag to hello.py that prints the version, and check that it works.";
+pub const PROMPT: &str =
+    "Add a --version flag to hello.py that prints the version, and check that it works.";
 
 pub const SCENARIO: &str = r#"{"steps": [
   {"read": "hello.py"},
@@ -32,19 +33,40 @@ const HELLO: &str = "import sys\n\n\ndef main(argv):\n    name = argv[1] if len(
 pub fn make_repo(dir: &Path) -> Result<PathBuf> {
     let repo = dir.join("demo-project");
     if repo.exists() {
-        std::fs::remove_dir_all(&repo).with_context(|| format!("removing old {}", repo.display()))?;
+        std::fs::remove_dir_all(&repo)
+            .with_context(|| format!("removing old {}", repo.display()))?;
     }
     std::fs::create_dir_all(&repo)?;
     std::fs::write(repo.join("hello.py"), HELLO)?;
-    std::fs::write(repo.join("README.md"), "# demo project\n\nA tiny program for errand's demo run.\n")?;
+    std::fs::write(
+        repo.join("README.md"),
+        "# demo project\n\nA tiny program for errand's demo run.\n",
+    )?;
     for args in [
         &["init", "-q", "-b", "main"][..],
         &["add", "."],
-        &["-c", "user.name=errand demo", "-c", "user.email=demo@errand.invalid", "commit", "-q", "-m", "Initial commit"],
+        &[
+            "-c",
+            "user.name=errand demo",
+            "-c",
+            "user.email=demo@errand.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "Initial commit",
+        ],
     ] {
-        let st = Command::new("git").arg("-C").arg(&repo).args(args).status().context("running git")?;
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .status()
+            .context("running git")?;
         if !st.success() {
-            bail!("git {} failed while creating the demo project", args.join(" "));
+            bail!(
+                "git {} failed while creating the demo project",
+                args.join(" ")
+            );
         }
     }
     Ok(repo)

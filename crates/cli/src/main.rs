@@ -17,17 +17,23 @@ use clap::{Args, Parser, Subcommand};
 use errand_core::{Event, RepoSource, RunId, RunRecord, RunSpec, RunState};
 use errand_runner::{Paths, Runner};
 use errand_sandbox::{Limits, LocalSandbox};
-use errand_store::{read_events, read_raw_lines, LogTail, RunFilter, SqliteStore, Store, StoreError};
+use errand_store::{
+    read_events, read_raw_lines, LogTail, RunFilter, SqliteStore, Store, StoreError,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use render::Renderer;
 
 #[derive(Parser)]
-#[command(name = "errand", version, about = "Run coding agents in the background, in sandboxes, with any harness.",
+#[command(
+    name = "errand",
+    version,
+    about = "Run coding agents in the background, in sandboxes, with any harness.",
     long_about = "errand runs a headless coding agent (Claude Code, …) on a repository inside a sandbox, \
 records every event, and leaves a branch with the agent's commits.\n\nData lives in $ERRAND_HOME \
-(default: ~/.local/share/errand).")]
+(default: ~/.local/share/errand)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -157,12 +163,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
         Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    num.parse::<u64>().map(|n| n * mult).map_err(|_| format!("'{s}' is not a size (use e.g. 512M, 4G)"))
+    num.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("'{s}' is not a size (use e.g. 512M, 4G)"))
 }
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ERRAND_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ERRAND_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -183,8 +194,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn open_store(paths: &Paths) -> Result<Arc<SqliteStore>> {
-    std::fs::create_dir_all(&paths.home).with_context(|| format!("cannot create {}", paths.home.display()))?;
-    let store = SqliteStore::open(&paths.db()).await.with_context(|| format!("opening {}", paths.db().display()))?;
+    std::fs::create_dir_all(&paths.home)
+        .with_context(|| format!("cannot create {}", paths.home.display()))?;
+    let store = SqliteStore::open(&paths.db())
+        .await
+        .with_context(|| format!("opening {}", paths.db().display()))?;
     Ok(Arc::new(store))
 }
 
@@ -215,21 +229,43 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             for name in errand_harness::KNOWN {
                 let h = errand_harness::by_name(name)?;
                 let pkg = h.package();
-                let installed = Paths::from_env().cache.join("harnesses").join(name).join(pkg.version).join(pkg.bin).is_file();
-                let env: Vec<_> = h.env_vars().iter().map(|v| if v.required { v.name.to_string() } else { format!("[{}]", v.name) }).collect();
-                println!("{name:<12} {:<36} {:<10} env: {}", pkg.spec(), if installed { "installed" } else { "-" }, env.join(" "));
+                let installed = Paths::from_env()
+                    .cache
+                    .join("harnesses")
+                    .join(name)
+                    .join(pkg.version)
+                    .join(pkg.bin)
+                    .is_file();
+                let env: Vec<_> = h
+                    .env_vars()
+                    .iter()
+                    .map(|v| {
+                        if v.required {
+                            v.name.to_string()
+                        } else {
+                            format!("[{}]", v.name)
+                        }
+                    })
+                    .collect();
+                println!(
+                    "{name:<12} {:<36} {:<10} env: {}",
+                    pkg.spec(),
+                    if installed { "installed" } else { "-" },
+                    env.join(" ")
+                );
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Harness(HarnessCmd::Install { name }) => {
             let h = errand_harness::by_name(&name)?;
             let tty = std::io::stderr().is_terminal();
-            let dir = errand_harness::install_npm(&paths.cache, h.name(), &h.package(), &|l: &str| {
-                if tty || !l.starts_with("npm") {
-                    eprintln!("{l}");
-                }
-            })
-            .await?;
+            let dir =
+                errand_harness::install_npm(&paths.cache, h.name(), &h.package(), &|l: &str| {
+                    if tty || !l.starts_with("npm") {
+                        eprintln!("{l}");
+                    }
+                })
+                .await?;
             println!("{}", dir.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -251,19 +287,27 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
     let mut mock = None;
     let mut spec;
     if args.demo {
-        let model = errand_model::ScriptedModel::start(demo::scenario()?, "127.0.0.1:0".parse()?).await?;
+        let model =
+            errand_model::ScriptedModel::start(demo::scenario()?, "127.0.0.1:0".parse()?).await?;
         env.insert("ANTHROPIC_BASE_URL".into(), model.base_url());
         env.insert("ANTHROPIC_API_KEY".into(), "errand-demo-key".into());
         let repo = demo::make_repo(&paths.home.join("demo"))?;
         spec = RunSpec::new(demo::PROMPT, args.harness.clone());
         spec.repo = Some(RepoSource::Local(repo.to_string_lossy().into_owned()));
-        spec.model = Some(args.model.clone().unwrap_or_else(|| "claude-sonnet-4-5".into()));
+        spec.model = Some(
+            args.model
+                .clone()
+                .unwrap_or_else(|| "claude-sonnet-4-5".into()),
+        );
         mock = Some(model);
         if !args.json {
             eprintln!("demo: the real Claude Code, driven by errand's scripted model at {} (no API key used)", env["ANTHROPIC_BASE_URL"]);
         }
     } else {
-        let prompt = args.prompt.clone().ok_or_else(|| anyhow!("a prompt is required"))?;
+        let prompt = args
+            .prompt
+            .clone()
+            .ok_or_else(|| anyhow!("a prompt is required"))?;
         if prompt.trim().is_empty() {
             bail!("the prompt is empty: say what the agent should do");
         }
@@ -297,7 +341,10 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
     let live = !args.json;
     let bar = if tty {
         let pb = ProgressBar::new_spinner();
-        pb.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         pb.enable_steady_tick(Duration::from_millis(100));
         pb.set_message(format!("run {} queued", id.short()));
         Some(pb)
@@ -305,7 +352,15 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
         None
     };
     if live {
-        let line = format!("run {}  ({}  {})", id.short(), spec.harness, spec.repo.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "new project".into()));
+        let line = format!(
+            "run {}  ({}  {})",
+            id.short(),
+            spec.harness,
+            spec.repo
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "new project".into())
+        );
         match &bar {
             Some(b) => b.println(line),
             None => eprintln!("{line}"),
@@ -325,7 +380,8 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
             if !live {
                 continue;
             }
-            if let (Some(b), errand_core::EventKind::State { state, .. }) = (&printer_bar, &ev.kind) {
+            if let (Some(b), errand_core::EventKind::State { state, .. }) = (&printer_bar, &ev.kind)
+            {
                 b.set_message(format!("run {short} {state}"));
             }
             for line in r.render(&ev) {
@@ -358,11 +414,18 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
     }
     let events = read_events(&paths.events(id))?.len();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&run_json(&rec, Some(events)))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&run_json(&rec, Some(events)))?
+        );
     } else {
         print_outcome(&rec);
     }
-    Ok(if rec.state == RunState::Succeeded { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+    Ok(if rec.state == RunState::Succeeded {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 fn run_json(rec: &RunRecord, events: Option<usize>) -> serde_json::Value {
@@ -397,7 +460,10 @@ fn print_outcome(rec: &RunRecord) {
     let s = &rec.summary;
     let out = std::io::stdout();
     let mut o = out.lock();
-    let dur = rec.duration().map(|d| format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0)).unwrap_or_default();
+    let dur = rec
+        .duration()
+        .map(|d| format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0))
+        .unwrap_or_default();
     let _ = writeln!(o, "{} {} in {dur}", rec.id.short(), rec.state);
     if let Some(reason) = &rec.reason {
         if rec.state != RunState::Succeeded {
@@ -405,7 +471,11 @@ fn print_outcome(rec: &RunRecord) {
         }
     }
     if let Some(b) = &s.branch {
-        let _ = writeln!(o, "  branch:  {b}{}", if s.pushed { " (pushed)" } else { "" });
+        let _ = writeln!(
+            o,
+            "  branch:  {b}{}",
+            if s.pushed { " (pushed)" } else { "" }
+        );
     }
     if let Some(c) = &s.commit {
         let _ = writeln!(o, "  commit:  {}", c.get(..12).unwrap_or(c));
@@ -440,7 +510,12 @@ fn age(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 async fn cmd_ls(store: &dyn Store, args: LsArgs) -> Result<std::process::ExitCode> {
-    let runs = store.list_runs(&RunFilter { state: args.state, limit: args.limit }).await?;
+    let runs = store
+        .list_runs(&RunFilter {
+            state: args.state,
+            limit: args.limit,
+        })
+        .await?;
     if args.json {
         let v: Vec<_> = runs.iter().map(|r| run_json(r, None)).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -450,13 +525,50 @@ async fn cmd_ls(store: &dyn Store, args: LsArgs) -> Result<std::process::ExitCod
         eprintln!("no runs yet: try `errand run --demo`");
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    println!("{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}", "ID", "STATE", "REPO", "HARNESS", "AGE", "DURATION", "COST");
+    println!(
+        "{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}",
+        "ID", "STATE", "REPO", "HARNESS", "AGE", "DURATION", "COST"
+    );
     for r in runs {
-        let repo = r.spec.repo.as_ref().map(|x| x.to_string()).unwrap_or_else(|| "(new project)".into());
-        let repo = if repo.chars().count() > 32 { format!("…{}", repo.chars().rev().take(31).collect::<Vec<_>>().into_iter().rev().collect::<String>()) } else { repo };
-        let dur = r.duration().map(|d| format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0)).unwrap_or_else(|| "-".into());
-        let cost = r.summary.cost_usd.map(|c| format!("${c:.4}")).unwrap_or_else(|| "-".into());
-        println!("{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}", r.id.short(), r.state.as_str(), repo, r.spec.harness, age(r.created_at), dur, cost);
+        let repo = r
+            .spec
+            .repo
+            .as_ref()
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "(new project)".into());
+        let repo = if repo.chars().count() > 32 {
+            format!(
+                "…{}",
+                repo.chars()
+                    .rev()
+                    .take(31)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+            )
+        } else {
+            repo
+        };
+        let dur = r
+            .duration()
+            .map(|d| format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        let cost = r
+            .summary
+            .cost_usd
+            .map(|c| format!("${c:.4}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}",
+            r.id.short(),
+            r.state.as_str(),
+            repo,
+            r.spec.harness,
+            age(r.created_at),
+            dur,
+            cost
+        );
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -477,19 +589,47 @@ async fn cmd_show(store: &dyn Store, run: &str, json: bool) -> Result<std::proce
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("prompt:  {}", rec.spec.prompt);
-        println!("repo:    {}", rec.spec.repo.as_ref().map(|r| r.to_string()).unwrap_or_else(|| "(new project)".into()));
-        println!("harness: {}{}", rec.spec.harness, rec.spec.model.as_ref().map(|m| format!(" ({m})")).unwrap_or_default());
+        println!(
+            "repo:    {}",
+            rec.spec
+                .repo
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "(new project)".into())
+        );
+        println!(
+            "harness: {}{}",
+            rec.spec.harness,
+            rec.spec
+                .model
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        );
         for t in &ts {
-            println!("  {}  {:<10} {}", t.at.format("%Y-%m-%d %H:%M:%S%.3f"), t.state.as_str(), t.reason.as_deref().unwrap_or(""));
+            println!(
+                "  {}  {:<10} {}",
+                t.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+                t.state.as_str(),
+                t.reason.as_deref().unwrap_or("")
+            );
         }
         print_outcome(&rec);
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn cmd_logs(store: &dyn Store, paths: &Paths, args: LogsArgs) -> Result<std::process::ExitCode> {
+async fn cmd_logs(
+    store: &dyn Store,
+    paths: &Paths,
+    args: LogsArgs,
+) -> Result<std::process::ExitCode> {
     let rec = find(store, &args.run).await?;
-    let path = if args.raw { paths.raw(rec.id) } else { paths.events(rec.id) };
+    let path = if args.raw {
+        paths.raw(rec.id)
+    } else {
+        paths.events(rec.id)
+    };
     let color = std::io::stdout().is_terminal();
     let mut renderer = Renderer::new(color);
     let out = std::io::stdout();
@@ -536,7 +676,13 @@ async fn cmd_cancel(store: &dyn Store, run: &str) -> Result<std::process::ExitCo
     }
     let owner_alive = rec.owner_pid.is_some_and(errand_runner::pid_alive);
     if !owner_alive {
-        store.transition(rec.id, RunState::Cancelled, Some("cancelled by `errand cancel` before any errand process ran it")).await?;
+        store
+            .transition(
+                rec.id,
+                RunState::Cancelled,
+                Some("cancelled by `errand cancel` before any errand process ran it"),
+            )
+            .await?;
         println!("{} cancelled", rec.id.short());
         return Ok(std::process::ExitCode::SUCCESS);
     }
@@ -549,5 +695,8 @@ async fn cmd_cancel(store: &dyn Store, run: &str) -> Result<std::process::ExitCo
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("asked run {} to stop, but it has not stopped within 10s", rec.id.short())
+    bail!(
+        "asked run {} to stop, but it has not stopped within 10s",
+        rec.id.short()
+    )
 }

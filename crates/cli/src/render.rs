@@ -33,15 +33,26 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(color: bool) -> Self {
-        Renderer { pending: HashMap::new(), edits: HashMap::new(), last_call: None, color }
+        Renderer {
+            pending: HashMap::new(),
+            edits: HashMap::new(),
+            last_call: None,
+            color,
+        }
     }
 
     fn style(&self, s: Style) -> Style {
-        if self.color { s } else { Style::new() }
+        if self.color {
+            s
+        } else {
+            Style::new()
+        }
     }
 
     fn tool_line(&self, name: &str, rest: &str) -> String {
-        let name = self.style(Style::new().cyan().bold()).apply_to(format!("{name:<6}"));
+        let name = self
+            .style(Style::new().cyan().bold())
+            .apply_to(format!("{name:<6}"));
         format!("{name} {rest}")
     }
 
@@ -61,23 +72,54 @@ impl Renderer {
                 };
                 vec![st.apply_to(text).to_string()]
             }
-            EventKind::Notice { message } => vec![dim.apply_to(format!("·  {message}")).to_string()],
+            EventKind::Notice { message } => {
+                vec![dim.apply_to(format!("·  {message}")).to_string()]
+            }
             EventKind::SessionStart { model, .. } => {
-                vec![dim.apply_to(format!("·  session started{}", model.as_ref().map(|m| format!(" ({m})")).unwrap_or_default())).to_string()]
+                vec![dim
+                    .apply_to(format!(
+                        "·  session started{}",
+                        model
+                            .as_ref()
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default()
+                    ))
+                    .to_string()]
             }
-            EventKind::UserMessage { text } => vec![format!("{} {}", self.style(Style::new().bold()).apply_to("Task  "), first_line(text, 100))],
-            EventKind::AssistantMessage { text } => {
-                text.lines().filter(|l| !l.trim().is_empty()).take(3).map(|l| format!("  {}", first_line(l, 110))).collect()
-            }
+            EventKind::UserMessage { text } => vec![format!(
+                "{} {}",
+                self.style(Style::new().bold()).apply_to("Task  "),
+                first_line(text, 100)
+            )],
+            EventKind::AssistantMessage { text } => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(3)
+                .map(|l| format!("  {}", first_line(l, 110)))
+                .collect(),
             EventKind::Thinking { .. } => vec![],
-            EventKind::ToolCall { id, name, input, .. } => {
+            EventKind::ToolCall {
+                id, name, input, ..
+            } => {
                 let summary = summarize_tool_call(name, input);
                 let summary = display_path(&summary).to_string();
-                self.pending.insert(id.clone(), Pending { name: name.clone(), summary, at: ev.ts });
+                self.pending.insert(
+                    id.clone(),
+                    Pending {
+                        name: name.clone(),
+                        summary,
+                        at: ev.ts,
+                    },
+                );
                 self.last_call = Some(id.clone());
                 vec![]
             }
-            EventKind::FileEdit { path, added, removed, .. } => {
+            EventKind::FileEdit {
+                path,
+                added,
+                removed,
+                ..
+            } => {
                 let path = display_path(path);
                 if let Some(id) = self.last_call.clone() {
                     if let Some(p) = self.pending.get(&id) {
@@ -88,8 +130,15 @@ impl Renderer {
                 }
                 vec![self.tool_line("Edit", &format!("{path} +{added} -{removed}"))]
             }
-            EventKind::ToolResult { id, output, is_error, exit_code } => {
-                let Some(p) = self.pending.remove(id) else { return vec![] };
+            EventKind::ToolResult {
+                id,
+                output,
+                is_error,
+                exit_code,
+            } => {
+                let Some(p) = self.pending.remove(id) else {
+                    return vec![];
+                };
                 let secs = (ev.ts - p.at).num_milliseconds() as f64 / 1000.0;
                 let was_edit = self.edits.remove(id).is_some();
                 if was_edit && !is_error {
@@ -100,16 +149,30 @@ impl Renderer {
                     (None, true) => format!("error, {secs:.1}s"),
                     (None, false) => format!("{secs:.1}s"),
                 };
-                let mut lines = vec![self.tool_line(&p.name, &format!("{} {}", p.summary, dim.apply_to(format!("({status})"))))];
+                let mut lines = vec![self.tool_line(
+                    &p.name,
+                    &format!("{} {}", p.summary, dim.apply_to(format!("({status})"))),
+                )];
                 if *is_error {
                     let red = self.style(Style::new().red());
-                    lines.push(red.apply_to(format!("       {}", first_line(output, 110))).to_string());
+                    lines.push(
+                        red.apply_to(format!("       {}", first_line(output, 110)))
+                            .to_string(),
+                    );
                 }
                 lines
             }
             EventKind::Usage(_) => vec![],
-            EventKind::Result { is_error, turns, usage, .. } => {
-                let cost = usage.cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default();
+            EventKind::Result {
+                is_error,
+                turns,
+                usage,
+                ..
+            } => {
+                let cost = usage
+                    .cost_usd
+                    .map(|c| format!(", ${c:.4}"))
+                    .unwrap_or_default();
                 vec![dim
                     .apply_to(format!(
                         "·  agent {} after {} turn(s), {} in / {} out tokens{cost}",
@@ -120,26 +183,44 @@ impl Renderer {
                     ))
                     .to_string()]
             }
-            EventKind::Error { message } => vec![self.style(Style::new().red()).apply_to(format!("error: {message}")).to_string()],
-            EventKind::Raw { line } => vec![dim.apply_to(format!("?  {}", first_line(line, 100))).to_string()],
+            EventKind::Error { message } => vec![self
+                .style(Style::new().red())
+                .apply_to(format!("error: {message}"))
+                .to_string()],
+            EventKind::Raw { line } => vec![dim
+                .apply_to(format!("?  {}", first_line(line, 100)))
+                .to_string()],
         }
     }
 
     /// Lines for tool calls that never got a result.
     pub fn flush(&mut self) -> Vec<String> {
-        let mut out: Vec<_> = self.pending.drain().map(|(_, p)| (p.at, p.name, p.summary)).collect();
+        let mut out: Vec<_> = self
+            .pending
+            .drain()
+            .map(|(_, p)| (p.at, p.name, p.summary))
+            .collect();
         out.sort();
-        out.into_iter().map(|(_, n, s)| self.tool_line(&n, &format!("{s} (no result)"))).collect()
+        out.into_iter()
+            .map(|(_, n, s)| self.tool_line(&n, &format!("{s} (no result)")))
+            .collect()
     }
 }
 
 /// Paths inside the sandbox's workspace are shown relative to it.
 fn display_path(p: &str) -> &str {
-    p.strip_prefix(errand_sandbox::paths::WORKSPACE).map(|r| r.trim_start_matches('/')).filter(|r| !r.is_empty()).unwrap_or(p)
+    p.strip_prefix(errand_sandbox::paths::WORKSPACE)
+        .map(|r| r.trim_start_matches('/'))
+        .filter(|r| !r.is_empty())
+        .unwrap_or(p)
 }
 
 pub fn first_line(s: &str, max: usize) -> String {
-    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     if line.chars().count() > max {
         let cut: String = line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
@@ -154,26 +235,60 @@ mod tests {
     use errand_core::EventSource;
 
     fn ev(seq: u64, ms: i64, kind: EventKind) -> Event {
-        Event { seq, ts: DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap(), source: EventSource::Harness, raw_line: None, kind }
+        Event {
+            seq,
+            ts: DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap(),
+            source: EventSource::Harness,
+            raw_line: None,
+            kind,
+        }
     }
 
     #[test]
     fn tool_calls_print_with_their_exit_and_duration() {
         let mut r = Renderer::new(false);
-        let call = EventKind::ToolCall { id: "t1".into(), name: "Bash".into(), input: serde_json::json!({"command": "cargo test"}), parent_id: None };
+        let call = EventKind::ToolCall {
+            id: "t1".into(),
+            name: "Bash".into(),
+            input: serde_json::json!({"command": "cargo test"}),
+            parent_id: None,
+        };
         assert!(r.render(&ev(1, 0, call)).is_empty());
-        let res = EventKind::ToolResult { id: "t1".into(), output: "ok".into(), is_error: false, exit_code: Some(0) };
-        assert_eq!(r.render(&ev(2, 2100, res)), ["Bash   cargo test (exit 0, 2.1s)"]);
+        let res = EventKind::ToolResult {
+            id: "t1".into(),
+            output: "ok".into(),
+            is_error: false,
+            exit_code: Some(0),
+        };
+        assert_eq!(
+            r.render(&ev(2, 2100, res)),
+            ["Bash   cargo test (exit 0, 2.1s)"]
+        );
     }
 
     #[test]
     fn edits_print_as_path_and_line_counts() {
         let mut r = Renderer::new(false);
-        let call = EventKind::ToolCall { id: "t2".into(), name: "Edit".into(), input: serde_json::json!({"file_path": "/workspace/src/main.rs"}), parent_id: None };
+        let call = EventKind::ToolCall {
+            id: "t2".into(),
+            name: "Edit".into(),
+            input: serde_json::json!({"file_path": "/workspace/src/main.rs"}),
+            parent_id: None,
+        };
         r.render(&ev(1, 0, call));
-        let edit = EventKind::FileEdit { path: "src/main.rs".into(), diff: None, added: 4, removed: 1 };
+        let edit = EventKind::FileEdit {
+            path: "src/main.rs".into(),
+            diff: None,
+            added: 4,
+            removed: 1,
+        };
         assert_eq!(r.render(&ev(2, 1, edit)), ["Edit   src/main.rs +4 -1"]);
-        let res = EventKind::ToolResult { id: "t2".into(), output: "ok".into(), is_error: false, exit_code: None };
+        let res = EventKind::ToolResult {
+            id: "t2".into(),
+            output: "ok".into(),
+            is_error: false,
+            exit_code: None,
+        };
         assert!(r.render(&ev(3, 5, res)).is_empty());
         assert!(r.flush().is_empty());
     }

@@ -29,7 +29,14 @@ async fn claude_code_reads_edits_runs_and_errand_pushes_the_branch() {
     .await;
     let env = env.with_model(&model);
     let url = format!("file://{}", bare.display());
-    let (ok, v) = env.run_json(&["--repo", &url, "--push", "--model", "claude-sonnet-4-5", "fix the typo in greeting"]);
+    let (ok, v) = env.run_json(&[
+        "--repo",
+        &url,
+        "--push",
+        "--model",
+        "claude-sonnet-4-5",
+        "fix the typo in greeting",
+    ]);
     assert!(ok, "run failed: {v:#}");
     assert_eq!(v["state"], "succeeded");
     let id = v["id"].as_str().expect("id");
@@ -37,51 +44,93 @@ async fn claude_code_reads_edits_runs_and_errand_pushes_the_branch() {
     assert_eq!(branch, format!("errand/{}", &id[..8]));
     assert_eq!(v["pushed"], true);
     assert!(v["cost_usd"].as_f64().unwrap_or(0.0) > 0.0, "{v:#}");
-    assert!(v["diffstat"].as_str().unwrap_or("").contains("1 file changed"), "{v:#}");
+    assert!(
+        v["diffstat"]
+            .as_str()
+            .unwrap_or("")
+            .contains("1 file changed"),
+        "{v:#}"
+    );
 
     // The bare repo has the branch, with the edit committed by errand.
     let file = git(&bare, &["show", &format!("{branch}:src/lib.rs")]);
     assert!(file.contains("\"hello\""), "{file}");
-    assert_eq!(git(&bare, &["rev-parse", branch]), v["commit"].as_str().unwrap_or(""));
+    assert_eq!(
+        git(&bare, &["rev-parse", branch]),
+        v["commit"].as_str().unwrap_or("")
+    );
     let subject = git(&bare, &["log", "-1", "--format=%s%n%an", branch]);
-    assert!(subject.starts_with("Fixed the typo in greeting().\nerrand"), "{subject}");
-    assert_eq!(git(&bare, &["rev-parse", "main"]), git(&bare, &["rev-parse", &format!("{branch}~1")]));
+    assert!(
+        subject.starts_with("Fixed the typo in greeting().\nerrand"),
+        "{subject}"
+    );
+    assert_eq!(
+        git(&bare, &["rev-parse", "main"]),
+        git(&bare, &["rev-parse", &format!("{branch}~1")])
+    );
 
     // The normalized trace has the tool calls, their results and a cost.
     let events = env.events(id);
-    let calls: Vec<&str> = of_type(&events, "tool_call").iter().filter_map(|e| e["name"].as_str()).collect();
+    let calls: Vec<&str> = of_type(&events, "tool_call")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
     assert_eq!(calls, ["Read", "Edit", "Bash"]);
     let results = of_type(&events, "tool_result");
     assert_eq!(results.len(), 3);
-    assert!(results.iter().all(|r| r["is_error"] == false), "{results:#?}");
-    assert!(results[2]["output"].as_str().unwrap_or("").contains("2:    \"hello\""), "{:#}", results[2]);
+    assert!(
+        results.iter().all(|r| r["is_error"] == false),
+        "{results:#?}"
+    );
+    assert!(
+        results[2]["output"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2:    \"hello\""),
+        "{:#}",
+        results[2]
+    );
     assert_eq!(results[2]["exit_code"], 0);
     let edits = of_type(&events, "file_edit");
     assert_eq!(edits.len(), 1);
-    assert!(edits[0]["diff"].as_str().unwrap_or("").contains("+\"hello\""));
+    assert!(edits[0]["diff"]
+        .as_str()
+        .unwrap_or("")
+        .contains("+\"hello\""));
     let result = of_type(&events, "result");
     assert!(result[0]["usage"]["cost_usd"].as_f64().unwrap_or(0.0) > 0.0);
     // Sequence numbers are 1..n without gaps, and the state changes are all there.
     let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
-    let states: Vec<&str> = of_type(&events, "state").iter().filter_map(|e| e["state"].as_str()).collect();
+    let states: Vec<&str> = of_type(&events, "state")
+        .iter()
+        .filter_map(|e| e["state"].as_str())
+        .collect();
     assert_eq!(states, ["preparing", "running", "finishing", "succeeded"]);
 
     // The raw log is the harness's own stream-json.
     let raw = env.run(&["logs", "--raw", &id[..8]]);
     let raw = String::from_utf8_lossy(&raw.stdout);
-    assert!(raw.lines().any(|l| l.contains("\"type\":\"system\"") && l.contains("\"subtype\":\"init\"")));
+    assert!(raw
+        .lines()
+        .any(|l| l.contains("\"type\":\"system\"") && l.contains("\"subtype\":\"init\"")));
     // The API key never reaches the logs.
     assert!(!raw.contains("sk-test-e2e-0123456789"));
 
     // errand ls and the human logs view show the run.
     let ls = env.run(&["ls"]);
     let ls = String::from_utf8_lossy(&ls.stdout);
-    assert!(ls.contains(&id[..8]) && ls.contains("succeeded") && ls.contains("claude-code"), "{ls}");
+    assert!(
+        ls.contains(&id[..8]) && ls.contains("succeeded") && ls.contains("claude-code"),
+        "{ls}"
+    );
     let human = env.run(&["logs", &id[..8]]);
     let human = String::from_utf8_lossy(&human.stdout);
     assert!(human.contains("Edit   src/lib.rs +1 -1"), "{human}");
-    assert!(human.contains("Bash   grep -n hello src/lib.rs (exit 0,"), "{human}");
+    assert!(
+        human.contains("Bash   grep -n hello src/lib.rs (exit 0,"),
+        "{human}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,12 +152,27 @@ async fn a_run_without_repo_gets_git_and_a_python_virtualenv() {
     assert!(ok, "{v:#}");
     let id = v["id"].as_str().expect("id");
     let events = env.events(id);
-    let out = of_type(&events, "tool_result")[1]["output"].as_str().unwrap_or("").to_string();
+    let out = of_type(&events, "tool_result")[1]["output"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     assert!(out.contains("venv=/workspace/.venv"), "{out}");
     assert!(out.contains("/workspace/.venv/bin/python"), "{out}");
-    assert!(out.contains("[2, 3, 5, 7, 11, 13, 17, 19, 23, 29]"), "{out}");
+    assert!(
+        out.contains("[2, 3, 5, 7, 11, 13, 17, 19, 23, 29]"),
+        "{out}"
+    );
     assert!(out.contains(&format!("errand/{}", &id[..8])), "{out}");
     // scripts/setup installs uv; errand puts it on the agent's PATH.
-    assert!(out.contains("/opt/errand/bin/uv\nuv "), "uv is not on the agent's PATH: {out}");
-    assert!(v["diffstat"].as_str().unwrap_or("").contains("1 file changed"), "the venv is not committed: {v:#}");
+    assert!(
+        out.contains("/opt/errand/bin/uv\nuv "),
+        "uv is not on the agent's PATH: {out}"
+    );
+    assert!(
+        v["diffstat"]
+            .as_str()
+            .unwrap_or("")
+            .contains("1 file changed"),
+        "the venv is not committed: {v:#}"
+    );
 }

@@ -10,8 +10,13 @@ use common::*;
 
 /// Whether any process on the machine has `needle` in its command line.
 fn process_running(needle: &str) -> bool {
-    let out = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
-    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.contains(needle) && !l.contains("ps -eo"))
+    let out = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains(needle) && !l.contains("ps -eo"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -24,8 +29,14 @@ async fn missing_api_key() {
     assert!(!ok);
     assert_eq!(v["state"], "failed");
     let err = v["error"].as_str().unwrap_or("");
-    assert!(err.starts_with("ANTHROPIC_API_KEY is not set: claude-code needs it"), "{err}");
-    assert!(err.contains("errand run --demo"), "the message says what to do: {err}");
+    assert!(
+        err.starts_with("ANTHROPIC_API_KEY is not set: claude-code needs it"),
+        "{err}"
+    );
+    assert!(
+        err.contains("errand run --demo"),
+        "the message says what to do: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,11 +45,19 @@ async fn unknown_harness() {
     let (ok, v) = env.run_json(&["--harness", "devin", "do something"]);
     assert!(!ok);
     assert_eq!(v["state"], "failed");
-    assert_eq!(v["error"], "unknown harness 'devin' (available: claude-code)");
+    assert_eq!(
+        v["error"],
+        "unknown harness 'devin' (available: claude-code)"
+    );
     // The run is recorded, with its transitions.
     let show = env.run(&["show", "--json", v["short_id"].as_str().unwrap_or("")]);
     let show: serde_json::Value = serde_json::from_slice(&show.stdout).expect("show --json");
-    let states: Vec<&str> = show["transitions"].as_array().expect("transitions").iter().filter_map(|t| t["state"].as_str()).collect();
+    let states: Vec<&str> = show["transitions"]
+        .as_array()
+        .expect("transitions")
+        .iter()
+        .filter_map(|t| t["state"].as_str())
+        .collect();
     assert_eq!(states, ["queued", "preparing", "failed"]);
 }
 
@@ -52,10 +71,22 @@ async fn repository_that_does_not_exist() {
     let (ok, v) = env.run_json(&["--repo", "../no/such/repo", "fix it"]);
     assert!(!ok);
     assert_eq!(v["state"], "failed");
-    assert!(v["error"].as_str().unwrap_or("").contains("repository '../no/such/repo' could not be cloned"), "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("repository '../no/such/repo' could not be cloned"),
+        "{v:#}"
+    );
     let (ok, v) = env.run_json(&["--repo", "file:///no/such/repo.git", "fix it"]);
     assert!(!ok);
-    assert!(v["error"].as_str().unwrap_or("").contains("could not be cloned"), "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("could not be cloned"),
+        "{v:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,13 +97,21 @@ async fn harness_that_exits_non_zero() {
     ensure_claude();
     let env = Env::new();
     let bare = bare_repo(env.dir.path());
-    let model = model(r#"{"steps":[{"error":{"status":400,"message":"scripted: this model does not exist"}}]}"#).await;
+    let model = model(
+        r#"{"steps":[{"error":{"status":400,"message":"scripted: this model does not exist"}}]}"#,
+    )
+    .await;
     let env = env.with_model(&model);
     let (ok, v) = env.run_json(&["--repo", &bare.to_string_lossy(), "fix it"]);
     assert!(!ok);
     assert_eq!(v["state"], "failed");
     let err = v["error"].as_str().unwrap_or("");
-    assert!(err.contains("the agent reported an error") && err.contains("400") && err.contains("this model does not exist"), "{err}");
+    assert!(
+        err.contains("the agent reported an error")
+            && err.contains("400")
+            && err.contains("this model does not exist"),
+        "{err}"
+    );
     // The branch was not pushed.
     let branches = git(&bare, &["branch", "--list", "errand/*"]);
     assert!(branches.is_empty(), "{branches}");
@@ -89,21 +128,44 @@ async fn timeout_kills_the_agent_and_everything_it_started() {
     let model = model(r#"{"steps":[{"shell":"sleep 3119"},{"text":"slept"}]}"#).await;
     let env = env.with_model(&model);
     let started = Instant::now();
-    let (ok, v) = env.run_json(&["--repo", &bare.to_string_lossy(), "--timeout", "4s", "wait a while"]);
+    let (ok, v) = env.run_json(&[
+        "--repo",
+        &bare.to_string_lossy(),
+        "--timeout",
+        "4s",
+        "wait a while",
+    ]);
     assert!(!ok);
     assert_eq!(v["state"], "timed_out", "{v:#}");
-    assert!(v["error"].as_str().unwrap_or("").starts_with("timed out after 4s"), "{v:#}");
-    assert!(started.elapsed() < Duration::from_secs(60), "the timeout stopped the run");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("timed out after 4s"),
+        "{v:#}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the timeout stopped the run"
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!process_running("sleep 3119"), "the agent's command survived the timeout");
+    assert!(
+        !process_running("sleep 3119"),
+        "the agent's command survived the timeout"
+    );
 }
 
 async fn wait_for_tool_call(env: &Env, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        assert!(Instant::now() < deadline, "the run never started its tool call");
+        assert!(
+            Instant::now() < deadline,
+            "the run never started its tool call"
+        );
         let ls = env.run(&["ls", "--json"]);
-        if let Ok(serde_json::Value::Array(runs)) = serde_json::from_slice::<serde_json::Value>(&ls.stdout) {
+        if let Ok(serde_json::Value::Array(runs)) =
+            serde_json::from_slice::<serde_json::Value>(&ls.stdout)
+        {
             if let Some(id) = runs.first().and_then(|r| r["id"].as_str()) {
                 if process_running(needle) {
                     return id.to_string();
@@ -125,14 +187,24 @@ async fn errand_cancel_stops_a_running_run() {
     let model = model(r#"{"steps":[{"shell":"sleep 3127"},{"text":"slept"}]}"#).await;
     let env = env.with_model(&model);
     let child = env
-        .command(&["run", "--json", "--repo", &bare.to_string_lossy(), "wait a while"])
+        .command(&[
+            "run",
+            "--json",
+            "--repo",
+            &bare.to_string_lossy(),
+            "wait a while",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn errand run");
     let id = wait_for_tool_call(&env, "sleep 3127").await;
     let cancel = env.run(&["cancel", &id[..8]]);
-    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    assert!(
+        cancel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancel.stderr)
+    );
     assert!(String::from_utf8_lossy(&cancel.stdout).contains("cancelled"));
     let out = child.wait_with_output().expect("wait");
     assert!(!out.status.success());
@@ -157,7 +229,13 @@ async fn ctrl_c_cancels_the_foreground_run() {
     let model = model(r#"{"steps":[{"shell":"sleep 3137"},{"text":"slept"}]}"#).await;
     let env = env.with_model(&model);
     let child = env
-        .command(&["run", "--json", "--repo", &bare.to_string_lossy(), "wait a while"])
+        .command(&[
+            "run",
+            "--json",
+            "--repo",
+            &bare.to_string_lossy(),
+            "wait a while",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

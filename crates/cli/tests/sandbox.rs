@@ -16,14 +16,24 @@ async fn a_run_sees_only_its_workspace_and_declared_environment() {
 
     // A first run leaves its workspace behind, as every run does.
     let first = model(r#"{"steps":[{"write":{"path":"first-run-secret.txt","content":"FIRST-RUN-SECRET\n"}},{"text":"ok"}]}"#).await;
-    let env1 = Env { dir: tempfile::tempdir().expect("tmp"), home: env.home.clone(), vars: vec![] }.with_model(&first);
+    let env1 = Env {
+        dir: tempfile::tempdir().expect("tmp"),
+        home: env.home.clone(),
+        vars: vec![],
+    }
+    .with_model(&first);
     let (ok, v1) = env1.run_json(&["--repo", &bare.to_string_lossy(), "leave a file"]);
     assert!(ok, "{v1:#}");
-    let first_ws = env.home.join("runs").join(v1["id"].as_str().expect("id")).join("workspace");
+    let first_ws = env
+        .home
+        .join("runs")
+        .join(v1["id"].as_str().expect("id"))
+        .join("workspace");
     assert!(first_ws.join("first-run-secret.txt").exists());
 
     // A secret in the host's home directory.
-    let host_home = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+    let host_home =
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
     let secret = host_home.join(format!(".errand-sandbox-test-{}", std::process::id()));
     std::fs::write(&secret, "HOST-HOME-SECRET\n").expect("write host secret");
     let db = env.home.join("errand.db");
@@ -38,10 +48,14 @@ async fn a_run_sees_only_its_workspace_and_declared_environment() {
     );
     let scenario = serde_json::json!({"steps": [{"shell": probe}, {"text": "probed"}]}).to_string();
     let second = model(&scenario).await;
-    let env2 = Env { dir: tempfile::tempdir().expect("tmp"), home: env.home.clone(), vars: vec![] }
-        .with_model(&second)
-        .var("ERRAND_TEST_DECOY_SECRET", "decoy-value-must-not-leak")
-        .var("AWS_SECRET_ACCESS_KEY", "aws-must-not-leak");
+    let env2 = Env {
+        dir: tempfile::tempdir().expect("tmp"),
+        home: env.home.clone(),
+        vars: vec![],
+    }
+    .with_model(&second)
+    .var("ERRAND_TEST_DECOY_SECRET", "decoy-value-must-not-leak")
+    .var("AWS_SECRET_ACCESS_KEY", "aws-must-not-leak");
     let (ok, v2) = env2.run_json(&["--repo", &bare.to_string_lossy(), "probe the sandbox"]);
     let _ = std::fs::remove_file(&secret);
     assert!(ok, "{v2:#}");
@@ -52,24 +66,62 @@ async fn a_run_sees_only_its_workspace_and_declared_environment() {
         .and_then(|e| e["output"].as_str())
         .expect("the probe's output")
         .to_string();
-    for marker in ["NO-HOST-HOME", "NO-OTHER-RUN", "NO-DATABASE", "NO-LIST-HOME"] {
-        assert!(out.contains(marker), "{marker} missing, so the read succeeded:\n{out}");
+    for marker in [
+        "NO-HOST-HOME",
+        "NO-OTHER-RUN",
+        "NO-DATABASE",
+        "NO-LIST-HOME",
+    ] {
+        assert!(
+            out.contains(marker),
+            "{marker} missing, so the read succeeded:\n{out}"
+        );
     }
     for leak in ["HOST-HOME-SECRET", "FIRST-RUN-SECRET", "SQLite format"] {
-        assert!(!out.contains(leak), "{leak} leaked into the sandbox:\n{out}");
+        assert!(
+            !out.contains(leak),
+            "{leak} leaked into the sandbox:\n{out}"
+        );
     }
     let env_line = out.lines().last().unwrap_or("");
     let names: Vec<&str> = env_line.split_whitespace().collect();
-    assert!(names.contains(&"ANTHROPIC_API_KEY") && names.contains(&"ANTHROPIC_BASE_URL"), "{env_line}");
-    assert!(!names.contains(&"ERRAND_TEST_DECOY_SECRET") && !names.contains(&"AWS_SECRET_ACCESS_KEY"), "{env_line}");
+    assert!(
+        names.contains(&"ANTHROPIC_API_KEY") && names.contains(&"ANTHROPIC_BASE_URL"),
+        "{env_line}"
+    );
+    assert!(
+        !names.contains(&"ERRAND_TEST_DECOY_SECRET") && !names.contains(&"AWS_SECRET_ACCESS_KEY"),
+        "{env_line}"
+    );
     assert!(!names.contains(&"ERRAND_HOME"), "{env_line}");
     // Everything else is what the harness declares, errand's fixed variables, or what the shell adds.
     let allowed = [
-        "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "HOME", "PATH", "TMPDIR", "LANG", "USER",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "DISABLE_AUTOUPDATER", "PWD", "SHLVL", "_", "OLDPWD",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "HOME",
+        "PATH",
+        "TMPDIR",
+        "LANG",
+        "USER",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+        "DISABLE_AUTOUPDATER",
+        "PWD",
+        "SHLVL",
+        "_",
+        "OLDPWD",
     ];
     let extra: Vec<&&str> = names.iter().filter(|n| !allowed.contains(n)).collect();
     // Claude Code sets a few of its own in the shells it starts; they must be its own, not the host's.
-    assert!(extra.iter().all(|n| n.starts_with("CLAUDE") || ["AI_AGENT", "GIT_EDITOR", "NoDefaultCurrentDirectoryInExePath", "COREPACK_ENABLE_AUTO_PIN", "SHELL"].contains(*n)),
-        "unexpected variables in the sandbox: {extra:?}\n{env_line}");
+    assert!(
+        extra.iter().all(|n| n.starts_with("CLAUDE")
+            || [
+                "AI_AGENT",
+                "GIT_EDITOR",
+                "NoDefaultCurrentDirectoryInExePath",
+                "COREPACK_ENABLE_AUTO_PIN",
+                "SHELL"
+            ]
+            .contains(*n)),
+        "unexpected variables in the sandbox: {extra:?}\n{env_line}"
+    );
 }

@@ -37,7 +37,9 @@ pub enum EventKind {
         reason: Option<String>,
     },
     /// A note from errand itself (cloning, committing, limits not applied…).
-    Notice { message: String },
+    Notice {
+        message: String,
+    },
     /// The harness started a session.
     SessionStart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,9 +52,15 @@ pub enum EventKind {
         tools: Vec<String>,
     },
     /// The instruction given to the agent (first turn or a follow-up).
-    UserMessage { text: String },
-    AssistantMessage { text: String },
-    Thinking { text: String },
+    UserMessage {
+        text: String,
+    },
+    AssistantMessage {
+        text: String,
+    },
+    Thinking {
+        text: String,
+    },
     ToolCall {
         id: String,
         name: String,
@@ -90,9 +98,13 @@ pub enum EventKind {
         duration_ms: Option<u64>,
         usage: Usage,
     },
-    Error { message: String },
+    Error {
+        message: String,
+    },
     /// A line the parser did not recognise (or could not parse), kept as it was.
-    Raw { line: String },
+    Raw {
+        line: String,
+    },
 }
 
 /// Who produced an event.

@@ -289,8 +289,13 @@ mod tests {
                 assert!(s.transition(end).is_ok(), "{s} -> {end}");
             }
         }
-        let err = RunState::Cancelled.transition(RunState::Failed).unwrap_err();
-        assert_eq!(err.to_string(), "a run cannot move from cancelled to failed");
+        let err = RunState::Cancelled
+            .transition(RunState::Failed)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a run cannot move from cancelled to failed"
+        );
     }
 
     #[test]

@@ -27,11 +27,19 @@ pub enum GitError {
     #[error("repository '{repo}' could not be cloned: {detail}")]
     Clone { repo: String, detail: String },
     #[error("base branch '{branch}' does not exist in '{repo}' (branches: {available})")]
-    BaseNotFound { repo: String, branch: String, available: String },
+    BaseNotFound {
+        repo: String,
+        branch: String,
+        available: String,
+    },
     #[error("repository '{0}' has no commits yet, so there is no base branch to start from")]
     EmptyRepo(String),
     #[error("push of {branch} to '{repo}' failed: {detail}")]
-    Push { repo: String, branch: String, detail: String },
+    Push {
+        repo: String,
+        branch: String,
+        detail: String,
+    },
     #[error("git {args} failed: {detail}")]
     Command { args: String, detail: String },
     #[error("git could not be started (is git installed?): {0}")]
@@ -128,10 +136,27 @@ pub async fn prepare(
     let outbox = run_dir.join("outbox.git");
     let (base_branch, remote_owned) = match remote {
         Some(remote) => {
-            git(None, &["clone", "--bare", "--quiet", "--no-hardlinks", remote, &outbox.to_string_lossy()])
-                .await
-                .map_err(|e| GitError::Clone { repo: remote.to_string(), detail: detail(e) })?;
-            let heads = git(Some(&outbox), &["for-each-ref", "--format=%(refname:short)", "refs/heads"]).await?;
+            git(
+                None,
+                &[
+                    "clone",
+                    "--bare",
+                    "--quiet",
+                    "--no-hardlinks",
+                    remote,
+                    &outbox.to_string_lossy(),
+                ],
+            )
+            .await
+            .map_err(|e| GitError::Clone {
+                repo: remote.to_string(),
+                detail: detail(e),
+            })?;
+            let heads = git(
+                Some(&outbox),
+                &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
+            )
+            .await?;
             if heads.is_empty() {
                 return Err(GitError::EmptyRepo(remote.to_string()));
             }
@@ -148,13 +173,25 @@ pub async fn prepare(
                 }
                 None => git(Some(&outbox), &["symbolic-ref", "--short", "HEAD"]).await?,
             };
-            git(None, &[
-                "clone", "--quiet", "--no-hardlinks", "--branch", &base_branch,
-                &outbox.to_string_lossy(), &workspace.to_string_lossy(),
-            ])
+            git(
+                None,
+                &[
+                    "clone",
+                    "--quiet",
+                    "--no-hardlinks",
+                    "--branch",
+                    &base_branch,
+                    &outbox.to_string_lossy(),
+                    &workspace.to_string_lossy(),
+                ],
+            )
             .await?;
             // The agent sees the real remote's address, not the host-only outbox path.
-            git(Some(workspace), &["remote", "set-url", "origin", &redact_url(remote)]).await?;
+            git(
+                Some(workspace),
+                &["remote", "set-url", "origin", &redact_url(remote)],
+            )
+            .await?;
             (base_branch, Some(remote.to_string()))
         }
         None => {
@@ -164,14 +201,26 @@ pub async fn prepare(
                 detail: format!("cannot create {}: {e}", workspace.display()),
             })?;
             git(Some(workspace), &["init", "--quiet", "-b", &base_branch]).await?;
-            git(Some(workspace), &["commit", "--quiet", "--allow-empty", "-m", "Initial commit"]).await?;
-            git(None, &["init", "--quiet", "--bare", &outbox.to_string_lossy()]).await?;
+            git(
+                Some(workspace),
+                &["commit", "--quiet", "--allow-empty", "-m", "Initial commit"],
+            )
+            .await?;
+            git(
+                None,
+                &["init", "--quiet", "--bare", &outbox.to_string_lossy()],
+            )
+            .await?;
             (base_branch, None)
         }
     };
     git(Some(workspace), &["checkout", "--quiet", "-b", branch]).await?;
     git(Some(workspace), &["config", "user.name", "errand agent"]).await?;
-    git(Some(workspace), &["config", "user.email", "agent@errand.invalid"]).await?;
+    git(
+        Some(workspace),
+        &["config", "user.email", "agent@errand.invalid"],
+    )
+    .await?;
     let base_commit = git(Some(workspace), &["rev-parse", "HEAD"]).await?;
     Ok(Prepared {
         outbox,
@@ -214,13 +263,25 @@ pub fn commit_leftovers_script(msg_file: &str) -> String {
 
 /// A commit message from the agent's final words: its first line as the subject.
 pub fn commit_message(final_text: Option<&str>, prompt: &str, run_short: &str) -> String {
-    let pick = |s: &str| s.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string);
+    let pick = |s: &str| {
+        s.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+    };
     let subject = final_text
         .and_then(pick)
         .or_else(|| pick(prompt))
         .unwrap_or_else(|| "Changes by errand".to_string());
-    let subject: String = subject.trim_start_matches(['#', '*', ' ']).chars().take(72).collect();
-    format!("{subject}\n\nMade by errand run {run_short} for: {}\n", prompt.trim())
+    let subject: String = subject
+        .trim_start_matches(['#', '*', ' '])
+        .chars()
+        .take(72)
+        .collect();
+    format!(
+        "{subject}\n\nMade by errand run {run_short} for: {}\n",
+        prompt.trim()
+    )
 }
 
 /// What the run's branch holds, read in the outbox after fetching it from the workspace.
@@ -238,16 +299,33 @@ pub struct Collected {
 /// describes it.
 pub async fn collect(prepared: &Prepared) -> Result<Collected> {
     let refspec = format!("+refs/heads/{b}:refs/heads/{b}", b = prepared.branch);
-    git(Some(&prepared.outbox), &["fetch", "--quiet", "--no-tags", &prepared.workspace.to_string_lossy(), &refspec])
-        .await?;
+    git(
+        Some(&prepared.outbox),
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            &prepared.workspace.to_string_lossy(),
+            &refspec,
+        ],
+    )
+    .await?;
     let branch_ref = format!("refs/heads/{}", prepared.branch);
     let commit = git(Some(&prepared.outbox), &["rev-parse", &branch_ref]).await?;
     // The base commit is in the outbox already for cloned runs; for new projects it came with the fetch.
     let range = format!("{}..{}", prepared.base_commit, commit);
-    let shortstat = git(Some(&prepared.outbox), &["diff", "--shortstat", &range]).await?.trim().to_string();
+    let shortstat = git(Some(&prepared.outbox), &["diff", "--shortstat", &range])
+        .await?
+        .trim()
+        .to_string();
     let stat = git(Some(&prepared.outbox), &["diff", "--stat", &range]).await?;
     let commits = git(Some(&prepared.outbox), &["rev-list", "--count", &range]).await?;
-    Ok(Collected { commit, shortstat, stat, commits: commits.trim().parse().unwrap_or(0) })
+    Ok(Collected {
+        commit,
+        shortstat,
+        stat,
+        commits: commits.trim().parse().unwrap_or(0),
+    })
 }
 
 /// Pushes the run's branch from the outbox to the remote (never forced).
@@ -260,10 +338,17 @@ pub async fn push(prepared: &Prepared) -> Result<()> {
         });
     };
     let refspec = format!("refs/heads/{b}:refs/heads/{b}", b = prepared.branch);
-    git(Some(&prepared.outbox), &["push", "--quiet", remote, &refspec])
-        .await
-        .map(|_| ())
-        .map_err(|e| GitError::Push { repo: redact_url(remote), branch: prepared.branch.clone(), detail: detail(e) })
+    git(
+        Some(&prepared.outbox),
+        &["push", "--quiet", remote, &refspec],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| GitError::Push {
+        repo: redact_url(remote),
+        branch: prepared.branch.clone(),
+        detail: detail(e),
+    })
 }
 
 #[cfg(test)]
@@ -272,24 +357,44 @@ mod tests {
 
     #[test]
     fn urls_lose_their_credentials() {
-        assert_eq!(redact_url("https://x-access-token:abc@github.com/o/r.git"), "https://github.com/o/r.git");
-        assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(
+            redact_url("https://x-access-token:abc@github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            redact_url("https://github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
         assert_eq!(redact_url("/tmp/repo"), "/tmp/repo");
     }
 
     #[test]
     fn commit_messages_come_from_the_final_text() {
-        let m = commit_message(Some("\n## Added a --version flag\nmore"), "add a flag", "abcd1234");
-        assert!(m.starts_with("Added a --version flag\n\nMade by errand run abcd1234 for: add a flag"), "{m}");
+        let m = commit_message(
+            Some("\n## Added a --version flag\nmore"),
+            "add a flag",
+            "abcd1234",
+        );
+        assert!(
+            m.starts_with("Added a --version flag\n\nMade by errand run abcd1234 for: add a flag"),
+            "{m}"
+        );
         let m = commit_message(None, "fix the typo", "abcd1234");
         assert!(m.starts_with("fix the typo\n"), "{m}");
     }
 
     async fn make_repo(dir: &Path) {
-        git(None, &["init", "--quiet", "-b", "trunk", &dir.to_string_lossy()]).await.unwrap();
+        git(
+            None,
+            &["init", "--quiet", "-b", "trunk", &dir.to_string_lossy()],
+        )
+        .await
+        .unwrap();
         std::fs::write(dir.join("README.md"), "hello\n").unwrap();
         git(Some(dir), &["add", "."]).await.unwrap();
-        git(Some(dir), &["commit", "--quiet", "-m", "first"]).await.unwrap();
+        git(Some(dir), &["commit", "--quiet", "-m", "first"])
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -297,55 +402,103 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let origin = tmp.path().join("origin");
         make_repo(&origin).await;
-        git(Some(&origin), &["checkout", "--quiet", "-b", "side"]).await.unwrap();
-        git(Some(&origin), &["checkout", "--quiet", "trunk"]).await.unwrap();
+        git(Some(&origin), &["checkout", "--quiet", "-b", "side"])
+            .await
+            .unwrap();
+        git(Some(&origin), &["checkout", "--quiet", "trunk"])
+            .await
+            .unwrap();
         let run = tmp.path().join("run");
         let ws = run.join("workspace");
-        let remote = resolve_source(&RepoSource::Local(origin.to_string_lossy().into()), tmp.path()).unwrap();
-        let p = prepare(Some(&remote), None, &run, &ws, "errand/abc").await.unwrap();
+        let remote = resolve_source(
+            &RepoSource::Local(origin.to_string_lossy().into()),
+            tmp.path(),
+        )
+        .unwrap();
+        let p = prepare(Some(&remote), None, &run, &ws, "errand/abc")
+            .await
+            .unwrap();
         assert_eq!(p.base_branch, "trunk");
-        assert_eq!(git(Some(&ws), &["branch", "--show-current"]).await.unwrap(), "errand/abc");
+        assert_eq!(
+            git(Some(&ws), &["branch", "--show-current"]).await.unwrap(),
+            "errand/abc"
+        );
         std::fs::write(ws.join("README.md"), "hello\nworld\n").unwrap();
         let script = commit_leftovers_script("/dev/null");
         assert!(script.contains("commit --quiet --no-verify"));
-        git(Some(&ws), &["commit", "--quiet", "-am", "edit"]).await.unwrap();
+        git(Some(&ws), &["commit", "--quiet", "-am", "edit"])
+            .await
+            .unwrap();
         let c = collect(&p).await.unwrap();
         assert_eq!(c.commits, 1);
-        assert!(c.shortstat.contains("1 file changed, 1 insertion(+)"), "{}", c.shortstat);
+        assert!(
+            c.shortstat.contains("1 file changed, 1 insertion(+)"),
+            "{}",
+            c.shortstat
+        );
         push(&p).await.unwrap();
-        let pushed = git(Some(&origin), &["rev-parse", "refs/heads/errand/abc"]).await.unwrap();
+        let pushed = git(Some(&origin), &["rev-parse", "refs/heads/errand/abc"])
+            .await
+            .unwrap();
         assert_eq!(pushed, c.commit);
     }
 
     #[tokio::test]
     async fn bad_sources_and_bases_are_explained() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = resolve_source(&RepoSource::Local("nope/missing".into()), tmp.path()).unwrap_err();
-        assert!(err.to_string().contains("'nope/missing' could not be cloned"), "{err}");
+        let err =
+            resolve_source(&RepoSource::Local("nope/missing".into()), tmp.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("'nope/missing' could not be cloned"),
+            "{err}"
+        );
         let notrepo = tmp.path().join("plain");
         std::fs::create_dir(&notrepo).unwrap();
-        let err = prepare(Some(&notrepo.to_string_lossy()), None, &tmp.path().join("r1"), &tmp.path().join("w1"), "errand/x")
-            .await
-            .unwrap_err();
+        let err = prepare(
+            Some(&notrepo.to_string_lossy()),
+            None,
+            &tmp.path().join("r1"),
+            &tmp.path().join("w1"),
+            "errand/x",
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, GitError::Clone { .. }), "{err}");
         let origin = tmp.path().join("origin");
         make_repo(&origin).await;
-        let err = prepare(Some(&origin.to_string_lossy()), Some("dev"), &tmp.path().join("r2"), &tmp.path().join("w2"), "errand/x")
-            .await
-            .unwrap_err();
-        assert_eq!(err.to_string(), format!("base branch 'dev' does not exist in '{}' (branches: trunk)", origin.display()));
+        let err = prepare(
+            Some(&origin.to_string_lossy()),
+            Some("dev"),
+            &tmp.path().join("r2"),
+            &tmp.path().join("w2"),
+            "errand/x",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "base branch 'dev' does not exist in '{}' (branches: trunk)",
+                origin.display()
+            )
+        );
     }
 
     #[tokio::test]
     async fn a_run_without_repo_starts_an_empty_project() {
         let tmp = tempfile::tempdir().unwrap();
         let ws = tmp.path().join("ws");
-        let p = prepare(None, None, tmp.path(), &ws, "errand/new").await.unwrap();
+        let p = prepare(None, None, tmp.path(), &ws, "errand/new")
+            .await
+            .unwrap();
         assert!(ws.join(".git").is_dir());
         assert!(p.remote.is_none());
         std::fs::write(ws.join("primes.py"), "print(2)\n").unwrap();
         git(Some(&ws), &["add", "."]).await.unwrap();
-        git(Some(&ws), &["commit", "--quiet", "-m", "primes"]).await.unwrap();
+        git(Some(&ws), &["commit", "--quiet", "-m", "primes"])
+            .await
+            .unwrap();
         let c = collect(&p).await.unwrap();
         assert_eq!(c.commits, 1);
         assert!(push(&p).await.is_err());

@@ -21,8 +21,16 @@ const PACKAGE: NpmPackage = NpmPackage {
 };
 
 const ENV: &[EnvVar] = &[
-    EnvVar { name: "ANTHROPIC_API_KEY", required: true, secret: true },
-    EnvVar { name: "ANTHROPIC_BASE_URL", required: false, secret: false },
+    EnvVar {
+        name: "ANTHROPIC_API_KEY",
+        required: true,
+        secret: true,
+    },
+    EnvVar {
+        name: "ANTHROPIC_BASE_URL",
+        required: false,
+        secret: false,
+    },
 ];
 
 /// Where the generated settings live, under the sandbox's HOME.
@@ -77,11 +85,16 @@ impl Harness for ClaudeCode {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { follow_up: false, reports_cost: true, model_choice: true, max_turns: true }
+        Capabilities {
+            follow_up: false,
+            reports_cost: true,
+            model_choice: true,
+            max_turns: true,
+        }
     }
 
     fn invocation(&self, ctx: &RunContext) -> Result<Invocation, HarnessError> {
-        let (mut env, secrets) = declared_env(
+        let crate::DeclaredEnv { mut env, secrets } = declared_env(
             "claude-code",
             ENV,
             ctx,
@@ -97,7 +110,10 @@ impl Harness for ClaudeCode {
             ("TMPDIR".to_string(), "/tmp".to_string()),
             ("LANG".to_string(), "C.UTF-8".to_string()),
             ("USER".to_string(), "agent".to_string()),
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_string(), "1".to_string()),
+            (
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_string(),
+                "1".to_string(),
+            ),
             ("DISABLE_AUTOUPDATER".to_string(), "1".to_string()),
         ]);
         env.extend(ctx.extra_env.iter().cloned());
@@ -158,7 +174,10 @@ impl OutputParser for ClaudeParser {
             text: o.result.clone(),
             turns: o.num_turns,
             usage,
-            session_id: o.session_id.clone().or_else(|| self.0.session_id().map(String::from)),
+            session_id: o
+                .session_id
+                .clone()
+                .or_else(|| self.0.session_id().map(String::from)),
         })
     }
 }
@@ -174,7 +193,10 @@ mod tests {
             model: Some("claude-sonnet-4-5".into()),
             max_turns: 7,
             branch: "errand/abcd1234".into(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
             install_dir: "/cache/claude".into(),
             extra_path: vec![],
             extra_env: vec![],
@@ -184,28 +206,46 @@ mod tests {
     #[test]
     fn a_missing_key_is_a_clear_error() {
         let err = ClaudeCode.invocation(&ctx(&[])).unwrap_err().to_string();
-        assert!(err.starts_with("ANTHROPIC_API_KEY is not set: claude-code needs it"), "{err}");
+        assert!(
+            err.starts_with("ANTHROPIC_API_KEY is not set: claude-code needs it"),
+            "{err}"
+        );
     }
 
     #[test]
     fn only_declared_variables_are_passed() {
         let inv = ClaudeCode
-            .invocation(&ctx(&[("ANTHROPIC_API_KEY", "sk-1"), ("AWS_SECRET_ACCESS_KEY", "x"), ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")]))
+            .invocation(&ctx(&[
+                ("ANTHROPIC_API_KEY", "sk-1"),
+                ("AWS_SECRET_ACCESS_KEY", "x"),
+                ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
+            ]))
             .unwrap();
         let names: Vec<&str> = inv.env.iter().map(|(k, _)| k.as_str()).collect();
         assert!(names.contains(&"ANTHROPIC_API_KEY") && names.contains(&"ANTHROPIC_BASE_URL"));
         assert!(!names.contains(&"AWS_SECRET_ACCESS_KEY"));
         assert_eq!(inv.secrets, ["sk-1"]);
         let args = inv.command.args.join(" ");
-        assert!(args.contains("--output-format stream-json --verbose"), "{args}");
-        assert!(args.contains("--max-turns 7") && args.contains("--model claude-sonnet-4-5"), "{args}");
+        assert!(
+            args.contains("--output-format stream-json --verbose"),
+            "{args}"
+        );
+        assert!(
+            args.contains("--max-turns 7") && args.contains("--model claude-sonnet-4-5"),
+            "{args}"
+        );
         assert!(args.contains("errand/abcd1234"));
     }
 
     #[test]
     fn settings_deny_pushing_and_secrets() {
         let s = settings();
-        let deny: Vec<&str> = s["permissions"]["deny"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        let deny: Vec<&str> = s["permissions"]["deny"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
         assert!(deny.contains(&"Bash(git push:*)"));
         assert!(deny.iter().any(|d| d.contains(".ssh")));
     }

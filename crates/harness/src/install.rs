@@ -46,16 +46,27 @@ pub async fn install_npm(
     if dir.join(pkg.bin).is_file() {
         return Ok(dir);
     }
-    let fail = |detail: String| HarnessError::Install { package: pkg.spec(), detail };
+    let fail = |detail: String| HarnessError::Install {
+        package: pkg.spec(),
+        detail,
+    };
     let parent = dir.parent().ok_or_else(|| fail("bad cache path".into()))?;
-    std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let staging = parent.join(format!(".{}-{}-{n}", pkg.version, std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     progress(&format!("installing {} with npm…", pkg.spec()));
     let mut child = tokio::process::Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--no-update-notifier", "--loglevel=error", "--prefix"])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-update-notifier",
+            "--loglevel=error",
+            "--prefix",
+        ])
         .arg(&staging)
         .arg(pkg.spec())
         .stdin(Stdio::null())
@@ -63,7 +74,11 @@ pub async fn install_npm(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| fail(format!("npm could not be started (is Node.js installed?): {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "npm could not be started (is Node.js installed?): {e}"
+            ))
+        })?;
     let mut err_lines = Vec::new();
     if let Some(stderr) = child.stderr.take() {
         let mut lines = BufReader::new(stderr).lines();
@@ -76,7 +91,10 @@ pub async fn install_npm(
     if !status.success() || !staging.join(pkg.bin).is_file() {
         let _ = std::fs::remove_dir_all(&staging);
         let tail: Vec<_> = err_lines.iter().rev().take(5).rev().cloned().collect();
-        return Err(fail(format!("npm exited with {status}: {}", tail.join(" | "))));
+        return Err(fail(format!(
+            "npm exited with {status}: {}",
+            tail.join(" | ")
+        )));
     }
     match std::fs::rename(&staging, &dir) {
         Ok(()) => {}

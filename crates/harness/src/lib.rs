@@ -22,7 +22,11 @@ pub enum HarnessError {
     #[error("unknown harness '{name}' (available: {known})")]
     Unknown { name: String, known: String },
     #[error("{var} is not set: {harness} needs it{hint}")]
-    MissingEnv { harness: &'static str, var: &'static str, hint: &'static str },
+    MissingEnv {
+        harness: &'static str,
+        var: &'static str,
+        hint: &'static str,
+    },
     #[error("installing {package} failed: {detail}")]
     Install { package: String, detail: String },
     #[error("{harness} does not support {what}")]
@@ -111,8 +115,17 @@ pub const KNOWN: &[&str] = &["claude-code"];
 pub fn by_name(name: &str) -> Result<Box<dyn Harness>, HarnessError> {
     match name {
         "claude-code" | "claude" => Ok(Box::new(ClaudeCode)),
-        _ => Err(HarnessError::Unknown { name: name.to_string(), known: KNOWN.join(", ") }),
+        _ => Err(HarnessError::Unknown {
+            name: name.to_string(),
+            known: KNOWN.join(", "),
+        }),
     }
+}
+
+/// The declared variables a run gets, and which of their values are secret.
+pub(crate) struct DeclaredEnv {
+    pub env: Vec<(String, String)>,
+    pub secrets: Vec<String>,
 }
 
 /// Takes the declared variables out of `ctx.env`, checking the required ones.
@@ -121,7 +134,7 @@ pub(crate) fn declared_env(
     vars: &'static [EnvVar],
     ctx: &RunContext,
     hint: &'static str,
-) -> Result<(Vec<(String, String)>, Vec<String>), HarnessError> {
+) -> Result<DeclaredEnv, HarnessError> {
     let mut env = Vec::new();
     let mut secrets = Vec::new();
     for v in vars {
@@ -133,12 +146,16 @@ pub(crate) fn declared_env(
                 }
             }
             None if v.required => {
-                return Err(HarnessError::MissingEnv { harness, var: v.name, hint });
+                return Err(HarnessError::MissingEnv {
+                    harness,
+                    var: v.name,
+                    hint,
+                });
             }
             None => {}
         }
     }
-    Ok((env, secrets))
+    Ok(DeclaredEnv { env, secrets })
 }
 
 #[cfg(test)]
@@ -148,7 +165,13 @@ mod tests {
     #[test]
     fn unknown_harnesses_are_named_with_the_alternatives() {
         let err = by_name("devin").err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("unknown harness 'devin' (available: claude-code)"));
-        assert_eq!(by_name("claude-code").map(|h| h.name()).ok(), Some("claude-code"));
+        assert_eq!(
+            err.as_deref(),
+            Some("unknown harness 'devin' (available: claude-code)")
+        );
+        assert_eq!(
+            by_name("claude-code").map(|h| h.name()).ok(),
+            Some("claude-code")
+        );
     }
 }

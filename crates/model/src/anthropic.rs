@@ -224,7 +224,13 @@ pub fn message_json(
 }
 
 /// The whole SSE body for a streamed message.
-pub fn sse_body(id: &str, model: &str, content: &[Value], stop_reason: &str, usage: &Value) -> String {
+pub fn sse_body(
+    id: &str,
+    model: &str,
+    content: &[Value],
+    stop_reason: &str,
+    usage: &Value,
+) -> String {
     let mut out = String::new();
     let mut event = |name: &str, data: Value| {
         out.push_str("event: ");
@@ -310,7 +316,10 @@ pub fn error_response(status: u16, error_type: &str, message: &str) -> Response 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body.to_string(),
     )
         .into_response()
@@ -322,7 +331,11 @@ pub fn messages(scenario: &Scenario, bytes: &[u8]) -> (Response, Served) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => {
             return (
-                error_response(400, DEFAULT_ERROR_TYPE, "request body must be a JSON object"),
+                error_response(
+                    400,
+                    DEFAULT_ERROR_TYPE,
+                    "request body must be a JSON object",
+                ),
                 Served::Rejected,
             )
         }
@@ -443,7 +456,10 @@ mod tests {
         let msg = json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "Working directory: /w"}]}]});
         assert_eq!(find_cwd(&msg).as_deref(), Some("/w"));
         // Not an absolute path, or absent: not found.
-        assert_eq!(find_cwd(&json!({"system": "Working directory: relative"})), None);
+        assert_eq!(
+            find_cwd(&json!({"system": "Working directory: relative"})),
+            None
+        );
         assert_eq!(find_cwd(&json!({"system": 5})), None);
     }
 
@@ -467,24 +483,36 @@ mod tests {
         assert_eq!((id.as_str(), stop), ("msg_0", "tool_use"));
         assert_eq!(
             content,
-            vec![json!({"type":"tool_use","id":"toolu_0000","name":"Bash","input":{"command":"ls -la","description":"scripted step"}})]
+            vec![
+                json!({"type":"tool_use","id":"toolu_0000","name":"Bash","input":{"command":"ls -la","description":"scripted step"}})
+            ]
         );
         assert_eq!(
             tool_of(1).1,
-            vec![json!({"type":"tool_use","id":"toolu_0001","name":"Read","input":{"file_path":"/tmp/ws/src/lib.rs"}})]
+            vec![
+                json!({"type":"tool_use","id":"toolu_0001","name":"Read","input":{"file_path":"/tmp/ws/src/lib.rs"}})
+            ]
         );
         assert_eq!(
             tool_of(2).1,
-            vec![json!({"type":"tool_use","id":"toolu_0002","name":"Write","input":{"file_path":"/abs/n.txt","content":"hi\n"}})]
+            vec![
+                json!({"type":"tool_use","id":"toolu_0002","name":"Write","input":{"file_path":"/abs/n.txt","content":"hi\n"}})
+            ]
         );
         // Passed through unchanged: the relative path stays relative.
         assert_eq!(
             tool_of(3).1,
-            vec![json!({"type":"tool_use","id":"toolu_0003","name":"Edit","input":{"file_path":"rel.rs","old_string":"a","new_string":"b"}})]
+            vec![
+                json!({"type":"tool_use","id":"toolu_0003","name":"Edit","input":{"file_path":"rel.rs","old_string":"a","new_string":"b"}})
+            ]
         );
         assert_eq!(
             tool_of(4),
-            ("msg_4".to_string(), vec![json!({"type":"text","text":"All good."})], "end_turn")
+            (
+                "msg_4".to_string(),
+                vec![json!({"type":"text","text":"All good."})],
+                "end_turn"
+            )
         );
         assert_eq!(
             answer(s.select(true, 5), cwd),
@@ -496,7 +524,11 @@ mod tests {
         );
         assert_eq!(
             tool_of(6),
-            ("msg_6".to_string(), vec![json!({"type":"text","text":"Done."})], "end_turn")
+            (
+                "msg_6".to_string(),
+                vec![json!({"type":"text","text":"Done."})],
+                "end_turn"
+            )
         );
         assert_eq!(
             answer(s.select(false, 1), cwd),
@@ -516,7 +548,9 @@ mod tests {
 
     #[test]
     fn sse_body_has_the_full_event_sequence_with_deltas() {
-        let content = vec![json!({"type":"tool_use","id":"toolu_0001","name":"Bash","input":{"command":"ls"}})];
+        let content = vec![
+            json!({"type":"tool_use","id":"toolu_0001","name":"Bash","input":{"command":"ls"}}),
+        ];
         let u = usage(100, &content);
         let body = sse_body("msg_1", "m", &content, "tool_use", &u);
         let events: Vec<&str> = body
@@ -534,7 +568,10 @@ mod tests {
                 "message_stop"
             ]
         );
-        assert!(body.contains(r#""partial_json":"{\"command\":\"ls\"}""#), "{body}");
+        assert!(
+            body.contains(r#""partial_json":"{\"command\":\"ls\"}""#),
+            "{body}"
+        );
         assert!(body.contains(r#""stop_reason":"tool_use""#), "{body}");
         assert!(body.ends_with("\n\n"));
     }

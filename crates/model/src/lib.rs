@@ -67,13 +67,15 @@ pub fn router(scenario: Scenario, log: RequestLog) -> Router {
 }
 
 async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        anthropic::error_response(
-            400,
-            anthropic::DEFAULT_ERROR_TYPE,
-            &format!("cannot read request body: {e}"),
-        )
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            anthropic::error_response(
+                400,
+                anthropic::DEFAULT_ERROR_TYPE,
+                &format!("cannot read request body: {e}"),
+            )
+        })
 }
 
 async fn messages(State(state): Shared, req: Request) -> Response {

@@ -305,7 +305,10 @@ fn parse_step(v: &Value) -> Result<Step, String> {
     reject_unknown_keys(obj, allowed, &format!("a {kind} step"))?;
     if let Some(c) = obj.get("comment") {
         if !c.is_string() {
-            return Err(format!("\"comment\" must be a string, found {}", type_name(c)));
+            return Err(format!(
+                "\"comment\" must be a string, found {}",
+                type_name(c)
+            ));
         }
     }
     let Some(field) = obj.get(kind) else {
@@ -396,7 +399,11 @@ fn parse_step(v: &Value) -> Result<Step, String> {
             };
             let error_type = match e.get("type") {
                 None => None,
-                Some(t) => Some(non_empty_string(t, "error.type", "the provider error type")?),
+                Some(t) => Some(non_empty_string(
+                    t,
+                    "error.type",
+                    "the provider error type",
+                )?),
             };
             Ok(Step::Error {
                 status,
@@ -404,11 +411,18 @@ fn parse_step(v: &Value) -> Result<Step, String> {
                 error_type,
             })
         }
-        _ => Err(format!("unknown step kind; expected one of: {}", expected_kinds())),
+        _ => Err(format!(
+            "unknown step kind; expected one of: {}",
+            expected_kinds()
+        )),
     }
 }
 
-fn reject_unknown_keys(obj: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), String> {
+fn reject_unknown_keys(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), String> {
     let unknown: Vec<&str> = obj
         .keys()
         .map(String::as_str)
@@ -612,7 +626,8 @@ mod tests {
 
     #[test]
     fn load_names_the_file() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = std::env::temp_dir().join(format!("errand-model-scenario-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("errand-model-scenario-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let good = dir.join("good.json");
         std::fs::write(&good, r#"{"steps":[{"text":"hi"}]}"#)?;
@@ -624,14 +639,20 @@ mod tests {
             Ok(_) => panic!("bad scenario loaded"),
             Err(e) => e.to_string(),
         };
-        assert!(msg.starts_with(&format!("{}: scenario step 0:", bad.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("{}: scenario step 0:", bad.display())),
+            "{msg}"
+        );
 
         let missing = dir.join("missing.json");
         let msg = match Scenario::load(&missing) {
             Ok(_) => panic!("missing scenario loaded"),
             Err(e) => e.to_string(),
         };
-        assert!(msg.starts_with(&format!("cannot read scenario file {}", missing.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("cannot read scenario file {}", missing.display())),
+            "{msg}"
+        );
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
@@ -657,14 +678,20 @@ mod tests {
         );
         assert_eq!(s.select(true, 2), Selection::Exhausted { index: 2 });
         assert_eq!(s.select(true, 9), Selection::Exhausted { index: 9 });
-        assert_eq!(Scenario::default().select(true, 0), Selection::Exhausted { index: 0 });
+        assert_eq!(
+            Scenario::default().select(true, 0),
+            Selection::Exhausted { index: 0 }
+        );
         Ok(())
     }
 
     #[test]
     fn relative_paths_resolve_against_cwd() {
         assert_eq!(resolve_path("/work/ws", "notes.txt"), "/work/ws/notes.txt");
-        assert_eq!(resolve_path("/work/ws/", "./src/lib.rs"), "/work/ws/src/lib.rs");
+        assert_eq!(
+            resolve_path("/work/ws/", "./src/lib.rs"),
+            "/work/ws/src/lib.rs"
+        );
         assert_eq!(resolve_path("/work/ws", "/etc/hosts"), "/etc/hosts");
         assert_eq!(resolve_path("/work/ws", "."), "/work/ws");
         assert_eq!(resolve_path("/", "a"), "/a");

@@ -127,14 +127,20 @@ async fn streaming_tool_use_has_the_full_event_sequence() -> TestResult {
     assert_eq!(block["name"], "Bash");
     let delta = &events[2].1["delta"];
     assert_eq!(delta["type"], "input_json_delta");
-    let input: Value = serde_json::from_str(delta["partial_json"].as_str().ok_or("no partial_json")?)?;
+    let input: Value =
+        serde_json::from_str(delta["partial_json"].as_str().ok_or("no partial_json")?)?;
     assert_eq!(
         input,
         json!({"command":"grep -n foo src/lib.rs","description":"scripted step"})
     );
     let message_delta = &events[4].1;
     assert_eq!(message_delta["delta"]["stop_reason"], "tool_use");
-    assert!(message_delta["usage"]["output_tokens"].as_u64().unwrap_or(0) > 0);
+    assert!(
+        message_delta["usage"]["output_tokens"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
     Ok(())
 }
 
@@ -147,7 +153,8 @@ async fn streaming_text_uses_a_text_delta_and_relative_write_uses_the_cwd() -> T
     let (_, body, _) = post(&url, &claude_body(1, true)).await?;
     let events = parse_sse(&body)?;
     let delta = &events[2].1["delta"];
-    let input: Value = serde_json::from_str(delta["partial_json"].as_str().ok_or("no partial_json")?)?;
+    let input: Value =
+        serde_json::from_str(delta["partial_json"].as_str().ok_or("no partial_json")?)?;
     assert_eq!(events[1].1["content_block"]["name"], "Write");
     assert_eq!(
         input,
@@ -159,7 +166,10 @@ async fn streaming_text_uses_a_text_delta_and_relative_write_uses_the_cwd() -> T
     no_cwd["system"] = json!("You are a test.");
     let (_, body, _) = post(&url, &no_cwd).await?;
     let msg: Value = serde_json::from_str(&body)?;
-    assert_eq!(msg["content"][0]["input"]["file_path"], "/workspace/notes/todo.txt");
+    assert_eq!(
+        msg["content"][0]["input"]["file_path"],
+        "/workspace/notes/todo.txt"
+    );
 
     // Step 2: final text.
     let (status, body, _) = post(&url, &claude_body(2, true)).await?;
@@ -168,7 +178,10 @@ async fn streaming_text_uses_a_text_delta_and_relative_write_uses_the_cwd() -> T
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, FULL_SEQUENCE);
     assert_eq!(events[0].1["message"]["id"], "msg_2");
-    assert_eq!(events[1].1["content_block"], json!({"type":"text","text":""}));
+    assert_eq!(
+        events[1].1["content_block"],
+        json!({"type":"text","text":""})
+    );
     assert_eq!(
         events[2].1["delta"],
         json!({"type":"text_delta","text":"All done."})
@@ -210,7 +223,10 @@ async fn count_tokens_counts_bytes() -> TestResult {
     let url = format!("{}/v1/messages/count_tokens?beta=true", model.base_url());
     let (status, body, len) = post(&url, &claude_body(0, false)).await?;
     assert_eq!(status, 200);
-    assert_eq!(serde_json::from_str::<Value>(&body)?, json!({"input_tokens": len / 4}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)?,
+        json!({"input_tokens": len / 4})
+    );
     assert_eq!(model.requests()[0].served, Served::CountTokens);
     Ok(())
 }
@@ -257,10 +273,19 @@ async fn error_step_answers_with_its_status() -> TestResult {
     assert_eq!(log.iter().map(|r| r.status).collect::<Vec<_>>(), [400, 400]);
     assert_eq!(log[0].step, Some(3));
 
-    let other = start(r#"{"steps":[{"error":{"status":529,"message":"busy","type":"overloaded_error"}}]}"#).await?;
-    let (status, body, _) = post(&format!("{}/v1/messages", other.base_url()), &claude_body(0, true)).await?;
+    let other =
+        start(r#"{"steps":[{"error":{"status":529,"message":"busy","type":"overloaded_error"}}]}"#)
+            .await?;
+    let (status, body, _) = post(
+        &format!("{}/v1/messages", other.base_url()),
+        &claude_body(0, true),
+    )
+    .await?;
     assert_eq!(status, 529);
-    assert_eq!(serde_json::from_str::<Value>(&body)?["error"]["type"], "overloaded_error");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body)?["error"]["type"],
+        "overloaded_error"
+    );
     Ok(())
 }
 
@@ -268,13 +293,19 @@ async fn error_step_answers_with_its_status() -> TestResult {
 async fn unknown_endpoints_and_bad_bodies_get_json_errors() -> TestResult {
     let model = start(SCENARIO).await?;
     let client = reqwest::Client::new();
-    let resp = client.get(format!("{}/v1/models", model.base_url())).send().await?;
+    let resp = client
+        .get(format!("{}/v1/models", model.base_url()))
+        .send()
+        .await?;
     assert_eq!(resp.status().as_u16(), 404);
     let body: Value = resp.json().await?;
     assert_eq!(body["type"], "error");
     assert_eq!(body["error"]["type"], "not_found_error");
 
-    let resp = client.get(format!("{}/v1/messages", model.base_url())).send().await?;
+    let resp = client
+        .get(format!("{}/v1/messages", model.base_url()))
+        .send()
+        .await?;
     assert_eq!(resp.status().as_u16(), 404);
 
     let resp = client
@@ -287,7 +318,10 @@ async fn unknown_endpoints_and_bad_bodies_get_json_errors() -> TestResult {
     assert_eq!(body["error"]["type"], "invalid_request_error");
 
     let served: Vec<Served> = model.requests().iter().map(|r| r.served).collect();
-    assert_eq!(served, [Served::NotFound, Served::NotFound, Served::Rejected]);
+    assert_eq!(
+        served,
+        [Served::NotFound, Served::NotFound, Served::Rejected]
+    );
     Ok(())
 }
 

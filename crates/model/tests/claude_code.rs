@@ -1,8 +1,9 @@
 //! End-to-end: the real Claude Code CLI runs against the scripted model.
 //!
-//! The binary comes from `ERRAND_TEST_CLAUDE_BIN`, else
-//! `/tmp/ccp/node_modules/.bin/claude`; when neither exists each test prints
-//! "skipped: claude not installed" and passes.
+//! The binary comes from `ERRAND_TEST_CLAUDE_BIN`, else the pinned version is
+//! installed with npm under the target directory (once; npm's cache makes later
+//! installs quick). Only when npm itself is missing does each test print
+//! "skipped: claude not installed" and pass.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,15 +15,33 @@ use serde_json::Value;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-const DEFAULT_CLAUDE: &str = "/tmp/ccp/node_modules/.bin/claude";
+/// The Claude Code version errand pins (see `errand-harness`).
+const CLAUDE_VERSION: &str = "2.1.197";
 
 fn claude_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ERRAND_TEST_CLAUDE_BIN") {
         let p = PathBuf::from(p);
         return p.exists().then_some(p);
     }
-    let p = PathBuf::from(DEFAULT_CLAUDE);
-    p.exists().then_some(p)
+    static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("model-test-claude");
+            let bin = dir.join("node_modules/.bin/claude");
+            if bin.exists() {
+                return Some(bin);
+            }
+            let ok = std::process::Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+                .arg(&dir)
+                .arg(format!("@anthropic-ai/claude-code@{CLAUDE_VERSION}"))
+                .stdin(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            (ok && bin.exists()).then_some(bin)
+        })
+        .clone()
 }
 
 /// One finished `claude -p` run against a scripted model.
@@ -47,7 +66,11 @@ impl Run {
             .ok_or_else(|| format!("no result event\n{}", self.context))
     }
 
-    fn blocks<'a>(&'a self, event_type: &'a str, block_type: &'a str) -> impl Iterator<Item = &'a Value> {
+    fn blocks<'a>(
+        &'a self,
+        event_type: &'a str,
+        block_type: &'a str,
+    ) -> impl Iterator<Item = &'a Value> {
         self.events
             .iter()
             .filter(move |e| e["type"] == event_type)
@@ -56,7 +79,10 @@ impl Run {
     }
 }
 
-async fn run_claude(claude: &PathBuf, scenario_json: &str) -> Result<Run, Box<dyn std::error::Error>> {
+async fn run_claude(
+    claude: &PathBuf,
+    scenario_json: &str,
+) -> Result<Run, Box<dyn std::error::Error>> {
     let scenario = Scenario::from_json(scenario_json)?;
     let listen: SocketAddr = "127.0.0.1:0".parse()?;
     let model = ScriptedModel::start(scenario, listen).await?;
@@ -152,7 +178,10 @@ async fn real_claude_code_replays_a_scenario() -> TestResult {
     assert_eq!(written, "hello from errand\n", "{context}");
 
     let tool_uses: Vec<&Value> = run.blocks("assistant", "tool_use").collect();
-    let names: Vec<&str> = tool_uses.iter().filter_map(|b| b["name"].as_str()).collect();
+    let names: Vec<&str> = tool_uses
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
     assert_eq!(names, ["Write", "Bash"], "{context}");
     let ids: Vec<&str> = tool_uses.iter().filter_map(|b| b["id"].as_str()).collect();
     assert_eq!(ids, ["toolu_0000", "toolu_0001"], "{context}");
@@ -169,13 +198,18 @@ async fn real_claude_code_replays_a_scenario() -> TestResult {
         .ok_or_else(|| format!("no tool_result for the Bash call\n{context}"))?;
     assert_eq!(bash_result["is_error"], false, "{context}");
     assert!(
-        bash_result["content"].to_string().contains("hello from errand"),
+        bash_result["content"]
+            .to_string()
+            .contains("hello from errand"),
         "{context}"
     );
 
     let result = run.result()?;
     assert_eq!(result["is_error"], false, "{context}");
-    assert_eq!(result["result"], "Done: wrote and read notes.txt.", "{context}");
+    assert_eq!(
+        result["result"], "Done: wrote and read notes.txt.",
+        "{context}"
+    );
     let cost = result["total_cost_usd"].as_f64().unwrap_or(0.0);
     assert!(cost > 0.0, "total_cost_usd = {cost}\n{context}");
 
@@ -201,7 +235,10 @@ async fn real_claude_code_reports_a_scripted_api_error() -> TestResult {
     assert_eq!(result["is_error"], true, "{context}");
     assert_eq!(result["api_error_status"], 400, "{context}");
     assert!(
-        result["result"].as_str().unwrap_or_default().contains("scripted refusal"),
+        result["result"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("scripted refusal"),
         "{context}"
     );
     // A 400 is not retried: step 0 was asked for exactly once.

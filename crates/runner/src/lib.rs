@@ -44,7 +44,10 @@ struct Stop {
 
 impl Stop {
     fn failed(reason: impl Into<String>) -> Stop {
-        Stop { state: RunState::Failed, reason: reason.into() }
+        Stop {
+            state: RunState::Failed,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -73,8 +76,17 @@ struct Emitter {
 }
 
 impl Emitter {
-    fn emit(&mut self, source: EventSource, raw_line: Option<u64>, kind: EventKind) -> Result<(), StoreError> {
-        let kind = if self.secrets.is_empty() { kind } else { redact_kind(kind, &self.secrets) };
+    fn emit(
+        &mut self,
+        source: EventSource,
+        raw_line: Option<u64>,
+        kind: EventKind,
+    ) -> Result<(), StoreError> {
+        let kind = if self.secrets.is_empty() {
+            kind
+        } else {
+            redact_kind(kind, &self.secrets)
+        };
         let ev = self.log.append(source, raw_line, kind)?;
         if let Some(tx) = &self.tx {
             let _ = tx.send(ev);
@@ -85,7 +97,9 @@ impl Emitter {
         self.emit(EventSource::Errand, None, kind)
     }
     fn notice(&mut self, message: impl Into<String>) -> Result<(), StoreError> {
-        self.errand(EventKind::Notice { message: message.into() })
+        self.errand(EventKind::Notice {
+            message: message.into(),
+        })
     }
 }
 
@@ -102,7 +116,11 @@ pub fn redact(s: &str, secrets: &[String]) -> String {
 
 fn redact_kind(kind: EventKind, secrets: &[String]) -> EventKind {
     match serde_json::to_string(&kind) {
-        Ok(s) if secrets.iter().any(|sec| sec.len() >= 4 && s.contains(sec.as_str())) => {
+        Ok(s)
+            if secrets
+                .iter()
+                .any(|sec| sec.len() >= 4 && s.contains(sec.as_str())) =>
+        {
             serde_json::from_str(&redact(&s, secrets)).unwrap_or(EventKind::Notice {
                 message: "[event withheld: it contained a secret]".into(),
             })
@@ -122,12 +140,21 @@ impl Runner {
         progress: Option<ProgressFn>,
     ) -> Result<RunRecord, RunnerError> {
         let log = EventLog::open(&self.paths.events(id))?;
-        let mut em = Emitter { log, tx, secrets: Vec::new() };
+        let mut em = Emitter {
+            log,
+            tx,
+            secrets: Vec::new(),
+        };
         let rec = self.store.get_run(id).await?;
         self.store.set_owner(id, Some(std::process::id())).await?;
         self.store.transition(id, RunState::Preparing, None).await?;
-        em.errand(EventKind::State { state: RunState::Preparing, reason: None })?;
-        em.errand(EventKind::UserMessage { text: rec.spec.prompt.clone() })?;
+        em.errand(EventKind::State {
+            state: RunState::Preparing,
+            reason: None,
+        })?;
+        em.errand(EventKind::UserMessage {
+            text: rec.spec.prompt.clone(),
+        })?;
 
         let outcome = self.drive(&rec, &mut em, &cancel, progress).await;
         let (state, reason) = match outcome {
@@ -148,8 +175,15 @@ impl Runner {
     }
 
     async fn transition(&self, id: RunId, em: &mut Emitter, to: RunState) -> Result<(), Stop> {
-        self.store.transition(id, to, None).await.map_err(|e| Stop::failed(e.to_string()))?;
-        em.errand(EventKind::State { state: to, reason: None }).map_err(log_failed)
+        self.store
+            .transition(id, to, None)
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        em.errand(EventKind::State {
+            state: to,
+            reason: None,
+        })
+        .map_err(log_failed)
     }
 
     async fn drive(
@@ -167,16 +201,28 @@ impl Runner {
         let tmp = run_dir.join("tmp");
 
         // Cheap checks first, so a typo costs no clone.
-        let harness = errand_harness::by_name(&spec.harness).map_err(|e| Stop::failed(e.to_string()))?;
+        let harness =
+            errand_harness::by_name(&spec.harness).map_err(|e| Stop::failed(e.to_string()))?;
         if spec.model.is_some() && !harness.capabilities().model_choice {
-            return Err(Stop::failed(format!("{} does not let errand choose the model; drop --model", harness.name())));
+            return Err(Stop::failed(format!(
+                "{} does not let errand choose the model; drop --model",
+                harness.name()
+            )));
         }
         if spec.push && spec.repo.is_none() {
-            return Err(Stop::failed("--push needs --repo: a run without a repository has nowhere to push"));
+            return Err(Stop::failed(
+                "--push needs --repo: a run without a repository has nowhere to push",
+            ));
         }
-        self.sandbox.check().await.map_err(|e| Stop::failed(e.to_string()))?;
+        self.sandbox
+            .check()
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
         let remote = match &spec.repo {
-            Some(src) => Some(errand_git::resolve_source(src, &self.cwd).map_err(|e| Stop::failed(e.to_string()))?),
+            Some(src) => Some(
+                errand_git::resolve_source(src, &self.cwd)
+                    .map_err(|e| Stop::failed(e.to_string()))?,
+            ),
             None => None,
         };
         // A real executable only: wrapper scripts (pyenv shims) would not work inside the sandbox.
@@ -197,22 +243,33 @@ impl Runner {
             ctx.extra_env.push(("VIRTUAL_ENV".into(), venv));
         }
         // Validates the environment (e.g. the API key) before anything slow happens.
-        harness.invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
+        harness
+            .invocation(&ctx)
+            .map_err(|e| Stop::failed(e.to_string()))?;
 
         let pkg = harness.package();
-        let install_dir = self.paths.cache.join("harnesses").join(harness.name()).join(pkg.version);
+        let install_dir = self
+            .paths
+            .cache
+            .join("harnesses")
+            .join(harness.name())
+            .join(pkg.version);
         if !install_dir.join(pkg.bin).is_file() {
-            em.notice(format!("installing {} (first use)", pkg.spec())).map_err(log_failed)?;
+            em.notice(format!("installing {} (first use)", pkg.spec()))
+                .map_err(log_failed)?;
         }
         let report = |line: &str| {
             if let Some(p) = &progress {
                 p(line)
             }
         };
-        ctx.install_dir = errand_harness::install_npm(&self.paths.cache, harness.name(), &pkg, &report)
-            .await
+        ctx.install_dir =
+            errand_harness::install_npm(&self.paths.cache, harness.name(), &pkg, &report)
+                .await
+                .map_err(|e| Stop::failed(e.to_string()))?;
+        let inv = harness
+            .invocation(&ctx)
             .map_err(|e| Stop::failed(e.to_string()))?;
-        let inv = harness.invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
         em.secrets = inv.secrets.clone();
 
         match &remote {
@@ -220,11 +277,22 @@ impl Runner {
             None => em.notice("no repository given: starting an empty project"),
         }
         .map_err(log_failed)?;
-        let prepared = errand_git::prepare(remote.as_deref(), spec.base_branch.as_deref(), &run_dir, &workspace, &id.branch())
-            .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
-        em.notice(format!("branch {} from {} at {}", prepared.branch, prepared.base_branch, short(&prepared.base_commit)))
-            .map_err(log_failed)?;
+        let prepared = errand_git::prepare(
+            remote.as_deref(),
+            spec.base_branch.as_deref(),
+            &run_dir,
+            &workspace,
+            &id.branch(),
+        )
+        .await
+        .map_err(|e| Stop::failed(e.to_string()))?;
+        em.notice(format!(
+            "branch {} from {} at {}",
+            prepared.branch,
+            prepared.base_branch,
+            short(&prepared.base_commit)
+        ))
+        .map_err(log_failed)?;
         for (rel, contents) in &inv.home_files {
             write_file(&home.join(rel), contents)?;
         }
@@ -244,22 +312,28 @@ impl Runner {
         };
 
         if spec.repo.is_none() {
-            self.make_venv(&sb_spec, uv.is_some(), &workspace, em).await?;
+            self.make_venv(&sb_spec, uv.is_some(), &workspace, em)
+                .await?;
         }
 
         self.transition(id, em, RunState::Running).await?;
         let parser = harness.parser();
-        let outcome = self.run_harness(id, &sb_spec, &inv, parser, em, cancel, spec.timeout_secs).await?;
+        let outcome = self
+            .run_harness(id, &sb_spec, &inv, parser, em, cancel, spec.timeout_secs)
+            .await?;
 
         self.transition(id, em, RunState::Finishing).await?;
-        let message = errand_git::commit_message(outcome.text.as_deref(), &spec.prompt, &id.short());
+        let message =
+            errand_git::commit_message(outcome.text.as_deref(), &spec.prompt, &id.short());
         write_file(&tmp.join("errand-commit-msg"), &message)?;
         let script = errand_git::commit_leftovers_script("/tmp/errand-commit-msg");
         let out = self.sandboxed_sh(&sb_spec, &script).await?;
         if !out.trim().is_empty() {
             em.notice(out.trim().to_string()).map_err(log_failed)?;
         }
-        let collected = errand_git::collect(&prepared).await.map_err(|e| Stop::failed(e.to_string()))?;
+        let collected = errand_git::collect(&prepared)
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
         let mut summary = RunSummary {
             branch: Some(prepared.branch.clone()),
             commit: Some(collected.commit.clone()),
@@ -277,18 +351,31 @@ impl Runner {
             prepared.branch,
             short(&collected.commit),
             collected.commits,
-            if collected.shortstat.is_empty() { "no changes" } else { &collected.shortstat }
+            if collected.shortstat.is_empty() {
+                "no changes"
+            } else {
+                &collected.shortstat
+            }
         ))
         .map_err(log_failed)?;
         if spec.push {
-            em.notice(format!("pushing {}", prepared.branch)).map_err(log_failed)?;
-            errand_git::push(&prepared).await.map_err(|e| Stop::failed(e.to_string()))?;
+            em.notice(format!("pushing {}", prepared.branch))
+                .map_err(log_failed)?;
+            errand_git::push(&prepared)
+                .await
+                .map_err(|e| Stop::failed(e.to_string()))?;
             summary.pushed = true;
         }
         Ok(summary)
     }
 
-    async fn make_venv(&self, sb: &SandboxSpec, have_uv: bool, workspace: &Path, em: &mut Emitter) -> Result<(), Stop> {
+    async fn make_venv(
+        &self,
+        sb: &SandboxSpec,
+        have_uv: bool,
+        workspace: &Path,
+        em: &mut Emitter,
+    ) -> Result<(), Stop> {
         let script = if have_uv {
             format!("{}/uv venv --quiet /workspace/.venv", inside::TOOLS)
         } else {
@@ -305,11 +392,17 @@ impl Runner {
                 write_file(&exclude, &text)?;
                 em.notice(format!(
                     "created a Python virtual environment in /workspace/.venv{}",
-                    if have_uv { " with uv (uv is on PATH)" } else { " (uv not found on this machine)" }
+                    if have_uv {
+                        " with uv (uv is on PATH)"
+                    } else {
+                        " (uv not found on this machine)"
+                    }
                 ))
                 .map_err(log_failed)
             }
-            Err(stop) => em.notice(format!("no Python virtual environment: {}", stop.reason)).map_err(log_failed),
+            Err(stop) => em
+                .notice(format!("no Python virtual environment: {}", stop.reason))
+                .map_err(log_failed),
         }
     }
 
@@ -332,7 +425,10 @@ impl Runner {
         if status.success() {
             Ok(out)
         } else {
-            Err(Stop::failed(format!("`{script}` failed in the sandbox ({status}): {}", err.trim())))
+            Err(Stop::failed(format!(
+                "`{script}` failed in the sandbox ({status}): {}",
+                err.trim()
+            )))
         }
     }
 
@@ -347,12 +443,24 @@ impl Runner {
         cancel: &CancellationToken,
         timeout_secs: u64,
     ) -> Result<errand_harness::Outcome, Stop> {
-        let mut proc = self.sandbox.spawn(sb, &inv.command).await.map_err(|e| Stop::failed(e.to_string()))?;
+        let mut proc = self
+            .sandbox
+            .spawn(sb, &inv.command)
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
         for n in proc.notices.clone() {
             em.notice(n).map_err(log_failed)?;
         }
-        let stdout = proc.child.stdout.take().ok_or_else(|| Stop::failed("harness stdout was not captured"))?;
-        let stderr = proc.child.stderr.take().ok_or_else(|| Stop::failed("harness stderr was not captured"))?;
+        let stdout = proc
+            .child
+            .stdout
+            .take()
+            .ok_or_else(|| Stop::failed("harness stdout was not captured"))?;
+        let stderr = proc
+            .child
+            .stderr
+            .take()
+            .ok_or_else(|| Stop::failed("harness stderr was not captured"))?;
         let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
         let stderr_path = self.paths.stderr(id);
         let secrets = inv.secrets.clone();
@@ -451,7 +559,7 @@ fn describe_status(s: &std::process::ExitStatus) -> String {
 }
 
 fn human_secs(s: u64) -> String {
-    if s >= 60 && s % 60 == 0 {
+    if s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -468,9 +576,11 @@ fn log_failed(e: StoreError) -> Stop {
 
 fn write_file(path: &Path, contents: &str) -> Result<(), Stop> {
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| Stop::failed(format!("cannot create {}: {e}", d.display())))?;
+        std::fs::create_dir_all(d)
+            .map_err(|e| Stop::failed(format!("cannot create {}: {e}", d.display())))?;
     }
-    std::fs::write(path, contents).map_err(|e| Stop::failed(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, contents)
+        .map_err(|e| Stop::failed(format!("cannot write {}: {e}", path.display())))
 }
 
 /// The first `name` on PATH that is a native executable (ELF), with symlinks resolved.
@@ -481,13 +591,18 @@ fn which_executable(name: &str) -> Option<PathBuf> {
         .filter_map(|p| p.canonicalize().ok())
         .find(|p| {
             let mut magic = [0u8; 4];
-            std::fs::File::open(p).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && magic == *b"\x7fELF"
+            std::fs::File::open(p)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+                .is_ok()
+                && magic == *b"\x7fELF"
         })
 }
 
 /// Whether a process with this id exists (for finding runs whose errand died).
 pub fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
@@ -497,14 +612,24 @@ pub fn pid_alive(pid: u32) -> bool {
 /// gone (killed, crashed, machine rebooted), so none stays "running" forever.
 pub async fn reap_orphans(store: &dyn Store) -> Result<Vec<RunId>, StoreError> {
     let mut reaped = Vec::new();
-    for r in store.list_runs(&errand_store::RunFilter { state: None, limit: 200 }).await? {
+    for r in store
+        .list_runs(&errand_store::RunFilter {
+            state: None,
+            limit: 200,
+        })
+        .await?
+    {
         if r.state.is_terminal() || r.state == RunState::Queued {
             continue;
         }
         let gone = r.owner_pid.is_none_or(|p| !pid_alive(p));
         if gone {
             store
-                .transition(r.id, RunState::Failed, Some("the errand process running it exited before the run finished"))
+                .transition(
+                    r.id,
+                    RunState::Failed,
+                    Some("the errand process running it exited before the run finished"),
+                )
                 .await?;
             reaped.push(r.id);
         }
@@ -520,9 +645,16 @@ mod tests {
     fn secrets_are_redacted_from_text_and_events() {
         let secrets = vec!["sk-ant-12345".to_string()];
         assert_eq!(redact("key=sk-ant-12345!", &secrets), "key=[REDACTED]!");
-        let k = EventKind::ToolResult { id: "t".into(), output: "ANTHROPIC_API_KEY=sk-ant-12345".into(), is_error: false, exit_code: Some(0) };
+        let k = EventKind::ToolResult {
+            id: "t".into(),
+            output: "ANTHROPIC_API_KEY=sk-ant-12345".into(),
+            is_error: false,
+            exit_code: Some(0),
+        };
         match redact_kind(k, &secrets) {
-            EventKind::ToolResult { output, .. } => assert_eq!(output, "ANTHROPIC_API_KEY=[REDACTED]"),
+            EventKind::ToolResult { output, .. } => {
+                assert_eq!(output, "ANTHROPIC_API_KEY=[REDACTED]")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -38,7 +38,10 @@ impl Paths {
     }
 
     pub fn at(home: &Path) -> Paths {
-        Paths { home: home.to_path_buf(), cache: home.join("cache") }
+        Paths {
+            home: home.to_path_buf(),
+            cache: home.join("cache"),
+        }
     }
 
     pub fn db(&self) -> PathBuf {

@@ -74,8 +74,15 @@ pub struct CommandLine {
 }
 
 impl CommandLine {
-    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        CommandLine { program: program.into(), args: args.into_iter().map(Into::into).collect(), cwd: None }
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        CommandLine {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            cwd: None,
+        }
     }
 }
 
@@ -88,8 +95,16 @@ pub struct SandboxProcess {
 }
 
 impl SandboxProcess {
-    pub fn new(child: tokio::process::Child, notices: Vec<String>, killer: Box<dyn KillTree>) -> Self {
-        SandboxProcess { child, notices, killer }
+    pub fn new(
+        child: tokio::process::Child,
+        notices: Vec<String>,
+        killer: Box<dyn KillTree>,
+    ) -> Self {
+        SandboxProcess {
+            child,
+            notices,
+            killer,
+        }
     }
 
     /// Kills every process of the sandbox, not just the first one.
@@ -130,5 +145,9 @@ pub trait Sandbox: Send + Sync {
     async fn check(&self) -> Result<(), SandboxError>;
     /// Starts `cmd` inside a new sandbox described by `spec`, with stdin closed
     /// and stdout/stderr piped.
-    async fn spawn(&self, spec: &SandboxSpec, cmd: &CommandLine) -> Result<SandboxProcess, SandboxError>;
+    async fn spawn(
+        &self,
+        spec: &SandboxSpec,
+        cmd: &CommandLine,
+    ) -> Result<SandboxProcess, SandboxError>;
 }

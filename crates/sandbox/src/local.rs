@@ -48,7 +48,9 @@ const ETC_ALLOWED: &[&str] = &[
 ];
 
 /// Top-level host directories exposed read-only (or as the symlinks they are).
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
 
 /// The uid and gid the agent has inside (mapped to errand's own outside).
 const AGENT_UID: u32 = 1000;
@@ -60,7 +62,9 @@ pub struct LocalSandbox {
 impl LocalSandbox {
     /// Finds `bwrap` on errand's PATH.
     pub fn new() -> Self {
-        LocalSandbox { bwrap: find_on_path("bwrap") }
+        LocalSandbox {
+            bwrap: find_on_path("bwrap"),
+        }
     }
 
     fn bwrap(&self) -> Result<&Path, SandboxError> {
@@ -78,8 +82,18 @@ impl LocalSandbox {
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
         push(&["--die-with-parent", "--new-session", "--unshare-user"]);
-        push(&["--uid", &AGENT_UID.to_string(), "--gid", &AGENT_UID.to_string()]);
-        push(&["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
+        push(&[
+            "--uid",
+            &AGENT_UID.to_string(),
+            "--gid",
+            &AGENT_UID.to_string(),
+        ]);
+        push(&[
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+        ]);
         push(&["--hostname", "errand-sandbox"]);
         for dir in SYSTEM_DIRS {
             let p = Path::new(dir);
@@ -99,11 +113,19 @@ impl LocalSandbox {
         }
         push(&["--ro-bind", &passwd.to_string_lossy(), "/etc/passwd"]);
         push(&["--proc", "/proc", "--dev", "/dev"]);
-        push(&["--bind", &spec.workspace.to_string_lossy(), paths::WORKSPACE]);
+        push(&[
+            "--bind",
+            &spec.workspace.to_string_lossy(),
+            paths::WORKSPACE,
+        ]);
         push(&["--bind", &spec.home.to_string_lossy(), paths::HOME]);
         push(&["--bind", &spec.tmp.to_string_lossy(), "/tmp"]);
         for (host, inside) in &spec.ro_mounts {
-            push(&["--ro-bind", &host.to_string_lossy(), &inside.to_string_lossy()]);
+            push(&[
+                "--ro-bind",
+                &host.to_string_lossy(),
+                &inside.to_string_lossy(),
+            ]);
         }
         push(&["--chdir", cmd.cwd.as_deref().unwrap_or(paths::WORKSPACE)]);
         push(&["--clearenv"]);
@@ -138,7 +160,15 @@ impl Sandbox for LocalSandbox {
     async fn check(&self) -> Result<(), SandboxError> {
         let bwrap = self.bwrap()?;
         let out = tokio::process::Command::new(bwrap)
-            .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
+            .args([
+                "--unshare-user",
+                "--unshare-pid",
+                "--ro-bind",
+                "/",
+                "/",
+                "--",
+                "true",
+            ])
             .env_clear()
             .stdin(Stdio::null())
             .output()
@@ -155,11 +185,16 @@ impl Sandbox for LocalSandbox {
         }
     }
 
-    async fn spawn(&self, spec: &SandboxSpec, cmd: &CommandLine) -> Result<SandboxProcess, SandboxError> {
+    async fn spawn(
+        &self,
+        spec: &SandboxSpec,
+        cmd: &CommandLine,
+    ) -> Result<SandboxProcess, SandboxError> {
         let bwrap = self.bwrap()?.to_path_buf();
         for dir in [&spec.workspace, &spec.home, &spec.tmp] {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| SandboxError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                SandboxError::Setup(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         // A passwd file naming the agent, so tools that look the user up work.
         let passwd = spec.tmp.join(".errand-passwd");
@@ -217,7 +252,11 @@ impl Sandbox for LocalSandbox {
         }
         let child = command.spawn().map_err(SandboxError::Spawn)?;
         let pgid = child.id().map(|p| p as i32);
-        Ok(SandboxProcess::new(child, notices, Box::new(LocalKiller { pgid, cgroup })))
+        Ok(SandboxProcess::new(
+            child,
+            notices,
+            Box::new(LocalKiller { pgid, cgroup }),
+        ))
     }
 }
 
@@ -287,7 +326,10 @@ impl Cgroup {
             let _ = std::fs::write(parent.join("cgroup.subtree_control"), "+memory +pids");
             let dir = parent.join(&leaf);
             mkdir(&dir)?;
-            let cg = Cgroup { dirs: vec![dir.clone()], v2: true };
+            let cg = Cgroup {
+                dirs: vec![dir.clone()],
+                v2: true,
+            };
             if let Some(m) = limits.memory_bytes {
                 write_limit(&dir.join("memory.max"), m, &cg)?;
                 let _ = std::fs::write(dir.join("memory.swap.max"), "0");
@@ -297,7 +339,10 @@ impl Cgroup {
             }
             cg
         } else {
-            let mut cg = Cgroup { dirs: Vec::new(), v2: false };
+            let mut cg = Cgroup {
+                dirs: Vec::new(),
+                v2: false,
+            };
             if let Some(m) = limits.memory_bytes {
                 let dir = root.join("memory/errand").join(&leaf);
                 mkdir(&dir)?;
@@ -384,7 +429,9 @@ mod tests {
 
     #[test]
     fn arguments_expose_only_what_the_spec_names() {
-        let sb = LocalSandbox { bwrap: Some("/usr/bin/bwrap".into()) };
+        let sb = LocalSandbox {
+            bwrap: Some("/usr/bin/bwrap".into()),
+        };
         let spec = SandboxSpec {
             name: "abc".into(),
             workspace: "/data/runs/abc/workspace".into(),
@@ -394,11 +441,21 @@ mod tests {
             env: vec![("ANTHROPIC_API_KEY".into(), "k".into())],
             limits: Default::default(),
         };
-        let args = sb.bwrap_args(&spec, &CommandLine::new("claude", ["-p", "hi"]), Path::new("/p"));
+        let args = sb.bwrap_args(
+            &spec,
+            &CommandLine::new("claude", ["-p", "hi"]),
+            Path::new("/p"),
+        );
         let joined = args.join(" ");
-        assert!(joined.contains("--clearenv --setenv ANTHROPIC_API_KEY k -- claude -p hi"), "{joined}");
+        assert!(
+            joined.contains("--clearenv --setenv ANTHROPIC_API_KEY k -- claude -p hi"),
+            "{joined}"
+        );
         assert!(joined.contains("--bind /data/runs/abc/workspace /workspace"));
-        assert!(!joined.contains("/root"), "host home must not be mounted: {joined}");
+        assert!(
+            !joined.contains("/root"),
+            "host home must not be mounted: {joined}"
+        );
         assert!(!joined.contains("--bind / "), "{joined}");
         assert!(!args.iter().any(|a| a == "/etc" || a == "/etc/shadow"));
     }

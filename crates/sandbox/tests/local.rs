@@ -50,7 +50,13 @@ async fn sees_only_its_workspace_and_declared_environment() {
     let other = tempfile::tempdir().unwrap();
     std::fs::write(other.path().join("theirs.txt"), "other run").unwrap();
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let s = spec(host.path(), vec![("ONLY_THIS".into(), "1".into()), ("PATH".into(), "/usr/bin:/bin".into())]);
+    let s = spec(
+        host.path(),
+        vec![
+            ("ONLY_THIS".into(), "1".into()),
+            ("PATH".into(), "/usr/bin:/bin".into()),
+        ],
+    );
     std::fs::create_dir_all(&s.workspace).unwrap();
     std::fs::write(s.workspace.join("mine.txt"), "mine").unwrap();
     let script = format!(
@@ -68,16 +74,28 @@ async fn sees_only_its_workspace_and_declared_environment() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("mine\n"), "{out}");
     assert!(!out.contains("LEAK"), "{out}");
-    let env: Vec<&str> = out.lines().filter(|l| l.contains('=') && !l.starts_with("pid1=") && !l.starts_with("id=")).collect();
+    let env: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains('=') && !l.starts_with("pid1=") && !l.starts_with("id="))
+        .collect();
     let names: Vec<&str> = env.iter().filter_map(|l| l.split('=').next()).collect();
     // The shell itself adds PWD (and may add SHLVL / _); nothing of errand's own environment.
     for n in &names {
-        assert!(["ONLY_THIS", "PATH", "PWD", "SHLVL", "_", "OLDPWD"].contains(n), "unexpected env {n}: {out}");
+        assert!(
+            ["ONLY_THIS", "PATH", "PWD", "SHLVL", "_", "OLDPWD"].contains(n),
+            "unexpected env {n}: {out}"
+        );
     }
     assert!(out.contains("ONLY_THIS=1"));
     assert!(out.contains("id=1000"), "{out}");
-    assert!(!out.contains("pid1=systemd") && !out.contains("pid1=init"), "own PID namespace: {out}");
-    assert!(s.workspace.join("new.txt").exists(), "workspace is writable");
+    assert!(
+        !out.contains("pid1=systemd") && !out.contains("pid1=init"),
+        "own PID namespace: {out}"
+    );
+    assert!(
+        s.workspace.join("new.txt").exists(),
+        "workspace is writable"
+    );
 }
 
 #[tokio::test]
@@ -87,16 +105,32 @@ async fn kill_takes_down_the_whole_tree() {
     let s = spec(host.path(), vec![("PATH".into(), "/usr/bin:/bin".into())]);
     let marker = "errand-sandbox-kill-test-9f3c";
     let mut p = sb
-        .spawn(&s, &CommandLine::new("/bin/sh", ["-c", &format!("(sleep 300; echo {marker}) & (sh -c 'sleep 301') & wait")]))
+        .spawn(
+            &s,
+            &CommandLine::new(
+                "/bin/sh",
+                [
+                    "-c",
+                    &format!("(sleep 300; echo {marker}) & (sh -c 'sleep 301') & wait"),
+                ],
+            ),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.kill().await;
     drop(p);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
     let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(!ps.lines().any(|l| l.contains("sleep 300") || l.contains("sleep 301")), "survivors:\n{ps}");
+    assert!(
+        !ps.lines()
+            .any(|l| l.contains("sleep 300") || l.contains("sleep 301")),
+        "survivors:\n{ps}"
+    );
 }
 
 #[tokio::test]
@@ -104,9 +138,21 @@ async fn process_limit_is_applied_or_reported() {
     let Some(sb) = available().await else { return };
     let host = tempfile::tempdir().unwrap();
     let mut s = spec(host.path(), vec![("PATH".into(), "/usr/bin:/bin".into())]);
-    s.limits = Limits { memory_bytes: Some(256 << 20), max_pids: Some(20) };
+    s.limits = Limits {
+        memory_bytes: Some(256 << 20),
+        max_pids: Some(20),
+    };
     let mut p = sb
-        .spawn(&s, &CommandLine::new("/bin/sh", ["-c", "for i in $(seq 60); do sleep 2 & done; wait; echo done"]))
+        .spawn(
+            &s,
+            &CommandLine::new(
+                "/bin/sh",
+                [
+                    "-c",
+                    "for i in $(seq 60); do sleep 2 & done; wait; echo done",
+                ],
+            ),
+        )
         .await
         .unwrap();
     let notices = p.notices.clone();
@@ -116,8 +162,12 @@ async fn process_limit_is_applied_or_reported() {
     }
     let _ = p.wait().await;
     if notices.is_empty() {
-        assert!(err.contains("fork") || err.contains("Resource temporarily unavailable") || err.contains("retry"),
-            "60 background processes under a 20-process limit should fail to fork: {err}");
+        assert!(
+            err.contains("fork")
+                || err.contains("Resource temporarily unavailable")
+                || err.contains("retry"),
+            "60 background processes under a 20-process limit should fail to fork: {err}"
+        );
     } else {
         assert!(notices[0].contains("not applied"), "{notices:?}");
     }

@@ -18,7 +18,10 @@ use errand_core::{Event, EventKind, EventSource};
 use crate::{Result, StoreError};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.display().to_string(), source }
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Opens `path` for appending after cutting any torn tail; returns the file and
@@ -76,7 +79,11 @@ impl EventLog {
             .rev()
             .find_map(|l| serde_json::from_str::<Event>(l).ok())
             .map_or(0, |e| e.seq);
-        Ok(EventLog { file, path: path.to_path_buf(), next_seq: last + 1 })
+        Ok(EventLog {
+            file,
+            path: path.to_path_buf(),
+            next_seq: last + 1,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -84,8 +91,19 @@ impl EventLog {
     }
 
     /// Appends one event and returns it as written.
-    pub fn append(&mut self, source: EventSource, raw_line: Option<u64>, kind: EventKind) -> Result<Event> {
-        let event = Event { seq: self.next_seq, ts: Utc::now(), source, raw_line, kind };
+    pub fn append(
+        &mut self,
+        source: EventSource,
+        raw_line: Option<u64>,
+        kind: EventKind,
+    ) -> Result<Event> {
+        let event = Event {
+            seq: self.next_seq,
+            ts: Utc::now(),
+            source,
+            raw_line,
+            kind,
+        };
         let line = serde_json::to_string(&event)
             .map_err(|e| StoreError::Corrupt(format!("event does not serialize: {e}")))?;
         write_line(&mut self.file, &self.path, &line)?;
@@ -104,7 +122,11 @@ pub struct RawLog {
 impl RawLog {
     pub fn open(path: &Path) -> Result<Self> {
         let (file, lines) = open_append(path)?;
-        Ok(RawLog { file, path: path.to_path_buf(), lines: lines.len() as u64 })
+        Ok(RawLog {
+            file,
+            path: path.to_path_buf(),
+            lines: lines.len() as u64,
+        })
     }
 
     /// Appends one line (newlines inside it are replaced so a line stays a line);
@@ -150,7 +172,10 @@ pub struct LogTail {
 
 impl LogTail {
     pub fn new(path: &Path) -> Self {
-        LogTail { path: path.to_path_buf(), offset: 0 }
+        LogTail {
+            path: path.to_path_buf(),
+            offset: 0,
+        }
     }
 
     pub fn poll(&mut self) -> Result<Vec<String>> {
@@ -159,7 +184,8 @@ impl LogTail {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&self.path)(e)),
         };
-        file.seek(SeekFrom::Start(self.offset)).map_err(io_err(&self.path))?;
+        file.seek(SeekFrom::Start(self.offset))
+            .map_err(io_err(&self.path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err(&self.path))?;
         let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
@@ -181,11 +207,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("run/events.jsonl");
         let mut log = EventLog::open(&p).unwrap();
-        assert_eq!(log.append(EventSource::Errand, None, notice("a")).unwrap().seq, 1);
-        assert_eq!(log.append(EventSource::Errand, None, notice("b")).unwrap().seq, 2);
+        assert_eq!(
+            log.append(EventSource::Errand, None, notice("a"))
+                .unwrap()
+                .seq,
+            1
+        );
+        assert_eq!(
+            log.append(EventSource::Errand, None, notice("b"))
+                .unwrap()
+                .seq,
+            2
+        );
         drop(log);
         let mut log = EventLog::open(&p).unwrap();
-        assert_eq!(log.append(EventSource::Harness, Some(7), notice("c")).unwrap().seq, 3);
+        assert_eq!(
+            log.append(EventSource::Harness, Some(7), notice("c"))
+                .unwrap()
+                .seq,
+            3
+        );
         let evs = read_events(&p).unwrap();
         assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(evs[2].raw_line, Some(7));
@@ -196,15 +237,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("events.jsonl");
         let mut log = EventLog::open(&p).unwrap();
-        log.append(EventSource::Errand, None, notice("whole")).unwrap();
+        log.append(EventSource::Errand, None, notice("whole"))
+            .unwrap();
         drop(log);
         // Simulate a crash in the middle of writing the second line.
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
-        f.write_all(br#"{"seq":2,"ts":"2026-11-26T07:00:00Z","sou"#).unwrap();
+        f.write_all(br#"{"seq":2,"ts":"2026-11-26T07:00:00Z","sou"#)
+            .unwrap();
         drop(f);
-        assert_eq!(read_events(&p).unwrap().len(), 1, "reader skips the torn tail");
+        assert_eq!(
+            read_events(&p).unwrap().len(),
+            1,
+            "reader skips the torn tail"
+        );
         let mut log = EventLog::open(&p).unwrap();
-        assert_eq!(log.append(EventSource::Errand, None, notice("next")).unwrap().seq, 2);
+        assert_eq!(
+            log.append(EventSource::Errand, None, notice("next"))
+                .unwrap()
+                .seq,
+            2
+        );
         let evs = read_events(&p).unwrap();
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[1].kind, notice("next"));

@@ -60,8 +60,7 @@ pub trait Store: Send + Sync {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     /// Moves a run to `to` if the state machine allows it from its current state,
     /// atomically (compare-and-set), and records the transition.
-    async fn transition(&self, id: RunId, to: RunState, reason: Option<&str>)
-        -> Result<RunRecord>;
+    async fn transition(&self, id: RunId, to: RunState, reason: Option<&str>) -> Result<RunRecord>;
     async fn transitions(&self, id: RunId) -> Result<Vec<Transition>>;
     async fn update_summary(&self, id: RunId, summary: &RunSummary) -> Result<()>;
     /// Marks a run for cancellation; the process executing it notices and stops it.

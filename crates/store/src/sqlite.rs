@@ -67,8 +67,8 @@ fn row_to_run(row: &SqliteRow) -> Result<RunRecord> {
     let id: String = row.try_get("id")?;
     let id = RunId::from_str(&id).map_err(|e| StoreError::Corrupt(format!("run id {id}: {e}")))?;
     let spec: String = row.try_get("spec")?;
-    let spec: RunSpec =
-        serde_json::from_str(&spec).map_err(|e| StoreError::Corrupt(format!("spec of {id}: {e}")))?;
+    let spec: RunSpec = serde_json::from_str(&spec)
+        .map_err(|e| StoreError::Corrupt(format!("spec of {id}: {e}")))?;
     let state: String = row.try_get("state")?;
     let state = RunState::from_str(&state).map_err(StoreError::Corrupt)?;
     let summary: String = row.try_get("summary")?;
@@ -108,11 +108,13 @@ impl Store for SqliteStore {
         .bind(millis(now))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO run_transitions (run_id, seq, state, at) VALUES (?, 1, 'queued', ?)")
-            .bind(id.to_string())
-            .bind(millis(now))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO run_transitions (run_id, seq, state, at) VALUES (?, 1, 'queued', ?)",
+        )
+        .bind(id.to_string())
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.get_run(id).await
     }
@@ -131,10 +133,11 @@ impl Store for SqliteStore {
         if needle.is_empty() || !needle.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(StoreError::NotFound(id_or_prefix.to_string()));
         }
-        let rows = sqlx::query("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC LIMIT 2")
-            .bind(format!("{needle}%"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at DESC LIMIT 2")
+                .bind(format!("{needle}%"))
+                .fetch_all(&self.pool)
+                .await?;
         match rows.as_slice() {
             [] => Err(StoreError::NotFound(id_or_prefix.to_string())),
             [one] => row_to_run(one),
@@ -181,7 +184,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() != 1 {
-            return Err(StoreError::Corrupt(format!("run {id} changed state concurrently")));
+            return Err(StoreError::Corrupt(format!(
+                "run {id} changed state concurrently"
+            )));
         }
         sqlx::query(
             "INSERT INTO run_transitions (run_id, seq, state, at, reason) \
@@ -198,10 +203,12 @@ impl Store for SqliteStore {
     }
 
     async fn transitions(&self, id: RunId) -> Result<Vec<Transition>> {
-        let rows = sqlx::query("SELECT state, at, reason FROM run_transitions WHERE run_id = ? ORDER BY seq")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT state, at, reason FROM run_transitions WHERE run_id = ? ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let state: String = r.try_get("state")?;
@@ -262,24 +269,38 @@ mod tests {
         assert_eq!(rec.state, RunState::Queued);
         assert_eq!(rec.spec, spec);
         assert_eq!(s.find_run(&id.short()).await.unwrap().id, id);
-        assert!(matches!(s.find_run("zz").await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.find_run("zz").await,
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
     async fn transitions_follow_the_state_machine_and_are_recorded() {
         let s = store().await;
         let id = RunId::new();
-        s.create_run(id, &RunSpec::new("p", "claude-code")).await.unwrap();
+        s.create_run(id, &RunSpec::new("p", "claude-code"))
+            .await
+            .unwrap();
         s.transition(id, RunState::Preparing, None).await.unwrap();
-        let err = s.transition(id, RunState::Succeeded, None).await.unwrap_err();
+        let err = s
+            .transition(id, RunState::Succeeded, None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::InvalidTransition(_)), "{err}");
-        let rec = s.transition(id, RunState::Failed, Some("clone failed")).await.unwrap();
+        let rec = s
+            .transition(id, RunState::Failed, Some("clone failed"))
+            .await
+            .unwrap();
         assert_eq!(rec.state, RunState::Failed);
         assert_eq!(rec.reason.as_deref(), Some("clone failed"));
         assert!(rec.started_at.is_some() && rec.finished_at.is_some());
         let ts = s.transitions(id).await.unwrap();
         let states: Vec<_> = ts.iter().map(|t| t.state).collect();
-        assert_eq!(states, [RunState::Queued, RunState::Preparing, RunState::Failed]);
+        assert_eq!(
+            states,
+            [RunState::Queued, RunState::Preparing, RunState::Failed]
+        );
         assert_eq!(ts[2].reason.as_deref(), Some("clone failed"));
         assert!(s.transition(id, RunState::Cancelled, None).await.is_err());
     }
@@ -289,19 +310,30 @@ mod tests {
         let s = store().await;
         let a = RunId::new();
         let b = RunId::new();
-        s.create_run(a, &RunSpec::new("a", "claude-code")).await.unwrap();
-        s.create_run(b, &RunSpec::new("b", "claude-code")).await.unwrap();
-        s.transition(b, RunState::Cancelled, Some("by user")).await.unwrap();
+        s.create_run(a, &RunSpec::new("a", "claude-code"))
+            .await
+            .unwrap();
+        s.create_run(b, &RunSpec::new("b", "claude-code"))
+            .await
+            .unwrap();
+        s.transition(b, RunState::Cancelled, Some("by user"))
+            .await
+            .unwrap();
         let all = s.list_runs(&RunFilter::default()).await.unwrap();
         assert_eq!(all.len(), 2);
         let queued = s
-            .list_runs(&RunFilter { state: Some(RunState::Queued), limit: 10 })
+            .list_runs(&RunFilter {
+                state: Some(RunState::Queued),
+                limit: 10,
+            })
             .await
             .unwrap();
         assert_eq!(queued.iter().map(|r| r.id).collect::<Vec<_>>(), [a]);
         assert!(s.request_cancel(a).await.unwrap().cancel_requested);
-        let mut sum = RunSummary::default();
-        sum.cost_usd = Some(0.25);
+        let sum = RunSummary {
+            cost_usd: Some(0.25),
+            ..Default::default()
+        };
         s.update_summary(a, &sum).await.unwrap();
         assert_eq!(s.get_run(a).await.unwrap().summary.cost_usd, Some(0.25));
     }
@@ -313,7 +345,9 @@ mod tests {
         let id = RunId::new();
         {
             let s = SqliteStore::open(&path).await.unwrap();
-            s.create_run(id, &RunSpec::new("p", "claude-code")).await.unwrap();
+            s.create_run(id, &RunSpec::new("p", "claude-code"))
+                .await
+                .unwrap();
         }
         let s = SqliteStore::open(&path).await.unwrap();
         assert_eq!(s.get_run(id).await.unwrap().spec.prompt, "p");

@@ -124,7 +124,10 @@ impl ClaudeStreamParser {
             _ => None,
         };
         match parsed {
-            Some(Parsed { mut events, partial }) => {
+            Some(Parsed {
+                mut events,
+                partial,
+            }) => {
                 if partial {
                     events.push(raw(line));
                 }
@@ -185,7 +188,9 @@ impl ClaudeStreamParser {
                 for block in blocks {
                     match block.get("type").and_then(Value::as_str) {
                         Some("text") => match block.get("text").and_then(Value::as_str) {
-                            Some(text) => out.text(text, |text| EventKind::AssistantMessage { text }),
+                            Some(text) => {
+                                out.text(text, |text| EventKind::AssistantMessage { text })
+                            }
                             None => out.partial = true,
                         },
                         Some("thinking") => match block.get("thinking").and_then(Value::as_str) {
@@ -229,7 +234,9 @@ impl ClaudeStreamParser {
                 // several results it would be unclear which, so it is not used.
                 let results = blocks.iter().filter(|b| is_block(b, "tool_result")).count();
                 let tool_use_result = match results {
-                    1 => obj.get("tool_use_result").or_else(|| obj.get("toolUseResult")),
+                    1 => obj
+                        .get("tool_use_result")
+                        .or_else(|| obj.get("toolUseResult")),
                     _ => None,
                 };
                 for block in blocks {
@@ -253,7 +260,10 @@ impl ClaudeStreamParser {
 
     fn tool_result(&self, block: &Value, tool_use_result: Option<&Value>) -> Option<EventKind> {
         let id = block.get("tool_use_id")?.as_str()?;
-        let is_error = block.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+        let is_error = block
+            .get("is_error")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let output = content_text(block.get("content"));
         let exit_code = if is_error {
             leading_exit_code(&output)
@@ -277,7 +287,12 @@ impl ClaudeStreamParser {
             (None, None) => return None,
         };
         let usage_obj = obj.get("usage");
-        let tokens = |key: &str| usage_obj.and_then(|u| u.get(key)).and_then(as_u64).unwrap_or(0);
+        let tokens = |key: &str| {
+            usage_obj
+                .and_then(|u| u.get(key))
+                .and_then(as_u64)
+                .unwrap_or(0)
+        };
         let total_cost_usd = obj.get("total_cost_usd").and_then(Value::as_f64);
         let usage = Usage {
             input_tokens: tokens("input_tokens"),
@@ -354,22 +369,37 @@ impl ClaudeStreamParser {
                 let path = string("file_path")?;
                 let old = string("old_string").unwrap_or("");
                 let new = string("new_string").unwrap_or("");
-                (path, DiffBuilder::new().excerpt(old, new).finish(&self.header_path(path)))
+                (
+                    path,
+                    DiffBuilder::new()
+                        .excerpt(old, new)
+                        .finish(self.header_path(path)),
+                )
             }
             "MultiEdit" => {
                 let path = string("file_path")?;
                 let mut builder = DiffBuilder::new();
-                for edit in input.get("edits").and_then(Value::as_array).into_iter().flatten() {
+                for edit in input
+                    .get("edits")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let field = |key: &str| edit.get(key).and_then(Value::as_str).unwrap_or("");
                     builder.excerpt(field("old_string"), field("new_string"));
                 }
-                (path, builder.finish(&self.header_path(path)))
+                (path, builder.finish(self.header_path(path)))
             }
             "Write" => {
                 let path = string("file_path")?;
                 let content = string("content").unwrap_or("");
                 // The old content is not in the call: the diff is from empty.
-                (path, DiffBuilder::new().whole("", content).finish(&self.header_path(path)))
+                (
+                    path,
+                    DiffBuilder::new()
+                        .whole("", content)
+                        .finish(self.header_path(path)),
+                )
             }
             "NotebookEdit" => {
                 // The cell's old source is not in the call: a replaced cell
@@ -379,7 +409,7 @@ impl ClaudeStreamParser {
                     Some("delete") => FileDiff::default(),
                     _ => DiffBuilder::new()
                         .excerpt("", string("new_source").unwrap_or(""))
-                        .finish(&self.header_path(path)),
+                        .finish(self.header_path(path)),
                 };
                 (path, diff)
             }
@@ -566,7 +596,10 @@ mod tests {
             result: Some("API Error: 400 bad".into()),
             ..base.clone()
         };
-        assert_eq!(api.error_message().as_deref(), Some("API Error: 400 bad (API status 400)"));
+        assert_eq!(
+            api.error_message().as_deref(),
+            Some("API Error: 400 bad (API status 400)")
+        );
         let turns = ClaudeOutcome {
             errors: vec!["Reached maximum number of turns (2)".into()],
             terminal_reason: Some("max_turns".into()),
@@ -580,8 +613,14 @@ mod tests {
             terminal_reason: Some("aborted_tools".into()),
             ..base.clone()
         };
-        assert_eq!(reason.error_message().as_deref(), Some("run ended: aborted_tools"));
-        assert_eq!(base.error_message().as_deref(), Some("claude reported an error"));
+        assert_eq!(
+            reason.error_message().as_deref(),
+            Some("run ended: aborted_tools")
+        );
+        assert_eq!(
+            base.error_message().as_deref(),
+            Some("claude reported an error")
+        );
         assert_eq!(ClaudeOutcome::default().error_message(), None);
     }
 }

@@ -121,7 +121,10 @@ mod tests {
 
     #[test]
     fn no_change_gives_no_diff() {
-        let d = DiffBuilder::new().excerpt("same", "same").whole("", "").finish("f");
+        let d = DiffBuilder::new()
+            .excerpt("same", "same")
+            .whole("", "")
+            .finish("f");
         assert_eq!(d, FileDiff::default());
     }
 

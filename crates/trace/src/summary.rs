@@ -26,13 +26,15 @@ pub fn summarize_tool_call(name: &str, input: &Value) -> String {
             .or_else(|| field("file_path"))
             .map(str::to_owned),
         "Grep" | "Glob" => field("pattern").map(str::to_owned),
-        "TodoWrite" => input
-            .get("todos")
-            .and_then(Value::as_array)
-            .map(|todos| match todos.len() {
-                1 => "1 item".to_owned(),
-                n => format!("{n} items"),
-            }),
+        "TodoWrite" => {
+            input
+                .get("todos")
+                .and_then(Value::as_array)
+                .map(|todos| match todos.len() {
+                    1 => "1 item".to_owned(),
+                    n => format!("{n} items"),
+                })
+        }
         "Task" | "Agent" => field("description").map(str::to_owned),
         "WebFetch" => field("url").map(str::to_owned),
         "WebSearch" => field("query").map(str::to_owned),
@@ -44,7 +46,10 @@ pub fn summarize_tool_call(name: &str, input: &Value) -> String {
 
 /// The first non-blank line of `text`, with `…` appended when more follows.
 fn first_line(text: &str) -> String {
-    let mut lines = text.lines().map(str::trim_end).skip_while(|l| l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .map(str::trim_end)
+        .skip_while(|l| l.trim().is_empty());
     let first = lines.next().unwrap_or("").to_owned();
     if lines.any(|l| !l.trim().is_empty()) {
         format!("{first} …")
@@ -78,7 +83,10 @@ mod tests {
     #[test]
     fn bash_shows_the_first_line_of_the_command() {
         assert_eq!(
-            summarize_tool_call("Bash", &json!({"command": "touch bypass.txt", "description": "mock command"})),
+            summarize_tool_call(
+                "Bash",
+                &json!({"command": "touch bypass.txt", "description": "mock command"})
+            ),
             "touch bypass.txt"
         );
         assert_eq!(
@@ -100,7 +108,10 @@ mod tests {
     fn file_tools_show_the_path() {
         for tool in ["Read", "Write", "Edit", "MultiEdit"] {
             assert_eq!(
-                summarize_tool_call(tool, &json!({"file_path": "/w/src/main.rs", "content": "x"})),
+                summarize_tool_call(
+                    tool,
+                    &json!({"file_path": "/w/src/main.rs", "content": "x"})
+                ),
                 "/w/src/main.rs"
             );
         }
@@ -112,24 +123,45 @@ mod tests {
 
     #[test]
     fn search_tools_show_the_pattern() {
-        assert_eq!(summarize_tool_call("Grep", &json!({"pattern": "fn main", "path": "src"})), "fn main");
-        assert_eq!(summarize_tool_call("Glob", &json!({"pattern": "**/*.rs"})), "**/*.rs");
+        assert_eq!(
+            summarize_tool_call("Grep", &json!({"pattern": "fn main", "path": "src"})),
+            "fn main"
+        );
+        assert_eq!(
+            summarize_tool_call("Glob", &json!({"pattern": "**/*.rs"})),
+            "**/*.rs"
+        );
     }
 
     #[test]
     fn todo_write_counts_items_and_task_shows_description() {
-        assert_eq!(summarize_tool_call("TodoWrite", &json!({"todos": [{}, {}, {}]})), "3 items");
-        assert_eq!(summarize_tool_call("TodoWrite", &json!({"todos": [{}]})), "1 item");
         assert_eq!(
-            summarize_tool_call("Task", &json!({"description": "Find callers", "prompt": "long…"})),
+            summarize_tool_call("TodoWrite", &json!({"todos": [{}, {}, {}]})),
+            "3 items"
+        );
+        assert_eq!(
+            summarize_tool_call("TodoWrite", &json!({"todos": [{}]})),
+            "1 item"
+        );
+        assert_eq!(
+            summarize_tool_call(
+                "Task",
+                &json!({"description": "Find callers", "prompt": "long…"})
+            ),
             "Find callers"
         );
     }
 
     #[test]
     fn others_and_odd_inputs_fall_back_to_compact_json() {
-        assert_eq!(summarize_tool_call("Mystery", &json!({"a": 1})), r#"{"a":1}"#);
-        assert_eq!(summarize_tool_call("Bash", &json!({"cmd": "ls"})), r#"{"cmd":"ls"}"#);
+        assert_eq!(
+            summarize_tool_call("Mystery", &json!({"a": 1})),
+            r#"{"a":1}"#
+        );
+        assert_eq!(
+            summarize_tool_call("Bash", &json!({"cmd": "ls"})),
+            r#"{"cmd":"ls"}"#
+        );
         assert_eq!(summarize_tool_call("Read", &json!(42)), "42");
         assert_eq!(summarize_tool_call("Edit", &Value::Null), "null");
         let big = summarize_tool_call("Mystery", &json!({"text": "a\nb".repeat(100)}));

@@ -36,7 +36,9 @@ fn parse_all(lines: &[&str]) -> Vec<EventKind> {
 }
 
 fn raw(line: &str) -> EventKind {
-    EventKind::Raw { line: line.to_owned() }
+    EventKind::Raw {
+        line: line.to_owned(),
+    }
 }
 
 #[derive(Serialize)]
@@ -90,10 +92,19 @@ fn session_transcript_snapshot() {
 fn init_starts_the_session() {
     let mut p = ClaudeStreamParser::new();
     let events = p.push_line(example(1));
-    let [EventKind::SessionStart { session_id, model, cwd, tools }] = events.as_slice() else {
+    let [EventKind::SessionStart {
+        session_id,
+        model,
+        cwd,
+        tools,
+    }] = events.as_slice()
+    else {
         panic!("{events:?}");
     };
-    assert_eq!(session_id.as_deref(), Some("25b2fe16-c4cc-4a1a-920c-501e5155ee44"));
+    assert_eq!(
+        session_id.as_deref(),
+        Some("25b2fe16-c4cc-4a1a-920c-501e5155ee44")
+    );
     assert_eq!(model.as_deref(), Some("claude-opus-4-8[1m]"));
     assert_eq!(cwd.as_deref(), Some("./ws-cc"));
     assert_eq!(tools.len(), 24);
@@ -143,10 +154,17 @@ fn a_denied_tool_call_is_an_error_result_without_exit_code() {
 #[test]
 fn a_failed_bash_command_reports_its_exit_code() {
     let mut line = example_value(7);
-    line["message"]["content"][0]["content"] = json!("Exit code 2\nls: cannot access 'nope': No such file or directory");
-    line["tool_use_result"] = json!("Error: Exit code 2\nls: cannot access 'nope': No such file or directory");
+    line["message"]["content"][0]["content"] =
+        json!("Exit code 2\nls: cannot access 'nope': No such file or directory");
+    line["tool_use_result"] =
+        json!("Error: Exit code 2\nls: cannot access 'nope': No such file or directory");
     let events = parse_all(&[&line.to_string()]);
-    let [EventKind::ToolResult { is_error, exit_code, .. }] = events.as_slice() else {
+    let [EventKind::ToolResult {
+        is_error,
+        exit_code,
+        ..
+    }] = events.as_slice()
+    else {
         panic!("{events:?}");
     };
     assert!(*is_error);
@@ -160,12 +178,30 @@ fn exit_code_zero_is_only_for_bash_runs_that_finished() {
     let mut call = example_value(2);
     call["message"]["content"][0]["name"] = json!("Read");
     let events = parse_all(&[&call.to_string(), example(3)]);
-    assert!(matches!(events.get(1), Some(EventKind::ToolResult { exit_code: None, .. })), "{events:?}");
+    assert!(
+        matches!(
+            events.get(1),
+            Some(EventKind::ToolResult {
+                exit_code: None,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
 
     let mut interrupted = example_value(3);
     interrupted["tool_use_result"]["interrupted"] = json!(true);
     let events = parse_all(&[example(2), &interrupted.to_string()]);
-    assert!(matches!(events.get(1), Some(EventKind::ToolResult { exit_code: None, .. })), "{events:?}");
+    assert!(
+        matches!(
+            events.get(1),
+            Some(EventKind::ToolResult {
+                exit_code: None,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
 }
 
 /// Made from line 3: content as an array of text blocks.
@@ -205,8 +241,12 @@ fn thinking_then_text() {
     assert_eq!(
         parse_all(&[&line.to_string()]),
         vec![
-            EventKind::Thinking { text: "The user wants hello.txt.".into() },
-            EventKind::AssistantMessage { text: "Done: wrote hello.txt".into() },
+            EventKind::Thinking {
+                text: "The user wants hello.txt.".into()
+            },
+            EventKind::AssistantMessage {
+                text: "Done: wrote hello.txt".into()
+            },
         ]
     );
 }
@@ -220,8 +260,12 @@ fn user_text_is_a_user_message_and_tool_results_are_not() {
             .cloned()
             .collect::<Vec<_>>(),
         vec![
-            EventKind::UserMessage { text: "run the slow thing".into() },
-            EventKind::UserMessage { text: "[Request interrupted by user for tool use]".into() },
+            EventKind::UserMessage {
+                text: "run the slow thing".into()
+            },
+            EventKind::UserMessage {
+                text: "[Request interrupted by user for tool use]".into()
+            },
         ]
     );
 }
@@ -243,9 +287,12 @@ fn edit_session(name: &str, input: Value) -> Vec<EventKind> {
 
 fn file_edit(events: &[EventKind]) -> (String, Option<String>, u32, u32) {
     match events {
-        [EventKind::ToolCall { .. }, EventKind::FileEdit { path, diff, added, removed }] => {
-            (path.clone(), diff.clone(), *added, *removed)
-        }
+        [EventKind::ToolCall { .. }, EventKind::FileEdit {
+            path,
+            diff,
+            added,
+            removed,
+        }] => (path.clone(), diff.clone(), *added, *removed),
         other => panic!("expected ToolCall then FileEdit, got {other:?}"),
     }
 }
@@ -258,7 +305,9 @@ fn edit_gives_a_unified_diff_with_counts() {
         "new_string": "fn main() {\n    let name = \"errand\";\n    println!(\"hi {name}\");\n}",
     });
     let events = edit_session("Edit", input.clone());
-    assert!(matches!(events.first(), Some(EventKind::ToolCall { name, input: i, .. }) if name == "Edit" && *i == input));
+    assert!(
+        matches!(events.first(), Some(EventKind::ToolCall { name, input: i, .. }) if name == "Edit" && *i == input)
+    );
     let (path, diff, added, removed) = file_edit(&events);
     assert_eq!(path, "/work/ws-cc/src/main.rs");
     assert_eq!(
@@ -310,7 +359,10 @@ fn multi_edit_combines_its_edits() {
 
 #[test]
 fn write_is_a_diff_from_empty() {
-    let events = edit_session("Write", json!({"file_path": "/work/ws-cc/hello.txt", "content": "hello\nworld"}));
+    let events = edit_session(
+        "Write",
+        json!({"file_path": "/work/ws-cc/hello.txt", "content": "hello\nworld"}),
+    );
     let (path, diff, added, removed) = file_edit(&events);
     assert_eq!(path, "/work/ws-cc/hello.txt");
     assert_eq!(
@@ -319,8 +371,14 @@ fn write_is_a_diff_from_empty() {
     );
     assert_eq!((added, removed), (2, 0));
 
-    let events = edit_session("Write", json!({"file_path": "/work/ws-cc/empty.txt", "content": ""}));
-    assert_eq!(file_edit(&events), ("/work/ws-cc/empty.txt".into(), None, 0, 0));
+    let events = edit_session(
+        "Write",
+        json!({"file_path": "/work/ws-cc/empty.txt", "content": ""}),
+    );
+    assert_eq!(
+        file_edit(&events),
+        ("/work/ws-cc/empty.txt".into(), None, 0, 0)
+    );
 }
 
 #[test]
@@ -331,24 +389,36 @@ fn notebook_edit_shows_the_new_cell_source() {
     );
     let (path, diff, added, removed) = file_edit(&events);
     assert_eq!(path, "/work/ws-cc/a.ipynb");
-    assert_eq!(diff.as_deref(), Some("--- a/a.ipynb\n+++ b/a.ipynb\n@@ -0,0 +1 @@\n+print(1)\n"));
+    assert_eq!(
+        diff.as_deref(),
+        Some("--- a/a.ipynb\n+++ b/a.ipynb\n@@ -0,0 +1 @@\n+print(1)\n")
+    );
     assert_eq!((added, removed), (1, 0));
 
     let events = edit_session(
         "NotebookEdit",
         json!({"notebook_path": "/work/ws-cc/a.ipynb", "cell_id": "c1", "new_source": "", "edit_mode": "delete"}),
     );
-    assert_eq!(file_edit(&events), ("/work/ws-cc/a.ipynb".into(), None, 0, 0));
+    assert_eq!(
+        file_edit(&events),
+        ("/work/ws-cc/a.ipynb".into(), None, 0, 0)
+    );
 }
 
 #[test]
 fn file_tools_without_a_path_give_only_the_tool_call() {
     for name in ["Edit", "Write", "MultiEdit", "NotebookEdit"] {
         let events = edit_session(name, json!({"content": "x"}));
-        assert!(matches!(events.as_slice(), [EventKind::ToolCall { .. }]), "{name}: {events:?}");
+        assert!(
+            matches!(events.as_slice(), [EventKind::ToolCall { .. }]),
+            "{name}: {events:?}"
+        );
     }
     let events = edit_session("Read", json!({"file_path": "/work/ws-cc/a"}));
-    assert!(matches!(events.as_slice(), [EventKind::ToolCall { .. }]), "{events:?}");
+    assert!(
+        matches!(events.as_slice(), [EventKind::ToolCall { .. }]),
+        "{events:?}"
+    );
 }
 
 // ---- results ----
@@ -400,14 +470,21 @@ fn api_error_is_an_error_although_subtype_is_success() {
     result["session_id"] = json!("8e4696ec-5810-44fb-9bd2-c9e7cf2ee420");
     let mut p = ClaudeStreamParser::new();
     let events = feed(&mut p, &[example(6), &result.to_string()]);
-    assert_eq!(events.first(), Some(&EventKind::AssistantMessage { text: "API Error: 400 mock: bad request".into() }));
+    assert_eq!(
+        events.first(),
+        Some(&EventKind::AssistantMessage {
+            text: "API Error: 400 mock: bad request".into()
+        })
+    );
     assert!(
         matches!(events.get(2), Some(EventKind::Result { is_error: true, text: Some(t), .. }) if t == "API Error: 400 mock: bad request"),
         "{events:?}"
     );
     assert_eq!(
         events.get(3),
-        Some(&EventKind::Error { message: "API Error: 400 mock: bad request (API status 400)".into() })
+        Some(&EventKind::Error {
+            message: "API Error: 400 mock: bad request (API status 400)".into()
+        })
     );
     assert_eq!(events.len(), 4);
     let outcome = p.outcome().expect("outcome");
@@ -435,7 +512,10 @@ fn max_turns_is_an_error_with_its_reason() {
     );
     let outcome = p.outcome().expect("outcome");
     assert_eq!(outcome.subtype.as_deref(), Some("error_max_turns"));
-    assert_eq!(outcome.errors, vec!["Reached maximum number of turns (2)".to_owned()]);
+    assert_eq!(
+        outcome.errors,
+        vec!["Reached maximum number of turns (2)".to_owned()]
+    );
     assert_eq!(outcome.terminal_reason.as_deref(), Some("max_turns"));
 }
 
@@ -453,7 +533,13 @@ fn the_latest_result_is_the_outcome() {
 
 #[test]
 fn malformed_json_is_raw() {
-    for line in ["not json", "{", "{\"type\":\"assistant\",", "}{", "{\"type\": \"result\"} trailing"] {
+    for line in [
+        "not json",
+        "{",
+        "{\"type\":\"assistant\",",
+        "}{",
+        "{\"type\": \"result\"} trailing",
+    ] {
         assert_eq!(parse_all(&[line]), vec![raw(line)], "{line}");
     }
 }
@@ -472,7 +558,15 @@ fn every_truncated_line_is_raw() {
 
 #[test]
 fn non_object_json_is_raw() {
-    for line in ["42", "[]", "[{\"type\":\"result\"}]", "\"result\"", "null", "true", "-1.5e3"] {
+    for line in [
+        "42",
+        "[]",
+        "[{\"type\":\"result\"}]",
+        "\"result\"",
+        "null",
+        "true",
+        "-1.5e3",
+    ] {
         assert_eq!(parse_all(&[line]), vec![raw(line)], "{line}");
     }
 }
@@ -512,7 +606,12 @@ fn partial_messages_and_blank_lines_give_nothing() {
 #[test]
 fn a_crlf_line_still_parses() {
     let line = format!("{}\r", example(4));
-    assert_eq!(parse_all(&[&line]), vec![EventKind::AssistantMessage { text: "Done: wrote hello.txt".into() }]);
+    assert_eq!(
+        parse_all(&[&line]),
+        vec![EventKind::AssistantMessage {
+            text: "Done: wrote hello.txt".into()
+        }]
+    );
 }
 
 /// Made from lines 2–5 and 7: known types with unexpected shapes.
@@ -556,11 +655,19 @@ fn unknown_blocks_keep_the_known_ones_and_the_line() {
     let line = line.to_string();
     assert_eq!(
         parse_all(&[&line]),
-        vec![EventKind::AssistantMessage { text: "Done: wrote hello.txt".into() }, raw(&line)]
+        vec![
+            EventKind::AssistantMessage {
+                text: "Done: wrote hello.txt".into()
+            },
+            raw(&line)
+        ]
     );
 
     let mut call = example_value(2);
-    if let Some(block) = call.pointer_mut("/message/content/0").and_then(Value::as_object_mut) {
+    if let Some(block) = call
+        .pointer_mut("/message/content/0")
+        .and_then(Value::as_object_mut)
+    {
         block.remove("id");
     }
     let call = call.to_string();
@@ -576,11 +683,22 @@ fn unknown_blocks_keep_the_known_ones_and_the_line() {
 /// types: no panic, and nothing but partial messages gives no event.
 #[test]
 fn wrong_field_types_never_panic_nor_vanish() {
-    let odd = [json!(null), json!(42), json!(-1), json!(1.5), json!("x"), json!([]), json!({}), json!([1, "a"])];
+    let odd = [
+        json!(null),
+        json!(42),
+        json!(-1),
+        json!(1.5),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!([1, "a"]),
+    ];
     let mut p = ClaudeStreamParser::new();
     for (n, line) in EVENT_EXAMPLES.lines().chain(TRANSCRIPT.lines()).enumerate() {
         let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("line {n}: {e}"));
-        let Some(obj) = value.as_object() else { continue };
+        let Some(obj) = value.as_object() else {
+            continue;
+        };
         for key in obj.keys() {
             for replacement in &odd {
                 let mut changed = obj.clone();

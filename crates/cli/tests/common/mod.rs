@@ -25,22 +25,39 @@ pub fn ensure_claude() {
         let out = Command::new(errand_bin())
             .args(["harness", "install", "claude-code"])
             .env("ERRAND_CACHE_DIR", cache_dir())
-            .env("ERRAND_HOME", std::env::temp_dir().join("errand-install-home"))
+            .env(
+                "ERRAND_HOME",
+                std::env::temp_dir().join("errand-install-home"),
+            )
             .output()
             .expect("run errand harness install");
-        assert!(out.status.success(), "harness install failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "harness install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
 }
 
 /// Whether bubblewrap works here; tests that need it say so when it does not.
 pub fn sandbox_available() -> bool {
     let ok = Command::new("bwrap")
-        .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
+        .args([
+            "--unshare-user",
+            "--unshare-pid",
+            "--ro-bind",
+            "/",
+            "/",
+            "--",
+            "true",
+        ])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("skipped: bubblewrap is not usable on this machine (install the bubblewrap package)");
+        eprintln!(
+            "skipped: bubblewrap is not usable on this machine (install the bubblewrap package)"
+        );
     }
     ok
 }
@@ -55,12 +72,18 @@ impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let home = dir.path().join("errand-home");
-        Env { dir, home, vars: Vec::new() }
+        Env {
+            dir,
+            home,
+            vars: Vec::new(),
+        }
     }
 
     pub fn with_model(mut self, model: &ScriptedModel) -> Env {
-        self.vars.push(("ANTHROPIC_BASE_URL".into(), model.base_url()));
-        self.vars.push(("ANTHROPIC_API_KEY".into(), "sk-test-e2e-0123456789".into()));
+        self.vars
+            .push(("ANTHROPIC_BASE_URL".into(), model.base_url()));
+        self.vars
+            .push(("ANTHROPIC_API_KEY".into(), "sk-test-e2e-0123456789".into()));
         self
     }
 
@@ -73,8 +96,14 @@ impl Env {
         let mut c = Command::new(errand_bin());
         c.args(args)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
-            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+            )
             .env("ERRAND_HOME", &self.home)
             .env("ERRAND_CACHE_DIR", cache_dir())
             .current_dir(self.dir.path());
@@ -94,7 +123,11 @@ impl Env {
         a.extend_from_slice(args);
         let out = self.run(&a);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("errand run printed no JSON ({e}):\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+            panic!(
+                "errand run printed no JSON ({e}):\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
         });
         (out.status.success(), v)
     }
@@ -102,7 +135,11 @@ impl Env {
     /// The normalized events of a run, from `errand logs --json`.
     pub fn events(&self, id: &str) -> Vec<serde_json::Value> {
         let out = self.run(&["logs", "--json", id]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).expect("each logs --json line is JSON"))
@@ -112,12 +149,23 @@ impl Env {
 
 pub async fn model(scenario: &str) -> ScriptedModel {
     let sc = Scenario::from_json(scenario).expect("scenario");
-    ScriptedModel::start(sc, "127.0.0.1:0".parse().expect("addr")).await.expect("start scripted model")
+    ScriptedModel::start(sc, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("start scripted model")
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -125,13 +173,34 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 pub fn bare_repo(root: &Path) -> PathBuf {
     let work = root.join("seed");
     std::fs::create_dir_all(work.join("src")).expect("mkdir");
-    std::fs::write(work.join("src/lib.rs"), "pub fn greeting() -> &'static str {\n    \"helo\"\n}\n").expect("write");
+    std::fs::write(
+        work.join("src/lib.rs"),
+        "pub fn greeting() -> &'static str {\n    \"helo\"\n}\n",
+    )
+    .expect("write");
     std::fs::write(work.join("README.md"), "# sample\n").expect("write");
     git(&work, &["init", "-q", "-b", "main"]);
     git(&work, &["add", "."]);
-    git(&work, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    );
     let bare = root.join("origin.git");
-    let out = Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare).output().expect("clone");
+    let out = Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&work)
+        .arg(&bare)
+        .output()
+        .expect("clone");
     assert!(out.status.success());
     bare
 }
