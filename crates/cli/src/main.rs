@@ -397,11 +397,22 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
             }
         }
     });
-    let ctrlc = cancel.clone();
+    // Ctrl-C or SIGTERM cancels the run: the sandbox is killed and the run recorded as cancelled.
+    let on_signal = cancel.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            ctrlc.cancel();
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
         }
+        on_signal.cancel();
     });
 
     let rec = runner.execute(id, cancel, Some(tx), Some(progress)).await?;

@@ -510,7 +510,7 @@ impl Runner {
                     break;
                 }
                 _ = cancel.cancelled() => {
-                    stop = Some(Stop { state: RunState::Cancelled, reason: "cancelled (interrupted in the terminal)".into() });
+                    stop = Some(Stop { state: RunState::Cancelled, reason: "cancelled (errand run was interrupted: Ctrl-C or SIGTERM)".into() });
                     break;
                 }
                 _ = poll.tick() => {
