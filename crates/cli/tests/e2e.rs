@@ -176,3 +176,37 @@ async fn a_run_without_repo_gets_git_and_a_python_virtualenv() {
         "the venv is not committed: {v:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_key_never_reaches_the_logs_whole_or_in_pieces() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    const KEY: &str = "sk-test-e2e-0123456789";
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let scenario = serde_json::json!({"steps": [
+        {"shell": "echo \"whole: $ANTHROPIC_API_KEY\"; echo \"$ANTHROPIC_API_KEY\" | cut -c1-11; echo \"$ANTHROPIC_API_KEY\" | cut -c12-; echo \"$ANTHROPIC_API_KEY\" >&2"},
+        {"text": format!("The key is {KEY}, or in two parts: {} and {}.", &KEY[..11], &KEY[11..])}
+    ]})
+    .to_string();
+    let model = model(&scenario).await;
+    let env = env.with_model(&model);
+    let (ok, v) = env.run_json(&["--repo", &bare.to_string_lossy(), "print the key"]);
+    assert!(ok, "{v:#}");
+    let id = v["id"].as_str().expect("id");
+    let run_dir = env.home.join("runs").join(id);
+    let mut checked = 0;
+    for f in ["events.jsonl", "raw.jsonl", "stderr.log"] {
+        let text = std::fs::read_to_string(run_dir.join(f)).unwrap_or_default();
+        for piece in KEY.as_bytes().windows(8) {
+            let piece = std::str::from_utf8(piece).expect("ascii");
+            assert!(!text.contains(piece), "{f} contains '{piece}' of the key:\n{text}");
+        }
+        checked += text.matches("[REDACTED]").count();
+    }
+    assert!(checked >= 4, "the key was printed and redacted in several places ({checked})");
+    let out = env.run(&["logs", "--json", id]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&KEY[..8]));
+}

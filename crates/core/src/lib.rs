@@ -5,9 +5,11 @@
 //! outside its inputs.
 
 pub mod event;
+pub mod redact;
 pub mod run;
 
 pub use event::{Event, EventKind, EventSource, Usage};
+pub use redact::Redactor;
 pub use run::{
     InvalidTransition, RepoSource, RunId, RunRecord, RunSpec, RunState, RunSummary, Transition,
 };

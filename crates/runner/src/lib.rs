@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::{Event, EventKind, EventSource, RunId, RunRecord, RunState, RunSummary};
+use errand_core::{
+    Event, EventKind, EventSource, Redactor, RunId, RunRecord, RunState, RunSummary,
+};
 use errand_harness::{Invocation, RunContext};
 use errand_sandbox::{paths as inside, CommandLine, Limits, Sandbox, SandboxSpec};
 use errand_store::{EventLog, RawLog, Store, StoreError};
@@ -72,7 +74,7 @@ pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 struct Emitter {
     log: EventLog,
     tx: Option<mpsc::UnboundedSender<Event>>,
-    secrets: Vec<String>,
+    redactor: Redactor,
 }
 
 impl Emitter {
@@ -82,10 +84,10 @@ impl Emitter {
         raw_line: Option<u64>,
         kind: EventKind,
     ) -> Result<(), StoreError> {
-        let kind = if self.secrets.is_empty() {
+        let kind = if self.redactor.is_empty() {
             kind
         } else {
-            redact_kind(kind, &self.secrets)
+            redact_kind(kind, &self.redactor)
         };
         let ev = self.log.append(source, raw_line, kind)?;
         if let Some(tx) = &self.tx {
@@ -103,25 +105,10 @@ impl Emitter {
     }
 }
 
-/// Replaces every secret value in `s`.
-pub fn redact(s: &str, secrets: &[String]) -> String {
-    let mut out = s.to_string();
-    for sec in secrets.iter().filter(|s| s.len() >= 4) {
-        if out.contains(sec.as_str()) {
-            out = out.replace(sec.as_str(), "[REDACTED]");
-        }
-    }
-    out
-}
-
-fn redact_kind(kind: EventKind, secrets: &[String]) -> EventKind {
+fn redact_kind(kind: EventKind, redactor: &Redactor) -> EventKind {
     match serde_json::to_string(&kind) {
-        Ok(s)
-            if secrets
-                .iter()
-                .any(|sec| sec.len() >= 4 && s.contains(sec.as_str())) =>
-        {
-            serde_json::from_str(&redact(&s, secrets)).unwrap_or(EventKind::Notice {
+        Ok(s) if redactor.finds(&s) => {
+            serde_json::from_str(&redactor.redact(&s)).unwrap_or(EventKind::Notice {
                 message: "[event withheld: it contained a secret]".into(),
             })
         }
@@ -143,7 +130,7 @@ impl Runner {
         let mut em = Emitter {
             log,
             tx,
-            secrets: Vec::new(),
+            redactor: Redactor::default(),
         };
         let rec = self.store.get_run(id).await?;
         self.store.set_owner(id, Some(std::process::id())).await?;
@@ -270,7 +257,7 @@ impl Runner {
         let inv = harness
             .invocation(&ctx)
             .map_err(|e| Stop::failed(e.to_string()))?;
-        em.secrets = inv.secrets.clone();
+        em.redactor = Redactor::new(&inv.secrets);
 
         match &remote {
             Some(r) => em.notice(format!("cloning {}", errand_git::redact_url(r))),
@@ -463,13 +450,13 @@ impl Runner {
             .ok_or_else(|| Stop::failed("harness stderr was not captured"))?;
         let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
         let stderr_path = self.paths.stderr(id);
-        let secrets = inv.secrets.clone();
+        let redactor = em.redactor.clone();
         let stderr_task = tokio::spawn(async move {
             let mut tail: Vec<String> = Vec::new();
             let mut all = String::new();
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let line = redact(&line, &secrets);
+                let line = redactor.redact(&line);
                 all.push_str(&line);
                 all.push('\n');
                 tail.push(line);
@@ -490,7 +477,7 @@ impl Runner {
             tokio::select! {
                 line = lines.next_line() => match line {
                     Ok(Some(line)) => {
-                        let line = redact(&line, &inv.secrets);
+                        let line = em.redactor.redact(&line);
                         let n = raw.append(&line).map_err(log_failed)?;
                         for kind in parser.push_line(&line) {
                             em.emit(EventSource::Harness, Some(n), kind).map_err(log_failed)?;
@@ -643,8 +630,7 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_from_text_and_events() {
-        let secrets = vec!["sk-ant-12345".to_string()];
-        assert_eq!(redact("key=sk-ant-12345!", &secrets), "key=[REDACTED]!");
+        let secrets = Redactor::new(["sk-ant-12345"]);
         let k = EventKind::ToolResult {
             id: "t".into(),
             output: "ANTHROPIC_API_KEY=sk-ant-12345".into(),
