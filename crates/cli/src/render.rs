@@ -187,6 +187,10 @@ impl Renderer {
                 .style(Style::new().red())
                 .apply_to(format!("error: {message}"))
                 .to_string()],
+            EventKind::Warning { message } => vec![self
+                .style(Style::new().yellow())
+                .apply_to(format!("warning: {}", first_line(message, 110)))
+                .to_string()],
             EventKind::Raw { line } => vec![dim
                 .apply_to(format!("?  {}", first_line(line, 100)))
                 .to_string()],

@@ -101,6 +101,11 @@ pub enum EventKind {
     Error {
         message: String,
     },
+    /// Something the harness flagged that did not stop it (e.g. Codex's
+    /// warning-only `error` items). Never a reason for a run to fail.
+    Warning {
+        message: String,
+    },
     /// A line the parser did not recognise (or could not parse), kept as it was.
     Raw {
         line: String,
@@ -145,6 +150,7 @@ impl EventKind {
             EventKind::Usage(_) => "usage",
             EventKind::Result { .. } => "result",
             EventKind::Error { .. } => "error",
+            EventKind::Warning { .. } => "warning",
             EventKind::Raw { .. } => "raw",
         }
     }

@@ -1,15 +1,17 @@
 //! errand's scripted model: a local HTTP server that speaks a model
 //! provider's wire protocol closely enough that a real coding-agent CLI runs
-//! against it (Claude Code via `ANTHROPIC_BASE_URL`), replaying a
-//! [`Scenario`] deterministically.
+//! against it (Claude Code via `ANTHROPIC_BASE_URL`; Codex via a custom
+//! provider with `wire_api = "responses"` and `base_url = "{server}/v1"`),
+//! replaying a [`Scenario`] deterministically. One server speaks both
+//! protocols, so the same scenario drives either CLI.
 //!
 //! Code map:
 //! - [`scenario`]: the protocol-neutral scenario format, parsing, and step
 //!   selection. No I/O besides reading the file.
 //! - [`anthropic`]: the Anthropic Messages wire protocol (request inspection,
-//!   tool-name mapping, JSON and SSE answers). A module for the OpenAI
-//!   Responses API (Codex) belongs beside it, with its own routes added in
-//!   [`router`].
+//!   tool-name mapping, JSON and SSE answers).
+//! - [`openai`]: the OpenAI Responses wire protocol for Codex (the same
+//!   concerns: turns counted from `input[]`, Codex tool mapping, SSE).
 //! - [`log`]: the in-memory request log.
 //! - this file: the axum router, the running-server handle [`ScriptedModel`]
 //!   and [`serve_forever`] for `errand mock-model`.
@@ -18,11 +20,15 @@
 //! depends only on the request), and no request body can make it panic.
 //!
 //! Endpoints: `POST /v1/messages` (query such as `?beta=true` ignored; SSE
-//! when `"stream": true`), `POST /v1/messages/count_tokens`; anything else is
-//! a 404 with an Anthropic-style JSON error.
+//! when `"stream": true`), `POST /v1/messages/count_tokens`,
+//! `POST /v1/responses` (OpenAI Responses; SSE when `"stream": true`);
+//! anything else is a 404 with an Anthropic-style JSON error. There is no
+//! `GET /v1/models`: Codex 0.169.0 with a custom provider never asks for it,
+//! and it stays a 404 as before.
 
 pub mod anthropic;
 pub mod log;
+pub mod openai;
 pub mod scenario;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -61,21 +67,22 @@ pub fn router(scenario: Scenario, log: RequestLog) -> Router {
     Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1/responses", post(responses))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state)
 }
 
-async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
+/// The whole request body, or why it could not be read.
+async fn read_body(body: Body) -> Result<axum::body::Bytes, String> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|e| {
-            anthropic::error_response(
-                400,
-                anthropic::DEFAULT_ERROR_TYPE,
-                &format!("cannot read request body: {e}"),
-            )
-        })
+        .map_err(|e| format!("cannot read request body: {e}"))
+}
+
+fn anthropic_unreadable(message: &str) -> (Response, Served) {
+    let response = anthropic::error_response(400, anthropic::DEFAULT_ERROR_TYPE, message);
+    (response, Served::Rejected)
 }
 
 async fn messages(State(state): Shared, req: Request) -> Response {
@@ -83,7 +90,20 @@ async fn messages(State(state): Shared, req: Request) -> Response {
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     let (response, served) = match read_body(req.into_body()).await {
         Ok(bytes) => anthropic::messages(&state.scenario, &bytes),
-        Err(response) => (response, Served::Rejected),
+        Err(message) => anthropic_unreadable(&message),
+    };
+    finish(&state, at, &method, &path, served, response)
+}
+
+async fn responses(State(state): Shared, req: Request) -> Response {
+    let at = Instant::now();
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let (response, served) = match read_body(req.into_body()).await {
+        Ok(bytes) => openai::responses(&state.scenario, &bytes),
+        Err(message) => (
+            openai::error_response(400, openai::DEFAULT_ERROR_TYPE, &message),
+            Served::Rejected,
+        ),
     };
     finish(&state, at, &method, &path, served, response)
 }
@@ -93,7 +113,7 @@ async fn count_tokens(State(state): Shared, req: Request) -> Response {
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     let (response, served) = match read_body(req.into_body()).await {
         Ok(bytes) => (anthropic::count_tokens(&bytes), Served::CountTokens),
-        Err(response) => (response, Served::Rejected),
+        Err(message) => anthropic_unreadable(&message),
     };
     finish(&state, at, &method, &path, served, response)
 }
@@ -164,6 +184,12 @@ impl ScriptedModel {
         base_url(self.addr)
     }
 
+    /// Base URL for an OpenAI Responses client such as a Codex provider's
+    /// `base_url`: [`ScriptedModel::base_url`] + `/v1`.
+    pub fn openai_base_url(&self) -> String {
+        format!("{}/v1", base_url(self.addr))
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.log.snapshot()
@@ -218,9 +244,10 @@ pub async fn serve_forever(scenario: Scenario, listen: SocketAddr) -> std::io::R
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "errand mock-model: listening on {} ({} steps); ANTHROPIC_BASE_URL={}",
+        "errand mock-model: listening on {} ({} steps); ANTHROPIC_BASE_URL={}; OpenAI Responses base_url={}/v1",
         addr,
         scenario.steps.len(),
+        base_url(addr),
         base_url(addr)
     );
     let app = router(scenario, RequestLog::new());

@@ -44,18 +44,21 @@ pub struct Scenario {
 /// One scripted model turn.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Run a shell command with the harness's shell tool (Claude Code: `Bash`).
+    /// Run a shell command with the harness's shell tool (Claude Code: `Bash`;
+    /// Codex: `exec_command`).
     Shell {
         /// The command line.
         command: String,
     },
-    /// Read a file with the harness's read tool (Claude Code: `Read`).
+    /// Read a file with the harness's read tool (Claude Code: `Read`; Codex:
+    /// `cat` through its shell tool).
     /// Relative paths are resolved against the agent's working directory.
     Read {
         /// File path, absolute or relative to the agent's cwd.
         path: String,
     },
-    /// Write a whole file with the harness's write tool (Claude Code: `Write`).
+    /// Write a whole file with the harness's write tool (Claude Code: `Write`;
+    /// Codex: `apply_patch` when offered, else a heredoc through its shell tool).
     /// Relative paths are resolved against the agent's working directory.
     Write {
         /// File path, absolute or relative to the agent's cwd.
@@ -82,7 +85,8 @@ pub enum Step {
         /// Error message placed in the provider's error body.
         message: String,
         /// Provider error type; `None` means the protocol's default
-        /// (Anthropic: `invalid_request_error`).
+        /// (Anthropic: `invalid_request_error`; OpenAI: `invalid_request_error`
+        /// for 4xx, `server_error` for 5xx).
         error_type: Option<String>,
     },
 }

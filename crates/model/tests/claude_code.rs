@@ -32,7 +32,13 @@ fn claude_bin() -> Option<PathBuf> {
                 return Some(bin);
             }
             let ok = std::process::Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+                .args([
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    "--prefix",
+                ])
                 .arg(&dir)
                 .arg(format!("@anthropic-ai/claude-code@{CLAUDE_VERSION}"))
                 .stdin(Stdio::null())

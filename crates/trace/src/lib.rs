@@ -9,10 +9,18 @@
 //!
 //! Parsers:
 //! - [`ClaudeStreamParser`]: Claude Code's `--output-format stream-json --verbose`.
+//! - [`CodexStreamParser`]: Codex's `codex exec --json`.
+//!
+//! Also [`estimate_cost_usd`] ([`pricing`]): a cost estimate from token usage
+//! for harnesses that report none.
 
 pub mod claude;
+pub mod codex;
 pub mod diff;
+pub mod pricing;
 mod summary;
 
 pub use claude::{ClaudeOutcome, ClaudeStreamParser};
+pub use codex::{CodexOutcome, CodexStreamParser};
+pub use pricing::estimate_cost_usd;
 pub use summary::summarize_tool_call;

@@ -13,6 +13,9 @@ const MAX_CHARS: usize = 80;
 /// - `TodoWrite`: `N items`;
 /// - `Task` / `Agent`: the description;
 /// - `WebFetch`: the URL; `WebSearch`: the query;
+/// - Codex: `apply_patch`: the first changed path (`+N more`); `web_search`:
+///   the query (or the action's); `update_plan`: `N items`; `spawn_agent` /
+///   `send_input`: the prompt;
 /// - anything else, or a known tool whose input lacks the field: the input as
 ///   compact JSON.
 ///
@@ -26,22 +29,45 @@ pub fn summarize_tool_call(name: &str, input: &Value) -> String {
             .or_else(|| field("file_path"))
             .map(str::to_owned),
         "Grep" | "Glob" => field("pattern").map(str::to_owned),
-        "TodoWrite" => {
-            input
-                .get("todos")
-                .and_then(Value::as_array)
-                .map(|todos| match todos.len() {
-                    1 => "1 item".to_owned(),
-                    n => format!("{n} items"),
-                })
-        }
+        "TodoWrite" => input
+            .get("todos")
+            .and_then(Value::as_array)
+            .map(|todos| count(todos.len())),
         "Task" | "Agent" => field("description").map(str::to_owned),
         "WebFetch" => field("url").map(str::to_owned),
         "WebSearch" => field("query").map(str::to_owned),
+        "apply_patch" => input
+            .get("changes")
+            .and_then(Value::as_array)
+            .and_then(|changes| {
+                let first = changes.first()?.get("path")?.as_str()?;
+                Some(match changes.len() {
+                    1 => first.to_owned(),
+                    n => format!("{first} (+{} more)", n - 1),
+                })
+            }),
+        "web_search" => field("query")
+            .filter(|q| !q.is_empty())
+            .or_else(|| input.get("action")?.get("query")?.as_str())
+            .map(str::to_owned),
+        "update_plan" => input
+            .get("items")
+            .or_else(|| input.get("plan"))
+            .and_then(Value::as_array)
+            .map(|items| count(items.len())),
+        "spawn_agent" | "send_input" => field("prompt").map(str::to_owned),
         _ => None,
     };
     let summary = summary.unwrap_or_else(|| serde_json::to_string(input).unwrap_or_default());
     truncate(&one_line(&summary), MAX_CHARS)
+}
+
+/// `1 item`, `N items`.
+fn count(n: usize) -> String {
+    match n {
+        1 => "1 item".to_owned(),
+        n => format!("{n} items"),
+    }
 }
 
 /// The first non-blank line of `text`, with `…` appended when more follows.
@@ -149,6 +175,56 @@ mod tests {
                 &json!({"description": "Find callers", "prompt": "long…"})
             ),
             "Find callers"
+        );
+    }
+
+    #[test]
+    fn codex_tools() {
+        assert_eq!(
+            summarize_tool_call(
+                "apply_patch",
+                &json!({"changes": [{"path": "/w/a.rs", "kind": "add"}]})
+            ),
+            "/w/a.rs"
+        );
+        assert_eq!(
+            summarize_tool_call(
+                "apply_patch",
+                &json!({"changes": [{"path": "a", "kind": "add"}, {"path": "b", "kind": "update"}, {"path": "c"}]})
+            ),
+            "a (+2 more)"
+        );
+        assert_eq!(
+            summarize_tool_call("apply_patch", &json!({"changes": []})),
+            r#"{"changes":[]}"#
+        );
+        assert_eq!(
+            summarize_tool_call(
+                "web_search",
+                &json!({"query": "mock query", "action": {"type": "search"}})
+            ),
+            "mock query"
+        );
+        assert_eq!(
+            summarize_tool_call(
+                "web_search",
+                &json!({"query": "", "action": {"type": "search", "query": "q2"}})
+            ),
+            "q2"
+        );
+        assert_eq!(
+            summarize_tool_call(
+                "update_plan",
+                &json!({"items": [{"text": "a", "completed": false}]})
+            ),
+            "1 item"
+        );
+        assert_eq!(
+            summarize_tool_call(
+                "spawn_agent",
+                &json!({"prompt": "look around\nthen report"})
+            ),
+            "look around then report"
         );
     }
 
