@@ -202,11 +202,17 @@ async fn the_api_key_never_reaches_the_logs_whole_or_in_pieces() {
         let text = std::fs::read_to_string(run_dir.join(f)).unwrap_or_default();
         for piece in KEY.as_bytes().windows(8) {
             let piece = std::str::from_utf8(piece).expect("ascii");
-            assert!(!text.contains(piece), "{f} contains '{piece}' of the key:\n{text}");
+            assert!(
+                !text.contains(piece),
+                "{f} contains '{piece}' of the key:\n{text}"
+            );
         }
         checked += text.matches("[REDACTED]").count();
     }
-    assert!(checked >= 4, "the key was printed and redacted in several places ({checked})");
+    assert!(
+        checked >= 4,
+        "the key was printed and redacted in several places ({checked})"
+    );
     let out = env.run(&["logs", "--json", id]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&KEY[..8]));
 }

@@ -6,9 +6,11 @@
 //! parser turns its output into normalized events. [`by_name`] is the registry.
 
 mod claude;
+mod codex;
 mod install;
 
 pub use claude::ClaudeCode;
+pub use codex::Codex;
 pub use install::{install_npm, NpmPackage, Progress};
 
 use std::collections::BTreeMap;
@@ -106,15 +108,20 @@ pub trait Harness: Send + Sync {
     /// The command line and environment for a run; fails when a required variable is missing.
     fn invocation(&self, ctx: &RunContext) -> Result<Invocation, HarnessError>;
     fn parser(&self) -> Box<dyn OutputParser>;
+    /// The parser for one run (harnesses that price tokens need the run's model).
+    fn parser_for(&self, _ctx: &RunContext) -> Box<dyn OutputParser> {
+        self.parser()
+    }
 }
 
 /// The names `--harness` accepts.
-pub const KNOWN: &[&str] = &["claude-code"];
+pub const KNOWN: &[&str] = &["claude-code", "codex"];
 
 /// Looks a harness up by the name users type.
 pub fn by_name(name: &str) -> Result<Box<dyn Harness>, HarnessError> {
     match name {
         "claude-code" | "claude" => Ok(Box::new(ClaudeCode)),
+        "codex" => Ok(Box::new(Codex)),
         _ => Err(HarnessError::Unknown {
             name: name.to_string(),
             known: KNOWN.join(", "),
@@ -167,7 +174,7 @@ mod tests {
         let err = by_name("devin").err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("unknown harness 'devin' (available: claude-code)")
+            Some("unknown harness 'devin' (available: claude-code, codex)")
         );
         assert_eq!(
             by_name("claude-code").map(|h| h.name()).ok(),

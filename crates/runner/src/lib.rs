@@ -304,7 +304,7 @@ impl Runner {
         }
 
         self.transition(id, em, RunState::Running).await?;
-        let parser = harness.parser();
+        let parser = harness.parser_for(&ctx);
         let outcome = self
             .run_harness(id, &sb_spec, &inv, parser, em, cancel, spec.timeout_secs)
             .await?;

@@ -21,22 +21,30 @@ pub fn cache_dir() -> PathBuf {
 /// Installs Claude Code into the shared cache once per test binary.
 pub fn ensure_claude() {
     static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let out = Command::new(errand_bin())
-            .args(["harness", "install", "claude-code"])
-            .env("ERRAND_CACHE_DIR", cache_dir())
-            .env(
-                "ERRAND_HOME",
-                std::env::temp_dir().join("errand-install-home"),
-            )
-            .output()
-            .expect("run errand harness install");
-        assert!(
-            out.status.success(),
-            "harness install failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    DONE.get_or_init(|| install_harness("claude-code"));
+}
+
+/// Installs Codex into the shared cache once per test binary.
+pub fn ensure_codex() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| install_harness("codex"));
+}
+
+fn install_harness(name: &str) {
+    let out = Command::new(errand_bin())
+        .args(["harness", "install", name])
+        .env("ERRAND_CACHE_DIR", cache_dir())
+        .env(
+            "ERRAND_HOME",
+            std::env::temp_dir().join("errand-install-home"),
+        )
+        .output()
+        .expect("run errand harness install");
+    assert!(
+        out.status.success(),
+        "harness install failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Whether bubblewrap works here; tests that need it say so when it does not.
@@ -77,6 +85,15 @@ impl Env {
             home,
             vars: Vec::new(),
         }
+    }
+
+    /// Points Codex at the scripted model's Responses API.
+    pub fn with_openai_model(mut self, model: &ScriptedModel) -> Env {
+        self.vars
+            .push(("OPENAI_BASE_URL".into(), model.openai_base_url()));
+        self.vars
+            .push(("OPENAI_API_KEY".into(), "sk-test-openai-0123456789".into()));
+        self
     }
 
     pub fn with_model(mut self, model: &ScriptedModel) -> Env {

@@ -1,0 +1,133 @@
+//! Every harness that can be pointed at a local model, end to end under the
+//! scripted model in the local sandbox: each edits a file, runs a command and
+//! commits on the run's branch, and the normalized traces have the same shape.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const EDIT_RUN_COMMIT: &str = r#"{"steps":[
+    {"read":"src/lib.rs"},
+    {"write":{"path":"src/lib.rs","content":"pub fn greeting() -> &'static str {\n    \"hello\"\n}\n"}},
+    {"shell":"grep -n hello src/lib.rs"},
+    {"shell":"git add -A && git commit -q -m 'Fix the greeting typo' && git log --oneline -1"},
+    {"text":"Fixed the typo in greeting()."}
+]}"#;
+
+/// (tool name, is_error, exit_code) of each tool call and its result, in order.
+fn shape(events: &[Value]) -> Vec<(String, bool, Option<i64>)> {
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "tool_result")
+        .collect();
+    events
+        .iter()
+        .filter(|e| e["type"] == "tool_call")
+        .map(|call| {
+            let r = results
+                .iter()
+                .find(|r| r["id"] == call["id"])
+                .expect("every call has a result");
+            (
+                call["name"].as_str().unwrap_or("").to_string(),
+                r["is_error"] == true,
+                r["exit_code"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+fn check_run(env: &Env, bare: &std::path::Path, v: &Value) -> Vec<Value> {
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let branch = v["branch"].as_str().expect("branch");
+    let file = git(bare, &["show", &format!("{branch}:src/lib.rs")]);
+    assert!(file.contains("\"hello\""), "{file}");
+    assert_eq!(
+        git(bare, &["log", "-1", "--format=%s", branch]),
+        "Fix the greeting typo"
+    );
+    assert!(
+        v["cost_usd"].as_f64().unwrap_or(0.0) > 0.0,
+        "cost is reported or estimated: {v:#}"
+    );
+    assert!(v["input_tokens"].as_u64().unwrap_or(0) > 0);
+    env.events(v["id"].as_str().expect("id"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_edits_runs_and_commits_with_the_same_trace_shape_as_claude_code() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    ensure_codex();
+    let model = model(EDIT_RUN_COMMIT).await;
+
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_openai_model(&model);
+    let (ok, v) = env.run_json(&[
+        "--harness",
+        "codex",
+        "--repo",
+        &bare.to_string_lossy(),
+        "--push",
+        "fix the typo",
+    ]);
+    assert!(ok, "{v:#}");
+    let codex = check_run(&env, &bare, &v);
+
+    let env2 = Env::new();
+    let bare2 = bare_repo(env2.dir.path());
+    let env2 = env2.with_model(&model);
+    let (ok, v2) = env2.run_json(&[
+        "--harness",
+        "claude-code",
+        "--repo",
+        &bare2.to_string_lossy(),
+        "--push",
+        "fix the typo",
+    ]);
+    assert!(ok, "{v2:#}");
+    let claude = check_run(&env2, &bare2, &v2);
+
+    // Codex reads and writes through its shell tool; Claude Code through Read
+    // and Write. The shell steps look the same in both traces: Bash, exit 0.
+    let cs = shape(&codex);
+    let ls = shape(&claude);
+    assert_eq!(cs.len(), 4, "{cs:?}");
+    assert_eq!(ls.len(), 4, "{ls:?}");
+    assert_eq!(cs[2..], ls[2..]);
+    assert_eq!(cs[2], ("Bash".to_string(), false, Some(0)));
+    assert_eq!(ls[..2].iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["Read", "Write"]);
+    for trace in [&codex, &claude] {
+        let kinds: Vec<&str> = trace.iter().filter_map(|e| e["type"].as_str()).collect();
+        for k in [
+            "session_start",
+            "tool_call",
+            "tool_result",
+            "assistant_message",
+            "usage",
+            "result",
+            "state",
+        ] {
+            assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+        }
+        assert!(!kinds.contains(&"error"), "{kinds:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_without_a_key_fails_clearly() {
+    let env = Env::new();
+    let (ok, v) = env.run_json(&["--harness", "codex", "do it"]);
+    assert!(!ok);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("OPENAI_API_KEY is not set: codex needs it"),
+        "{v:#}"
+    );
+}
