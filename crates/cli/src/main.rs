@@ -81,12 +81,18 @@ struct RunArgs {
     /// Repository: a local path, file:// or https URL. Without it the agent starts an empty project.
     #[arg(long)]
     repo: Option<String>,
-    /// Harness to run.
+    /// Harness to run; several, comma-separated, run side by side (fan-out).
     #[arg(long, default_value = "claude-code")]
     harness: String,
     /// Model name passed to the harness (its default otherwise).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "models")]
     model: Option<String>,
+    /// Several models, comma-separated: one run each, side by side (fan-out).
+    #[arg(long)]
+    models: Option<String>,
+    /// The repository's own test command, run in the sandbox after the agent finishes (e.g. "cargo test").
+    #[arg(long)]
+    test_cmd: Option<String>,
     /// Push the run's branch to the repository's remote when the run succeeds.
     #[arg(long)]
     push: bool,
@@ -281,28 +287,41 @@ fn harness_env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// One run being executed in this process, and how its lines are labelled.
+struct Member {
+    id: RunId,
+    label: String,
+}
+
 async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode> {
     let store = open_store(paths).await?;
     let mut env = harness_env();
     let mut mock = None;
-    let mut spec;
-    if args.demo {
+    let mut base = if args.demo {
         let model =
             errand_model::ScriptedModel::start(demo::scenario()?, "127.0.0.1:0".parse()?).await?;
         env.insert("ANTHROPIC_BASE_URL".into(), model.base_url());
         env.insert("ANTHROPIC_API_KEY".into(), "errand-demo-key".into());
+        env.insert("OPENAI_BASE_URL".into(), model.openai_base_url());
+        env.insert("OPENAI_API_KEY".into(), "errand-demo-key".into());
         let repo = demo::make_repo(&paths.home.join("demo"))?;
-        spec = RunSpec::new(demo::PROMPT, args.harness.clone());
+        let mut spec = RunSpec::new(demo::PROMPT, args.harness.clone());
         spec.repo = Some(RepoSource::Local(repo.to_string_lossy().into_owned()));
-        spec.model = Some(
-            args.model
-                .clone()
-                .unwrap_or_else(|| "claude-sonnet-4-5".into()),
-        );
         mock = Some(model);
         if !args.json {
-            eprintln!("demo: the real Claude Code, driven by errand's scripted model at {} (no API key used)", env["ANTHROPIC_BASE_URL"]);
+            eprintln!(
+                "demo: the real harness, driven by errand's scripted model (no API key used)"
+            );
         }
+        spec
     } else {
         let prompt = args
             .prompt
@@ -311,18 +330,62 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
         if prompt.trim().is_empty() {
             bail!("the prompt is empty: say what the agent should do");
         }
-        spec = RunSpec::new(prompt, args.harness.clone());
+        let mut spec = RunSpec::new(prompt, args.harness.clone());
         spec.repo = args.repo.as_deref().map(RepoSource::parse);
-        spec.model = args.model.clone();
-    }
-    spec.push = args.push;
-    spec.base_branch = args.base.clone();
-    spec.timeout_secs = args.timeout.as_secs().max(1);
-    spec.max_turns = args.max_turns;
+        spec
+    };
+    base.model = args.model.clone();
+    base.push = args.push;
+    base.base_branch = args.base.clone();
+    base.timeout_secs = args.timeout.as_secs().max(1);
+    base.max_turns = args.max_turns;
+    base.test_command = args.test_cmd.clone();
 
-    let id = RunId::new();
-    store.create_run(id, &spec).await?;
-    let runner = Runner {
+    // Fan-out: one run per harness × model, all from the same base commit.
+    let harnesses = split_list(&args.harness);
+    if harnesses.is_empty() {
+        bail!("--harness is empty: name at least one harness (see `errand harness list`)");
+    }
+    let models: Vec<Option<String>> = match &args.models {
+        Some(m) => split_list(m).into_iter().map(Some).collect(),
+        None => vec![base
+            .model
+            .clone()
+            .or_else(|| args.demo.then(|| "claude-sonnet-4-5".to_string()))],
+    };
+    let fan_out = harnesses.len() * models.len() > 1;
+    if fan_out {
+        base.group = Some(RunId::new().short());
+        if let Some(repo) = &base.repo {
+            // Pin the base commit now, so a push to the remote mid-way cannot skew the comparison.
+            if let Ok(remote) = errand_git::resolve_source(repo, &std::env::current_dir()?) {
+                base.base_commit = errand_git::remote_head(&remote, base.base_branch.as_deref())
+                    .await
+                    .ok();
+            }
+        }
+    }
+    let mut members = Vec::new();
+    for h in &harnesses {
+        for m in &models {
+            let mut spec = base.clone();
+            spec.harness = h.clone();
+            spec.model = m.clone();
+            // The demo's default model suits Claude Code; other harnesses keep their own default.
+            if args.demo && args.model.is_none() && args.models.is_none() && h != "claude-code" {
+                spec.model = None;
+            }
+            let id = RunId::new();
+            store.create_run(id, &spec).await?;
+            let label = match (&spec.model, models.len() > 1) {
+                (Some(m), true) => format!("{h}/{m}"),
+                _ => h.clone(),
+            };
+            members.push(Member { id, label });
+        }
+    }
+
+    let runner = Arc::new(Runner {
         store: store.clone(),
         sandbox: Arc::new(LocalSandbox::new()),
         paths: paths.clone(),
@@ -333,71 +396,10 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
             max_pids: (args.max_procs > 0).then_some(args.max_procs),
         },
         cancel_poll: Duration::from_millis(300),
-    };
+    });
 
     let cancel = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let tty = std::io::stderr().is_terminal() && !args.json;
-    let live = !args.json;
-    let bar = if tty {
-        let pb = ProgressBar::new_spinner();
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        pb.enable_steady_tick(Duration::from_millis(100));
-        pb.set_message(format!("run {} queued", id.short()));
-        Some(pb)
-    } else {
-        None
-    };
-    if live {
-        let line = format!(
-            "run {}  ({}  {})",
-            id.short(),
-            spec.harness,
-            spec.repo
-                .as_ref()
-                .map(|r| r.to_string())
-                .unwrap_or_else(|| "new project".into())
-        );
-        match &bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-    let progress_bar = bar.clone();
-    let progress: errand_runner::ProgressFn = Arc::new(move |line: &str| {
-        if let Some(b) = &progress_bar {
-            b.set_message(line.to_string());
-        }
-    });
-    let printer_bar = bar.clone();
-    let short = id.short();
-    let printer = tokio::spawn(async move {
-        let mut r = Renderer::new(tty);
-        while let Some(ev) = rx.recv().await {
-            if !live {
-                continue;
-            }
-            if let (Some(b), errand_core::EventKind::State { state, .. }) = (&printer_bar, &ev.kind)
-            {
-                b.set_message(format!("run {short} {state}"));
-            }
-            for line in r.render(&ev) {
-                match &printer_bar {
-                    Some(b) => b.println(line),
-                    None => eprintln!("{line}"),
-                }
-            }
-        }
-        if live {
-            for line in r.flush() {
-                eprintln!("{line}");
-            }
-        }
-    });
-    // Ctrl-C or SIGTERM cancels the run: the sandbox is killed and the run recorded as cancelled.
+    // Ctrl-C or SIGTERM cancels the runs: the sandboxes are killed and the runs recorded as cancelled.
     let on_signal = cancel.clone();
     tokio::spawn(async move {
         let term = async {
@@ -415,28 +417,163 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
         on_signal.cancel();
     });
 
-    let rec = runner.execute(id, cancel, Some(tx), Some(progress)).await?;
-    let _ = printer.await;
+    let tty = std::io::stderr().is_terminal() && !args.json;
+    let live = !args.json;
+    let bar = if tty {
+        let pb = ProgressBar::new_spinner();
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        pb.enable_steady_tick(Duration::from_millis(100));
+        pb.set_message("queued");
+        Some(pb)
+    } else {
+        None
+    };
+    let say = {
+        let bar = bar.clone();
+        move |line: String| match &bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    };
+    if live {
+        let repo = base
+            .repo
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "new project".into());
+        for m in &members {
+            say(format!("run {}  ({}  {repo})", m.id.short(), m.label));
+        }
+    }
+
+    let mut tasks = Vec::new();
+    for m in &members {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let prefix = if fan_out {
+            format!("[{}] ", m.label)
+        } else {
+            String::new()
+        };
+        let say = say.clone();
+        let status_bar = bar.clone();
+        let short = m.id.short();
+        let printer = tokio::spawn(async move {
+            let bar = status_bar;
+            let mut r = Renderer::new(tty);
+            while let Some(ev) = rx.recv().await {
+                if !live {
+                    continue;
+                }
+                if let (Some(b), errand_core::EventKind::State { state, .. }) = (&bar, &ev.kind) {
+                    b.set_message(format!("{prefix}run {short} {state}"));
+                }
+                for line in r.render(&ev) {
+                    say(format!("{prefix}{line}"));
+                }
+            }
+            if live {
+                for line in r.flush() {
+                    say(format!("{prefix}{line}"));
+                }
+            }
+        });
+        let progress_bar = bar.clone();
+        let progress: errand_runner::ProgressFn = Arc::new(move |line: &str| {
+            if let Some(b) = &progress_bar {
+                b.set_message(line.to_string());
+            }
+        });
+        let runner = runner.clone();
+        let cancel = cancel.clone();
+        let id = m.id;
+        tasks.push(tokio::spawn(async move {
+            let rec = runner.execute(id, cancel, Some(tx), Some(progress)).await;
+            let _ = printer.await;
+            rec
+        }));
+    }
+    let mut records = Vec::new();
+    for t in tasks {
+        records.push(t.await.map_err(|e| anyhow!("a run's task failed: {e}"))??);
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     if let Some(m) = mock {
         m.shutdown().await;
     }
-    let events = read_events(&paths.events(id))?.len();
+    let all_ok = records.iter().all(|r| r.state == RunState::Succeeded);
+    let jsons: Vec<serde_json::Value> = records
+        .iter()
+        .map(|rec| {
+            let events = read_events(&paths.events(rec.id)).map(|e| e.len()).ok();
+            run_json(rec, events)
+        })
+        .collect();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&run_json(&rec, Some(events)))?
-        );
-    } else {
-        print_outcome(&rec);
+        if fan_out {
+            let v = serde_json::json!({ "group": base.group, "base_commit": base.base_commit, "runs": jsons });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else if let Some(v) = jsons.first() {
+            println!("{}", serde_json::to_string_pretty(v)?);
+        }
+    } else if fan_out {
+        for rec in &records {
+            print_outcome(rec);
+        }
+        print_comparison(&members, &records);
+    } else if let Some(rec) = records.first() {
+        print_outcome(rec);
     }
-    Ok(if rec.state == RunState::Succeeded {
+    Ok(if all_ok {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
     })
+}
+
+/// The side-by-side table printed after a fan-out.
+fn print_comparison(members: &[Member], records: &[RunRecord]) {
+    println!();
+    println!(
+        "{:<24}  {:<10}  {:>5}  {:>9}  {:>9}  {:>8}  {:>8}  {:<6}  CHANGES",
+        "HARNESS", "STATE", "TURNS", "IN", "OUT", "COST", "DURATION", "TESTS"
+    );
+    for (m, r) in members.iter().zip(records) {
+        let s = &r.summary;
+        let dur = r
+            .duration()
+            .map(|d| format!("{:.1}s", d.num_milliseconds() as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<24}  {:<10}  {:>5}  {:>9}  {:>9}  {:>8}  {:>8}  {:<6}  {}",
+            m.label,
+            r.state.as_str(),
+            s.turns.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+            opt(s.input_tokens),
+            opt(s.output_tokens),
+            s.cost_usd
+                .map(|c| format!("${c:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            dur,
+            match s.tests_passed {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "-",
+            },
+            s.diffstat.as_deref().filter(|d| !d.is_empty()).unwrap_or(
+                if r.state == RunState::Succeeded {
+                    "none"
+                } else {
+                    "-"
+                }
+            )
+        );
+    }
 }
 
 fn run_json(rec: &RunRecord, events: Option<usize>) -> serde_json::Value {
@@ -458,6 +595,8 @@ fn run_json(rec: &RunRecord, events: Option<usize>) -> serde_json::Value {
         "output_tokens": s.output_tokens,
         "cost_usd": s.cost_usd,
         "result": s.result_text,
+        "tests_passed": s.tests_passed,
+        "group": rec.spec.group,
         "events": events,
         "error": if rec.state == RunState::Succeeded { None } else { rec.reason.clone() },
         "created_at": rec.created_at,

@@ -100,7 +100,10 @@ async fn codex_edits_runs_and_commits_with_the_same_trace_shape_as_claude_code()
     assert_eq!(ls.len(), 4, "{ls:?}");
     assert_eq!(cs[2..], ls[2..]);
     assert_eq!(cs[2], ("Bash".to_string(), false, Some(0)));
-    assert_eq!(ls[..2].iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["Read", "Write"]);
+    assert_eq!(
+        ls[..2].iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["Read", "Write"]
+    );
     for trace in [&codex, &claude] {
         let kinds: Vec<&str> = trace.iter().filter_map(|e| e["type"].as_str()).collect();
         for k in [
@@ -129,5 +132,88 @@ async fn codex_without_a_key_fails_clearly() {
             .unwrap_or("")
             .starts_with("OPENAI_API_KEY is not set: codex needs it"),
         "{v:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fan_out_runs_two_harnesses_from_one_base_and_compares_them() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    ensure_codex();
+    let model = model(EDIT_RUN_COMMIT).await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_model(&model).with_openai_model(&model);
+    let base = git(&bare, &["rev-parse", "main"]);
+    let out = env.run(&[
+        "run",
+        "--json",
+        "--harness",
+        "claude-code,codex",
+        "--repo",
+        &bare.to_string_lossy(),
+        "--test-cmd",
+        "grep -q hello src/lib.rs",
+        "fix the typo",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["base_commit"], base.as_str());
+    let group = v["group"].as_str().expect("group");
+    let runs = v["runs"].as_array().expect("runs");
+    let harnesses: Vec<&str> = runs.iter().filter_map(|r| r["harness"].as_str()).collect();
+    assert_eq!(harnesses, ["claude-code", "codex"]);
+    for r in runs {
+        assert_eq!(r["state"], "succeeded", "{r:#}");
+        assert_eq!(r["group"], group);
+        assert_eq!(r["tests_passed"], true, "{r:#}");
+        assert!(r["cost_usd"].as_f64().unwrap_or(0.0) > 0.0, "{r:#}");
+        assert!(r["turns"].as_u64().unwrap_or(0) >= 1, "{r:#}");
+        assert_eq!(
+            r["diffstat"],
+            "1 file changed, 1 insertion(+), 1 deletion(-)"
+        );
+    }
+    assert_ne!(runs[0]["branch"], runs[1]["branch"]);
+
+    // The human view ends with the comparison table, one row per harness; a
+    // failing test command shows as FAIL without failing the runs.
+    let out = env.run(&[
+        "run",
+        "--harness",
+        "claude-code,codex",
+        "--repo",
+        &bare.to_string_lossy(),
+        "--test-cmd",
+        "grep -q goodbye src/lib.rs",
+        "fix the typo",
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    let header = table
+        .lines()
+        .position(|l| l.starts_with("HARNESS"))
+        .expect("comparison table");
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(header + 1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows[0].starts_with("claude-code") && rows[1].starts_with("codex"),
+        "{table}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("succeeded") && r.contains("FAIL") && r.contains("1 file changed")),
+        "{table}"
     );
 }

@@ -98,6 +98,15 @@ pub struct RunSpec {
     pub base_branch: Option<String>,
     pub timeout_secs: u64,
     pub max_turns: u32,
+    /// Start from exactly this commit (fan-out runs share one), not the branch's tip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    /// The repository's own test command, run in the sandbox after the agent finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_command: Option<String>,
+    /// Runs started together (`--harness a,b`) share a group id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl RunSpec {
@@ -114,6 +123,9 @@ impl RunSpec {
             base_branch: None,
             timeout_secs: Self::DEFAULT_TIMEOUT_SECS,
             max_turns: Self::DEFAULT_MAX_TURNS,
+            base_commit: None,
+            test_command: None,
+            group: None,
         }
     }
 }
@@ -240,6 +252,8 @@ pub struct RunSummary {
     pub cost_usd: Option<f64>,
     pub result_text: Option<String>,
     pub session_id: Option<String>,
+    /// Whether the spec's test command passed after the agent finished.
+    pub tests_passed: Option<bool>,
 }
 
 /// A run as the store keeps it.

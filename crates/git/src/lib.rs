@@ -126,9 +126,14 @@ pub fn resolve_source(source: &RepoSource, cwd: &Path) -> Result<String> {
 
 /// Clones `remote` (already resolved) through a fresh outbox into `workspace`,
 /// or, with no remote, starts an empty project; then creates `branch` from the base.
+///
+/// With `at_commit`, the branch starts at that commit (which must be on the base
+/// branch's history in the remote) rather than at the base branch's tip, so that
+/// runs started together compare like with like.
 pub async fn prepare(
     remote: Option<&str>,
     base: Option<&str>,
+    at_commit: Option<&str>,
     run_dir: &Path,
     workspace: &Path,
     branch: &str,
@@ -214,7 +219,15 @@ pub async fn prepare(
             (base_branch, None)
         }
     };
-    git(Some(workspace), &["checkout", "--quiet", "-b", branch]).await?;
+    match at_commit {
+        Some(c) => git(Some(workspace), &["checkout", "--quiet", "-b", branch, c])
+            .await
+            .map_err(|e| GitError::Clone {
+                repo: remote.unwrap_or("(new project)").to_string(),
+                detail: format!("commit {c}: {}", detail(e)),
+            })?,
+        None => git(Some(workspace), &["checkout", "--quiet", "-b", branch]).await?,
+    };
     git(Some(workspace), &["config", "user.name", "errand agent"]).await?;
     git(
         Some(workspace),
@@ -237,6 +250,31 @@ fn detail(e: GitError) -> String {
         GitError::Command { detail, .. } => detail,
         other => other.to_string(),
     }
+}
+
+/// The commit a branch of `remote` points at now (its default branch when
+/// `base` is `None`), read without cloning.
+pub async fn remote_head(remote: &str, base: Option<&str>) -> Result<String> {
+    let wanted = match base {
+        Some(b) => format!("refs/heads/{b}"),
+        None => "HEAD".to_string(),
+    };
+    let out = git(None, &["ls-remote", remote, &wanted])
+        .await
+        .map_err(|e| GitError::Clone {
+            repo: remote.to_string(),
+            detail: detail(e),
+        })?;
+    out.lines()
+        .find_map(|l| l.split_whitespace().next().map(str::to_string))
+        .ok_or_else(|| match base {
+            Some(b) => GitError::BaseNotFound {
+                repo: remote.to_string(),
+                branch: b.to_string(),
+                available: "see git ls-remote".into(),
+            },
+            None => GitError::EmptyRepo(remote.to_string()),
+        })
 }
 
 /// Removes user:password from a URL before it is shown or stored.
@@ -415,7 +453,7 @@ mod tests {
             tmp.path(),
         )
         .unwrap();
-        let p = prepare(Some(&remote), None, &run, &ws, "errand/abc")
+        let p = prepare(Some(&remote), None, None, &run, &ws, "errand/abc")
             .await
             .unwrap();
         assert_eq!(p.base_branch, "trunk");
@@ -437,6 +475,28 @@ mod tests {
             c.shortstat
         );
         push(&p).await.unwrap();
+        // A second run pinned to the first commit starts there, even though the
+        // remote has moved on.
+        let first = git(Some(&origin), &["rev-parse", "trunk"]).await.unwrap();
+        assert_eq!(remote_head(&remote, None).await.unwrap(), first);
+        assert_eq!(remote_head(&remote, Some("side")).await.unwrap(), first);
+        std::fs::write(origin.join("later.txt"), "x").unwrap();
+        git(Some(&origin), &["add", "."]).await.unwrap();
+        git(Some(&origin), &["commit", "--quiet", "-m", "later"])
+            .await
+            .unwrap();
+        let p2 = prepare(
+            Some(&remote),
+            None,
+            Some(&first),
+            &tmp.path().join("run2"),
+            &tmp.path().join("ws2"),
+            "errand/def",
+        )
+        .await
+        .unwrap();
+        assert_eq!(p2.base_commit, first);
+        assert!(remote_head(&remote, Some("nope")).await.is_err());
         let pushed = git(Some(&origin), &["rev-parse", "refs/heads/errand/abc"])
             .await
             .unwrap();
@@ -458,6 +518,7 @@ mod tests {
         let err = prepare(
             Some(&notrepo.to_string_lossy()),
             None,
+            None,
             &tmp.path().join("r1"),
             &tmp.path().join("w1"),
             "errand/x",
@@ -470,6 +531,7 @@ mod tests {
         let err = prepare(
             Some(&origin.to_string_lossy()),
             Some("dev"),
+            None,
             &tmp.path().join("r2"),
             &tmp.path().join("w2"),
             "errand/x",
@@ -489,7 +551,7 @@ mod tests {
     async fn a_run_without_repo_starts_an_empty_project() {
         let tmp = tempfile::tempdir().unwrap();
         let ws = tmp.path().join("ws");
-        let p = prepare(None, None, tmp.path(), &ws, "errand/new")
+        let p = prepare(None, None, None, tmp.path(), &ws, "errand/new")
             .await
             .unwrap();
         assert!(ws.join(".git").is_dir());

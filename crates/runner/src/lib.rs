@@ -267,6 +267,7 @@ impl Runner {
         let prepared = errand_git::prepare(
             remote.as_deref(),
             spec.base_branch.as_deref(),
+            spec.base_commit.as_deref(),
             &run_dir,
             &workspace,
             &id.branch(),
@@ -332,6 +333,7 @@ impl Runner {
             cost_usd: outcome.usage.cost_usd,
             result_text: outcome.text.clone(),
             session_id: outcome.session_id.clone(),
+            tests_passed: None,
         };
         em.notice(format!(
             "{} at {}: {} commit(s), {}",
@@ -345,6 +347,41 @@ impl Runner {
             }
         ))
         .map_err(log_failed)?;
+        if let Some(cmd) = &spec.test_command {
+            // The repository's own tests, in the sandbox, without the harness's secrets.
+            let env: Vec<(String, String)> = sb_spec
+                .env
+                .iter()
+                .filter(|(_, v)| !inv.secrets.contains(v))
+                .cloned()
+                .collect();
+            let test_spec = SandboxSpec {
+                env,
+                ..sb_spec.clone()
+            };
+            em.notice(format!("running the test command: {cmd}"))
+                .map_err(log_failed)?;
+            let (passed, output) = self.sandboxed_output(&test_spec, cmd).await?;
+            let tail: Vec<&str> = output
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            em.notice(format!(
+                "test command {}{}",
+                if passed { "passed" } else { "failed" },
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n{}", tail.join("\n"))
+                }
+            ))
+            .map_err(log_failed)?;
+            summary.tests_passed = Some(passed);
+        }
         if spec.push {
             em.notice(format!("pushing {}", prepared.branch))
                 .map_err(log_failed)?;
@@ -391,6 +428,29 @@ impl Runner {
                 .notice(format!("no Python virtual environment: {}", stop.reason))
                 .map_err(log_failed),
         }
+    }
+
+    /// Runs a shell command in the run's sandbox; returns whether it exited 0,
+    /// and its stdout and stderr together.
+    async fn sandboxed_output(
+        &self,
+        sb: &SandboxSpec,
+        script: &str,
+    ) -> Result<(bool, String), Stop> {
+        let mut p = self
+            .sandbox
+            .spawn(
+                sb,
+                &CommandLine::new("/bin/sh", ["-c", &format!("exec 2>&1; {script}")]),
+            )
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        let mut out = String::new();
+        if let Some(mut o) = p.child.stdout.take() {
+            let _ = o.read_to_string(&mut out).await;
+        }
+        let status = p.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
+        Ok((status.success(), out))
     }
 
     /// Runs a short shell script in the run's sandbox; returns its output.
