@@ -158,35 +158,42 @@ impl Store for SqliteStore {
     }
 
     async fn transition(&self, id: RunId, to: RunState, reason: Option<&str>) -> Result<RunRecord> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT state FROM runs WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        let from: String = row.try_get("state")?;
-        let from = RunState::from_str(&from).map_err(StoreError::Corrupt)?;
-        from.transition(to)?;
+        // The write comes first in the transaction: a read followed by a write
+        // would have to upgrade its lock, which SQLite refuses at once (without
+        // waiting) when another connection is writing. The state machine check
+        // is part of the UPDATE, so it is atomic too.
+        let allowed_from: Vec<&str> = RunState::ALL
+            .into_iter()
+            .filter(|s| s.can_move_to(to))
+            .map(RunState::as_str)
+            .collect();
         let now = millis(Utc::now());
         let started = (to == RunState::Preparing).then_some(now);
         let finished = to.is_terminal().then_some(now);
-        let updated = sqlx::query(
+        let placeholders = vec!["?"; allowed_from.len()].join(", ");
+        let sql = format!(
             "UPDATE runs SET state = ?, reason = COALESCE(?, reason), \
              started_at = COALESCE(started_at, ?), finished_at = COALESCE(?, finished_at) \
-             WHERE id = ? AND state = ?",
-        )
-        .bind(to.as_str())
-        .bind(reason)
-        .bind(started)
-        .bind(finished)
-        .bind(id.to_string())
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await?;
+             WHERE id = ? AND state IN ({placeholders})"
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut update = sqlx::query(&sql)
+            .bind(to.as_str())
+            .bind(reason)
+            .bind(started)
+            .bind(finished)
+            .bind(id.to_string());
+        for s in &allowed_from {
+            update = update.bind(*s);
+        }
+        let updated = update.execute(&mut *tx).await?;
         if updated.rows_affected() != 1 {
-            return Err(StoreError::Corrupt(format!(
-                "run {id} changed state concurrently"
-            )));
+            tx.rollback().await?;
+            let current = self.get_run(id).await?;
+            return Err(current.state.transition(to).err().map_or_else(
+                || StoreError::Corrupt(format!("run {id} changed state concurrently")),
+                StoreError::InvalidTransition,
+            ));
         }
         sqlx::query(
             "INSERT INTO run_transitions (run_id, seq, state, at, reason) \
@@ -336,6 +343,31 @@ mod tests {
         };
         s.update_summary(a, &sum).await.unwrap();
         assert_eq!(s.get_run(a).await.unwrap().summary.cost_usd, Some(0.25));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_runs_move_through_their_states_without_lock_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("errand.db")).await.unwrap());
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = RunId::new();
+                s.create_run(id, &RunSpec::new("p", "claude-code")).await?;
+                for st in [RunState::Preparing, RunState::Running, RunState::Finishing, RunState::Succeeded] {
+                    s.transition(id, st, None).await?;
+                    s.set_owner(id, Some(1)).await?;
+                    s.update_summary(id, &RunSummary::default()).await?;
+                }
+                Ok::<_, StoreError>(id)
+            }));
+        }
+        for t in tasks {
+            let id = t.await.unwrap().unwrap();
+            assert_eq!(s.get_run(id).await.unwrap().state, RunState::Succeeded);
+            assert_eq!(s.transitions(id).await.unwrap().len(), 5);
+        }
     }
 
     #[tokio::test]
