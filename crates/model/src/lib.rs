@@ -1,9 +1,11 @@
 //! errand's scripted model: a local HTTP server that speaks a model
 //! provider's wire protocol closely enough that a real coding-agent CLI runs
 //! against it (Claude Code via `ANTHROPIC_BASE_URL`; Codex via a custom
-//! provider with `wire_api = "responses"` and `base_url = "{server}/v1"`),
-//! replaying a [`Scenario`] deterministically. One server speaks both
-//! protocols, so the same scenario drives either CLI.
+//! provider with `wire_api = "responses"` and `base_url = "{server}/v1"`;
+//! OpenCode via an `@ai-sdk/openai-compatible` provider with
+//! `baseURL = "{server}/v1"`; Gemini CLI via `GOOGLE_GEMINI_BASE_URL={server}`),
+//! replaying a [`Scenario`] deterministically. One server speaks every
+//! protocol, so the same scenario drives any of these CLIs.
 //!
 //! Code map:
 //! - [`scenario`]: the protocol-neutral scenario format, parsing, and step
@@ -12,6 +14,12 @@
 //!   tool-name mapping, JSON and SSE answers).
 //! - [`openai`]: the OpenAI Responses wire protocol for Codex (the same
 //!   concerns: turns counted from `input[]`, Codex tool mapping, SSE).
+//! - [`openai_chat`]: the OpenAI Chat Completions wire protocol for OpenCode
+//!   (turns counted from `messages[]`, OpenCode tool mapping, chunk SSE).
+//! - [`gemini`]: the Gemini API for Gemini CLI (turns counted from
+//!   `contents[]`, Gemini CLI tool mapping, JSON-schema side calls, SSE).
+//! - [`functions`]: the offered function tools and their parameter
+//!   names, shared by the two protocols that declare tools as JSON schemas.
 //! - [`log`]: the in-memory request log.
 //! - this file: the axum router, the running-server handle [`ScriptedModel`]
 //!   and [`serve_forever`] for `errand mock-model`.
@@ -21,14 +29,21 @@
 //!
 //! Endpoints: `POST /v1/messages` (query such as `?beta=true` ignored; SSE
 //! when `"stream": true`), `POST /v1/messages/count_tokens`,
-//! `POST /v1/responses` (OpenAI Responses; SSE when `"stream": true`);
+//! `POST /v1/responses` (OpenAI Responses; SSE when `"stream": true`),
+//! `POST /v1/chat/completions` (OpenAI Chat Completions; SSE when
+//! `"stream": true`), `POST /v1beta/models/{model}:generateContent`,
+//! `:streamGenerateContent` (SSE with `?alt=sse`) and `:countTokens`
+//! (Gemini; an unknown method is a 404 with a Google-style error);
 //! anything else is a 404 with an Anthropic-style JSON error. There is no
 //! `GET /v1/models`: Codex 0.169.0 with a custom provider never asks for it,
 //! and it stays a 404 as before.
 
 pub mod anthropic;
+pub mod functions;
+pub mod gemini;
 pub mod log;
 pub mod openai;
+pub mod openai_chat;
 pub mod scenario;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -68,6 +83,8 @@ pub fn router(scenario: Scenario, log: RequestLog) -> Router {
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/responses", post(responses))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route(GEMINI_MODELS_ROUTE, post(gemini_models))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state)
@@ -102,6 +119,40 @@ async fn responses(State(state): Shared, req: Request) -> Response {
         Ok(bytes) => openai::responses(&state.scenario, &bytes),
         Err(message) => (
             openai::error_response(400, openai::DEFAULT_ERROR_TYPE, &message),
+            Served::Rejected,
+        ),
+    };
+    finish(&state, at, &method, &path, served, response)
+}
+
+async fn chat_completions(State(state): Shared, req: Request) -> Response {
+    let at = Instant::now();
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let (response, served) = match read_body(req.into_body()).await {
+        Ok(bytes) => openai_chat::chat_completions(&state.scenario, &bytes),
+        Err(message) => (
+            openai::error_response(400, openai::DEFAULT_ERROR_TYPE, &message),
+            Served::Rejected,
+        ),
+    };
+    finish(&state, at, &method, &path, served, response)
+}
+
+/// The Gemini route; the last segment is `MODEL:METHOD`.
+const GEMINI_MODELS_ROUTE: &str = "/v1beta/models/{target}";
+
+async fn gemini_models(State(state): Shared, req: Request) -> Response {
+    let at = Instant::now();
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let query = req.uri().query().map(str::to_owned);
+    let target = path
+        .strip_prefix("/v1beta/models/")
+        .unwrap_or_default()
+        .to_owned();
+    let (response, served) = match read_body(req.into_body()).await {
+        Ok(bytes) => gemini::models(&state.scenario, &target, query.as_deref(), &bytes),
+        Err(message) => (
+            gemini::error_response(400, "INVALID_ARGUMENT", &message),
             Served::Rejected,
         ),
     };
@@ -184,8 +235,10 @@ impl ScriptedModel {
         base_url(self.addr)
     }
 
-    /// Base URL for an OpenAI Responses client such as a Codex provider's
-    /// `base_url`: [`ScriptedModel::base_url`] + `/v1`.
+    /// Base URL for an OpenAI client: a Codex provider's `base_url` (Responses)
+    /// or an OpenCode `@ai-sdk/openai-compatible` provider's `baseURL` (Chat
+    /// Completions): [`ScriptedModel::base_url`] + `/v1`. Gemini CLI's
+    /// `GOOGLE_GEMINI_BASE_URL` is [`ScriptedModel::base_url`] itself.
     pub fn openai_base_url(&self) -> String {
         format!("{}/v1", base_url(self.addr))
     }
@@ -244,9 +297,10 @@ pub async fn serve_forever(scenario: Scenario, listen: SocketAddr) -> std::io::R
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "errand mock-model: listening on {} ({} steps); ANTHROPIC_BASE_URL={}; OpenAI Responses base_url={}/v1",
+        "errand mock-model: listening on {} ({} steps); ANTHROPIC_BASE_URL={}; OpenAI (Responses, Chat Completions) base_url={}/v1; GOOGLE_GEMINI_BASE_URL={}",
         addr,
         scenario.steps.len(),
+        base_url(addr),
         base_url(addr),
         base_url(addr)
     );

@@ -45,20 +45,21 @@ pub struct Scenario {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Run a shell command with the harness's shell tool (Claude Code: `Bash`;
-    /// Codex: `exec_command`).
+    /// Codex: `exec_command`; OpenCode: `bash`; Gemini CLI: `run_shell_command`).
     Shell {
         /// The command line.
         command: String,
     },
     /// Read a file with the harness's read tool (Claude Code: `Read`; Codex:
-    /// `cat` through its shell tool).
+    /// `cat` through its shell tool; OpenCode: `read`; Gemini CLI: `read_file`).
     /// Relative paths are resolved against the agent's working directory.
     Read {
         /// File path, absolute or relative to the agent's cwd.
         path: String,
     },
     /// Write a whole file with the harness's write tool (Claude Code: `Write`;
-    /// Codex: `apply_patch` when offered, else a heredoc through its shell tool).
+    /// Codex: `apply_patch` when offered, else a heredoc through its shell tool;
+    /// OpenCode: `write`; Gemini CLI: `write_file`).
     /// Relative paths are resolved against the agent's working directory.
     Write {
         /// File path, absolute or relative to the agent's cwd.

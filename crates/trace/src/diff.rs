@@ -79,6 +79,36 @@ pub fn line_count(text: &str) -> u32 {
     saturate(text.lines().count())
 }
 
+/// Added and removed lines of a unified diff (`+`/`-` lines, not the
+/// `+++`/`---` headers).
+pub fn count_changes(diff: &str) -> (u32, u32) {
+    let (mut added, mut removed) = (0u32, 0u32);
+    for line in diff.lines() {
+        if line.starts_with("+++") || line.starts_with("---") {
+            continue;
+        }
+        if line.starts_with('+') {
+            added = added.saturating_add(1);
+        } else if line.starts_with('-') {
+            removed = removed.saturating_add(1);
+        }
+    }
+    (added, removed)
+}
+
+/// A unified diff without what precedes its first `--- ` header (the
+/// `Index:` and `====` lines jsdiff writes); the text as it is when it has
+/// no such header.
+pub fn strip_preamble(diff: &str) -> &str {
+    if diff.starts_with("--- ") {
+        return diff;
+    }
+    match diff.find("\n--- ") {
+        Some(i) => &diff[i + 1..],
+        None => diff,
+    }
+}
+
 fn with_final_newline(text: &str) -> String {
     if text.is_empty() || text.ends_with('\n') {
         text.to_owned()
@@ -126,6 +156,16 @@ mod tests {
             .whole("", "")
             .finish("f");
         assert_eq!(d, FileDiff::default());
+    }
+
+    #[test]
+    fn changes_are_counted_and_preambles_stripped() {
+        let d =
+            "Index: /w/a\n====\n--- /w/a\n+++ /w/a\n@@ -1,2 +1,2 @@\n one\n-two\n+three\n+four\n";
+        assert_eq!(count_changes(d), (2, 1));
+        assert!(strip_preamble(d).starts_with("--- /w/a\n+++ /w/a\n@@"));
+        assert_eq!(strip_preamble("--- a\n"), "--- a\n");
+        assert_eq!(strip_preamble("no header"), "no header");
     }
 
     #[test]

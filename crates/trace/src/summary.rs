@@ -16,6 +16,14 @@ const MAX_CHARS: usize = 80;
 /// - Codex: `apply_patch`: the first changed path (`+N more`); `web_search`:
 ///   the query (or the action's); `update_plan`: `N items`; `spawn_agent` /
 ///   `send_input`: the prompt;
+/// - OpenCode: `read` / `write` / `edit`: the `filePath`; `glob` / `grep`:
+///   the pattern; `webfetch`: the URL; `task`: the description;
+///   `todowrite`: `N items`;
+/// - Gemini CLI: `read_file` / `write_file` / `replace`: the `file_path`;
+///   `list_directory`: the directory; `grep_search`: the pattern;
+///   `google_web_search`: the query; `web_fetch`: the prompt; `write_todos`:
+///   `N items`;
+/// - Amp: `create_file` / `edit_file`: the `path`;
 /// - anything else, or a known tool whose input lacks the field: the input as
 ///   compact JSON.
 ///
@@ -56,6 +64,23 @@ pub fn summarize_tool_call(name: &str, input: &Value) -> String {
             .and_then(Value::as_array)
             .map(|items| count(items.len())),
         "spawn_agent" | "send_input" => field("prompt").map(str::to_owned),
+        "read" | "write" | "edit" => field("filePath").map(str::to_owned),
+        "glob" | "grep" | "grep_search" => field("pattern").map(str::to_owned),
+        "webfetch" => field("url").map(str::to_owned),
+        "task" => field("description").map(str::to_owned),
+        "todowrite" | "write_todos" => input
+            .get("todos")
+            .and_then(Value::as_array)
+            .map(|todos| count(todos.len())),
+        "read_file" | "write_file" | "replace" => field("file_path")
+            .or_else(|| field("absolute_path"))
+            .map(str::to_owned),
+        "list_directory" => field("dir_path")
+            .or_else(|| field("path"))
+            .map(str::to_owned),
+        "google_web_search" => field("query").map(str::to_owned),
+        "web_fetch" => field("prompt").map(str::to_owned),
+        "create_file" | "edit_file" => field("path").map(str::to_owned),
         _ => None,
     };
     let summary = summary.unwrap_or_else(|| serde_json::to_string(input).unwrap_or_default());
@@ -226,6 +251,58 @@ mod tests {
             ),
             "look around then report"
         );
+    }
+
+    #[test]
+    fn opencode_gemini_and_amp_tools() {
+        let cases = [
+            ("read", json!({"filePath": "/w/a.rs"}), "/w/a.rs"),
+            ("write", json!({"filePath": "/w/b", "content": "x"}), "/w/b"),
+            (
+                "edit",
+                json!({"filePath": "n.txt", "oldString": "a"}),
+                "n.txt",
+            ),
+            ("glob", json!({"pattern": "**/*.ts"}), "**/*.ts"),
+            ("grep", json!({"pattern": "TODO"}), "TODO"),
+            ("webfetch", json!({"url": "https://x.dev"}), "https://x.dev"),
+            (
+                "task",
+                json!({"description": "Explore", "prompt": "…"}),
+                "Explore",
+            ),
+            ("todowrite", json!({"todos": [{}, {}]}), "2 items"),
+            ("read_file", json!({"file_path": "/w/c"}), "/w/c"),
+            ("read_file", json!({"absolute_path": "/w/old"}), "/w/old"),
+            (
+                "write_file",
+                json!({"file_path": "/w/d", "content": "x"}),
+                "/w/d",
+            ),
+            (
+                "replace",
+                json!({"file_path": "e.txt", "old_string": "a"}),
+                "e.txt",
+            ),
+            ("list_directory", json!({"dir_path": "/w"}), "/w"),
+            ("grep_search", json!({"pattern": "fn "}), "fn "),
+            ("google_web_search", json!({"query": "rust"}), "rust"),
+            (
+                "web_fetch",
+                json!({"prompt": "Summarize https://x"}),
+                "Summarize https://x",
+            ),
+            ("write_todos", json!({"todos": [{}]}), "1 item"),
+            (
+                "create_file",
+                json!({"path": "/w/f", "content": "x"}),
+                "/w/f",
+            ),
+            ("edit_file", json!({"path": "/w/g", "old_str": "a"}), "/w/g"),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(summarize_tool_call(name, &input), want, "{name}");
+        }
     }
 
     #[test]
