@@ -47,7 +47,7 @@ async fn unknown_harness() {
     assert_eq!(v["state"], "failed");
     assert_eq!(
         v["error"],
-        "unknown harness 'devin' (available: claude-code, codex)"
+        "unknown harness 'devin' (available: claude-code, codex, gemini, opencode, amp)"
     );
     // The run is recorded, with its transitions.
     let show = env.run(&["show", "--json", v["short_id"].as_str().unwrap_or("")]);

@@ -121,6 +121,82 @@ async fn codex_edits_runs_and_commits_with_the_same_trace_shape_as_claude_code()
     }
 }
 
+/// Gemini CLI and OpenCode on the same scenario: the same edit, command and
+/// commit on the run's branch, and the shell step in the same normalized shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_cli_and_opencode_edit_run_and_commit() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_gemini();
+    ensure_opencode();
+    let model = model(EDIT_RUN_COMMIT).await;
+    let mut shapes = Vec::new();
+    for (harness, model_name) in [("gemini", "gemini-2.5-pro"), ("opencode", "gpt-5")] {
+        let env = Env::new();
+        let bare = bare_repo(env.dir.path());
+        let env = env.with_gemini_model(&model).with_openai_model(&model);
+        let (ok, v) = env.run_json(&[
+            "--harness",
+            harness,
+            "--model",
+            model_name,
+            "--repo",
+            &bare.to_string_lossy(),
+            "--push",
+            "fix the typo",
+        ]);
+        assert!(ok, "{harness}: {v:#}");
+        let events = check_run(&env, &bare, &v);
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+        for k in [
+            "session_start",
+            "tool_call",
+            "tool_result",
+            "assistant_message",
+            "usage",
+            "result",
+        ] {
+            assert!(kinds.contains(&k), "{harness}: {k} missing from {kinds:?}");
+        }
+        shapes.push((harness, shape(&events)));
+    }
+    for (harness, s) in &shapes {
+        assert_eq!(s.len(), 4, "{harness}: {s:?}");
+        // The grep and the commit are shell calls that succeeded.
+        assert!(
+            s[2..].iter().all(|(name, err, _)| name == "Bash" && !err),
+            "{harness}: {s:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn harnesses_without_a_key_fail_clearly() {
+    let env = Env::new();
+    for (harness, var) in [
+        ("gemini", "GEMINI_API_KEY"),
+        ("opencode", "OPENAI_API_KEY"),
+        ("amp", "AMP_API_KEY"),
+    ] {
+        let (ok, v) = env.run_json(&["--harness", harness, "do it"]);
+        assert!(!ok);
+        let err = v["error"].as_str().unwrap_or("");
+        assert!(
+            err.starts_with(&format!("{var} is not set: {harness} needs it")),
+            "{v:#}"
+        );
+    }
+    // Amp chooses its own model: asking for one is refused, not ignored.
+    let env = env.var("AMP_API_KEY", "x");
+    let (ok, v) = env.run_json(&["--harness", "amp", "--model", "gpt-5", "do it"]);
+    assert!(!ok);
+    assert_eq!(
+        v["error"],
+        "amp does not let errand choose the model; drop --model"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn codex_without_a_key_fails_clearly() {
     let env = Env::new();

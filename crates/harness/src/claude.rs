@@ -100,23 +100,14 @@ impl Harness for ClaudeCode {
             ctx,
             " to reach its model: export ANTHROPIC_API_KEY=… (or try `errand run --demo`, which needs no key)",
         )?;
-        let mut path: Vec<String> = ctx.extra_path.clone();
-        path.push(format!("{}/node_modules/.bin", paths::HARNESS));
-        path.push(paths::TOOLS.to_string());
-        path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
+        env.extend(crate::common_env(ctx));
         env.extend([
-            ("HOME".to_string(), paths::HOME.to_string()),
-            ("PATH".to_string(), path.join(":")),
-            ("TMPDIR".to_string(), "/tmp".to_string()),
-            ("LANG".to_string(), "C.UTF-8".to_string()),
-            ("USER".to_string(), "agent".to_string()),
             (
                 "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_string(),
                 "1".to_string(),
             ),
             ("DISABLE_AUTOUPDATER".to_string(), "1".to_string()),
         ]);
-        env.extend(ctx.extra_env.iter().cloned());
 
         let settings_path = format!("{}/{SETTINGS_REL}", paths::HOME);
         let mut args = vec![

@@ -67,16 +67,6 @@ fn config_toml(model: &str, base_url: &str) -> String {
     }
 }
 
-fn instructions(branch: &str) -> String {
-    format!(
-        "[errand] You are running unattended inside errand's sandbox; nobody will answer questions. \
-         Your working directory {ws} is a git repository on branch `{branch}`: stay on it, commit \
-         your work with a clear message, do not push or change remotes (errand pushes for you), and \
-         end with a short summary of what you did.\n\nTask: ",
-        ws = paths::WORKSPACE
-    )
-}
-
 impl Harness for Codex {
     fn name(&self) -> &'static str {
         "codex"
@@ -117,29 +107,18 @@ impl Harness for Codex {
             .model
             .clone()
             .unwrap_or_else(|| DEFAULT_MODEL.to_string());
-        let mut path: Vec<String> = ctx.extra_path.clone();
-        path.push(format!("{}/node_modules/.bin", paths::HARNESS));
-        path.push(paths::TOOLS.to_string());
-        path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
-        env.extend([
-            ("HOME".to_string(), paths::HOME.to_string()),
-            (
-                "CODEX_HOME".to_string(),
-                format!("{}/{CODEX_HOME_REL}", paths::HOME),
-            ),
-            ("PATH".to_string(), path.join(":")),
-            ("TMPDIR".to_string(), "/tmp".to_string()),
-            ("LANG".to_string(), "C.UTF-8".to_string()),
-            ("USER".to_string(), "agent".to_string()),
-        ]);
-        env.extend(ctx.extra_env.iter().cloned());
+        env.extend(crate::common_env(ctx));
+        env.push((
+            "CODEX_HOME".to_string(),
+            format!("{}/{CODEX_HOME_REL}", paths::HOME),
+        ));
         let args = vec![
             "exec".to_string(),
             "--json".into(),
             "--skip-git-repo-check".into(),
             "--model".into(),
             model.clone(),
-            format!("{}{}", instructions(&ctx.branch), ctx.prompt),
+            format!("{}{}", crate::unattended_preamble(&ctx.branch), ctx.prompt),
         ];
         Ok(Invocation {
             command: CommandLine::new(format!("{}/{}", paths::HARNESS, PACKAGE.bin), args),

@@ -5,13 +5,19 @@
 //! headless command line and generated settings for an unattended run, and which
 //! parser turns its output into normalized events. [`by_name`] is the registry.
 
+mod amp;
 mod claude;
 mod codex;
+mod gemini;
 mod install;
+mod opencode;
 
+pub use amp::Amp;
 pub use claude::ClaudeCode;
 pub use codex::Codex;
+pub use gemini::GeminiCli;
 pub use install::{install_npm, NpmPackage, Progress};
+pub use opencode::OpenCode;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +104,11 @@ pub trait OutputParser: Send {
     fn push_line(&mut self, line: &str) -> Vec<EventKind>;
     /// `None` until the harness has printed its final result.
     fn outcome(&self) -> Option<Outcome>;
+    /// Called once when the process has exited; harnesses that print no final
+    /// result (OpenCode) synthesize it here.
+    fn finish(&mut self, _exit_success: bool) -> Vec<EventKind> {
+        Vec::new()
+    }
 }
 
 pub trait Harness: Send + Sync {
@@ -114,19 +125,55 @@ pub trait Harness: Send + Sync {
     }
 }
 
+/// The instructions errand gives every agent, for harnesses without a system-prompt flag.
+pub(crate) fn unattended_preamble(branch: &str) -> String {
+    format!(
+        "[errand] You are running unattended inside errand's sandbox; nobody will answer questions. \
+         Your working directory {ws} is a git repository on branch `{branch}`: stay on it, commit \
+         your work with a clear message, do not push or change remotes (errand pushes for you), and \
+         end with a short summary of what you did.\n\nTask: ",
+        ws = errand_sandbox::paths::WORKSPACE
+    )
+}
+
 /// The names `--harness` accepts.
-pub const KNOWN: &[&str] = &["claude-code", "codex"];
+pub const KNOWN: &[&str] = &["claude-code", "codex", "gemini", "opencode", "amp"];
 
 /// Looks a harness up by the name users type.
 pub fn by_name(name: &str) -> Result<Box<dyn Harness>, HarnessError> {
     match name {
         "claude-code" | "claude" => Ok(Box::new(ClaudeCode)),
         "codex" => Ok(Box::new(Codex)),
+        "gemini" | "gemini-cli" => Ok(Box::new(GeminiCli)),
+        "opencode" => Ok(Box::new(OpenCode)),
+        "amp" => Ok(Box::new(Amp)),
         _ => Err(HarnessError::Unknown {
             name: name.to_string(),
             known: KNOWN.join(", "),
         }),
     }
+}
+
+/// The variables every harness process gets besides its declared ones: HOME,
+/// PATH (run-specific directories, the harness's bin, errand's tools, the
+/// system), TMPDIR, LANG, USER, then the run's extra variables.
+pub(crate) fn common_env(ctx: &RunContext) -> Vec<(String, String)> {
+    let mut path: Vec<String> = ctx.extra_path.clone();
+    path.push(format!(
+        "{}/node_modules/.bin",
+        errand_sandbox::paths::HARNESS
+    ));
+    path.push(errand_sandbox::paths::TOOLS.to_string());
+    path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
+    let mut env = vec![
+        ("HOME".to_string(), errand_sandbox::paths::HOME.to_string()),
+        ("PATH".to_string(), path.join(":")),
+        ("TMPDIR".to_string(), "/tmp".to_string()),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+        ("USER".to_string(), "agent".to_string()),
+    ];
+    env.extend(ctx.extra_env.iter().cloned());
+    env
 }
 
 /// The declared variables a run gets, and which of their values are secret.
@@ -174,7 +221,7 @@ mod tests {
         let err = by_name("devin").err().map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some("unknown harness 'devin' (available: claude-code, codex)")
+            Some("unknown harness 'devin' (available: claude-code, codex, gemini, opencode, amp)")
         );
         assert_eq!(
             by_name("claude-code").map(|h| h.name()).ok(),

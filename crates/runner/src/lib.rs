@@ -576,6 +576,11 @@ impl Runner {
         }
         let status = proc.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
         let tail = stderr_task.await.unwrap_or_default();
+        // Harnesses that print no final result get one synthesized now.
+        for kind in parser.finish(status.success()) {
+            em.emit(EventSource::Harness, None, kind)
+                .map_err(log_failed)?;
+        }
         let outcome = parser.outcome();
         match outcome {
             Some(o) if !o.is_error && status.success() => Ok(o),

@@ -30,6 +30,18 @@ pub fn ensure_codex() {
     DONE.get_or_init(|| install_harness("codex"));
 }
 
+/// Installs Gemini CLI into the shared cache once per test binary.
+pub fn ensure_gemini() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| install_harness("gemini"));
+}
+
+/// Installs OpenCode into the shared cache once per test binary.
+pub fn ensure_opencode() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| install_harness("opencode"));
+}
+
 fn install_harness(name: &str) {
     let out = Command::new(errand_bin())
         .args(["harness", "install", name])
@@ -93,6 +105,15 @@ impl Env {
             .push(("OPENAI_BASE_URL".into(), model.openai_base_url()));
         self.vars
             .push(("OPENAI_API_KEY".into(), "sk-test-openai-0123456789".into()));
+        self
+    }
+
+    /// Points Gemini CLI at the scripted model.
+    pub fn with_gemini_model(mut self, model: &ScriptedModel) -> Env {
+        self.vars
+            .push(("GOOGLE_GEMINI_BASE_URL".into(), model.base_url()));
+        self.vars
+            .push(("GEMINI_API_KEY".into(), "sk-test-gemini-0123456789".into()));
         self
     }
 
