@@ -3,6 +3,7 @@
 //! This binary is glue: it parses the command line, opens the store, and hands
 //! a run to `errand-runner`; everything it prints comes from [`render`].
 
+mod config;
 mod demo;
 mod render;
 
@@ -62,6 +63,9 @@ enum Command {
     /// Manage harness CLIs.
     #[command(subcommand)]
     Harness(HarnessCmd),
+    /// Inspect errand's configuration ($ERRAND_CONFIG, default $ERRAND_HOME/config.toml).
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Serve the scripted model: a local Anthropic Messages API replaying a scenario file.
     MockModel {
         /// Scenario JSON file: {"steps":[{"shell":…},{"write":{…}},{"tool":…},{"text":…}]}
@@ -144,6 +148,12 @@ struct LogsArgs {
     /// Print normalized events as JSON lines.
     #[arg(long, conflicts_with = "raw")]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Report every problem in the configuration at once (exit 1 if there are any).
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -232,16 +242,27 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             cmd_cancel(store.as_ref(), &run).await
         }
         Command::Harness(HarnessCmd::List) => {
-            for name in errand_harness::KNOWN {
-                let h = errand_harness::by_name(name)?;
-                let pkg = h.package();
-                let installed = Paths::from_env()
-                    .cache
-                    .join("harnesses")
-                    .join(name)
-                    .join(pkg.version)
-                    .join(pkg.bin)
-                    .is_file();
+            let registry = config::load(&paths)?.registry();
+            let names = errand_harness::KNOWN
+                .iter()
+                .map(|s| s.to_string())
+                .chain(registry.custom.iter().map(|c| c.name.clone()));
+            for name in names {
+                let h = registry.get(&name)?;
+                let (what, installed) = match h.package() {
+                    Some(pkg) => {
+                        let dir = errand_harness::install_dir(&paths.cache, h.name(), &pkg);
+                        (
+                            pkg.spec(),
+                            if dir.join(pkg.bin).is_file() {
+                                "installed"
+                            } else {
+                                "-"
+                            },
+                        )
+                    }
+                    None => ("(configured command)".to_string(), "-"),
+                };
                 let env: Vec<_> = h
                     .env_vars()
                     .iter()
@@ -254,26 +275,39 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
                     })
                     .collect();
                 println!(
-                    "{name:<12} {:<36} {:<10} env: {}",
-                    pkg.spec(),
-                    if installed { "installed" } else { "-" },
+                    "{name:<12} {what:<40} {installed:<10} env: {}",
                     env.join(" ")
                 );
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Harness(HarnessCmd::Install { name }) => {
-            let h = errand_harness::by_name(&name)?;
+            let h = config::load(&paths)?.registry().get(&name)?;
+            let Some(pkg) = h.package() else {
+                bail!("harness '{name}' is a configured command: there is nothing to install");
+            };
             let tty = std::io::stderr().is_terminal();
-            let dir =
-                errand_harness::install_npm(&paths.cache, h.name(), &h.package(), &|l: &str| {
-                    if tty || !l.starts_with("npm") {
-                        eprintln!("{l}");
-                    }
-                })
-                .await?;
+            let dir = errand_harness::install_npm(&paths.cache, h.name(), &pkg, &|l: &str| {
+                if tty || !l.starts_with("npm") {
+                    eprintln!("{l}");
+                }
+            })
+            .await?;
             println!("{}", dir.display());
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCmd::Check) => {
+            let cfg = config::load(&paths)?;
+            let problems = cfg.problems();
+            if problems.is_empty() {
+                println!("{}: ok", config::path(&paths).display());
+                Ok(std::process::ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    eprintln!("{}: {p}", config::path(&paths).display());
+                }
+                Ok(std::process::ExitCode::FAILURE)
+            }
         }
         Command::MockModel { scenario, listen } => {
             let sc = errand_model::Scenario::load(&scenario)?;
@@ -395,6 +429,7 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
             memory_bytes: (args.memory > 0).then_some(args.memory),
             max_pids: (args.max_procs > 0).then_some(args.max_procs),
         },
+        harnesses: config::load(paths)?.registry(),
         cancel_poll: Duration::from_millis(300),
     });
 

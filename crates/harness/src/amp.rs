@@ -38,8 +38,8 @@ impl Harness for Amp {
         "amp"
     }
 
-    fn package(&self) -> NpmPackage {
-        PACKAGE
+    fn package(&self) -> Option<NpmPackage> {
+        Some(PACKAGE)
     }
 
     fn env_vars(&self) -> &'static [EnvVar] {

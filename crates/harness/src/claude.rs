@@ -76,8 +76,8 @@ impl Harness for ClaudeCode {
         "claude-code"
     }
 
-    fn package(&self) -> NpmPackage {
-        PACKAGE
+    fn package(&self) -> Option<NpmPackage> {
+        Some(PACKAGE)
     }
 
     fn env_vars(&self) -> &'static [EnvVar] {

@@ -72,8 +72,8 @@ impl Harness for Codex {
         "codex"
     }
 
-    fn package(&self) -> NpmPackage {
-        PACKAGE
+    fn package(&self) -> Option<NpmPackage> {
+        Some(PACKAGE)
     }
 
     fn env_vars(&self) -> &'static [EnvVar] {

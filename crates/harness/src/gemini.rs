@@ -44,8 +44,8 @@ impl Harness for GeminiCli {
         "gemini"
     }
 
-    fn package(&self) -> NpmPackage {
-        PACKAGE
+    fn package(&self) -> Option<NpmPackage> {
+        Some(PACKAGE)
     }
 
     fn env_vars(&self) -> &'static [EnvVar] {

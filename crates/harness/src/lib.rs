@@ -8,6 +8,7 @@
 mod amp;
 mod claude;
 mod codex;
+mod custom;
 mod gemini;
 mod install;
 mod opencode;
@@ -15,8 +16,9 @@ mod opencode;
 pub use amp::Amp;
 pub use claude::ClaudeCode;
 pub use codex::Codex;
+pub use custom::{CustomFormat, CustomHarness};
 pub use gemini::GeminiCli;
-pub use install::{install_npm, NpmPackage, Progress};
+pub use install::{install_dir, install_npm, NpmPackage, Progress};
 pub use opencode::OpenCode;
 
 use std::collections::BTreeMap;
@@ -113,7 +115,14 @@ pub trait OutputParser: Send {
 
 pub trait Harness: Send + Sync {
     fn name(&self) -> &'static str;
-    fn package(&self) -> NpmPackage;
+    /// The pinned npm package errand installs; `None` for harnesses that bring
+    /// their own command (custom harnesses).
+    fn package(&self) -> Option<NpmPackage>;
+    /// A host directory to mount read-only at `/opt/errand/harness` instead of
+    /// an npm installation.
+    fn host_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
     fn env_vars(&self) -> &'static [EnvVar];
     fn capabilities(&self) -> Capabilities;
     /// The command line and environment for a run; fails when a required variable is missing.
@@ -139,7 +148,35 @@ pub(crate) fn unattended_preamble(branch: &str) -> String {
 /// The names `--harness` accepts.
 pub const KNOWN: &[&str] = &["claude-code", "codex", "gemini", "opencode", "amp"];
 
-/// Looks a harness up by the name users type.
+/// The harnesses a runner can use: the built-in ones and those configured.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub custom: Vec<CustomHarness>,
+}
+
+impl Registry {
+    /// Looks a harness up by name; configured harnesses may not shadow built-in ones.
+    pub fn get(&self, name: &str) -> Result<Box<dyn Harness>, HarnessError> {
+        match by_name(name) {
+            Ok(h) => Ok(h),
+            Err(e) => match self.custom.iter().find(|c| c.name == name) {
+                Some(c) => Ok(Box::new(c.clone())),
+                None if self.custom.is_empty() => Err(e),
+                None => Err(HarnessError::Unknown {
+                    name: name.to_string(),
+                    known: KNOWN
+                        .iter()
+                        .map(|s| s.to_string())
+                        .chain(self.custom.iter().map(|c| c.name.clone()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+            },
+        }
+    }
+}
+
+/// Looks a built-in harness up by the name users type.
 pub fn by_name(name: &str) -> Result<Box<dyn Harness>, HarnessError> {
     match name {
         "claude-code" | "claude" => Ok(Box::new(ClaudeCode)),

@@ -61,8 +61,8 @@ impl Harness for OpenCode {
         "opencode"
     }
 
-    fn package(&self) -> NpmPackage {
-        PACKAGE
+    fn package(&self) -> Option<NpmPackage> {
+        Some(PACKAGE)
     }
 
     fn env_vars(&self) -> &'static [EnvVar] {

@@ -63,6 +63,8 @@ pub struct Runner {
     /// Directory that relative `--repo` paths are resolved against.
     pub cwd: PathBuf,
     pub limits: Limits,
+    /// Built-in and configured harnesses.
+    pub harnesses: errand_harness::Registry,
     /// How often the store is asked whether someone cancelled the run.
     pub cancel_poll: Duration,
 }
@@ -188,8 +190,10 @@ impl Runner {
         let tmp = run_dir.join("tmp");
 
         // Cheap checks first, so a typo costs no clone.
-        let harness =
-            errand_harness::by_name(&spec.harness).map_err(|e| Stop::failed(e.to_string()))?;
+        let harness = self
+            .harnesses
+            .get(&spec.harness)
+            .map_err(|e| Stop::failed(e.to_string()))?;
         if spec.model.is_some() && !harness.capabilities().model_choice {
             return Err(Stop::failed(format!(
                 "{} does not let errand choose the model; drop --model",
@@ -234,26 +238,32 @@ impl Runner {
             .invocation(&ctx)
             .map_err(|e| Stop::failed(e.to_string()))?;
 
-        let pkg = harness.package();
-        let install_dir = self
-            .paths
-            .cache
-            .join("harnesses")
-            .join(harness.name())
-            .join(pkg.version);
-        if !install_dir.join(pkg.bin).is_file() {
-            em.notice(format!("installing {} (first use)", pkg.spec()))
-                .map_err(log_failed)?;
-        }
-        let report = |line: &str| {
-            if let Some(p) = &progress {
-                p(line)
+        ctx.install_dir = match (harness.package(), harness.host_dir()) {
+            (Some(pkg), _) => {
+                let install_dir =
+                    errand_harness::install_dir(&self.paths.cache, harness.name(), &pkg);
+                if !install_dir.join(pkg.bin).is_file() {
+                    em.notice(format!("installing {} (first use)", pkg.spec()))
+                        .map_err(log_failed)?;
+                }
+                let report = |line: &str| {
+                    if let Some(p) = &progress {
+                        p(line)
+                    }
+                };
+                errand_harness::install_npm(&self.paths.cache, harness.name(), &pkg, &report)
+                    .await
+                    .map_err(|e| Stop::failed(e.to_string()))?
+            }
+            (None, Some(dir)) => dir,
+            // A command from the system: mount an empty directory in the harness's place.
+            (None, None) => {
+                let empty = run_dir.join("no-harness-dir");
+                std::fs::create_dir_all(&empty)
+                    .map_err(|e| Stop::failed(format!("cannot create {}: {e}", empty.display())))?;
+                empty
             }
         };
-        ctx.install_dir =
-            errand_harness::install_npm(&self.paths.cache, harness.name(), &pkg, &report)
-                .await
-                .map_err(|e| Stop::failed(e.to_string()))?;
         let inv = harness
             .invocation(&ctx)
             .map_err(|e| Stop::failed(e.to_string()))?;
@@ -514,9 +524,16 @@ impl Runner {
         let stderr_task = tokio::spawn(async move {
             let mut tail: Vec<String> = Vec::new();
             let mut all = String::new();
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let line = redactor.redact(&line);
+            let mut reader = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            while reader
+                .read_until(b'\n', &mut buf)
+                .await
+                .is_ok_and(|n| n > 0)
+            {
+                let line =
+                    redactor.redact(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']));
+                buf.clear();
                 all.push_str(&line);
                 all.push('\n');
                 tail.push(line);
@@ -531,22 +548,27 @@ impl Runner {
         let deadline = tokio::time::sleep(Duration::from_secs(timeout_secs));
         tokio::pin!(deadline);
         let mut poll = tokio::time::interval(self.cancel_poll);
-        let mut lines = BufReader::new(stdout).lines();
+        // Lines are read as bytes and decoded leniently: a harness that prints
+        // invalid UTF-8 must not cut its own log short. `read_until` keeps a
+        // partial line in `buf` when another branch wins, so nothing is lost.
+        let mut reader = BufReader::new(stdout);
+        let mut buf: Vec<u8> = Vec::new();
         let mut stop: Option<Stop> = None;
         loop {
             tokio::select! {
-                line = lines.next_line() => match line {
-                    Ok(Some(line)) => {
-                        let line = em.redactor.redact(&line);
+                read = reader.read_until(b'\n', &mut buf) => match read {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&buf);
+                        let line = em.redactor.redact(text.trim_end_matches(['\n', '\r']));
+                        buf.clear();
                         let n = raw.append(&line).map_err(log_failed)?;
                         for kind in parser.push_line(&line) {
                             em.emit(EventSource::Harness, Some(n), kind).map_err(log_failed)?;
                         }
                     }
-                    Ok(None) => break,
                     Err(e) => {
-                        // Not UTF-8 or a read error: record it and keep going.
-                        em.emit(EventSource::Harness, None, EventKind::Error { message: format!("unreadable harness output: {e}") })
+                        em.emit(EventSource::Harness, None, EventKind::Error { message: format!("reading the harness's output failed: {e}") })
                             .map_err(log_failed)?;
                         break;
                     }
