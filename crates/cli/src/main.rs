@@ -3,9 +3,12 @@
 //! This binary is glue: it parses the command line, opens the store, and hands
 //! a run to `errand-runner`; everything it prints comes from [`render`].
 
+mod client;
 mod config;
 mod demo;
+mod remote;
 mod render;
+mod serve;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -18,9 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use errand_core::{Event, RepoSource, RunId, RunRecord, RunSpec, RunState};
 use errand_runner::{Paths, Runner};
 use errand_sandbox::{Limits, LocalSandbox};
-use errand_store::{
-    read_events, read_raw_lines, LogTail, RunFilter, SqliteStore, Store, StoreError,
-};
+use errand_store::{read_events, read_raw_lines, LogTail, RunFilter, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,9 @@ records every event, and leaves a branch with the agent's commits.\n\nData lives
 (default: ~/.local/share/errand)."
 )]
 struct Cli {
+    /// Talk to an errand server instead of running locally (token from $ERRAND_TOKEN).
+    #[arg(long, global = true, env = "ERRAND_SERVER")]
+    server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +67,33 @@ enum Command {
     /// Manage harness CLIs.
     #[command(subcommand)]
     Harness(HarnessCmd),
+    /// Serve the HTTP API and run a worker pool (config: [server], [database], [queue]).
+    Serve {
+        /// Address to listen on (server.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Runs executed at once by this process (server.workers).
+        #[arg(long)]
+        workers: Option<u32>,
+        /// postgres://… or a SQLite path (database.url).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Run only a worker pool, e.g. on another machine sharing one PostgreSQL.
+    Worker {
+        /// Runs executed at once by this process (server.workers).
+        #[arg(long)]
+        workers: Option<u32>,
+        /// postgres://… or a SQLite path (database.url).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// A stable id for this worker (server.worker_id).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Inspect errand's configuration ($ERRAND_CONFIG, default $ERRAND_HOME/config.toml).
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -151,6 +182,16 @@ struct LogsArgs {
 }
 
 #[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create { name: String },
+    /// List tokens (never their values).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
 enum ConfigCmd {
     /// Report every problem in the configuration at once (exit 1 if there are any).
     Check,
@@ -209,17 +250,30 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn open_store(paths: &Paths) -> Result<Arc<SqliteStore>> {
+async fn open_store(paths: &Paths) -> Result<Arc<dyn Store>> {
+    open_store_at(paths, None).await
+}
+
+/// The store named by `--database-url`, else `database.url`, else SQLite in $ERRAND_HOME.
+async fn open_store_at(paths: &Paths, url: Option<&str>) -> Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&paths.home)
         .with_context(|| format!("cannot create {}", paths.home.display()))?;
-    let store = SqliteStore::open(&paths.db())
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => config::load(paths)?.database_url(paths),
+    };
+    errand_store::open_url(&url)
         .await
-        .with_context(|| format!("opening {}", paths.db().display()))?;
-    Ok(Arc::new(store))
+        .with_context(|| format!("opening the database {}", errand_git::redact_url(&url)))
 }
 
 async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
     let paths = Paths::from_env();
+    if let Some(server) = cli.server.as_deref().filter(|s| !s.is_empty()) {
+        if let Some(code) = remote::dispatch(server, &cli.command).await? {
+            return Ok(code);
+        }
+    }
     match cli.command {
         Command::Run(args) => cmd_run(&paths, args).await,
         Command::Ls(args) => {
@@ -294,6 +348,50 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             })
             .await?;
             println!("{}", dir.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            listen,
+            workers,
+            database_url,
+        } => serve::serve(&paths, listen, workers, database_url.as_deref(), true).await,
+        Command::Worker {
+            workers,
+            database_url,
+            id,
+        } => serve::worker(&paths, workers, database_url.as_deref(), id).await,
+        Command::Token(cmd) => {
+            let store = open_store(&paths).await?;
+            match cmd {
+                TokenCmd::Create { name } => {
+                    let secret = errand_server::auth::new_secret("errand");
+                    let t = store
+                        .create_token(&name, &errand_server::auth::hash(&secret))
+                        .await?;
+                    eprintln!(
+                        "token '{}' ({}) created; it is shown only now:",
+                        t.name, t.id
+                    );
+                    println!("{secret}");
+                }
+                TokenCmd::List => {
+                    for t in store.list_tokens().await? {
+                        println!(
+                            "{:<36}  {:<20}  {}  {}",
+                            t.id,
+                            t.name,
+                            t.created_at.format("%Y-%m-%d %H:%M"),
+                            if t.revoked { "revoked" } else { "active" }
+                        );
+                    }
+                }
+                TokenCmd::Revoke { id } => {
+                    if !store.revoke_token(&id).await? {
+                        bail!("no token with id '{id}' (see `errand token list`)");
+                    }
+                    println!("revoked {id}");
+                }
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Config(ConfigCmd::Check) => {
@@ -699,6 +797,7 @@ async fn cmd_ls(store: &dyn Store, args: LsArgs) -> Result<std::process::ExitCod
         .list_runs(&RunFilter {
             state: args.state,
             limit: args.limit,
+            ..Default::default()
         })
         .await?;
     if args.json {

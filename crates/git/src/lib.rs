@@ -93,8 +93,8 @@ async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
     }
 }
 
-/// What [`prepare`] set up.
-#[derive(Debug, Clone)]
+/// What [`prepare`] set up (kept beside the run so follow-ups reuse it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Prepared {
     pub outbox: PathBuf,
     pub workspace: PathBuf,

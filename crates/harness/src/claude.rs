@@ -86,7 +86,7 @@ impl Harness for ClaudeCode {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            follow_up: false,
+            follow_up: true,
             reports_cost: true,
             model_choice: true,
             max_turns: true,
@@ -141,6 +141,18 @@ impl Harness for ClaudeCode {
             ],
             secrets,
         })
+    }
+
+    fn follow_up_invocation(
+        &self,
+        ctx: &RunContext,
+        session: &str,
+    ) -> Result<Invocation, HarnessError> {
+        let mut inv = self.invocation(ctx)?;
+        inv.command
+            .args
+            .extend(["--resume".to_string(), session.to_string()]);
+        Ok(inv)
     }
 
     fn parser(&self) -> Box<dyn OutputParser> {

@@ -127,6 +127,18 @@ pub trait Harness: Send + Sync {
     fn capabilities(&self) -> Capabilities;
     /// The command line and environment for a run; fails when a required variable is missing.
     fn invocation(&self, ctx: &RunContext) -> Result<Invocation, HarnessError>;
+    /// The command line that continues `session` with `ctx.prompt` as a new
+    /// turn, for harnesses whose capabilities include follow-ups.
+    fn follow_up_invocation(
+        &self,
+        _ctx: &RunContext,
+        _session: &str,
+    ) -> Result<Invocation, HarnessError> {
+        Err(HarnessError::Unsupported {
+            harness: self.name(),
+            what: "follow-ups".into(),
+        })
+    }
     fn parser(&self) -> Box<dyn OutputParser>;
     /// The parser for one run (harnesses that price tokens need the run's model).
     fn parser_for(&self, _ctx: &RunContext) -> Box<dyn OutputParser> {

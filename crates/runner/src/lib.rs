@@ -77,6 +77,46 @@ struct Emitter {
     log: EventLog,
     tx: Option<mpsc::UnboundedSender<Event>>,
     redactor: Redactor,
+    /// To the task that copies events and raw lines into the store, where
+    /// every node (API, viewer, other workers) can read them.
+    sink: mpsc::UnboundedSender<Persist>,
+}
+
+/// What the store pump persists.
+enum Persist {
+    Event(Event),
+    Raw(u64, String),
+}
+
+/// Copies a run's events and raw lines into the store, in batches, in order.
+async fn pump(store: Arc<dyn Store>, run: RunId, mut rx: mpsc::UnboundedReceiver<Persist>) {
+    let mut events: Vec<Event> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 500 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        for p in batch {
+            match p {
+                Persist::Event(e) => events.push(e),
+                Persist::Raw(n, line) => {
+                    // Raw lines precede the events parsed from them.
+                    if let Err(e) = store.append_raw(run, n, &line).await {
+                        tracing::error!(run = %run, "storing raw line {n} failed: {e}");
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            if let Err(e) = store.append_events(run, &events).await {
+                tracing::error!(run = %run, "storing {} events failed: {e}", events.len());
+            }
+            events.clear();
+        }
+    }
 }
 
 impl Emitter {
@@ -92,10 +132,14 @@ impl Emitter {
             redact_kind(kind, &self.redactor)
         };
         let ev = self.log.append(source, raw_line, kind)?;
+        let _ = self.sink.send(Persist::Event(ev.clone()));
         if let Some(tx) = &self.tx {
             let _ = tx.send(ev);
         }
         Ok(())
+    }
+    fn raw(&mut self, n: u64, line: &str) {
+        let _ = self.sink.send(Persist::Raw(n, line.to_string()));
     }
     fn errand(&mut self, kind: EventKind) -> Result<(), StoreError> {
         self.emit(EventSource::Errand, None, kind)
@@ -129,12 +173,17 @@ impl Runner {
         progress: Option<ProgressFn>,
     ) -> Result<RunRecord, RunnerError> {
         let log = EventLog::open(&self.paths.events(id))?;
+        let (sink, rx) = mpsc::unbounded_channel();
+        let pump = tokio::spawn(pump(self.store.clone(), id, rx));
         let mut em = Emitter {
             log,
             tx,
             redactor: Redactor::default(),
+            sink,
         };
         let rec = self.store.get_run(id).await?;
+        // A follow-up continues a finished run: same workspace, same harness session.
+        let follow_up = self.store.take_pending_message(id).await?;
         self.store.set_owner(id, Some(std::process::id())).await?;
         self.store.transition(id, RunState::Preparing, None).await?;
         em.errand(EventKind::State {
@@ -142,10 +191,12 @@ impl Runner {
             reason: None,
         })?;
         em.errand(EventKind::UserMessage {
-            text: rec.spec.prompt.clone(),
+            text: follow_up.clone().unwrap_or_else(|| rec.spec.prompt.clone()),
         })?;
 
-        let outcome = self.drive(&rec, &mut em, &cancel, progress).await;
+        let outcome = self
+            .drive(&rec, follow_up.as_deref(), &mut em, &cancel, progress)
+            .await;
         let (state, reason) = match outcome {
             Ok(summary) => {
                 self.store.update_summary(id, &summary).await?;
@@ -160,6 +211,8 @@ impl Runner {
             em.errand(EventKind::State { state, reason })?;
         }
         self.store.set_owner(id, None).await?;
+        drop(em);
+        let _ = pump.await;
         Ok(self.store.get_run(id).await?)
     }
 
@@ -178,6 +231,7 @@ impl Runner {
     async fn drive(
         &self,
         rec: &RunRecord,
+        follow_up: Option<&str>,
         em: &mut Emitter,
         cancel: &CancellationToken,
         progress: Option<ProgressFn>,
@@ -187,7 +241,6 @@ impl Runner {
         let run_dir = self.paths.run_dir(id);
         let workspace = run_dir.join("workspace");
         let home = run_dir.join("home");
-        let tmp = run_dir.join("tmp");
 
         // Cheap checks first, so a typo costs no clone.
         let harness = self
@@ -216,8 +269,6 @@ impl Runner {
             ),
             None => None,
         };
-        // A real executable only: wrapper scripts (pyenv shims) would not work inside the sandbox.
-        let uv = which_executable("uv");
         let mut ctx = RunContext {
             prompt: spec.prompt.clone(),
             model: spec.model.clone(),
@@ -233,10 +284,27 @@ impl Runner {
             ctx.extra_path.push(format!("{venv}/bin"));
             ctx.extra_env.push(("VIRTUAL_ENV".into(), venv));
         }
+        let session = match follow_up {
+            Some(message) => {
+                if !harness.capabilities().follow_up {
+                    return Err(Stop::failed(format!(
+                        "{} does not support follow-ups: start a new run instead",
+                        harness.name()
+                    )));
+                }
+                ctx.prompt = message.to_string();
+                Some(rec.summary.session_id.clone().ok_or_else(|| {
+                    Stop::failed("the run's first turn recorded no harness session to continue")
+                })?)
+            }
+            None => None,
+        };
+        let invocation = |ctx: &RunContext| match &session {
+            Some(s) => harness.follow_up_invocation(ctx, s),
+            None => harness.invocation(ctx),
+        };
         // Validates the environment (e.g. the API key) before anything slow happens.
-        harness
-            .invocation(&ctx)
-            .map_err(|e| Stop::failed(e.to_string()))?;
+        invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
 
         ctx.install_dir = match (harness.package(), harness.host_dir()) {
             (Some(pkg), _) => {
@@ -264,22 +332,69 @@ impl Runner {
                 empty
             }
         };
-        let inv = harness
-            .invocation(&ctx)
-            .map_err(|e| Stop::failed(e.to_string()))?;
+        let inv = invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
         em.redactor = Redactor::new(&inv.secrets);
 
-        match &remote {
+        let prepared_file = run_dir.join("prepared.json");
+        let prepared = if session.is_some() {
+            let text = std::fs::read_to_string(&prepared_file).map_err(|e| {
+                Stop::failed(format!(
+                    "the run's workspace is gone ({e}); a follow-up needs the machine that ran the first turn"
+                ))
+            })?;
+            let prepared: errand_git::Prepared = serde_json::from_str(&text).map_err(|e| {
+                Stop::failed(format!("{} is corrupt: {e}", prepared_file.display()))
+            })?;
+            em.notice(format!(
+                "continuing on {} in the same workspace",
+                prepared.branch
+            ))
+            .map_err(log_failed)?;
+            prepared
+        } else {
+            self.prepare_repo(rec, remote.as_deref(), &run_dir, &workspace, em)
+                .await?
+        };
+        if let Ok(json) = serde_json::to_string(&prepared) {
+            write_file(&prepared_file, &json)?;
+        }
+        for (rel, contents) in &inv.home_files {
+            write_file(&home.join(rel), contents)?;
+        }
+        self.run_prepared(
+            rec,
+            session.is_some(),
+            &ctx,
+            harness.as_ref(),
+            &inv,
+            &prepared,
+            em,
+            cancel,
+        )
+        .await
+    }
+
+    async fn prepare_repo(
+        &self,
+        rec: &RunRecord,
+        remote: Option<&str>,
+        run_dir: &Path,
+        workspace: &Path,
+        em: &mut Emitter,
+    ) -> Result<errand_git::Prepared, Stop> {
+        let id = rec.id;
+        let spec = &rec.spec;
+        match remote {
             Some(r) => em.notice(format!("cloning {}", errand_git::redact_url(r))),
             None => em.notice("no repository given: starting an empty project"),
         }
         .map_err(log_failed)?;
         let prepared = errand_git::prepare(
-            remote.as_deref(),
+            remote,
             spec.base_branch.as_deref(),
             spec.base_commit.as_deref(),
-            &run_dir,
-            &workspace,
+            run_dir,
+            workspace,
             &id.branch(),
         )
         .await
@@ -291,10 +406,31 @@ impl Runner {
             short(&prepared.base_commit)
         ))
         .map_err(log_failed)?;
-        for (rel, contents) in &inv.home_files {
-            write_file(&home.join(rel), contents)?;
-        }
+        Ok(prepared)
+    }
 
+    /// Everything after the workspace is ready: the sandbox, the harness, the
+    /// commit of leftovers, the fetch into the outbox, the tests, the push.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_prepared(
+        &self,
+        rec: &RunRecord,
+        is_follow_up: bool,
+        ctx: &RunContext,
+        harness: &dyn errand_harness::Harness,
+        inv: &Invocation,
+        prepared: &errand_git::Prepared,
+        em: &mut Emitter,
+        cancel: &CancellationToken,
+    ) -> Result<RunSummary, Stop> {
+        let id = rec.id;
+        let spec = &rec.spec;
+        let run_dir = self.paths.run_dir(id);
+        let workspace = run_dir.join("workspace");
+        let home = run_dir.join("home");
+        let tmp = run_dir.join("tmp");
+        // A real executable only: wrapper scripts (pyenv shims) would not work inside the sandbox.
+        let uv = which_executable("uv");
         let mut ro_mounts = vec![(ctx.install_dir.clone(), PathBuf::from(inside::HARNESS))];
         if let Some(uv) = &uv {
             ro_mounts.push((uv.clone(), PathBuf::from(format!("{}/uv", inside::TOOLS))));
@@ -309,15 +445,15 @@ impl Runner {
             limits: self.limits.clone(),
         };
 
-        if spec.repo.is_none() {
+        if spec.repo.is_none() && !is_follow_up {
             self.make_venv(&sb_spec, uv.is_some(), &workspace, em)
                 .await?;
         }
 
         self.transition(id, em, RunState::Running).await?;
-        let parser = harness.parser_for(&ctx);
+        let parser = harness.parser_for(ctx);
         let outcome = self
-            .run_harness(id, &sb_spec, &inv, parser, em, cancel, spec.timeout_secs)
+            .run_harness(id, &sb_spec, inv, parser, em, cancel, spec.timeout_secs)
             .await?;
 
         self.transition(id, em, RunState::Finishing).await?;
@@ -329,7 +465,7 @@ impl Runner {
         if !out.trim().is_empty() {
             em.notice(out.trim().to_string()).map_err(log_failed)?;
         }
-        let collected = errand_git::collect(&prepared)
+        let collected = errand_git::collect(prepared)
             .await
             .map_err(|e| Stop::failed(e.to_string()))?;
         let mut summary = RunSummary {
@@ -395,7 +531,7 @@ impl Runner {
         if spec.push {
             em.notice(format!("pushing {}", prepared.branch))
                 .map_err(log_failed)?;
-            errand_git::push(&prepared)
+            errand_git::push(prepared)
                 .await
                 .map_err(|e| Stop::failed(e.to_string()))?;
             summary.pushed = true;
@@ -563,6 +699,7 @@ impl Runner {
                         let line = em.redactor.redact(text.trim_end_matches(['\n', '\r']));
                         buf.clear();
                         let n = raw.append(&line).map_err(log_failed)?;
+                        em.raw(n, &line);
                         for kind in parser.push_line(&line) {
                             em.emit(EventSource::Harness, Some(n), kind).map_err(log_failed)?;
                         }
@@ -688,12 +825,17 @@ pub async fn reap_orphans(store: &dyn Store) -> Result<Vec<RunId>, StoreError> {
     let mut reaped = Vec::new();
     for r in store
         .list_runs(&errand_store::RunFilter {
-            state: None,
             limit: 200,
+            ..Default::default()
         })
         .await?
     {
         if r.state.is_terminal() || r.state == RunState::Queued {
+            continue;
+        }
+        // Runs claimed by a worker (maybe on another machine) are the worker
+        // pool's to account for, through leases; a local pid means nothing there.
+        if store.claim_info(r.id).await?.is_some() {
             continue;
         }
         let gone = r.owner_pid.is_none_or(|p| !pid_alive(p));

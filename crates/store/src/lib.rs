@@ -1,21 +1,29 @@
 //! errand's persistence.
 //!
-//! * [`Store`]: runs and their state changes, behind a trait so that the SQLite
-//!   backend ([`SqliteStore`], the embedded default) and a PostgreSQL backend share
-//!   one interface and one test suite.
+//! * [`Store`]: runs and their state changes, the queue workers claim runs from
+//!   (with leases), durable events and raw lines, API tokens and share links —
+//!   behind a trait so that the SQLite backend ([`SqliteStore`], the embedded
+//!   default) and the PostgreSQL backend ([`PgStore`], for several nodes) share
+//!   one interface and one test suite (`tests/suite/`). [`open_url`] picks one.
 //! * [`EventLog`]: one append-only JSONL file of normalized events per run, and
 //!   [`RawLog`] beside it with the harness's own lines; both are written a whole
 //!   line at a time and read so that a torn final line (a crash mid-write) is
 //!   ignored, never fatal.
 
+mod common;
 mod eventlog;
+mod pg;
 mod sqlite;
 
+pub use common::LEASE_EXPIRED_REASON;
 pub use eventlog::{read_events, read_raw_lines, EventLog, LogTail, RawLog};
+pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use errand_core::{InvalidTransition, RunId, RunRecord, RunState, RunSummary, Transition};
+use chrono::{DateTime, Utc};
+use errand_core::{Event, InvalidTransition, RunId, RunRecord, RunState, RunSummary, Transition};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,11 +49,86 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Filters for [`Store::list_runs`].
+impl StoreError {
+    /// Whether the error is a uniqueness violation: an event `seq` or raw line
+    /// number stored twice, a token or share-link hash that already exists.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// Filters for [`Store::list_runs`]. Build it with `..Default::default()` so new
+/// filters do not break callers.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub state: Option<RunState>,
+    /// At most this many runs; 0 means 50.
     pub limit: u32,
+    /// Only runs of this repository, exactly as stored (`RepoSource::location()`).
+    pub repo: Option<String>,
+    /// Only runs of this harness.
+    pub harness: Option<String>,
+    /// Skip this many runs (paging, in the same newest-first order).
+    pub offset: u32,
+}
+
+/// How many runs may be claimed and not yet finished (in a terminal state) at
+/// once, for [`Store::claim_next`]. `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueLimits {
+    /// Across every worker of every node sharing the store.
+    pub global: Option<u32>,
+    /// Per repository (runs with the same `repo`); runs without a repository
+    /// are not limited by it.
+    pub per_repo: Option<u32>,
+}
+
+/// An API token as the store keeps it (never the secret, only its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// Opens the store a URL names: `postgres://…` or `postgresql://…` is
+/// PostgreSQL ([`PgStore::connect`]); `sqlite::memory:` is a private in-memory
+/// SQLite database; `sqlite://PATH`, `sqlite:PATH` or a plain path is an SQLite
+/// file ([`SqliteStore::open`], created if missing). Migrations are applied.
+pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    let url = url.trim();
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(PgStore::connect(url).await?));
+    }
+    if lower == "sqlite::memory:" || lower == "sqlite://:memory:" {
+        return Ok(std::sync::Arc::new(SqliteStore::in_memory().await?));
+    }
+    let path = if lower.starts_with("sqlite://") {
+        &url["sqlite://".len()..]
+    } else if lower.starts_with("sqlite:") {
+        &url["sqlite:".len()..]
+    } else if let Some((scheme, _)) = url.split_once("://") {
+        return Err(StoreError::Database(sqlx::Error::Configuration(
+            format!("unsupported database URL scheme '{scheme}': use postgres://, postgresql:// or sqlite:").into(),
+        )));
+    } else {
+        url
+    };
+    // Connection parameters (`?mode=rwc`…) are errand's to choose.
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    if path.is_empty() {
+        return Err(StoreError::Database(sqlx::Error::Configuration(
+            "the SQLite database URL names no file".into(),
+        )));
+    }
+    Ok(std::sync::Arc::new(
+        SqliteStore::open(std::path::Path::new(path)).await?,
+    ))
 }
 
 /// Where runs live. Every method is atomic on its own.
@@ -66,4 +149,93 @@ pub trait Store: Send + Sync {
     /// Marks a run for cancellation; the process executing it notices and stops it.
     async fn request_cancel(&self, id: RunId) -> Result<RunRecord>;
     async fn set_owner(&self, id: RunId, pid: Option<u32>) -> Result<()>;
+
+    // ---- the queue and its leases ----
+
+    /// Atomically claims the oldest run that is `queued`, not cancel-requested
+    /// and not claimed, and whose claim keeps within `limits` (counting runs
+    /// that are claimed and not in a terminal state), for `worker` until
+    /// now + `lease`. Two workers never claim the same run. `None` when there
+    /// is nothing to claim (or the limits are reached).
+    async fn claim_next(
+        &self,
+        worker: &str,
+        lease: std::time::Duration,
+        limits: &QueueLimits,
+    ) -> Result<Option<RunRecord>>;
+    /// Extends the lease to now + `lease`; `false` when `worker` no longer
+    /// holds the run (claimed by another, released, or the run is finished).
+    async fn renew_lease(
+        &self,
+        id: RunId,
+        worker: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool>;
+    /// Releases runs whose lease ended before `now`: a `queued` one is unclaimed
+    /// (it will be claimed again), a `preparing`/`running`/`finishing` one fails
+    /// with [`LEASE_EXPIRED_REASON`] (the transition is recorded). Returns each
+    /// run released and the state it was left in.
+    async fn release_expired(&self, now: DateTime<Utc>) -> Result<Vec<(RunId, RunState)>>;
+    /// For a worker (re)starting under the same id: every non-terminal run it
+    /// had claimed fails with `reason`, except `queued` ones, which are
+    /// unclaimed. Returns every run released (failed or unclaimed).
+    async fn release_worker(&self, worker: &str, reason: &str) -> Result<Vec<RunId>>;
+    /// Who holds a run and until when; `None` when it is not claimed.
+    async fn claim_info(&self, id: RunId) -> Result<Option<(String, DateTime<Utc>)>>;
+
+    // ---- durable events and raw lines, shared by every node ----
+
+    /// Stores events (all or none). An event whose `(run, seq)` is already
+    /// stored is an error ([`StoreError::is_conflict`]).
+    async fn append_events(&self, run: RunId, events: &[Event]) -> Result<()>;
+    /// Events with `seq > after_seq`, in order, at most `limit` (0: no limit).
+    async fn events_after(&self, run: RunId, after_seq: u64, limit: u32) -> Result<Vec<Event>>;
+    /// The highest stored `seq`, 0 when there is none.
+    async fn last_event_seq(&self, run: RunId) -> Result<u64>;
+    /// Stores raw harness line number `line_no` (from 1); a line number already
+    /// stored is an error. NUL characters are replaced by U+FFFD.
+    async fn append_raw(&self, run: RunId, line_no: u64, line: &str) -> Result<()>;
+    /// Raw lines numbered after `after_line`, in order, at most `limit` (0: no limit).
+    async fn raw_after(
+        &self,
+        run: RunId,
+        after_line: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>>;
+
+    // ---- API tokens (the caller hashes: SHA-256, hex) ----
+
+    /// A token hash already stored is an error ([`StoreError::is_conflict`]).
+    async fn create_token(&self, name: &str, token_hash: &str) -> Result<TokenInfo>;
+    /// The token with this hash, revoked ones included (`revoked: true`).
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenInfo>>;
+    /// Every token, revoked ones included, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
+    /// Revokes a token; `false` when no token has this id (revoking twice is `true`).
+    async fn revoke_token(&self, id: &str) -> Result<bool>;
+
+    // ---- share links: read-only access to one run ----
+
+    async fn create_share(&self, run: RunId, link_hash: &str) -> Result<()>;
+    /// The run a link gives access to; `None` when unknown or revoked.
+    async fn share_by_hash(&self, link_hash: &str) -> Result<Option<RunId>>;
+    /// Revokes every live link of a run; returns how many.
+    async fn revoke_shares(&self, run: RunId) -> Result<u32>;
+
+    // ---- follow-ups ----
+
+    /// Puts a `succeeded` or `failed` run back to `queued` with `message`
+    /// pending (unclaimed, cancel flag, owner, reason and finish time cleared),
+    /// atomically, and records the transition. Any other state is
+    /// [`StoreError::InvalidTransition`] (to `queued`).
+    async fn requeue_for_follow_up(&self, id: RunId, message: &str) -> Result<RunRecord>;
+    /// The follow-up message waiting for the run, if any.
+    async fn pending_message(&self, id: RunId) -> Result<Option<String>>;
+    /// Takes (returns and clears) the pending follow-up message, atomically.
+    async fn take_pending_message(&self, id: RunId) -> Result<Option<String>>;
+
+    // ---- metrics ----
+
+    /// How many runs are in each state: every state, in [`RunState::ALL`] order, zeros included.
+    async fn count_by_state(&self) -> Result<Vec<(RunState, u64)>>;
 }

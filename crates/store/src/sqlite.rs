@@ -4,12 +4,17 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
-use errand_core::{RunId, RunRecord, RunSpec, RunState, RunSummary, Transition};
+use chrono::{DateTime, Utc};
+use errand_core::{Event, RunId, RunRecord, RunSpec, RunState, RunSummary, Transition};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlitePool};
 
-use crate::{Result, RunFilter, Store, StoreError};
+use crate::common::{
+    active_states, all_state_counts, clean_line, decode_event, encode_event, from_millis,
+    lease_end, millis, new_token_id, opt_time, parse_run_id, parse_state, sql_limit,
+    terminal_states, to_i64, to_u64, FOLLOW_UP_REASON, LEASE_EXPIRED_REASON,
+};
+use crate::{QueueLimits, Result, RunFilter, Store, StoreError, TokenInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -49,28 +54,13 @@ impl SqliteStore {
     }
 }
 
-fn millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_millis(ms: i64) -> Result<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {ms}")))
-}
-
-fn opt_time(v: Option<i64>) -> Result<Option<DateTime<Utc>>> {
-    v.map(from_millis).transpose()
-}
-
 fn row_to_run(row: &SqliteRow) -> Result<RunRecord> {
-    let id: String = row.try_get("id")?;
-    let id = RunId::from_str(&id).map_err(|e| StoreError::Corrupt(format!("run id {id}: {e}")))?;
+    let id = parse_run_id(&row.try_get::<String, _>("id")?)?;
     let spec: String = row.try_get("spec")?;
     let spec: RunSpec = serde_json::from_str(&spec)
         .map_err(|e| StoreError::Corrupt(format!("spec of {id}: {e}")))?;
     let state: String = row.try_get("state")?;
-    let state = RunState::from_str(&state).map_err(StoreError::Corrupt)?;
+    let state = parse_state(&state)?;
     let summary: String = row.try_get("summary")?;
     let summary: RunSummary = serde_json::from_str(&summary)
         .map_err(|e| StoreError::Corrupt(format!("summary of {id}: {e}")))?;
@@ -87,6 +77,43 @@ fn row_to_run(row: &SqliteRow) -> Result<RunRecord> {
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         owner_pid: owner.and_then(|p| u32::try_from(p).ok()),
     })
+}
+
+/// Appends a transition to the run's history (inside the caller's transaction,
+/// after its write).
+async fn record_transition(
+    conn: &mut sqlx::SqliteConnection,
+    id: RunId,
+    to: RunState,
+    at: i64,
+    reason: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO run_transitions (run_id, seq, state, at, reason) \
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_transitions WHERE run_id = ?1), ?2, ?3, ?4)",
+    )
+    .bind(id.to_string())
+    .bind(to.as_str())
+    .bind(at)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn row_to_token(row: &SqliteRow) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+    })
+}
+
+fn ids(rows: &[SqliteRow]) -> Result<Vec<RunId>> {
+    rows.iter()
+        .map(|r| parse_run_id(&r.try_get::<String, _>("id")?))
+        .collect()
 }
 
 #[async_trait]
@@ -148,10 +175,14 @@ impl Store for SqliteStore {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         let limit = if filter.limit == 0 { 50 } else { filter.limit };
         let rows = sqlx::query(
-            "SELECT * FROM runs WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id LIMIT ?2",
+            "SELECT * FROM runs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR repo = ?2) \
+             AND (?3 IS NULL OR harness = ?3) ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5",
         )
         .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.repo.as_deref())
+        .bind(filter.harness.as_deref())
         .bind(i64::from(limit))
+        .bind(i64::from(filter.offset))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_run).collect()
@@ -195,16 +226,7 @@ impl Store for SqliteStore {
                 StoreError::InvalidTransition,
             ));
         }
-        sqlx::query(
-            "INSERT INTO run_transitions (run_id, seq, state, at, reason) \
-             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_transitions WHERE run_id = ?1), ?2, ?3, ?4)",
-        )
-        .bind(id.to_string())
-        .bind(to.as_str())
-        .bind(now)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
+        record_transition(&mut tx, id, to, now, reason).await?;
         tx.commit().await?;
         self.get_run(id).await
     }
@@ -220,7 +242,7 @@ impl Store for SqliteStore {
             .map(|r| {
                 let state: String = r.try_get("state")?;
                 Ok(Transition {
-                    state: RunState::from_str(&state).map_err(StoreError::Corrupt)?,
+                    state: parse_state(&state)?,
                     at: from_millis(r.try_get("at")?)?,
                     reason: r.try_get("reason")?,
                 })
@@ -254,6 +276,362 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn claim_next(
+        &self,
+        worker: &str,
+        lease: std::time::Duration,
+        limits: &QueueLimits,
+    ) -> Result<Option<RunRecord>> {
+        // One statement: SQLite takes its write lock before reading, so the
+        // choice, the limit counts and the claim are atomic together, and the
+        // `claimed_by IS NULL` guard makes a double claim impossible anyway.
+        let terminal = terminal_states();
+        let sql = format!(
+            "UPDATE runs SET claimed_by = ?1, lease_until = ?2 WHERE claimed_by IS NULL AND id = ( \
+               SELECT r.id FROM runs r \
+               WHERE r.state = 'queued' AND r.cancel_requested = 0 AND r.claimed_by IS NULL \
+                 AND (?3 IS NULL OR (SELECT COUNT(*) FROM runs c \
+                      WHERE c.claimed_by IS NOT NULL AND c.state NOT IN ({terminal})) < ?3) \
+                 AND (?4 IS NULL OR r.repo IS NULL OR (SELECT COUNT(*) FROM runs c \
+                      WHERE c.claimed_by IS NOT NULL AND c.state NOT IN ({terminal}) AND c.repo = r.repo) < ?4) \
+               ORDER BY r.created_at, r.id LIMIT 1) \
+             RETURNING *"
+        );
+        let row = sqlx::query(&sql)
+            .bind(worker)
+            .bind(lease_end(lease))
+            .bind(limits.global.map(i64::from))
+            .bind(limits.per_repo.map(i64::from))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_run).transpose()
+    }
+
+    async fn renew_lease(
+        &self,
+        id: RunId,
+        worker: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE runs SET lease_until = ? WHERE id = ? AND claimed_by = ? AND state NOT IN ({})",
+            terminal_states()
+        );
+        let done = sqlx::query(&sql)
+            .bind(lease_end(lease))
+            .bind(id.to_string())
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_expired(&self, now: DateTime<Utc>) -> Result<Vec<(RunId, RunState)>> {
+        let now = millis(now);
+        let at = millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        // Writes only (RETURNING), so the transaction never upgrades a read lock.
+        let requeued = sqlx::query(
+            "UPDATE runs SET claimed_by = NULL, lease_until = NULL \
+             WHERE state = 'queued' AND claimed_by IS NOT NULL AND lease_until < ? RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let sql = format!(
+            "UPDATE runs SET state = 'failed', reason = ?, finished_at = COALESCE(finished_at, ?) \
+             WHERE state IN ({}) AND claimed_by IS NOT NULL AND lease_until < ? RETURNING id",
+            active_states()
+        );
+        let failed = sqlx::query(&sql)
+            .bind(LEASE_EXPIRED_REASON)
+            .bind(at)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let failed = ids(&failed)?;
+        for id in &failed {
+            record_transition(
+                &mut tx,
+                *id,
+                RunState::Failed,
+                at,
+                Some(LEASE_EXPIRED_REASON),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let mut out: Vec<(RunId, RunState)> = ids(&requeued)?
+            .into_iter()
+            .map(|id| (id, RunState::Queued))
+            .collect();
+        out.extend(failed.into_iter().map(|id| (id, RunState::Failed)));
+        Ok(out)
+    }
+
+    async fn release_worker(&self, worker: &str, reason: &str) -> Result<Vec<RunId>> {
+        let at = millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let requeued = sqlx::query(
+            "UPDATE runs SET claimed_by = NULL, lease_until = NULL \
+             WHERE state = 'queued' AND claimed_by = ? RETURNING id",
+        )
+        .bind(worker)
+        .fetch_all(&mut *tx)
+        .await?;
+        let sql = format!(
+            "UPDATE runs SET state = 'failed', reason = ?, finished_at = COALESCE(finished_at, ?) \
+             WHERE state IN ({}) AND claimed_by = ? RETURNING id",
+            active_states()
+        );
+        let failed = sqlx::query(&sql)
+            .bind(reason)
+            .bind(at)
+            .bind(worker)
+            .fetch_all(&mut *tx)
+            .await?;
+        let failed = ids(&failed)?;
+        for id in &failed {
+            record_transition(&mut tx, *id, RunState::Failed, at, Some(reason)).await?;
+        }
+        tx.commit().await?;
+        let mut out = ids(&requeued)?;
+        out.extend(failed);
+        Ok(out)
+    }
+
+    async fn claim_info(&self, id: RunId) -> Result<Option<(String, DateTime<Utc>)>> {
+        let row = sqlx::query("SELECT claimed_by, lease_until FROM runs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let worker: Option<String> = row.try_get("claimed_by")?;
+        let until: Option<i64> = row.try_get("lease_until")?;
+        match (worker, until) {
+            (Some(w), Some(u)) => Ok(Some((w, from_millis(u)?))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn append_events(&self, run: RunId, events: &[Event]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO run_events (run_id, seq, ts, kind, body) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(run.to_string())
+            .bind(to_i64(e.seq, "event seq")?)
+            .bind(millis(e.ts))
+            .bind(e.kind.name())
+            .bind(encode_event(e)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events_after(&self, run: RunId, after_seq: u64, limit: u32) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT seq, body FROM run_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(run.to_string())
+        .bind(to_i64(after_seq, "event seq")?)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| decode_event(run, r.try_get("seq")?, &r.try_get::<String, _>("body")?))
+            .collect()
+    }
+
+    async fn last_event_seq(&self, run: RunId) -> Result<u64> {
+        let seq: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM run_events WHERE run_id = ?")
+                .bind(run.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        to_u64(seq, "event seq")
+    }
+
+    async fn append_raw(&self, run: RunId, line_no: u64, line: &str) -> Result<()> {
+        sqlx::query("INSERT INTO run_raw_lines (run_id, line_no, line) VALUES (?, ?, ?)")
+            .bind(run.to_string())
+            .bind(to_i64(line_no, "raw line number")?)
+            .bind(clean_line(line).as_ref())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn raw_after(
+        &self,
+        run: RunId,
+        after_line: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>> {
+        let rows = sqlx::query(
+            "SELECT line_no, line FROM run_raw_lines WHERE run_id = ? AND line_no > ? ORDER BY line_no LIMIT ?",
+        )
+        .bind(run.to_string())
+        .bind(to_i64(after_line, "raw line number")?)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    to_u64(r.try_get("line_no")?, "raw line number")?,
+                    r.try_get("line")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn create_token(&self, name: &str, token_hash: &str) -> Result<TokenInfo> {
+        let row = sqlx::query(
+            "INSERT INTO api_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+        )
+        .bind(new_token_id())
+        .bind(name)
+        .bind(token_hash)
+        .bind(millis(Utc::now()))
+        .fetch_one(&self.pool)
+        .await?;
+        row_to_token(&row)
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenInfo>> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(row_to_token).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_to_token).collect()
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                .bind(millis(Utc::now()))
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_share(&self, run: RunId, link_hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO share_links (link_hash, run_id, created_at) VALUES (?, ?, ?)")
+            .bind(link_hash)
+            .bind(run.to_string())
+            .bind(millis(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn share_by_hash(&self, link_hash: &str) -> Result<Option<RunId>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT run_id FROM share_links WHERE link_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(link_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.as_deref().map(parse_run_id).transpose()
+    }
+
+    async fn revoke_shares(&self, run: RunId) -> Result<u32> {
+        let done = sqlx::query(
+            "UPDATE share_links SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",
+        )
+        .bind(millis(Utc::now()))
+        .bind(run.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
+    }
+
+    async fn requeue_for_follow_up(&self, id: RunId, message: &str) -> Result<RunRecord> {
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        // Compare-and-set, write first (see `transition`).
+        let updated = sqlx::query(
+            "UPDATE runs SET state = 'queued', reason = NULL, finished_at = NULL, pending_message = ?, \
+             claimed_by = NULL, lease_until = NULL, cancel_requested = 0, owner_pid = NULL \
+             WHERE id = ? AND state IN ('succeeded', 'failed')",
+        )
+        .bind(message)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            tx.rollback().await?;
+            let current = self.get_run(id).await?;
+            return Err(StoreError::InvalidTransition(
+                errand_core::InvalidTransition {
+                    from: current.state,
+                    to: RunState::Queued,
+                },
+            ));
+        }
+        record_transition(&mut tx, id, RunState::Queued, now, Some(FOLLOW_UP_REASON)).await?;
+        tx.commit().await?;
+        self.get_run(id).await
+    }
+
+    async fn pending_message(&self, id: RunId) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT pending_message FROM runs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        Ok(row.try_get("pending_message")?)
+    }
+
+    async fn take_pending_message(&self, id: RunId) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        // A no-op write first takes the write lock, so the read below cannot be
+        // raced and the transaction never has to upgrade a read lock.
+        let touched = sqlx::query("UPDATE runs SET pending_message = pending_message WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if touched.rows_affected() != 1 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        let message: Option<String> =
+            sqlx::query_scalar("SELECT pending_message FROM runs WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        if message.is_some() {
+            sqlx::query("UPDATE runs SET pending_message = NULL WHERE id = ?")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(message)
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(RunState, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM runs GROUP BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        all_state_counts(rows)
     }
 }
 
@@ -332,6 +710,7 @@ mod tests {
             .list_runs(&RunFilter {
                 state: Some(RunState::Queued),
                 limit: 10,
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -348,14 +727,23 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_runs_move_through_their_states_without_lock_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(SqliteStore::open(&dir.path().join("errand.db")).await.unwrap());
+        let s = std::sync::Arc::new(
+            SqliteStore::open(&dir.path().join("errand.db"))
+                .await
+                .unwrap(),
+        );
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let s = s.clone();
             tasks.push(tokio::spawn(async move {
                 let id = RunId::new();
                 s.create_run(id, &RunSpec::new("p", "claude-code")).await?;
-                for st in [RunState::Preparing, RunState::Running, RunState::Finishing, RunState::Succeeded] {
+                for st in [
+                    RunState::Preparing,
+                    RunState::Running,
+                    RunState::Finishing,
+                    RunState::Succeeded,
+                ] {
                     s.transition(id, st, None).await?;
                     s.set_owner(id, Some(1)).await?;
                     s.update_summary(id, &RunSummary::default()).await?;

@@ -1,0 +1,145 @@
+//! `errand serve` and `errand worker`: the long-running processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use errand_runner::{Paths, Runner};
+use errand_sandbox::{Limits, LocalSandbox};
+use errand_server::{app, AppState, WorkerConfig, WorkerPool};
+use errand_store::QueueLimits;
+use tokio_util::sync::CancellationToken;
+
+use crate::config;
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+struct Parts {
+    state: AppState,
+    pool: WorkerPool,
+    listen: String,
+}
+
+async fn build(
+    paths: &Paths,
+    workers: Option<u32>,
+    database_url: Option<&str>,
+    id: Option<String>,
+) -> Result<Parts> {
+    let cfg = config::load(paths)?;
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        bail!(
+            "the configuration has problems:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    let store = crate::open_store_at(paths, database_url.or(cfg.database.url.as_deref())).await?;
+    let registry = cfg.registry();
+    let state = AppState::new(store.clone(), registry.clone());
+    let runner = Arc::new(Runner {
+        store: store.clone(),
+        sandbox: Arc::new(LocalSandbox::new()),
+        paths: paths.clone(),
+        env: std::env::vars().collect(),
+        cwd: std::env::current_dir()?,
+        limits: Limits {
+            memory_bytes: Some(4 << 30),
+            max_pids: Some(4096),
+        },
+        harnesses: registry,
+        cancel_poll: Duration::from_millis(300),
+    });
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+    let worker_id = id
+        .or(cfg.server.worker_id.clone())
+        .unwrap_or_else(|| format!("{}:{}", host.trim(), paths.home.display()));
+    let nonzero = |n: u32| (n > 0).then_some(n);
+    let pool = WorkerPool {
+        store,
+        runner,
+        config: WorkerConfig {
+            id: worker_id,
+            slots: workers.unwrap_or(cfg.server.workers).max(1) as usize,
+            lease: Duration::from_secs(cfg.queue.lease_secs),
+            limits: QueueLimits {
+                global: nonzero(cfg.queue.global_limit),
+                per_repo: nonzero(cfg.queue.per_repo_limit),
+            },
+            poll: Duration::from_millis(200),
+        },
+        metrics: state.metrics.clone(),
+    };
+    Ok(Parts {
+        state,
+        pool,
+        listen: cfg.server.listen.clone(),
+    })
+}
+
+pub async fn serve(
+    paths: &Paths,
+    listen: Option<std::net::SocketAddr>,
+    workers: Option<u32>,
+    database_url: Option<&str>,
+    with_workers: bool,
+) -> Result<std::process::ExitCode> {
+    let parts = build(paths, workers, database_url, None).await?;
+    let addr = match listen {
+        Some(a) => a,
+        None => parts
+            .listen
+            .parse()
+            .with_context(|| format!("server.listen '{}' is not an address", parts.listen))?,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    let pool = with_workers.then(|| tokio::spawn(parts.pool.run(shutdown.clone())));
+    // Scripts and tests read the address from this line.
+    eprintln!("errand serve: listening on http://{bound}");
+    axum::serve(listener, app(parts.state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("the HTTP server failed")?;
+    if let Some(p) = pool {
+        let _ = p.await;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+pub async fn worker(
+    paths: &Paths,
+    workers: Option<u32>,
+    database_url: Option<&str>,
+    id: Option<String>,
+) -> Result<std::process::ExitCode> {
+    let parts = build(paths, workers, database_url, id).await?;
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone());
+    eprintln!("errand worker {}: waiting for runs", parts.pool.config.id);
+    parts.pool.run(shutdown).await;
+    Ok(std::process::ExitCode::SUCCESS)
+}

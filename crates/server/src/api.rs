@@ -1,0 +1,281 @@
+//! The run API: create, list, read, cancel, follow up, and read events.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use errand_core::{RepoSource, RunId, RunRecord, RunSpec, RunState};
+use errand_store::RunFilter;
+use serde::Deserialize;
+
+use crate::{ApiError, AppState};
+
+/// The body of `POST /api/runs`: the same fields as `errand run`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    pub prompt: String,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default = "default_harness")]
+    pub harness: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub push: bool,
+    #[serde(default)]
+    pub base: Option<String>,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub max_turns: Option<u32>,
+    #[serde(default)]
+    pub test_cmd: Option<String>,
+}
+
+fn default_harness() -> String {
+    "claude-code".into()
+}
+
+/// A run as the API shows it.
+pub fn run_json(r: &RunRecord) -> serde_json::Value {
+    let s = &r.summary;
+    serde_json::json!({
+        "id": r.id.to_string(),
+        "short_id": r.id.short(),
+        "state": r.state,
+        "reason": r.reason,
+        "prompt": r.spec.prompt,
+        "repo": r.spec.repo.as_ref().map(|x| x.to_string()),
+        "harness": r.spec.harness,
+        "model": r.spec.model,
+        "push": r.spec.push,
+        "group": r.spec.group,
+        "branch": s.branch,
+        "commit": s.commit,
+        "diffstat": s.diffstat,
+        "pushed": s.pushed,
+        "turns": s.turns,
+        "input_tokens": s.input_tokens,
+        "output_tokens": s.output_tokens,
+        "cost_usd": s.cost_usd,
+        "result": s.result_text,
+        "tests_passed": s.tests_passed,
+        "cancel_requested": r.cancel_requested,
+        "created_at": r.created_at,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+    })
+}
+
+pub async fn create_run(
+    State(st): State<AppState>,
+    body: Result<Json<CreateRun>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    if b.prompt.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "prompt is empty: say what the agent should do",
+        ));
+    }
+    let harness = st
+        .harnesses
+        .get(&b.harness)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if b.model.is_some() && !harness.capabilities().model_choice {
+        return Err(ApiError::invalid(format!(
+            "{} does not let errand choose the model; drop model",
+            harness.name()
+        )));
+    }
+    if b.push && b.repo.is_none() {
+        return Err(ApiError::invalid(
+            "push needs repo: a run without a repository has nowhere to push",
+        ));
+    }
+    if let Some(RepoSource::Local(p)) = b.repo.as_deref().map(RepoSource::parse) {
+        if !std::path::Path::new(&p).is_absolute() {
+            return Err(ApiError::invalid(format!(
+                "repo '{p}' is a relative path; the server needs a URL or an absolute path"
+            )));
+        }
+    }
+    let mut spec = RunSpec::new(b.prompt, b.harness);
+    spec.repo = b.repo.as_deref().map(RepoSource::parse);
+    spec.model = b.model;
+    spec.push = b.push;
+    spec.base_branch = b.base;
+    spec.timeout_secs = b
+        .timeout_secs
+        .unwrap_or(RunSpec::DEFAULT_TIMEOUT_SECS)
+        .max(1);
+    spec.max_turns = b.max_turns.unwrap_or(RunSpec::DEFAULT_MAX_TURNS);
+    spec.test_command = b.test_cmd;
+    let rec = st.store.create_run(RunId::new(), &spec).await?;
+    tracing::info!(run = %rec.id, "queued");
+    Ok((StatusCode::CREATED, Json(run_json(&rec))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    pub repo: Option<String>,
+    pub harness: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+pub async fn list_runs(
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let state = match q.state.as_deref() {
+        Some(s) => Some(s.parse::<RunState>().map_err(ApiError::invalid)?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let offset = q.offset.unwrap_or(0);
+    let filter = RunFilter {
+        state,
+        limit,
+        repo: q.repo,
+        harness: q.harness,
+        offset,
+    };
+    let runs = st.store.list_runs(&filter).await?;
+    let next = (runs.len() as u32 == limit).then(|| offset + limit);
+    Ok(Json(serde_json::json!({
+        "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
+        "next_offset": next,
+    })))
+}
+
+pub async fn get_run(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rec = st.store.find_run(&id).await?;
+    let mut v = run_json(&rec);
+    v["transitions"] =
+        serde_json::to_value(st.store.transitions(rec.id).await?).unwrap_or_default();
+    Ok(Json(v))
+}
+
+pub async fn cancel_run(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rec = st.store.find_run(&id).await?;
+    if rec.state.is_terminal() {
+        return Err(ApiError::conflict(format!(
+            "run {} already ended ({})",
+            rec.id.short(),
+            rec.state
+        )));
+    }
+    let rec = if rec.state == RunState::Queued {
+        // Nobody runs it yet: cancel at once. If a worker claimed it meanwhile,
+        // the transition still succeeds and the worker sees a cancelled run.
+        match st
+            .store
+            .transition(
+                rec.id,
+                RunState::Cancelled,
+                Some("cancelled through the API before it started"),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => st.store.request_cancel(rec.id).await?,
+        }
+    } else {
+        st.store.request_cancel(rec.id).await?
+    };
+    Ok(Json(run_json(&rec)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUp {
+    pub message: String,
+}
+
+pub async fn follow_up(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<FollowUp>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    if b.message.trim().is_empty() {
+        return Err(ApiError::invalid("message is empty"));
+    }
+    let rec = st.store.find_run(&id).await?;
+    let harness = st
+        .harnesses
+        .get(&rec.spec.harness)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if !harness.capabilities().follow_up {
+        return Err(ApiError::invalid(format!(
+            "{} does not support follow-ups: start a new run",
+            harness.name()
+        )));
+    }
+    if !matches!(rec.state, RunState::Succeeded | RunState::Failed) {
+        return Err(ApiError::conflict(format!(
+            "run {} is {}: follow-ups continue a run that has finished (succeeded or failed)",
+            rec.id.short(),
+            rec.state
+        )));
+    }
+    let rec = st.store.requeue_for_follow_up(rec.id, &b.message).await?;
+    Ok((StatusCode::ACCEPTED, Json(run_json(&rec))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    pub after: Option<u64>,
+    pub raw: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/runs/{id}/events?after=SEQ[&raw=1]`: JSON lines.
+pub async fn events(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let rec = st.store.find_run(&id).await?;
+    events_of(&st, rec.id, &q).await
+}
+
+pub async fn events_of(st: &AppState, id: RunId, q: &EventsQuery) -> Result<Response, ApiError> {
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let mut body = String::new();
+    if q.raw.as_deref().is_some_and(|r| r == "1" || r == "true") {
+        for (_, line) in st.store.raw_after(id, after, limit).await? {
+            body.push_str(&line);
+            body.push('\n');
+        }
+    } else {
+        for ev in st.store.events_after(id, after, limit).await? {
+            body.push_str(&serde_json::to_string(&ev).unwrap_or_default());
+            body.push('\n');
+        }
+    }
+    Ok(([("content-type", "application/x-ndjson")], body).into_response())
+}
+
+pub async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {
+    st.store
+        .list_runs(&RunFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
+    Ok("ready")
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint (see /api/openapi.json)")
+}

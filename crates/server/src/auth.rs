@@ -1,0 +1,143 @@
+//! Bearer tokens for the API and share links for one run's trace.
+//!
+//! Secrets are random (two v4 UUIDs, 244 bits), shown once, and stored only as
+//! their SHA-256, so a copy of the database grants nothing.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use sha2::{Digest, Sha256};
+
+use crate::api::{events_of, run_json, EventsQuery};
+use crate::{ApiError, AppState};
+
+/// A new random secret with a recognisable prefix (`errand_…`, `share_…`).
+pub fn new_secret(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The SHA-256 of a secret, hex-encoded: the only form that is stored.
+pub fn hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Middleware: the request must carry a valid, unrevoked API token.
+pub async fn require_token(
+    State(st): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(token) = bearer(req.headers()) else {
+        return Err(ApiError::unauthorized(
+            "missing bearer token: send `Authorization: Bearer <token>` (create one with `errand token create NAME`)",
+        ));
+    };
+    match st.store.token_by_hash(&hash(token)).await? {
+        Some(t) if !t.revoked => Ok(next.run(req).await),
+        Some(_) => Err(ApiError::unauthorized("this token has been revoked")),
+        None => Err(ApiError::unauthorized("unknown token")),
+    }
+}
+
+/// `POST /api/runs/{id}/share`: a new read-only link to the run's trace.
+pub async fn create_share(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rec = st.store.find_run(&id).await?;
+    let secret = new_secret("share");
+    st.store.create_share(rec.id, &hash(&secret)).await?;
+    let body = serde_json::json!({ "run": rec.id.to_string(), "token": secret, "path": format!("/share/{secret}") });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `DELETE /api/runs/{id}/share`: revokes every link to the run.
+pub async fn revoke_share(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rec = st.store.find_run(&id).await?;
+    let n = st.store.revoke_shares(rec.id).await?;
+    Ok(Json(serde_json::json!({ "revoked": n })))
+}
+
+async fn shared(st: &AppState, token: &str) -> Result<errand_core::RunRecord, ApiError> {
+    match st.store.share_by_hash(&hash(token)).await? {
+        Some(id) => Ok(st.store.get_run(id).await?),
+        None => Err(ApiError::not_found(
+            "this share link does not exist or was revoked",
+        )),
+    }
+}
+
+pub async fn shared_run(
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(run_json(&shared(&st, &token).await?)))
+}
+
+pub async fn shared_events(
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let rec = shared(&st, &token).await?;
+    events_of(&st, rec.id, &q).await
+}
+
+pub async fn shared_stream(
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<crate::sse::StreamQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let rec = shared(&st, &token).await?;
+    Ok(crate::sse::stream_of(
+        st,
+        rec.id,
+        crate::sse::resume_point(&headers, &q),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_hashed() {
+        let a = new_secret("errand");
+        assert!(a.starts_with("errand_") && a.len() == 7 + 64);
+        assert_ne!(a, new_secret("errand"));
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "bearer  tok ".parse().unwrap());
+        assert_eq!(bearer(&h), Some("tok"));
+        h.insert("authorization", "Basic x".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
+}

@@ -1,0 +1,83 @@
+//! `errand serve`: one process that serves errand's HTTP API and live event
+//! streams, and runs a pool of workers that claim queued runs from the store.
+//!
+//! * [`app`] builds the router (`fn app(state) -> Router`, so tests call it
+//!   without a socket);
+//! * [`api`] holds the handlers, [`sse`] the resumable event streams,
+//!   [`auth`] bearer tokens and share links, [`worker`] the pool;
+//! * every error is JSON `{"error":{"code":…,"message":…}}` ([`ApiError`]).
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod sse;
+pub mod worker;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use errand_harness::Registry;
+use errand_store::Store;
+
+pub use error::ApiError;
+pub use worker::{WorkerConfig, WorkerPool};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub harnesses: Registry,
+    pub metrics: Arc<metrics::Metrics>,
+    /// How often streams look for new events when none are waiting.
+    pub poll: std::time::Duration,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, harnesses: Registry) -> Self {
+        AppState {
+            store,
+            harnesses,
+            metrics: Arc::new(metrics::Metrics::default()),
+            poll: std::time::Duration::from_millis(50),
+        }
+    }
+}
+
+/// The OpenAPI document describing the API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let authed = Router::new()
+        .route("/api/runs", post(api::create_run).get(api::list_runs))
+        .route("/api/runs/{id}", get(api::get_run))
+        .route("/api/runs/{id}/cancel", post(api::cancel_run))
+        .route("/api/runs/{id}/messages", post(api::follow_up))
+        .route("/api/runs/{id}/events", get(api::events))
+        .route("/api/runs/{id}/events/stream", get(sse::stream))
+        .route(
+            "/api/runs/{id}/share",
+            post(auth::create_share).delete(auth::revoke_share),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let public = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(api::ready))
+        .route("/metrics", get(metrics::render))
+        .route(
+            "/api/openapi.json",
+            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
+        )
+        .route("/share/{token}", get(auth::shared_run))
+        .route("/share/{token}/events", get(auth::shared_events))
+        .route("/share/{token}/events/stream", get(auth::shared_stream));
+    authed
+        .merge(public)
+        .fallback(api::not_found)
+        .with_state(state)
+}

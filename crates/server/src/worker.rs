@@ -1,0 +1,214 @@
+//! The worker pool: claims queued runs from the store and executes them.
+//!
+//! Claims are leases: a worker renews its lease while a run executes; a run
+//! whose lease expires (its worker died) is released by whichever worker
+//! notices first — a queued run goes back to the queue, a started one ends
+//! `failed`, since its sandbox died with the worker. A worker restarting
+//! under the same id first fails the runs it held ("orchestrator restarted").
+//! The store's claim is atomic, so no run is ever executed twice.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_runner::Runner;
+use errand_store::{QueueLimits, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Stable across restarts of the same worker (host and data directory).
+    pub id: String,
+    /// Runs this process executes at once.
+    pub slots: usize,
+    pub lease: Duration,
+    pub limits: QueueLimits,
+    /// How often the queue is polled when idle.
+    pub poll: Duration,
+}
+
+pub struct WorkerPool {
+    pub store: Arc<dyn Store>,
+    pub runner: Arc<Runner>,
+    pub config: WorkerConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+impl WorkerPool {
+    /// Runs until `shutdown` is cancelled; then stops claiming and cancels what it runs.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let cfg = &self.config;
+        match self
+            .store
+            .release_worker(
+                &cfg.id,
+                "orchestrator restarted: the run's sandbox was lost when errand stopped",
+            )
+            .await
+        {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(worker = %cfg.id, "released {} run(s) left from a previous start", ids.len());
+                settle(self.store.as_ref(), &self.runner.paths, &ids).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!("releasing this worker's old runs failed: {e}"),
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            match self.store.release_expired(chrono::Utc::now()).await {
+                Ok(released) if !released.is_empty() => {
+                    let ids: Vec<_> = released.iter().map(|(id, _)| *id).collect();
+                    settle(self.store.as_ref(), &self.runner.paths, &ids).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("releasing expired leases failed: {e}"),
+            }
+            let mut claimed_any = false;
+            while tasks.len() < cfg.slots {
+                match self.store.claim_next(&cfg.id, cfg.lease, &cfg.limits).await {
+                    Ok(Some(rec)) => {
+                        claimed_any = true;
+                        tasks.spawn(execute(
+                            self.store.clone(),
+                            self.runner.clone(),
+                            cfg.clone(),
+                            self.metrics.clone(),
+                            rec.id,
+                            shutdown.clone(),
+                        ));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!("claiming a run failed: {e}");
+                        break;
+                    }
+                }
+            }
+            if !claimed_any {
+                tokio::select! {
+                    _ = tokio::time::sleep(cfg.poll) => {}
+                    _ = shutdown.cancelled() => break,
+                    _ = tasks.join_next(), if !tasks.is_empty() => {}
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Brings the event log of runs ended by a release up to date: events the
+/// dead process wrote to its local log but not yet to the store are copied
+/// over, then the final state is appended to both, with one sequence number.
+async fn settle(store: &dyn Store, paths: &errand_runner::Paths, ids: &[errand_core::RunId]) {
+    for &id in ids {
+        let Ok(rec) = store.get_run(id).await else {
+            continue;
+        };
+        if !rec.state.is_terminal() {
+            continue; // a queued run put back in the queue
+        }
+        let file = paths.events(id);
+        let stored = store.last_event_seq(id).await.unwrap_or(0);
+        let missing: Vec<errand_core::Event> = errand_store::read_events(&file)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.seq > stored)
+            .collect();
+        if !missing.is_empty() {
+            if let Err(e) = store.append_events(id, &missing).await {
+                tracing::error!(run = %id, "recovering {} events failed: {e}", missing.len());
+            }
+        }
+        let kind = errand_core::EventKind::State {
+            state: rec.state,
+            reason: rec.reason.clone(),
+        };
+        let event = if file.exists() {
+            errand_store::EventLog::open(&file)
+                .and_then(|mut log| log.append(errand_core::EventSource::Errand, None, kind))
+        } else {
+            let seq = store.last_event_seq(id).await.unwrap_or(0) + 1;
+            Ok(errand_core::Event {
+                seq,
+                ts: chrono::Utc::now(),
+                source: errand_core::EventSource::Errand,
+                raw_line: None,
+                kind,
+            })
+        };
+        match event {
+            Ok(ev) => {
+                if let Err(e) = store.append_events(id, &[ev]).await {
+                    tracing::error!(run = %id, "recording the final state failed: {e}");
+                }
+            }
+            Err(e) => tracing::error!(run = %id, "recording the final state failed: {e}"),
+        }
+    }
+}
+
+async fn execute(
+    store: Arc<dyn Store>,
+    runner: Arc<Runner>,
+    cfg: WorkerConfig,
+    metrics: Arc<Metrics>,
+    id: errand_core::RunId,
+    shutdown: CancellationToken,
+) {
+    let span = tracing::info_span!("run", run = %id, worker = %cfg.id);
+    let _e = span.enter();
+    // A run cancelled while queued was claimed anyway: nothing to do.
+    if let Ok(r) = store.get_run(id).await {
+        if r.state.is_terminal() {
+            return;
+        }
+    }
+    metrics.runs_started.fetch_add(1, Ordering::Relaxed);
+    let lost = CancellationToken::new();
+    let cancel = CancellationToken::new();
+    // Keep the lease while the run executes; stop the run if the lease is lost.
+    let renew = {
+        let store = store.clone();
+        let cfg = cfg.clone();
+        let lost = lost.clone();
+        let cancel = cancel.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(cfg.lease / 3) => {}
+                    _ = shutdown.cancelled() => { cancel.cancel(); return; }
+                }
+                match store.renew_lease(id, &cfg.id, cfg.lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(run = %id, "lost the lease on this run; stopping it");
+                        lost.cancel();
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(run = %id, "renewing the lease failed: {e}"),
+                }
+            }
+        })
+    };
+    tracing::info!("starting");
+    let started = std::time::Instant::now();
+    match runner.execute(id, cancel, None, None).await {
+        Ok(rec) => {
+            tracing::info!(state = %rec.state, reason = rec.reason.as_deref().unwrap_or(""), "finished");
+            metrics.runs_finished.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .run_millis
+                .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        Err(e) => tracing::error!("the run could not be executed: {e}"),
+    }
+    renew.abort();
+}

@@ -1,0 +1,987 @@
+//! The behaviour every backend must have. Each case gets a fresh, empty store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use errand_core::{
+    Event, EventKind, EventSource, RepoSource, RunId, RunSpec, RunState, RunSummary,
+};
+use errand_store::{QueueLimits, RunFilter, Store, StoreError, LEASE_EXPIRED_REASON};
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn spec(prompt: &str) -> RunSpec {
+    RunSpec::new(prompt, "claude-code")
+}
+
+fn spec_in(repo: &str) -> RunSpec {
+    let mut s = spec("p");
+    s.repo = Some(RepoSource::Local(repo.into()));
+    s
+}
+
+async fn new_run(s: &Arc<dyn Store>, spec: &RunSpec) -> RunId {
+    let id = RunId::new();
+    s.create_run(id, spec).await.unwrap();
+    // Distinct creation times (milliseconds), so "oldest first" is well defined.
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    id
+}
+
+async fn run_to(s: &Arc<dyn Store>, id: RunId, last: RunState) {
+    for st in [
+        RunState::Preparing,
+        RunState::Running,
+        RunState::Finishing,
+        RunState::Succeeded,
+    ] {
+        if st == RunState::Succeeded && last == RunState::Failed {
+            s.transition(id, RunState::Failed, Some("broke"))
+                .await
+                .unwrap();
+            return;
+        }
+        s.transition(id, st, None).await.unwrap();
+        if st == last {
+            return;
+        }
+    }
+}
+
+fn states(ts: &[errand_core::Transition]) -> Vec<RunState> {
+    ts.iter().map(|t| t.state).collect()
+}
+
+fn no_limits() -> QueueLimits {
+    QueueLimits::default()
+}
+
+pub async fn create_and_read_back(s: Arc<dyn Store>) {
+    let id = RunId::new();
+    let mut sp = spec("fix it");
+    sp.repo = Some(RepoSource::Url("https://host/o/r.git".into()));
+    sp.model = Some("m".into());
+    sp.group = Some("g".into());
+    let rec = s.create_run(id, &sp).await.unwrap();
+    assert_eq!(rec.state, RunState::Queued);
+    assert_eq!(rec.spec, sp);
+    assert!(!rec.cancel_requested);
+    assert_eq!(rec.owner_pid, None);
+    assert!(rec.started_at.is_none() && rec.finished_at.is_none());
+    assert_eq!(s.get_run(id).await.unwrap(), rec);
+    assert_eq!(s.find_run(&id.short()).await.unwrap().id, id);
+    assert_eq!(
+        s.find_run(&id.to_string().to_uppercase()).await.unwrap().id,
+        id
+    );
+    assert_eq!(
+        s.find_run(&id.0.hyphenated().to_string()).await.unwrap().id,
+        id
+    );
+    assert!(matches!(
+        s.find_run("zz").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(s.find_run("").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.get_run(RunId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let ts = s.transitions(id).await.unwrap();
+    assert_eq!(states(&ts), [RunState::Queued]);
+    // The same id twice is refused.
+    assert!(s.create_run(id, &sp).await.is_err());
+}
+
+pub async fn find_run_by_prefix_reports_ambiguity(s: Arc<dyn Store>) {
+    let a: RunId = "abcdef01000040008000000000000001".parse().unwrap();
+    let b: RunId = "abcdef02000040008000000000000002".parse().unwrap();
+    s.create_run(a, &spec("a")).await.unwrap();
+    s.create_run(b, &spec("b")).await.unwrap();
+    assert!(matches!(
+        s.find_run("abcdef").await,
+        Err(StoreError::Ambiguous(_))
+    ));
+    assert_eq!(s.find_run("abcdef01").await.unwrap().id, a);
+    assert_eq!(s.find_run("ABCDEF02").await.unwrap().id, b);
+    // LIKE wildcards are not hex digits, so they match nothing.
+    assert!(matches!(
+        s.find_run("abc%").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn transitions_follow_the_state_machine_and_are_recorded(s: Arc<dyn Store>) {
+    let id = new_run(&s, &spec("p")).await;
+    let rec = s.transition(id, RunState::Preparing, None).await.unwrap();
+    assert!(rec.started_at.is_some() && rec.finished_at.is_none());
+    let err = s
+        .transition(id, RunState::Succeeded, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidTransition(_)), "{err}");
+    let rec = s
+        .transition(id, RunState::Failed, Some("clone failed"))
+        .await
+        .unwrap();
+    assert_eq!(rec.state, RunState::Failed);
+    assert_eq!(rec.reason.as_deref(), Some("clone failed"));
+    assert!(rec.started_at.is_some() && rec.finished_at.is_some());
+    let ts = s.transitions(id).await.unwrap();
+    assert_eq!(
+        states(&ts),
+        [RunState::Queued, RunState::Preparing, RunState::Failed]
+    );
+    assert_eq!(ts[2].reason.as_deref(), Some("clone failed"));
+    assert!(ts.windows(2).all(|w| w[0].at <= w[1].at));
+    let err = s
+        .transition(id, RunState::Cancelled, None)
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::InvalidTransition(t) => {
+            assert_eq!((t.from, t.to), (RunState::Failed, RunState::Cancelled));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(matches!(
+        s.transition(RunId::new(), RunState::Preparing, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The happy path, to the end.
+    let id = new_run(&s, &spec("q")).await;
+    run_to(&s, id, RunState::Succeeded).await;
+    assert_eq!(s.transitions(id).await.unwrap().len(), 5);
+    assert!(s.transition(id, RunState::Queued, None).await.is_err());
+}
+
+pub async fn concurrent_transitions_of_one_run_let_exactly_one_win(s: Arc<dyn Store>) {
+    let id = new_run(&s, &spec("p")).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let to = if i % 2 == 0 {
+                RunState::Preparing
+            } else {
+                RunState::Cancelled
+            };
+            s.transition(id, to, None).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::InvalidTransition(_)) => {}
+            // Preparing → Cancelled is allowed, so a cancel may land after a prepare.
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    let ts = s.transitions(id).await.unwrap();
+    assert_eq!(ts.len(), 1 + won, "every success recorded once");
+    let seqs: Vec<_> = states(&ts);
+    assert_eq!(seqs[0], RunState::Queued);
+    assert!((1..=2).contains(&won), "won {won}: {seqs:?}");
+}
+
+pub async fn cancel_flag_summary_and_owner(s: Arc<dyn Store>) {
+    let a = new_run(&s, &spec("a")).await;
+    assert!(s.request_cancel(a).await.unwrap().cancel_requested);
+    let sum = RunSummary {
+        cost_usd: Some(0.25),
+        branch: Some("errand/x".into()),
+        turns: Some(3),
+        tests_passed: Some(true),
+        ..Default::default()
+    };
+    s.update_summary(a, &sum).await.unwrap();
+    assert_eq!(s.get_run(a).await.unwrap().summary, sum);
+    s.set_owner(a, Some(4242)).await.unwrap();
+    assert_eq!(s.get_run(a).await.unwrap().owner_pid, Some(4242));
+    s.set_owner(a, None).await.unwrap();
+    assert_eq!(s.get_run(a).await.unwrap().owner_pid, None);
+    assert!(matches!(
+        s.request_cancel(RunId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn concurrent_runs_move_through_their_states_without_lock_errors(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = RunId::new();
+            s.create_run(id, &spec("p")).await?;
+            for st in [
+                RunState::Preparing,
+                RunState::Running,
+                RunState::Finishing,
+                RunState::Succeeded,
+            ] {
+                s.transition(id, st, None).await?;
+                s.set_owner(id, Some(1)).await?;
+                s.update_summary(id, &RunSummary::default()).await?;
+                let seq = s.last_event_seq(id).await?;
+                s.append_events(id, &[event(seq + 1, "x")]).await?;
+            }
+            Ok::<_, StoreError>(id)
+        }));
+    }
+    for t in tasks {
+        let id = t.await.unwrap().unwrap();
+        assert_eq!(s.get_run(id).await.unwrap().state, RunState::Succeeded);
+        assert_eq!(s.transitions(id).await.unwrap().len(), 5);
+        assert_eq!(s.last_event_seq(id).await.unwrap(), 4);
+    }
+}
+
+pub async fn list_filters_and_paging(s: Arc<dyn Store>) {
+    let mut codex = spec_in("/src/a");
+    codex.harness = "codex".into();
+    let a1 = new_run(&s, &spec_in("/src/a")).await;
+    let a2 = new_run(&s, &codex).await;
+    let b1 = new_run(&s, &spec_in("/src/b")).await;
+    let n1 = new_run(&s, &spec("none")).await;
+    s.transition(b1, RunState::Cancelled, Some("by user"))
+        .await
+        .unwrap();
+
+    let ids = |v: Vec<errand_core::RunRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = s.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(ids(all), [n1, b1, a2, a1], "newest first");
+    let queued = s
+        .list_runs(&RunFilter {
+            state: Some(RunState::Queued),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(queued), [n1, a2, a1]);
+    let in_a = RunFilter {
+        repo: Some("/src/a".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_runs(&in_a).await.unwrap()), [a2, a1]);
+    let codex_in_a = RunFilter {
+        harness: Some("codex".into()),
+        ..in_a.clone()
+    };
+    assert_eq!(ids(s.list_runs(&codex_in_a).await.unwrap()), [a2]);
+    let claude = RunFilter {
+        harness: Some("claude-code".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_runs(&claude).await.unwrap()), [n1, b1, a1]);
+    let nothing = RunFilter {
+        repo: Some("/src/a".into()),
+        state: Some(RunState::Cancelled),
+        ..Default::default()
+    };
+    assert!(s.list_runs(&nothing).await.unwrap().is_empty());
+
+    // Paging walks the same order without overlap.
+    let page = |offset| RunFilter {
+        limit: 3,
+        offset,
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_runs(&page(0)).await.unwrap()), [n1, b1, a2]);
+    assert_eq!(ids(s.list_runs(&page(3)).await.unwrap()), [a1]);
+    assert!(s.list_runs(&page(4)).await.unwrap().is_empty());
+
+    // limit 0 means 50.
+    for _ in 0..52 {
+        s.create_run(RunId::new(), &spec("many")).await.unwrap();
+    }
+    assert_eq!(s.list_runs(&RunFilter::default()).await.unwrap().len(), 50);
+    let big = RunFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(s.list_runs(&big).await.unwrap().len(), 56);
+}
+
+pub async fn count_by_state_covers_every_state(s: Arc<dyn Store>) {
+    let empty = s.count_by_state().await.unwrap();
+    assert_eq!(empty.len(), RunState::ALL.len());
+    assert!(empty.iter().all(|(_, n)| *n == 0));
+    assert_eq!(
+        empty.iter().map(|(st, _)| *st).collect::<Vec<_>>(),
+        RunState::ALL
+    );
+    for _ in 0..3 {
+        new_run(&s, &spec("q")).await;
+    }
+    let r = new_run(&s, &spec("r")).await;
+    run_to(&s, r, RunState::Running).await;
+    let f = new_run(&s, &spec("f")).await;
+    run_to(&s, f, RunState::Failed).await;
+    let counts = s.count_by_state().await.unwrap();
+    let get = |st| counts.iter().find(|(x, _)| *x == st).unwrap().1;
+    assert_eq!(get(RunState::Queued), 3);
+    assert_eq!(get(RunState::Running), 1);
+    assert_eq!(get(RunState::Failed), 1);
+    assert_eq!(get(RunState::Succeeded), 0);
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 5);
+}
+
+pub async fn claim_next_takes_the_oldest_claimable_run(s: Arc<dyn Store>) {
+    assert!(s
+        .claim_next("w", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .is_none());
+    let cancelled_flag = new_run(&s, &spec("c")).await;
+    s.request_cancel(cancelled_flag).await.unwrap();
+    let running = new_run(&s, &spec("r")).await;
+    s.transition(running, RunState::Preparing, None)
+        .await
+        .unwrap();
+    let first = new_run(&s, &spec("1")).await;
+    let second = new_run(&s, &spec("2")).await;
+
+    let before = Utc::now();
+    let got = s
+        .claim_next("w1", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, first);
+    assert_eq!(
+        got.state,
+        RunState::Queued,
+        "claiming does not change the state"
+    );
+    let (worker, until) = s.claim_info(first).await.unwrap().unwrap();
+    assert_eq!(worker, "w1");
+    assert!(
+        until >= before + TimeDelta::seconds(59) && until <= Utc::now() + TimeDelta::seconds(61)
+    );
+    assert_eq!(
+        s.claim_next("w2", LEASE, &no_limits())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        second
+    );
+    assert!(s
+        .claim_next("w3", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(s.claim_info(cancelled_flag).await.unwrap(), None);
+    assert_eq!(s.claim_info(running).await.unwrap(), None);
+    assert!(matches!(
+        s.claim_info(RunId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn claim_next_under_concurrency_claims_every_run_exactly_once(s: Arc<dyn Store>) {
+    let mut all = HashSet::new();
+    for _ in 0..100 {
+        let id = RunId::new();
+        s.create_run(id, &spec("p")).await.unwrap();
+        all.insert(id);
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("worker-{w}");
+            let mut mine = Vec::new();
+            for _ in 0..50 {
+                if let Some(r) = s
+                    .claim_next(&worker, LEASE, &QueueLimits::default())
+                    .await
+                    .unwrap()
+                {
+                    mine.push(r.id);
+                }
+            }
+            (worker, mine)
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        let (worker, mine) = t.await.unwrap();
+        for id in &mine {
+            assert_eq!(s.claim_info(*id).await.unwrap().unwrap().0, worker);
+        }
+        claimed.extend(mine);
+    }
+    let unique: HashSet<RunId> = claimed.iter().copied().collect();
+    assert_eq!(unique.len(), claimed.len(), "a run was claimed twice");
+    assert_eq!(claimed.len(), 100, "every run claimed");
+    assert_eq!(unique, all);
+    assert!(s
+        .claim_next("late", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn global_limit_is_respected(s: Arc<dyn Store>) {
+    let limits = QueueLimits {
+        global: Some(2),
+        per_repo: None,
+    };
+    let runs: Vec<RunId> = {
+        let mut v = Vec::new();
+        for i in 0..4 {
+            v.push(new_run(&s, &spec_in(&format!("/src/{i}"))).await);
+        }
+        v
+    };
+    assert_eq!(
+        s.claim_next("w", LEASE, &limits).await.unwrap().unwrap().id,
+        runs[0]
+    );
+    assert_eq!(
+        s.claim_next("w", LEASE, &limits).await.unwrap().unwrap().id,
+        runs[1]
+    );
+    assert!(
+        s.claim_next("w", LEASE, &limits).await.unwrap().is_none(),
+        "2 claimed"
+    );
+    // A claimed run that moves on still counts; one that finishes does not.
+    run_to(&s, runs[0], RunState::Running).await;
+    assert!(s.claim_next("w", LEASE, &limits).await.unwrap().is_none());
+    s.transition(runs[0], RunState::Failed, Some("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.claim_next("w", LEASE, &limits).await.unwrap().unwrap().id,
+        runs[2]
+    );
+    assert!(s.claim_next("w", LEASE, &limits).await.unwrap().is_none());
+    // Without limits the last one can be claimed.
+    assert_eq!(
+        s.claim_next("w", LEASE, &no_limits())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        runs[3]
+    );
+    // A limit of 0 claims nothing.
+    new_run(&s, &spec("z")).await;
+    let zero = QueueLimits {
+        global: Some(0),
+        per_repo: None,
+    };
+    assert!(s.claim_next("w", LEASE, &zero).await.unwrap().is_none());
+}
+
+pub async fn global_limit_holds_under_concurrent_claims(s: Arc<dyn Store>) {
+    for _ in 0..20 {
+        s.create_run(RunId::new(), &spec("p")).await.unwrap();
+    }
+    let limits = QueueLimits {
+        global: Some(5),
+        per_repo: None,
+    };
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            for _ in 0..10 {
+                if s.claim_next(&format!("w{w}"), LEASE, &limits)
+                    .await
+                    .unwrap()
+                    .is_some()
+                {
+                    n += 1;
+                }
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 5);
+}
+
+pub async fn per_repo_limit_is_respected(s: Arc<dyn Store>) {
+    let limits = QueueLimits {
+        global: Some(10),
+        per_repo: Some(1),
+    };
+    let a1 = new_run(&s, &spec_in("/src/a")).await;
+    let a2 = new_run(&s, &spec_in("/src/a")).await;
+    let b1 = new_run(&s, &spec_in("/src/b")).await;
+    let n1 = new_run(&s, &spec("no repo")).await;
+    let n2 = new_run(&s, &spec("no repo")).await;
+    let mut got = Vec::new();
+    while let Some(r) = s.claim_next("w", LEASE, &limits).await.unwrap() {
+        got.push(r.id);
+    }
+    assert_eq!(
+        got,
+        [a1, b1, n1, n2],
+        "a2 waits for a1; runs without a repo are not limited"
+    );
+    run_to(&s, a1, RunState::Succeeded).await;
+    assert_eq!(
+        s.claim_next("w", LEASE, &limits).await.unwrap().unwrap().id,
+        a2
+    );
+}
+
+pub async fn renew_lease_only_for_the_holder(s: Arc<dyn Store>) {
+    let id = new_run(&s, &spec("p")).await;
+    assert!(
+        !s.renew_lease(id, "w1", LEASE).await.unwrap(),
+        "not claimed"
+    );
+    s.claim_next("w1", Duration::from_secs(1), &no_limits())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, short) = s.claim_info(id).await.unwrap().unwrap();
+    assert!(s
+        .renew_lease(id, "w1", Duration::from_secs(3600))
+        .await
+        .unwrap());
+    let (_, long) = s.claim_info(id).await.unwrap().unwrap();
+    assert!(long > short + TimeDelta::minutes(50));
+    assert!(
+        !s.renew_lease(id, "w2", LEASE).await.unwrap(),
+        "someone else's run"
+    );
+    run_to(&s, id, RunState::Running).await;
+    assert!(s.renew_lease(id, "w1", LEASE).await.unwrap());
+    s.transition(id, RunState::Finishing, None).await.unwrap();
+    s.transition(id, RunState::Succeeded, None).await.unwrap();
+    assert!(!s.renew_lease(id, "w1", LEASE).await.unwrap(), "finished");
+    assert!(!s.renew_lease(RunId::new(), "w1", LEASE).await.unwrap());
+}
+
+pub async fn expired_leases_requeue_queued_runs_and_fail_running_ones(s: Arc<dyn Store>) {
+    let queued = new_run(&s, &spec("q")).await;
+    let running = new_run(&s, &spec("r")).await;
+    let finishing = new_run(&s, &spec("f")).await;
+    let fresh = new_run(&s, &spec("fresh")).await;
+    let done = new_run(&s, &spec("done")).await;
+    let unclaimed = new_run(&s, &spec("u")).await;
+    let short = Duration::from_secs(10);
+    for id in [queued, running, finishing, fresh, done] {
+        let lease = if id == fresh {
+            Duration::from_secs(3600)
+        } else {
+            short
+        };
+        assert_eq!(
+            s.claim_next("w1", lease, &no_limits())
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            id
+        );
+    }
+    run_to(&s, running, RunState::Running).await;
+    run_to(&s, finishing, RunState::Finishing).await;
+    run_to(&s, fresh, RunState::Running).await;
+    run_to(&s, done, RunState::Succeeded).await;
+
+    assert!(
+        s.release_expired(Utc::now()).await.unwrap().is_empty(),
+        "nothing expired yet"
+    );
+    let mut released = s
+        .release_expired(Utc::now() + TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    released.sort_by_key(|(id, _)| id.to_string());
+    let mut expected = vec![
+        (queued, RunState::Queued),
+        (running, RunState::Failed),
+        (finishing, RunState::Failed),
+    ];
+    expected.sort_by_key(|(id, _)| id.to_string());
+    assert_eq!(released, expected);
+
+    let q = s.get_run(queued).await.unwrap();
+    assert_eq!(q.state, RunState::Queued);
+    assert_eq!(s.claim_info(queued).await.unwrap(), None);
+    for id in [running, finishing] {
+        let r = s.get_run(id).await.unwrap();
+        assert_eq!(r.state, RunState::Failed);
+        assert_eq!(r.reason.as_deref(), Some(LEASE_EXPIRED_REASON));
+        assert!(r.finished_at.is_some());
+        let ts = s.transitions(id).await.unwrap();
+        let last = ts.last().unwrap();
+        assert_eq!(last.state, RunState::Failed);
+        assert_eq!(last.reason.as_deref(), Some(LEASE_EXPIRED_REASON));
+    }
+    assert_eq!(s.get_run(fresh).await.unwrap().state, RunState::Running);
+    assert_eq!(s.get_run(done).await.unwrap().state, RunState::Succeeded);
+    assert_eq!(s.get_run(unclaimed).await.unwrap().state, RunState::Queued);
+    // The requeued run is claimed again before the never-claimed (newer) one.
+    assert_eq!(
+        s.claim_next("w2", LEASE, &no_limits())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        queued
+    );
+    assert!(s
+        .release_expired(Utc::now() + TimeDelta::seconds(30))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn release_worker_fails_its_runs_and_unclaims_queued_ones(s: Arc<dyn Store>) {
+    let q = new_run(&s, &spec("q")).await;
+    let r = new_run(&s, &spec("r")).await;
+    let other = new_run(&s, &spec("other")).await;
+    let done = new_run(&s, &spec("done")).await;
+    s.claim_next("w1", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .unwrap();
+    s.claim_next("w1", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .unwrap();
+    s.claim_next("w2", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .unwrap();
+    s.claim_next("w1", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .unwrap();
+    run_to(&s, r, RunState::Preparing).await;
+    run_to(&s, other, RunState::Running).await;
+    run_to(&s, done, RunState::Succeeded).await;
+
+    let mut released = s.release_worker("w1", "errand restarted").await.unwrap();
+    released.sort_by_key(|id| id.to_string());
+    let mut expected = vec![q, r];
+    expected.sort_by_key(|id| id.to_string());
+    assert_eq!(released, expected);
+    assert_eq!(s.get_run(q).await.unwrap().state, RunState::Queued);
+    assert_eq!(s.claim_info(q).await.unwrap(), None);
+    let rr = s.get_run(r).await.unwrap();
+    assert_eq!(rr.state, RunState::Failed);
+    assert_eq!(rr.reason.as_deref(), Some("errand restarted"));
+    assert_eq!(
+        s.transitions(r)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("errand restarted")
+    );
+    assert_eq!(s.get_run(other).await.unwrap().state, RunState::Running);
+    assert_eq!(s.claim_info(other).await.unwrap().unwrap().0, "w2");
+    assert_eq!(s.get_run(done).await.unwrap().state, RunState::Succeeded);
+    assert!(s.release_worker("w1", "again").await.unwrap().is_empty());
+    assert!(s.release_worker("nobody", "x").await.unwrap().is_empty());
+}
+
+fn event(seq: u64, message: &str) -> Event {
+    Event {
+        seq,
+        ts: Utc::now(),
+        source: EventSource::Errand,
+        raw_line: None,
+        kind: EventKind::Notice {
+            message: message.into(),
+        },
+    }
+}
+
+pub async fn events_append_read_and_reject_duplicates(s: Arc<dyn Store>) {
+    let run = new_run(&s, &spec("p")).await;
+    let other = new_run(&s, &spec("o")).await;
+    assert_eq!(s.last_event_seq(run).await.unwrap(), 0);
+    assert!(s.events_after(run, 0, 10).await.unwrap().is_empty());
+    s.append_events(run, &[]).await.unwrap();
+    let mut tool = event(2, "");
+    tool.source = EventSource::Harness;
+    tool.raw_line = Some(7);
+    tool.kind = EventKind::ToolCall {
+        id: "t1".into(),
+        name: "Bash".into(),
+        input: serde_json::json!({"command": "ls", "nul": "a\u{0}b"}),
+        parent_id: None,
+    };
+    let evs = vec![event(1, "one"), tool, event(3, "three \u{1F600}")];
+    s.append_events(run, &evs).await.unwrap();
+    s.append_events(other, &[event(1, "other")]).await.unwrap();
+
+    let back = s.events_after(run, 0, 0).await.unwrap();
+    assert_eq!(back.len(), 3);
+    for (a, b) in back.iter().zip(&evs) {
+        assert_eq!(a.seq, b.seq);
+        assert_eq!(a.kind, b.kind);
+        assert_eq!(a.raw_line, b.raw_line);
+        assert_eq!(a.source, b.source);
+        assert_eq!(a.ts.timestamp_millis(), b.ts.timestamp_millis());
+    }
+    assert_eq!(
+        s.events_after(run, 1, 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!(
+        s.events_after(run, 1, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(s.events_after(run, 3, 10).await.unwrap().is_empty());
+    assert_eq!(s.last_event_seq(run).await.unwrap(), 3);
+    assert_eq!(s.last_event_seq(other).await.unwrap(), 1);
+
+    // A batch with a stored seq is refused whole.
+    let err = s
+        .append_events(run, &[event(4, "four"), event(2, "again")])
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(s.last_event_seq(run).await.unwrap(), 3);
+    assert_eq!(
+        s.events_after(run, 1, 1).await.unwrap()[0].kind,
+        evs[1].kind
+    );
+    s.append_events(run, &[event(4, "four")]).await.unwrap();
+    assert_eq!(s.last_event_seq(run).await.unwrap(), 4);
+    // Events of an unknown run are refused.
+    assert!(s
+        .append_events(RunId::new(), &[event(1, "x")])
+        .await
+        .is_err());
+}
+
+pub async fn raw_lines_append_read_and_reject_duplicates(s: Arc<dyn Store>) {
+    let run = new_run(&s, &spec("p")).await;
+    assert!(s.raw_after(run, 0, 0).await.unwrap().is_empty());
+    s.append_raw(run, 1, "{\"type\":\"system\"}").await.unwrap();
+    s.append_raw(run, 2, "not json \u{0} at all").await.unwrap();
+    s.append_raw(run, 3, "").await.unwrap();
+    assert_eq!(
+        s.raw_after(run, 0, 0).await.unwrap(),
+        [
+            (1, "{\"type\":\"system\"}".to_string()),
+            (2, "not json \u{FFFD} at all".to_string()),
+            (3, String::new()),
+        ]
+    );
+    assert_eq!(
+        s.raw_after(run, 1, 1).await.unwrap(),
+        [(2, "not json \u{FFFD} at all".to_string())]
+    );
+    let err = s.append_raw(run, 2, "dup").await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(
+        s.raw_after(run, 1, 1).await.unwrap()[0].1,
+        "not json \u{FFFD} at all"
+    );
+    let other = new_run(&s, &spec("o")).await;
+    s.append_raw(other, 1, "mine").await.unwrap();
+    assert_eq!(
+        s.raw_after(other, 0, 10).await.unwrap(),
+        [(1, "mine".to_string())]
+    );
+}
+
+pub async fn tokens_create_lookup_list_revoke(s: Arc<dyn Store>) {
+    assert!(s.list_tokens().await.unwrap().is_empty());
+    let h1 = "a".repeat(64);
+    let h2 = "b".repeat(64);
+    let t1 = s.create_token("laptop", &h1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let t2 = s.create_token("ci", &h2).await.unwrap();
+    assert_ne!(t1.id, t2.id);
+    assert_eq!(t1.name, "laptop");
+    assert!(!t1.revoked);
+    assert!((Utc::now() - t1.created_at).num_seconds().abs() < 60);
+    assert_eq!(s.token_by_hash(&h1).await.unwrap(), Some(t1.clone()));
+    assert_eq!(s.token_by_hash(&"c".repeat(64)).await.unwrap(), None);
+    assert_eq!(s.list_tokens().await.unwrap(), [t1.clone(), t2.clone()]);
+    let err = s.create_token("again", &h1).await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+
+    assert!(s.revoke_token(&t1.id).await.unwrap());
+    assert!(
+        s.revoke_token(&t1.id).await.unwrap(),
+        "revoking twice is fine"
+    );
+    assert!(!s.revoke_token("no-such-token").await.unwrap());
+    let after = s.token_by_hash(&h1).await.unwrap().unwrap();
+    assert!(after.revoked);
+    assert_eq!(after.id, t1.id);
+    let listed = s.list_tokens().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.revoked).collect::<Vec<_>>(),
+        [true, false]
+    );
+    assert!(!s.token_by_hash(&h2).await.unwrap().unwrap().revoked);
+}
+
+pub async fn share_links_create_lookup_revoke(s: Arc<dyn Store>) {
+    let run = new_run(&s, &spec("p")).await;
+    let other = new_run(&s, &spec("o")).await;
+    s.create_share(run, "h1").await.unwrap();
+    s.create_share(run, "h2").await.unwrap();
+    s.create_share(other, "h3").await.unwrap();
+    assert!(s.create_share(other, "h1").await.unwrap_err().is_conflict());
+    assert!(
+        s.create_share(RunId::new(), "h4").await.is_err(),
+        "unknown run"
+    );
+    assert_eq!(s.share_by_hash("h1").await.unwrap(), Some(run));
+    assert_eq!(s.share_by_hash("h3").await.unwrap(), Some(other));
+    assert_eq!(s.share_by_hash("nope").await.unwrap(), None);
+    assert_eq!(s.revoke_shares(run).await.unwrap(), 2);
+    assert_eq!(s.share_by_hash("h1").await.unwrap(), None);
+    assert_eq!(s.share_by_hash("h2").await.unwrap(), None);
+    assert_eq!(s.share_by_hash("h3").await.unwrap(), Some(other));
+    assert_eq!(s.revoke_shares(run).await.unwrap(), 0);
+    s.create_share(run, "h5").await.unwrap();
+    assert_eq!(s.share_by_hash("h5").await.unwrap(), Some(run));
+}
+
+pub async fn follow_up_requeues_only_succeeded_or_failed_runs(s: Arc<dyn Store>) {
+    let ok = new_run(&s, &spec("ok")).await;
+    let queued = new_run(&s, &spec("q")).await;
+    let running = new_run(&s, &spec("r")).await;
+    run_to(&s, running, RunState::Running).await;
+    let cancelled = new_run(&s, &spec("c")).await;
+    s.transition(cancelled, RunState::Cancelled, None)
+        .await
+        .unwrap();
+    let timed_out = new_run(&s, &spec("t")).await;
+    s.transition(timed_out, RunState::TimedOut, None)
+        .await
+        .unwrap();
+    for (id, from) in [
+        (queued, RunState::Queued),
+        (running, RunState::Running),
+        (cancelled, RunState::Cancelled),
+        (timed_out, RunState::TimedOut),
+    ] {
+        match s.requeue_for_follow_up(id, "more").await {
+            Err(StoreError::InvalidTransition(t)) => {
+                assert_eq!((t.from, t.to), (from, RunState::Queued));
+            }
+            other => panic!("{from}: {other:?}"),
+        }
+        assert_eq!(s.pending_message(id).await.unwrap(), None);
+    }
+    assert!(matches!(
+        s.requeue_for_follow_up(RunId::new(), "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    s.claim_next("w1", LEASE, &no_limits()).await.unwrap();
+    let claimed = s.claim_info(ok).await.unwrap();
+    assert_eq!(claimed.map(|c| c.0).as_deref(), Some("w1"));
+    run_to(&s, ok, RunState::Succeeded).await;
+    s.set_owner(ok, Some(7)).await.unwrap();
+    s.request_cancel(ok).await.unwrap();
+    let rec = s.requeue_for_follow_up(ok, "now add tests").await.unwrap();
+    assert_eq!(rec.state, RunState::Queued);
+    assert!(rec.finished_at.is_none());
+    assert!(rec.started_at.is_some(), "the first start is kept");
+    assert!(!rec.cancel_requested);
+    assert_eq!(rec.owner_pid, None);
+    assert_eq!(s.claim_info(ok).await.unwrap(), None);
+    assert_eq!(
+        s.pending_message(ok).await.unwrap().as_deref(),
+        Some("now add tests")
+    );
+    let ts = s.transitions(ok).await.unwrap();
+    assert_eq!(
+        states(&ts),
+        [
+            RunState::Queued,
+            RunState::Preparing,
+            RunState::Running,
+            RunState::Finishing,
+            RunState::Succeeded,
+            RunState::Queued
+        ]
+    );
+    assert!(ts.last().unwrap().reason.is_some());
+    // It is claimable again and goes around once more.
+    assert_eq!(
+        s.claim_next("w2", LEASE, &no_limits())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        ok
+    );
+    assert_eq!(
+        s.take_pending_message(ok).await.unwrap().as_deref(),
+        Some("now add tests")
+    );
+    assert_eq!(s.take_pending_message(ok).await.unwrap(), None);
+    assert_eq!(s.pending_message(ok).await.unwrap(), None);
+    run_to(&s, ok, RunState::Failed).await;
+    // Failed runs take follow-ups too.
+    s.requeue_for_follow_up(ok, "try again").await.unwrap();
+    assert_eq!(
+        s.pending_message(ok).await.unwrap().as_deref(),
+        Some("try again")
+    );
+    // Twice in a row: the second finds it queued.
+    assert!(matches!(
+        s.requeue_for_follow_up(ok, "x").await,
+        Err(StoreError::InvalidTransition(_))
+    ));
+    assert!(matches!(
+        s.pending_message(RunId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.take_pending_message(RunId::new()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub async fn pending_message_is_taken_exactly_once(s: Arc<dyn Store>) {
+    let id = new_run(&s, &spec("p")).await;
+    run_to(&s, id, RunState::Succeeded).await;
+    s.requeue_for_follow_up(id, "once").await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(
+            async move { s.take_pending_message(id).await },
+        ));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(m) = t.await.unwrap().unwrap() {
+            got.push(m);
+        }
+    }
+    assert_eq!(got, ["once"]);
+}

@@ -1,0 +1,125 @@
+//! errand-store's behavioural test suite, written once (`cases.rs`) and run on
+//! every backend (`backends.rs`): `sqlite::<case>` on a temporary file and
+//! `postgres::<case>` on a fresh database of its own.
+//!
+//! PostgreSQL: `ERRAND_TEST_DATABASE_URL`, else
+//! `postgres://errand:errand@127.0.0.1:5432/errand_test` (what `scripts/setup`
+//! creates). The role needs CREATEDB: each test creates `errand_test_<random>`
+//! and drops it afterwards. When the server is unreachable the PostgreSQL tests
+//! fail if `CI` is set, and otherwise print "skipped: PostgreSQL not reachable"
+//! and pass.
+
+#![allow(clippy::unwrap_used)]
+
+mod backends;
+mod cases;
+
+/// Defines `sqlite::<case>` and `postgres::<case>` for each case in `cases`.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::backends::on_sqlite(crate::cases::$case).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::backends::on_postgres(crate::cases::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    create_and_read_back,
+    find_run_by_prefix_reports_ambiguity,
+    transitions_follow_the_state_machine_and_are_recorded,
+    concurrent_transitions_of_one_run_let_exactly_one_win,
+    cancel_flag_summary_and_owner,
+    concurrent_runs_move_through_their_states_without_lock_errors,
+    list_filters_and_paging,
+    count_by_state_covers_every_state,
+    claim_next_takes_the_oldest_claimable_run,
+    claim_next_under_concurrency_claims_every_run_exactly_once,
+    global_limit_is_respected,
+    global_limit_holds_under_concurrent_claims,
+    per_repo_limit_is_respected,
+    renew_lease_only_for_the_holder,
+    expired_leases_requeue_queued_runs_and_fail_running_ones,
+    release_worker_fails_its_runs_and_unclaims_queued_ones,
+    events_append_read_and_reject_duplicates,
+    raw_lines_append_read_and_reject_duplicates,
+    tokens_create_lookup_list_revoke,
+    share_links_create_lookup_revoke,
+    follow_up_requeues_only_succeeded_or_failed_runs,
+    pending_message_is_taken_exactly_once,
+);
+
+mod urls {
+    use errand_core::{RunId, RunSpec};
+
+    #[tokio::test]
+    async fn open_url_opens_sqlite_paths_and_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let id = RunId::new();
+        {
+            let s = errand_store::open_url(path.to_str().unwrap())
+                .await
+                .unwrap();
+            s.create_run(id, &RunSpec::new("p", "claude-code"))
+                .await
+                .unwrap();
+        }
+        for url in [
+            format!("sqlite://{}", path.display()),
+            format!("sqlite:{}?mode=rwc", path.display()),
+        ] {
+            let s = errand_store::open_url(&url).await.unwrap();
+            assert_eq!(s.get_run(id).await.unwrap().spec.prompt, "p", "{url}");
+        }
+        let mem = errand_store::open_url("sqlite::memory:").await.unwrap();
+        assert!(mem.get_run(id).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn open_url_rejects_unknown_schemes() {
+        let err = errand_store::open_url("mysql://localhost/x")
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("mysql"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn open_url_connects_to_postgres() {
+        let Some(db) = crate::backends::TestDb::create().await else {
+            return;
+        };
+        let id = RunId::new();
+        {
+            let s = errand_store::open_url(&db.url()).await.unwrap();
+            s.create_run(id, &RunSpec::new("p", "claude-code"))
+                .await
+                .unwrap();
+        }
+        // Reconnecting applies no migration twice and finds the run.
+        let s = errand_store::PgStore::connect(&db.url()).await.unwrap();
+        assert_eq!(
+            errand_store::Store::get_run(&s, id)
+                .await
+                .unwrap()
+                .spec
+                .prompt,
+            "p"
+        );
+        s.close().await;
+        db.drop_db().await;
+    }
+}
