@@ -72,7 +72,7 @@ enum Command {
         /// Address to listen on (server.listen).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Runs executed at once by this process (server.workers).
+        /// Runs executed at once by this process (server.workers); 0 serves the API only.
         #[arg(long)]
         workers: Option<u32>,
         /// postgres://… or a SQLite path (database.url).
@@ -354,7 +354,17 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             listen,
             workers,
             database_url,
-        } => serve::serve(&paths, listen, workers, database_url.as_deref(), true).await,
+            // `--workers 0`: an API-only node; workers run elsewhere.
+        } => {
+            serve::serve(
+                &paths,
+                listen,
+                workers,
+                database_url.as_deref(),
+                workers != Some(0),
+            )
+            .await
+        }
         Command::Worker {
             workers,
             database_url,

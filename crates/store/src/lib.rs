@@ -108,10 +108,15 @@ pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if lower == "sqlite::memory:" || lower == "sqlite://:memory:" {
         return Ok(std::sync::Arc::new(SqliteStore::in_memory().await?));
     }
+    // In a `sqlite:` URL, connection parameters (`?mode=rwc`…) are errand's to
+    // choose, so they are dropped; a plain path is taken as it is.
+    fn without_params(rest: &str) -> &str {
+        rest.split_once('?').map_or(rest, |(p, _)| p)
+    }
     let path = if lower.starts_with("sqlite://") {
-        &url["sqlite://".len()..]
+        without_params(&url["sqlite://".len()..])
     } else if lower.starts_with("sqlite:") {
-        &url["sqlite:".len()..]
+        without_params(&url["sqlite:".len()..])
     } else if let Some((scheme, _)) = url.split_once("://") {
         return Err(StoreError::Database(sqlx::Error::Configuration(
             format!("unsupported database URL scheme '{scheme}': use postgres://, postgresql:// or sqlite:").into(),
@@ -119,8 +124,6 @@ pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     } else {
         url
     };
-    // Connection parameters (`?mode=rwc`…) are errand's to choose.
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
     if path.is_empty() {
         return Err(StoreError::Database(sqlx::Error::Configuration(
             "the SQLite database URL names no file".into(),

@@ -28,6 +28,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, &MIGRATOR).await
+    }
+
+    async fn open_with(path: &Path, migrator: &sqlx::migrate::Migrator) -> Result<Self> {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -38,7 +42,7 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        migrator.run(&pool).await?;
         Ok(SqliteStore { pool })
     }
 
@@ -756,6 +760,40 @@ mod tests {
             assert_eq!(s.get_run(id).await.unwrap().state, RunState::Succeeded);
             assert_eq!(s.transitions(id).await.unwrap().len(), 5);
         }
+    }
+
+    #[tokio::test]
+    async fn a_database_from_the_first_release_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first");
+        std::fs::create_dir(&first).unwrap();
+        std::fs::write(
+            first.join("20261126000001_runs.sql"),
+            include_str!("../migrations/sqlite/20261126000001_runs.sql"),
+        )
+        .unwrap();
+        let path = dir.path().join("errand.db");
+        let id = RunId::new();
+        {
+            let first_release = sqlx::migrate::Migrator::new(first.as_path()).await.unwrap();
+            let old = SqliteStore::open_with(&path, &first_release).await.unwrap();
+            sqlx::query(
+                "INSERT INTO runs (id, spec, harness, state, created_at) VALUES (?, ?, 'claude-code', 'succeeded', 0)",
+            )
+            .bind(id.to_string())
+            .bind(serde_json::to_string(&RunSpec::new("old", "claude-code")).unwrap())
+            .execute(&old.pool)
+            .await
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(s.get_run(id).await.unwrap().spec.prompt, "old");
+        assert_eq!(s.claim_info(id).await.unwrap(), None);
+        s.requeue_for_follow_up(id, "more").await.unwrap();
+        assert_eq!(
+            s.take_pending_message(id).await.unwrap().as_deref(),
+            Some("more")
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,222 @@
+//! Several `errand worker` processes sharing one PostgreSQL: every run is
+//! executed exactly once, by one of them.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DEFAULT_URL: &str = "postgres://errand:errand@127.0.0.1:5432/errand_test";
+
+/// A fresh database on the test server, or None (with a message) when there is no server outside CI.
+fn fresh_database() -> Option<String> {
+    let base =
+        std::env::var("ERRAND_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
+    let name = format!("errand_workers_{}", uuid_like());
+    let ok = std::process::Command::new("psql")
+        .args([
+            base.as_str(),
+            "-qAtX",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL is not reachable at {base} (run scripts/setup)"
+        );
+        eprintln!("skipped: PostgreSQL not reachable at {base}");
+        return None;
+    }
+    let (prefix, _) = base.rsplit_once('/').expect("database url");
+    Some(format!("{prefix}/{name}"))
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const AGENT: &str = r#"echo '{"type":"session_start","session_id":"synthetic"}'
+echo '{"type":"tool_call","id":"t1","name":"Bash","input":{"command":"touch done.txt"}}'
+touch done.txt
+sleep 0.2
+echo '{"type":"tool_result","id":"t1","output":"","is_error":false,"exit_code":0}'
+echo '{"type":"result","is_error":false,"text":"Touched done.txt.","turns":1,"usage":{"input_tokens":1,"output_tokens":1}}'
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_on_one_postgresql_never_run_the_same_run_twice() {
+    if !sandbox_available() {
+        return;
+    }
+    let Some(url) = fresh_database() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let agent_dir = root.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    std::fs::write(agent_dir.join("agent.sh"), AGENT).unwrap();
+    let config = root.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[harness]]\nname = \"synthetic\"\ncommand = [\"/bin/sh\", \"/opt/errand/harness/agent.sh\"]\nformat = \"errand\"\ndir = \"{}\"\n[queue]\nlease_secs = 10\n",
+            agent_dir.display()
+        ),
+    )
+    .unwrap();
+    let bare = bare_repo(root.path());
+    let node = |name: &str| {
+        let mut e = Env::new();
+        e.home = root.path().join(name);
+        e.var("ERRAND_DATABASE_URL", &url)
+            .var("ERRAND_CONFIG", &config.to_string_lossy())
+    };
+    let api_node = node("api");
+    let out = api_node.run(&["token", "create", "tests"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut api = api_node
+        .command(&["serve", "--listen", "127.0.0.1:0", "--workers", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(api.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("address line").unwrap();
+        if let Some(rest) = line.strip_prefix("errand serve: listening on ") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let _api = Proc(api);
+    let w1 = node("worker-1");
+    let w2 = node("worker-2");
+    let _workers: Vec<Proc> = [(&w1, "w1"), (&w2, "w2")]
+        .into_iter()
+        .map(|(e, id)| {
+            Proc(
+                e.command(&["worker", "--id", id, "--workers", "4"])
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let r: serde_json::Value = http
+            .post(format!("{base}/api/runs"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"prompt": format!("run {i}"), "harness": "synthetic", "repo": bare.to_string_lossy()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(r["id"].as_str().expect("id").to_string());
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let v: serde_json::Value = http
+            .get(format!("{base}/api/runs?limit=100"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let runs = v["runs"].as_array().cloned().unwrap_or_default();
+        if runs.len() == 40 && runs.iter().all(|r| r["state"] == "succeeded") {
+            break;
+        }
+        assert!(runs.iter().all(|r| r["state"] != "failed"), "{v:#}");
+        assert!(Instant::now() < deadline, "runs did not finish: {v:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for id in &ids {
+        let v: serde_json::Value = http
+            .get(format!("{base}/api/runs/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let preparing = v["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["state"] == "preparing")
+            .count();
+        assert_eq!(preparing, 1, "{id} started more than once: {v:#}");
+        let body = http
+            .get(format!("{base}/api/runs/{id}/events"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            body.matches("\"type\":\"session_start\"").count(),
+            1,
+            "{id}: {body}"
+        );
+    }
+    // Each run's workspace exists on exactly one worker's machine, and both worked.
+    let on = |e: &Env| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(e.home.join("runs"))
+            .map(|d| {
+                d.filter_map(|x| x.ok())
+                    .map(|x| x.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (a, b) = (on(&w1), on(&w2));
+    let elsewhere = on(&api_node);
+    assert!(
+        elsewhere.is_empty(),
+        "the API-only node ran {} run(s)",
+        elsewhere.len()
+    );
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both workers ran something: {} and {}",
+        a.len(),
+        b.len()
+    );
+    assert!(a.is_disjoint(&b));
+    assert_eq!(a.len() + b.len(), 40);
+}
