@@ -185,7 +185,22 @@ pub async fn cancel_run(
             )
             .await
         {
-            Ok(r) => r,
+            Ok(r) => {
+                // Its trace says so too, so streams of it end cleanly.
+                let seq = st.store.last_event_seq(r.id).await? + 1;
+                let ev = errand_core::Event {
+                    seq,
+                    ts: chrono::Utc::now(),
+                    source: errand_core::EventSource::Errand,
+                    raw_line: None,
+                    kind: errand_core::EventKind::State {
+                        state: RunState::Cancelled,
+                        reason: r.reason.clone(),
+                    },
+                };
+                st.store.append_events(r.id, &[ev]).await?;
+                r
+            }
             Err(_) => st.store.request_cancel(rec.id).await?,
         }
     } else {

@@ -50,7 +50,39 @@ struct Cursor {
     run: RunId,
     after: u64,
     done: bool,
+    /// When the run was first seen finished with nothing new to send.
+    quiet_since: Option<std::time::Instant>,
     _guard: ClientGuard,
+}
+
+/// Whether a client that has everything up to `c.after` has the whole run.
+/// The run's state in the store changes just before its final events are
+/// stored, so "finished" alone is not enough: the client must already hold
+/// the final state event. A finished run with no such event (ended by a path
+/// that wrote none) ends after a quiet moment.
+async fn finished(c: &Cursor) -> bool {
+    let Ok(run) = c.st.store.get_run(c.run).await else {
+        return false;
+    };
+    if !run.state.is_terminal() {
+        return false;
+    }
+    let last = c.st.store.last_event_seq(c.run).await.unwrap_or(0);
+    if last > c.after {
+        return false;
+    }
+    if last > 0 {
+        if let Ok(evs) = c.st.store.events_after(c.run, last - 1, 1).await {
+            if evs
+                .iter()
+                .any(|e| matches!(&e.kind, EventKind::State { state, .. } if state.is_terminal()))
+            {
+                return true;
+            }
+        }
+    }
+    c.quiet_since
+        .is_some_and(|t| t.elapsed() > Duration::from_secs(3))
 }
 
 /// Counts connected stream clients for `/metrics`.
@@ -74,6 +106,7 @@ pub fn stream_of(
         run,
         after,
         done: false,
+        quiet_since: None,
         _guard: guard,
     };
     let s = stream::unfold(cursor, |mut c| async move {
@@ -90,21 +123,22 @@ pub fn stream_of(
                 }
             };
             if batch.is_empty() {
-                // A finished run whose last event the client already has: end.
-                match c.st.store.get_run(c.run).await {
-                    Ok(r)
-                        if r.state.is_terminal()
-                            && c.st.store.last_event_seq(c.run).await.unwrap_or(0) <= c.after =>
-                    {
-                        c.done = true;
-                        let end = SseEvent::default().event("end").data("{}");
-                        return Some((vec![Ok(end)], c));
+                if c.quiet_since.is_none() {
+                    if let Ok(r) = c.st.store.get_run(c.run).await {
+                        if r.state.is_terminal() {
+                            c.quiet_since = Some(std::time::Instant::now());
+                        }
                     }
-                    _ => {}
+                }
+                if finished(&c).await {
+                    c.done = true;
+                    let end = SseEvent::default().event("end").data("{}");
+                    return Some((vec![Ok(end)], c));
                 }
                 tokio::time::sleep(c.st.poll).await;
                 continue;
             }
+            c.quiet_since = None;
             let mut out = Vec::with_capacity(batch.len() + 1);
             for ev in &batch {
                 c.after = ev.seq;

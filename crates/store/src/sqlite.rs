@@ -42,7 +42,24 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        migrator.run(&pool).await?;
+        // sqlx takes no lock while migrating SQLite, so two processes opening
+        // a new database at once (an `errand run` and an `errand ls`) would both
+        // create the tables and one would fail. An OS file lock serialises them.
+        let lock_path = path.with_extension("migrate.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|source| StoreError::Io {
+            path: lock_path.display().to_string(),
+            source,
+        })?;
+        let locked = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("migration lock task failed: {e}")))?
+            .map_err(|source| StoreError::Io {
+                path: lock_path.display().to_string(),
+                source,
+            })?;
+        let migrated = migrator.run(&pool).await;
+        drop(locked);
+        migrated?;
         Ok(SqliteStore { pool })
     }
 
@@ -794,6 +811,22 @@ mod tests {
             s.take_pending_message(id).await.unwrap().as_deref(),
             Some("more")
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_processes_may_open_a_new_database_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("errand.db");
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let path = path.clone();
+            tasks.push(tokio::spawn(async move {
+                SqliteStore::open(&path).await.map(|_| ())
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,294 @@
+//! Load benchmark of `errand serve`: N synthetic runs at once, each a scripted
+//! harness (no model) that emits events at a set rate from inside its sandbox,
+//! every run followed by its own SSE client. Prints, per N and per database:
+//! events per second ingested into the store, p50/p99 latency from an event's
+//! emission inside the sandbox to its arrival at an SSE client, and the
+//! server's resident memory per active run.
+//!
+//! `cargo bench -p errand-cli --bench load` — ERRAND_LOAD_N (default "10,100"),
+//! ERRAND_LOAD_EVENTS per run (default 20), ERRAND_LOAD_INTERVAL seconds between
+//! events (default 0.2), ERRAND_LOAD_DATABASES (default "sqlite,postgres";
+//! PostgreSQL from ERRAND_TEST_DATABASE_URL or the scripts/setup default).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+
+const PG_DEFAULT: &str = "postgres://errand:errand@127.0.0.1:5432/errand_test";
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let ns: Vec<usize> = std::env::var("ERRAND_LOAD_N")
+        .unwrap_or_else(|_| "10,100".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let events: usize = std::env::var("ERRAND_LOAD_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let interval: f64 = std::env::var("ERRAND_LOAD_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.2);
+    let dbs = std::env::var("ERRAND_LOAD_DATABASES").unwrap_or_else(|_| "sqlite,postgres".into());
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    println!("errand serve under load: {events} events per run, one every {interval}s, one SSE client per run");
+    println!(
+        "{:<9} {:>5} {:>14} {:>12} {:>12} {:>16}",
+        "database", "runs", "events/s in", "p50 latency", "p99 latency", "server RSS/run"
+    );
+    for db in dbs.split(',').map(str::trim) {
+        for &n in &ns {
+            match rt.block_on(one(db, n, events, interval)) {
+                Ok(line) => println!("{line}"),
+                Err(e) => println!("{db:<9} {n:>5}  skipped: {e}"),
+            }
+        }
+    }
+}
+
+async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String, String> {
+    let errand = env!("CARGO_BIN_EXE_errand");
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let agent = tmp.path().join("agent");
+    std::fs::create_dir_all(&agent).map_err(|e| e.to_string())?;
+    // Each event carries the time it was emitted inside the sandbox.
+    std::fs::write(
+        agent.join("agent.sh"),
+        format!(
+            "echo '{{\"type\":\"session_start\"}}'\ni=0\nwhile [ $i -lt {events} ]; do\n  echo \"{{\\\"type\\\":\\\"notice\\\",\\\"message\\\":\\\"$(date +%s%N)\\\"}}\"\n  i=$((i+1)); sleep {interval}\ndone\necho '{{\"type\":\"result\",\"is_error\":false,\"usage\":{{}}}}'\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let url = match db {
+        "postgres" => {
+            let base =
+                std::env::var("ERRAND_TEST_DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.into());
+            let name = format!("errand_load_{}_{}", std::process::id(), n);
+            let ok = Command::new("psql")
+                .args([
+                    base.as_str(),
+                    "-qAtX",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name}"),
+                    "-c",
+                    &format!("CREATE DATABASE {name}"),
+                ])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if !ok {
+                return Err(format!("PostgreSQL not reachable at {base}"));
+            }
+            format!(
+                "{}/{name}",
+                base.rsplit_once('/').map(|x| x.0).unwrap_or(&base)
+            )
+        }
+        _ => tmp.path().join("errand.db").to_string_lossy().into_owned(),
+    };
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[[harness]]\nname = \"synthetic\"\ncommand = [\"/bin/sh\", \"/opt/errand/harness/agent.sh\"]\nformat = \"errand\"\ndir = \"{}\"\n", agent.display()),
+    )
+    .map_err(|e| e.to_string())?;
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).map_err(|e| e.to_string())?;
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+    ] {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .status()
+            .map_err(|e| e.to_string())?;
+    }
+    let env = |c: &mut Command| {
+        c.env("ERRAND_HOME", tmp.path().join("home"))
+            .env("ERRAND_CONFIG", &config)
+            .env("ERRAND_DATABASE_URL", &url);
+    };
+    let mut tok = Command::new(errand);
+    tok.args(["token", "create", "load"]);
+    env(&mut tok);
+    let out = tok.output().map_err(|e| e.to_string())?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut serve = Command::new(errand);
+    serve
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            &n.to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    env(&mut serve);
+    let mut child = serve.spawn().map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .ok_or("serve exited")?
+            .map_err(|e| e.to_string())?;
+        if let Some(rest) = line.strip_prefix("errand serve: listening on ") {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let _server = Proc(child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss = rss_kib(pid);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(n + 10)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r: serde_json::Value = http
+            .post(format!("{base}/api/runs"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"prompt": format!("load {i}"), "harness": "synthetic", "repo": repo.to_string_lossy()}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.push(r["id"].as_str().ok_or("no id")?.to_string());
+    }
+    let started = Instant::now();
+    // Sample the server's memory while the runs are active.
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let mut clients = Vec::new();
+    for id in ids {
+        let http = http.clone();
+        let (base, token) = (base.clone(), token.clone());
+        clients.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let Ok(resp) = http
+                .get(format!("{base}/api/runs/{id}/events/stream"))
+                .bearer_auth(&token)
+                .send()
+                .await
+            else {
+                return lat;
+            };
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                let arrived = now_ns();
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(i) = buf.find("\n\n") {
+                    let block: String = buf.drain(..i + 2).collect();
+                    if block.contains("event: end") {
+                        return lat;
+                    }
+                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
+                            if let Some(emitted) =
+                                v["message"].as_str().and_then(|m| m.parse::<u128>().ok())
+                            {
+                                lat.push(arrived.saturating_sub(emitted) as f64 / 1e6);
+                            }
+                        }
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut latencies = Vec::new();
+    for c in clients {
+        latencies.extend(c.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    sampler.abort();
+    let m: String = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let succeeded = m
+        .lines()
+        .find(|l| l.starts_with("errand_runs{state=\"succeeded\"}"))
+        .unwrap_or("")
+        .to_string();
+    let total_events = latencies.len();
+    let per_run = (peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(idle_rss)) as f64
+        / n as f64;
+    let p50 = pct(&mut latencies, 0.5);
+    let p99 = pct(&mut latencies, 0.99);
+    Ok(format!(
+        "{db:<9} {n:>5} {:>14.0} {:>9.1} ms {:>9.1} ms {:>12.0} KiB   ({total_events} timed events, {elapsed:.1}s; {succeeded})",
+        total_events as f64 / elapsed,
+        p50,
+        p99,
+        per_run
+    ))
+}
