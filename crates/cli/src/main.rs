@@ -228,8 +228,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ERRAND_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("ERRAND_LOG").unwrap_or_else(|_| {
+                // The long-running processes log what they do; one-shot commands only problems.
+                let service = std::env::args()
+                    .nth(1)
+                    .is_some_and(|a| a == "serve" || a == "worker");
+                (if service { "info" } else { "warn" }).into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

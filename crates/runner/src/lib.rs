@@ -82,6 +82,9 @@ struct Emitter {
     sink: mpsc::UnboundedSender<Persist>,
 }
 
+/// Events this process has written to the store (for `/metrics`).
+pub static EVENTS_STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// What the store pump persists.
 enum Persist {
     Event(Event),
@@ -111,8 +114,11 @@ async fn pump(store: Arc<dyn Store>, run: RunId, mut rx: mpsc::UnboundedReceiver
             }
         }
         if !events.is_empty() {
+            let n = events.len() as u64;
             if let Err(e) = store.append_events(run, &events).await {
                 tracing::error!(run = %run, "storing {} events failed: {e}", events.len());
+            } else {
+                EVENTS_STORED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
             events.clear();
         }

@@ -42,6 +42,11 @@ pub async fn render(State(st): State<AppState>) -> Result<impl IntoResponse, Api
     let _ = writeln!(out, "# HELP errand_sse_clients Connected event-stream clients.\n# TYPE errand_sse_clients gauge\nerrand_sse_clients {}", m.sse_clients.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP errand_events_streamed_total Events sent to stream clients.\n# TYPE errand_events_streamed_total counter\nerrand_events_streamed_total {}", m.events_streamed.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP errand_worker_runs_started_total Runs this process's workers started.\n# TYPE errand_worker_runs_started_total counter\nerrand_worker_runs_started_total {}", m.runs_started.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "# HELP errand_events_ingested_total Events this process's workers wrote to the store.\n# TYPE errand_events_ingested_total counter\nerrand_events_ingested_total {}",
+        errand_runner::EVENTS_STORED.load(Ordering::Relaxed)
+    );
     let finished = m.runs_finished.load(Ordering::Relaxed);
     let _ = writeln!(out, "# HELP errand_run_duration_seconds Durations of runs this process's workers finished.\n# TYPE errand_run_duration_seconds summary\nerrand_run_duration_seconds_count {finished}\nerrand_run_duration_seconds_sum {:.3}", m.run_millis.load(Ordering::Relaxed) as f64 / 1000.0);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))

@@ -14,6 +14,7 @@ use std::time::Duration;
 use errand_runner::Runner;
 use errand_store::{QueueLimits, Store};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
@@ -74,14 +75,19 @@ impl WorkerPool {
                 match self.store.claim_next(&cfg.id, cfg.lease, &cfg.limits).await {
                     Ok(Some(rec)) => {
                         claimed_any = true;
-                        tasks.spawn(execute(
-                            self.store.clone(),
-                            self.runner.clone(),
-                            cfg.clone(),
-                            self.metrics.clone(),
-                            rec.id,
-                            shutdown.clone(),
-                        ));
+                        // Every log line of the run carries its id and the worker's.
+                        let span = tracing::info_span!("run", run = %rec.id, worker = %cfg.id);
+                        tasks.spawn(
+                            execute(
+                                self.store.clone(),
+                                self.runner.clone(),
+                                cfg.clone(),
+                                self.metrics.clone(),
+                                rec.id,
+                                shutdown.clone(),
+                            )
+                            .instrument(span),
+                        );
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -161,8 +167,6 @@ async fn execute(
     id: errand_core::RunId,
     shutdown: CancellationToken,
 ) {
-    let span = tracing::info_span!("run", run = %id, worker = %cfg.id);
-    let _e = span.enter();
     // A run cancelled while queued was claimed anyway: nothing to do.
     if let Ok(r) = store.get_run(id).await {
         if r.state.is_terminal() {

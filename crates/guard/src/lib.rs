@@ -1,0 +1,319 @@
+//! errand-guard: decides, for one shell command line an agent wants to run,
+//! whether to allow it or deny it with a reason.
+//!
+//! The command is parsed with a real shell grammar ([`brush_parser`]), not
+//! with regular expressions over the raw string. The guard walks every
+//! simple command in the AST — through `;`, `&&`, `||`, pipes, subshells,
+//! `{ …; }`, loops, functions, `$(…)`, backticks, process substitutions,
+//! here-documents fed to shells, `sh -c`/`bash -c`/`eval` strings (with a
+//! depth limit) — expands each word statically (quotes, escapes, `$'…'`,
+//! `~`, `$HOME`, brace expansion, variables assigned earlier in the same
+//! line), strips wrappers (`env`, `VAR=x`, `sudo`, `timeout`, `nice`,
+//! `nohup`, `command`, `exec`, `xargs`, `stdbuf`, `time`, …) and applies
+//! the rules in [`RULES`] to the resulting argv.
+//!
+//! Anything the guard cannot see through statically — a command name from
+//! a variable, an `rm -r` target from `$(…)`, a `sh -c` body computed at
+//! run time — is denied (fail closed), and anything it cannot parse is
+//! denied with "could not parse: …".
+//!
+//! It is a seatbelt, not a boundary: the sandbox, token scope and branch
+//! rulesets are the boundary (see docs/security.md §3f). Known limits are
+//! listed on [`check`] and in the crate README.
+
+mod commands;
+mod git;
+mod paths;
+mod rules;
+mod shell;
+mod words;
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+pub use rules::{rule, Rule, RULES};
+
+/// What the guard allows. Defaults match errand's sandbox layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// The agent's checkout; relative paths resolve against it. Default `/workspace`.
+    pub workspace: PathBuf,
+    /// The agent's home directory (`~`, `$HOME`). Default `/home/agent`.
+    pub home: PathBuf,
+    /// The branch this run works on (e.g. `errand/abc`), if known.
+    pub run_branch: Option<String>,
+    /// The repository's default branch. Default `main`.
+    pub default_branch: String,
+    /// Allow force pushes and deletes that name `run_branch` explicitly.
+    pub allow_force_push_to_run_branch: bool,
+    /// Caller-supplied deny rules, checked on every command (and every
+    /// wrapper level: a rule for `sudo` matches `sudo anything`).
+    pub extra_rules: Vec<ExtraRule>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            workspace: PathBuf::from("/workspace"),
+            home: PathBuf::from("/home/agent"),
+            run_branch: None,
+            default_branch: "main".to_owned(),
+            allow_force_push_to_run_branch: false,
+            extra_rules: Vec::new(),
+        }
+    }
+}
+
+/// A caller-supplied deny rule: a command name plus argument patterns.
+///
+/// It matches a command whose name (basename, after wrappers are stripped)
+/// equals `command` and where every pattern in `args` matches at least one
+/// argument. Patterns are shell globs (`*`, `?`, `[…]`); an argument whose
+/// value is unknown at check time matches every pattern (fail closed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraRule {
+    /// Rule id reported in the decision (e.g. `npm-publish`).
+    pub id: String,
+    /// Command name, e.g. `npm`, `git`, `docker`.
+    pub command: String,
+    /// Argument patterns that must all be present, e.g. `["publish"]`.
+    pub args: Vec<String>,
+    /// Why the rule exists; becomes the denial reason.
+    pub reason: String,
+}
+
+impl ExtraRule {
+    /// Convenience constructor.
+    pub fn new(id: &str, command: &str, args: &[&str], reason: &str) -> Self {
+        ExtraRule {
+            id: id.to_owned(),
+            command: command.to_owned(),
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// The guard's verdict on one command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing in the command matched a rule.
+    Allow,
+    /// A rule matched.
+    Deny {
+        /// The rule id (one of [`RULES`] or an [`ExtraRule::id`]).
+        rule: String,
+        /// Human-readable reason: `<rule>: <what matched>; <why the rule exists>`.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// `true` for [`Decision::Allow`].
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
+
+    /// The matched rule id, for a denial.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Decision::Allow => None,
+            Decision::Deny { rule, .. } => Some(rule),
+        }
+    }
+
+    /// The reason, for a denial.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Decision::Allow => None,
+            Decision::Deny { reason, .. } => Some(reason),
+        }
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Allow => write!(f, "allow"),
+            Decision::Deny { reason, .. } => write!(f, "deny: {reason}"),
+        }
+    }
+}
+
+/// Why a command was refused (internal form of [`Decision::Deny`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Denial {
+    pub rule: String,
+    pub reason: String,
+}
+
+impl Denial {
+    /// A denial by a built-in rule; `detail` says what matched.
+    pub(crate) fn new(id: &'static str, detail: impl std::fmt::Display) -> Self {
+        let why = rule(id).map(|r| r.reason).unwrap_or("");
+        Denial { rule: id.to_owned(), reason: format!("{id}: {detail}; {why}") }
+    }
+}
+
+impl From<Denial> for Decision {
+    fn from(d: Denial) -> Self {
+        Decision::Deny { rule: d.rule, reason: d.reason }
+    }
+}
+
+/// Decide on one shell command line (may contain several commands,
+/// newlines, here-documents …).
+///
+/// # Known limits
+/// * Purely lexical paths: symlinks (`ln -s / x; rm -rf x/`) are not followed.
+/// * `cd` is tracked within one command line only; the hook assumes each
+///   command starts in the workspace (or the hook's absolute `cwd`).
+/// * Scripts and programs run from files (`bash script.sh`, `make`,
+///   `npm run x`, `python -c '…'` code) are not inspected.
+/// * `git merge` is denied only after an explicit checkout/switch of the
+///   default branch earlier in the same line; the current branch of the
+///   repository is unknown to the guard.
+/// * Pushes to a tag by bare name (`git push origin v1.0`) look like branch
+///   pushes; only `--tags`, `refs/tags/…` and `tag <name>` are recognised.
+/// * A download saved to a file and run later (`curl -o x.sh …; sh x.sh`)
+///   is not linked.
+/// * `git checkout <name>` with one operand is taken as a branch switch
+///   unless the operand looks like a path (`.`, `./x`, `/x`, globs).
+/// * A force push to the run's branch must name it; `git push -f` alone
+///   or `HEAD` with an unknown current branch is denied.
+/// * `rm -r` outside the workspace is denied, `/tmp` included.
+pub fn check(command: &str, policy: &Policy) -> Decision {
+    check_in(command, policy, None)
+}
+
+/// [`check`] with a known working directory (absolute).
+pub fn check_in(command: &str, policy: &Policy, cwd: Option<&str>) -> Decision {
+    let mut checker = shell::Checker::new(policy);
+    if let Some(cwd) = cwd {
+        checker.set_cwd(cwd);
+    }
+    match checker.check_script(command) {
+        Ok(()) => Decision::Allow,
+        Err(d) => d.into(),
+    }
+}
+
+/// Check an already-split argv, as a `git`/`rm` wrapper shim on `PATH`
+/// inside the sandbox sees it (the shell has already expanded it). The
+/// same rule code as [`check`] runs on it.
+pub fn shim_decision(argv0: &str, args: &[String], policy: &Policy) -> Decision {
+    let mut checker = shell::Checker::new(policy);
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Some(cwd) = cwd.to_str() {
+            checker.set_cwd(cwd);
+        }
+    }
+    match checker.check_literal_argv(argv0, args) {
+        Ok(()) => Decision::Allow,
+        Err(d) => d.into(),
+    }
+}
+
+/// JSON lines in/out for corpora: reads `{"command": "..."}` per line,
+/// writes `{"decision":"allow"|"deny","reason":"..."}` per line (denials
+/// also carry `"rule"`; allow has an empty reason). Blank input lines are
+/// skipped; malformed lines get `{"decision":"deny","rule":"bad-input",
+/// "reason":"bad input: ..."}`.
+pub fn check_jsonl(input: impl BufRead, mut output: impl Write, policy: &Policy) -> std::io::Result<()> {
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let out = match command_from_json_line(&line) {
+            Ok(command) => match check(&command, policy) {
+                Decision::Allow => serde_json::json!({"decision": "allow", "reason": ""}),
+                Decision::Deny { rule, reason } => {
+                    serde_json::json!({"decision": "deny", "rule": rule, "reason": reason})
+                }
+            },
+            Err(e) => serde_json::json!({"decision": "deny", "rule": "bad-input", "reason": format!("bad input: {e}")}),
+        };
+        writeln!(output, "{out}")?;
+    }
+    output.flush()
+}
+
+fn command_from_json_line(line: &str) -> Result<String, String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    match v.get("command") {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err("\"command\" is not a string".to_owned()),
+        None => Err("no \"command\" field".to_owned()),
+    }
+}
+
+/// Claude Code / Codex `PreToolUse` hook: given the hook's stdin JSON,
+/// decide on `tool_input.command` for `tool_name` `"Bash"` (other tools are
+/// not the guard's business and are allowed). Returns the JSON to print on
+/// stdout for a denial, `None` to allow (print nothing, exit 0). Malformed
+/// input is denied.
+pub fn pretooluse_hook(stdin_json: &str, policy: &Policy) -> Option<String> {
+    let deny = |reason: String| Some(hook_deny_json(&reason));
+    let v: serde_json::Value = match serde_json::from_str(stdin_json) {
+        Ok(v) => v,
+        Err(e) => return deny(format!("errand-guard: bad hook input: {e}")),
+    };
+    if !v.is_object() {
+        return deny("errand-guard: bad hook input: not a JSON object".to_owned());
+    }
+    if let Some(event) = v.get("hook_event_name").and_then(|e| e.as_str()) {
+        if event != "PreToolUse" {
+            return None;
+        }
+    }
+    let tool = match v.get("tool_name").and_then(|t| t.as_str()) {
+        Some(t) => t,
+        None => return deny("errand-guard: bad hook input: no tool_name".to_owned()),
+    };
+    if !matches!(tool, "Bash" | "shell" | "local_shell" | "exec_command" | "container.exec") {
+        return None;
+    }
+    let cwd = v
+        .get("cwd")
+        .and_then(|c| c.as_str())
+        .filter(|c| c.starts_with('/'))
+        .map(str::to_owned);
+    let decision = match v.get("tool_input").and_then(|t| t.get("command")) {
+        Some(serde_json::Value::String(cmd)) => check_in(cmd, policy, cwd.as_deref()),
+        Some(serde_json::Value::Array(items)) => {
+            // Codex-style argv (`["bash", "-lc", "…"]`).
+            let argv: Option<Vec<String>> =
+                items.iter().map(|i| i.as_str().map(str::to_owned)).collect();
+            match argv {
+                Some(argv) if !argv.is_empty() => {
+                    let mut checker = shell::Checker::new(policy);
+                    if let Some(cwd) = &cwd {
+                        checker.set_cwd(cwd);
+                    }
+                    match checker.check_literal_argv(&argv[0], &argv[1..]) {
+                        Ok(()) => Decision::Allow,
+                        Err(d) => d.into(),
+                    }
+                }
+                _ => return deny("errand-guard: bad hook input: tool_input.command is not a list of strings".to_owned()),
+            }
+        }
+        _ => return deny("errand-guard: bad hook input: no tool_input.command".to_owned()),
+    };
+    match decision {
+        Decision::Allow => None,
+        Decision::Deny { reason, .. } => deny(format!("errand-guard: {reason}")),
+    }
+}
+
+fn hook_deny_json(reason: &str) -> String {
+    serde_json::json!({
+        "hookSpecificOutput": {
+            "hookEventName": "PreToolUse",
+            "permissionDecision": "deny",
+            "permissionDecisionReason": reason,
+        }
+    })
+    .to_string()
+}
