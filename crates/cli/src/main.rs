@@ -6,6 +6,7 @@
 mod client;
 mod config;
 mod demo;
+mod guard;
 mod remote;
 mod render;
 mod serve;
@@ -94,6 +95,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Check shell commands against errand's destructive-command guard.
+    #[command(subcommand)]
+    Guard(guard::GuardCmd),
     /// Inspect errand's configuration ($ERRAND_CONFIG, default $ERRAND_HOME/config.toml).
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -375,6 +379,7 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             database_url,
             id,
         } => serve::worker(&paths, workers, database_url.as_deref(), id).await,
+        Command::Guard(cmd) => guard::run(cmd),
         Command::Token(cmd) => {
             let store = open_store(&paths).await?;
             match cmd {

@@ -241,8 +241,12 @@ impl<'p> Checker<'p> {
 
     fn parse(&self, script: &str) -> Result<ast::Program, Denial> {
         let opts = self.opts.clone();
+        // brush-parser 0.4 can loop forever when input ends inside a
+        // here-document tag (`\<<<$(  `); a final newline, which changes
+        // nothing for the shell, avoids its end-of-input path.
+        let text = if script.ends_with('\n') { script.to_owned() } else { format!("{script}\n") };
         let result = std::panic::catch_unwind(move || {
-            let mut parser = brush_parser::Parser::new(std::io::Cursor::new(script.as_bytes()), &opts);
+            let mut parser = brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &opts);
             parser.parse_program()
         });
         match result {

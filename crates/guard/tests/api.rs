@@ -126,6 +126,11 @@ fn oversized_and_deeply_nested_input_is_refused_without_crashing() {
     }
     assert!(check("echo $((1 << 2))", &p).is_allow());
     assert!(check("echo $((1 << $n))", &p).is_allow());
+    let t = std::time::Instant::now();
+    for w in ["\\<<<$(  ", "\\<<<<<<<<<$(( )"] {
+        assert!(!check(w, &p).is_allow(), "{w}");
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
     // brush backtracks exponentially on unbalanced `(` after `((` (cargo-fuzz timeout).
     let t = std::time::Instant::now();
     let parens = format!("(({}x", "( ".repeat(40));

@@ -122,3 +122,25 @@ fn twenty_thousand_mutated_commands_never_panic() {
     // Debug build on a shared 2-core machine: generous, but bounded.
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
+
+/// Inputs on which cargo-fuzz found brush-parser panics and hangs (fd and
+/// `~` number overflows, exponential backtracking on `((`, endless loops on
+/// here-document tags). Each must now be decided quickly.
+#[test]
+fn fuzz_regressions_are_decided_quickly() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fuzz-regressions");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        // libFuzzer's &str input is the longest valid UTF-8 prefix.
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t.to_owned(),
+            Err(e) => String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned(),
+        };
+        let start = Instant::now();
+        let _ = check(&text, &Policy::default());
+        assert!(start.elapsed() < Duration::from_secs(5), "slow on {text:?}");
+        n += 1;
+    }
+    assert!(n >= 6, "{n} regression inputs");
+}

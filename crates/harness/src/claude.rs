@@ -55,6 +55,13 @@ pub fn settings() -> serde_json::Value {
             "defaultMode": "acceptEdits"
         },
         "env": { "DISABLE_AUTOUPDATER": "1" },
+        // errand's guard decides on every shell command before it runs.
+        "hooks": {
+            "PreToolUse": [{
+                "matcher": "Bash",
+                "hooks": [{ "type": "command", "command": format!("{}/errand guard hook", paths::TOOLS), "timeout": 10 }]
+            }]
+        },
         "includeCoAuthoredBy": false
     })
 }

@@ -82,6 +82,9 @@ struct Emitter {
     sink: mpsc::UnboundedSender<Persist>,
 }
 
+/// Where the guard's `git`/`rm` shims are mounted inside every sandbox.
+pub const GUARD_SHIMS: &str = "/opt/errand/shims";
+
 /// Events this process has written to the store (for `/metrics`).
 pub static EVENTS_STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -282,7 +285,8 @@ impl Runner {
             branch: id.branch(),
             env: self.env.clone(),
             install_dir: PathBuf::new(),
-            extra_path: vec![],
+            // The guard's git/rm shims come first on every harness's PATH.
+            extra_path: vec![GUARD_SHIMS.to_string()],
             extra_env: vec![],
         };
         if spec.repo.is_none() {
@@ -441,13 +445,38 @@ impl Runner {
         if let Some(uv) = &uv {
             ro_mounts.push((uv.clone(), PathBuf::from(format!("{}/uv", inside::TOOLS))));
         }
+        let mut env = inv.env.clone();
+        match self.guard_mounts(&run_dir) {
+            Ok(mounts) => {
+                ro_mounts.extend(mounts);
+                env.extend([
+                    (
+                        "ERRAND_GUARD_WORKSPACE".to_string(),
+                        inside::WORKSPACE.to_string(),
+                    ),
+                    ("ERRAND_GUARD_HOME".to_string(), inside::HOME.to_string()),
+                    ("ERRAND_GUARD_BRANCH".to_string(), prepared.branch.clone()),
+                    (
+                        "ERRAND_GUARD_DEFAULT_BRANCH".to_string(),
+                        prepared.base_branch.clone(),
+                    ),
+                    // The guard runs as errand inside the sandbox: it must stay quiet and local.
+                    ("ERRAND_LOG".to_string(), "error".to_string()),
+                ]);
+            }
+            Err(why) => em
+                .notice(format!(
+                    "the command guard is not available in this sandbox: {why}"
+                ))
+                .map_err(log_failed)?,
+        }
         let sb_spec = SandboxSpec {
             name: id.short(),
             workspace: workspace.clone(),
             home: home.clone(),
             tmp: tmp.clone(),
             ro_mounts,
-            env: inv.env.clone(),
+            env,
             limits: self.limits.clone(),
         };
 
@@ -543,6 +572,35 @@ impl Runner {
             summary.pushed = true;
         }
         Ok(summary)
+    }
+
+    /// errand's own binary (for `errand guard hook` and the shims) and the
+    /// shims directory, as read-only mounts. Every shim checks its argv with
+    /// the guard and then runs the real program.
+    fn guard_mounts(&self, run_dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("errand's own path is unknown: {e}"))?;
+        let shims = run_dir.join("shims");
+        std::fs::create_dir_all(&shims)
+            .map_err(|e| format!("cannot create {}: {e}", shims.display()))?;
+        for name in ["git", "rm"] {
+            let real = which_executable(name).ok_or_else(|| format!("{name} is not on PATH"))?;
+            let script = format!(
+                "#!/bin/sh\nexec {bin}/errand guard shim --real '{real}' {name} \"$@\"\n",
+                bin = inside::TOOLS,
+                real = real.display()
+            );
+            let path = shims.join(name);
+            std::fs::write(&path, script)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("cannot make {} executable: {e}", path.display()))?;
+        }
+        Ok(vec![
+            (exe, PathBuf::from(format!("{}/errand", inside::TOOLS))),
+            (shims, PathBuf::from(GUARD_SHIMS)),
+        ])
     }
 
     async fn make_venv(

@@ -6,6 +6,11 @@ use errand_guard::{check, pretooluse_hook, Policy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
+    // The guard turns brush-parser panics into denials (catch_unwind);
+    // libFuzzer's hook would abort on those too. Silence the hook: a panic
+    // that escapes `check` still aborts (libfuzzer-sys catches it).
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
     let policy = Policy::default();
     let _ = check(text, &policy);
     let stdin = format!(

@@ -1,0 +1,161 @@
+//! `errand guard`: the destructive-command guard from the command line, as a
+//! Claude Code / Codex `PreToolUse` hook, and as the `git`/`rm` shims errand
+//! puts first on PATH inside every sandbox (so harnesses without hooks are
+//! guarded too). The decisions themselves are `errand-guard`'s.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use errand_guard::{check_in, check_jsonl, pretooluse_hook, shim_decision, Decision, Policy};
+
+#[derive(Subcommand)]
+pub enum GuardCmd {
+    /// Decide on COMMAND (or stdin): prints `allow` (exit 0) or `deny: <reason>` (exit 1).
+    Check {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Read `{"command": "…"}` JSON lines on stdin and write one decision per line.
+        #[arg(long)]
+        jsonl: bool,
+        command: Option<String>,
+    },
+    /// PreToolUse hook: reads the hook's JSON on stdin, prints a denial or nothing.
+    Hook {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Wrapper for a binary inside the sandbox: checks its argv, then runs the real one.
+    #[command(hide = true)]
+    Shim {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// The real binary to run when allowed.
+        #[arg(long)]
+        real: PathBuf,
+        /// The name the agent called (git, rm).
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct PolicyArgs {
+    /// The agent's workspace (checkout root).
+    #[arg(long, env = "ERRAND_GUARD_WORKSPACE", default_value = "/workspace")]
+    workspace: PathBuf,
+    /// The agent's home directory.
+    #[arg(long, env = "ERRAND_GUARD_HOME", default_value = "/home/agent")]
+    home: PathBuf,
+    /// The run's own branch (pushes of it are allowed without force).
+    #[arg(long = "branch", env = "ERRAND_GUARD_BRANCH")]
+    run_branch: Option<String>,
+    /// The repository's default branch (pushes and merges into it are denied).
+    #[arg(long, env = "ERRAND_GUARD_DEFAULT_BRANCH", default_value = "main")]
+    default_branch: String,
+    /// Allow force pushes that name the run's own branch.
+    #[arg(long, env = "ERRAND_GUARD_ALLOW_FORCE_PUSH_TO_RUN_BRANCH")]
+    allow_force_push_to_run_branch: bool,
+}
+
+impl From<PolicyArgs> for Policy {
+    fn from(a: PolicyArgs) -> Self {
+        Policy {
+            workspace: a.workspace,
+            home: a.home,
+            run_branch: a.run_branch.filter(|b| !b.is_empty()),
+            default_branch: a.default_branch,
+            allow_force_push_to_run_branch: a.allow_force_push_to_run_branch,
+            extra_rules: Vec::new(),
+        }
+    }
+}
+
+/// A decision must come quickly: a hook that hangs until the harness's hook
+/// timeout lets the command run, so no decision in time is a denial.
+fn within_deadline(work: impl FnOnce() -> Decision + Send + 'static) -> Decision {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| Decision::Deny {
+            rule: "too-complex".into(),
+            reason: "too-complex: the guard reached no decision within 5 s".into(),
+        })
+}
+
+pub fn run(cmd: GuardCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        GuardCmd::Check {
+            policy,
+            jsonl,
+            command,
+        } => {
+            let policy = Policy::from(policy);
+            if jsonl {
+                check_jsonl(std::io::stdin().lock(), std::io::stdout().lock(), &policy)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let command = match command {
+                Some(c) => c,
+                None => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s
+                }
+            };
+            let cwd = policy.workspace.to_string_lossy().into_owned();
+            let decision = within_deadline(move || check_in(&command, &policy, Some(&cwd)));
+            println!("{decision}");
+            Ok(if matches!(decision, Decision::Allow) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        GuardCmd::Hook { policy } => {
+            let policy = Policy::from(policy);
+            let mut s = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+                s = format!("<unreadable hook input: {e}>");
+            }
+            if let Some(out) = pretooluse_hook(&s, &policy) {
+                println!("{out}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        GuardCmd::Shim {
+            policy,
+            real,
+            name,
+            args,
+        } => {
+            let policy = Policy::from(policy);
+            let argv = args.clone();
+            let n = name.clone();
+            match within_deadline(move || shim_decision(&n, &argv, &policy)) {
+                Decision::Allow => {
+                    let err = std::process::Command::new(&real)
+                        .arg0(&name)
+                        .args(&args)
+                        .exec();
+                    eprintln!("errand guard: cannot run {}: {err}", real.display());
+                    Ok(ExitCode::from(127))
+                }
+                Decision::Deny { reason, .. } => {
+                    eprintln!(
+                        "errand guard: refused `{name} {}`: {reason}",
+                        args.join(" ")
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}

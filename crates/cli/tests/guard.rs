@@ -1,0 +1,170 @@
+//! The destructive-command guard, end to end: refused for Claude Code through
+//! its PreToolUse hook, and for a harness without hooks (Codex) through the
+//! git/rm shims on PATH; the trace shows each refusal with its reason, the
+//! repository is unharmed, and the run still finishes.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const DESTRUCTIVE: &str = r#"{"steps":[
+    {"shell":"git commit -q --allow-empty -m 'work in progress' && git log --oneline | wc -l"},
+    {"shell":"git push --force origin HEAD:main"},
+    {"shell":"git reset --hard HEAD~1"},
+    {"shell":"rm -r .git"},
+    {"shell":"git log --oneline | wc -l"},
+    {"text":"Tried, and was stopped."}
+]}"#;
+
+fn results(events: &[Value]) -> Vec<(String, bool, String)> {
+    let calls: Vec<&Value> = events.iter().filter(|e| e["type"] == "tool_call").collect();
+    calls
+        .iter()
+        .map(|c| {
+            let r = events
+                .iter()
+                .find(|e| e["type"] == "tool_result" && e["id"] == c["id"])
+                .expect("a result for every call");
+            (
+                c["input"]["command"].as_str().unwrap_or("").to_string(),
+                r["is_error"] == true || r["exit_code"].as_i64().is_some_and(|x| x != 0),
+                r["output"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn check(env: &Env, bare: &std::path::Path, v: &Value, via: &str) {
+    assert_eq!(v["state"], "succeeded", "{via}: the run goes on: {v:#}");
+    let events = env.events(v["id"].as_str().expect("id"));
+    let r = results(&events);
+    assert_eq!(r.len(), 5, "{via}: {r:#?}");
+    assert!(!r[0].1, "{via}: an ordinary commit is allowed: {r:#?}");
+    for (i, rule) in [(1, "push"), (2, "reset"), (3, "rm")] {
+        let (cmd, refused, out) = &r[i];
+        assert!(refused, "{via}: `{cmd}` was not refused: {out}");
+        assert!(
+            out.contains("errand") || out.contains("guard") || out.contains(rule),
+            "{via}: `{cmd}` refused without the guard's reason: {out}"
+        );
+    }
+    // The repository is unharmed: both commits still there, main untouched.
+    let (_, ok, out) = &r[4];
+    assert!(
+        !ok && out.trim().ends_with('2'),
+        "{via}: history intact: {out}"
+    );
+    assert_eq!(
+        git(bare, &["rev-list", "--count", "main"]),
+        "1",
+        "{via}: main was not pushed to"
+    );
+    let branch = v["branch"].as_str().expect("branch");
+    let ws = env
+        .home
+        .join("runs")
+        .join(v["id"].as_str().expect("id"))
+        .join("workspace");
+    assert!(ws.join(".git").is_dir(), "{via}: .git survived");
+    assert_eq!(git(&ws, &["rev-list", "--count", branch]), "2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_is_stopped_by_the_hook() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    let model = model(DESTRUCTIVE).await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_model(&model);
+    let (_, v) = env.run_json(&["--repo", &bare.to_string_lossy(), "try to break things"]);
+    check(&env, &bare, &v, "claude-code");
+    // The hook's refusals name the guard's rule.
+    let events = env.events(v["id"].as_str().expect("id"));
+    let r = results(&events);
+    assert!(
+        r[2].2.contains("git-reset-hard"),
+        "the guard's rule: {}",
+        r[2].2
+    );
+    assert!(
+        r[1].2.contains("push-force"),
+        "the guard's rule: {}",
+        r[1].2
+    );
+    assert!(r[3].2.contains("rm"), "{}", r[3].2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_is_stopped_by_the_shims() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_codex();
+    let model = model(DESTRUCTIVE).await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_openai_model(&model);
+    let (_, v) = env.run_json(&[
+        "--harness",
+        "codex",
+        "--repo",
+        &bare.to_string_lossy(),
+        "try to break things",
+    ]);
+    check(&env, &bare, &v, "codex");
+    let events = env.events(v["id"].as_str().expect("id"));
+    let r = results(&events);
+    assert!(
+        r[2].2
+            .contains("errand guard: refused `git reset --hard HEAD~1`: git-reset-hard"),
+        "{}",
+        r[2].2
+    );
+    assert!(
+        r[3].2.contains("errand guard: refused `rm -r .git`"),
+        "{}",
+        r[3].2
+    );
+}
+
+#[test]
+fn guard_check_from_the_command_line() {
+    let env = Env::new();
+    let deny = env.run(&["guard", "check", "git push --force origin main"]);
+    assert_eq!(deny.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&deny.stdout).starts_with("deny"));
+    let allow = env.run(&["guard", "check", "git commit -m \"undo git reset --hard\""]);
+    assert_eq!(
+        allow.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allow.stdout)
+    );
+    let mut child = env
+        .command(&["guard", "check", "--jsonl"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{{\"command\": \"rm -rf /\"}}").expect("write");
+        writeln!(stdin, "{{\"command\": \"ls -la\"}}").expect("write");
+        writeln!(stdin, "not json").expect("write");
+    }
+    let out = child.wait_with_output().expect("wait");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let decisions: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["decision"].as_str())
+        .collect();
+    assert_eq!(decisions, ["deny", "allow", "deny"]);
+}
