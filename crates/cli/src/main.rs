@@ -95,6 +95,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Store secrets (API keys, tokens) encrypted in errand's database.
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// Check shell commands against errand's destructive-command guard.
     #[command(subcommand)]
     Guard(guard::GuardCmd),
@@ -183,6 +186,16 @@ struct LogsArgs {
     /// Print normalized events as JSON lines.
     #[arg(long, conflicts_with = "raw")]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Store NAME (an environment variable name); the value is read from stdin.
+    Set { name: String },
+    /// List stored secrets (names only).
+    Ls,
+    /// Delete a stored secret.
+    Rm { name: String },
 }
 
 #[derive(Subcommand)]
@@ -380,6 +393,34 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             id,
         } => serve::worker(&paths, workers, database_url.as_deref(), id).await,
         Command::Guard(cmd) => guard::run(cmd),
+        Command::Secret(cmd) => {
+            let store = open_store(&paths).await?;
+            match cmd {
+                SecretCmd::Set { name } => {
+                    errand_runner::secrets::check_name(&name)?;
+                    let mut value = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)?;
+                    let value = value.trim_end_matches(['\n', '\r']);
+                    if value.is_empty() {
+                        bail!("no value on stdin: use `printf %s \"$VALUE\" | errand secret set {name}`");
+                    }
+                    let key = errand_runner::secrets::SecretKey::load(&paths.home)?;
+                    store.put_secret(&name, &key.seal(&name, value)).await?;
+                    eprintln!("stored {name} (encrypted); runs get it when their harness needs it");
+                }
+                SecretCmd::Ls => {
+                    for (name, at) in store.secret_names().await? {
+                        println!("{name:<32}  {}", at.format("%Y-%m-%d %H:%M"));
+                    }
+                }
+                SecretCmd::Rm { name } => {
+                    if !store.delete_secret(&name).await? {
+                        bail!("no secret named {name} (see `errand secret ls`)");
+                    }
+                }
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Token(cmd) => {
             let store = open_store(&paths).await?;
             match cmd {

@@ -216,3 +216,69 @@ async fn the_api_key_never_reaches_the_logs_whole_or_in_pieces() {
     let out = env.run(&["logs", "--json", id]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&KEY[..8]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_secret_is_encrypted_at_rest_and_given_to_the_harness_that_needs_it() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    const KEY: &str = "sk-stored-secret-0123456789";
+    let model = model(r#"{"steps":[{"shell":"echo key=$ANTHROPIC_API_KEY; echo gh=${GITHUB_TOKEN:-none}"},{"text":"ok"}]}"#).await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    // Only the base URL comes from the environment; the key is stored.
+    let env = env.var("ANTHROPIC_BASE_URL", &model.base_url());
+    for (name, value) in [
+        ("ANTHROPIC_API_KEY", KEY),
+        ("GITHUB_TOKEN", "ghs_not_for_this_harness_42"),
+    ] {
+        let mut child = env
+            .command(&["secret", "set", name])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(value.as_bytes())
+                .expect("write");
+        }
+        assert!(child.wait().expect("wait").success());
+    }
+    let ls = String::from_utf8_lossy(&env.run(&["secret", "ls"]).stdout).to_string();
+    assert!(
+        ls.contains("ANTHROPIC_API_KEY") && ls.contains("GITHUB_TOKEN") && !ls.contains(KEY),
+        "{ls}"
+    );
+    let db = std::fs::read(env.home.join("errand.db")).expect("db");
+    let wal = std::fs::read(env.home.join("errand.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "the key is stored in plaintext"
+        );
+    }
+    let (ok, v) = env.run_json(&["--repo", &bare.to_string_lossy(), "print it"]);
+    assert!(ok, "{v:#}");
+    let events = env.events(v["id"].as_str().expect("id"));
+    let out = events
+        .iter()
+        .find(|e| e["type"] == "tool_result")
+        .and_then(|e| e["output"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        out.contains("key=[REDACTED]"),
+        "the harness got the stored key, and it is redacted: {out}"
+    );
+    assert!(
+        out.contains("gh=none"),
+        "a secret its harness does not declare stays out: {out}"
+    );
+    assert!(env.run(&["secret", "rm", "GITHUB_TOKEN"]).status.success());
+    assert!(!env.run(&["secret", "rm", "GITHUB_TOKEN"]).status.success());
+}

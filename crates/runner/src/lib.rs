@@ -13,6 +13,7 @@
 //! 4. `→ succeeded`, or `failed | cancelled | timed_out` with a reason.
 
 mod paths;
+pub mod secrets;
 
 pub use paths::Paths;
 
@@ -225,6 +226,26 @@ impl Runner {
         Ok(self.store.get_run(id).await?)
     }
 
+    /// What a run's harness may take its declared variables from: secrets
+    /// stored with `errand secret set`, overridden by errand's own environment.
+    async fn run_env(&self) -> Result<BTreeMap<String, String>, Stop> {
+        let names = self
+            .store
+            .secret_names()
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        let mut env = BTreeMap::new();
+        if !names.is_empty() {
+            let key = secrets::SecretKey::load(&self.paths.home)
+                .map_err(|e| Stop::failed(e.to_string()))?;
+            env = secrets::load_all(self.store.as_ref(), &key)
+                .await
+                .map_err(|e| Stop::failed(e.to_string()))?;
+        }
+        env.extend(self.env.clone());
+        Ok(env)
+    }
+
     async fn transition(&self, id: RunId, em: &mut Emitter, to: RunState) -> Result<(), Stop> {
         self.store
             .transition(id, to, None)
@@ -283,7 +304,7 @@ impl Runner {
             model: spec.model.clone(),
             max_turns: spec.max_turns,
             branch: id.branch(),
-            env: self.env.clone(),
+            env: self.run_env().await?,
             install_dir: PathBuf::new(),
             // The guard's git/rm shims come first on every harness's PATH.
             extra_path: vec![GUARD_SHIMS.to_string()],

@@ -237,6 +237,17 @@ pub trait Store: Send + Sync {
     /// Takes (returns and clears) the pending follow-up message, atomically.
     async fn take_pending_message(&self, id: RunId) -> Result<Option<String>>;
 
+    // ---- secrets, sealed by the caller (the store never sees plaintext) ----
+
+    /// Stores or replaces a sealed secret.
+    async fn put_secret(&self, name: &str, sealed: &[u8]) -> Result<()>;
+    /// Every sealed secret, by name.
+    async fn sealed_secrets(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Names and last update times, never values.
+    async fn secret_names(&self) -> Result<Vec<(String, DateTime<Utc>)>>;
+    /// Removes a secret; false when there was none by that name.
+    async fn delete_secret(&self, name: &str) -> Result<bool>;
+
     // ---- metrics ----
 
     /// How many runs are in each state: every state, in [`RunState::ALL`] order, zeros included.

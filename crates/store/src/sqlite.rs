@@ -573,6 +573,42 @@ impl Store for SqliteStore {
         id.as_deref().map(parse_run_id).transpose()
     }
 
+    async fn put_secret(&self, name: &str, sealed: &[u8]) -> Result<()> {
+        sqlx::query("INSERT INTO secrets (name, sealed, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at")
+            .bind(name)
+            .bind(sealed)
+            .bind(millis(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn sealed_secrets(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT name, sealed FROM secrets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("sealed")?)))
+            .collect()
+    }
+
+    async fn secret_names(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let rows = sqlx::query("SELECT name, updated_at FROM secrets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, from_millis(r.try_get("updated_at")?)?)))
+            .collect()
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn revoke_shares(&self, run: RunId) -> Result<u32> {
         let done = sqlx::query(
             "UPDATE share_links SET revoked_at = ? WHERE run_id = ? AND revoked_at IS NULL",

@@ -985,3 +985,28 @@ pub async fn pending_message_is_taken_exactly_once(s: Arc<dyn Store>) {
     }
     assert_eq!(got, ["once"]);
 }
+
+pub async fn secrets_are_stored_sealed_listed_without_values_and_deleted(s: Arc<dyn Store>) {
+    s.put_secret("ANTHROPIC_API_KEY", &[1, 2, 3]).await.unwrap();
+    s.put_secret("GITHUB_TOKEN", &[9]).await.unwrap();
+    s.put_secret("ANTHROPIC_API_KEY", &[4, 5]).await.unwrap();
+    let all = s.sealed_secrets().await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            ("ANTHROPIC_API_KEY".to_string(), vec![4, 5]),
+            ("GITHUB_TOKEN".to_string(), vec![9])
+        ]
+    );
+    let names: Vec<String> = s
+        .secret_names()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["ANTHROPIC_API_KEY", "GITHUB_TOKEN"]);
+    assert!(s.delete_secret("GITHUB_TOKEN").await.unwrap());
+    assert!(!s.delete_secret("GITHUB_TOKEN").await.unwrap());
+    assert_eq!(s.sealed_secrets().await.unwrap().len(), 1);
+}

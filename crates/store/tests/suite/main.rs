@@ -58,6 +58,7 @@ on_every_backend!(
     tokens_create_lookup_list_revoke,
     share_links_create_lookup_revoke,
     follow_up_requeues_only_succeeded_or_failed_runs,
+    secrets_are_stored_sealed_listed_without_values_and_deleted,
     pending_message_is_taken_exactly_once,
 );
 

@@ -1,0 +1,7 @@
+-- Secrets errand hands to runs (API keys…), sealed by the caller before they
+-- reach the database: `sealed` is nonce || ciphertext || tag, never plaintext.
+CREATE TABLE secrets (
+    name       TEXT PRIMARY KEY NOT NULL,
+    sealed     BLOB NOT NULL,
+    updated_at INTEGER NOT NULL
+);
