@@ -104,6 +104,12 @@ async fn a_run_sees_only_its_workspace_and_declared_environment() {
         "LANG",
         "USER",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+        // errand's guard settings for the hook and shims (fixed values, not the host's)
+        "ERRAND_GUARD_WORKSPACE",
+        "ERRAND_GUARD_HOME",
+        "ERRAND_GUARD_BRANCH",
+        "ERRAND_GUARD_DEFAULT_BRANCH",
+        "ERRAND_LOG",
         "DISABLE_AUTOUPDATER",
         "PWD",
         "SHLVL",
