@@ -588,3 +588,84 @@ fn ps_has(needle: &str) -> bool {
         .lines()
         .any(|l| l.contains(needle) && !l.contains("ps -eo"))
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_follow_ups_continue_its_thread() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_codex();
+    let model = model(
+        r#"{"steps":[
+        {"shell":"echo one > one.txt"},
+        {"text":"Wrote one.txt."},
+        {"shell":"cat one.txt && echo two > two.txt"},
+        {"text":"Wrote two.txt after reading one.txt."}
+    ]}"#,
+    )
+    .await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_openai_model(&model);
+    let token = token(&env);
+    let server = start(&env, "1");
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        token,
+    };
+    let (s, run) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/runs",
+            Some(
+                json!({"prompt": "write one", "harness": "codex", "repo": bare.to_string_lossy()}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{run:#}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let first = api
+        .wait_for(&id, |v| v["state"] == "succeeded" || v["state"] == "failed")
+        .await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    let (turn1, _) = api
+        .stream(&format!("/api/runs/{id}/events/stream"), None)
+        .await;
+    let n = turn1.last().map(|(s, _)| *s).unwrap_or(0);
+    let (s, v) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/runs/{id}/messages"),
+            Some(json!({"message": "now write two"})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v:#}");
+    let (turn2, ended) = api
+        .stream(&format!("/api/runs/{id}/events/stream"), Some(n))
+        .await;
+    assert!(ended);
+    assert_eq!(turn2.first().map(|(s, _)| *s), Some(n + 1));
+    let events: Vec<(u64, Value)> = turn1.into_iter().chain(turn2).collect();
+    let v = api
+        .wait_for(&id, |v| v["state"] == "succeeded" || v["state"] == "failed")
+        .await;
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let outputs: Vec<&str> = events
+        .iter()
+        .filter(|(_, e)| e["type"] == "tool_result")
+        .filter_map(|(_, e)| e["output"].as_str())
+        .collect();
+    assert!(
+        outputs.iter().any(|o| o.contains("one")),
+        "the second turn read the first turn's file: {outputs:?}"
+    );
+    let sessions: Vec<&str> = events
+        .iter()
+        .filter(|(_, e)| e["type"] == "session_start")
+        .filter_map(|(_, e)| e["session_id"].as_str())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(sessions[0], sessions[1], "the same codex thread");
+    assert_eq!(v["diffstat"], "2 files changed, 2 insertions(+)", "{v:#}");
+}

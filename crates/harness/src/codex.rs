@@ -82,7 +82,7 @@ impl Harness for Codex {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            follow_up: false,
+            follow_up: true,
             reports_cost: false,
             model_choice: true,
             max_turns: false,
@@ -129,6 +129,26 @@ impl Harness for Codex {
             )],
             secrets,
         })
+    }
+
+    /// `codex exec resume --json … THREAD_ID PROMPT`: the same thread, its
+    /// history replayed to the model, in the same CODEX_HOME and workspace.
+    fn follow_up_invocation(
+        &self,
+        ctx: &RunContext,
+        session: &str,
+    ) -> Result<Invocation, HarnessError> {
+        let mut inv = self.invocation(ctx)?;
+        let prompt = inv.command.args.pop().unwrap_or_default();
+        inv.command.args = vec![
+            "exec".into(),
+            "resume".into(),
+            "--json".into(),
+            "--skip-git-repo-check".into(),
+            session.to_string(),
+            prompt,
+        ];
+        Ok(inv)
     }
 
     fn parser(&self) -> Box<dyn OutputParser> {
