@@ -21,7 +21,20 @@ pub struct Config {
     #[serde(default)]
     pub queue: Queue,
     #[serde(default)]
+    pub models: Models,
+    #[serde(default)]
     pub harness: Vec<CustomHarness>,
+}
+
+/// Model endpoints for the harnesses. Each is used only when the variable its
+/// harness's users already know (`ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`,
+/// `GOOGLE_GEMINI_BASE_URL`) is not set in errand's environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Models {
+    pub anthropic_base_url: Option<String>,
+    pub openai_base_url: Option<String>,
+    pub google_gemini_base_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +95,9 @@ const KEYS: &[&str] = &[
     "queue.global_limit",
     "queue.per_repo_limit",
     "queue.lease_secs",
+    "models.anthropic_base_url",
+    "models.openai_base_url",
+    "models.google_gemini_base_url",
 ];
 
 pub fn path(paths: &Paths) -> PathBuf {
@@ -142,6 +158,25 @@ impl Config {
         }
     }
 
+    /// errand's environment with the configured model endpoints filled in
+    /// where the usual variables are not set: what harnesses take theirs from.
+    pub fn harness_env(&self) -> std::collections::BTreeMap<String, String> {
+        let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        for (var, value) in [
+            ("ANTHROPIC_BASE_URL", &self.models.anthropic_base_url),
+            ("OPENAI_BASE_URL", &self.models.openai_base_url),
+            (
+                "GOOGLE_GEMINI_BASE_URL",
+                &self.models.google_gemini_base_url,
+            ),
+        ] {
+            if let Some(v) = value {
+                env.entry(var.to_string()).or_insert_with(|| v.clone());
+            }
+        }
+        env
+    }
+
     pub fn database_url(&self, paths: &Paths) -> String {
         self.database
             .url
@@ -173,6 +208,20 @@ impl Config {
                 "queue.lease_secs {} is too short (at least 3)",
                 self.queue.lease_secs
             ));
+        }
+        for (key, value) in [
+            ("models.anthropic_base_url", &self.models.anthropic_base_url),
+            ("models.openai_base_url", &self.models.openai_base_url),
+            (
+                "models.google_gemini_base_url",
+                &self.models.google_gemini_base_url,
+            ),
+        ] {
+            if let Some(v) = value {
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    out.push(format!("{key} '{v}' is not an http(s) URL"));
+                }
+            }
         }
         if let Some(url) = &self.database.url {
             let ok = url.starts_with("postgres://")

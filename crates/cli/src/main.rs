@@ -476,8 +476,8 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
     }
 }
 
-fn harness_env() -> BTreeMap<String, String> {
-    std::env::vars().collect()
+fn harness_env(paths: &Paths) -> Result<BTreeMap<String, String>> {
+    Ok(config::load(paths)?.harness_env())
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -496,7 +496,7 @@ struct Member {
 
 async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode> {
     let store = open_store(paths).await?;
-    let mut env = harness_env();
+    let mut env = harness_env(paths)?;
     let mut mock = None;
     let mut base = if args.demo {
         let model =

@@ -59,7 +59,7 @@ async fn build(
         store: store.clone(),
         sandbox: Arc::new(LocalSandbox::new()),
         paths: paths.clone(),
-        env: std::env::vars().collect(),
+        env: cfg.harness_env(),
         cwd: std::env::current_dir()?,
         limits: Limits {
             memory_bytes: Some(4 << 30),

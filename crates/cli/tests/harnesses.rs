@@ -293,3 +293,33 @@ async fn fan_out_runs_two_harnesses_from_one_base_and_compares_them() {
         "{table}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_endpoint_can_come_from_errands_config() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    let model = model(r#"{"steps":[{"text":"Nothing to do."}]}"#).await;
+    let env = Env::new();
+    let config = env.dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[models]\nanthropic_base_url = \"{}\"\n", model.base_url()),
+    )
+    .expect("config");
+    let env = env
+        .var("ERRAND_CONFIG", &config.to_string_lossy())
+        .var("ANTHROPIC_API_KEY", "sk-test-config");
+    let (ok, v) = env.run_json(&["say nothing"]);
+    assert!(ok, "{v:#}");
+    assert!(
+        !model.requests().is_empty(),
+        "the harness reached the configured endpoint"
+    );
+    std::fs::write(&config, "[models]\nopenai_base_url = \"ftp://nope\"\n").expect("config");
+    let out = env.run(&["config", "check"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("models.openai_base_url 'ftp://nope' is not an http(s) URL"));
+}
