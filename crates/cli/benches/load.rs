@@ -194,21 +194,6 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
         .pool_max_idle_per_host(n + 10)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let r: serde_json::Value = http
-            .post(format!("{base}/api/runs"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"prompt": format!("load {i}"), "harness": "synthetic", "repo": repo.to_string_lossy()}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        ids.push(r["id"].as_str().ok_or("no id")?.to_string());
-    }
-    let started = Instant::now();
     // Sample the server's memory while the runs are active.
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = {
@@ -220,8 +205,21 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
             }
         })
     };
+    let started = Instant::now();
+    // Each run's SSE client connects as soon as the run is created, before it starts.
     let mut clients = Vec::new();
-    for id in ids {
+    for i in 0..n {
+        let r: serde_json::Value = http
+            .post(format!("{base}/api/runs"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"prompt": format!("load {i}"), "harness": "synthetic", "repo": repo.to_string_lossy()}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let id = r["id"].as_str().ok_or("no id")?.to_string();
         let http = http.clone();
         let (base, token) = (base.clone(), token.clone());
         clients.push(tokio::spawn(async move {
