@@ -5,6 +5,8 @@
 //! installs quick). Only when npm itself is missing does each test print
 //! "skipped: claude not installed" and pass.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -19,35 +21,11 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const CLAUDE_VERSION: &str = "2.1.197";
 
 fn claude_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ERRAND_TEST_CLAUDE_BIN") {
-        let p = PathBuf::from(p);
-        return p.exists().then_some(p);
-    }
-    static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("model-test-claude");
-            let bin = dir.join("node_modules/.bin/claude");
-            if bin.exists() {
-                return Some(bin);
-            }
-            let ok = std::process::Command::new("npm")
-                .args([
-                    "install",
-                    "--no-audit",
-                    "--no-fund",
-                    "--loglevel=error",
-                    "--prefix",
-                ])
-                .arg(&dir)
-                .arg(format!("@anthropic-ai/claude-code@{CLAUDE_VERSION}"))
-                .stdin(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            (ok && bin.exists()).then_some(bin)
-        })
-        .clone()
+    support::npm_cli(
+        "ERRAND_TEST_CLAUDE_BIN",
+        &format!("@anthropic-ai/claude-code@{CLAUDE_VERSION}"),
+        "claude",
+    )
 }
 
 /// One finished `claude -p` run against a scripted model.

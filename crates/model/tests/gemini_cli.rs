@@ -17,6 +17,8 @@
 //! `ERRAND_TEST_SHOW=1 cargo test -p errand-model --test gemini_cli -- --nocapture`
 //! prints each run's stdout, stderr and request log.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -33,35 +35,11 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const GEMINI_VERSION: &str = "0.61.0";
 
 fn gemini_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ERRAND_TEST_GEMINI_BIN") {
-        let p = PathBuf::from(p);
-        return p.exists().then_some(p);
-    }
-    static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("model-test-gemini");
-            let bin = dir.join("node_modules/.bin/gemini");
-            if bin.exists() {
-                return Some(bin);
-            }
-            let ok = std::process::Command::new("npm")
-                .args([
-                    "install",
-                    "--no-audit",
-                    "--no-fund",
-                    "--loglevel=error",
-                    "--prefix",
-                ])
-                .arg(&dir)
-                .arg(format!("@google/gemini-cli@{GEMINI_VERSION}"))
-                .stdin(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            (ok && bin.exists()).then_some(bin)
-        })
-        .clone()
+    support::npm_cli(
+        "ERRAND_TEST_GEMINI_BIN",
+        &format!("@google/gemini-cli@{GEMINI_VERSION}"),
+        "gemini",
+    )
 }
 
 /// `$HOME/.gemini/settings.json`: API-key auth, so the env base URL is kept.

@@ -18,6 +18,8 @@
 //! `ERRAND_TEST_SHOW=1 cargo test -p errand-model --test opencode -- --nocapture`
 //! prints each run's stdout, stderr and request log.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -34,35 +36,11 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 const OPENCODE_VERSION: &str = "1.18.33";
 
 fn opencode_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ERRAND_TEST_OPENCODE_BIN") {
-        let p = PathBuf::from(p);
-        return p.exists().then_some(p);
-    }
-    static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    INSTALLED
-        .get_or_init(|| {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("model-test-opencode");
-            let bin = dir.join("node_modules/.bin/opencode");
-            if bin.exists() {
-                return Some(bin);
-            }
-            let ok = std::process::Command::new("npm")
-                .args([
-                    "install",
-                    "--no-audit",
-                    "--no-fund",
-                    "--loglevel=error",
-                    "--prefix",
-                ])
-                .arg(&dir)
-                .arg(format!("opencode-ai@{OPENCODE_VERSION}"))
-                .stdin(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            (ok && bin.exists()).then_some(bin)
-        })
-        .clone()
+    support::npm_cli(
+        "ERRAND_TEST_OPENCODE_BIN",
+        &format!("opencode-ai@{OPENCODE_VERSION}"),
+        "opencode",
+    )
 }
 
 /// The OpenCode config naming the scripted model as provider `errand`.
