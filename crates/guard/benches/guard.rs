@@ -62,10 +62,16 @@ fn main() {
     sorted.sort_by(f64::total_cmp);
     let pct = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
 
-    println!("errand-guard bench: {} corpus commands x {rounds} rounds", commands.len());
+    println!(
+        "errand-guard bench: {} corpus commands x {rounds} rounds",
+        commands.len()
+    );
     println!("  serde_json::from_str baseline: {base_ns:>10.0} ns/command");
     println!("  errand_guard::check:           {guard_ns:>10.0} ns/command");
-    println!("  ratio check / baseline:        {:>10.1}x", guard_ns / base_ns);
+    println!(
+        "  ratio check / baseline:        {:>10.1}x",
+        guard_ns / base_ns
+    );
     println!(
         "  per-command p50 {:.0} ns, p99 {:.0} ns, max {:.0} ns",
         pct(0.5),
@@ -77,7 +83,10 @@ fn main() {
         println!("  slowest: {ns:>10.0} ns  {shown}");
     }
     if full {
-        assert!(guard_ns < 1_000_000.0, "mean cost {guard_ns} ns is not far below a millisecond");
+        assert!(
+            guard_ns < 1_000_000.0,
+            "mean cost {guard_ns} ns is not far below a millisecond"
+        );
     }
 }
 

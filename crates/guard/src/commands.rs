@@ -22,59 +22,338 @@ struct Wrapper {
 const WRAPPERS: &[Wrapper] = &[
     Wrapper {
         names: &["env"],
-        value_opts: &["-u", "--unset", "-C", "--chdir", "-S", "--split-string", "-P", "--default-signal", "--ignore-signal", "--block-signal"],
+        value_opts: &[
+            "-u",
+            "--unset",
+            "-C",
+            "--chdir",
+            "-S",
+            "--split-string",
+            "-P",
+            "--default-signal",
+            "--ignore-signal",
+            "--block-signal",
+        ],
         code_opts: &[],
         operands: 0,
         assignments: true,
     },
     Wrapper {
         names: &["sudo"],
-        value_opts: &["-u", "--user", "-g", "--group", "-h", "--host", "-p", "--prompt", "-C", "--close-from", "-D", "--chdir", "-r", "--role", "-t", "--type", "-T", "--command-timeout", "-U", "--other-user", "-R", "--chroot"],
+        value_opts: &[
+            "-u",
+            "--user",
+            "-g",
+            "--group",
+            "-h",
+            "--host",
+            "-p",
+            "--prompt",
+            "-C",
+            "--close-from",
+            "-D",
+            "--chdir",
+            "-r",
+            "--role",
+            "-t",
+            "--type",
+            "-T",
+            "--command-timeout",
+            "-U",
+            "--other-user",
+            "-R",
+            "--chroot",
+        ],
         code_opts: &[],
         operands: 0,
         assignments: true,
     },
-    Wrapper { names: &["doas"], value_opts: &["-u", "-C"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["command", "builtin", "nohup", "unbuffer", "eatmydata", "catchsegv", "chronic", "torsocks", "tsocks", "nocache", "caffeinate", "dbus-run-session", "then", "do", "else"], value_opts: &[], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["exec"], value_opts: &["-a"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["nice"], value_opts: &["-n", "--adjustment"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["timeout"], value_opts: &["-s", "--signal", "-k", "--kill-after"], code_opts: &[], operands: 1, assignments: false },
-    Wrapper { names: &["stdbuf"], value_opts: &["-i", "--input", "-o", "--output", "-e", "--error"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["time"], value_opts: &["-f", "--format", "-o", "--output"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["setsid"], value_opts: &[], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["ionice"], value_opts: &["-c", "--class", "-n", "--classdata"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["chrt"], value_opts: &["-T", "--sched-runtime", "-P", "--sched-period", "-D", "--sched-deadline"], code_opts: &[], operands: 1, assignments: false },
-    Wrapper { names: &["taskset"], value_opts: &[], code_opts: &[], operands: 1, assignments: false },
-    Wrapper { names: &["chroot"], value_opts: &["--userspec", "--groups"], code_opts: &[], operands: 1, assignments: false },
-    Wrapper { names: &["flock"], value_opts: &["-w", "--timeout", "-E", "--conflict-exit-code"], code_opts: &["-c", "--command"], operands: 1, assignments: false },
-    Wrapper { names: &["su"], value_opts: &["-s", "--shell", "-g", "--group", "-G", "--supp-group", "-w", "--whitelist-environment"], code_opts: &["-c", "--command", "--session-command"], operands: 99, assignments: false },
-    Wrapper { names: &["runuser"], value_opts: &["-u", "--user", "-s", "--shell", "-g", "--group", "-G", "--supp-group", "-w"], code_opts: &["-c", "--command", "--session-command"], operands: 0, assignments: false },
-    Wrapper { names: &["script"], value_opts: &["-E", "--echo", "-I", "--log-in", "-O", "--log-out", "-B", "--log-io", "-T", "--log-timing", "-m", "--logging-format"], code_opts: &["-c", "--command"], operands: 99, assignments: false },
-    Wrapper { names: &["busybox", "toybox"], value_opts: &[], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["fakeroot"], value_opts: &["-l", "--lib", "--faked", "-s", "-i"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["proxychains", "proxychains4"], value_opts: &["-f"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["xvfb-run"], value_opts: &["-n", "--server-num", "-s", "--server-args", "-f", "--auth-file", "-e", "--error-file", "-p", "--xauth-protocol", "-w", "--wait"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["strace", "ltrace"], value_opts: &["-o", "-e", "-p", "-s", "-u", "-E", "-a", "-b", "-I", "-O", "-S", "-X", "-P", "-n"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["unshare"], value_opts: &["-S", "--setuid", "-G", "--setgid", "-R", "--root", "-w", "--wd"], code_opts: &[], operands: 0, assignments: false },
-    Wrapper { names: &["watch"], value_opts: &["-n", "--interval", "-q", "--equexit"], code_opts: &[], operands: 0, assignments: false },
+    Wrapper {
+        names: &["doas"],
+        value_opts: &["-u", "-C"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &[
+            "command",
+            "builtin",
+            "nohup",
+            "unbuffer",
+            "eatmydata",
+            "catchsegv",
+            "chronic",
+            "torsocks",
+            "tsocks",
+            "nocache",
+            "caffeinate",
+            "dbus-run-session",
+            "then",
+            "do",
+            "else",
+        ],
+        value_opts: &[],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["exec"],
+        value_opts: &["-a"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["nice"],
+        value_opts: &["-n", "--adjustment"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["timeout"],
+        value_opts: &["-s", "--signal", "-k", "--kill-after"],
+        code_opts: &[],
+        operands: 1,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["stdbuf"],
+        value_opts: &["-i", "--input", "-o", "--output", "-e", "--error"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["time"],
+        value_opts: &["-f", "--format", "-o", "--output"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["setsid"],
+        value_opts: &[],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["ionice"],
+        value_opts: &["-c", "--class", "-n", "--classdata"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["chrt"],
+        value_opts: &[
+            "-T",
+            "--sched-runtime",
+            "-P",
+            "--sched-period",
+            "-D",
+            "--sched-deadline",
+        ],
+        code_opts: &[],
+        operands: 1,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["taskset"],
+        value_opts: &[],
+        code_opts: &[],
+        operands: 1,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["chroot"],
+        value_opts: &["--userspec", "--groups"],
+        code_opts: &[],
+        operands: 1,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["flock"],
+        value_opts: &["-w", "--timeout", "-E", "--conflict-exit-code"],
+        code_opts: &["-c", "--command"],
+        operands: 1,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["su"],
+        value_opts: &[
+            "-s",
+            "--shell",
+            "-g",
+            "--group",
+            "-G",
+            "--supp-group",
+            "-w",
+            "--whitelist-environment",
+        ],
+        code_opts: &["-c", "--command", "--session-command"],
+        operands: 99,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["runuser"],
+        value_opts: &[
+            "-u",
+            "--user",
+            "-s",
+            "--shell",
+            "-g",
+            "--group",
+            "-G",
+            "--supp-group",
+            "-w",
+        ],
+        code_opts: &["-c", "--command", "--session-command"],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["script"],
+        value_opts: &[
+            "-E",
+            "--echo",
+            "-I",
+            "--log-in",
+            "-O",
+            "--log-out",
+            "-B",
+            "--log-io",
+            "-T",
+            "--log-timing",
+            "-m",
+            "--logging-format",
+        ],
+        code_opts: &["-c", "--command"],
+        operands: 99,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["busybox", "toybox"],
+        value_opts: &[],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["fakeroot"],
+        value_opts: &["-l", "--lib", "--faked", "-s", "-i"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["proxychains", "proxychains4"],
+        value_opts: &["-f"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["xvfb-run"],
+        value_opts: &[
+            "-n",
+            "--server-num",
+            "-s",
+            "--server-args",
+            "-f",
+            "--auth-file",
+            "-e",
+            "--error-file",
+            "-p",
+            "--xauth-protocol",
+            "-w",
+            "--wait",
+        ],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["strace", "ltrace"],
+        value_opts: &[
+            "-o", "-e", "-p", "-s", "-u", "-E", "-a", "-b", "-I", "-O", "-S", "-X", "-P", "-n",
+        ],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["unshare"],
+        value_opts: &[
+            "-S", "--setuid", "-G", "--setgid", "-R", "--root", "-w", "--wd",
+        ],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
+    Wrapper {
+        names: &["watch"],
+        value_opts: &["-n", "--interval", "-q", "--equexit"],
+        code_opts: &[],
+        operands: 0,
+        assignments: false,
+    },
 ];
 
 /// Shells: `-c` bodies and here-documents are parsed as shell code.
-const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "yash", "posh", "csh", "tcsh", "rbash", "hush"];
+const SHELLS: &[&str] = &[
+    "sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "yash", "posh", "csh", "tcsh",
+    "rbash", "hush",
+];
 
 /// Other interpreters: their code is not inspected, but feeding them a
 /// download is denied.
-const INTERPRETERS: &[&str] = &["python", "pypy", "perl", "ruby", "node", "nodejs", "php", "lua", "luajit", "tclsh", "osascript", "deno", "bun", "irb", "jshell", "rscript", "pwsh"];
+const INTERPRETERS: &[&str] = &[
+    "python",
+    "pypy",
+    "perl",
+    "ruby",
+    "node",
+    "nodejs",
+    "php",
+    "lua",
+    "luajit",
+    "tclsh",
+    "osascript",
+    "deno",
+    "bun",
+    "irb",
+    "jshell",
+    "rscript",
+    "pwsh",
+];
 
 /// Programs that write what they download to stdout (by default).
-const DOWNLOADERS: &[&str] = &["curl", "wget", "fetch", "aria2c", "http", "https", "xh", "lwp-request", "get", "lynx", "elinks", "links", "w3m"];
+const DOWNLOADERS: &[&str] = &[
+    "curl",
+    "wget",
+    "fetch",
+    "aria2c",
+    "http",
+    "https",
+    "xh",
+    "lwp-request",
+    "get",
+    "lynx",
+    "elinks",
+    "links",
+    "w3m",
+];
 
 /// Commands that do not read their file arguments' contents (names only).
 const NON_READING: &[&str] = &[
-    "echo", "printf", "ls", "dir", "vdir", "test", "[", "true", "false", "cd", "pushd", "popd", "mkdir",
-    "touch", "stat", "realpath", "readlink", "dirname", "basename", "which", "type", "whereis", "file",
-    "du", "df", "wc", "chmod", "chown", "chgrp", "export", "declare", "local", "readonly", "typeset",
-    "unset", "rm", "rmdir",
+    "echo", "printf", "ls", "dir", "vdir", "test", "[", "true", "false", "cd", "pushd", "popd",
+    "mkdir", "touch", "stat", "realpath", "readlink", "dirname", "basename", "which", "type",
+    "whereis", "file", "du", "df", "wc", "chmod", "chown", "chgrp", "export", "declare", "local",
+    "readonly", "typeset", "unset", "rm", "rmdir",
 ];
 
 /// Command name as the shell resolves it: basename of a path.
@@ -96,7 +375,10 @@ impl Checker<'_> {
     /// Every simple command ends up here, wrappers first.
     pub(crate) fn check_argv(&mut self, argv: &[Arg], stdin: &Stdin) -> Result<Effects, Denial> {
         if self.argv_depth >= crate::shell::MAX_ARGV_DEPTH {
-            return Err(Denial::new("too-complex", "wrapper commands nested too deep"));
+            return Err(Denial::new(
+                "too-complex",
+                "wrapper commands nested too deep",
+            ));
         }
         self.argv_depth += 1;
         let r = self.check_argv_inner(argv, stdin);
@@ -110,7 +392,10 @@ impl Checker<'_> {
         };
         if first.dynamic {
             if first.from_download {
-                return Err(Denial::new("pipe-to-shell", "a download is run as a command"));
+                return Err(Denial::new(
+                    "pipe-to-shell",
+                    "a download is run as a command",
+                ));
             }
             return Err(Denial::new(
                 "dynamic-command",
@@ -141,14 +426,23 @@ impl Checker<'_> {
             "." | "source" => {
                 if let Some(f) = rest.first() {
                     if f.from_download {
-                        return Err(Denial::new("pipe-to-shell", "`source <(download)` runs downloaded code"));
+                        return Err(Denial::new(
+                            "pipe-to-shell",
+                            "`source <(download)` runs downloaded code",
+                        ));
                     }
                 }
             }
             "alias" => {
                 for a in rest {
                     if let Some((_, v)) = a.text.split_once('=') {
-                        self.check_code_arg(&Arg { text: v.to_owned(), ..a.clone() }, "alias")?;
+                        self.check_code_arg(
+                            &Arg {
+                                text: v.to_owned(),
+                                ..a.clone()
+                            },
+                            "alias",
+                        )?;
                     }
                 }
                 return Ok(Effects::default());
@@ -189,7 +483,9 @@ impl Checker<'_> {
         }
         // Downloaders print what they fetch; any command may print a
         // downloaded argument (`echo "$(curl …)" | sh`).
-        if DOWNLOADERS.contains(&name.to_ascii_lowercase().as_str()) || rest.iter().any(|a| a.from_download) {
+        if DOWNLOADERS.contains(&name.to_ascii_lowercase().as_str())
+            || rest.iter().any(|a| a.from_download)
+        {
             eff.downloads = true;
         }
         if !NON_READING.contains(&name.as_str()) {
@@ -204,18 +500,32 @@ impl Checker<'_> {
                 continue;
             }
             let all = r.args.iter().all(|pat| {
-                args.iter().any(|a| a.dynamic || paths::glob_match(pat, &a.text))
+                args.iter()
+                    .any(|a| a.dynamic || paths::glob_match(pat, &a.text))
             });
             if all {
-                return Err(Denial { rule: r.id.clone(), reason: format!("{}: {}", r.id, r.reason) });
+                return Err(Denial {
+                    rule: r.id.clone(),
+                    reason: format!("{}: {}", r.id, r.reason),
+                });
             }
         }
         Ok(())
     }
 
-    fn check_wrapper(&mut self, name: &str, w: &Wrapper, rest: &[Arg], stdin: &Stdin) -> Result<Effects, Denial> {
+    fn check_wrapper(
+        &mut self,
+        name: &str,
+        w: &Wrapper,
+        rest: &[Arg],
+        stdin: &Stdin,
+    ) -> Result<Effects, Denial> {
         // `command -v x` and friends only look the name up.
-        if name == "command" && rest.first().is_some_and(|a| a.text == "-v" || a.text == "-V") {
+        if name == "command"
+            && rest
+                .first()
+                .is_some_and(|a| a.text == "-v" || a.text == "-V")
+        {
             return Ok(Effects::default());
         }
         // Options whose value is shell code may come anywhere (getopt permutes).
@@ -247,7 +557,10 @@ impl Checker<'_> {
                 let attached = words::attached_value(t);
                 if name == "env" && opt == "--split-string" {
                     let v = match attached {
-                        Some(v) => Arg { text: v.to_owned(), ..a.clone() },
+                        Some(v) => Arg {
+                            text: v.to_owned(),
+                            ..a.clone()
+                        },
                         None => {
                             i += 1;
                             rest.get(i).cloned().unwrap_or_default()
@@ -257,11 +570,15 @@ impl Checker<'_> {
                 }
                 if chdir_opts.contains(&opt) {
                     chdir = match attached {
-                        Some(v) => Some(Arg { text: v.to_owned(), ..a.clone() }),
+                        Some(v) => Some(Arg {
+                            text: v.to_owned(),
+                            ..a.clone()
+                        }),
                         None => rest.get(i + 1).cloned(),
                     };
                 }
-                if attached.is_none() && (w.value_opts.contains(&opt) || w.code_opts.contains(&opt)) {
+                if attached.is_none() && (w.value_opts.contains(&opt) || w.code_opts.contains(&opt))
+                {
                     i += 1;
                 }
                 i += 1;
@@ -278,7 +595,10 @@ impl Checker<'_> {
                         i += 1;
                         rest.get(i).cloned().unwrap_or_default()
                     } else {
-                        Arg { text: tail, ..a.clone() }
+                        Arg {
+                            text: tail,
+                            ..a.clone()
+                        }
                     };
                     return self.check_split_string(&v, &rest[(i + 1).min(rest.len())..]);
                 }
@@ -288,7 +608,10 @@ impl Checker<'_> {
                         chdir = if tail.is_empty() {
                             rest.get(i + 1).cloned()
                         } else {
-                            Some(Arg { text: tail, ..a.clone() })
+                            Some(Arg {
+                                text: tail,
+                                ..a.clone()
+                            })
                         };
                     }
                     break;
@@ -298,8 +621,13 @@ impl Checker<'_> {
         }
         if w.assignments {
             while let Some(a) = rest.get(i) {
-                let Some((n, v)) = a.text.split_once('=') else { break };
-                if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || a.leading_dynamic {
+                let Some((n, v)) = a.text.split_once('=') else {
+                    break;
+                };
+                if n.is_empty()
+                    || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    || a.leading_dynamic
+                {
                     break;
                 }
                 let value = (!a.dynamic).then(|| v.to_owned());
@@ -318,11 +646,23 @@ impl Checker<'_> {
         }
         if name == "watch" {
             // watch runs its arguments joined with spaces through `sh -c`.
-            let code = inner.iter().map(|a| a.text.as_str()).collect::<Vec<_>>().join(" ");
+            let code = inner
+                .iter()
+                .map(|a| a.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
             let dynamic = inner.iter().any(|a| a.dynamic);
             let dl = inner.iter().any(|a| a.from_download);
             return self
-                .check_code_arg(&Arg { text: code, dynamic, from_download: dl, ..Arg::default() }, "watch")
+                .check_code_arg(
+                    &Arg {
+                        text: code,
+                        dynamic,
+                        from_download: dl,
+                        ..Arg::default()
+                    },
+                    "watch",
+                )
                 .map(|_| Effects::default());
         }
         match chdir {
@@ -341,7 +681,12 @@ impl Checker<'_> {
         }
     }
 
-    fn check_wrapper_code_opts(&mut self, name: &str, w: &Wrapper, rest: &[Arg]) -> Result<(), Denial> {
+    fn check_wrapper_code_opts(
+        &mut self,
+        name: &str,
+        w: &Wrapper,
+        rest: &[Arg],
+    ) -> Result<(), Denial> {
         let mut i = 0;
         while i < rest.len() {
             let a = &rest[i];
@@ -353,7 +698,10 @@ impl Checker<'_> {
                 let opt = t.split('=').next().unwrap_or(t);
                 if w.code_opts.contains(&opt) {
                     match words::attached_value(t) {
-                        Some(v) => Some(Arg { text: v.to_owned(), ..a.clone() }),
+                        Some(v) => Some(Arg {
+                            text: v.to_owned(),
+                            ..a.clone()
+                        }),
                         None => {
                             i += 1;
                             rest.get(i).cloned()
@@ -373,7 +721,10 @@ impl Checker<'_> {
                             i += 1;
                             rest.get(i).cloned()
                         } else {
-                            Some(Arg { text: tail, ..a.clone() })
+                            Some(Arg {
+                                text: tail,
+                                ..a.clone()
+                            })
                         };
                         break;
                     }
@@ -396,7 +747,10 @@ impl Checker<'_> {
     /// `env -S 'git push -f' …`: the string is split into words.
     fn check_split_string(&mut self, s: &Arg, rest: &[Arg]) -> Result<Effects, Denial> {
         if s.dynamic {
-            return Err(Denial::new("dynamic-code", "env -S with a string known only at run time"));
+            return Err(Denial::new(
+                "dynamic-code",
+                "env -S with a string known only at run time",
+            ));
         }
         let mut code = s.text.clone();
         for a in rest {
@@ -409,7 +763,10 @@ impl Checker<'_> {
     /// Code given as an argument (`sh -c BODY`, `su -c`, `alias x=BODY` …).
     pub(crate) fn check_code_arg(&mut self, code: &Arg, what: &str) -> Result<Effects, Denial> {
         if code.from_download {
-            return Err(Denial::new("pipe-to-shell", format!("{what} runs code that was downloaded")));
+            return Err(Denial::new(
+                "pipe-to-shell",
+                format!("{what} runs code that was downloaded"),
+            ));
         }
         if code.dynamic {
             return Err(Denial::new(
@@ -426,15 +783,38 @@ impl Checker<'_> {
             return Err(Denial::new("pipe-to-shell", "eval runs downloaded code"));
         }
         if args.iter().any(|a| a.dynamic) {
-            return Err(Denial::new("dynamic-code", "eval of text known only at run time"));
+            return Err(Denial::new(
+                "dynamic-code",
+                "eval of text known only at run time",
+            ));
         }
-        let code = args.iter().map(|a| a.text.as_str()).collect::<Vec<_>>().join(" ");
+        let code = args
+            .iter()
+            .map(|a| a.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
         // eval runs in the current shell: keep state changes.
         self.check_nested(&code, false)
     }
 
     fn check_xargs(&mut self, rest: &[Arg]) -> Result<Effects, Denial> {
-        const VALUE: &[&str] = &["-a", "--arg-file", "-d", "--delimiter", "-E", "-I", "-L", "--max-lines", "-n", "--max-args", "-P", "--max-procs", "-s", "--max-chars", "--process-slot-var"];
+        const VALUE: &[&str] = &[
+            "-a",
+            "--arg-file",
+            "-d",
+            "--delimiter",
+            "-E",
+            "-I",
+            "-L",
+            "--max-lines",
+            "-n",
+            "--max-args",
+            "-P",
+            "--max-procs",
+            "-s",
+            "--max-chars",
+            "--process-slot-var",
+        ];
         let mut i = 0;
         let mut replace: Option<String> = None;
         while let Some(a) = rest.get(i) {
@@ -454,7 +834,12 @@ impl Checker<'_> {
             if let Some(r) = t.strip_prefix("--replace") {
                 replace = Some(r.strip_prefix('=').unwrap_or("{}").to_owned());
             } else if t == "-i" || (t.starts_with("-i") && !t.starts_with("--")) {
-                replace = Some(t.get(2..).filter(|s| !s.is_empty()).unwrap_or("{}").to_owned());
+                replace = Some(
+                    t.get(2..)
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or("{}")
+                        .to_owned(),
+                );
             } else if VALUE.contains(&t) {
                 i += 1;
             }
@@ -466,7 +851,11 @@ impl Checker<'_> {
         }
         // Items read from stdin: unknown words (not options: xargs passes
         // them after the given arguments).
-        let item = Arg { text: DYN.to_string(), dynamic: true, ..Arg::default() };
+        let item = Arg {
+            text: DYN.to_string(),
+            dynamic: true,
+            ..Arg::default()
+        };
         match replace {
             Some(r) if !r.is_empty() => {
                 for a in inner.iter_mut().skip(1) {
@@ -495,7 +884,9 @@ impl Checker<'_> {
     }
 
     fn change_dir(&mut self, rest: &[Arg]) {
-        let target = rest.iter().find(|a| !(a.text.starts_with('-') && a.text.len() > 1 && !a.dynamic));
+        let target = rest
+            .iter()
+            .find(|a| !(a.text.starts_with('-') && a.text.len() > 1 && !a.dynamic));
         self.state.cwd = match target {
             None => Some(self.home.clone()),
             Some(a) if a.dynamic || a.text == "-" => None,
@@ -515,10 +906,16 @@ impl Checker<'_> {
                     break; // the -c body
                 }
                 if a.from_download {
-                    return Err(Denial::new("pipe-to-shell", "a shell runs a downloaded script"));
+                    return Err(Denial::new(
+                        "pipe-to-shell",
+                        "a shell runs a downloaded script",
+                    ));
                 }
                 if i + 1 < rest.len() || has_c {
-                    return Err(Denial::new("dynamic-code", "shell options known only at run time"));
+                    return Err(Denial::new(
+                        "dynamic-code",
+                        "shell options known only at run time",
+                    ));
                 }
                 break;
             }
@@ -559,7 +956,10 @@ impl Checker<'_> {
         if !stdin_flag {
             if let Some(script) = operand {
                 if script.from_download {
-                    return Err(Denial::new("pipe-to-shell", "a shell runs a downloaded script (bash <(curl …))"));
+                    return Err(Denial::new(
+                        "pipe-to-shell",
+                        "a shell runs a downloaded script (bash <(curl …))",
+                    ));
                 }
                 if script.text != "/dev/stdin" {
                     return Ok(Effects::default()); // a script file: not inspected
@@ -569,7 +969,12 @@ impl Checker<'_> {
         self.program_from_stdin(stdin, true)
     }
 
-    fn check_interpreter(&mut self, name: &str, rest: &[Arg], stdin: &Stdin) -> Result<Effects, Denial> {
+    fn check_interpreter(
+        &mut self,
+        name: &str,
+        rest: &[Arg],
+        stdin: &Stdin,
+    ) -> Result<Effects, Denial> {
         let base = interpreter_base(name).to_ascii_lowercase();
         let code_flags: &[&str] = match base.as_str() {
             "python" | "pypy" => &["-c", "-m"],
@@ -582,13 +987,28 @@ impl Checker<'_> {
             "pwsh" => &["-c", "-command", "-Command"],
             _ => &[],
         };
-        let value_opts: &[&str] = &["-W", "-X", "-I", "-r", "--require", "-x", "-i", "-M", "-l", "--input-type", "-f"];
+        let value_opts: &[&str] = &[
+            "-W",
+            "-X",
+            "-I",
+            "-r",
+            "--require",
+            "-x",
+            "-i",
+            "-M",
+            "-l",
+            "--input-type",
+            "-f",
+        ];
         let mut i = 0;
         while let Some(a) = rest.get(i) {
             let t = a.text.as_str();
             if a.leading_dynamic {
                 if a.from_download {
-                    return Err(Denial::new("pipe-to-shell", format!("{name} runs a downloaded program")));
+                    return Err(Denial::new(
+                        "pipe-to-shell",
+                        format!("{name} runs a downloaded program"),
+                    ));
                 }
                 return Ok(Effects::default());
             }
@@ -604,7 +1024,8 @@ impl Checker<'_> {
             }
             let flag = t.split('=').next().unwrap_or(t);
             let short2 = t.get(..2).unwrap_or(t);
-            if code_flags.contains(&flag) || (!t.starts_with("--") && code_flags.contains(&short2)) {
+            if code_flags.contains(&flag) || (!t.starts_with("--") && code_flags.contains(&short2))
+            {
                 let attached = if t.contains('=') && t.starts_with("--") {
                     true
                 } else {
@@ -612,7 +1033,10 @@ impl Checker<'_> {
                 };
                 let code = if attached { Some(a) } else { rest.get(i + 1) };
                 if code.is_some_and(|c| c.from_download) {
-                    return Err(Denial::new("pipe-to-shell", format!("{name} runs downloaded code")));
+                    return Err(Denial::new(
+                        "pipe-to-shell",
+                        format!("{name} runs downloaded code"),
+                    ));
                 }
                 return Ok(Effects::default());
             }
@@ -622,10 +1046,13 @@ impl Checker<'_> {
             i += 1;
         }
         match rest.get(i) {
-            Some(script) if script.from_download => {
-                Err(Denial::new("pipe-to-shell", format!("{name} runs a downloaded program")))
+            Some(script) if script.from_download => Err(Denial::new(
+                "pipe-to-shell",
+                format!("{name} runs a downloaded program"),
+            )),
+            Some(script) if script.text == "/dev/stdin" || script.text == "-" => {
+                self.program_from_stdin(stdin, false)
             }
-            Some(script) if script.text == "/dev/stdin" || script.text == "-" => self.program_from_stdin(stdin, false),
             Some(_) => Ok(Effects::default()),
             None => self.program_from_stdin(stdin, false),
         }
@@ -634,18 +1061,30 @@ impl Checker<'_> {
     /// The interpreter reads its program from stdin.
     fn program_from_stdin(&mut self, stdin: &Stdin, is_shell: bool) -> Result<Effects, Denial> {
         match stdin {
-            Stdin::Inherited => Ok(Effects { stdin_interpreter: true, downloads: false }),
+            Stdin::Inherited => Ok(Effects {
+                stdin_interpreter: true,
+                downloads: false,
+            }),
             Stdin::Closed => Ok(Effects::default()),
             Stdin::File { from_download } => {
                 if *from_download {
-                    Err(Denial::new("pipe-to-shell", "an interpreter reads a download on stdin (sh < <(curl …))"))
+                    Err(Denial::new(
+                        "pipe-to-shell",
+                        "an interpreter reads a download on stdin (sh < <(curl …))",
+                    ))
                 } else {
                     Ok(Effects::default())
                 }
             }
-            Stdin::Doc { text, from_download } => {
+            Stdin::Doc {
+                text,
+                from_download,
+            } => {
                 if *from_download {
-                    return Err(Denial::new("pipe-to-shell", "an interpreter is fed a download as a here-document"));
+                    return Err(Denial::new(
+                        "pipe-to-shell",
+                        "an interpreter is fed a download as a here-document",
+                    ));
                 }
                 if !is_shell {
                     return Ok(Effects::default());
@@ -667,7 +1106,18 @@ impl Checker<'_> {
     // ----- rm -------------------------------------------------------------
 
     fn check_rm(&mut self, rest: &[Arg]) -> Result<(), Denial> {
-        const LONG: &[&str] = &["--recursive", "--force", "--interactive", "--one-file-system", "--no-preserve-root", "--preserve-root", "--dir", "--verbose", "--help", "--version"];
+        const LONG: &[&str] = &[
+            "--recursive",
+            "--force",
+            "--interactive",
+            "--one-file-system",
+            "--no-preserve-root",
+            "--preserve-root",
+            "--dir",
+            "--verbose",
+            "--help",
+            "--version",
+        ];
         let mut recursive = false;
         let mut maybe_recursive = false;
         let mut targets: Vec<&Arg> = Vec::new();
@@ -720,7 +1170,10 @@ impl Checker<'_> {
             if a.dynamic {
                 return Err(Denial::new(
                     "rm-unresolved",
-                    format!("rm -r target `{}` depends on a variable or command output", show(a)),
+                    format!(
+                        "rm -r target `{}` depends on a variable or command output",
+                        show(a)
+                    ),
                 ));
             }
             self.check_rm_target(a)?;
@@ -731,15 +1184,28 @@ impl Checker<'_> {
     fn check_rm_target(&self, a: &Arg) -> Result<(), Denial> {
         let ws = self.workspace.as_str();
         let raw = a.text.as_str();
-        let (dir_part, glob_part) = if a.glob { split_glob(raw) } else { (raw.to_owned(), None) };
-        let dir_text = if dir_part.is_empty() { ".".to_owned() } else { dir_part };
+        let (dir_part, glob_part) = if a.glob {
+            split_glob(raw)
+        } else {
+            (raw.to_owned(), None)
+        };
+        let dir_text = if dir_part.is_empty() {
+            ".".to_owned()
+        } else {
+            dir_part
+        };
         let Some(path) = paths::resolve(self.state.cwd.as_deref(), &dir_text) else {
             return Err(Denial::new(
                 "rm-unresolved",
                 format!("rm -r of relative path `{raw}` after a `cd` to an unknown directory"),
             ));
         };
-        let deny = |what: String| Err(Denial::new("rm-recursive", format!("rm -r of `{raw}`: {what}")));
+        let deny = |what: String| {
+            Err(Denial::new(
+                "rm-recursive",
+                format!("rm -r of `{raw}`: {what}"),
+            ))
+        };
         if path == "/" && glob_part.is_none() {
             return deny("the file-system root".to_owned());
         }
@@ -762,10 +1228,14 @@ impl Checker<'_> {
                 let first = glob.split('/').next().unwrap_or("");
                 if path == ws {
                     if paths::glob_match(first, ".git") {
-                        return deny(format!("the glob `{first}` at the workspace root also matches .git"));
+                        return deny(format!(
+                            "the glob `{first}` at the workspace root also matches .git"
+                        ));
                     }
                     if first.chars().all(|c| "*?.[]!".contains(c)) {
-                        return deny(format!("the glob `{first}` matches everything at the workspace root"));
+                        return deny(format!(
+                            "the glob `{first}` matches everything at the workspace root"
+                        ));
                     }
                 }
                 if first.starts_with('.') && paths::glob_match(first, "..") {
@@ -802,14 +1272,43 @@ impl Checker<'_> {
         if starts.is_empty() {
             starts.push(&dot);
         }
-        const FILTERS: &[&str] = &["-name", "-iname", "-path", "-ipath", "-wholename", "-iwholename", "-regex", "-iregex", "-empty", "-newer", "-mtime", "-mmin", "-atime", "-amin", "-ctime", "-cmin", "-size", "-lname", "-ilname", "-user", "-group", "-perm", "-links", "-inum", "-samefile"];
+        const FILTERS: &[&str] = &[
+            "-name",
+            "-iname",
+            "-path",
+            "-ipath",
+            "-wholename",
+            "-iwholename",
+            "-regex",
+            "-iregex",
+            "-empty",
+            "-newer",
+            "-mtime",
+            "-mmin",
+            "-atime",
+            "-amin",
+            "-ctime",
+            "-cmin",
+            "-size",
+            "-lname",
+            "-ilname",
+            "-user",
+            "-group",
+            "-perm",
+            "-links",
+            "-inum",
+            "-samefile",
+        ];
         let mut deleting = false;
         let mut filtered = false;
         let mut execs: Vec<Vec<Arg>> = Vec::new();
         while let Some(a) = rest.get(i) {
             let t = a.text.as_str();
             if a.dynamic && a.leading_dynamic {
-                return Err(Denial::new("dynamic-argument", "find expression known only at run time"));
+                return Err(Denial::new(
+                    "dynamic-argument",
+                    "find expression known only at run time",
+                ));
             }
             match t {
                 "-delete" => deleting = true,
@@ -854,7 +1353,13 @@ impl Checker<'_> {
                 };
                 let argv: Vec<Arg> = cmd
                     .iter()
-                    .map(|a| if a.text.contains("{}") { found.clone() } else { a.clone() })
+                    .map(|a| {
+                        if a.text.contains("{}") {
+                            found.clone()
+                        } else {
+                            a.clone()
+                        }
+                    })
                     .collect();
                 let reads = argv
                     .first()
@@ -871,20 +1376,35 @@ impl Checker<'_> {
 
     fn check_find_start(&self, s: &Arg, filtered: bool) -> Result<(), Denial> {
         if s.dynamic {
-            return Err(Denial::new("find-delete", format!("find deletes under `{}`, which depends on a variable", show(s))));
+            return Err(Denial::new(
+                "find-delete",
+                format!(
+                    "find deletes under `{}`, which depends on a variable",
+                    show(s)
+                ),
+            ));
         }
         let Some(p) = paths::resolve(self.state.cwd.as_deref(), &s.text) else {
-            return Err(Denial::new("find-delete", "find deletes under a relative path after `cd` to an unknown directory"));
+            return Err(Denial::new(
+                "find-delete",
+                "find deletes under a relative path after `cd` to an unknown directory",
+            ));
         };
         let ws = &self.workspace;
         if !paths::within(&p, ws) {
-            return Err(Denial::new("find-delete", format!("find deletes under {p}, outside the workspace {ws}")));
+            return Err(Denial::new(
+                "find-delete",
+                format!("find deletes under {p}, outside the workspace {ws}"),
+            ));
         }
         if paths::components(&p[ws.len()..]).contains(&".git") {
             return Err(Denial::new("find-delete", "find deletes inside .git"));
         }
         if &p == ws && !filtered {
-            return Err(Denial::new("find-delete", "find deletes everything under the workspace root (no -name/-path filter)"));
+            return Err(Denial::new(
+                "find-delete",
+                "find deletes everything under the workspace root (no -name/-path filter)",
+            ));
         }
         Ok(())
     }
@@ -894,18 +1414,36 @@ impl Checker<'_> {
     fn check_chmod(&mut self, name: &str, rest: &[Arg]) -> Result<(), Denial> {
         let recursive = rest.iter().any(|a| {
             let t = a.text.as_str();
-            (t.starts_with("--") && words::long_candidates(t, &["--recursive", "--reference", "--reflink"]).contains(&"--recursive"))
-                || (t.starts_with('-') && !t.starts_with("--") && short_letters(t).any(|c| c == 'R'))
+            (t.starts_with("--")
+                && words::long_candidates(t, &["--recursive", "--reference", "--reflink"])
+                    .contains(&"--recursive"))
+                || (t.starts_with('-')
+                    && !t.starts_with("--")
+                    && short_letters(t).any(|c| c == 'R'))
         });
         if !recursive {
             return Ok(());
         }
-        for a in rest.iter().filter(|a| !a.text.starts_with('-') || a.leading_dynamic) {
+        for a in rest
+            .iter()
+            .filter(|a| !a.text.starts_with('-') || a.leading_dynamic)
+        {
             if a.dynamic {
-                return Err(Denial::new("chmod-system", format!("{name} -R on `{}`, which depends on a variable", show(a))));
+                return Err(Denial::new(
+                    "chmod-system",
+                    format!("{name} -R on `{}`, which depends on a variable", show(a)),
+                ));
             }
-            let text = if a.glob { split_glob(&a.text).0 } else { a.text.clone() };
-            let text = if text.is_empty() { ".".to_owned() } else { text };
+            let text = if a.glob {
+                split_glob(&a.text).0
+            } else {
+                a.text.clone()
+            };
+            let text = if text.is_empty() {
+                ".".to_owned()
+            } else {
+                text
+            };
             // The mode/owner operand (`755`, `u+x`, `root:root`) resolves to a
             // harmless relative name; it is skipped only when the working
             // directory is unknown.
@@ -914,10 +1452,16 @@ impl Checker<'_> {
                 if !path_like {
                     continue;
                 }
-                return Err(Denial::new("chmod-system", format!("{name} -R on a relative path after `cd` to an unknown directory")));
+                return Err(Denial::new(
+                    "chmod-system",
+                    format!("{name} -R on a relative path after `cd` to an unknown directory"),
+                ));
             };
             if let Some(what) = paths::system_path(&p, &self.home) {
-                return Err(Denial::new("chmod-system", format!("{name} -R on {p} ({what})")));
+                return Err(Denial::new(
+                    "chmod-system",
+                    format!("{name} -R on {p} ({what})"),
+                ));
             }
         }
         Ok(())
@@ -928,15 +1472,21 @@ impl Checker<'_> {
     /// Deny writes to `.git/hooks/…` and `.git/config` (of any repository:
     /// submodules have their own).
     pub(crate) fn check_git_internal_target(&self, a: &Arg, how: &str) -> Result<(), Denial> {
-        let Some(p) = a.known().and_then(|t| paths::resolve(self.state.cwd.as_deref(), t)) else {
+        let Some(p) = a
+            .known()
+            .and_then(|t| paths::resolve(self.state.cwd.as_deref(), t))
+        else {
             return Ok(());
         };
         let comps = paths::components(&p);
-        let hit = comps.windows(2).any(|w| {
-            w[0] == ".git" && (w[1] == "hooks" || w[1] == "config")
-        });
+        let hit = comps
+            .windows(2)
+            .any(|w| w[0] == ".git" && (w[1] == "hooks" || w[1] == "config"));
         if hit {
-            return Err(Denial::new("git-hooks-write", format!("{how} writes to {p}")));
+            return Err(Denial::new(
+                "git-hooks-write",
+                format!("{how} writes to {p}"),
+            ));
         }
         Ok(())
     }
@@ -948,7 +1498,10 @@ impl Checker<'_> {
         }
         if let Some(p) = paths::resolve(self.state.cwd.as_deref(), &a.text) {
             if paths::is_raw_device(&p) {
-                return Err(Denial::new("device-write", format!("{how} writes to the raw device {p}")));
+                return Err(Denial::new(
+                    "device-write",
+                    format!("{how} writes to the raw device {p}"),
+                ));
             }
         }
         Ok(())
@@ -960,33 +1513,63 @@ impl Checker<'_> {
         };
         let cwd = self.state.cwd.clone();
         let cwd = cwd.as_deref();
-        if name.starts_with("mkfs") || matches!(name, "mke2fs" | "mkswap" | "wipefs" | "blkdiscard" | "mkntfs" | "mkdosfs" | "mkexfatfs") {
-            return Err(Denial::new("device-write", format!("`{name}` creates or wipes a file system")));
+        if name.starts_with("mkfs")
+            || matches!(
+                name,
+                "mke2fs" | "mkswap" | "wipefs" | "blkdiscard" | "mkntfs" | "mkdosfs" | "mkexfatfs"
+            )
+        {
+            return Err(Denial::new(
+                "device-write",
+                format!("`{name}` creates or wipes a file system"),
+            ));
         }
         match name {
             "dd" | "dcfldd" => {
                 for a in rest {
                     if let Some(of) = a.text.strip_prefix("of=") {
-                        self.check_device_target(&Arg { text: of.to_owned(), ..a.clone() }, name)?;
+                        self.check_device_target(
+                            &Arg {
+                                text: of.to_owned(),
+                                ..a.clone()
+                            },
+                            name,
+                        )?;
                     }
                 }
             }
-            "fdisk" | "sfdisk" | "cfdisk" | "parted" | "sgdisk" | "gdisk" | "cgdisk" | "partprobe" => {
-                let listing = rest.iter().any(|a| matches!(a.text.as_str(), "-l" | "--list" | "print" | "-p" | "--print"));
+            "fdisk" | "sfdisk" | "cfdisk" | "parted" | "sgdisk" | "gdisk" | "cgdisk"
+            | "partprobe" => {
+                let listing = rest.iter().any(|a| {
+                    matches!(
+                        a.text.as_str(),
+                        "-l" | "--list" | "print" | "-p" | "--print"
+                    )
+                });
                 if !listing && rest.iter().any(|a| is_dev(a, cwd)) {
-                    return Err(Denial::new("device-write", format!("`{name}` repartitions a disk")));
+                    return Err(Denial::new(
+                        "device-write",
+                        format!("`{name}` repartitions a disk"),
+                    ));
                 }
             }
             "shred" => {
                 if let Some(a) = rest.iter().find(|a| is_dev(a, cwd)) {
-                    return Err(Denial::new("device-write", format!("shred of the device {}", a.text)));
+                    return Err(Denial::new(
+                        "device-write",
+                        format!("shred of the device {}", a.text),
+                    ));
                 }
             }
             "tee" | "cp" | "mv" | "install" | "rsync" | "ddrescue" | "pv" | "cat" | "ln" => {
                 let writes: Vec<&Arg> = match name {
                     "tee" => rest.iter().filter(|a| !a.text.starts_with('-')).collect(),
                     "cat" | "pv" => Vec::new(),
-                    _ => rest.iter().rfind(|a| !a.text.starts_with('-')).into_iter().collect(),
+                    _ => rest
+                        .iter()
+                        .rfind(|a| !a.text.starts_with('-'))
+                        .into_iter()
+                        .collect(),
                 };
                 for a in writes {
                     self.check_device_target(a, name)?;
@@ -1009,7 +1592,12 @@ impl Checker<'_> {
 
     /// Deny if `a` names a secret file (or, for recursive readers, a
     /// directory containing one).
-    pub(crate) fn check_secret_path(&self, a: &Arg, recursive: bool, how: &str) -> Result<(), Denial> {
+    pub(crate) fn check_secret_path(
+        &self,
+        a: &Arg,
+        recursive: bool,
+        how: &str,
+    ) -> Result<(), Denial> {
         if a.dynamic {
             return self.check_secret_tail(a, how);
         }
@@ -1041,13 +1629,22 @@ impl Checker<'_> {
             } else {
                 c
             };
-            let (dir, glob) = if a.glob && paths::has_glob_chars(c) { (c.to_owned(), true) } else { (c.to_owned(), false) };
-            let Some(p) = paths::resolve(self.state.cwd.as_deref(), &dir) else { continue };
+            let (dir, glob) = if a.glob && paths::has_glob_chars(c) {
+                (c.to_owned(), true)
+            } else {
+                (c.to_owned(), false)
+            };
+            let Some(p) = paths::resolve(self.state.cwd.as_deref(), &dir) else {
+                continue;
+            };
             let comps = paths::components(&p);
             for s in self.secrets.iter() {
                 match paths::relate(&comps, s) {
                     Some(SecretRelation::Inside) => {
-                        return Err(Denial::new("secret-read", format!("`{how}` reads {p}: {}", s.what)));
+                        return Err(Denial::new(
+                            "secret-read",
+                            format!("`{how}` reads {p}: {}", s.what),
+                        ));
                     }
                     Some(SecretRelation::Ancestor) if recursive => {
                         return Err(Denial::new(
@@ -1059,9 +1656,13 @@ impl Checker<'_> {
                 }
             }
             if let Some(last) = comps.last() {
-                let dotenv = paths::is_dotenv_name(last) || (glob && paths::glob_match(last, ".env"));
+                let dotenv =
+                    paths::is_dotenv_name(last) || (glob && paths::glob_match(last, ".env"));
                 if dotenv && !paths::within(&p, &self.workspace) {
-                    return Err(Denial::new("secret-read", format!("`{how}` reads {p}: a .env file outside the workspace")));
+                    return Err(Denial::new(
+                        "secret-read",
+                        format!("`{how}` reads {p}: a .env file outside the workspace"),
+                    ));
                 }
             }
         }
@@ -1075,7 +1676,10 @@ impl Checker<'_> {
         let comps: Vec<&str> = tail.split('/').filter(|c| !c.is_empty()).collect();
         for (entry, what) in paths::home_secret_entries() {
             if comps.windows(entry.len()).any(|w| w == entry) {
-                return Err(Denial::new("secret-read", format!("`{how}` may read {what} through `{}`", show(a))));
+                return Err(Denial::new(
+                    "secret-read",
+                    format!("`{how}` may read {what} through `{}`", show(a)),
+                ));
             }
         }
         Ok(())
@@ -1087,13 +1691,22 @@ fn is_recursive_reader(name: &str, rest: &[Arg]) -> bool {
     let has_short = |letters: &[char]| {
         rest.iter().any(|a| {
             let t = a.text.as_str();
-            t.starts_with('-') && !t.starts_with("--") && short_letters(t).any(|c| letters.contains(&c))
+            t.starts_with('-')
+                && !t.starts_with("--")
+                && short_letters(t).any(|c| letters.contains(&c))
         })
     };
     let has_long = |l: &[&str]| rest.iter().any(|a| l.iter().any(|x| a.text.starts_with(x)));
     match name {
         "rg" | "ag" | "ack" | "tar" | "zip" | "7z" | "7za" | "bsdtar" | "gtar" | "rclone" => true,
-        "grep" | "egrep" | "fgrep" => has_short(&['r', 'R']) || has_long(&["--recursive", "--dereference-recursive", "--directories=recurse"]),
+        "grep" | "egrep" | "fgrep" => {
+            has_short(&['r', 'R'])
+                || has_long(&[
+                    "--recursive",
+                    "--dereference-recursive",
+                    "--directories=recurse",
+                ])
+        }
         "cp" | "scp" => has_short(&['r', 'R', 'a']) || has_long(&["--recursive", "--archive"]),
         "rsync" => has_short(&['r', 'a']) || has_long(&["--recursive", "--archive"]),
         _ => false,
@@ -1105,9 +1718,15 @@ fn unwrap_simple_wrappers(cmd: &[Arg]) -> &[Arg] {
     let mut c = cmd;
     while let Some(first) = c.first() {
         let n = command_name(&first.text);
-        if matches!(n, "sudo" | "command" | "nice" | "nohup" | "env" | "exec" | "doas") {
+        if matches!(
+            n,
+            "sudo" | "command" | "nice" | "nohup" | "env" | "exec" | "doas"
+        ) {
             c = &c[1..];
-            while c.first().is_some_and(|a| a.text.starts_with('-') || a.text.contains('=')) {
+            while c
+                .first()
+                .is_some_and(|a| a.text.starts_with('-') || a.text.contains('='))
+            {
                 c = &c[1..];
             }
         } else {
@@ -1123,7 +1742,11 @@ fn split_glob(raw: &str) -> (String, Option<String>) {
     let first_glob = raw.find(['*', '?', '[']).unwrap_or(raw.len());
     match raw[..first_glob].rfind('/') {
         Some(slash) => {
-            let dir = if slash == 0 { "/".to_owned() } else { raw[..slash].to_owned() };
+            let dir = if slash == 0 {
+                "/".to_owned()
+            } else {
+                raw[..slash].to_owned()
+            };
             (dir, Some(raw[slash + 1..].to_owned()))
         }
         None => (String::new(), Some(raw.to_owned())),
@@ -1143,7 +1766,10 @@ mod tests {
     fn split_glob_parts() {
         assert_eq!(split_glob("*"), (String::new(), Some("*".to_owned())));
         assert_eq!(split_glob("/*"), ("/".to_owned(), Some("*".to_owned())));
-        assert_eq!(split_glob("build/*.o"), ("build".to_owned(), Some("*.o".to_owned())));
+        assert_eq!(
+            split_glob("build/*.o"),
+            ("build".to_owned(), Some("*.o".to_owned()))
+        );
     }
 
     #[test]

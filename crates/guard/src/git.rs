@@ -43,11 +43,17 @@ impl Scanned {
     }
 
     fn long_value(&self, name: &str) -> Option<&str> {
-        self.longs.iter().find(|(c, _)| c.len() == 1 && c[0] == name).and_then(|(_, v)| v.as_deref())
+        self.longs
+            .iter()
+            .find(|(c, _)| c.len() == 1 && c[0] == name)
+            .and_then(|(_, v)| v.as_deref())
     }
 
     fn short_value(&self, c: char) -> Option<&str> {
-        self.short_values.iter().find(|(k, _)| *k == c).map(|(_, v)| v.as_str())
+        self.short_values
+            .iter()
+            .find(|(k, _)| *k == c)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -114,43 +120,106 @@ fn scan(sub: &str, args: &[Arg], spec: &Spec) -> Result<Scanned, Denial> {
 fn dynamic(sub: &str, a: &Arg) -> Denial {
     Denial::new(
         "dynamic-argument",
-        format!("`git {sub}` gets `{}`, whose value is known only at run time", crate::commands::show(a)),
+        format!(
+            "`git {sub}` gets `{}`, whose value is known only at run time",
+            crate::commands::show(a)
+        ),
     )
 }
 
 const PUSH: Spec = Spec {
     short_value: "o",
     long: &[
-        "--all", "--branches", "--mirror", "--delete", "--tags", "--follow-tags", "--dry-run", "--porcelain",
-        "--force", "--force-with-lease", "--force-if-includes", "--repo", "--set-upstream", "--thin",
-        "--receive-pack", "--exec", "--push-option", "--quiet", "--verbose", "--progress",
-        "--recurse-submodules", "--verify", "--ipv4", "--ipv6", "--signed", "--atomic", "--prune",
+        "--all",
+        "--branches",
+        "--mirror",
+        "--delete",
+        "--tags",
+        "--follow-tags",
+        "--dry-run",
+        "--porcelain",
+        "--force",
+        "--force-with-lease",
+        "--force-if-includes",
+        "--repo",
+        "--set-upstream",
+        "--thin",
+        "--receive-pack",
+        "--exec",
+        "--push-option",
+        "--quiet",
+        "--verbose",
+        "--progress",
+        "--recurse-submodules",
+        "--verify",
+        "--ipv4",
+        "--ipv6",
+        "--signed",
+        "--atomic",
+        "--prune",
     ],
-    long_value: &["--repo", "--receive-pack", "--exec", "--push-option", "--recurse-submodules"],
+    long_value: &[
+        "--repo",
+        "--receive-pack",
+        "--exec",
+        "--push-option",
+        "--recurse-submodules",
+    ],
 };
 
 const RESET: Spec = Spec {
     short_value: "",
     long: &[
-        "--hard", "--soft", "--mixed", "--merge", "--keep", "--quiet", "--patch", "--pathspec-from-file",
-        "--pathspec-file-nul", "--intent-to-add", "--recurse-submodules", "--refresh",
+        "--hard",
+        "--soft",
+        "--mixed",
+        "--merge",
+        "--keep",
+        "--quiet",
+        "--patch",
+        "--pathspec-from-file",
+        "--pathspec-file-nul",
+        "--intent-to-add",
+        "--recurse-submodules",
+        "--refresh",
     ],
     long_value: &[],
 };
 
 const CLEAN: Spec = Spec {
     short_value: "e",
-    long: &["--force", "--dry-run", "--quiet", "--interactive", "--exclude"],
+    long: &[
+        "--force",
+        "--dry-run",
+        "--quiet",
+        "--interactive",
+        "--exclude",
+    ],
     long_value: &["--exclude"],
 };
 
 const CHECKOUT: Spec = Spec {
     short_value: "bB",
     long: &[
-        "--force", "--merge", "--patch", "--quiet", "--detach", "--orphan", "--track", "--guess", "--ours",
-        "--theirs", "--conflict", "--ignore-skip-worktree-bits", "--ignore-other-worktrees",
-        "--overwrite-ignore", "--recurse-submodules", "--progress", "--pathspec-from-file",
-        "--pathspec-file-nul", "--overlay",
+        "--force",
+        "--merge",
+        "--patch",
+        "--quiet",
+        "--detach",
+        "--orphan",
+        "--track",
+        "--guess",
+        "--ours",
+        "--theirs",
+        "--conflict",
+        "--ignore-skip-worktree-bits",
+        "--ignore-other-worktrees",
+        "--overwrite-ignore",
+        "--recurse-submodules",
+        "--progress",
+        "--pathspec-from-file",
+        "--pathspec-file-nul",
+        "--overlay",
     ],
     long_value: &["--orphan"],
 };
@@ -158,8 +227,19 @@ const CHECKOUT: Spec = Spec {
 const SWITCH: Spec = Spec {
     short_value: "cC",
     long: &[
-        "--create", "--force-create", "--detach", "--guess", "--force", "--discard-changes", "--merge",
-        "--conflict", "--quiet", "--progress", "--track", "--orphan", "--ignore-other-worktrees",
+        "--create",
+        "--force-create",
+        "--detach",
+        "--guess",
+        "--force",
+        "--discard-changes",
+        "--merge",
+        "--conflict",
+        "--quiet",
+        "--progress",
+        "--track",
+        "--orphan",
+        "--ignore-other-worktrees",
         "--recurse-submodules",
     ],
     long_value: &["--create", "--force-create", "--orphan"],
@@ -168,9 +248,22 @@ const SWITCH: Spec = Spec {
 const RESTORE: Spec = Spec {
     short_value: "s",
     long: &[
-        "--source", "--staged", "--worktree", "--patch", "--quiet", "--progress", "--ours", "--theirs",
-        "--merge", "--conflict", "--ignore-unmerged", "--ignore-skip-worktree-bits", "--recurse-submodules",
-        "--overlay", "--pathspec-from-file", "--pathspec-file-nul",
+        "--source",
+        "--staged",
+        "--worktree",
+        "--patch",
+        "--quiet",
+        "--progress",
+        "--ours",
+        "--theirs",
+        "--merge",
+        "--conflict",
+        "--ignore-unmerged",
+        "--ignore-skip-worktree-bits",
+        "--recurse-submodules",
+        "--overlay",
+        "--pathspec-from-file",
+        "--pathspec-file-nul",
     ],
     long_value: &["--source"],
 };
@@ -178,27 +271,76 @@ const RESTORE: Spec = Spec {
 const BRANCH: Spec = Spec {
     short_value: "u",
     long: &[
-        "--delete", "--force", "--move", "--copy", "--remotes", "--all", "--verbose", "--quiet", "--list",
-        "--set-upstream-to", "--unset-upstream", "--track", "--contains", "--merged", "--sort",
-        "--points-at", "--format", "--color", "--column", "--abbrev", "--ignore-case", "--create-reflog",
-        "--edit-description", "--show-current", "--omit-empty", "--recurse-submodules",
+        "--delete",
+        "--force",
+        "--move",
+        "--copy",
+        "--remotes",
+        "--all",
+        "--verbose",
+        "--quiet",
+        "--list",
+        "--set-upstream-to",
+        "--unset-upstream",
+        "--track",
+        "--contains",
+        "--merged",
+        "--sort",
+        "--points-at",
+        "--format",
+        "--color",
+        "--column",
+        "--abbrev",
+        "--ignore-case",
+        "--create-reflog",
+        "--edit-description",
+        "--show-current",
+        "--omit-empty",
+        "--recurse-submodules",
     ],
     long_value: &["--set-upstream-to", "--sort", "--points-at", "--format"],
 };
 
-const LENIENT: Spec = Spec { short_value: "", long: &[], long_value: &[] };
+const LENIENT: Spec = Spec {
+    short_value: "",
+    long: &[],
+    long_value: &[],
+};
 
 const MERGE: Spec = Spec {
     short_value: "msXF",
-    long: &["--abort", "--quit", "--continue", "--message", "--strategy", "--strategy-option", "--file", "--into-name"],
-    long_value: &["--message", "--strategy", "--strategy-option", "--file", "--into-name"],
+    long: &[
+        "--abort",
+        "--quit",
+        "--continue",
+        "--message",
+        "--strategy",
+        "--strategy-option",
+        "--file",
+        "--into-name",
+    ],
+    long_value: &[
+        "--message",
+        "--strategy",
+        "--strategy-option",
+        "--file",
+        "--into-name",
+    ],
 };
 
 const GC: Spec = Spec {
     short_value: "",
     long: &[
-        "--aggressive", "--auto", "--prune", "--quiet", "--force", "--keep-largest-pack", "--cruft",
-        "--max-cruft-size", "--expire-to", "--detach",
+        "--aggressive",
+        "--auto",
+        "--prune",
+        "--quiet",
+        "--force",
+        "--keep-largest-pack",
+        "--cruft",
+        "--max-cruft-size",
+        "--expire-to",
+        "--detach",
     ],
     long_value: &[],
 };
@@ -223,8 +365,22 @@ const REBASE: Spec = Spec {
 
 const CONFIG: Spec = Spec {
     short_value: "f",
-    long: &["--file", "--blob", "--type", "--default", "--comment", "--value"],
-    long_value: &["--file", "--blob", "--type", "--default", "--comment", "--value"],
+    long: &[
+        "--file",
+        "--blob",
+        "--type",
+        "--default",
+        "--comment",
+        "--value",
+    ],
+    long_value: &[
+        "--file",
+        "--blob",
+        "--type",
+        "--default",
+        "--comment",
+        "--value",
+    ],
 };
 
 /// `-c` settings (or `git config` writes) that change what git does.
@@ -238,7 +394,10 @@ struct GitConfig {
 
 impl GitConfig {
     fn record(&mut self, key: &str, value: &str) {
-        let falsy = matches!(value.to_ascii_lowercase().as_str(), "false" | "no" | "off" | "0");
+        let falsy = matches!(
+            value.to_ascii_lowercase().as_str(),
+            "false" | "no" | "off" | "0"
+        );
         if key == "clean.requireforce" && falsy {
             self.require_force_off = true;
         }
@@ -262,15 +421,26 @@ impl GitConfig {
 fn config_code<'v>(key: &str, value: &'v str) -> Option<&'v str> {
     let key = key.to_ascii_lowercase();
     let bang = value.strip_prefix('!');
-    if key.starts_with("alias.") || key == "credential.helper" || key.starts_with("credential.") && key.ends_with(".helper") {
+    if key.starts_with("alias.")
+        || key == "credential.helper"
+        || key.starts_with("credential.") && key.ends_with(".helper")
+    {
         return bang;
     }
     let runs = matches!(
         key.as_str(),
-        "core.sshcommand" | "core.pager" | "core.editor" | "core.askpass" | "sequence.editor" | "diff.external"
-            | "gpg.program" | "uploadpack.packobjectshook" | "core.fsmonitor"
+        "core.sshcommand"
+            | "core.pager"
+            | "core.editor"
+            | "core.askpass"
+            | "sequence.editor"
+            | "diff.external"
+            | "gpg.program"
+            | "uploadpack.packobjectshook"
+            | "core.fsmonitor"
     ) || key.starts_with("pager.")
-        || (key.starts_with("filter.") && (key.ends_with(".clean") || key.ends_with(".smudge") || key.ends_with(".process")))
+        || (key.starts_with("filter.")
+            && (key.ends_with(".clean") || key.ends_with(".smudge") || key.ends_with(".process")))
         || (key.starts_with("merge.") && key.ends_with(".driver"))
         || (key.starts_with("diff.") && (key.ends_with(".textconv") || key.ends_with(".command")))
         || (key.starts_with("gpg.") && key.ends_with(".program"));
@@ -289,20 +459,26 @@ impl Checker<'_> {
             if a.leading_dynamic || a.unquoted_dynamic {
                 return Err(Denial::new(
                     "dynamic-argument",
-                    format!("git option or subcommand `{}` is known only at run time", crate::commands::show(a)),
+                    format!(
+                        "git option or subcommand `{}` is known only at run time",
+                        crate::commands::show(a)
+                    ),
                 ));
             }
             let t = a.text.as_str();
             match t {
-                "-C" | "--git-dir" | "--work-tree" | "--namespace" | "--super-prefix" | "--attr-source"
-                | "--config-env" => i += 2,
+                "-C" | "--git-dir" | "--work-tree" | "--namespace" | "--super-prefix"
+                | "--attr-source" | "--config-env" => i += 2,
                 "-c" => {
                     if let Some(kv) = args.get(i + 1) {
                         let (key, value) = kv.text.split_once('=').unwrap_or((&kv.text, "true"));
                         let key_l = key.to_ascii_lowercase();
                         if kv.dynamic {
                             if key.contains(words::DYN) || config_code(&key_l, "!x").is_some() {
-                                return Err(Denial::new("dynamic-code", "git -c with a value known only at run time"));
+                                return Err(Denial::new(
+                                    "dynamic-code",
+                                    "git -c with a value known only at run time",
+                                ));
                             }
                         } else {
                             if let Some(code) = config_code(&key_l, value) {
@@ -320,9 +496,14 @@ impl Checker<'_> {
                 _ => break,
             }
         }
-        let Some(sub) = args.get(i) else { return Ok(()) };
+        let Some(sub) = args.get(i) else {
+            return Ok(());
+        };
         let rest = &args[i + 1..];
-        if let Some((_, value)) = aliases.iter().find(|(n, _)| *n == sub.text.to_ascii_lowercase()) {
+        if let Some((_, value)) = aliases
+            .iter()
+            .find(|(n, _)| *n == sub.text.to_ascii_lowercase())
+        {
             if value.text.starts_with('!') {
                 return Ok(()); // already checked as shell code
             }
@@ -353,7 +534,11 @@ impl Checker<'_> {
                 let force = s.short('f') || s.long("--force");
                 let dry = s.short('n') || s.long("--dry-run");
                 if (force || cfg.require_force_off) && !dry {
-                    let how = if force { "git clean with -f" } else { "git clean with clean.requireForce=false" };
+                    let how = if force {
+                        "git clean with -f"
+                    } else {
+                        "git clean with clean.requireForce=false"
+                    };
                     return Err(Denial::new("git-clean-force", how));
                 }
                 Ok(())
@@ -362,7 +547,10 @@ impl Checker<'_> {
             "switch" => {
                 let s = scan(sub, rest, &SWITCH)?;
                 if s.short('f') || s.long("--force") || s.long("--discard-changes") {
-                    return Err(Denial::new("git-discard-changes", "git switch --force/--discard-changes"));
+                    return Err(Denial::new(
+                        "git-discard-changes",
+                        "git switch --force/--discard-changes",
+                    ));
                 }
                 let new = s
                     .short_value('c')
@@ -374,7 +562,11 @@ impl Checker<'_> {
                 self.state.branch = match new {
                     Some(n) => Some(n),
                     None if s.short('d') || s.long("--detach") => None,
-                    None => s.positionals.first().map(|p| p.text.clone()).filter(|p| p != "-"),
+                    None => s
+                        .positionals
+                        .first()
+                        .map(|p| p.text.clone())
+                        .filter(|p| p != "-"),
                 };
                 Ok(())
             }
@@ -395,18 +587,25 @@ impl Checker<'_> {
                 let delete = s.short('d') || s.long("--delete");
                 let force = s.short('f') || s.long("--force");
                 if s.short('D') || (delete && force) {
-                    return Err(Denial::new("git-branch-force-delete", "git branch -D / --delete --force"));
+                    return Err(Denial::new(
+                        "git-branch-force-delete",
+                        "git branch -D / --delete --force",
+                    ));
                 }
                 Ok(())
             }
             "stash" => {
                 let s = scan(sub, rest, &LENIENT)?;
                 match s.positionals.first().map(|p| p.text.as_str()) {
-                    Some(op @ ("drop" | "clear")) => Err(Denial::new("git-stash-drop", format!("git stash {op}"))),
+                    Some(op @ ("drop" | "clear")) => {
+                        Err(Denial::new("git-stash-drop", format!("git stash {op}")))
+                    }
                     _ => Ok(()),
                 }
             }
-            "filter-branch" | "filter-repo" => Err(Denial::new("git-history-rewrite", format!("git {sub}"))),
+            "filter-branch" | "filter-repo" => {
+                Err(Denial::new("git-history-rewrite", format!("git {sub}")))
+            }
             "update-ref" => {
                 let s = scan(sub, rest, &UPDATE_REF)?;
                 if s.short('d') {
@@ -425,7 +624,11 @@ impl Checker<'_> {
             }
             "gc" => {
                 let s = scan(sub, rest, &GC)?;
-                if let Some((_, Some(v))) = s.longs.iter().find(|(c, v)| c.contains(&"--prune") && v.is_some()) {
+                if let Some((_, Some(v))) = s
+                    .longs
+                    .iter()
+                    .find(|(c, v)| c.contains(&"--prune") && v.is_some())
+                {
                     return Err(Denial::new("git-gc-prune", format!("git gc --prune={v}")));
                 }
                 Ok(())
@@ -466,11 +669,21 @@ impl Checker<'_> {
             }
             "submodule" => {
                 if let Some(pos) = rest.iter().position(|a| a.text == "foreach") {
-                    let cmd: Vec<&Arg> = rest[pos + 1..].iter().skip_while(|a| a.text.starts_with('-')).collect();
+                    let cmd: Vec<&Arg> = rest[pos + 1..]
+                        .iter()
+                        .skip_while(|a| a.text.starts_with('-'))
+                        .collect();
                     if cmd.iter().any(|a| a.dynamic) {
-                        return Err(Denial::new("dynamic-code", "git submodule foreach with a command known only at run time"));
+                        return Err(Denial::new(
+                            "dynamic-code",
+                            "git submodule foreach with a command known only at run time",
+                        ));
                     }
-                    let code = cmd.iter().map(|a| a.text.as_str()).collect::<Vec<_>>().join(" ");
+                    let code = cmd
+                        .iter()
+                        .map(|a| a.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     self.check_nested(&code, true)?;
                 }
                 Ok(())
@@ -480,7 +693,10 @@ impl Checker<'_> {
                 if let [key, value, ..] = s.positionals.as_slice() {
                     if let Some(code) = config_code(&key.text, &value.text) {
                         if value.dynamic {
-                            return Err(Denial::new("dynamic-code", "git config sets a command known only at run time"));
+                            return Err(Denial::new(
+                                "dynamic-code",
+                                "git config sets a command known only at run time",
+                            ));
                         }
                         self.check_nested(code, true)?;
                     }
@@ -503,7 +719,10 @@ impl Checker<'_> {
 
     fn on_default_branch(&self) -> bool {
         let d = &self.policy.default_branch;
-        self.state.branch.as_deref().is_some_and(|b| b == d || b.strip_prefix("refs/heads/") == Some(d))
+        self.state
+            .branch
+            .as_deref()
+            .is_some_and(|b| b == d || b.strip_prefix("refs/heads/") == Some(d))
     }
 
     fn check_checkout(&mut self, s: &Scanned) -> Result<(), Denial> {
@@ -511,13 +730,22 @@ impl Checker<'_> {
             return Err(Denial::new("git-discard-changes", "git checkout --force"));
         }
         if s.long("--pathspec-from-file") {
-            return Err(Denial::new("git-discard-changes", "git checkout --pathspec-from-file"));
+            return Err(Denial::new(
+                "git-discard-changes",
+                "git checkout --pathspec-from-file",
+            ));
         }
         if s.dashdash && !s.after_dashdash.is_empty() {
-            return Err(Denial::new("git-discard-changes", "git checkout -- <paths>"));
+            return Err(Denial::new(
+                "git-discard-changes",
+                "git checkout -- <paths>",
+            ));
         }
         if (s.long("--ours") || s.long("--theirs")) && !s.positionals.is_empty() {
-            return Err(Denial::new("git-discard-changes", "git checkout --ours/--theirs <paths>"));
+            return Err(Denial::new(
+                "git-discard-changes",
+                "git checkout --ours/--theirs <paths>",
+            ));
         }
         let new = s
             .short_value('b')
@@ -526,7 +754,10 @@ impl Checker<'_> {
             .map(str::to_owned);
         if let Some(n) = new {
             if s.positionals.len() > 1 {
-                return Err(Denial::new("git-discard-changes", "git checkout -b <branch> <start> <paths>"));
+                return Err(Denial::new(
+                    "git-discard-changes",
+                    "git checkout -b <branch> <start> <paths>",
+                ));
             }
             self.state.branch = Some(n);
             return Ok(());
@@ -549,7 +780,11 @@ impl Checker<'_> {
                         format!("git checkout {p}"),
                     ));
                 }
-                self.state.branch = if p == "-" || s.long("--detach") || s.short('d') { None } else { Some(p.to_owned()) };
+                self.state.branch = if p == "-" || s.long("--detach") || s.short('d') {
+                    None
+                } else {
+                    Some(p.to_owned())
+                };
                 Ok(())
             }
             _ => Err(Denial::new(
@@ -562,12 +797,21 @@ impl Checker<'_> {
     fn check_push(&mut self, s: &Scanned, cfg: &GitConfig) -> Result<(), Denial> {
         let default = self.policy.default_branch.clone();
         if cfg.mirror {
-            return Err(Denial::new("push-force", "remote.<name>.mirror=true makes every push a mirror push"));
+            return Err(Denial::new(
+                "push-force",
+                "remote.<name>.mirror=true makes every push a mirror push",
+            ));
         }
-        let force = s.short('f') || s.long("--force") || s.long("--force-with-lease") || s.long("--force-if-includes");
+        let force = s.short('f')
+            || s.long("--force")
+            || s.long("--force-with-lease")
+            || s.long("--force-if-includes");
         let delete = s.short('d') || s.long("--delete");
         if s.long("--mirror") {
-            return Err(Denial::new("push-force", "git push --mirror overwrites and deletes every remote ref"));
+            return Err(Denial::new(
+                "push-force",
+                "git push --mirror overwrites and deletes every remote ref",
+            ));
         }
         if s.long("--tags") || s.long("--follow-tags") {
             return Err(Denial::new("push-tags", "git push --tags/--follow-tags"));
@@ -579,7 +823,10 @@ impl Checker<'_> {
             ));
         }
         if s.long("--prune") {
-            return Err(Denial::new("push-delete", "git push --prune deletes remote branches"));
+            return Err(Denial::new(
+                "push-delete",
+                "git push --prune deletes remote branches",
+            ));
         }
         let mut operands: Vec<&Arg> = s.positionals.iter().collect();
         operands.extend(s.after_dashdash.iter());
@@ -590,7 +837,9 @@ impl Checker<'_> {
             if cfg.push_matching {
                 return Err(Denial::new(
                     "push-default-branch",
-                    format!("push.default=matching pushes every matching branch, including `{default}`"),
+                    format!(
+                        "push.default=matching pushes every matching branch, including `{default}`"
+                    ),
                 ));
             }
         }
@@ -601,7 +850,11 @@ impl Checker<'_> {
         if refspecs.is_empty() {
             let current = self.state.branch.clone();
             if force || delete {
-                let to_run = allow_run && run.is_some() && current.is_some() && current == run && current.as_deref() != Some(default.as_str());
+                let to_run = allow_run
+                    && run.is_some()
+                    && current.is_some()
+                    && current == run
+                    && current.as_deref() != Some(default.as_str());
                 if !to_run {
                     let rule = if force { "push-force" } else { "push-delete" };
                     return Err(Denial::new(
@@ -636,15 +889,22 @@ impl Checker<'_> {
             if body == ":" || body.is_empty() {
                 return Err(Denial::new(
                     "push-default-branch",
-                    format!("git push origin : pushes every matching branch, including `{default}`"),
+                    format!(
+                        "git push origin : pushes every matching branch, including `{default}`"
+                    ),
                 ));
             }
             let (src_empty, dst) = match body.split_once(':') {
                 Some((src, dst)) => (src.is_empty(), dst),
                 None => (false, body),
             };
-            if dst.starts_with("refs/tags/") || (!body.contains(':') && body.starts_with("refs/tags/")) {
-                return Err(Denial::new("push-tags", format!("git push of the tag ref `{dst}`")));
+            if dst.starts_with("refs/tags/")
+                || (!body.contains(':') && body.starts_with("refs/tags/"))
+            {
+                return Err(Denial::new(
+                    "push-tags",
+                    format!("git push of the tag ref `{dst}`"),
+                ));
             }
             let dst_name: Option<String> = match dst.strip_prefix("refs/heads/").unwrap_or(dst) {
                 "HEAD" | "@" => self.state.branch.clone(),
@@ -659,16 +919,33 @@ impl Checker<'_> {
                 let to_run = allow_run && !is_default && run.is_some() && dst_name == run;
                 if !to_run {
                     let (rule, what) = if forced {
-                        ("push-force", if plus { format!("`+{body}` forces the update") } else { "--force".to_owned() })
+                        (
+                            "push-force",
+                            if plus {
+                                format!("`+{body}` forces the update")
+                            } else {
+                                "--force".to_owned()
+                            },
+                        )
                     } else {
-                        ("push-delete", if src_empty { format!("`:{dst}` deletes the remote branch") } else { "--delete".to_owned() })
+                        (
+                            "push-delete",
+                            if src_empty {
+                                format!("`:{dst}` deletes the remote branch")
+                            } else {
+                                "--delete".to_owned()
+                            },
+                        )
                     };
                     let target = dst_name.as_deref().unwrap_or("an unknown branch");
                     let why_not = match (&run, allow_run) {
                         (Some(rb), true) => format!(" (only the run's branch `{rb}` may be)"),
                         _ => String::new(),
                     };
-                    return Err(Denial::new(rule, format!("git push {what} on `{target}`{why_not}")));
+                    return Err(Denial::new(
+                        rule,
+                        format!("git push {what} on `{target}`{why_not}"),
+                    ));
                 }
             }
             if is_default {

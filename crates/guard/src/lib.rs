@@ -151,13 +151,19 @@ impl Denial {
     /// A denial by a built-in rule; `detail` says what matched.
     pub(crate) fn new(id: &'static str, detail: impl std::fmt::Display) -> Self {
         let why = rule(id).map(|r| r.reason).unwrap_or("");
-        Denial { rule: id.to_owned(), reason: format!("{id}: {detail}; {why}") }
+        Denial {
+            rule: id.to_owned(),
+            reason: format!("{id}: {detail}; {why}"),
+        }
     }
 }
 
 impl From<Denial> for Decision {
     fn from(d: Denial) -> Self {
-        Decision::Deny { rule: d.rule, reason: d.reason }
+        Decision::Deny {
+            rule: d.rule,
+            reason: d.reason,
+        }
     }
 }
 
@@ -219,7 +225,11 @@ pub fn shim_decision(argv0: &str, args: &[String], policy: &Policy) -> Decision 
 /// also carry `"rule"`; allow has an empty reason). Blank input lines are
 /// skipped; malformed lines get `{"decision":"deny","rule":"bad-input",
 /// "reason":"bad input: ..."}`.
-pub fn check_jsonl(input: impl BufRead, mut output: impl Write, policy: &Policy) -> std::io::Result<()> {
+pub fn check_jsonl(
+    input: impl BufRead,
+    mut output: impl Write,
+    policy: &Policy,
+) -> std::io::Result<()> {
     for line in input.lines() {
         let line = line?;
         if line.trim().is_empty() {
@@ -232,7 +242,9 @@ pub fn check_jsonl(input: impl BufRead, mut output: impl Write, policy: &Policy)
                     serde_json::json!({"decision": "deny", "rule": rule, "reason": reason})
                 }
             },
-            Err(e) => serde_json::json!({"decision": "deny", "rule": "bad-input", "reason": format!("bad input: {e}")}),
+            Err(e) => {
+                serde_json::json!({"decision": "deny", "rule": "bad-input", "reason": format!("bad input: {e}")})
+            }
         };
         writeln!(output, "{out}")?;
     }
@@ -271,7 +283,10 @@ pub fn pretooluse_hook(stdin_json: &str, policy: &Policy) -> Option<String> {
         Some(t) => t,
         None => return deny("errand-guard: bad hook input: no tool_name".to_owned()),
     };
-    if !matches!(tool, "Bash" | "shell" | "local_shell" | "exec_command" | "container.exec") {
+    if !matches!(
+        tool,
+        "Bash" | "shell" | "local_shell" | "exec_command" | "container.exec"
+    ) {
         return None;
     }
     let cwd = v
@@ -279,28 +294,34 @@ pub fn pretooluse_hook(stdin_json: &str, policy: &Policy) -> Option<String> {
         .and_then(|c| c.as_str())
         .filter(|c| c.starts_with('/'))
         .map(str::to_owned);
-    let decision = match v.get("tool_input").and_then(|t| t.get("command")) {
-        Some(serde_json::Value::String(cmd)) => check_in(cmd, policy, cwd.as_deref()),
-        Some(serde_json::Value::Array(items)) => {
-            // Codex-style argv (`["bash", "-lc", "…"]`).
-            let argv: Option<Vec<String>> =
-                items.iter().map(|i| i.as_str().map(str::to_owned)).collect();
-            match argv {
-                Some(argv) if !argv.is_empty() => {
-                    let mut checker = shell::Checker::new(policy);
-                    if let Some(cwd) = &cwd {
-                        checker.set_cwd(cwd);
+    let decision =
+        match v.get("tool_input").and_then(|t| t.get("command")) {
+            Some(serde_json::Value::String(cmd)) => check_in(cmd, policy, cwd.as_deref()),
+            Some(serde_json::Value::Array(items)) => {
+                // Codex-style argv (`["bash", "-lc", "…"]`).
+                let argv: Option<Vec<String>> = items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned))
+                    .collect();
+                match argv {
+                    Some(argv) if !argv.is_empty() => {
+                        let mut checker = shell::Checker::new(policy);
+                        if let Some(cwd) = &cwd {
+                            checker.set_cwd(cwd);
+                        }
+                        match checker.check_literal_argv(&argv[0], &argv[1..]) {
+                            Ok(()) => Decision::Allow,
+                            Err(d) => d.into(),
+                        }
                     }
-                    match checker.check_literal_argv(&argv[0], &argv[1..]) {
-                        Ok(()) => Decision::Allow,
-                        Err(d) => d.into(),
-                    }
+                    _ => return deny(
+                        "errand-guard: bad hook input: tool_input.command is not a list of strings"
+                            .to_owned(),
+                    ),
                 }
-                _ => return deny("errand-guard: bad hook input: tool_input.command is not a list of strings".to_owned()),
             }
-        }
-        _ => return deny("errand-guard: bad hook input: no tool_input.command".to_owned()),
-    };
+            _ => return deny("errand-guard: bad hook input: no tool_input.command".to_owned()),
+        };
     match decision {
         Decision::Allow => None,
         Decision::Deny { reason, .. } => deny(format!("errand-guard: {reason}")),

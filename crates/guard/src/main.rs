@@ -11,7 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use errand_guard::{check, check_jsonl, pretooluse_hook, Decision, Policy};
 
 #[derive(Parser)]
-#[command(name = "errand-guard", about = "Allow or deny a shell command line an agent wants to run")]
+#[command(
+    name = "errand-guard",
+    about = "Allow or deny a shell command line an agent wants to run"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -70,18 +73,26 @@ impl From<PolicyArgs> for Policy {
 
 /// How long one decision may take (`ERRAND_GUARD_TIMEOUT_MS`, default 5000).
 fn deadline() -> Duration {
-    let ms = std::env::var("ERRAND_GUARD_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let ms = std::env::var("ERRAND_GUARD_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
     Duration::from_millis(ms)
 }
 
 /// Run `work` with a deadline. A hook that hangs until the agent's hook
 /// timeout counts as "no decision" (the command runs), so a parser that
 /// never returns must become a denial. The stuck thread dies with the process.
-fn with_deadline<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static, on_timeout: impl FnOnce() -> T) -> T {
+fn with_deadline<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+    on_timeout: impl FnOnce() -> T,
+) -> T {
     let (tx, rx) = mpsc::channel();
-    let spawned = std::thread::Builder::new().name("errand-guard-check".to_owned()).spawn(move || {
-        let _ = tx.send(work());
-    });
+    let spawned = std::thread::Builder::new()
+        .name("errand-guard-check".to_owned())
+        .spawn(move || {
+            let _ = tx.send(work());
+        });
     if spawned.is_err() {
         return on_timeout();
     }
@@ -94,7 +105,11 @@ fn with_deadline<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static, o
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { policy, jsonl, command } => {
+        Cmd::Check {
+            policy,
+            jsonl,
+            command,
+        } => {
             let policy = Policy::from(policy);
             if jsonl {
                 let stdin = std::io::stdin();
@@ -118,10 +133,16 @@ fn main() -> ExitCode {
                     s
                 }
             };
-            let decision = with_deadline(move || check(&command, &policy), || Decision::Deny {
-                rule: "too-complex".to_owned(),
-                reason: format!("too-complex: no decision within {} ms", deadline().as_millis()),
-            });
+            let decision = with_deadline(
+                move || check(&command, &policy),
+                || Decision::Deny {
+                    rule: "too-complex".to_owned(),
+                    reason: format!(
+                        "too-complex: no decision within {} ms",
+                        deadline().as_millis()
+                    ),
+                },
+            );
             println!("{decision}");
             match decision {
                 Decision::Allow => ExitCode::SUCCESS,
@@ -134,17 +155,23 @@ fn main() -> ExitCode {
             if let Err(e) = std::io::stdin().read_to_string(&mut s) {
                 s = format!("<unreadable stdin: {e}>");
             }
-            let out = with_deadline(move || pretooluse_hook(&s, &policy), || {
-                let reason = format!("errand-guard: too-complex: no decision within {} ms", deadline().as_millis());
-                Some(
-                    serde_json::json!({"hookSpecificOutput": {
-                        "hookEventName": "PreToolUse",
-                        "permissionDecision": "deny",
-                        "permissionDecisionReason": reason,
-                    }})
-                    .to_string(),
-                )
-            });
+            let out = with_deadline(
+                move || pretooluse_hook(&s, &policy),
+                || {
+                    let reason = format!(
+                        "errand-guard: too-complex: no decision within {} ms",
+                        deadline().as_millis()
+                    );
+                    Some(
+                        serde_json::json!({"hookSpecificOutput": {
+                            "hookEventName": "PreToolUse",
+                            "permissionDecision": "deny",
+                            "permissionDecisionReason": reason,
+                        }})
+                        .to_string(),
+                    )
+                },
+            );
             if let Some(json) = out {
                 let mut stdout = std::io::stdout().lock();
                 let _ = writeln!(stdout, "{json}");

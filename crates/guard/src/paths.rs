@@ -210,24 +210,51 @@ pub(crate) struct SecretPattern {
 const HOME_SECRETS: &[(&[&str], &str)] = &[
     (&[".ssh"], "SSH keys (~/.ssh)"),
     (&[".aws"], "AWS credentials (~/.aws)"),
-    (&[".config", "gcloud"], "Google Cloud credentials (~/.config/gcloud)"),
+    (
+        &[".config", "gcloud"],
+        "Google Cloud credentials (~/.config/gcloud)",
+    ),
     (&[".netrc"], "~/.netrc credentials"),
     (&["_netrc"], "~/_netrc credentials"),
-    (&[".git-credentials"], "git credentials (~/.git-credentials)"),
-    (&[".docker", "config.json"], "Docker registry credentials (~/.docker/config.json)"),
-    (&[".config", "errand"], "errand's own configuration (~/.config/errand)"),
+    (
+        &[".git-credentials"],
+        "git credentials (~/.git-credentials)",
+    ),
+    (
+        &[".docker", "config.json"],
+        "Docker registry credentials (~/.docker/config.json)",
+    ),
+    (
+        &[".config", "errand"],
+        "errand's own configuration (~/.config/errand)",
+    ),
     (&[".gnupg"], "GnuPG keys (~/.gnupg)"),
     (&[".kube"], "Kubernetes credentials (~/.kube)"),
     (&[".azure"], "Azure credentials (~/.azure)"),
     (&[".config", "gh"], "GitHub CLI tokens (~/.config/gh)"),
     (&[".pypirc"], "PyPI credentials (~/.pypirc)"),
     (&[".npmrc"], "npm tokens (~/.npmrc)"),
-    (&[".cargo", "credentials"], "crates.io token (~/.cargo/credentials)"),
-    (&[".cargo", "credentials.toml"], "crates.io token (~/.cargo/credentials.toml)"),
-    (&[".codex", "auth.json"], "Codex credentials (~/.codex/auth.json)"),
-    (&[".claude", ".credentials.json"], "Claude credentials (~/.claude/.credentials.json)"),
+    (
+        &[".cargo", "credentials"],
+        "crates.io token (~/.cargo/credentials)",
+    ),
+    (
+        &[".cargo", "credentials.toml"],
+        "crates.io token (~/.cargo/credentials.toml)",
+    ),
+    (
+        &[".codex", "auth.json"],
+        "Codex credentials (~/.codex/auth.json)",
+    ),
+    (
+        &[".claude", ".credentials.json"],
+        "Claude credentials (~/.claude/.credentials.json)",
+    ),
     (&[".vault-token"], "Vault token (~/.vault-token)"),
-    (&[".terraform.d", "credentials.tfrc.json"], "Terraform credentials"),
+    (
+        &[".terraform.d", "credentials.tfrc.json"],
+        "Terraform credentials",
+    ),
 ];
 
 /// Secret files at fixed absolute locations.
@@ -237,13 +264,20 @@ const ABSOLUTE_SECRETS: &[(&[&str], &str)] = &[
     (&["etc", "gshadow"], "/etc/gshadow"),
     (&["etc", "gshadow-"], "/etc/gshadow-"),
     (&["etc", "ssh", "ssh_host_*"], "SSH host keys"),
-    (&["proc", "*", "environ"], "another process's environment (/proc/*/environ)"),
-    (&["proc", "*", "task", "*", "environ"], "another process's environment"),
+    (
+        &["proc", "*", "environ"],
+        "another process's environment (/proc/*/environ)",
+    ),
+    (
+        &["proc", "*", "task", "*", "environ"],
+        "another process's environment",
+    ),
 ];
 
 /// Home-relative secret entries (component lists), for matching the
 /// literal tail of a path whose start is unknown (`"$X/.ssh/id_rsa"`).
-pub(crate) fn home_secret_entries() -> impl Iterator<Item = (&'static [&'static str], &'static str)> {
+pub(crate) fn home_secret_entries() -> impl Iterator<Item = (&'static [&'static str], &'static str)>
+{
     HOME_SECRETS.iter().copied()
 }
 
@@ -265,7 +299,10 @@ pub(crate) fn secret_patterns(home: &str) -> Vec<SecretPattern> {
         }
     }
     for (abs, what) in ABSOLUTE_SECRETS {
-        out.push(SecretPattern { comps: abs.iter().map(|s| (*s).to_owned()).collect(), what });
+        out.push(SecretPattern {
+            comps: abs.iter().map(|s| (*s).to_owned()).collect(),
+            what,
+        });
     }
     out
 }
@@ -281,7 +318,11 @@ pub(crate) enum SecretRelation {
 
 /// Relate normalised path components (possibly glob patterns) to a secret.
 pub(crate) fn relate(path: &[&str], secret: &SecretPattern) -> Option<SecretRelation> {
-    if !path.iter().zip(&secret.comps).all(|(p, s)| components_overlap(p, s)) {
+    if !path
+        .iter()
+        .zip(&secret.comps)
+        .all(|(p, s)| components_overlap(p, s))
+    {
         return None;
     }
     if path.len() >= secret.comps.len() {
@@ -298,7 +339,10 @@ pub(crate) fn is_dotenv_name(name: &str) -> bool {
         return true;
     }
     match name.strip_prefix(".env.") {
-        Some(rest) => !matches!(rest, "example" | "sample" | "template" | "dist" | "defaults"),
+        Some(rest) => !matches!(
+            rest,
+            "example" | "sample" | "template" | "dist" | "defaults"
+        ),
         None => false,
     }
 }
@@ -309,9 +353,15 @@ mod tests {
 
     #[test]
     fn resolve_normalises() {
-        assert_eq!(resolve(Some("/workspace"), "./build/").as_deref(), Some("/workspace/build"));
+        assert_eq!(
+            resolve(Some("/workspace"), "./build/").as_deref(),
+            Some("/workspace/build")
+        );
         assert_eq!(resolve(Some("/workspace"), "../..").as_deref(), Some("/"));
-        assert_eq!(resolve(Some("/workspace"), "a/../b").as_deref(), Some("/workspace/b"));
+        assert_eq!(
+            resolve(Some("/workspace"), "a/../b").as_deref(),
+            Some("/workspace/b")
+        );
         assert_eq!(resolve(None, "x"), None);
         assert_eq!(resolve(None, "/x//y/").as_deref(), Some("/x/y"));
     }

@@ -68,7 +68,10 @@ pub(crate) enum Stdin {
     /// `< file` or `< <(…)`.
     File { from_download: bool },
     /// Here-document or here-string: its text if fully known.
-    Doc { text: Option<String>, from_download: bool },
+    Doc {
+        text: Option<String>,
+        from_download: bool,
+    },
 }
 
 /// Shell state the guard tracks along one command line.
@@ -157,7 +160,11 @@ impl<'p> Checker<'p> {
     }
 
     /// Check an argv whose words are already final (no shell expansion).
-    pub(crate) fn check_literal_argv(&mut self, argv0: &str, args: &[String]) -> Result<(), Denial> {
+    pub(crate) fn check_literal_argv(
+        &mut self,
+        argv0: &str,
+        args: &[String],
+    ) -> Result<(), Denial> {
         let mut argv = vec![Arg::lit(argv0)];
         argv.extend(args.iter().map(|a| Arg::lit(a)));
         self.check_argv(&argv, &Stdin::Inherited).map(|_| ())
@@ -168,11 +175,17 @@ impl<'p> Checker<'p> {
         if script.len() > MAX_LEN {
             return Err(Denial::new(
                 "too-complex",
-                format!("command is {} bytes, more than the {MAX_LEN}-byte limit", script.len()),
+                format!(
+                    "command is {} bytes, more than the {MAX_LEN}-byte limit",
+                    script.len()
+                ),
             ));
         }
         if script.contains('\0') {
-            return Err(Denial::new("parse-error", "could not parse: NUL byte in command"));
+            return Err(Denial::new(
+                "parse-error",
+                "could not parse: NUL byte in command",
+            ));
         }
         let (depth, parens, substs) = nesting(script);
         if substs > MAX_DEPTH {
@@ -198,7 +211,10 @@ impl<'p> Checker<'p> {
         }
         if oversized_fd(script) {
             // brush-parser 0.4 panics on an fd number that overflows i32.
-            return Err(Denial::new("parse-error", "could not parse: file descriptor number too large"));
+            return Err(Denial::new(
+                "parse-error",
+                "could not parse: file descriptor number too large",
+            ));
         }
         let _ = depth;
         if self.on_big_stack || script.len() <= INLINE_LEN {
@@ -222,10 +238,16 @@ impl<'p> Checker<'p> {
                     r
                 });
             match worker {
-                Ok(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(Denial::new("parse-error", "could not parse: the checker failed"))),
-                Err(e) => Err(Denial::new("too-complex", format!("could not start a checker thread: {e}"))),
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    Err(Denial::new(
+                        "parse-error",
+                        "could not parse: the checker failed",
+                    ))
+                }),
+                Err(e) => Err(Denial::new(
+                    "too-complex",
+                    format!("could not start a checker thread: {e}"),
+                )),
             }
         })
     }
@@ -244,15 +266,23 @@ impl<'p> Checker<'p> {
         // brush-parser 0.4 can loop forever when input ends inside a
         // here-document tag (`\<<<$(  `); a final newline, which changes
         // nothing for the shell, avoids its end-of-input path.
-        let text = if script.ends_with('\n') { script.to_owned() } else { format!("{script}\n") };
+        let text = if script.ends_with('\n') {
+            script.to_owned()
+        } else {
+            format!("{script}\n")
+        };
         let result = std::panic::catch_unwind(move || {
-            let mut parser = brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &opts);
+            let mut parser =
+                brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &opts);
             parser.parse_program()
         });
         match result {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(e)) => Err(Denial::new("parse-error", format!("could not parse: {e}"))),
-            Err(_) => Err(Denial::new("parse-error", "could not parse: the shell parser failed")),
+            Err(_) => Err(Denial::new(
+                "parse-error",
+                "could not parse: the shell parser failed",
+            )),
         }
     }
 
@@ -369,7 +399,10 @@ impl<'p> Checker<'p> {
 
     fn check_ext_test(&mut self, e: &ast::ExtendedTestExpr) -> Result<(), Denial> {
         if self.argv_depth >= MAX_ARGV_DEPTH {
-            return Err(Denial::new("too-complex", "`[[ … ]]` expression nested too deep"));
+            return Err(Denial::new(
+                "too-complex",
+                "`[[ … ]]` expression nested too deep",
+            ));
         }
         self.argv_depth += 1;
         let r = self.check_ext_test_inner(e);
@@ -432,7 +465,10 @@ impl<'p> Checker<'p> {
                 Ok(Effects::default())
             }
             C::ArithmeticForClause(f) => {
-                for e in [&f.initializer, &f.condition, &f.updater].into_iter().flatten() {
+                for e in [&f.initializer, &f.condition, &f.updater]
+                    .into_iter()
+                    .flatten()
+                {
                     self.check_arith(&e.value)?;
                 }
                 self.check_list(&f.body.list)
@@ -561,7 +597,9 @@ impl<'p> Checker<'p> {
                         };
                         assignments.push((name, value, download));
                     }
-                    ast::CommandPrefixOrSuffixItem::Word(w) => argv.extend(self.expand_word(&w.value)?),
+                    ast::CommandPrefixOrSuffixItem::Word(w) => {
+                        argv.extend(self.expand_word(&w.value)?)
+                    }
                     ast::CommandPrefixOrSuffixItem::IoRedirect(r) => redirects.push(r),
                     ast::CommandPrefixOrSuffixItem::ProcessSubstitution(_, s) => {
                         argv.push(self.process_substitution(s)?);
@@ -593,7 +631,10 @@ impl<'p> Checker<'p> {
         }
         for (name, value, download) in &assignments {
             if *download && CODE_VARS.contains(&name.as_str()) {
-                return Err(Denial::new("pipe-to-shell", format!("{name} (run as a command) is set from a download")));
+                return Err(Denial::new(
+                    "pipe-to-shell",
+                    format!("{name} (run as a command) is set from a download"),
+                ));
             }
             self.check_code_env(name, value.as_deref())?;
         }
@@ -625,7 +666,10 @@ impl<'p> Checker<'p> {
 
     fn process_substitution(&mut self, s: &ast::SubshellCommand) -> Result<Arg, Denial> {
         if self.depth >= MAX_DEPTH {
-            return Err(Denial::new("too-complex", "process substitutions nested too deep"));
+            return Err(Denial::new(
+                "too-complex",
+                "process substitutions nested too deep",
+            ));
         }
         let saved = self.state.clone();
         self.depth += 1;
@@ -644,7 +688,9 @@ impl<'p> Checker<'p> {
             ast::IoRedirect::File(fd, kind, target) => {
                 let arg = match target {
                     ast::IoFileRedirectTarget::Filename(w) => self.expand_single(&w.value)?,
-                    ast::IoFileRedirectTarget::ProcessSubstitution(_, s) => self.process_substitution(s)?,
+                    ast::IoFileRedirectTarget::ProcessSubstitution(_, s) => {
+                        self.process_substitution(s)?
+                    }
                     ast::IoFileRedirectTarget::Duplicate(w) => {
                         let a = self.expand_single(&w.value)?;
                         if a.text.chars().all(|c| c.is_ascii_digit() || c == '-') {
@@ -661,7 +707,9 @@ impl<'p> Checker<'p> {
                             self.check_device_target(&arg, "redirection `<>`")?;
                         }
                         if is_stdin(fd) {
-                            *stdin = Stdin::File { from_download: arg.from_download };
+                            *stdin = Stdin::File {
+                                from_download: arg.from_download,
+                            };
                         }
                     }
                     K::Write | K::Append | K::Clobber | K::DuplicateOutput => {
@@ -684,13 +732,19 @@ impl<'p> Checker<'p> {
                     (Some(doc.doc.value.clone()), false)
                 };
                 if is_stdin(fd) {
-                    *stdin = Stdin::Doc { text, from_download: dl };
+                    *stdin = Stdin::Doc {
+                        text,
+                        from_download: dl,
+                    };
                 }
             }
             ast::IoRedirect::HereString(fd, w) => {
                 let a = self.expand_single(&w.value)?;
                 if is_stdin(fd) {
-                    *stdin = Stdin::Doc { text: a.known().map(|t| format!("{t}\n")), from_download: a.from_download };
+                    *stdin = Stdin::Doc {
+                        text: a.known().map(|t| format!("{t}\n")),
+                        from_download: a.from_download,
+                    };
                 }
             }
         }
@@ -739,7 +793,10 @@ impl<'p> Checker<'p> {
     /// that overflows (brush-parser 0.4, word.rs:909; found by cargo-fuzz).
     fn parse_word(&self, raw: &str, heredoc: bool) -> Result<Vec<WordPieceWithSource>, Denial> {
         if long_tilde_number(raw) {
-            return Err(Denial::new("parse-error", "could not parse: `~` followed by an oversized number"));
+            return Err(Denial::new(
+                "parse-error",
+                "could not parse: `~` followed by an oversized number",
+            ));
         }
         let opts = &self.opts;
         let r = std::panic::catch_unwind(|| {
@@ -752,7 +809,10 @@ impl<'p> Checker<'p> {
         match r {
             Ok(Ok(pieces)) => Ok(pieces),
             Ok(Err(e)) => Err(Denial::new("parse-error", format!("could not parse: {e}"))),
-            Err(_) => Err(Denial::new("parse-error", "could not parse: the word parser failed")),
+            Err(_) => Err(Denial::new(
+                "parse-error",
+                "could not parse: the word parser failed",
+            )),
         }
     }
 
@@ -767,13 +827,18 @@ impl<'p> Checker<'p> {
                 WordPiece::Text(s) => b.push_lit(s, quoted),
                 WordPiece::SingleQuotedText(s) => b.push_lit(s, true),
                 WordPiece::AnsiCQuotedText(s) => b.push_lit(&words::decode_ansi_c(s), true),
-                WordPiece::DoubleQuotedSequence(inner) | WordPiece::GettextDoubleQuotedSequence(inner) => {
+                WordPiece::DoubleQuotedSequence(inner)
+                | WordPiece::GettextDoubleQuotedSequence(inner) => {
                     self.expand_pieces(inner, true, b)?;
                 }
                 WordPiece::TildeExpansion(t) => match t {
                     TildeExpr::Home => b.push_lit(&self.home.clone(), true),
                     TildeExpr::UserHome(u) => {
-                        let h = if u == "root" { "/root".to_owned() } else { format!("/home/{u}") };
+                        let h = if u == "root" {
+                            "/root".to_owned()
+                        } else {
+                            format!("/home/{u}")
+                        };
                         b.push_lit(&h, true);
                     }
                     TildeExpr::WorkingDir => match self.state.cwd.clone() {
@@ -785,7 +850,10 @@ impl<'p> Checker<'p> {
                 WordPiece::ParameterExpansion(pe) => {
                     self.check_parameter_expr(pe)?;
                     match self.parameter_value(pe) {
-                        Some(v) if quoted || !v.chars().any(|c| c.is_whitespace() || "*?[".contains(c)) => {
+                        Some(v)
+                            if quoted
+                                || !v.chars().any(|c| c.is_whitespace() || "*?[".contains(c)) =>
+                        {
                             b.push_lit(&v, true)
                         }
                         _ => b.push_dyn(quoted, self.parameter_tainted(pe)),
@@ -818,9 +886,15 @@ impl<'p> Checker<'p> {
     fn check_parameter_expr(&mut self, pe: &ParameterExpr) -> Result<(), Denial> {
         let texts: Vec<&String> = match pe {
             ParameterExpr::UseDefaultValues { default_value, .. }
-            | ParameterExpr::AssignDefaultValues { default_value, .. } => default_value.iter().collect(),
-            ParameterExpr::IndicateErrorIfNullOrUnset { error_message, .. } => error_message.iter().collect(),
-            ParameterExpr::UseAlternativeValue { alternative_value, .. } => alternative_value.iter().collect(),
+            | ParameterExpr::AssignDefaultValues { default_value, .. } => {
+                default_value.iter().collect()
+            }
+            ParameterExpr::IndicateErrorIfNullOrUnset { error_message, .. } => {
+                error_message.iter().collect()
+            }
+            ParameterExpr::UseAlternativeValue {
+                alternative_value, ..
+            } => alternative_value.iter().collect(),
             ParameterExpr::Parameter { .. } => Vec::new(),
             other => {
                 // Patterns, replacements, offsets …: substitutions there are
@@ -845,9 +919,14 @@ impl<'p> Checker<'p> {
 
     fn parameter_value(&self, pe: &ParameterExpr) -> Option<String> {
         match pe {
-            ParameterExpr::Parameter { parameter: Parameter::Named(n), indirect: false } => self.var(n),
+            ParameterExpr::Parameter {
+                parameter: Parameter::Named(n),
+                indirect: false,
+            } => self.var(n),
             ParameterExpr::UseDefaultValues {
-                parameter: Parameter::Named(n), indirect: false, ..
+                parameter: Parameter::Named(n),
+                indirect: false,
+                ..
             } => self.var(n).filter(|v| !v.is_empty()),
             _ => None,
         }
@@ -865,8 +944,14 @@ impl<'p> Checker<'p> {
 
     fn parameter_tainted(&self, pe: &ParameterExpr) -> bool {
         match pe {
-            ParameterExpr::Parameter { parameter: Parameter::Named(n), .. }
-            | ParameterExpr::UseDefaultValues { parameter: Parameter::Named(n), .. } => self.state.tainted.contains(n),
+            ParameterExpr::Parameter {
+                parameter: Parameter::Named(n),
+                ..
+            }
+            | ParameterExpr::UseDefaultValues {
+                parameter: Parameter::Named(n),
+                ..
+            } => self.state.tainted.contains(n),
             _ => false,
         }
     }
@@ -890,10 +975,13 @@ impl<'p> Checker<'p> {
 /// Rough (an over-estimate is fine): it only has to bound the parser's
 /// recursion before the parser runs.
 fn nesting(s: &str) -> (usize, usize, usize) {
-    const OPEN: &[&str] = &["if", "elif", "while", "until", "for", "select", "case", "function", "coproc"];
+    const OPEN: &[&str] = &[
+        "if", "elif", "while", "until", "for", "select", "case", "function", "coproc",
+    ];
     const CLOSE: &[&str] = &["fi", "done", "esac"];
     // Separate counters: a `)` after a case pattern must not cancel `case`.
-    let (mut kw, mut paren, mut brace, mut bracket, mut tick) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut kw, mut paren, mut brace, mut bracket, mut tick) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
     let (mut max, mut max_paren) = (0usize, 0usize);
     // Which open `(` are `$(` (command substitutions).
     let mut parens: Vec<bool> = Vec::new();
@@ -958,7 +1046,11 @@ fn nesting(s: &str) -> (usize, usize, usize) {
         prev = c;
     }
     end_word(&mut word, &mut kw);
-    (max.max(kw + paren + brace + bracket + tick), max_paren, max_subst)
+    (
+        max.max(kw + paren + brace + bracket + tick),
+        max_paren,
+        max_subst,
+    )
 }
 
 /// A run of 10+ digits right before `<` or `>` (an fd number that does not
@@ -996,13 +1088,20 @@ fn has_double_paren(s: &str) -> bool {
 /// `~`, `~+` or `~-` followed by 10+ digits.
 fn long_tilde_number(s: &str) -> bool {
     let b = s.as_bytes();
-    b.iter().enumerate().filter(|(_, c)| **c == b'~').any(|(i, _)| {
-        let mut j = i + 1;
-        if matches!(b.get(j), Some(b'+') | Some(b'-')) {
-            j += 1;
-        }
-        b[j.min(b.len())..].iter().take_while(|c| c.is_ascii_digit()).count() >= 10
-    })
+    b.iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'~')
+        .any(|(i, _)| {
+            let mut j = i + 1;
+            if matches!(b.get(j), Some(b'+') | Some(b'-')) {
+                j += 1;
+            }
+            b[j.min(b.len())..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count()
+                >= 10
+        })
 }
 
 /// `<<` (not `<<<`), optional `-` and blanks, then a word that is empty
@@ -1029,7 +1128,8 @@ fn heredoc_tag_with_arith(s: &str) -> bool {
                 j += 1;
             }
             let tag = s.get(start..j).unwrap_or("");
-            let unquoted_empty = !tag.is_empty() && tag.chars().all(|c| matches!(c, '\'' | '"' | '\\' | '$'));
+            let unquoted_empty =
+                !tag.is_empty() && tag.chars().all(|c| matches!(c, '\'' | '"' | '\\' | '$'));
             if unquoted_empty || ["$(", "$[", "${", "`"].iter().any(|m| tag.contains(m)) {
                 return true;
             }

@@ -26,7 +26,10 @@ pub(crate) struct Arg {
 impl Arg {
     /// A fully known word.
     pub(crate) fn lit(s: &str) -> Self {
-        Arg { text: s.to_owned(), ..Arg::default() }
+        Arg {
+            text: s.to_owned(),
+            ..Arg::default()
+        }
     }
 
     /// A wholly unknown word.
@@ -371,7 +374,9 @@ pub(crate) fn shell_quote(a: &Arg) -> String {
         };
     }
     if !a.text.is_empty()
-        && a.text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+        && a.text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
     {
         return a.text.clone();
     }
@@ -391,7 +396,11 @@ pub(crate) fn long_candidates<'a>(arg: &str, known: &[&'a str]) -> Vec<&'a str> 
     if name.len() < 3 {
         return Vec::new();
     }
-    known.iter().copied().filter(|k| k.starts_with(name)).collect()
+    known
+        .iter()
+        .copied()
+        .filter(|k| k.starts_with(name))
+        .collect()
 }
 
 /// The value of a `--name=value` option, if attached.
@@ -410,7 +419,10 @@ mod tests {
         assert_eq!(brace_expand("'{a,b}'").unwrap(), vec!["'{a,b}'"]);
         assert_eq!(brace_expand("${a,b}").unwrap(), vec!["${a,b}"]);
         assert_eq!(brace_expand("{}").unwrap(), vec!["{}"]);
-        assert_eq!(brace_expand("a{b,c{d,e}}").unwrap(), vec!["ab", "acd", "ace"]);
+        assert_eq!(
+            brace_expand("a{b,c{d,e}}").unwrap(),
+            vec!["ab", "acd", "ace"]
+        );
         assert_eq!(brace_expand("{a..c}").unwrap(), vec!["a", "b", "c"]);
     }
 
@@ -424,11 +436,19 @@ mod tests {
 
     #[test]
     fn long_options() {
-        let known = ["--force", "--force-with-lease", "--follow-tags", "--dry-run"];
+        let known = [
+            "--force",
+            "--force-with-lease",
+            "--follow-tags",
+            "--dry-run",
+        ];
         assert_eq!(long_candidates("--force", &known), vec!["--force"]);
         assert_eq!(long_candidates("--forc", &known).len(), 2);
         assert_eq!(long_candidates("--fo", &known).len(), 3);
-        assert_eq!(long_candidates("--force-with-lease=main:abc", &known), vec!["--force-with-lease"]);
+        assert_eq!(
+            long_candidates("--force-with-lease=main:abc", &known),
+            vec!["--force-with-lease"]
+        );
         assert!(long_candidates("--x", &known).is_empty());
     }
 }

@@ -24,7 +24,10 @@ fn policy_from(v: Option<&Value>) -> Policy {
         if let Some(b) = o.get("run_branch").and_then(Value::as_str) {
             p.run_branch = Some(b.to_owned());
         }
-        if let Some(b) = o.get("allow_force_push_to_run_branch").and_then(Value::as_bool) {
+        if let Some(b) = o
+            .get("allow_force_push_to_run_branch")
+            .and_then(Value::as_bool)
+        {
             p.allow_force_push_to_run_branch = b;
         }
         if let Some(b) = o.get("default_branch").and_then(Value::as_str) {
@@ -43,7 +46,8 @@ fn cases() -> Vec<Case> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("corpus line {}: {e}", i + 1));
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("corpus line {}: {e}", i + 1));
             Case {
                 line: i + 1,
                 command: v["command"].as_str().expect("command").to_owned(),
@@ -61,12 +65,26 @@ fn corpus_is_large_and_labelled() {
     assert!(cases.len() >= 170, "corpus has only {} lines", cases.len());
     let denies = cases.iter().filter(|c| c.expect == "deny").count();
     let allows = cases.iter().filter(|c| c.expect == "allow").count();
-    assert!(denies >= 100 && allows >= 70, "{denies} denies, {allows} allows");
+    assert!(
+        denies >= 100 && allows >= 70,
+        "{denies} denies, {allows} allows"
+    );
     for c in &cases {
-        assert!(c.expect == "allow" || c.expect == "deny", "line {}: bad label", c.line);
+        assert!(
+            c.expect == "allow" || c.expect == "deny",
+            "line {}: bad label",
+            c.line
+        );
         if c.expect == "deny" {
-            let rule = c.rule.as_deref().unwrap_or_else(|| panic!("line {}: deny without rule", c.line));
-            assert!(RULES.iter().any(|r| r.id == rule), "line {}: unknown rule {rule}", c.line);
+            let rule = c
+                .rule
+                .as_deref()
+                .unwrap_or_else(|| panic!("line {}: deny without rule", c.line));
+            assert!(
+                RULES.iter().any(|r| r.id == rule),
+                "line {}: unknown rule {rule}",
+                c.line
+            );
         }
     }
     // Every built-in rule is exercised by at least one denial.
@@ -100,14 +118,23 @@ fn guard_decides_every_corpus_line_correctly() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} corpus failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} corpus failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn reasons_name_the_rule() {
     for c in cases().into_iter().filter(|c| c.expect == "deny") {
         if let Decision::Deny { rule, reason } = check(&c.command, &c.policy) {
-            assert!(reason.starts_with(&format!("{rule}: ")), "line {}: reason {reason:?}", c.line);
+            assert!(
+                reason.starts_with(&format!("{rule}: ")),
+                "line {}: reason {reason:?}",
+                c.line
+            );
             if rule == "parse-error" {
                 assert!(reason.contains("could not parse: "), "{reason}");
             }
@@ -118,7 +145,10 @@ fn reasons_name_the_rule() {
 #[test]
 fn jsonl_round_trip_matches_check() {
     // Default-policy lines only: check_jsonl takes one policy.
-    let lines: Vec<Case> = cases().into_iter().filter(|c| c.policy == Policy::default()).collect();
+    let lines: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| c.policy == Policy::default())
+        .collect();
     let mut input = String::new();
     for c in &lines {
         input.push_str(&serde_json::json!({ "command": c.command }).to_string());
@@ -128,14 +158,30 @@ fn jsonl_round_trip_matches_check() {
     let mut out = Vec::new();
     check_jsonl(input.as_bytes(), &mut out, &Policy::default()).unwrap();
     let out = String::from_utf8(out).unwrap();
-    let outs: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(outs.len(), lines.len() + 3, "one output per non-blank input line");
+    let outs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        outs.len(),
+        lines.len() + 3,
+        "one output per non-blank input line"
+    );
     for (c, o) in lines.iter().zip(&outs) {
-        assert_eq!(o["decision"], c.expect.as_str(), "line {}: {}", c.line, c.command);
+        assert_eq!(
+            o["decision"],
+            c.expect.as_str(),
+            "line {}: {}",
+            c.line,
+            c.command
+        );
         assert!(o["reason"].is_string());
     }
     for o in &outs[lines.len()..] {
         assert_eq!(o["decision"], "deny");
-        assert!(o["reason"].as_str().unwrap().starts_with("bad input: "), "{o}");
+        assert!(
+            o["reason"].as_str().unwrap().starts_with("bad input: "),
+            "{o}"
+        );
     }
 }

@@ -33,11 +33,75 @@ impl Rng {
 }
 
 const SNIPPETS: &[&str] = &[
-    "'", "\"", "\\", "$(", ")", "`", "${", "}", "{", "(", "((", "))", "[[", "]]", "|", "||", "&&", ";", ";;",
-    "\n", " ", "\t", "<<EOF\n", "\nEOF\n", "<<<", "<(", ">(", ">", ">>", "<", "&>", "2>&1", "#", "!", "*", "?",
-    "~", "$HOME", "$'\\x41'", "--", "-rf", "-f", "--force", "+main", ":", "sh -c ", "eval ", "env X=1 ",
-    "sudo ", "xargs ", "git ", "rm ", "push ", "/", "..", ".git", "\\\n", "=", "@", "\u{e9}", "\u{1f600}",
-    "\u{0}", "\r", "for x in a; do ", "; done", "if true; then ", "; fi", "case x in x) ", ";; esac",
+    "'",
+    "\"",
+    "\\",
+    "$(",
+    ")",
+    "`",
+    "${",
+    "}",
+    "{",
+    "(",
+    "((",
+    "))",
+    "[[",
+    "]]",
+    "|",
+    "||",
+    "&&",
+    ";",
+    ";;",
+    "\n",
+    " ",
+    "\t",
+    "<<EOF\n",
+    "\nEOF\n",
+    "<<<",
+    "<(",
+    ">(",
+    ">",
+    ">>",
+    "<",
+    "&>",
+    "2>&1",
+    "#",
+    "!",
+    "*",
+    "?",
+    "~",
+    "$HOME",
+    "$'\\x41'",
+    "--",
+    "-rf",
+    "-f",
+    "--force",
+    "+main",
+    ":",
+    "sh -c ",
+    "eval ",
+    "env X=1 ",
+    "sudo ",
+    "xargs ",
+    "git ",
+    "rm ",
+    "push ",
+    "/",
+    "..",
+    ".git",
+    "\\\n",
+    "=",
+    "@",
+    "\u{e9}",
+    "\u{1f600}",
+    "\u{0}",
+    "\r",
+    "for x in a; do ",
+    "; done",
+    "if true; then ",
+    "; fi",
+    "case x in x) ",
+    ";; esac",
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
@@ -92,7 +156,10 @@ fn twenty_thousand_mutated_commands_never_panic() {
         .filter_map(|v| v["command"].as_str().map(str::to_owned))
         .collect();
     assert!(seeds.len() > 100);
-    let policy = Policy { run_branch: Some("errand/abc".into()), ..Policy::default() };
+    let policy = Policy {
+        run_branch: Some("errand/abc".into()),
+        ..Policy::default()
+    };
     let mut rng = Rng(0x5eed_0fe7_7a2d);
     let start = Instant::now();
     let (mut allowed, mut denied) = (0usize, 0usize);
@@ -100,7 +167,10 @@ fn twenty_thousand_mutated_commands_never_panic() {
         let cmd = mutate(&mut rng, &seeds);
         let d = check(&cmd, &policy);
         if let Some(reason) = d.reason() {
-            assert!(!reason.contains("the shell parser failed"), "parser panicked on {cmd:?}");
+            assert!(
+                !reason.contains("the shell parser failed"),
+                "parser panicked on {cmd:?}"
+            );
             denied += 1;
         } else {
             allowed += 1;
@@ -118,9 +188,24 @@ fn twenty_thousand_mutated_commands_never_panic() {
     }
     let took = start.elapsed();
     eprintln!("20000 mutated commands: {allowed} allowed, {denied} denied in {took:?}");
-    assert!(allowed > 1000 && denied > 1000, "mutations too uniform: {allowed}/{denied}");
-    // Debug build on a shared 2-core machine: generous, but bounded.
-    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert!(
+        allowed > 1000 && denied > 1000,
+        "mutations too uniform: {allowed}/{denied}"
+    );
+}
+
+/// Runs `f` on its own thread and fails if it has not returned within a
+/// minute: a hang detector (the inputs below once looped forever), not a
+/// speed target — the guard's speed is measured by `benches/guard.rs`.
+fn terminates<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(v) => v,
+        Err(_) => panic!("no decision within a minute on {what}"),
+    }
 }
 
 /// Inputs on which cargo-fuzz found brush-parser panics and hangs (fd and
@@ -128,7 +213,10 @@ fn twenty_thousand_mutated_commands_never_panic() {
 /// here-document tags). Each must now be decided quickly.
 #[test]
 fn fuzz_regressions_are_decided_quickly() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fuzz-regressions");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fuzz-regressions"
+    );
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
@@ -137,9 +225,8 @@ fn fuzz_regressions_are_decided_quickly() {
             Ok(t) => t.to_owned(),
             Err(e) => String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned(),
         };
-        let start = Instant::now();
-        let _ = check(&text, &Policy::default());
-        assert!(start.elapsed() < Duration::from_secs(5), "slow on {text:?}");
+        let what = format!("{text:?}");
+        terminates(&what, move || check(&text, &Policy::default()));
         n += 1;
     }
     assert!(n >= 6, "{n} regression inputs");

@@ -12,7 +12,10 @@ const CODEX: &str = include_str!("fixtures/codex_hook_stdin_samples.jsonl");
 
 /// The probe repositories use `master` as their default branch.
 fn probe_policy() -> Policy {
-    Policy { default_branch: "master".to_owned(), ..Policy::default() }
+    Policy {
+        default_branch: "master".to_owned(),
+        ..Policy::default()
+    }
 }
 
 /// Each capture line wraps the hook's stdin in `{"stdin": …}`.
@@ -42,9 +45,16 @@ fn check_deny_shape(out: &str, rule: &str) {
     assert_eq!(h["hookEventName"], "PreToolUse");
     assert_eq!(h["permissionDecision"], "deny");
     let reason = h["permissionDecisionReason"].as_str().unwrap();
-    assert!(reason.contains(rule), "reason {reason:?} should name {rule}");
+    assert!(
+        reason.contains(rule),
+        "reason {reason:?} should name {rule}"
+    );
     assert!(reason.starts_with("errand-guard: "), "{reason}");
-    assert_eq!(v.as_object().unwrap().len(), 1, "only hookSpecificOutput: {out}");
+    assert_eq!(
+        v.as_object().unwrap().len(),
+        1,
+        "only hookSpecificOutput: {out}"
+    );
 }
 
 #[test]
@@ -57,7 +67,11 @@ fn claude_captures() {
         match expected_rule(command) {
             Some(rule) => {
                 denied += 1;
-                check_deny_shape(out.as_deref().unwrap_or_else(|| panic!("{command} allowed")), rule);
+                check_deny_shape(
+                    out.as_deref()
+                        .unwrap_or_else(|| panic!("{command} allowed")),
+                    rule,
+                );
             }
             None => assert_eq!(out, None, "{command} should be allowed"),
         }
@@ -107,7 +121,8 @@ fn malformed_input_is_denied() {
         r#"{"hook_event_name":"PreToolUse","tool_name":"Bash"}"#,
         r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":7}}"#,
     ] {
-        let out = pretooluse_hook(bad, &Policy::default()).unwrap_or_else(|| panic!("{bad:?} allowed"));
+        let out =
+            pretooluse_hook(bad, &Policy::default()).unwrap_or_else(|| panic!("{bad:?} allowed"));
         check_deny_shape(&out, "bad hook input");
     }
 }
@@ -115,12 +130,18 @@ fn malformed_input_is_denied() {
 #[test]
 fn codex_argv_form_and_cwd() {
     let argv = r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":["bash","-lc","git reset --hard"]}}"#;
-    check_deny_shape(&pretooluse_hook(argv, &Policy::default()).unwrap(), "git-reset-hard");
+    check_deny_shape(
+        &pretooluse_hook(argv, &Policy::default()).unwrap(),
+        "git-reset-hard",
+    );
     let ok = r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{"command":["git","status"]}}"#;
     assert_eq!(pretooluse_hook(ok, &Policy::default()), None);
     // An absolute cwd from the hook is where relative paths resolve.
     let sub = r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","cwd":"/workspace/sub","tool_input":{"command":"rm -rf .."}}"#;
-    check_deny_shape(&pretooluse_hook(sub, &Policy::default()).unwrap(), "rm-recursive");
+    check_deny_shape(
+        &pretooluse_hook(sub, &Policy::default()).unwrap(),
+        "rm-recursive",
+    );
     let inside = r#"{"hook_event_name":"PreToolUse","tool_name":"Bash","cwd":"/workspace/sub","tool_input":{"command":"rm -rf build"}}"#;
     assert_eq!(pretooluse_hook(inside, &Policy::default()), None);
 }

@@ -146,7 +146,12 @@ fn mutate(base: &str, c: &mut Choices) -> String {
             7 => format!("timeout 5 {cmd}"),
             8 => format!("eval {}", sh_quote(&cmd)),
             9 => format!("X=1 {cmd}"),
-            _ => format!("echo \"`{}`\"", cmd.replace('\\', "\\\\").replace('`', "\\`").replace('"', "\\\"")),
+            _ => format!(
+                "echo \"`{}`\"",
+                cmd.replace('\\', "\\\\")
+                    .replace('`', "\\`")
+                    .replace('"', "\\\"")
+            ),
         };
     }
     cmd
