@@ -18,6 +18,7 @@
 //! required, text only in the start event is ignored), `content_block_stop`,
 //! then `message_delta` (stop reason and usage) and `message_stop`.
 
+use crate::wire::json_response;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -313,49 +314,19 @@ pub fn error_response(status: u16, error_type: &str, message: &str) -> Response 
     json_response(status, &body)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 /// Answer `POST /v1/messages` for the raw request body.
 pub fn messages(scenario: &Scenario, bytes: &[u8]) -> (Response, Served) {
-    let body: Value = match serde_json::from_slice(bytes) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
+    let body = match crate::wire::parse_object(bytes) {
+        Ok(v) => v,
+        Err(msg) => {
             return (
-                error_response(
-                    400,
-                    DEFAULT_ERROR_TYPE,
-                    "request body must be a JSON object",
-                ),
-                Served::Rejected,
-            )
-        }
-        Err(e) => {
-            return (
-                error_response(
-                    400,
-                    DEFAULT_ERROR_TYPE,
-                    &format!("request body is not valid JSON: {e}"),
-                ),
+                error_response(400, DEFAULT_ERROR_TYPE, &msg),
                 Served::Rejected,
             )
         }
     };
     let selection = scenario.select(offers_tools(&body), assistant_turns(&body));
-    let served = match selection {
-        Selection::Side => Served::Side,
-        Selection::Step { index, .. } => Served::Step(index),
-        Selection::Exhausted { index } => Served::Exhausted(index),
-    };
+    let served = Served::from(&selection);
     let cwd = find_cwd(&body).unwrap_or_else(|| DEFAULT_CWD.to_string());
     let (id, content, stop_reason) = match answer(selection, &cwd) {
         Answer::Error {

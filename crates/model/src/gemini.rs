@@ -52,6 +52,7 @@
 //! sends it as one `data:` event; without `alt=sse`, as a JSON array of one
 //! response. `:countTokens` answers `{"totalTokens": bytes / 4}`.
 
+use crate::wire::json_response;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -381,18 +382,6 @@ pub fn error_response(status: u16, rpc_status: &str, message: &str) -> Response 
     json_response(code, &body)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 /// The methods of `POST /v1beta/models/{model}:{method}` this server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -440,10 +429,9 @@ pub fn models(
         let body = json!({"totalTokens": bytes.len() / 4});
         return (json_response(StatusCode::OK, &body), Served::CountTokens);
     }
-    let body: Value = match serde_json::from_slice(bytes) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return bad_request("request body must be a JSON object"),
-        Err(e) => return bad_request(&format!("request body is not valid JSON: {e}")),
+    let body = match crate::wire::parse_object(bytes) {
+        Ok(v) => v,
+        Err(msg) => return bad_request(&msg),
     };
     let (id, parts, served) = match json_schema(&body) {
         Some(schema) => (
@@ -453,11 +441,7 @@ pub fn models(
         ),
         None => {
             let selection = scenario.select(offers_tools(&body), model_turns(&body));
-            let served = match selection {
-                Selection::Side => Served::Side,
-                Selection::Step { index, .. } => Served::Step(index),
-                Selection::Exhausted { index } => Served::Exhausted(index),
-            };
+            let served = Served::from(&selection);
             let cwd = find_cwd(&body).unwrap_or_else(|| DEFAULT_CWD.to_string());
             let tools = Functions::from_gemini_request(&body);
             match answer(selection, &tools, &cwd) {

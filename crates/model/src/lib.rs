@@ -45,6 +45,7 @@ pub mod log;
 pub mod openai;
 pub mod openai_chat;
 pub mod scenario;
+mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

@@ -95,6 +95,17 @@ impl RequestLog {
     }
 }
 
+impl From<&crate::scenario::Selection<'_>> for Served {
+    fn from(s: &crate::scenario::Selection<'_>) -> Self {
+        use crate::scenario::Selection;
+        match s {
+            Selection::Side => Served::Side,
+            Selection::Step { index, .. } => Served::Step(*index),
+            Selection::Exhausted { index } => Served::Exhausted(*index),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

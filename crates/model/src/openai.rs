@@ -42,6 +42,7 @@
 //! zero `cached_tokens` and `reasoning_tokens`). Ids are deterministic:
 //! `resp_{k}`, `msg_{k}`, `fc_{k}`, `ctc_{k}`, `call_{k}`.
 
+use crate::wire::json_response;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -504,50 +505,20 @@ pub fn error_response(status: u16, error_type: &str, message: &str) -> Response 
     json_response(status, &body)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 /// Answer `POST /v1/responses` for the raw request body (SSE when
 /// `"stream": true`, else one JSON response object).
 pub fn responses(scenario: &Scenario, bytes: &[u8]) -> (Response, Served) {
-    let body: Value = match serde_json::from_slice(bytes) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
+    let body = match crate::wire::parse_object(bytes) {
+        Ok(v) => v,
+        Err(msg) => {
             return (
-                error_response(
-                    400,
-                    DEFAULT_ERROR_TYPE,
-                    "request body must be a JSON object",
-                ),
-                Served::Rejected,
-            )
-        }
-        Err(e) => {
-            return (
-                error_response(
-                    400,
-                    DEFAULT_ERROR_TYPE,
-                    &format!("request body is not valid JSON: {e}"),
-                ),
+                error_response(400, DEFAULT_ERROR_TYPE, &msg),
                 Served::Rejected,
             )
         }
     };
     let selection = scenario.select(offers_tools(&body), assistant_turns(&body));
-    let served = match selection {
-        Selection::Side => Served::Side,
-        Selection::Step { index, .. } => Served::Step(index),
-        Selection::Exhausted { index } => Served::Exhausted(index),
-    };
+    let served = Served::from(&selection);
     let cwd = find_cwd(&body).unwrap_or_else(|| DEFAULT_CWD.to_string());
     let tools = OfferedTools::from_request(&body);
     let (id, items) = match answer(selection, &tools, &cwd) {
