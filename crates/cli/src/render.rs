@@ -163,6 +163,12 @@ impl Renderer {
                 lines
             }
             EventKind::Usage(_) => vec![],
+            EventKind::RunDiff { stat, .. } => {
+                let files = stat.lines().count().saturating_sub(1);
+                vec![dim
+                    .apply_to(format!("·  diff of the whole run: {files} file(s)"))
+                    .to_string()]
+            }
             EventKind::Result {
                 is_error,
                 turns,

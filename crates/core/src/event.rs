@@ -106,6 +106,16 @@ pub enum EventKind {
     Warning {
         message: String,
     },
+    /// The whole run's change against its base, recorded by errand when the
+    /// run's branch is collected (`truncated` when the diff was cut to size).
+    RunDiff {
+        base_commit: String,
+        commit: String,
+        stat: String,
+        diff: String,
+        #[serde(default)]
+        truncated: bool,
+    },
     /// A line the parser did not recognise (or could not parse), kept as it was.
     Raw {
         line: String,
@@ -151,6 +161,7 @@ impl EventKind {
             EventKind::Result { .. } => "result",
             EventKind::Error { .. } => "error",
             EventKind::Warning { .. } => "warning",
+            EventKind::RunDiff { .. } => "run_diff",
             EventKind::Raw { .. } => "raw",
         }
     }

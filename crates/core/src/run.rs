@@ -107,6 +107,41 @@ pub struct RunSpec {
     /// Runs started together (`--harness a,b`) share a group id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Who asked for the run, as the trigger names them (`slack:T1/U2`,
+    /// `github:octocat`, `api:token-name`, `cli:alice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Where the request came from, so errand can answer there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// Where a run was asked for. errand reports back to the same place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    Cli {
+        user: String,
+    },
+    Api {
+        token: String,
+    },
+    /// A Slack slash command: the run's message is `message_ts` in `channel`
+    /// (set once posted); follow-ups arrive as replies in that thread.
+    Slack {
+        team: String,
+        channel: String,
+        user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_ts: Option<String>,
+    },
+    /// An `@errand` comment on an issue or pull request.
+    Github {
+        owner: String,
+        repo: String,
+        issue: u64,
+        author: String,
+    },
 }
 
 impl RunSpec {
@@ -126,6 +161,8 @@ impl RunSpec {
             base_commit: None,
             test_command: None,
             group: None,
+            requested_by: None,
+            origin: None,
         }
     }
 }
@@ -254,6 +291,8 @@ pub struct RunSummary {
     pub session_id: Option<String>,
     /// Whether the spec's test command passed after the agent finished.
     pub tests_passed: Option<bool>,
+    /// The pull request errand opened for the run's branch.
+    pub pr_url: Option<String>,
 }
 
 /// A run as the store keeps it.

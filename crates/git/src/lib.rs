@@ -331,7 +331,14 @@ pub struct Collected {
     /// `git diff --stat` of base..branch.
     pub stat: String,
     pub commits: u32,
+    /// The unified diff of base..branch, cut at [`MAX_DIFF_BYTES`] (on a line boundary).
+    pub diff: String,
+    /// Whether `diff` was cut.
+    pub diff_truncated: bool,
 }
+
+/// The largest whole-run diff errand records in a run's trace.
+pub const MAX_DIFF_BYTES: usize = 4 << 20;
 
 /// Fetches the run's branch from the (untrusted) workspace into the outbox and
 /// describes it.
@@ -358,11 +365,27 @@ pub async fn collect(prepared: &Prepared) -> Result<Collected> {
         .to_string();
     let stat = git(Some(&prepared.outbox), &["diff", "--stat", &range]).await?;
     let commits = git(Some(&prepared.outbox), &["rev-list", "--count", &range]).await?;
+    let mut diff = git(
+        Some(&prepared.outbox),
+        &["diff", "--no-color", "--no-ext-diff", &range],
+    )
+    .await?;
+    let diff_truncated = diff.len() > MAX_DIFF_BYTES;
+    if diff_truncated {
+        let mut cut = MAX_DIFF_BYTES;
+        while !diff.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let cut = diff[..cut].rfind('\n').map_or(cut, |n| n + 1);
+        diff.truncate(cut);
+    }
     Ok(Collected {
         commit,
         shortstat,
         stat,
         commits: commits.trim().parse().unwrap_or(0),
+        diff,
+        diff_truncated,
     })
 }
 

@@ -536,7 +536,20 @@ impl Runner {
             result_text: outcome.text.clone(),
             session_id: outcome.session_id.clone(),
             tests_passed: None,
+            pr_url: None,
         };
+        em.emit(
+            EventSource::Errand,
+            None,
+            EventKind::RunDiff {
+                base_commit: prepared.base_commit.clone(),
+                commit: collected.commit.clone(),
+                stat: collected.stat.clone(),
+                diff: collected.diff.clone(),
+                truncated: collected.diff_truncated,
+            },
+        )
+        .map_err(log_failed)?;
         em.notice(format!(
             "{} at {}: {} commit(s), {}",
             prepared.branch,

@@ -51,6 +51,9 @@ pub fn run_json(r: &RunRecord) -> serde_json::Value {
         "model": r.spec.model,
         "push": r.spec.push,
         "group": r.spec.group,
+        "requested_by": r.spec.requested_by,
+        "origin": r.spec.origin,
+        "pr_url": s.pr_url,
         "branch": s.branch,
         "commit": s.commit,
         "diffstat": s.diffstat,
@@ -121,6 +124,7 @@ pub struct ListQuery {
     pub state: Option<String>,
     pub repo: Option<String>,
     pub harness: Option<String>,
+    pub group: Option<String>,
     pub limit: Option<u32>,
     pub offset: Option<u32>,
 }
@@ -140,6 +144,7 @@ pub async fn list_runs(
         limit,
         repo: q.repo,
         harness: q.harness,
+        group: q.group,
         offset,
     };
     let runs = st.store.list_runs(&filter).await?;

@@ -71,6 +71,8 @@ pub struct RunFilter {
     pub repo: Option<String>,
     /// Only runs of this harness.
     pub harness: Option<String>,
+    /// Only runs of this fan-out group (`RunSpec::group`).
+    pub group: Option<String>,
     /// Skip this many runs (paging, in the same newest-first order).
     pub offset: u32,
 }

@@ -197,13 +197,15 @@ impl Store for SqliteStore {
         let limit = if filter.limit == 0 { 50 } else { filter.limit };
         let rows = sqlx::query(
             "SELECT * FROM runs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR repo = ?2) \
-             AND (?3 IS NULL OR harness = ?3) ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5",
+             AND (?3 IS NULL OR harness = ?3) AND (?6 IS NULL OR json_extract(spec, '$.group') = ?6) \
+             ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5",
         )
         .bind(filter.state.map(|s| s.as_str()))
         .bind(filter.repo.as_deref())
         .bind(filter.harness.as_deref())
         .bind(i64::from(limit))
         .bind(i64::from(filter.offset))
+        .bind(filter.group.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_run).collect()

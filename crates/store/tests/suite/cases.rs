@@ -242,7 +242,10 @@ pub async fn concurrent_runs_move_through_their_states_without_lock_errors(s: Ar
 pub async fn list_filters_and_paging(s: Arc<dyn Store>) {
     let mut codex = spec_in("/src/a");
     codex.harness = "codex".into();
-    let a1 = new_run(&s, &spec_in("/src/a")).await;
+    codex.group = Some("g1".into());
+    let mut claude_a = spec_in("/src/a");
+    claude_a.group = Some("g1".into());
+    let a1 = new_run(&s, &claude_a).await;
     let a2 = new_run(&s, &codex).await;
     let b1 = new_run(&s, &spec_in("/src/b")).await;
     let n1 = new_run(&s, &spec("none")).await;
@@ -283,6 +286,12 @@ pub async fn list_filters_and_paging(s: Arc<dyn Store>) {
         ..Default::default()
     };
     assert!(s.list_runs(&nothing).await.unwrap().is_empty());
+    let group = |g: &str| RunFilter {
+        group: Some(g.into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(s.list_runs(&group("g1")).await.unwrap()), [a2, a1]);
+    assert!(s.list_runs(&group("g2")).await.unwrap().is_empty());
 
     // Paging walks the same order without overlap.
     let page = |offset| RunFilter {
