@@ -1,0 +1,535 @@
+//! A local fake GitHub for end-to-end tests (feature `fake`).
+//!
+//! [`FakeGithub::start`] serves, on `127.0.0.1` with a random port and its own
+//! thread and runtime (so callers may block, e.g. run `git` synchronously):
+//!
+//! - the REST API under [`FakeGithub::api_url`] = `http://127.0.0.1:PORT/api/v3`
+//!   (GitHub Enterprise style): installation lookup, token minting and revocation,
+//!   pull requests, issue comments — checking App JWTs and installation tokens
+//!   the way GitHub does;
+//! - git smart HTTP under [`FakeGithub::git_base`] = `http://127.0.0.1:PORT`
+//!   (`{git_base}/{owner}/{repo}.git`), backed by `git http-backend` over bare
+//!   repositories made with [`FakeGithub::create_repo`]. Clone needs `contents`
+//!   read, push needs `contents` write, pushes touching `.github/workflows/`
+//!   need `workflows: write` (as on GitHub).
+//!
+//! Everything is recorded for assertions ([`FakeGithub::tokens`], [`FakeGithub::pulls`],
+//! [`FakeGithub::comments`], [`FakeGithub::requests`]). Needs `git` (and `openssl`
+//! for [`test_keypair`]) on `PATH`.
+
+mod api;
+mod git;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::DecodingKey;
+use tokio::sync::oneshot;
+
+/// The permissions the fake App is granted unless configured otherwise:
+/// `contents: write`, `pull_requests: write`, `issues: write`, `metadata: read`.
+pub fn default_permissions() -> BTreeMap<String, String> {
+    [
+        ("contents", "write"),
+        ("pull_requests", "write"),
+        ("issues", "write"),
+        ("metadata", "read"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The shape of minted tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenStyle {
+    /// `ghs_` + 36 alphanumerics (40 characters).
+    #[default]
+    Classic,
+    /// `ghs_{app_id}_…` with two dots, about 520 characters (GitHub's stateless format).
+    Stateless,
+}
+
+/// How the fake App is set up.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// The App id the JWT `iss` must equal.
+    pub app_id: String,
+    /// The App's RSA public key (PEM) that JWTs are verified against.
+    pub public_key_pem: String,
+    /// What the App was granted; minted tokens can never exceed it.
+    pub permissions: BTreeMap<String, String>,
+    /// Installation id → repositories (`owner/repo`) it covers.
+    pub installations: BTreeMap<u64, Vec<String>>,
+    /// Token shape; a request header `X-GitHub-Stateless-S2S-Token: enabled|disabled` overrides it.
+    pub token_style: TokenStyle,
+}
+
+impl FakeConfig {
+    /// An App with [`default_permissions`] and no installations.
+    pub fn new(app_id: impl Into<String>, public_key_pem: impl Into<String>) -> Self {
+        Self {
+            app_id: app_id.into(),
+            public_key_pem: public_key_pem.into(),
+            permissions: default_permissions(),
+            installations: BTreeMap::new(),
+            token_style: TokenStyle::default(),
+        }
+    }
+
+    /// Adds `full_name` (`owner/repo`) to installation `id`.
+    pub fn install(mut self, id: u64, full_name: &str) -> Self {
+        self.installations
+            .entry(id)
+            .or_default()
+            .push(full_name.to_string());
+        self
+    }
+
+    /// Replaces the App's granted permissions.
+    pub fn permissions(mut self, permissions: &[(&str, &str)]) -> Self {
+        self.permissions = permissions
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self
+    }
+
+    /// Sets the token shape.
+    pub fn token_style(mut self, style: TokenStyle) -> Self {
+        self.token_style = style;
+        self
+    }
+}
+
+/// A token the fake minted, and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The token string.
+    pub token: String,
+    /// The installation it belongs to.
+    pub installation: u64,
+    /// Repositories it covers, as `owner/repo`.
+    pub repositories: Vec<String>,
+    /// Its permissions.
+    pub permissions: BTreeMap<String, String>,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// Whether `DELETE /installation/token` revoked it.
+    pub revoked: bool,
+    /// Authenticated requests (API calls and git HTTP requests) made with it.
+    pub uses: u32,
+}
+
+/// A pull request opened on the fake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedPull {
+    /// Owner.
+    pub owner: String,
+    /// Repository.
+    pub repo: String,
+    /// Number (shared sequence with issues, as on GitHub).
+    pub number: u64,
+    /// Title.
+    pub title: String,
+    /// Head branch (without an `owner:` prefix).
+    pub head: String,
+    /// Base branch.
+    pub base: String,
+    /// Description.
+    pub body: String,
+    /// Draft flag.
+    pub draft: bool,
+}
+
+/// An issue or pull request comment posted on the fake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedComment {
+    /// Owner.
+    pub owner: String,
+    /// Repository.
+    pub repo: String,
+    /// Issue or pull request number.
+    pub issue_number: u64,
+    /// Comment id.
+    pub id: u64,
+    /// Text.
+    pub body: String,
+    /// Web URL returned to the client.
+    pub html_url: String,
+}
+
+#[derive(Default)]
+struct State {
+    installations: BTreeMap<u64, Vec<String>>,
+    tokens: Vec<IssuedToken>,
+    pulls: Vec<RecordedPull>,
+    comments: Vec<RecordedComment>,
+    requests: Vec<String>,
+    /// Lowercased `owner/repo` → one entry per number (true for pull requests).
+    issues: BTreeMap<String, Vec<bool>>,
+    next_comment_id: u64,
+}
+
+impl State {
+    fn next_number(&mut self, full_name: &str, is_pull: bool) -> u64 {
+        let list = self
+            .issues
+            .entry(full_name.to_ascii_lowercase())
+            .or_default();
+        list.push(is_pull);
+        list.len() as u64
+    }
+
+    fn issue_exists(&self, full_name: &str, number: u64) -> bool {
+        let count = self
+            .issues
+            .get(&full_name.to_ascii_lowercase())
+            .map_or(0, Vec::len) as u64;
+        number >= 1 && number <= count
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denied {
+    /// Unknown, revoked or expired: 401.
+    Unauthorized,
+    /// Does not cover the repository: 404 on the API (GitHub hides it), 403 on git.
+    NotCovered,
+    /// Lacks the permission: 403.
+    Forbidden,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    key: DecodingKey,
+    app_id: String,
+    granted: BTreeMap<String, String>,
+    token_style: TokenStyle,
+    repos_root: PathBuf,
+    base_url: String,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn repo_dir(&self, owner: &str, repo: &str) -> Option<PathBuf> {
+        crate::check_name(owner).ok()?;
+        crate::check_name(repo).ok()?;
+        Some(self.repos_root.join(owner).join(format!("{repo}.git")))
+    }
+
+    /// Checks `token` for `full_name` (`owner/repo`) and counts the use; returns its permissions.
+    fn authorize(
+        &self,
+        token: &str,
+        full_name: &str,
+        allowed: impl Fn(&BTreeMap<String, String>) -> bool,
+    ) -> Result<BTreeMap<String, String>, Denied> {
+        let now = Utc::now();
+        let mut st = self.lock();
+        let t = st
+            .tokens
+            .iter_mut()
+            .find(|t| t.token == token && !t.revoked && t.expires_at > now)
+            .ok_or(Denied::Unauthorized)?;
+        t.uses += 1;
+        if !t
+            .repositories
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(full_name))
+        {
+            return Err(Denied::NotCovered);
+        }
+        if !allowed(&t.permissions) {
+            return Err(Denied::Forbidden);
+        }
+        Ok(t.permissions.clone())
+    }
+}
+
+/// Rank of a permission level: read < write < admin; unknown levels are `None`.
+fn rank(level: &str) -> Option<u8> {
+    match level {
+        "read" => Some(1),
+        "write" => Some(2),
+        "admin" => Some(3),
+        _ => None,
+    }
+}
+
+/// Whether `perms` grants `name` at `level` or above.
+fn has(perms: &BTreeMap<String, String>, name: &str, level: &str) -> bool {
+    match (perms.get(name).and_then(|l| rank(l)), rank(level)) {
+        (Some(got), Some(need)) => got >= need,
+        _ => false,
+    }
+}
+
+/// A running fake GitHub. Dropping it stops the server and deletes its repositories.
+pub struct FakeGithub {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for FakeGithub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGithub")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FakeGithub {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl FakeGithub {
+    /// Starts the fake on `127.0.0.1:0` in a background thread. Callable from sync or async code.
+    pub fn start(config: FakeConfig) -> io::Result<Self> {
+        let key = DecodingKey::from_rsa_pem(config.public_key_pem.as_bytes()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad App public key: {e}"),
+            )
+        })?;
+        let dir = tempfile::Builder::new().prefix("fake-github-").tempdir()?;
+        let repos_root = dir.path().join("repos");
+        std::fs::create_dir_all(&repos_root)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                installations: config.installations,
+                ..State::default()
+            }),
+            key,
+            app_id: config.app_id,
+            granted: config.permissions,
+            token_style: config.token_style,
+            repos_root,
+            base_url: format!("http://{addr}"),
+        });
+        let app = api::router(shared.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
+        std::thread::Builder::new()
+            .name("fake-github".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    tokio::select! {
+                        res = axum::serve(listener, app) => {
+                            if let Err(e) = res {
+                                tracing::error!(error = %e, "fake GitHub server stopped");
+                            }
+                        }
+                        _ = rx => {}
+                    }
+                });
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("fake GitHub thread exited before starting"))??;
+        Ok(Self {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            _dir: dir,
+        })
+    }
+
+    /// The socket address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The REST API base for [`crate::GithubClient::new`]: `http://127.0.0.1:PORT/api/v3`.
+    pub fn api_url(&self) -> String {
+        format!("{}/api/v3", self.shared.base_url)
+    }
+
+    /// The git base for [`crate::git_url`]: `http://127.0.0.1:PORT`.
+    pub fn git_base(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// `{git_base}/{owner}/{repo}.git`.
+    pub fn clone_url(&self, owner: &str, repo: &str) -> String {
+        crate::git_url(&self.shared.base_url, owner, repo)
+    }
+
+    /// Where the bare repository for `owner/repo` lives (whether or not it exists).
+    pub fn repo_path(&self, owner: &str, repo: &str) -> PathBuf {
+        self.shared
+            .repos_root
+            .join(owner)
+            .join(format!("{repo}.git"))
+    }
+
+    /// Creates a bare repository with one commit (a `README.md`) on `default_branch`,
+    /// `http.receivepack` enabled and GitHub's workflow-permission check as a
+    /// `pre-receive` hook. Returns its path.
+    pub fn create_repo(
+        &self,
+        owner: &str,
+        repo: &str,
+        default_branch: &str,
+    ) -> io::Result<PathBuf> {
+        let dir = self.shared.repo_dir(owner, repo).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad repository name {owner}/{repo}"),
+            )
+        })?;
+        git::create_bare_repo(&dir, owner, repo, default_branch)?;
+        Ok(dir)
+    }
+
+    /// Adds `full_name` (`owner/repo`) to installation `id` at run time.
+    pub fn install(&self, id: u64, full_name: &str) {
+        self.shared
+            .lock()
+            .installations
+            .entry(id)
+            .or_default()
+            .push(full_name.to_string());
+    }
+
+    /// Opens an issue on `owner/repo` (so it can be commented on); returns its number.
+    pub fn create_issue(&self, owner: &str, repo: &str) -> u64 {
+        self.shared
+            .lock()
+            .next_number(&format!("{owner}/{repo}"), false)
+    }
+
+    /// Makes `token` expired; returns whether it was known.
+    pub fn expire_token(&self, token: &str) -> bool {
+        let mut st = self.shared.lock();
+        match st.tokens.iter_mut().find(|t| t.token == token) {
+            Some(t) => {
+                t.expires_at = Utc::now() - chrono::Duration::seconds(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every token minted so far.
+    pub fn tokens(&self) -> Vec<IssuedToken> {
+        self.shared.lock().tokens.clone()
+    }
+
+    /// Every pull request opened so far.
+    pub fn pulls(&self) -> Vec<RecordedPull> {
+        self.shared.lock().pulls.clone()
+    }
+
+    /// Every comment posted so far.
+    pub fn comments(&self) -> Vec<RecordedComment> {
+        self.shared.lock().comments.clone()
+    }
+
+    /// Every request received, as `METHOD /path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.lock().requests.clone()
+    }
+}
+
+/// A fresh RSA 2048 key pair `(private_pem, public_pem)` for tests, made with the
+/// `openssl` CLI (`genpkey`, then `pkey -traditional` for the PKCS#1 form GitHub
+/// issues when supported, and `pkey -pubout`). Nothing is written to disk.
+///
+/// # Panics
+/// If `openssl` is missing or fails: this is a test helper.
+pub fn test_keypair() -> (String, String) {
+    let pkcs8 = openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ],
+        None,
+    )
+    .expect("openssl genpkey (is the openssl CLI installed?)");
+    let private = openssl(&["pkey", "-traditional"], Some(&pkcs8)).unwrap_or(pkcs8);
+    let public = openssl(&["pkey", "-pubout"], Some(&private)).expect("openssl pkey -pubout");
+    (private, public)
+}
+
+fn openssl(args: &[&str], stdin: Option<&str>) -> io::Result<String> {
+    run(Command::new("openssl").args(args), stdin.map(str::as_bytes))
+}
+
+/// Runs `cmd`, feeding `stdin`; returns stdout, or an error with stderr on failure.
+fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> io::Result<String> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write as _;
+        pipe.write_all(input)?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{:?} failed ({}): {}",
+            cmd.get_program(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    String::from_utf8(out.stdout).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Runs git with the user's and system config ignored.
+fn git_command(git_dir: Option<&Path>) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null");
+    if let Some(dir) = git_dir {
+        cmd.arg("--git-dir").arg(dir);
+    }
+    cmd
+}
