@@ -363,77 +363,88 @@ impl ClaudeStreamParser {
     /// model asked for: the call may still fail or be denied (see its
     /// `ToolResult`).
     fn file_edit(&self, name: &str, input: &Value) -> Option<EventKind> {
-        let string = |key: &str| input.get(key).and_then(Value::as_str);
-        let (path, diff) = match name {
-            "Edit" => {
-                let path = string("file_path")?;
-                let old = string("old_string").unwrap_or("");
-                let new = string("new_string").unwrap_or("");
-                (
-                    path,
-                    DiffBuilder::new()
-                        .excerpt(old, new)
-                        .finish(self.header_path(path)),
-                )
-            }
-            "MultiEdit" => {
-                let path = string("file_path")?;
-                let mut builder = DiffBuilder::new();
-                for edit in input
-                    .get("edits")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let field = |key: &str| edit.get(key).and_then(Value::as_str).unwrap_or("");
-                    builder.excerpt(field("old_string"), field("new_string"));
-                }
-                (path, builder.finish(self.header_path(path)))
-            }
-            "Write" => {
-                let path = string("file_path")?;
-                let content = string("content").unwrap_or("");
-                // The old content is not in the call: the diff is from empty.
-                (
-                    path,
-                    DiffBuilder::new()
-                        .whole("", content)
-                        .finish(self.header_path(path)),
-                )
-            }
-            "NotebookEdit" => {
-                // The cell's old source is not in the call: a replaced cell
-                // shows its new source only; a deleted cell has no diff.
-                let path = string("notebook_path").or_else(|| string("file_path"))?;
-                let diff = match string("edit_mode") {
-                    Some("delete") => FileDiff::default(),
-                    _ => DiffBuilder::new()
-                        .excerpt("", string("new_source").unwrap_or(""))
-                        .finish(self.header_path(path)),
-                };
-                (path, diff)
-            }
-            _ => return None,
-        };
-        Some(EventKind::FileEdit {
-            path: path.to_owned(),
-            diff: diff.diff,
-            added: diff.added,
-            removed: diff.removed,
-        })
+        tool_file_edit(name, input, self.cwd.as_deref())
     }
 
     /// The path for a diff header: relative to the session's cwd when inside it.
+    #[cfg(test)]
     fn header_path<'a>(&self, path: &'a str) -> &'a str {
-        self.cwd
-            .as_deref()
-            .map(|cwd| cwd.trim_end_matches('/'))
-            .filter(|cwd| !cwd.is_empty())
-            .and_then(|cwd| path.strip_prefix(cwd))
-            .and_then(|rest| rest.strip_prefix('/'))
-            .filter(|rest| !rest.is_empty())
-            .unwrap_or(path)
+        header_path(self.cwd.as_deref(), path)
     }
+}
+
+/// The `FileEdit` of a Claude Code file-changing tool call (`Edit`,
+/// `MultiEdit`, `Write`, `NotebookEdit`) built from its input; `None` for
+/// other tools. Diff headers are relative to `cwd` when inside it.
+pub(crate) fn tool_file_edit(name: &str, input: &Value, cwd: Option<&str>) -> Option<EventKind> {
+    let string = |key: &str| input.get(key).and_then(Value::as_str);
+    let (path, diff) = match name {
+        "Edit" => {
+            let path = string("file_path")?;
+            let old = string("old_string").unwrap_or("");
+            let new = string("new_string").unwrap_or("");
+            (
+                path,
+                DiffBuilder::new()
+                    .excerpt(old, new)
+                    .finish(header_path(cwd, path)),
+            )
+        }
+        "MultiEdit" => {
+            let path = string("file_path")?;
+            let mut builder = DiffBuilder::new();
+            for edit in input
+                .get("edits")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let field = |key: &str| edit.get(key).and_then(Value::as_str).unwrap_or("");
+                builder.excerpt(field("old_string"), field("new_string"));
+            }
+            (path, builder.finish(header_path(cwd, path)))
+        }
+        "Write" => {
+            let path = string("file_path")?;
+            let content = string("content").unwrap_or("");
+            // The old content is not in the call: the diff is from empty.
+            (
+                path,
+                DiffBuilder::new()
+                    .whole("", content)
+                    .finish(header_path(cwd, path)),
+            )
+        }
+        "NotebookEdit" => {
+            // The cell's old source is not in the call: a replaced cell
+            // shows its new source only; a deleted cell has no diff.
+            let path = string("notebook_path").or_else(|| string("file_path"))?;
+            let diff = match string("edit_mode") {
+                Some("delete") => FileDiff::default(),
+                _ => DiffBuilder::new()
+                    .excerpt("", string("new_source").unwrap_or(""))
+                    .finish(header_path(cwd, path)),
+            };
+            (path, diff)
+        }
+        _ => return None,
+    };
+    Some(EventKind::FileEdit {
+        path: path.to_owned(),
+        diff: diff.diff,
+        added: diff.added,
+        removed: diff.removed,
+    })
+}
+
+/// The path for a diff header: relative to `cwd` when inside it.
+pub(crate) fn header_path<'a>(cwd: Option<&str>, path: &'a str) -> &'a str {
+    cwd.map(|cwd| cwd.trim_end_matches('/'))
+        .filter(|cwd| !cwd.is_empty())
+        .and_then(|cwd| path.strip_prefix(cwd))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(path)
 }
 
 /// Events from one line; `partial` when part of it was not understood.
@@ -461,22 +472,22 @@ impl Parsed {
     }
 }
 
-fn raw(line: &str) -> EventKind {
+pub(crate) fn raw(line: &str) -> EventKind {
     EventKind::Raw {
         line: line.to_owned(),
     }
 }
 
-fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+pub(crate) fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     obj.get(key).and_then(Value::as_str)
 }
 
-fn is_block(block: &Value, kind: &str) -> bool {
+pub(crate) fn is_block(block: &Value, kind: &str) -> bool {
     block.get("type").and_then(Value::as_str) == Some(kind)
 }
 
 /// A non-negative integer, also from a float such as `522.0`.
-fn as_u64(value: &Value) -> Option<u64> {
+pub(crate) fn as_u64(value: &Value) -> Option<u64> {
     value.as_u64().or_else(|| {
         value
             .as_f64()
@@ -486,7 +497,7 @@ fn as_u64(value: &Value) -> Option<u64> {
 }
 
 /// A JSON value as text: strings as they are, anything else as compact JSON.
-fn value_text(value: &Value) -> String {
+pub(crate) fn value_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => serde_json::to_string(other).unwrap_or_default(),
@@ -496,7 +507,7 @@ fn value_text(value: &Value) -> String {
 /// A `tool_result`'s `content` as text: a string as it is; an array of
 /// blocks joined by newlines (`text` blocks by their text, images as
 /// `[image]`, other blocks as compact JSON); absent or null as "".
-fn content_text(content: Option<&Value>) -> String {
+pub(crate) fn content_text(content: Option<&Value>) -> String {
     match content {
         None | Some(Value::Null) => String::new(),
         Some(Value::Array(blocks)) => blocks
@@ -518,7 +529,7 @@ fn content_text(content: Option<&Value>) -> String {
 /// Whether a successful result is a Bash command that ran to its end: its
 /// `tool_use_result` has `stdout` and `stderr` and says `interrupted: false`.
 /// A call of unknown name (its `tool_use` not seen) is judged by that shape.
-fn bash_success(name: Option<&str>, tool_use_result: Option<&Value>) -> bool {
+pub(crate) fn bash_success(name: Option<&str>, tool_use_result: Option<&Value>) -> bool {
     if name.is_some_and(|name| name != "Bash") {
         return false;
     }
@@ -531,7 +542,7 @@ fn bash_success(name: Option<&str>, tool_use_result: Option<&Value>) -> bool {
 }
 
 /// `N` from output that starts with `Exit code N`.
-fn leading_exit_code(output: &str) -> Option<i32> {
+pub(crate) fn leading_exit_code(output: &str) -> Option<i32> {
     let rest = output.trim_start().strip_prefix("Exit code")?;
     let rest = rest.strip_prefix(' ')?.trim_start();
     let end = rest

@@ -102,7 +102,7 @@ impl CodexOutcome {
 
 /// Codex's token counters, as `turn.completed.usage` reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Tokens {
+pub(crate) struct Tokens {
     input: u64,
     cached_input: u64,
     cache_write_input: u64,
@@ -111,7 +111,7 @@ struct Tokens {
 }
 
 impl Tokens {
-    fn from_json(usage: &Map<String, Value>) -> Tokens {
+    pub(crate) fn from_json(usage: &Map<String, Value>) -> Tokens {
         let n = |key: &str| usage.get(key).and_then(as_u64).unwrap_or(0);
         Tokens {
             input: n("input_tokens"),
@@ -133,7 +133,7 @@ impl Tokens {
     }
 
     /// `self - earlier`, or all of `self` when a counter went down (reset).
-    fn since(&self, earlier: &Tokens) -> Tokens {
+    pub(crate) fn since(&self, earlier: &Tokens) -> Tokens {
         let went_down = self
             .fields()
             .iter()
@@ -152,7 +152,7 @@ impl Tokens {
     }
 
     /// errand's usage: cached input counted apart from fresh input.
-    fn usage(&self) -> Usage {
+    pub(crate) fn usage(&self) -> Usage {
         Usage {
             input_tokens: self.input.saturating_sub(self.cached_input),
             output_tokens: self.output,

@@ -1,5 +1,5 @@
 //! Which harness output format a file holds, from its first lines (for
-//! `errand view FILE`).
+//! `errand view FILE`, `errand logs --file FILE` and [`crate::parse_trace`]).
 //!
 //! Each line is classified on its own by the fields only one format has;
 //! lines that fit no format or several (blank lines, `{"type":"error",…}`
@@ -14,6 +14,7 @@
 //! | [`TraceFormat::CodexRollout`] | `type` `session_meta` / `event_msg` / `response_item` / `turn_context` / `world_state` / `compacted` with a `payload` |
 //! | [`TraceFormat::GeminiStreamJson`] | an ISO-string `timestamp` with `type` `init` + `session_id`, `message` + `role`, `tool_use` + `tool_name`, `tool_result` + `tool_id`, `result` + `stats`, or `error` + `severity` |
 //! | [`TraceFormat::OpenCodeJson`] | a `sessionID` (capital `ID`) with a numeric `timestamp` |
+//! | [`TraceFormat::ErrandEvents`] | a numeric `seq`, a string `ts`, `source` `errand` / `harness` and a `type` |
 //!
 //! Gemini CLI's own session files (`~/.gemini/tmp/…/chats/*.jsonl`) are none
 //! of these and give `None`.
@@ -38,6 +39,9 @@ pub enum TraceFormat {
     GeminiStreamJson,
     /// `opencode run --format json` ([`crate::OpenCodeStreamParser`]).
     OpenCodeJson,
+    /// errand's own event log (`events.jsonl` of a run, `errand logs RUN
+    /// --json`): one serialized [`errand_core::Event`] per line.
+    ErrandEvents,
 }
 
 /// Claude Code stream-json line types.
@@ -67,6 +71,17 @@ fn classify(line: &str) -> Option<TraceFormat> {
     let is_str = |key: &str| obj.get(key).is_some_and(Value::is_string);
     let kind = obj.get("type").and_then(Value::as_str);
     let timestamp = obj.get("timestamp");
+
+    if obj.get("seq").is_some_and(Value::is_u64)
+        && is_str("ts")
+        && kind.is_some()
+        && matches!(
+            obj.get("source").and_then(Value::as_str),
+            Some("errand" | "harness")
+        )
+    {
+        return Some(TraceFormat::ErrandEvents);
+    }
 
     if is_str("sessionID") && timestamp.is_some_and(Value::is_number) {
         return Some(TraceFormat::OpenCodeJson);
@@ -109,6 +124,18 @@ fn is_gemini(kind: &str, obj: &Map<String, Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errands_own_events_are_recognised() {
+        let line = r#"{"seq":1,"ts":"2026-11-26T07:00:00Z","source":"errand","type":"state","state":"queued"}"#;
+        assert_eq!(detect_format(&[line]), Some(TraceFormat::ErrandEvents));
+        let harness = r#"{"seq":2,"ts":"2026-11-26T07:00:00Z","source":"harness","raw_line":1,"type":"user_message","text":"hi"}"#;
+        assert_eq!(detect_format(&[harness]), Some(TraceFormat::ErrandEvents));
+        assert_eq!(
+            detect_format(&[r#"{"seq":"1","ts":"x","source":"errand","type":"state"}"#]),
+            None
+        );
+    }
 
     #[test]
     fn undecided_lines_are_skipped() {

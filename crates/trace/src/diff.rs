@@ -74,6 +74,30 @@ impl DiffBuilder {
     }
 }
 
+/// A diff from hunks a harness already formatted (`@@ -1,3 +1,4 @@` lines
+/// and their ` `/`-`/`+` bodies, each line ending with a newline) under a
+/// `--- a/PATH` / `+++ b/PATH` header, its `+`/`-` lines counted. No hunks,
+/// no diff.
+pub fn from_hunks(header_path: &str, hunks: &str) -> FileDiff {
+    if hunks.trim().is_empty() {
+        return FileDiff::default();
+    }
+    let (mut added, mut removed) = (0usize, 0usize);
+    for line in hunks.lines() {
+        if line.starts_with('+') {
+            added += 1;
+        } else if line.starts_with('-') {
+            removed += 1;
+        }
+    }
+    let path = header_path.trim_start_matches('/');
+    FileDiff {
+        diff: Some(format!("--- a/{path}\n+++ b/{path}\n{hunks}")),
+        added: saturate(added),
+        removed: saturate(removed),
+    }
+}
+
 /// Counts lines the way the diff does: `"a\nb"` and `"a\nb\n"` are two lines.
 pub fn line_count(text: &str) -> u32 {
     saturate(text.lines().count())
@@ -166,6 +190,20 @@ mod tests {
         assert!(strip_preamble(d).starts_with("--- /w/a\n+++ /w/a\n@@"));
         assert_eq!(strip_preamble("--- a\n"), "--- a\n");
         assert_eq!(strip_preamble("no header"), "no header");
+    }
+
+    #[test]
+    fn formatted_hunks_get_a_header_and_counts() {
+        let d = from_hunks(
+            "/w/a.rs",
+            "@@ -1,2 +1,2 @@\n-- old comment\n+// new\n keep\n",
+        );
+        assert_eq!(
+            d.diff.as_deref(),
+            Some("--- a/w/a.rs\n+++ b/w/a.rs\n@@ -1,2 +1,2 @@\n-- old comment\n+// new\n keep\n")
+        );
+        assert_eq!((d.added, d.removed), (1, 1));
+        assert_eq!(from_hunks("a", " \n"), FileDiff::default());
     }
 
     #[test]

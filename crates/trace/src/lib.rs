@@ -2,12 +2,13 @@
 //! [`errand_core::EventKind`]s.
 //!
 //! Invariants:
-//! - this crate does no I/O: callers feed it lines, it hands back events;
+//! - this crate does no I/O: callers feed it lines (or, for
+//!   [`parse_reader`], a reader they opened), it hands back events;
 //! - no input makes a parser panic;
 //! - nothing is dropped: whatever a parser does not understand comes back as
 //!   [`errand_core::EventKind::Raw`] with the line exactly as it was fed.
 //!
-//! Parsers:
+//! Parsers of what a harness prints:
 //! - [`ClaudeStreamParser`]: Claude Code's `--output-format stream-json --verbose`.
 //! - [`CodexStreamParser`]: Codex's `codex exec --json`.
 //! - [`GeminiStreamParser`]: Gemini CLI's `gemini -p --output-format stream-json`.
@@ -16,17 +17,34 @@
 //! - [`AmpStreamParser`]: Amp's Claude Code-compatible `--stream-json`, a thin
 //!   wrapper around [`ClaudeStreamParser`].
 //!
-//! [`detect_format`] tells which of these formats (or a Claude / Codex
-//! session file) a file holds from its first lines.
+//! Parsers of the session files a harness keeps:
+//! - [`ClaudeTranscriptParser`]: Claude Code's transcript
+//!   (`~/.claude/projects/…/SESSION.jsonl`).
+//! - [`CodexRolloutParser`]: Codex's rollout
+//!   (`$CODEX_HOME/sessions/…/rollout-*.jsonl`).
+//!
+//! Every parser takes one line at a time (`push_line`), keeping what it needs
+//! across lines (tool names, open calls, usage so far).
+//!
+//! Whole files: [`detect_format`] tells which of these formats (or errand's
+//! own event log, [`TraceFormat::ErrandEvents`]) a file holds from its first
+//! lines; [`parse_trace`] (text) and [`parse_reader`] (a [`std::io::BufRead`])
+//! detect the format, run the right parser ([`TraceParser`]) over every line
+//! and return a [`ParsedTrace`]: the events with their line and timestamp,
+//! and the [`Problem`]s met (lines that are not JSON, a truncated last line,
+//! an unknown format) without giving up on the readable rest.
 //!
 //! Also [`estimate_cost_usd`] ([`pricing`]): a cost estimate from token usage
 //! for harnesses that report none.
 
 pub mod amp;
 pub mod claude;
+pub mod claude_transcript;
 pub mod codex;
+pub mod codex_rollout;
 pub mod detect;
 pub mod diff;
+pub mod file;
 pub mod gemini;
 pub mod opencode;
 pub mod pricing;
@@ -34,8 +52,11 @@ mod summary;
 
 pub use amp::AmpStreamParser;
 pub use claude::{ClaudeOutcome, ClaudeStreamParser};
+pub use claude_transcript::ClaudeTranscriptParser;
 pub use codex::{CodexOutcome, CodexStreamParser};
+pub use codex_rollout::CodexRolloutParser;
 pub use detect::{detect_format, TraceFormat};
+pub use file::{parse_reader, parse_trace, ParsedTrace, Problem, TraceEvent, TraceParser};
 pub use gemini::{GeminiOutcome, GeminiStreamParser};
 pub use opencode::{OpenCodeOutcome, OpenCodeStreamParser};
 pub use pricing::estimate_cost_usd;

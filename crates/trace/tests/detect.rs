@@ -15,6 +15,16 @@ const FIXTURES: &[(&str, &str, Option<TraceFormat>)] = &[
         Some(TraceFormat::ClaudeTranscript),
     ),
     (
+        "claude_transcript_edits.jsonl",
+        include_str!("fixtures/claude_transcript_edits.jsonl"),
+        Some(TraceFormat::ClaudeTranscript),
+    ),
+    (
+        "codex_rollout_patch.jsonl",
+        include_str!("fixtures/codex_rollout_patch.jsonl"),
+        Some(TraceFormat::CodexRollout),
+    ),
+    (
         "codex_event_examples.jsonl",
         include_str!("fixtures/codex_event_examples.jsonl"),
         Some(TraceFormat::CodexExecJson),
