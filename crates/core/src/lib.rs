@@ -11,5 +11,6 @@ pub mod run;
 pub use event::{Event, EventKind, EventSource, Usage};
 pub use redact::Redactor;
 pub use run::{
-    InvalidTransition, RepoSource, RunId, RunRecord, RunSpec, RunState, RunSummary, Transition,
+    InvalidTransition, Origin, RepoSource, RunId, RunRecord, RunSpec, RunState, RunSummary,
+    Transition,
 };

@@ -51,13 +51,21 @@ pub enum RepoSource {
     Local(String),
     /// A `file://`, `https://` or `http://` URL.
     Url(String),
+    /// `owner/repo` on the configured GitHub (through the GitHub App: errand
+    /// mints a token scoped to this one repository for each run).
+    Github(String),
 }
 
 impl RepoSource {
     /// Classifies what a user typed after `--repo`.
     pub fn parse(input: &str) -> RepoSource {
         let lower = input.to_ascii_lowercase();
-        if lower.starts_with("file://")
+        if let Some(full) = input
+            .strip_prefix("github:")
+            .or_else(|| input.strip_prefix("gh:"))
+        {
+            RepoSource::Github(full.trim_end_matches(".git").to_string())
+        } else if lower.starts_with("file://")
             || lower.starts_with("https://")
             || lower.starts_with("http://")
             || lower.starts_with("ssh://")
@@ -72,7 +80,17 @@ impl RepoSource {
     /// What git is given to clone from.
     pub fn location(&self) -> &str {
         match self {
-            RepoSource::Local(p) | RepoSource::Url(p) => p,
+            RepoSource::Local(p) | RepoSource::Url(p) | RepoSource::Github(p) => p,
+        }
+    }
+}
+
+impl RepoSource {
+    /// `(owner, repo)` of a GitHub source.
+    pub fn github(&self) -> Option<(&str, &str)> {
+        match self {
+            RepoSource::Github(full) => full.split_once('/'),
+            _ => None,
         }
     }
 }
@@ -371,6 +389,14 @@ mod tests {
             RepoSource::parse("https://host/o/r.git"),
             RepoSource::Url("https://host/o/r.git".into())
         );
+        let gh = RepoSource::parse("github:octo/site");
+        assert_eq!(gh, RepoSource::Github("octo/site".into()));
+        assert_eq!(gh.github(), Some(("octo", "site")));
+        assert_eq!(gh.location(), "octo/site");
+        assert_eq!(RepoSource::parse("gh:octo/site.git"), gh);
+        // Stored specs keep their shape.
+        let json = serde_json::to_string(&gh).unwrap();
+        assert_eq!(json, r#"{"kind":"github","location":"octo/site"}"#);
     }
 
     #[test]

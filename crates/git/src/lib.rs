@@ -67,8 +67,41 @@ const SAFE_CONFIG: &[&str] = &[
 pub const AUTHOR_NAME: &str = "errand";
 pub const AUTHOR_EMAIL: &str = "errand@localhost";
 
+/// A credential for host-side git commands that talk to a remote: an HTTP
+/// header (e.g. `Authorization: Basic …` for a GitHub App token). It reaches git
+/// through `GIT_CONFIG_*` environment variables of that one command, so it is
+/// never written to any `.git/config`, and it is never printed.
+#[derive(Clone)]
+pub struct GitAuth {
+    header: String,
+}
+
+impl GitAuth {
+    /// A header line such as `Authorization: Basic dXNlcjpwYXNz`.
+    pub fn header(header: impl Into<String>) -> GitAuth {
+        GitAuth {
+            header: header.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GitAuth([redacted])")
+    }
+}
+
 async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
+    git_with(dir, args, None).await
+}
+
+async fn git_with(dir: Option<&Path>, args: &[&str], auth: Option<&GitAuth>) -> Result<String> {
     let mut cmd = tokio::process::Command::new("git");
+    if let Some(a) = auth {
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", &a.header);
+    }
     cmd.args(SAFE_CONFIG);
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
@@ -113,6 +146,13 @@ pub struct Prepared {
 pub fn resolve_source(source: &RepoSource, cwd: &Path) -> Result<String> {
     match source {
         RepoSource::Url(u) => Ok(u.clone()),
+        RepoSource::Github(full) => Err(GitError::Clone {
+            repo: full.clone(),
+            detail:
+                "a GitHub repository is cloned through errand's GitHub App: configure [github] \
+                     (app_id, private_key_file) in errand's config"
+                    .into(),
+        }),
         RepoSource::Local(p) => {
             let path = cwd.join(p);
             let path = path.canonicalize().map_err(|e| GitError::Clone {
@@ -124,6 +164,137 @@ pub fn resolve_source(source: &RepoSource, cwd: &Path) -> Result<String> {
     }
 }
 
+/// Where a run's code comes from: the resolved remote, the credential host-side
+/// git uses for it, and the cache of mirrors to start from.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote<'a> {
+    pub url: &'a str,
+    pub auth: Option<&'a GitAuth>,
+    pub mirrors: Option<&'a Mirrors>,
+}
+
+impl<'a> Remote<'a> {
+    /// A remote cloned directly, without a credential or a mirror.
+    pub fn plain(url: &'a str) -> Self {
+        Remote {
+            url,
+            auth: None,
+            mirrors: None,
+        }
+    }
+}
+
+/// Bare mirrors of the repositories errand has cloned, one per remote URL,
+/// kept under errand's cache. A run's outbox is copied from the mirror after an
+/// incremental fetch, so a repository crosses the network once, not once per
+/// run. Only network remotes are mirrored (a local path is already as close as
+/// a mirror). Mirrors live on the host and are never mounted into a sandbox.
+#[derive(Debug, Clone)]
+pub struct Mirrors {
+    root: PathBuf,
+}
+
+impl Mirrors {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Mirrors { root: root.into() }
+    }
+
+    /// Whether `url` is worth mirroring (it is reached over a network).
+    pub fn wants(url: &str) -> bool {
+        let lower = url.to_ascii_lowercase();
+        ["http://", "https://", "ssh://", "git://", "git@"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+    }
+
+    /// The mirror of `url` on disk (named by a hash: URLs may hold anything).
+    pub fn path_for(&self, url: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(redact_url(url).as_bytes());
+        let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        self.root.join(format!("{name}.git"))
+    }
+
+    /// Brings the mirror of `url` up to date (cloning it the first time) and
+    /// returns its path. One refresh per mirror at a time (a file lock).
+    pub async fn refresh(&self, url: &str, auth: Option<&GitAuth>) -> Result<PathBuf> {
+        let path = self.path_for(url);
+        std::fs::create_dir_all(&self.root).map_err(|e| GitError::Command {
+            args: "mirror".into(),
+            detail: format!("cannot create {}: {e}", self.root.display()),
+        })?;
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|e| GitError::Command {
+            args: "mirror".into(),
+            detail: format!("cannot create {}: {e}", lock_path.display()),
+        })?;
+        let _held = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| GitError::Command {
+                args: "mirror".into(),
+                detail: format!("the lock task failed: {e}"),
+            })?
+            .map_err(|e| GitError::Command {
+                args: "mirror".into(),
+                detail: format!("cannot lock {}: {e}", lock_path.display()),
+            })?;
+        let clone_err = |e: GitError| GitError::Clone {
+            repo: redact_url(url),
+            detail: detail(e),
+        };
+        if path.join("HEAD").is_file() {
+            let fetched = git_with(
+                Some(&path),
+                &[
+                    "fetch",
+                    "--quiet",
+                    "--prune",
+                    "--no-tags",
+                    url,
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                auth,
+            )
+            .await;
+            match fetched {
+                Ok(_) => return Ok(path),
+                // A broken mirror is cloned afresh below; if the remote itself
+                // fails, that clone says why.
+                Err(e) => {
+                    tracing::warn!(
+                        "refreshing the mirror of {} failed ({e}); cloning it again",
+                        redact_url(url)
+                    );
+                }
+            }
+        }
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        git_with(
+            None,
+            &["clone", "--mirror", "--quiet", url, &tmp.to_string_lossy()],
+            auth,
+        )
+        .await
+        .map_err(clone_err)?;
+        // No automatic gc: outboxes copied from the mirror never depend on it,
+        // but a prune mid-copy would be a needless risk.
+        git(Some(&tmp), &["config", "gc.auto", "0"]).await?;
+        git(
+            Some(&tmp),
+            &["remote", "set-url", "origin", &redact_url(url)],
+        )
+        .await?;
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::rename(&tmp, &path).map_err(|e| GitError::Command {
+            args: "mirror".into(),
+            detail: format!("cannot move the new mirror into place: {e}"),
+        })?;
+        Ok(path)
+    }
+}
+
 /// Clones `remote` (already resolved) through a fresh outbox into `workspace`,
 /// or, with no remote, starts an empty project; then creates `branch` from the base.
 ///
@@ -131,7 +302,7 @@ pub fn resolve_source(source: &RepoSource, cwd: &Path) -> Result<String> {
 /// branch's history in the remote) rather than at the base branch's tip, so that
 /// runs started together compare like with like.
 pub async fn prepare(
-    remote: Option<&str>,
+    remote: Option<Remote<'_>>,
     base: Option<&str>,
     at_commit: Option<&str>,
     run_dir: &Path,
@@ -139,18 +310,35 @@ pub async fn prepare(
     branch: &str,
 ) -> Result<Prepared> {
     let outbox = run_dir.join("outbox.git");
+    let remote_url = remote.map(|r| r.url);
     let (base_branch, remote_owned) = match remote {
-        Some(remote) => {
-            git(
+        Some(Remote {
+            url: remote,
+            auth,
+            mirrors,
+        }) => {
+            // From the mirror (a local copy of its packs) when there is one.
+            let (source, auth) = match mirrors.filter(|_| Mirrors::wants(remote)) {
+                Some(m) => (
+                    m.refresh(remote, auth)
+                        .await?
+                        .to_string_lossy()
+                        .into_owned(),
+                    None,
+                ),
+                None => (remote.to_string(), auth),
+            };
+            git_with(
                 None,
                 &[
                     "clone",
                     "--bare",
                     "--quiet",
                     "--no-hardlinks",
-                    remote,
+                    &source,
                     &outbox.to_string_lossy(),
                 ],
+                auth,
             )
             .await
             .map_err(|e| GitError::Clone {
@@ -223,7 +411,7 @@ pub async fn prepare(
         Some(c) => git(Some(workspace), &["checkout", "--quiet", "-b", branch, c])
             .await
             .map_err(|e| GitError::Clone {
-                repo: remote.unwrap_or("(new project)").to_string(),
+                repo: remote_url.unwrap_or("(new project)").to_string(),
                 detail: format!("commit {c}: {}", detail(e)),
             })?,
         None => git(Some(workspace), &["checkout", "--quiet", "-b", branch]).await?,
@@ -254,12 +442,16 @@ fn detail(e: GitError) -> String {
 
 /// The commit a branch of `remote` points at now (its default branch when
 /// `base` is `None`), read without cloning.
-pub async fn remote_head(remote: &str, base: Option<&str>) -> Result<String> {
+pub async fn remote_head(
+    remote: &str,
+    auth: Option<&GitAuth>,
+    base: Option<&str>,
+) -> Result<String> {
     let wanted = match base {
         Some(b) => format!("refs/heads/{b}"),
         None => "HEAD".to_string(),
     };
-    let out = git(None, &["ls-remote", remote, &wanted])
+    let out = git_with(None, &["ls-remote", remote, &wanted], auth)
         .await
         .map_err(|e| GitError::Clone {
             repo: remote.to_string(),
@@ -390,7 +582,7 @@ pub async fn collect(prepared: &Prepared) -> Result<Collected> {
 }
 
 /// Pushes the run's branch from the outbox to the remote (never forced).
-pub async fn push(prepared: &Prepared) -> Result<()> {
+pub async fn push(prepared: &Prepared, auth: Option<&GitAuth>) -> Result<()> {
     let Some(remote) = prepared.remote.as_deref() else {
         return Err(GitError::Push {
             repo: "(none)".into(),
@@ -399,9 +591,10 @@ pub async fn push(prepared: &Prepared) -> Result<()> {
         });
     };
     let refspec = format!("refs/heads/{b}:refs/heads/{b}", b = prepared.branch);
-    git(
+    git_with(
         Some(&prepared.outbox),
         &["push", "--quiet", remote, &refspec],
+        auth,
     )
     .await
     .map(|_| ())
@@ -459,6 +652,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn mirrors_fetch_what_changed_and_heal_when_broken() {
+        let tmp = tempfile::tempdir().unwrap();
+        let origin = tmp.path().join("origin");
+        make_repo(&origin).await;
+        let url = origin.to_string_lossy().into_owned();
+        let mirrors = Mirrors::new(tmp.path().join("mirrors"));
+        assert!(Mirrors::wants("https://github.com/o/r.git") && Mirrors::wants("git@h:o/r"));
+        assert!(!Mirrors::wants(&url) && !Mirrors::wants("file:///x"));
+        // The name depends on the repository, not on a credential in the URL.
+        assert_eq!(
+            mirrors.path_for("https://x-access-token:abc@h/o/r.git"),
+            mirrors.path_for("https://h/o/r.git")
+        );
+        let m = mirrors.refresh(&url, None).await.unwrap();
+        let first = git(Some(&m), &["rev-parse", "refs/heads/trunk"])
+            .await
+            .unwrap();
+        std::fs::write(origin.join("more.txt"), "x").unwrap();
+        git(Some(&origin), &["add", "."]).await.unwrap();
+        git(Some(&origin), &["commit", "--quiet", "-m", "second"])
+            .await
+            .unwrap();
+        let again = mirrors.refresh(&url, None).await.unwrap();
+        assert_eq!(again, m);
+        let second = git(Some(&m), &["rev-parse", "refs/heads/trunk"])
+            .await
+            .unwrap();
+        assert_ne!(first, second, "the refresh fetched the new commit");
+        // A mirror broken on disk is cloned again.
+        std::fs::remove_dir_all(m.join("refs")).unwrap();
+        std::fs::remove_dir_all(m.join("objects")).unwrap();
+        let healed = mirrors.refresh(&url, None).await.unwrap();
+        assert_eq!(
+            git(Some(&healed), &["rev-parse", "refs/heads/trunk"])
+                .await
+                .unwrap(),
+            second
+        );
+        // An outbox copied from the mirror does not depend on it.
+        let outbox = tmp.path().join("outbox.git");
+        git(
+            None,
+            &[
+                "clone",
+                "--bare",
+                "--quiet",
+                "--no-hardlinks",
+                &healed.to_string_lossy(),
+                &outbox.to_string_lossy(),
+            ],
+        )
+        .await
+        .unwrap();
+        assert!(!outbox.join("objects/info/alternates").exists());
+        // An unreachable remote is a clear clone error.
+        let err = mirrors
+            .refresh("/nonexistent/repo", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GitError::Clone { .. }), "{err}");
+    }
+
+    #[tokio::test]
     async fn clone_branch_collect_push_round_trip() {
         let tmp = tempfile::tempdir().unwrap();
         let origin = tmp.path().join("origin");
@@ -476,9 +732,16 @@ mod tests {
             tmp.path(),
         )
         .unwrap();
-        let p = prepare(Some(&remote), None, None, &run, &ws, "errand/abc")
-            .await
-            .unwrap();
+        let p = prepare(
+            Some(Remote::plain(&remote)),
+            None,
+            None,
+            &run,
+            &ws,
+            "errand/abc",
+        )
+        .await
+        .unwrap();
         assert_eq!(p.base_branch, "trunk");
         assert_eq!(
             git(Some(&ws), &["branch", "--show-current"]).await.unwrap(),
@@ -497,19 +760,22 @@ mod tests {
             "{}",
             c.shortstat
         );
-        push(&p).await.unwrap();
+        push(&p, None).await.unwrap();
         // A second run pinned to the first commit starts there, even though the
         // remote has moved on.
         let first = git(Some(&origin), &["rev-parse", "trunk"]).await.unwrap();
-        assert_eq!(remote_head(&remote, None).await.unwrap(), first);
-        assert_eq!(remote_head(&remote, Some("side")).await.unwrap(), first);
+        assert_eq!(remote_head(&remote, None, None).await.unwrap(), first);
+        assert_eq!(
+            remote_head(&remote, None, Some("side")).await.unwrap(),
+            first
+        );
         std::fs::write(origin.join("later.txt"), "x").unwrap();
         git(Some(&origin), &["add", "."]).await.unwrap();
         git(Some(&origin), &["commit", "--quiet", "-m", "later"])
             .await
             .unwrap();
         let p2 = prepare(
-            Some(&remote),
+            Some(Remote::plain(&remote)),
             None,
             Some(&first),
             &tmp.path().join("run2"),
@@ -519,7 +785,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(p2.base_commit, first);
-        assert!(remote_head(&remote, Some("nope")).await.is_err());
+        assert!(remote_head(&remote, None, Some("nope")).await.is_err());
         let pushed = git(Some(&origin), &["rev-parse", "refs/heads/errand/abc"])
             .await
             .unwrap();
@@ -539,7 +805,7 @@ mod tests {
         let notrepo = tmp.path().join("plain");
         std::fs::create_dir(&notrepo).unwrap();
         let err = prepare(
-            Some(&notrepo.to_string_lossy()),
+            Some(Remote::plain(&notrepo.to_string_lossy())),
             None,
             None,
             &tmp.path().join("r1"),
@@ -552,7 +818,7 @@ mod tests {
         let origin = tmp.path().join("origin");
         make_repo(&origin).await;
         let err = prepare(
-            Some(&origin.to_string_lossy()),
+            Some(Remote::plain(&origin.to_string_lossy())),
             Some("dev"),
             None,
             &tmp.path().join("r2"),
@@ -586,6 +852,6 @@ mod tests {
             .unwrap();
         let c = collect(&p).await.unwrap();
         assert_eq!(c.commits, 1);
-        assert!(push(&p).await.is_err());
+        assert!(push(&p, None).await.is_err());
     }
 }

@@ -73,6 +73,10 @@ pub struct RunFilter {
     pub harness: Option<String>,
     /// Only runs of this fan-out group (`RunSpec::group`).
     pub group: Option<String>,
+    /// Only runs asked for by this requester (`RunSpec::requested_by`).
+    pub requested_by: Option<String>,
+    /// Only the run whose Slack message has this `ts` (`Origin::Slack::message_ts`).
+    pub slack_message: Option<String>,
     /// Skip this many runs (paging, in the same newest-first order).
     pub offset: u32,
 }
@@ -151,6 +155,8 @@ pub trait Store: Send + Sync {
     async fn transition(&self, id: RunId, to: RunState, reason: Option<&str>) -> Result<RunRecord>;
     async fn transitions(&self, id: RunId) -> Result<Vec<Transition>>;
     async fn update_summary(&self, id: RunId, summary: &RunSummary) -> Result<()>;
+    /// Records where the run reports back (e.g. the Slack message, once posted).
+    async fn set_origin(&self, id: RunId, origin: &errand_core::Origin) -> Result<()>;
     /// Marks a run for cancellation; the process executing it notices and stops it.
     async fn request_cancel(&self, id: RunId) -> Result<RunRecord>;
     async fn set_owner(&self, id: RunId, pid: Option<u32>) -> Result<()>;

@@ -171,6 +171,8 @@ impl Store for PgStore {
         let rows = sqlx::query(
             "SELECT * FROM runs WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR repo = $2) \
              AND ($3::text IS NULL OR harness = $3) AND ($6::text IS NULL OR (spec::jsonb ->> 'group') = $6) \
+             AND ($7::text IS NULL OR (spec::jsonb ->> 'requested_by') = $7) \
+             AND ($8::text IS NULL OR (spec::jsonb -> 'origin' ->> 'message_ts') = $8) \
              ORDER BY created_at DESC, id LIMIT $4 OFFSET $5",
         )
         .bind(filter.state.map(|s| s.as_str()))
@@ -179,6 +181,8 @@ impl Store for PgStore {
         .bind(i64::from(limit))
         .bind(i64::from(filter.offset))
         .bind(filter.group.as_deref())
+        .bind(filter.requested_by.as_deref())
+        .bind(filter.slack_message.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_run).collect()
@@ -251,6 +255,22 @@ impl Store for PgStore {
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn set_origin(&self, id: RunId, origin: &errand_core::Origin) -> Result<()> {
+        let json = serde_json::to_string(origin)
+            .map_err(|e| StoreError::Corrupt(format!("origin does not serialize: {e}")))?;
+        let done = sqlx::query(
+            "UPDATE runs SET spec = jsonb_set(spec::jsonb, '{origin}', $1::jsonb)::text WHERE id = $2",
+        )
+        .bind(json)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
         Ok(())
     }
 

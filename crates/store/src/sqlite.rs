@@ -198,6 +198,8 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT * FROM runs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR repo = ?2) \
              AND (?3 IS NULL OR harness = ?3) AND (?6 IS NULL OR json_extract(spec, '$.group') = ?6) \
+             AND (?7 IS NULL OR json_extract(spec, '$.requested_by') = ?7) \
+             AND (?8 IS NULL OR json_extract(spec, '$.origin.message_ts') = ?8) \
              ORDER BY created_at DESC, id LIMIT ?4 OFFSET ?5",
         )
         .bind(filter.state.map(|s| s.as_str()))
@@ -206,6 +208,8 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .bind(i64::from(filter.offset))
         .bind(filter.group.as_deref())
+        .bind(filter.requested_by.as_deref())
+        .bind(filter.slack_message.as_deref())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_run).collect()
@@ -281,6 +285,21 @@ impl Store for SqliteStore {
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn set_origin(&self, id: RunId, origin: &errand_core::Origin) -> Result<()> {
+        let json = serde_json::to_string(origin)
+            .map_err(|e| StoreError::Corrupt(format!("origin does not serialize: {e}")))?;
+        let done =
+            sqlx::query("UPDATE runs SET spec = json_set(spec, '$.origin', json(?)) WHERE id = ?")
+                .bind(json)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
         Ok(())
     }
 

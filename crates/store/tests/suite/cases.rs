@@ -315,6 +315,47 @@ pub async fn list_filters_and_paging(s: Arc<dyn Store>) {
     assert_eq!(s.list_runs(&big).await.unwrap().len(), 56);
 }
 
+pub async fn runs_are_found_by_requester_and_slack_message(s: Arc<dyn Store>) {
+    let ids = |v: Vec<errand_core::RunRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    new_run(&s, &spec_in("/src/other")).await;
+    // Slack runs are found by requester and by their message.
+    let mut from_slack = spec_in("/src/c");
+    from_slack.requested_by = Some("slack:T1/U1".into());
+    let mut origin = errand_core::Origin::Slack {
+        team: "T1".into(),
+        channel: "C1".into(),
+        user: "U1".into(),
+        message_ts: None,
+    };
+    from_slack.origin = Some(origin.clone());
+    let c1 = new_run(&s, &from_slack).await;
+    let by = |f: RunFilter| {
+        let s = s.clone();
+        async move { ids(s.list_runs(&f).await.unwrap()) }
+    };
+    let mine = RunFilter {
+        requested_by: Some("slack:T1/U1".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(mine).await, [c1]);
+    let thread = RunFilter {
+        slack_message: Some("1700000000.000100".into()),
+        ..Default::default()
+    };
+    assert!(by(thread.clone()).await.is_empty());
+    if let errand_core::Origin::Slack { message_ts, .. } = &mut origin {
+        *message_ts = Some("1700000000.000100".into());
+    }
+    s.set_origin(c1, &origin).await.unwrap();
+    assert_eq!(by(thread).await, [c1]);
+    assert_eq!(
+        s.get_run(c1).await.unwrap().spec.origin,
+        Some(origin.clone())
+    );
+    assert!(s.set_origin(RunId::new(), &origin).await.is_err());
+    s.transition(c1, RunState::Cancelled, None).await.unwrap();
+}
+
 pub async fn count_by_state_covers_every_state(s: Arc<dyn Store>) {
     let empty = s.count_by_state().await.unwrap();
     assert_eq!(empty.len(), RunState::ALL.len());

@@ -44,6 +44,7 @@ on_every_backend!(
     cancel_flag_summary_and_owner,
     concurrent_runs_move_through_their_states_without_lock_errors,
     list_filters_and_paging,
+    runs_are_found_by_requester_and_slack_message,
     count_by_state_covers_every_state,
     claim_next_takes_the_oldest_claimable_run,
     claim_next_under_concurrency_claims_every_run_exactly_once,
