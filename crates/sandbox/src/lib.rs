@@ -1,7 +1,8 @@
 //! Sandboxes: where an agent's process runs.
 //!
-//! [`Sandbox`] is the interface every backend implements (the local bubblewrap
-//! backend here; Docker and Kubernetes later). A backend is given a
+//! [`Sandbox`] is the interface every backend implements: [`LocalSandbox`]
+//! (bubblewrap), [`DockerSandbox`] (one container per process; Docker or
+//! Podman), [`KubernetesSandbox`] (one Pod per process). A backend is given a
 //! [`SandboxSpec`] (host directories to expose, the complete environment, limits)
 //! and a [`CommandLine`] to run inside, and hands back a [`SandboxProcess`]
 //! whose stdout and stderr errand reads and which it can kill as a whole tree.
@@ -9,13 +10,18 @@
 //! Invariant: the processes of a run see only what the spec names. Nothing of
 //! errand's own environment is inherited.
 
+pub mod docker;
+pub mod kubernetes;
 mod local;
 
+pub use docker::{DockerConfig, DockerSandbox};
+pub use kubernetes::{KubernetesConfig, KubernetesSandbox};
 pub use local::LocalSandbox;
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use tokio::io::AsyncRead;
 
 /// Paths as the agent sees them inside every backend.
 pub mod paths {
@@ -27,6 +33,8 @@ pub mod paths {
     pub const HARNESS: &str = "/opt/errand/harness";
     /// Extra tools errand provides (uv), read-only.
     pub const TOOLS: &str = "/opt/errand/bin";
+    /// errand's guard shims (`git`, `rm`), read-only.
+    pub const SHIMS: &str = "/opt/errand/shims";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +52,9 @@ pub enum SandboxError {
 pub struct Limits {
     pub memory_bytes: Option<u64>,
     pub max_pids: Option<u64>,
+    /// CPU time, in CPUs (1.5 = one and a half cores). Applied by the Docker
+    /// backend; the local backend reports it as not applied.
+    pub cpus: Option<f64>,
 }
 
 /// What one sandboxed process may see and use.
@@ -86,55 +97,82 @@ impl CommandLine {
     }
 }
 
-/// A running sandboxed process.
+/// One end of a sandboxed process's output.
+pub type OutputStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// How a sandboxed process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExitInfo {
+    /// The exit status, when the process exited by itself.
+    pub code: Option<i32>,
+    /// The signal that ended it.
+    pub signal: Option<i32>,
+    /// The kernel killed a process of the sandbox for exceeding its memory
+    /// limit (the main process, or one it started).
+    pub oom_killed: bool,
+}
+
+impl ExitInfo {
+    /// Whether the main process exited with status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.oom_killed && !self.success(), self.code, self.signal) {
+            (true, _, _) => write!(f, "killed: out of memory"),
+            (false, Some(c), _) => write!(f, "status {c}"),
+            (false, None, Some(s)) => write!(f, "signal {s}"),
+            (false, None, None) => write!(f, "an unknown status"),
+        }
+    }
+}
+
+/// What a backend hands back for one started process.
+#[async_trait]
+pub trait ProcessHandle: Send {
+    fn take_stdout(&mut self) -> Option<OutputStream>;
+    fn take_stderr(&mut self) -> Option<OutputStream>;
+    /// Waits for the main process to exit, then makes sure nothing it started
+    /// lives on and releases the sandbox's resources.
+    async fn wait(&mut self) -> std::io::Result<ExitInfo>;
+    /// Kills every process of the sandbox and releases its resources.
+    async fn kill(&mut self);
+}
+
+/// A running sandboxed process. Dropping it kills whatever still runs.
 pub struct SandboxProcess {
-    pub child: tokio::process::Child,
     /// Facts about the isolation errand could not apply here, to be recorded on the run.
     pub notices: Vec<String>,
-    killer: Box<dyn KillTree>,
+    handle: Box<dyn ProcessHandle>,
 }
 
 impl SandboxProcess {
-    pub fn new(
-        child: tokio::process::Child,
-        notices: Vec<String>,
-        killer: Box<dyn KillTree>,
-    ) -> Self {
-        SandboxProcess {
-            child,
-            notices,
-            killer,
-        }
+    pub fn new(notices: Vec<String>, handle: Box<dyn ProcessHandle>) -> Self {
+        SandboxProcess { notices, handle }
+    }
+
+    /// The process's stdout; `None` once taken.
+    pub fn take_stdout(&mut self) -> Option<OutputStream> {
+        self.handle.take_stdout()
+    }
+
+    /// The process's stderr; `None` once taken.
+    pub fn take_stderr(&mut self) -> Option<OutputStream> {
+        self.handle.take_stderr()
     }
 
     /// Kills every process of the sandbox, not just the first one.
     pub async fn kill(&mut self) {
-        self.killer.kill_tree();
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-        self.killer.kill_tree();
+        self.handle.kill().await
     }
 
     /// Waits for the process to exit, then makes sure nothing it started lives on.
-    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        let status = self.child.wait().await;
-        self.killer.kill_tree();
-        status
+    pub async fn wait(&mut self) -> std::io::Result<ExitInfo> {
+        self.handle.wait().await
     }
-}
-
-impl Drop for SandboxProcess {
-    fn drop(&mut self) {
-        self.killer.kill_tree();
-        self.killer.release();
-    }
-}
-
-/// How a backend tears down a whole process tree.
-pub trait KillTree: Send + Sync {
-    fn kill_tree(&mut self);
-    /// Frees per-sandbox resources (cgroups…) once nothing runs.
-    fn release(&mut self) {}
 }
 
 #[async_trait]

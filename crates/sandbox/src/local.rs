@@ -20,7 +20,10 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 
-use crate::{paths, CommandLine, KillTree, Sandbox, SandboxError, SandboxProcess, SandboxSpec};
+use crate::{
+    paths, CommandLine, ExitInfo, OutputStream, ProcessHandle, Sandbox, SandboxError,
+    SandboxProcess, SandboxSpec,
+};
 
 /// Files and directories of the host's `/etc` that programs need and that hold no secrets.
 const ETC_ALLOWED: &[&str] = &[
@@ -208,6 +211,9 @@ impl Sandbox for LocalSandbox {
         .map_err(|e| SandboxError::Setup(format!("cannot write passwd file: {e}")))?;
 
         let mut notices = Vec::new();
+        if spec.limits.cpus.is_some() {
+            notices.push("CPU limit not applied: the local sandbox does not limit CPU (the docker sandbox does)".to_string());
+        }
         let cgroup = match Cgroup::create(&spec.name, &spec.limits) {
             Ok(cg) => cg,
             Err(why) => {
@@ -253,10 +259,61 @@ impl Sandbox for LocalSandbox {
         let child = command.spawn().map_err(SandboxError::Spawn)?;
         let pgid = child.id().map(|p| p as i32);
         Ok(SandboxProcess::new(
-            child,
             notices,
-            Box::new(LocalKiller { pgid, cgroup }),
+            Box::new(LocalProcess {
+                child,
+                killer: LocalKiller { pgid, cgroup },
+            }),
         ))
+    }
+}
+
+/// A bwrap child, with what it takes to kill everything it started.
+struct LocalProcess {
+    child: tokio::process::Child,
+    killer: LocalKiller,
+}
+
+#[async_trait]
+impl ProcessHandle for LocalProcess {
+    fn take_stdout(&mut self) -> Option<OutputStream> {
+        self.child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as OutputStream)
+    }
+
+    fn take_stderr(&mut self) -> Option<OutputStream> {
+        self.child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as OutputStream)
+    }
+
+    async fn wait(&mut self) -> std::io::Result<ExitInfo> {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.child.wait().await;
+        self.killer.kill_tree();
+        let status = status?;
+        Ok(ExitInfo {
+            code: status.code(),
+            signal: status.signal(),
+            oom_killed: self.killer.oom_killed(),
+        })
+    }
+
+    async fn kill(&mut self) {
+        self.killer.kill_tree();
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.killer.kill_tree();
+    }
+}
+
+impl Drop for LocalProcess {
+    fn drop(&mut self) {
+        self.killer.kill_tree();
+        self.killer.release();
     }
 }
 
@@ -284,7 +341,12 @@ struct LocalKiller {
     cgroup: Option<Cgroup>,
 }
 
-impl KillTree for LocalKiller {
+impl LocalKiller {
+    /// Whether the kernel killed a process of the sandbox's cgroup for lack of memory.
+    fn oom_killed(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(Cgroup::oom_kills)
+    }
+
     fn kill_tree(&mut self) {
         if let Some(pgid) = self.pgid {
             // SAFETY: plain system call; a stale group id only yields ESRCH.
@@ -358,6 +420,25 @@ impl Cgroup {
             cg
         };
         Ok(Some(cg))
+    }
+
+    /// Whether the cgroup's `oom_kill` counter (v2 `memory.events`, v1
+    /// `memory.oom_control`) is above zero: the cgroup is new for each sandbox.
+    fn oom_kills(&self) -> bool {
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        self.dirs.iter().any(|d| {
+            std::fs::read_to_string(d.join(file)).is_ok_and(|s| {
+                s.lines().any(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            })
+        })
     }
 
     fn procs_files(&self) -> Vec<CString> {

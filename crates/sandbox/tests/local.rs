@@ -35,10 +35,10 @@ async fn sh(sb: &LocalSandbox, spec: &SandboxSpec, script: &str) -> (i32, String
         .await
         .expect("spawn");
     let mut out = String::new();
-    let mut stdout = p.child.stdout.take().expect("stdout");
+    let mut stdout = p.take_stdout().expect("stdout");
     stdout.read_to_string(&mut out).await.expect("read");
     let status = p.wait().await.expect("wait");
-    (status.code().unwrap_or(-1), out)
+    (status.code.unwrap_or(-1), out)
 }
 
 #[tokio::test]
@@ -141,6 +141,7 @@ async fn process_limit_is_applied_or_reported() {
     s.limits = Limits {
         memory_bytes: Some(256 << 20),
         max_pids: Some(20),
+        cpus: None,
     };
     let mut p = sb
         .spawn(
@@ -157,7 +158,7 @@ async fn process_limit_is_applied_or_reported() {
         .unwrap();
     let notices = p.notices.clone();
     let mut err = String::new();
-    if let Some(mut e) = p.child.stderr.take() {
+    if let Some(mut e) = p.take_stderr() {
         let _ = e.read_to_string(&mut err).await;
     }
     let _ = p.wait().await;
