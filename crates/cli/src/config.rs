@@ -23,7 +23,70 @@ pub struct Config {
     #[serde(default)]
     pub models: Models,
     #[serde(default)]
+    pub sandbox: SandboxSection,
+    #[serde(default)]
     pub harness: Vec<CustomHarness>,
+    /// The GitHub App errand acts as (for `github:owner/repo` runs, pull
+    /// requests and `@errand` comments).
+    #[serde(default)]
+    pub github: Option<Github>,
+    /// The Slack app (`/agent`).
+    #[serde(default)]
+    pub slack: Option<Slack>,
+    /// Who may start runs from Slack and GitHub ([`errand_server::access`]).
+    #[serde(default)]
+    pub access: Vec<errand_server::access::AccessRule>,
+}
+
+/// `[github]`: the App's id and private key; GitHub Enterprise through `api_url` and `git_url`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Github {
+    /// The App's id (or client id): the JWT's issuer.
+    pub app_id: String,
+    /// PEM file of the App's private key (or the PEM itself in `private_key`,
+    /// e.g. from `ERRAND_GITHUB_PRIVATE_KEY`).
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key: Option<String>,
+    #[serde(default = "default_github_api")]
+    pub api_url: String,
+    #[serde(default = "default_github_git")]
+    pub git_url: String,
+    /// Verifies `POST /github/webhook` (`X-Hub-Signature-256`); no webhook without it.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// What a comment must mention to start a run.
+    #[serde(default = "default_mention")]
+    pub mention: String,
+    /// Let runs that push change `.github/workflows/` (asks for `workflows: write`).
+    #[serde(default)]
+    pub workflows: bool,
+}
+
+fn default_github_api() -> String {
+    "https://api.github.com".into()
+}
+fn default_github_git() -> String {
+    "https://github.com".into()
+}
+fn default_mention() -> String {
+    "@errand".into()
+}
+
+/// `[slack]`: the app's signing secret and bot token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slack {
+    pub signing_secret: String,
+    pub bot_token: String,
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+}
+
+fn default_slack_api() -> String {
+    errand_slack::DEFAULT_API_BASE.into()
 }
 
 /// Model endpoints for the harnesses. Each is used only when the variable its
@@ -37,6 +100,115 @@ pub struct Models {
     pub google_gemini_base_url: Option<String>,
 }
 
+/// Where agents run (`--sandbox` on `errand run` overrides `backend`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxSection {
+    /// `local` (bubblewrap), `docker` (one container per process) or
+    /// `kubernetes` (one pod per process).
+    pub backend: String,
+    /// The agent image of the docker backend; default `errand-agent:<version>`.
+    pub docker_image: Option<String>,
+    /// The docker backend's network: `bridge`, `none`, `host` or a network name.
+    pub docker_network: String,
+    /// CPUs one sandbox may use (docker backend); 0 for no limit.
+    #[serde(deserialize_with = "number")]
+    pub cpus: f64,
+    /// The kubernetes backend's namespace.
+    pub kubernetes_namespace: String,
+    /// The kubernetes backend's agent image; default `errand-agent:<version>`.
+    pub kubernetes_image: Option<String>,
+    /// The ReadWriteMany claim holding the run directories.
+    pub kubernetes_runs_claim: String,
+    /// Where errand sees that claim; default: errand's data directory.
+    pub kubernetes_runs_root: Option<PathBuf>,
+    /// A NetworkPolicy per pod, allowing egress only to `kubernetes_egress` and DNS.
+    #[serde(deserialize_with = "boolean")]
+    pub kubernetes_network_policy: bool,
+    /// CIDRs, addresses or host names agents may reach (a list, or comma-separated).
+    #[serde(deserialize_with = "list")]
+    pub kubernetes_egress: Vec<String>,
+    /// Each pod's `activeDeadlineSeconds`: a backstop behind the run's timeout.
+    pub kubernetes_deadline_secs: u64,
+}
+
+impl Default for SandboxSection {
+    fn default() -> Self {
+        SandboxSection {
+            backend: "local".into(),
+            docker_image: None,
+            docker_network: "bridge".into(),
+            cpus: 0.0,
+            kubernetes_namespace: "errand".into(),
+            kubernetes_image: None,
+            kubernetes_runs_claim: errand_sandbox::kubernetes::DEFAULT_CLAIM.into(),
+            kubernetes_runs_root: None,
+            kubernetes_network_policy: false,
+            kubernetes_egress: Vec::new(),
+            kubernetes_deadline_secs: errand_sandbox::KubernetesConfig::default().deadline_secs,
+        }
+    }
+}
+
+/// A boolean, or `true`/`false` as text (as `ERRAND_SANDBOX_KUBERNETES_NETWORK_POLICY` arrives).
+fn boolean<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        B(bool),
+        I(i64),
+        S(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::B(b) => Ok(b),
+        Flag::I(i) => Ok(i != 0),
+        Flag::S(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(true),
+            "false" | "no" | "0" | "" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "'{s}' is not true or false"
+            ))),
+        },
+    }
+}
+
+/// A list of strings, or one comma-separated string (as an environment variable arrives).
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum L {
+        L(Vec<String>),
+        S(String),
+    }
+    Ok(match L::deserialize(d)? {
+        L::L(l) => l,
+        L::S(s) => s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect(),
+    })
+}
+
+/// An integer or a float (`ERRAND_SANDBOX_CPUS=2` arrives as an integer).
+fn number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        I(i64),
+        F(f64),
+        S(String),
+    }
+    match N::deserialize(d)? {
+        N::I(i) => Ok(i as f64),
+        N::F(f) => Ok(f),
+        N::S(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("'{s}' is not a number"))),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
@@ -46,6 +218,11 @@ pub struct Server {
     pub workers: u32,
     /// Worker id; defaults to the host name and data directory, so a restart is recognised.
     pub worker_id: Option<String>,
+    /// The address people reach this server at, for links in Slack, GitHub
+    /// and pull requests; default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// The harness for Slack and GitHub runs that name none.
+    pub default_harness: String,
 }
 
 impl Default for Server {
@@ -54,6 +231,8 @@ impl Default for Server {
             listen: "127.0.0.1:8080".into(),
             workers: 2,
             worker_id: None,
+            public_url: None,
+            default_harness: "claude-code".into(),
         }
     }
 }
@@ -98,6 +277,28 @@ const KEYS: &[&str] = &[
     "models.anthropic_base_url",
     "models.openai_base_url",
     "models.google_gemini_base_url",
+    "sandbox.backend",
+    "sandbox.docker_image",
+    "sandbox.docker_network",
+    "sandbox.cpus",
+    "sandbox.kubernetes_namespace",
+    "sandbox.kubernetes_image",
+    "sandbox.kubernetes_runs_claim",
+    "sandbox.kubernetes_runs_root",
+    "sandbox.kubernetes_network_policy",
+    "sandbox.kubernetes_egress",
+    "sandbox.kubernetes_deadline_secs",
+    "server.public_url",
+    "server.default_harness",
+    "github.app_id",
+    "github.private_key_file",
+    "github.private_key",
+    "github.api_url",
+    "github.git_url",
+    "github.webhook_secret",
+    "slack.signing_secret",
+    "slack.bot_token",
+    "slack.api_url",
 ];
 
 pub fn path(paths: &Paths) -> PathBuf {
@@ -177,6 +378,104 @@ impl Config {
         env
     }
 
+    /// The docker backend's settings; `scope` marks this installation's containers.
+    pub fn docker_config(&self, paths: Option<&Paths>) -> errand_sandbox::DockerConfig {
+        let mut c = errand_sandbox::DockerConfig {
+            network: self.sandbox.docker_network.clone(),
+            ..Default::default()
+        };
+        if let Some(image) = &self.sandbox.docker_image {
+            c.image = image.clone();
+        }
+        if let Some(p) = paths {
+            c.scope = p
+                .home
+                .canonicalize()
+                .unwrap_or_else(|_| p.home.clone())
+                .to_string_lossy()
+                .into_owned();
+        }
+        c
+    }
+
+    /// The kubernetes backend's settings; the runs root defaults to errand's
+    /// data directory, and `scope` marks this installation's objects.
+    pub fn kubernetes_config(&self, paths: Option<&Paths>) -> errand_sandbox::KubernetesConfig {
+        let s = &self.sandbox;
+        let mut c = errand_sandbox::KubernetesConfig {
+            namespace: s.kubernetes_namespace.clone(),
+            runs_claim: s.kubernetes_runs_claim.clone(),
+            network_policy: s.kubernetes_network_policy,
+            egress: s.kubernetes_egress.clone(),
+            deadline_secs: s.kubernetes_deadline_secs,
+            ..Default::default()
+        };
+        if let Some(image) = &s.kubernetes_image {
+            c.image = image.clone();
+        }
+        if let Some(root) = &s.kubernetes_runs_root {
+            c.runs_root = root.clone();
+        } else if let Some(p) = paths {
+            c.runs_root = std::path::absolute(&p.home).unwrap_or_else(|_| p.home.clone());
+        }
+        c.scope = self.docker_config(paths).scope;
+        c
+    }
+
+    /// The GitHub App, when `[github]` is configured.
+    pub fn github_forge(&self) -> Result<Option<std::sync::Arc<errand_runner::GithubForge>>> {
+        let Some(gh) = &self.github else {
+            return Ok(None);
+        };
+        let pem = match (&gh.private_key, &gh.private_key_file) {
+            (Some(pem), _) => pem.clone(),
+            (None, Some(file)) => std::fs::read_to_string(file).with_context(|| {
+                format!("cannot read the GitHub App key {}", file.display())
+            })?,
+            (None, None) => anyhow::bail!("[github] has no private key"),
+        };
+        let creds = errand_github::AppCredentials::new(gh.app_id.clone(), pem);
+        let client = errand_github::GithubClient::new(&gh.api_url, creds)
+            .context("the GitHub App's settings are not usable")?;
+        Ok(Some(std::sync::Arc::new(errand_runner::GithubForge {
+            client,
+            git_base: gh.git_url.trim_end_matches('/').to_string(),
+            workflows: gh.workflows,
+        })))
+    }
+
+    /// The Slack and GitHub routes' settings, when either is configured.
+    pub fn integrations(
+        &self,
+        forge: Option<std::sync::Arc<errand_runner::GithubForge>>,
+        public_url: &str,
+    ) -> Option<errand_server::integrations::Integrations> {
+        use errand_server::integrations::{GithubIntegration, Integrations, SlackIntegration};
+        let slack = self.slack.as_ref().map(|s| SlackIntegration {
+            signing_secret: s.signing_secret.clone(),
+            client: errand_slack::SlackClient::new(&s.api_url, s.bot_token.clone()),
+        });
+        let github = match (&self.github, forge) {
+            (Some(gh), Some(forge)) => gh.webhook_secret.as_ref().map(|secret| GithubIntegration {
+                webhook_secret: secret.clone(),
+                mention: gh.mention.clone(),
+                forge,
+            }),
+            _ => None,
+        };
+        if slack.is_none() && github.is_none() {
+            return None;
+        }
+        Some(Integrations {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            slack,
+            github,
+            access: errand_server::access::AccessPolicy::new(self.access.clone()),
+            default_harness: self.server.default_harness.clone(),
+            replay: errand_slack::ReplayGuard::new(),
+        })
+    }
+
     pub fn database_url(&self, paths: &Paths) -> String {
         self.database
             .url
@@ -221,6 +520,64 @@ impl Config {
                 if !(v.starts_with("http://") || v.starts_with("https://")) {
                     out.push(format!("{key} '{v}' is not an http(s) URL"));
                 }
+            }
+        }
+        if !["local", "docker", "kubernetes"].contains(&self.sandbox.backend.as_str()) {
+            out.push(format!(
+                "sandbox.backend '{}' is not local, docker or kubernetes",
+                self.sandbox.backend
+            ));
+        }
+        out.extend(self.docker_config(None).problems());
+        out.extend(self.kubernetes_config(None).problems());
+        if self.sandbox.cpus.is_nan() || self.sandbox.cpus < 0.0 {
+            out.push(format!(
+                "sandbox.cpus {} is not a number of CPUs (0 for no limit)",
+                self.sandbox.cpus
+            ));
+        }
+        if let Some(gh) = &self.github {
+            if gh.app_id.trim().is_empty() {
+                out.push("github.app_id is empty".into());
+            }
+            match (&gh.private_key_file, &gh.private_key) {
+                (None, None) => out.push(
+                    "github needs the App's private key: private_key_file (or ERRAND_GITHUB_PRIVATE_KEY)"
+                        .into(),
+                ),
+                (Some(f), None) if !f.is_file() => out.push(format!(
+                    "github.private_key_file {} does not exist",
+                    f.display()
+                )),
+                _ => {}
+            }
+            for (key, v) in [("github.api_url", &gh.api_url), ("github.git_url", &gh.git_url)] {
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    out.push(format!("{key} '{v}' is not an http(s) URL"));
+                }
+            }
+        }
+        if let Some(s) = &self.slack {
+            if s.signing_secret.trim().is_empty() || s.bot_token.trim().is_empty() {
+                out.push("slack needs both signing_secret and bot_token".into());
+            }
+            if self.github.is_none() {
+                out.push("slack runs work on GitHub repositories: configure [github] too".into());
+            }
+        }
+        for (i, rule) in self.access.iter().enumerate() {
+            if rule.repos.is_empty() {
+                out.push(format!("access rule {} names no repos", i + 1));
+            }
+            let names_someone = rule.slack_team.is_some()
+                || !rule.slack_channels.is_empty()
+                || !rule.slack_users.is_empty()
+                || !rule.github_users.is_empty();
+            if !names_someone {
+                out.push(format!(
+                    "access rule {} names nobody (slack_team, slack_channels, slack_users or github_users)",
+                    i + 1
+                ));
             }
         }
         if let Some(url) = &self.database.url {

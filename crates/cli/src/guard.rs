@@ -28,6 +28,10 @@ pub enum GuardCmd {
     Hook {
         #[command(flatten)]
         policy: PolicyArgs,
+        /// Also append each denial as a JSON line here (for harnesses whose
+        /// own output does not show refused calls, such as Codex).
+        #[arg(long)]
+        log: Option<PathBuf>,
     },
     /// Wrapper for a binary inside the sandbox: checks its argv, then runs the real one.
     #[command(hide = true)]
@@ -90,6 +94,39 @@ fn within_deadline(work: impl FnOnce() -> Decision + Send + 'static) -> Decision
         })
 }
 
+/// Appends `{"id","command","reason"}` for one denial; a failure to log never
+/// turns a denial into an allow.
+fn log_denial(path: &std::path::Path, input: &str, output: &str) {
+    let input: serde_json::Value = serde_json::from_str(input).unwrap_or_default();
+    let output: serde_json::Value = serde_json::from_str(output).unwrap_or_default();
+    let command = match &input["tool_input"]["command"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    };
+    let line = serde_json::json!({
+        "id": input["tool_use_id"],
+        "tool": input["tool_name"],
+        "command": command,
+        "reason": output["hookSpecificOutput"]["permissionDecisionReason"],
+    });
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 pub fn run(cmd: GuardCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         GuardCmd::Check {
@@ -119,13 +156,16 @@ pub fn run(cmd: GuardCmd) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        GuardCmd::Hook { policy } => {
+        GuardCmd::Hook { policy, log } => {
             let policy = Policy::from(policy);
             let mut s = String::new();
             if let Err(e) = std::io::stdin().read_to_string(&mut s) {
                 s = format!("<unreadable hook input: {e}>");
             }
             if let Some(out) = pretooluse_hook(&s, &policy) {
+                if let Some(path) = log {
+                    log_denial(&path, &s, &out);
+                }
                 println!("{out}");
             }
             Ok(ExitCode::SUCCESS)

@@ -7,9 +7,12 @@ mod client;
 mod config;
 mod demo;
 mod guard;
+mod localtrace;
 mod remote;
 mod render;
+mod sandbox;
 mod serve;
+mod view;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -21,7 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use errand_core::{Event, RepoSource, RunId, RunRecord, RunSpec, RunState};
 use errand_runner::{Paths, Runner};
-use errand_sandbox::{Limits, LocalSandbox};
+use errand_sandbox::Limits;
 use errand_store::{read_events, read_raw_lines, LogTail, RunFilter, Store, StoreError};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -101,9 +104,17 @@ enum Command {
     /// Check shell commands against errand's destructive-command guard.
     #[command(subcommand)]
     Guard(guard::GuardCmd),
+    /// Set up errand's GitHub App.
+    #[command(subcommand)]
+    Github(GithubCmd),
     /// Inspect errand's configuration ($ERRAND_CONFIG, default $ERRAND_HOME/config.toml).
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Get a sandbox backend ready (`errand sandbox prepare docker` builds the agent image).
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCmd),
+    /// Open trace files (Claude Code, Codex, Gemini CLI, OpenCode, errand) in the web viewer, on 127.0.0.1.
+    View(view::ViewArgs),
     /// Serve the scripted model: a local Anthropic Messages API replaying a scenario file.
     MockModel {
         /// Scenario JSON file: {"steps":[{"shell":…},{"write":{…}},{"tool":…},{"text":…}]}
@@ -112,6 +123,23 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8087")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum GithubCmd {
+    /// Print a GitHub App manifest with exactly the permissions errand needs
+    /// (contents, pull requests and issues: write; metadata: read; no
+    /// workflows). Paste it at https://github.com/settings/apps/new?manifest=…
+    /// or POST it from a form: setting up the App is one click.
+    AppManifest {
+        /// The App's name on GitHub.
+        #[arg(long, default_value = "errand")]
+        name: String,
+        /// Where people reach this errand (server.public_url): the App's homepage,
+        /// and `<url>/github/webhook` receives `@errand` comments.
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -153,6 +181,9 @@ struct RunArgs {
     /// Most processes the sandbox may run at once; 0 for none.
     #[arg(long, default_value_t = 4096)]
     max_procs: u64,
+    /// Where the agent runs: local (bubblewrap) or docker (default: sandbox.backend, else local).
+    #[arg(long, value_enum)]
+    sandbox: Option<sandbox::Backend>,
     /// Print one JSON object at the end instead of the live view.
     #[arg(long)]
     json: bool,
@@ -176,7 +207,18 @@ struct LsArgs {
 #[derive(Args)]
 struct LogsArgs {
     /// Run id, or a unique prefix of it.
+    #[arg(
+        default_value = "",
+        hide_default_value = true,
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     run: String,
+    /// Read a trace file instead of a run's log: Claude Code stream-json or
+    /// transcript, Codex `exec --json` or rollout, Gemini CLI, OpenCode, or
+    /// errand's own events.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["follow", "raw"])]
+    file: Option<PathBuf>,
     /// Keep printing new events until the run ends.
     #[arg(long, short = 'f')]
     follow: bool,
@@ -291,6 +333,15 @@ async fn open_store_at(paths: &Paths, url: Option<&str>) -> Result<Arc<dyn Store
 
 async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
     let paths = Paths::from_env();
+    // A trace file is on this machine: read here, even with --server.
+    if let Command::Logs(LogsArgs {
+        file: Some(file),
+        json,
+        ..
+    }) = &cli.command
+    {
+        return localtrace::cmd_logs_file(file, *json);
+    }
     if let Some(server) = cli.server.as_deref().filter(|s| !s.is_empty()) {
         if let Some(code) = remote::dispatch(server, &cli.command).await? {
             return Ok(code);
@@ -393,6 +444,17 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             id,
         } => serve::worker(&paths, workers, database_url.as_deref(), id).await,
         Command::Guard(cmd) => guard::run(cmd),
+        Command::Github(GithubCmd::AppManifest { name, url }) => {
+            let cfg = config::load(&paths)?;
+            let url = url
+                .or(cfg.server.public_url.clone())
+                .context("give --url (or set server.public_url): GitHub must reach errand's webhook")?;
+            let url = url.trim_end_matches('/');
+            let manifest =
+                errand_github::app_manifest(&name, url, &format!("{url}/github/webhook"));
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Secret(cmd) => {
             let store = open_store(&paths).await?;
             match cmd {
@@ -455,6 +517,7 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Sandbox(cmd) => sandbox::run(&paths, &config::load(&paths)?, cmd).await,
         Command::Config(ConfigCmd::Check) => {
             let cfg = config::load(&paths)?;
             let problems = cfg.problems();
@@ -468,6 +531,7 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
                 Ok(std::process::ExitCode::FAILURE)
             }
         }
+        Command::View(args) => view::run(args).await,
         Command::MockModel { scenario, listen } => {
             let sc = errand_model::Scenario::load(&scenario)?;
             errand_model::serve_forever(sc, listen).await?;
@@ -533,6 +597,11 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
     base.timeout_secs = args.timeout.as_secs().max(1);
     base.max_turns = args.max_turns;
     base.test_command = args.test_cmd.clone();
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    base.requested_by = Some(format!("cli:{user}"));
+    base.origin = Some(errand_core::Origin::Cli { user });
 
     // Fan-out: one run per harness × model, all from the same base commit.
     let harnesses = split_list(&args.harness);
@@ -552,7 +621,7 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
         if let Some(repo) = &base.repo {
             // Pin the base commit now, so a push to the remote mid-way cannot skew the comparison.
             if let Ok(remote) = errand_git::resolve_source(repo, &std::env::current_dir()?) {
-                base.base_commit = errand_git::remote_head(&remote, base.base_branch.as_deref())
+                base.base_commit = errand_git::remote_head(&remote, None, base.base_branch.as_deref())
                     .await
                     .ok();
             }
@@ -578,15 +647,22 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
         }
     }
 
+    let cfg = config::load(paths)?;
+    let chosen = sandbox::choose(&cfg, paths, args.sandbox)?;
+    sandbox::clean_up(store.as_ref(), &chosen).await;
     let runner = Arc::new(Runner {
         store: store.clone(),
-        sandbox: Arc::new(LocalSandbox::new()),
+        sandbox: chosen.sandbox.clone(),
+        github: cfg.github_forge()?,
+        public_url: cfg.server.public_url.clone(),
+        observer: None,
         paths: paths.clone(),
         env,
         cwd: std::env::current_dir()?,
         limits: Limits {
             memory_bytes: (args.memory > 0).then_some(args.memory),
             max_pids: (args.max_procs > 0).then_some(args.max_procs),
+            cpus: sandbox::cpus(&cfg),
         },
         harnesses: config::load(paths)?.registry(),
         cancel_poll: Duration::from_millis(300),

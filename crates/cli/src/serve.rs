@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use errand_runner::{Paths, Runner};
-use errand_sandbox::{Limits, LocalSandbox};
+use errand_sandbox::Limits;
 use errand_server::{app, AppState, WorkerConfig, WorkerPool};
 use errand_store::QueueLimits;
 use tokio_util::sync::CancellationToken;
@@ -54,16 +54,37 @@ async fn build(
     }
     let store = crate::open_store_at(paths, database_url.or(cfg.database.url.as_deref())).await?;
     let registry = cfg.registry();
-    let state = AppState::new(store.clone(), registry.clone());
+    let mut state = AppState::new(store.clone(), registry.clone());
+    let forge = cfg.github_forge()?;
+    let public_url = cfg
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.server.listen));
+    let mut observer: Option<Arc<dyn errand_runner::RunObserver>> = None;
+    if let Some(int) = cfg.integrations(forge.clone(), &public_url) {
+        let int = Arc::new(int);
+        observer = Some(errand_server::integrations::Notifier::start(
+            int.clone(),
+            store.clone(),
+        ));
+        state.integrations = Some(int);
+    }
+    let chosen = crate::sandbox::choose(&cfg, paths, None)?;
+    crate::sandbox::clean_up(store.as_ref(), &chosen).await;
     let runner = Arc::new(Runner {
         store: store.clone(),
-        sandbox: Arc::new(LocalSandbox::new()),
+        sandbox: chosen.sandbox,
+        github: forge,
+        public_url: Some(public_url),
+        observer,
         paths: paths.clone(),
         env: cfg.harness_env(),
         cwd: std::env::current_dir()?,
         limits: Limits {
             memory_bytes: Some(4 << 30),
             max_pids: Some(4096),
+            cpus: crate::sandbox::cpus(&cfg),
         },
         harnesses: registry,
         cancel_poll: Duration::from_millis(300),

@@ -1,7 +1,7 @@
-//! The destructive-command guard, end to end: refused for Claude Code through
-//! its PreToolUse hook, and for a harness without hooks (Codex) through the
-//! git/rm shims on PATH; the trace shows each refusal with its reason, the
-//! repository is unharmed, and the run still finishes.
+//! The destructive-command guard, end to end: refused for Claude Code and
+//! Codex through their PreToolUse hooks, and for a harness without hooks
+//! (Gemini CLI) through the git/rm shims on PATH; the trace shows each refusal
+//! with its reason, the repository is unharmed, and the run still finishes.
 
 mod common;
 
@@ -26,10 +26,15 @@ fn results(events: &[Value]) -> Vec<(String, bool, String)> {
                 .iter()
                 .find(|e| e["type"] == "tool_result" && e["id"] == c["id"])
                 .expect("a result for every call");
+            let output = r["output"].as_str().unwrap_or("").to_string();
             (
                 c["input"]["command"].as_str().unwrap_or("").to_string(),
-                r["is_error"] == true || r["exit_code"].as_i64().is_some_and(|x| x != 0),
-                r["output"].as_str().unwrap_or("").to_string(),
+                // Gemini CLI reports no exit code for a command that printed
+                // something: its output says it was refused.
+                r["is_error"] == true
+                    || r["exit_code"].as_i64().is_some_and(|x| x != 0)
+                    || output.starts_with("errand guard: refused"),
+                output,
             )
         })
         .collect()
@@ -99,7 +104,7 @@ async fn claude_code_is_stopped_by_the_hook() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn codex_is_stopped_by_the_shims() {
+async fn codex_is_stopped_by_its_hook() {
     if !sandbox_available() {
         return;
     }
@@ -116,6 +121,79 @@ async fn codex_is_stopped_by_the_shims() {
         "try to break things",
     ]);
     check(&env, &bare, &v, "codex");
+    let events = env.events(v["id"].as_str().expect("id"));
+    let r = results(&events);
+    // Refused by the hook before codex ran anything: codex's own output has no
+    // item for these; errand's trace shows them from the hook's record.
+    assert!(
+        r[2].2
+            .contains("errand guard: refused `git reset --hard HEAD~1`: git-reset-hard"),
+        "{}",
+        r[2].2
+    );
+    assert!(
+        r[3].2.contains("errand guard: refused `rm -r .git`"),
+        "{}",
+        r[3].2
+    );
+    let refusals = events
+        .iter()
+        .filter(|e| e["type"] == "tool_call" && e["source"] == "errand")
+        .count();
+    assert_eq!(refusals, 3, "each refusal once, from the hook");
+}
+
+// The shims cover only git and rm; the hook sees every command. This one is
+// destructive outside the workspace and involves neither.
+const OUTSIDE: &str = r#"{"steps":[
+    {"shell":"echo keep > /home/agent/keep.txt && echo written"},
+    {"shell":"find /home/agent -name keep.txt -delete"},
+    {"shell":"cat /home/agent/keep.txt"},
+    {"text":"Done."}
+]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_hook_covers_commands_the_shims_do_not() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_codex();
+    let model = model(OUTSIDE).await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_openai_model(&model);
+    let (_, v) = env.run_json(&[
+        "--harness",
+        "codex",
+        "--repo",
+        &bare.to_string_lossy(),
+        "clean up",
+    ]);
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let r = results(&env.events(v["id"].as_str().expect("id")));
+    assert_eq!(r.len(), 3, "{r:#?}");
+    assert!(r[1].1 && r[1].2.contains("errand guard: refused `find"), "{r:#?}");
+    assert!(!r[2].1 && r[2].2.contains("keep"), "the file survived: {r:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_is_stopped_by_the_shims() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_gemini();
+    let model = model(DESTRUCTIVE).await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_gemini_model(&model);
+    let (_, v) = env.run_json(&[
+        "--harness",
+        "gemini",
+        "--repo",
+        &bare.to_string_lossy(),
+        "try to break things",
+    ]);
+    check(&env, &bare, &v, "gemini");
     let events = env.events(v["id"].as_str().expect("id"));
     let r = results(&events);
     assert!(
@@ -167,4 +245,40 @@ fn guard_check_from_the_command_line() {
         .filter_map(|l| l["decision"].as_str())
         .collect();
     assert_eq!(decisions, ["deny", "allow", "deny"]);
+}
+
+// Calling the binaries by absolute path does not get around the shims.
+const ABSOLUTE: &str = r#"{"steps":[
+    {"shell":"/usr/bin/git reset --hard HEAD"},
+    {"shell":"/bin/rm -r .git"},
+    {"shell":"test -d .git && echo intact"},
+    {"text":"Done."}
+]}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn absolute_paths_meet_the_shims_too() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_gemini();
+    let model = model(ABSOLUTE).await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_gemini_model(&model);
+    let (_, v) = env.run_json(&[
+        "--harness",
+        "gemini",
+        "--repo",
+        &bare.to_string_lossy(),
+        "try the long way round",
+    ]);
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let r = results(&env.events(v["id"].as_str().expect("id")));
+    assert_eq!(r.len(), 3, "{r:#?}");
+    assert!(
+        r[0].1 && r[0].2.contains("errand guard: refused `git reset --hard HEAD`"),
+        "{r:#?}"
+    );
+    assert!(r[1].1 && r[1].2.contains("errand guard: refused `rm -r .git`"), "{r:#?}");
+    assert!(r[2].2.contains("intact"), "{r:#?}");
 }

@@ -209,6 +209,8 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
         .call(reqwest::Method::POST, "/api/runs", Some(json!({"prompt": "fix the typo", "repo": bare.to_string_lossy(), "model": "claude-sonnet-4-5"})))
         .await;
     assert_eq!(s, 201, "{run:#}");
+    assert_eq!(run["requested_by"], "api:tests", "runs record who asked");
+    assert_eq!(run["origin"]["kind"], "api");
     let id = run["id"].as_str().unwrap().to_string();
     let (events, ended) = api
         .stream(&format!("/api/runs/{id}/events/stream"), None)

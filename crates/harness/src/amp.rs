@@ -53,6 +53,7 @@ impl Harness for Amp {
             reports_cost: false,
             model_choice: false,
             max_turns: false,
+            guard_hook: false,
         }
     }
 

@@ -97,6 +97,7 @@ impl Harness for ClaudeCode {
             reports_cost: true,
             model_choice: true,
             max_turns: true,
+            guard_hook: true,
         }
     }
 

@@ -67,6 +67,28 @@ fn config_toml(model: &str, base_url: &str) -> String {
     }
 }
 
+/// Where the guard hook records what it refused, for errand to show in the
+/// trace: a refused command leaves no item in `codex exec --json`.
+pub const GUARD_LOG: &str = "/home/agent/.errand/guard-denials.jsonl";
+
+/// `$CODEX_HOME/hooks.json`: errand's guard decides on every tool call before it
+/// runs (codex names its shell tool `Bash` in hook input, whatever the model calls it).
+fn hooks_json() -> String {
+    json!({
+        "hooks": {
+            "PreToolUse": [{
+                "matcher": "*",
+                "hooks": [{
+                    "type": "command",
+                    "command": format!("{}/errand guard hook --log {GUARD_LOG}", paths::TOOLS),
+                    "timeout": 10
+                }]
+            }]
+        }
+    })
+    .to_string()
+}
+
 impl Harness for Codex {
     fn name(&self) -> &'static str {
         "codex"
@@ -86,6 +108,7 @@ impl Harness for Codex {
             reports_cost: false,
             model_choice: true,
             max_turns: false,
+            guard_hook: true,
         }
     }
 
@@ -116,6 +139,9 @@ impl Harness for Codex {
             "exec".to_string(),
             "--json".into(),
             "--skip-git-repo-check".into(),
+            // The hook is errand's own, written by errand for this run; without
+            // this flag codex silently skips hooks it has not been told to trust.
+            "--dangerously-bypass-hook-trust".into(),
             "--model".into(),
             model.clone(),
             format!("{}{}", crate::unattended_preamble(&ctx.branch), ctx.prompt),
@@ -123,10 +149,13 @@ impl Harness for Codex {
         Ok(Invocation {
             command: CommandLine::new(format!("{}/{}", paths::HARNESS, PACKAGE.bin), args),
             env,
-            home_files: vec![(
-                format!("{CODEX_HOME_REL}/config.toml"),
-                config_toml(&model, &base_url),
-            )],
+            home_files: vec![
+                (
+                    format!("{CODEX_HOME_REL}/config.toml"),
+                    config_toml(&model, &base_url),
+                ),
+                (format!("{CODEX_HOME_REL}/hooks.json"), hooks_json()),
+            ],
             secrets,
         })
     }
@@ -145,6 +174,7 @@ impl Harness for Codex {
             "resume".into(),
             "--json".into(),
             "--skip-git-repo-check".into(),
+            "--dangerously-bypass-hook-trust".into(),
             session.to_string(),
             prompt,
         ];
@@ -255,9 +285,28 @@ mod tests {
         assert_eq!(parsed["model"].as_str(), Some(DEFAULT_MODEL));
         let args = inv.command.args.join(" ");
         assert!(
-            args.starts_with("exec --json --skip-git-repo-check --model gpt-5-codex"),
+            args.starts_with(
+                "exec --json --skip-git-repo-check --dangerously-bypass-hook-trust --model gpt-5-codex"
+            ),
             "{args}"
         );
         assert!(args.ends_with("Task: fix the typo"), "{args}");
+    }
+
+    #[test]
+    fn the_guard_is_a_pretooluse_hook() {
+        let inv = Codex
+            .invocation(&ctx(&[("OPENAI_API_KEY", "sk-1")]))
+            .unwrap();
+        let (path, hooks) = &inv.home_files[1];
+        assert_eq!(path, ".codex/hooks.json");
+        let v: serde_json::Value = serde_json::from_str(hooks).unwrap();
+        let hook = &v["hooks"]["PreToolUse"][0];
+        assert_eq!(hook["matcher"], "*");
+        assert_eq!(
+            hook["hooks"][0]["command"],
+            format!("/opt/errand/bin/errand guard hook --log {GUARD_LOG}")
+        );
+        assert!(Codex.capabilities().guard_hook);
     }
 }

@@ -102,6 +102,7 @@ impl Harness for CustomHarness {
             reports_cost: true,
             model_choice: false,
             max_turns: false,
+            guard_hook: false,
         }
     }
 

@@ -58,6 +58,7 @@ impl Harness for GeminiCli {
             reports_cost: false,
             model_choice: true,
             max_turns: false,
+            guard_hook: false,
         }
     }
 

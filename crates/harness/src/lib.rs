@@ -7,7 +7,7 @@
 
 mod amp;
 mod claude;
-mod codex;
+pub mod codex;
 mod custom;
 mod gemini;
 mod install;
@@ -59,6 +59,9 @@ pub struct Capabilities {
     pub reports_cost: bool,
     pub model_choice: bool,
     pub max_turns: bool,
+    /// The harness asks errand's guard before each shell command (a
+    /// PreToolUse hook). Every harness is guarded by the git/rm shims too.
+    pub guard_hook: bool,
 }
 
 /// Everything a harness needs to build its command line for one run.

@@ -75,6 +75,7 @@ impl Harness for OpenCode {
             reports_cost: true,
             model_choice: true,
             max_turns: false,
+            guard_hook: false,
         }
     }
 

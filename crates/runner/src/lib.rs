@@ -12,9 +12,11 @@
 //!    sandbox), fetch the branch into the outbox, push it if asked (outside);
 //! 4. `→ succeeded`, or `failed | cancelled | timed_out` with a reason.
 
+pub mod forge;
 mod paths;
 pub mod secrets;
 
+pub use forge::GithubForge;
 pub use paths::Paths;
 
 use std::collections::BTreeMap;
@@ -68,6 +70,18 @@ pub struct Runner {
     pub harnesses: errand_harness::Registry,
     /// How often the store is asked whether someone cancelled the run.
     pub cancel_poll: Duration,
+    /// The GitHub App for `github:owner/repo` runs (`None`: not configured).
+    pub github: Option<Arc<GithubForge>>,
+    /// The viewer's public address (`https://errand.example`), for links.
+    pub public_url: Option<String>,
+    /// Told of every state a run enters (Slack cards, GitHub comments).
+    pub observer: Option<Arc<dyn RunObserver>>,
+}
+
+/// Hears about each state a run enters, in order, from the process running it.
+/// Implementations must return at once (queue the work): the run does not wait.
+pub trait RunObserver: Send + Sync {
+    fn state_changed(&self, run: &RunRecord);
 }
 
 /// Receives install progress while the harness is being installed.
@@ -85,6 +99,8 @@ struct Emitter {
 
 /// Where the guard's `git`/`rm` shims are mounted inside every sandbox.
 pub const GUARD_SHIMS: &str = "/opt/errand/shims";
+/// Where the real `git`/`rm` are mounted when the shims take their usual paths.
+pub const GUARD_REAL: &str = "/opt/errand/real";
 
 /// Events this process has written to the store (for `/metrics`).
 pub static EVENTS_STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -195,7 +211,8 @@ impl Runner {
         // A follow-up continues a finished run: same workspace, same harness session.
         let follow_up = self.store.take_pending_message(id).await?;
         self.store.set_owner(id, Some(std::process::id())).await?;
-        self.store.transition(id, RunState::Preparing, None).await?;
+        let preparing = self.store.transition(id, RunState::Preparing, None).await?;
+        self.observe(&preparing);
         em.errand(EventKind::State {
             state: RunState::Preparing,
             reason: None,
@@ -204,9 +221,25 @@ impl Runner {
             text: follow_up.clone().unwrap_or_else(|| rec.spec.prompt.clone()),
         })?;
 
+        let mut access = None;
         let outcome = self
-            .drive(&rec, follow_up.as_deref(), &mut em, &cancel, progress)
+            .drive(
+                &rec,
+                follow_up.as_deref(),
+                &mut em,
+                &cancel,
+                progress,
+                &mut access,
+            )
             .await;
+        // The run's GitHub token dies with the run, whatever happened.
+        if let (Some(gh), Some(a)) = (&self.github, &access) {
+            gh.revoke(a).await;
+            let _ = em.notice(format!(
+                "revoked the run's token for {}/{}",
+                a.owner, a.repo
+            ));
+        }
         let (state, reason) = match outcome {
             Ok(summary) => {
                 self.store.update_summary(id, &summary).await?;
@@ -223,7 +256,15 @@ impl Runner {
         self.store.set_owner(id, None).await?;
         drop(em);
         let _ = pump.await;
-        Ok(self.store.get_run(id).await?)
+        let done = self.store.get_run(id).await?;
+        self.observe(&done);
+        Ok(done)
+    }
+
+    fn observe(&self, rec: &RunRecord) {
+        if let Some(o) = &self.observer {
+            o.state_changed(rec);
+        }
     }
 
     /// What a run's harness may take its declared variables from: secrets
@@ -247,10 +288,12 @@ impl Runner {
     }
 
     async fn transition(&self, id: RunId, em: &mut Emitter, to: RunState) -> Result<(), Stop> {
-        self.store
+        let rec = self
+            .store
             .transition(id, to, None)
             .await
             .map_err(|e| Stop::failed(e.to_string()))?;
+        self.observe(&rec);
         em.errand(EventKind::State {
             state: to,
             reason: None,
@@ -265,6 +308,7 @@ impl Runner {
         em: &mut Emitter,
         cancel: &CancellationToken,
         progress: Option<ProgressFn>,
+        access: &mut Option<forge::RepoAccess>,
     ) -> Result<RunSummary, Stop> {
         let id = rec.id;
         let spec = &rec.spec;
@@ -292,13 +336,6 @@ impl Runner {
             .check()
             .await
             .map_err(|e| Stop::failed(e.to_string()))?;
-        let remote = match &spec.repo {
-            Some(src) => Some(
-                errand_git::resolve_source(src, &self.cwd)
-                    .map_err(|e| Stop::failed(e.to_string()))?,
-            ),
-            None => None,
-        };
         let mut ctx = RunContext {
             prompt: spec.prompt.clone(),
             model: spec.model.clone(),
@@ -336,6 +373,39 @@ impl Runner {
         };
         // Validates the environment (e.g. the API key) before anything slow happens.
         invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
+        // Only now, with the cheap checks passed, is a repository token minted.
+        let remote = match &spec.repo {
+            Some(src) if src.github().is_some() => {
+                let (owner, repo) = src.github().unwrap_or_default();
+                let gh = self.github.as_ref().ok_or_else(|| {
+                    Stop::failed(format!(
+                        "{owner}/{repo} is a GitHub repository, and this errand has no GitHub App \
+                         configured ([github] app_id and private_key_file in its config)"
+                    ))
+                })?;
+                let a = gh.access(owner, repo, spec.push).await.map_err(|e| {
+                    Stop::failed(format!("no GitHub token for {owner}/{repo}: {e}"))
+                })?;
+                em.notice(format!(
+                    "minted a token for {owner}/{repo} only ({}), revoked when the run ends",
+                    a.token
+                        .permissions
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .map_err(log_failed)?;
+                let url = a.url.clone();
+                *access = Some(a);
+                Some(url)
+            }
+            Some(src) => Some(
+                errand_git::resolve_source(src, &self.cwd)
+                    .map_err(|e| Stop::failed(e.to_string()))?,
+            ),
+            None => None,
+        };
 
         ctx.install_dir = match (harness.package(), harness.host_dir()) {
             (Some(pkg), _) => {
@@ -364,7 +434,11 @@ impl Runner {
             }
         };
         let inv = invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
-        em.redactor = Redactor::new(&inv.secrets);
+        let mut secrets = inv.secrets.clone();
+        if let Some(a) = access.as_ref() {
+            secrets.push(a.token.token.clone());
+        }
+        em.redactor = Redactor::new(&secrets);
 
         let prepared_file = run_dir.join("prepared.json");
         let prepared = if session.is_some() {
@@ -383,8 +457,16 @@ impl Runner {
             .map_err(log_failed)?;
             prepared
         } else {
-            self.prepare_repo(rec, remote.as_deref(), &run_dir, &workspace, em)
-                .await?
+            let auth = access.as_ref().map(|a| a.git_auth());
+            self.prepare_repo(
+                rec,
+                remote.as_deref(),
+                auth.as_ref(),
+                &run_dir,
+                &workspace,
+                em,
+            )
+            .await?
         };
         if let Ok(json) = serde_json::to_string(&prepared) {
             write_file(&prepared_file, &json)?;
@@ -401,6 +483,7 @@ impl Runner {
             &prepared,
             em,
             cancel,
+            access.as_ref(),
         )
         .await
     }
@@ -409,19 +492,29 @@ impl Runner {
         &self,
         rec: &RunRecord,
         remote: Option<&str>,
+        auth: Option<&errand_git::GitAuth>,
         run_dir: &Path,
         workspace: &Path,
         em: &mut Emitter,
     ) -> Result<errand_git::Prepared, Stop> {
         let id = rec.id;
         let spec = &rec.spec;
+        let mirrors = errand_git::Mirrors::new(self.paths.cache.join("mirrors"));
         match remote {
+            Some(r) if errand_git::Mirrors::wants(r) => em.notice(format!(
+                "cloning {} (through errand's mirror of it)",
+                errand_git::redact_url(r)
+            )),
             Some(r) => em.notice(format!("cloning {}", errand_git::redact_url(r))),
             None => em.notice("no repository given: starting an empty project"),
         }
         .map_err(log_failed)?;
         let prepared = errand_git::prepare(
-            remote,
+            remote.map(|url| errand_git::Remote {
+                url,
+                auth,
+                mirrors: Some(&mirrors),
+            }),
             spec.base_branch.as_deref(),
             spec.base_commit.as_deref(),
             run_dir,
@@ -453,6 +546,7 @@ impl Runner {
         prepared: &errand_git::Prepared,
         em: &mut Emitter,
         cancel: &CancellationToken,
+        access: Option<&forge::RepoAccess>,
     ) -> Result<RunSummary, Stop> {
         let id = rec.id;
         let spec = &rec.spec;
@@ -600,10 +694,48 @@ impl Runner {
         if spec.push {
             em.notice(format!("pushing {}", prepared.branch))
                 .map_err(log_failed)?;
-            errand_git::push(prepared)
+            let auth = access.map(|a| a.git_auth());
+            errand_git::push(prepared, auth.as_ref())
                 .await
                 .map_err(|e| Stop::failed(e.to_string()))?;
             summary.pushed = true;
+            summary.pr_url = rec.summary.pr_url.clone();
+            if let (Some(gh), Some(a), None) = (&self.github, access, &summary.pr_url) {
+                if collected.commits == 0 {
+                    em.notice("no pull request: the run changed nothing")
+                        .map_err(log_failed)?;
+                } else {
+                    let trace = self
+                        .public_url
+                        .as_ref()
+                        .map(|u| format!("{}/runs/{id}", u.trim_end_matches('/')));
+                    let pull = errand_github::NewPull {
+                        title: forge::pull_title(&message),
+                        head: prepared.branch.clone(),
+                        base: prepared.base_branch.clone(),
+                        body: em.redactor.redact(&forge::pull_body(
+                            &spec.prompt,
+                            outcome.text.as_deref(),
+                            &collected.shortstat,
+                            trace.as_deref(),
+                            spec.requested_by.as_deref(),
+                        )),
+                        draft: false,
+                    };
+                    let pr = gh.open_pull(a, &pull).await.map_err(|e| {
+                        Stop::failed(format!(
+                            "pushed {} but could not open a pull request: {e}",
+                            prepared.branch
+                        ))
+                    })?;
+                    em.notice(format!(
+                        "opened pull request #{}: {}",
+                        pr.number, pr.html_url
+                    ))
+                    .map_err(log_failed)?;
+                    summary.pr_url = Some(pr.html_url);
+                }
+            }
         }
         Ok(summary)
     }
@@ -617,12 +749,34 @@ impl Runner {
         let shims = run_dir.join("shims");
         std::fs::create_dir_all(&shims)
             .map_err(|e| format!("cannot create {}: {e}", shims.display()))?;
+        // In the local sandbox, which shows the host's /usr, the shims also
+        // cover the binaries' absolute paths (`/usr/bin/git`): the real ones are
+        // mounted elsewhere and reached only through the guard.
+        let cover_paths = self.sandbox.name() == "local";
+        let mut extra = Vec::new();
         for name in ["git", "rm"] {
             let real = which_executable(name).ok_or_else(|| format!("{name} is not on PATH"))?;
+            let real_inside = if cover_paths {
+                let inside_path = PathBuf::from(format!("{GUARD_REAL}/{name}"));
+                extra.push((real.clone(), inside_path.clone()));
+                for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+                    let p = Path::new(dir).join(name);
+                    // `/bin` is often a link to `/usr/bin`: mount each file once.
+                    let is_file = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
+                    let parent_real = std::fs::canonicalize(dir).is_ok_and(|d| d == Path::new(dir));
+                    if is_file && parent_real {
+                        extra.push((shims.join(name), p));
+                    }
+                }
+                inside_path
+            } else {
+                // Other backends run their own (Debian) image: its git and rm, not the host's paths.
+                Path::new("/usr/bin").join(name)
+            };
             let script = format!(
                 "#!/bin/sh\nexec {bin}/errand guard shim --real '{real}' {name} \"$@\"\n",
                 bin = inside::TOOLS,
-                real = real.display()
+                real = real_inside.display()
             );
             let path = shims.join(name);
             std::fs::write(&path, script)
@@ -631,10 +785,12 @@ impl Runner {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
                 .map_err(|e| format!("cannot make {} executable: {e}", path.display()))?;
         }
-        Ok(vec![
+        let mut mounts = vec![
             (exe, PathBuf::from(format!("{}/errand", inside::TOOLS))),
             (shims, PathBuf::from(GUARD_SHIMS)),
-        ])
+        ];
+        mounts.extend(extra);
+        Ok(mounts)
     }
 
     async fn make_venv(
@@ -690,7 +846,7 @@ impl Runner {
             .await
             .map_err(|e| Stop::failed(e.to_string()))?;
         let mut out = String::new();
-        if let Some(mut o) = p.child.stdout.take() {
+        if let Some(mut o) = p.take_stdout() {
             let _ = o.read_to_string(&mut out).await;
         }
         let status = p.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
@@ -706,10 +862,10 @@ impl Runner {
             .map_err(|e| Stop::failed(e.to_string()))?;
         let mut out = String::new();
         let mut err = String::new();
-        if let Some(mut o) = p.child.stdout.take() {
+        if let Some(mut o) = p.take_stdout() {
             let _ = o.read_to_string(&mut out).await;
         }
-        if let Some(mut e) = p.child.stderr.take() {
+        if let Some(mut e) = p.take_stderr() {
             let _ = e.read_to_string(&mut err).await;
         }
         let status = p.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
@@ -743,14 +899,10 @@ impl Runner {
             em.notice(n).map_err(log_failed)?;
         }
         let stdout = proc
-            .child
-            .stdout
-            .take()
+            .take_stdout()
             .ok_or_else(|| Stop::failed("harness stdout was not captured"))?;
         let stderr = proc
-            .child
-            .stderr
-            .take()
+            .take_stderr()
             .ok_or_else(|| Stop::failed("harness stderr was not captured"))?;
         let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
         let stderr_path = self.paths.stderr(id);
@@ -786,6 +938,10 @@ impl Runner {
         // invalid UTF-8 must not cut its own log short. `read_until` keeps a
         // partial line in `buf` when another branch wins, so nothing is lost.
         let mut reader = BufReader::new(stdout);
+        let mut denials = DenialLog::new(
+            sb.home
+                .join(errand_harness::codex::GUARD_LOG.trim_start_matches("/home/agent/")),
+        );
         let mut buf: Vec<u8> = Vec::new();
         let mut stop: Option<Stop> = None;
         loop {
@@ -793,6 +949,10 @@ impl Runner {
                 read = reader.read_until(b'\n', &mut buf) => match read {
                     Ok(0) => break,
                     Ok(_) => {
+                        // A refusal recorded by the guard hook precedes whatever the harness does next.
+                        for kind in denials.poll() {
+                            em.emit(EventSource::Errand, None, kind).map_err(log_failed)?;
+                        }
                         let text = String::from_utf8_lossy(&buf);
                         let line = em.redactor.redact(text.trim_end_matches(['\n', '\r']));
                         buf.clear();
@@ -818,6 +978,9 @@ impl Runner {
                     break;
                 }
                 _ = poll.tick() => {
+                    for kind in denials.poll() {
+                        em.emit(EventSource::Errand, None, kind).map_err(log_failed)?;
+                    }
                     if let Ok(r) = self.store.get_run(id).await {
                         if r.cancel_requested {
                             stop = Some(Stop { state: RunState::Cancelled, reason: "cancelled by `errand cancel`".into() });
@@ -832,14 +995,32 @@ impl Runner {
             return Err(stop);
         }
         let status = proc.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
+        for kind in denials.poll() {
+            em.emit(EventSource::Errand, None, kind)
+                .map_err(log_failed)?;
+        }
         let tail = stderr_task.await.unwrap_or_default();
         // Harnesses that print no final result get one synthesized now.
         for kind in parser.finish(status.success()) {
             em.emit(EventSource::Harness, None, kind)
                 .map_err(log_failed)?;
         }
+        let memory = self
+            .limits
+            .memory_bytes
+            .map(|m| format!(" of {} MiB", m >> 20))
+            .unwrap_or_default();
+        if status.oom_killed && status.success() {
+            em.notice(format!(
+                "a process in the sandbox was killed: it hit the memory limit{memory}"
+            ))
+            .map_err(log_failed)?;
+        }
         let outcome = parser.outcome();
         match outcome {
+            _ if status.oom_killed && !status.success() => Err(Stop::failed(format!(
+                "the harness was killed: it hit the sandbox's memory limit{memory} (raise it with --memory)"
+            ))),
             Some(o) if !o.is_error && status.success() => Ok(o),
             Some(o) if o.is_error => Err(Stop::failed(format!(
                 "the agent reported an error: {}",
@@ -847,7 +1028,7 @@ impl Runner {
             ))),
             _ if !status.success() => Err(Stop::failed(format!(
                 "the harness exited with {}{}",
-                describe_status(&status),
+                status,
                 if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" | ")) }
             ))),
             _ => Err(Stop::failed(
@@ -858,12 +1039,60 @@ impl Runner {
     }
 }
 
-fn describe_status(s: &std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (s.code(), s.signal()) {
-        (Some(c), _) => format!("status {c}"),
-        (None, Some(sig)) => format!("signal {sig}"),
-        _ => s.to_string(),
+/// The guard hook's record of refused calls (written inside the sandbox by
+/// `errand guard hook --log`), turned into a refused tool call in the trace.
+/// For harnesses whose own output says nothing of a call a hook refused.
+struct DenialLog {
+    path: PathBuf,
+    offset: u64,
+    n: u64,
+}
+
+impl DenialLog {
+    fn new(path: PathBuf) -> Self {
+        DenialLog {
+            path,
+            offset: 0,
+            n: 0,
+        }
+    }
+
+    /// The events for denials recorded since the last call (whole lines only).
+    fn poll(&mut self) -> Vec<EventKind> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return vec![];
+        };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+            return vec![];
+        }
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            return vec![];
+        };
+        self.offset += end as u64 + 1;
+        let mut out = Vec::new();
+        for line in String::from_utf8_lossy(&buf[..end]).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            let command = v["command"].as_str().unwrap_or("?").to_string();
+            let reason = v["reason"].as_str().unwrap_or("refused");
+            let reason = reason.strip_prefix("errand-guard: ").unwrap_or(reason);
+            self.n += 1;
+            let id = format!("errand-guard-{}", self.n);
+            out.push(EventKind::ToolCall {
+                id: id.clone(),
+                name: "Bash".into(),
+                input: serde_json::json!({ "command": command }),
+                parent_id: None,
+            });
+            out.push(EventKind::ToolResult {
+                id,
+                output: format!("errand guard: refused `{command}`: {reason}"),
+                is_error: true,
+                exit_code: None,
+            });
+        }
+        out
     }
 }
 
@@ -954,6 +1183,44 @@ pub async fn reap_orphans(store: &dyn Store) -> Result<Vec<RunId>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guard_denials_become_refused_calls_whole_lines_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let mut log = DenialLog::new(path.clone());
+        assert!(log.poll().is_empty(), "no file yet");
+        std::fs::write(
+            &path,
+            "{\"command\":\"git push --force\",\"reason\":\"push-force: no\"}\n{\"command\":\"rm -r",
+        )
+        .unwrap();
+        let ev = log.poll();
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        match &ev[1] {
+            EventKind::ToolResult {
+                output, is_error, ..
+            } => {
+                assert!(*is_error);
+                assert_eq!(
+                    output,
+                    "errand guard: refused `git push --force`: push-force: no"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // The torn second line waits until it is whole.
+        assert!(log.poll().is_empty());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b" /\",\"reason\":\"rm-root\"}\n").unwrap();
+        let ev = log.poll();
+        assert_eq!(ev.len(), 2);
+        assert!(matches!(&ev[0], EventKind::ToolCall { id, input, .. }
+            if id == "errand-guard-2" && input["command"] == "rm -r /"));
+    }
 
     #[test]
     fn secrets_are_redacted_from_text_and_events() {

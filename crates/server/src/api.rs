@@ -73,6 +73,7 @@ pub fn run_json(r: &RunRecord) -> serde_json::Value {
 
 pub async fn create_run(
     State(st): State<AppState>,
+    caller: Option<axum::Extension<errand_store::TokenInfo>>,
     body: Result<Json<CreateRun>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
@@ -114,6 +115,10 @@ pub async fn create_run(
         .max(1);
     spec.max_turns = b.max_turns.unwrap_or(RunSpec::DEFAULT_MAX_TURNS);
     spec.test_command = b.test_cmd;
+    if let Some(axum::Extension(t)) = caller {
+        spec.requested_by = Some(format!("api:{}", t.name));
+        spec.origin = Some(errand_core::Origin::Api { token: t.name });
+    }
     let rec = st.store.create_run(RunId::new(), &spec).await?;
     tracing::info!(run = %rec.id, "queued");
     Ok((StatusCode::CREATED, Json(run_json(&rec))).into_response())
@@ -125,6 +130,8 @@ pub struct ListQuery {
     pub repo: Option<String>,
     pub harness: Option<String>,
     pub group: Option<String>,
+    /// Only runs asked for by this requester (`slack:T/U`, `github:login`…).
+    pub requested_by: Option<String>,
     pub limit: Option<u32>,
     pub offset: Option<u32>,
 }
@@ -145,7 +152,9 @@ pub async fn list_runs(
         repo: q.repo,
         harness: q.harness,
         group: q.group,
+        requested_by: q.requested_by,
         offset,
+        ..Default::default()
     };
     let runs = st.store.list_runs(&filter).await?;
     let next = (runs.len() as u32 == limit).then(|| offset + limit);
@@ -171,6 +180,13 @@ pub async fn cancel_run(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let rec = st.store.find_run(&id).await?;
+    let rec = cancel(&st, rec, "cancelled through the API before it started").await?;
+    Ok(Json(run_json(&rec)))
+}
+
+/// Cancels `rec`: at once if nobody runs it yet (`why` is the reason recorded),
+/// else by asking the process that runs it to stop.
+pub async fn cancel(st: &AppState, rec: RunRecord, why: &str) -> Result<RunRecord, ApiError> {
     if rec.state.is_terminal() {
         return Err(ApiError::conflict(format!(
             "run {} already ended ({})",
@@ -183,11 +199,7 @@ pub async fn cancel_run(
         // the transition still succeeds and the worker sees a cancelled run.
         match st
             .store
-            .transition(
-                rec.id,
-                RunState::Cancelled,
-                Some("cancelled through the API before it started"),
-            )
+            .transition(rec.id, RunState::Cancelled, Some(why))
             .await
         {
             Ok(r) => {
@@ -211,7 +223,7 @@ pub async fn cancel_run(
     } else {
         st.store.request_cancel(rec.id).await?
     };
-    Ok(Json(run_json(&rec)))
+    Ok(rec)
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +242,16 @@ pub async fn follow_up(
         return Err(ApiError::invalid("message is empty"));
     }
     let rec = st.store.find_run(&id).await?;
+    let rec = continue_run(&st, rec, &b.message).await?;
+    Ok((StatusCode::ACCEPTED, Json(run_json(&rec))).into_response())
+}
+
+/// Queues `message` as the next turn of the finished run `rec`.
+pub async fn continue_run(
+    st: &AppState,
+    rec: RunRecord,
+    message: &str,
+) -> Result<RunRecord, ApiError> {
     let harness = st
         .harnesses
         .get(&rec.spec.harness)
@@ -247,8 +269,7 @@ pub async fn follow_up(
             rec.state
         )));
     }
-    let rec = st.store.requeue_for_follow_up(rec.id, &b.message).await?;
-    Ok((StatusCode::ACCEPTED, Json(run_json(&rec))).into_response())
+    Ok(st.store.requeue_for_follow_up(rec.id, message).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,9 +277,11 @@ pub struct EventsQuery {
     pub after: Option<u64>,
     pub raw: Option<String>,
     pub limit: Option<u32>,
+    /// Only the last N events (after `after`, if given too); not with `raw`.
+    pub tail: Option<u32>,
 }
 
-/// `GET /api/runs/{id}/events?after=SEQ[&raw=1]`: JSON lines.
+/// `GET /api/runs/{id}/events?after=SEQ[&limit=N][&tail=N][&raw=1]`: JSON lines.
 pub async fn events(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -269,10 +292,18 @@ pub async fn events(
 }
 
 pub async fn events_of(st: &AppState, id: RunId, q: &EventsQuery) -> Result<Response, ApiError> {
-    let after = q.after.unwrap_or(0);
-    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let raw = q.raw.as_deref().is_some_and(|r| r == "1" || r == "true");
+    let (after, limit) = if q.tail.is_some() && !raw {
+        // Events are numbered 1..=last without gaps.
+        crate::viewer::window(q, st.store.last_event_seq(id).await?)
+    } else {
+        (
+            q.after.unwrap_or(0),
+            q.limit.unwrap_or(10_000).clamp(1, 100_000),
+        )
+    };
     let mut body = String::new();
-    if q.raw.as_deref().is_some_and(|r| r == "1" || r == "true") {
+    if raw {
         for (_, line) in st.store.raw_after(id, after, limit).await? {
             body.push_str(&line);
             body.push('\n');

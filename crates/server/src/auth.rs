@@ -41,7 +41,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Middleware: the request must carry a valid, unrevoked API token.
 pub async fn require_token(
     State(st): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let Some(token) = bearer(req.headers()) else {
@@ -50,7 +50,11 @@ pub async fn require_token(
         ));
     };
     match st.store.token_by_hash(&hash(token)).await? {
-        Some(t) if !t.revoked => Ok(next.run(req).await),
+        Some(t) if !t.revoked => {
+            // Handlers learn who is asking (runs record it).
+            req.extensions_mut().insert(t);
+            Ok(next.run(req).await)
+        }
         Some(_) => Err(ApiError::unauthorized("this token has been revoked")),
         None => Err(ApiError::unauthorized("unknown token")),
     }
@@ -87,11 +91,17 @@ async fn shared(st: &AppState, token: &str) -> Result<errand_core::RunRecord, Ap
     }
 }
 
+/// `GET /share/{token}`: the run page in share mode for a browser (`Accept:
+/// text/html`; the page checks the link itself), the run as JSON otherwise.
 pub async fn shared_run(
     State(st): State<AppState>,
     Path(token): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(run_json(&shared(&st, &token).await?)))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if crate::viewer::wants_html(&headers) {
+        return Ok(crate::viewer::page(crate::viewer::Mode::Serve));
+    }
+    Ok(Json(run_json(&shared(&st, &token).await?)).into_response())
 }
 
 pub async fn shared_events(

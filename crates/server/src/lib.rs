@@ -5,13 +5,18 @@
 //!   without a socket);
 //! * [`api`] holds the handlers, [`sse`] the resumable event streams,
 //!   [`auth`] bearer tokens and share links, [`worker`] the pool;
+//! * [`viewer`] the web pages (runs, a run's trace, a fan-out group), their
+//!   embedded assets, and parsing of trace files dropped on a page;
 //! * every error is JSON `{"error":{"code":…,"message":…}}` ([`ApiError`]).
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod integrations;
 pub mod metrics;
 pub mod sse;
+pub mod viewer;
 pub mod worker;
 
 use std::sync::Arc;
@@ -32,6 +37,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// How often streams look for new events when none are waiting.
     pub poll: std::time::Duration,
+    /// Slack and GitHub, when configured.
+    pub integrations: Option<Arc<integrations::Integrations>>,
 }
 
 impl AppState {
@@ -41,6 +48,7 @@ impl AppState {
             harnesses,
             metrics: Arc::new(metrics::Metrics::default()),
             poll: std::time::Duration::from_millis(50),
+            integrations: None,
         }
     }
 }
@@ -57,6 +65,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/runs/{id}/messages", post(api::follow_up))
         .route("/api/runs/{id}/events", get(api::events))
         .route("/api/runs/{id}/events/stream", get(sse::stream))
+        .route(
+            "/api/local/parse",
+            post(viewer::parse_upload)
+                .layer(axum::extract::DefaultBodyLimit::max(viewer::MAX_UPLOAD)),
+        )
         .route(
             "/api/runs/{id}/share",
             post(auth::create_share).delete(auth::revoke_share),
@@ -75,9 +88,15 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/share/{token}", get(auth::shared_run))
         .route("/share/{token}/events", get(auth::shared_events))
-        .route("/share/{token}/events/stream", get(auth::shared_stream));
+        .route("/share/{token}/events/stream", get(auth::shared_stream))
+        // Verified by their own signatures, not by API tokens.
+        .route("/slack/commands", post(integrations::slack_command))
+        .route("/slack/interactions", post(integrations::slack_interaction))
+        .route("/slack/events", post(integrations::slack_event))
+        .route("/github/webhook", post(integrations::github_webhook));
     authed
         .merge(public)
+        .merge(viewer::routes(viewer::Mode::Serve))
         .fallback(api::not_found)
         .with_state(state)
 }

@@ -1,0 +1,226 @@
+//! Who may start runs from Slack and GitHub, on which repositories, and
+//! whether they may push. Configured as `[[access]]` rules; anything no rule
+//! allows is refused with a message that says why.
+//!
+//! ```toml
+//! [[access]]
+//! slack_team = "T0123"          # this workspace …
+//! slack_channels = ["C0456"]    # … in these channels (empty: any channel)
+//! slack_users = []              # … by these users (empty: anyone there)
+//! repos = ["acme/*", "tools/cli"]
+//! push = true                   # may push a branch and open a pull request
+//!
+//! [[access]]
+//! github_users = ["octocat"]    # `@errand …` comments by these GitHub users
+//! repos = ["acme/widgets"]
+//! push = true
+//! ```
+//!
+//! A rule applies to Slack requests only if it names a Slack team, channel or
+//! user, and to GitHub comments only if it names GitHub users (`"*"` is any
+//! user): a rule written for one never lets the other in.
+
+use serde::Deserialize;
+
+/// One `[[access]]` rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    #[serde(default)]
+    pub slack_team: Option<String>,
+    #[serde(default)]
+    pub slack_channels: Vec<String>,
+    #[serde(default)]
+    pub slack_users: Vec<String>,
+    #[serde(default)]
+    pub github_users: Vec<String>,
+    /// `owner/repo`, `owner/*` or `*`.
+    pub repos: Vec<String>,
+    #[serde(default)]
+    pub push: bool,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requester<'a> {
+    Slack {
+        team: &'a str,
+        channel: &'a str,
+        user: &'a str,
+    },
+    Github {
+        login: &'a str,
+    },
+}
+
+/// Why a request was refused; `Display` is meant for the person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("you may not start runs on {repo} from here (ask an errand admin to add an [[access]] rule)")]
+    Repo { repo: String },
+    #[error("you may run on {repo} but not push to it: drop --push, or ask an errand admin for push access")]
+    Push { repo: String },
+}
+
+/// The configured rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    pub rules: Vec<AccessRule>,
+}
+
+fn listed(list: &[String], value: &str) -> bool {
+    list.is_empty() || list.iter().any(|v| v == "*" || v == value)
+}
+
+fn repo_matches(pattern: &str, repo: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let repo = repo.to_ascii_lowercase();
+    match pattern.strip_suffix("/*") {
+        _ if pattern == "*" => true,
+        Some(owner) => repo.split_once('/').is_some_and(|(o, _)| o == owner),
+        None => pattern == repo,
+    }
+}
+
+impl AccessRule {
+    fn applies_to(&self, who: Requester<'_>) -> bool {
+        match who {
+            Requester::Slack {
+                team,
+                channel,
+                user,
+            } => {
+                let names_slack = self.slack_team.is_some()
+                    || !self.slack_channels.is_empty()
+                    || !self.slack_users.is_empty();
+                names_slack
+                    && self.slack_team.as_deref().is_none_or(|t| t == team)
+                    && listed(&self.slack_channels, channel)
+                    && listed(&self.slack_users, user)
+            }
+            Requester::Github { login } => {
+                !self.github_users.is_empty()
+                    && self
+                        .github_users
+                        .iter()
+                        .any(|u| u == "*" || u.eq_ignore_ascii_case(login))
+            }
+        }
+    }
+}
+
+impl AccessPolicy {
+    pub fn new(rules: Vec<AccessRule>) -> Self {
+        AccessPolicy { rules }
+    }
+
+    /// Whether `who` may run on `repo` (and push to it when `push`).
+    pub fn check(&self, who: Requester<'_>, repo: &str, push: bool) -> Result<(), Denied> {
+        let mut may_run = false;
+        for rule in self.rules.iter().filter(|r| r.applies_to(who)) {
+            if rule.repos.iter().any(|p| repo_matches(p, repo)) {
+                if rule.push || !push {
+                    return Ok(());
+                }
+                may_run = true;
+            }
+        }
+        Err(if may_run {
+            Denied::Push { repo: repo.into() }
+        } else {
+            Denied::Repo { repo: repo.into() }
+        })
+    }
+
+    /// Whether `who` may push to `repo` (a GitHub comment run pushes when allowed).
+    pub fn may_push(&self, who: Requester<'_>, repo: &str) -> bool {
+        self.check(who, repo, true).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> AccessPolicy {
+        AccessPolicy::new(vec![
+            AccessRule {
+                slack_team: Some("T1".into()),
+                slack_channels: vec!["C1".into()],
+                repos: vec!["acme/*".into()],
+                push: true,
+                ..Default::default()
+            },
+            AccessRule {
+                slack_team: Some("T1".into()),
+                repos: vec!["tools/cli".into()],
+                ..Default::default()
+            },
+            AccessRule {
+                github_users: vec!["octocat".into()],
+                repos: vec!["acme/widgets".into()],
+                push: true,
+                ..Default::default()
+            },
+        ])
+    }
+
+    fn slack<'a>(team: &'a str, channel: &'a str) -> Requester<'a> {
+        Requester::Slack {
+            team,
+            channel,
+            user: "U1",
+        }
+    }
+
+    #[test]
+    fn rules_grant_repos_and_push_per_place() {
+        let p = policy();
+        assert_eq!(p.check(slack("T1", "C1"), "acme/widgets", true), Ok(()));
+        assert_eq!(p.check(slack("T1", "C1"), "ACME/Widgets", false), Ok(()));
+        // Another channel of the same team: only tools/cli, read-only.
+        assert!(matches!(
+            p.check(slack("T1", "C2"), "acme/widgets", false),
+            Err(Denied::Repo { .. })
+        ));
+        assert_eq!(p.check(slack("T1", "C2"), "tools/cli", false), Ok(()));
+        assert!(matches!(
+            p.check(slack("T1", "C2"), "tools/cli", true),
+            Err(Denied::Push { .. })
+        ));
+        // Another workspace: nothing.
+        assert!(p.check(slack("T9", "C1"), "acme/widgets", false).is_err());
+        // `acme/*` does not match `acmeco/x`.
+        assert!(p.check(slack("T1", "C1"), "acmeco/x", false).is_err());
+    }
+
+    #[test]
+    fn slack_rules_never_admit_github_users_and_back() {
+        let p = policy();
+        assert_eq!(
+            p.check(Requester::Github { login: "OctoCat" }, "acme/widgets", true),
+            Ok(())
+        );
+        assert!(p
+            .check(
+                Requester::Github { login: "mallory" },
+                "acme/widgets",
+                false
+            )
+            .is_err());
+        assert!(p
+            .check(Requester::Github { login: "octocat" }, "tools/cli", false)
+            .is_err());
+        let only_github = AccessPolicy::new(vec![AccessRule {
+            github_users: vec!["*".into()],
+            repos: vec!["*".into()],
+            ..Default::default()
+        }]);
+        assert!(only_github
+            .check(slack("T1", "C1"), "acme/widgets", false)
+            .is_err());
+        assert!(AccessPolicy::default()
+            .check(slack("T1", "C1"), "a/b", false)
+            .is_err());
+    }
+}

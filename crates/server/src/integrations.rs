@@ -1,0 +1,706 @@
+//! Slack and GitHub as ways to start and follow runs.
+//!
+//! * `POST /slack/commands`: `/agent [--push] [--harness H] [--model M]
+//!   [--base B] owner/repo instruction…`, `/agent help|status|cancel ID`;
+//! * `POST /slack/interactions`: the run card's Cancel button;
+//! * `POST /slack/events`: a reply in a run's thread continues the run;
+//! * `POST /github/webhook`: an `@errand …` comment on an issue or pull request.
+//!
+//! Every request is verified (Slack's v0 signature, GitHub's
+//! `X-Hub-Signature-256`) before its body is read, then checked against the
+//! [`AccessPolicy`]; refusals create nothing. Runs report back through
+//! [`Notifier`], which the worker that executes them calls on each state.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use errand_core::{Origin, RepoSource, RunId, RunRecord, RunSpec, RunState};
+use errand_runner::GithubForge;
+use errand_slack::{
+    AgentCommand, EventEnvelope, Interaction, Message, ReplayGuard, RunCard, SlackClient,
+    SlashCommand,
+};
+use errand_store::RunFilter;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::access::{AccessPolicy, Requester};
+use crate::AppState;
+
+/// Slack's side: the app's signing secret and its bot.
+pub struct SlackIntegration {
+    pub signing_secret: String,
+    pub client: SlackClient,
+}
+
+/// GitHub's side: the webhook secret, the handle people mention, the App.
+pub struct GithubIntegration {
+    pub webhook_secret: String,
+    /// `@errand` by default.
+    pub mention: String,
+    pub forge: Arc<GithubForge>,
+}
+
+/// Everything the Slack and GitHub routes need.
+pub struct Integrations {
+    /// The viewer's public address, for links (`https://errand.example`).
+    pub public_url: String,
+    pub slack: Option<SlackIntegration>,
+    pub github: Option<GithubIntegration>,
+    pub access: AccessPolicy,
+    /// The harness a run uses when the request names none.
+    pub default_harness: String,
+    pub replay: ReplayGuard,
+}
+
+impl Integrations {
+    pub fn run_url(&self, id: RunId) -> String {
+        format!("{}/runs/{id}", self.public_url.trim_end_matches('/'))
+    }
+}
+
+fn ephemeral(text: impl Into<String>) -> Response {
+    Json(json!({ "response_type": "ephemeral", "text": text.into() })).into_response()
+}
+
+fn plain(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, text.into()).into_response()
+}
+
+/// A request refused before it was read: status and a plain-text reason.
+type Refusal = (StatusCode, String);
+
+fn not_configured(what: &str) -> Refusal {
+    (
+        StatusCode::NOT_FOUND,
+        format!("{what} is not configured on this errand server"),
+    )
+}
+
+/// The integrations when Slack is configured, or the refusal that says it is not.
+fn slack_of(st: &AppState) -> Result<Arc<Integrations>, Refusal> {
+    match &st.integrations {
+        Some(i) if i.slack.is_some() => Ok(i.clone()),
+        _ => Err(not_configured("Slack")),
+    }
+}
+
+fn verify_slack(int: &Integrations, headers: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
+    let Some(slack) = &int.slack else {
+        return Err(not_configured("Slack"));
+    };
+    errand_slack::verify_request(
+        &slack.signing_secret,
+        headers,
+        body,
+        errand_slack::now_unix(),
+    )
+    .map_err(|e| {
+        tracing::warn!("refused a Slack request: {e}");
+        (StatusCode::UNAUTHORIZED, e.to_string())
+    })
+}
+
+fn slack_requester(team: &str, user: &str) -> String {
+    format!("slack:{team}/{user}")
+}
+
+/// `POST /slack/commands`.
+pub async fn slack_command(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let int = match slack_of(&st) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = verify_slack(&int, &headers, &body) {
+        return r.into_response();
+    }
+    let cmd = match SlashCommand::from_form(&body) {
+        Ok(c) => c,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if !int
+        .replay
+        .first_time(&format!("cmd:{}", cmd.trigger_id), errand_slack::now_unix())
+    {
+        return ephemeral("This command was already received.");
+    }
+    let parsed = match cmd.agent_command() {
+        Ok(p) => p,
+        Err(e) => return ephemeral(format!("{e}\n\n{}", errand_slack::usage())),
+    };
+    let who = Requester::Slack {
+        team: &cmd.team_id,
+        channel: &cmd.channel_id,
+        user: &cmd.user_id,
+    };
+    match parsed {
+        AgentCommand::Help => ephemeral(errand_slack::usage()),
+        AgentCommand::Status => slack_status(&st, &cmd).await,
+        AgentCommand::Cancel { id } => {
+            match cancel_for(&st, &int, who, &id, "cancelled from Slack").await {
+                Ok(rec) => ephemeral(format!("Cancelling run {}.", rec.id.short())),
+                Err(msg) => ephemeral(msg),
+            }
+        }
+        AgentCommand::Run(req) => {
+            if let Err(denied) = int.access.check(who, &req.repo, req.push) {
+                return ephemeral(denied.to_string());
+            }
+            let harness = req
+                .harness
+                .clone()
+                .unwrap_or_else(|| int.default_harness.clone());
+            let h = match st.harnesses.get(&harness) {
+                Ok(h) => h,
+                Err(e) => return ephemeral(e.to_string()),
+            };
+            if req.model.is_some() && !h.capabilities().model_choice {
+                return ephemeral(format!(
+                    "{harness} does not let errand choose the model: drop --model"
+                ));
+            }
+            let mut spec = RunSpec::new(req.instruction.clone(), harness);
+            spec.repo = Some(RepoSource::Github(req.repo.clone()));
+            spec.model = req.model.clone();
+            spec.push = req.push;
+            spec.base_branch = req.base.clone();
+            spec.requested_by = Some(slack_requester(&cmd.team_id, &cmd.user_id));
+            spec.origin = Some(Origin::Slack {
+                team: cmd.team_id.clone(),
+                channel: cmd.channel_id.clone(),
+                user: cmd.user_id.clone(),
+                message_ts: None,
+            });
+            let rec = match st.store.create_run(RunId::new(), &spec).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("creating a run from Slack failed: {e}");
+                    return ephemeral(format!("errand could not queue the run: {e}"));
+                }
+            };
+            tracing::info!(run = %rec.id, repo = %req.repo, "queued from Slack");
+            // The channel message (with its Cancel button) is posted after the
+            // acknowledgement, so Slack's 3-second deadline never waits on it.
+            let int2 = int.clone();
+            let store = st.store.clone();
+            let rec2 = rec.clone();
+            tokio::spawn(async move {
+                post_run_card(&int2, store.as_ref(), &rec2).await;
+            });
+            ephemeral(format!(
+                "Queued run {} on {}: {}",
+                rec.id.short(),
+                req.repo,
+                int.run_url(rec.id)
+            ))
+        }
+    }
+}
+
+/// Posts the run's card in its channel and remembers the message, whose
+/// thread then carries the run's updates and follow-ups.
+async fn post_run_card(int: &Integrations, store: &dyn errand_store::Store, rec: &RunRecord) {
+    let (
+        Some(slack),
+        Some(Origin::Slack {
+            team,
+            channel,
+            user,
+            ..
+        }),
+    ) = (&int.slack, &rec.spec.origin)
+    else {
+        return;
+    };
+    let msg = Message::run_card(channel.clone(), &card(int, rec, user));
+    match slack.client.post_message(&msg).await {
+        Ok(posted) => {
+            let origin = Origin::Slack {
+                team: team.clone(),
+                channel: posted.channel,
+                user: user.clone(),
+                message_ts: Some(posted.ts),
+            };
+            if let Err(e) = store.set_origin(rec.id, &origin).await {
+                tracing::error!(run = %rec.id, "recording the Slack message failed: {e}");
+            }
+        }
+        Err(e) => tracing::error!(run = %rec.id, "posting the run to Slack failed: {e}"),
+    }
+}
+
+/// The card for a run as it is now.
+pub fn card(int: &Integrations, rec: &RunRecord, user: &str) -> RunCard {
+    let s = &rec.summary;
+    RunCard {
+        run_id: rec.id.to_string(),
+        short_id: rec.id.short(),
+        repo: rec
+            .spec
+            .repo
+            .as_ref()
+            .map(|r| r.location().to_string())
+            .unwrap_or_default(),
+        instruction: rec.spec.prompt.clone(),
+        requested_by: user.to_string(),
+        viewer_url: int.run_url(rec.id),
+        state: rec.state.as_str().to_string(),
+        reason: rec.reason.clone(),
+        pr_url: s.pr_url.clone(),
+        branch: s.branch.clone(),
+        diffstat: s.diffstat.clone().filter(|d| !d.is_empty()),
+        turns: s.turns,
+        cost_usd: s.cost_usd,
+        duration_secs: rec.duration().map(|d| d.num_seconds().max(0) as u64),
+        terminal: rec.state.is_terminal(),
+    }
+}
+
+async fn slack_status(st: &AppState, cmd: &SlashCommand) -> Response {
+    let filter = RunFilter {
+        requested_by: Some(slack_requester(&cmd.team_id, &cmd.user_id)),
+        limit: 10,
+        ..Default::default()
+    };
+    match st.store.list_runs(&filter).await {
+        Ok(runs) if runs.is_empty() => ephemeral("You have no runs yet."),
+        Ok(runs) => {
+            let lines: Vec<String> = runs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {} `{}` {}: {}",
+                        errand_slack::blocks::state_emoji(r.state.as_str()),
+                        r.state,
+                        r.id.short(),
+                        r.spec.repo.as_ref().map(|x| x.location()).unwrap_or("-"),
+                        errand_slack::text::truncate(
+                            &errand_slack::text::escape(&r.spec.prompt),
+                            80
+                        )
+                    )
+                })
+                .collect();
+            ephemeral(format!("Your recent runs:\n{}", lines.join("\n")))
+        }
+        Err(e) => ephemeral(format!("errand could not list runs: {e}")),
+    }
+}
+
+/// Cancels run `id` for `who`: the person who started it, or anyone the
+/// access rules let run on its repository.
+async fn cancel_for(
+    st: &AppState,
+    int: &Integrations,
+    who: Requester<'_>,
+    id: &str,
+    why: &str,
+) -> Result<RunRecord, String> {
+    let rec = st
+        .store
+        .find_run(id.trim_start_matches('#'))
+        .await
+        .map_err(|e| e.to_string())?;
+    let repo = rec
+        .spec
+        .repo
+        .as_ref()
+        .map(|r| r.location().to_string())
+        .unwrap_or_default();
+    let own = match who {
+        Requester::Slack { team, user, .. } => {
+            rec.spec.requested_by.as_deref() == Some(&slack_requester(team, user))
+        }
+        Requester::Github { login } => {
+            rec.spec.requested_by.as_deref() == Some(&format!("github:{login}"))
+        }
+    };
+    if !own && int.access.check(who, &repo, false).is_err() {
+        return Err(format!(
+            "you may not cancel run {}: it is not yours and you have no access to {repo}",
+            rec.id.short()
+        ));
+    }
+    crate::api::cancel(st, rec, why)
+        .await
+        .map_err(|e| e.message)
+}
+
+/// `POST /slack/interactions`: the Cancel button.
+pub async fn slack_interaction(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let int = match slack_of(&st) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = verify_slack(&int, &headers, &body) {
+        return r.into_response();
+    }
+    let action = match Interaction::from_form(&body) {
+        Ok(a) => a,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let channel = action.channel_id.clone().unwrap_or_default();
+    let who = Requester::Slack {
+        team: &action.team_id,
+        channel: &channel,
+        user: &action.user_id,
+    };
+    let mut replies = Vec::new();
+    for id in action.cancel_run_ids() {
+        match cancel_for(&st, &int, who, id, "cancelled from Slack").await {
+            Ok(rec) => {
+                replies.push(format!("Cancelling run {}.", rec.id.short()));
+                // A run cancelled before any worker took it gets no state
+                // callback from a runner: refresh its card here.
+                if rec.state.is_terminal() {
+                    let int = int.clone();
+                    tokio::spawn(async move { update_card(&int, &rec).await });
+                }
+            }
+            Err(msg) => replies.push(msg),
+        }
+    }
+    match (action.response_url.as_deref(), int.slack.as_ref()) {
+        (Some(url), Some(slack)) if !replies.is_empty() => {
+            let body = json!({
+                "response_type": "ephemeral",
+                "replace_original": false,
+                "text": replies.join("\n"),
+            });
+            let client = slack.client.clone();
+            let url = url.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = client.respond(&url, &body).await {
+                    tracing::warn!("answering a Slack button failed: {e}");
+                }
+            });
+        }
+        _ => {}
+    }
+    StatusCode::OK.into_response()
+}
+
+/// `POST /slack/events`: URL verification and replies in a run's thread.
+pub async fn slack_event(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let int = match slack_of(&st) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = verify_slack(&int, &headers, &body) {
+        return r.into_response();
+    }
+    let envelope = match EventEnvelope::from_json(&body) {
+        Ok(e) => e,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let (event_id, team) = match &envelope {
+        EventEnvelope::UrlVerification { challenge } => {
+            return Json(json!({ "challenge": challenge })).into_response()
+        }
+        EventEnvelope::EventCallback {
+            event_id, team_id, ..
+        } => (event_id.clone(), team_id.clone()),
+        EventEnvelope::Other { .. } => return StatusCode::OK.into_response(),
+    };
+    let Some(reply) = envelope.thread_reply().cloned() else {
+        return StatusCode::OK.into_response();
+    };
+    // Slack retries deliveries it thinks failed: act once per event.
+    if !int
+        .replay
+        .first_time(&format!("event:{event_id}"), errand_slack::now_unix())
+    {
+        return StatusCode::OK.into_response();
+    }
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        thread_reply(&st2, &int, &team, &reply).await;
+    });
+    StatusCode::OK.into_response()
+}
+
+/// A reply in a run's thread: the next instruction for that run.
+async fn thread_reply(
+    st: &AppState,
+    int: &Integrations,
+    team: &str,
+    reply: &errand_slack::ThreadReply,
+) {
+    let filter = RunFilter {
+        slack_message: Some(reply.thread_ts.clone()),
+        limit: 1,
+        ..Default::default()
+    };
+    let Ok(Some(rec)) = st
+        .store
+        .list_runs(&filter)
+        .await
+        .map(|v| v.into_iter().next())
+    else {
+        return; // a thread that is not a run's: not for errand
+    };
+    let say = |text: String| {
+        let msg = Message::new(reply.channel.clone(), text).in_thread(reply.thread_ts.clone());
+        async move {
+            if let Some(slack) = &int.slack {
+                if let Err(e) = slack.client.post_message(&msg).await {
+                    tracing::warn!("replying in a run's thread failed: {e}");
+                }
+            }
+        }
+    };
+    let repo = rec
+        .spec
+        .repo
+        .as_ref()
+        .map(|r| r.location().to_string())
+        .unwrap_or_default();
+    let who = Requester::Slack {
+        team,
+        channel: &reply.channel,
+        user: &reply.user,
+    };
+    if let Err(denied) = int.access.check(who, &repo, rec.spec.push) {
+        say(format!("<@{}> {denied}", reply.user)).await;
+        return;
+    }
+    let text = reply.plain_text();
+    if text.trim().is_empty() {
+        return;
+    }
+    match crate::api::continue_run(st, rec, &text).await {
+        Ok(rec) => {
+            say(format!(
+                "Continuing run {} with <@{}>'s message.",
+                rec.id.short(),
+                reply.user
+            ))
+            .await
+        }
+        Err(e) => say(format!("Cannot continue this run: {}", e.message)).await,
+    }
+}
+
+/// `POST /github/webhook`: `@errand …` in an issue or pull request comment.
+pub async fn github_webhook(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(int) = st.integrations.clone() else {
+        return not_configured("GitHub").into_response();
+    };
+    let Some(gh) = &int.github else {
+        return not_configured("GitHub").into_response();
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = errand_github::webhook::verify_signature(
+        gh.webhook_secret.as_bytes(),
+        &body,
+        header("x-hub-signature-256"),
+    ) {
+        tracing::warn!("refused a GitHub webhook: {e}");
+        return plain(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let event = header("x-github-event").unwrap_or_default().to_string();
+    if let Some(delivery) = header("x-github-delivery") {
+        if !int
+            .replay
+            .first_time(&format!("gh:{delivery}"), errand_slack::now_unix())
+        {
+            return plain(StatusCode::OK, "already received");
+        }
+    }
+    let mention = match errand_github::webhook::parse_mention(&event, &body, &gh.mention) {
+        Ok(Some(m)) => m,
+        Ok(None) => return plain(StatusCode::ACCEPTED, "ignored: not a mention of errand"),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let repo = format!("{}/{}", mention.owner, mention.repo);
+    let who = Requester::Github {
+        login: &mention.author,
+    };
+    if mention.instruction.trim().is_empty() {
+        return plain(
+            StatusCode::ACCEPTED,
+            "ignored: nothing to do after the mention",
+        );
+    }
+    let refusal = int.access.check(who, &repo, false).err();
+    let push = refusal.is_none() && int.access.may_push(who, &repo);
+    let origin = Origin::Github {
+        owner: mention.owner.clone(),
+        repo: mention.repo.clone(),
+        issue: mention.issue_number,
+        author: mention.author.clone(),
+    };
+    if let Some(denied) = refusal {
+        let forge = gh.forge.clone();
+        let text = format!("@{} {denied}", mention.author);
+        tokio::spawn(async move { comment(&forge, &origin, &text).await });
+        return plain(
+            StatusCode::FORBIDDEN,
+            "refused: see the comment in the thread",
+        );
+    }
+    let mut spec = RunSpec::new(mention.instruction.clone(), int.default_harness.clone());
+    spec.repo = Some(RepoSource::Github(repo.clone()));
+    spec.push = push;
+    spec.requested_by = Some(format!("github:{}", mention.author));
+    spec.origin = Some(origin.clone());
+    let rec = match st.store.create_run(RunId::new(), &spec).await {
+        Ok(r) => r,
+        Err(e) => return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    tracing::info!(run = %rec.id, repo = %repo, "queued from a GitHub comment");
+    let forge = gh.forge.clone();
+    let text = format!(
+        "On it: run {} is queued. Follow it live at {}",
+        rec.id.short(),
+        int.run_url(rec.id)
+    );
+    tokio::spawn(async move { comment(&forge, &origin, &text).await });
+    (
+        StatusCode::CREATED,
+        Json(json!({ "run": rec.id.to_string() })),
+    )
+        .into_response()
+}
+
+/// Comments in the issue or pull request a run came from, with a token that
+/// may only do that, revoked right after.
+async fn comment(forge: &GithubForge, origin: &Origin, text: &str) {
+    let Origin::Github {
+        owner, repo, issue, ..
+    } = origin
+    else {
+        return;
+    };
+    if let Err(e) = forge.comment(owner, repo, *issue, text).await {
+        tracing::warn!(repo = %format!("{owner}/{repo}"), "commenting on #{issue} failed: {e}");
+    }
+}
+
+/// Refreshes a run's Slack card (and, at the end, says how it went in the thread).
+async fn update_card(int: &Integrations, rec: &RunRecord) {
+    let (
+        Some(slack),
+        Some(Origin::Slack {
+            channel,
+            user,
+            message_ts: Some(ts),
+            ..
+        }),
+    ) = (&int.slack, &rec.spec.origin)
+    else {
+        return;
+    };
+    let msg = Message::run_card(channel.clone(), &card(int, rec, user));
+    if let Err(e) = slack.client.update_message(channel, ts, &msg).await {
+        tracing::warn!(run = %rec.id, "updating the run's Slack message failed: {e}");
+    }
+    if rec.state.is_terminal() {
+        let text = outcome_text(int, rec, &format!("<@{user}>"));
+        let reply = Message::new(channel.clone(), text).in_thread(ts.clone());
+        if let Err(e) = slack.client.post_message(&reply).await {
+            tracing::warn!(run = %rec.id, "posting the outcome to Slack failed: {e}");
+        }
+    }
+}
+
+/// One paragraph on how a run ended.
+pub fn outcome_text(int: &Integrations, rec: &RunRecord, who: &str) -> String {
+    let s = &rec.summary;
+    let mut parts = Vec::new();
+    match rec.state {
+        RunState::Succeeded => {
+            parts.push(format!("{who} run {} succeeded.", rec.id.short()));
+            if let Some(pr) = &s.pr_url {
+                parts.push(format!("Pull request: {pr}"));
+            } else if let Some(b) = &s.branch {
+                parts.push(format!("Branch: {b}"));
+            }
+            if let Some(d) = s.diffstat.as_deref().filter(|d| !d.is_empty()) {
+                parts.push(d.to_string());
+            }
+        }
+        state => parts.push(format!(
+            "{who} run {} {}: {}",
+            rec.id.short(),
+            state,
+            rec.reason.as_deref().unwrap_or("no reason recorded")
+        )),
+    }
+    let mut facts = Vec::new();
+    if let Some(t) = s.turns {
+        facts.push(format!("{t} turns"));
+    }
+    if let Some(c) = s.cost_usd {
+        facts.push(format!("${c:.4}"));
+    }
+    if let Some(d) = rec.duration() {
+        facts.push(errand_slack::blocks::format_duration(
+            d.num_seconds().max(0) as u64,
+        ));
+    }
+    if !facts.is_empty() {
+        parts.push(facts.join(" · "));
+    }
+    parts.push(format!("Trace: {}", int.run_url(rec.id)));
+    parts.join("\n")
+}
+
+/// Tells Slack threads and GitHub issues how their runs are doing. The runner
+/// calls it on each state; the work happens in order on one task, so a card
+/// never goes back to an older state.
+pub struct Notifier {
+    tx: mpsc::UnboundedSender<RunRecord>,
+}
+
+impl Notifier {
+    pub fn start(int: Arc<Integrations>, store: Arc<dyn errand_store::Store>) -> Arc<Notifier> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<RunRecord>();
+        tokio::spawn(async move {
+            while let Some(rec) = rx.recv().await {
+                // The card's message ts is recorded after the run was created:
+                // read the run again for it.
+                let rec = match store.get_run(rec.id).await {
+                    Ok(now) => RunRecord {
+                        spec: now.spec,
+                        ..rec
+                    },
+                    Err(_) => rec,
+                };
+                match &rec.spec.origin {
+                    Some(Origin::Slack { .. }) => update_card(&int, &rec).await,
+                    Some(origin @ Origin::Github { author, .. }) if rec.state.is_terminal() => {
+                        if let Some(gh) = &int.github {
+                            let text = outcome_text(&int, &rec, &format!("@{author}"));
+                            comment(&gh.forge, origin, &text).await;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Arc::new(Notifier { tx })
+    }
+}
+
+impl errand_runner::RunObserver for Notifier {
+    fn state_changed(&self, run: &RunRecord) {
+        let _ = self.tx.send(run.clone());
+    }
+}
