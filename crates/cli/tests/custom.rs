@@ -205,3 +205,45 @@ fn config_check_reports_every_problem_at_once() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not valid"));
 }
+
+#[test]
+fn config_check_explains_slack_github_and_access_problems() {
+    let env = Env::new();
+    let config = env.dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[github]\napp_id = \"\"\napi_url = \"ftp://x\"\n\
+         [slack]\nsigning_secret = \"\"\nbot_token = \"xoxb-1\"\n\
+         [[access]]\nrepos = []\n",
+    )
+    .unwrap();
+    let env = env.var("ERRAND_CONFIG", &config.to_string_lossy());
+    let out = env.run(&["config", "check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "github.app_id is empty",
+        "needs the App's private key",
+        "github.api_url 'ftp://x' is not an http(s) URL",
+        "slack needs both signing_secret and bot_token",
+        "access rule 1 names no repos",
+        "access rule 1 names nobody",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    // The example's Slack/GitHub block, uncommented, is valid TOML with these sections.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config.example.toml"),
+    )
+    .unwrap();
+    let block: String = example
+        .lines()
+        .skip_while(|l| !l.starts_with("# [github]"))
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let parsed: toml::Table = toml::from_str(&block).expect("the example parses");
+    assert!(parsed["github"]["app_id"].is_str());
+    assert!(parsed["slack"]["bot_token"].is_str());
+    assert_eq!(parsed["access"].as_array().map(|a| a.len()), Some(2));
+}
