@@ -55,6 +55,9 @@ async fn build(
     let store = crate::open_store_at(paths, database_url.or(cfg.database.url.as_deref())).await?;
     let registry = cfg.registry();
     let mut state = AppState::new(store.clone(), registry.clone());
+    if let Some(gh) = &cfg.github {
+        state.github_api = gh.api_url.clone();
+    }
     let forge = cfg.github_forge()?;
     let public_url = cfg
         .server

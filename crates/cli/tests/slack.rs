@@ -78,7 +78,8 @@ async fn world(env: Env) -> World {
     let github = FakeGithub::start(
         FakeConfig::new(APP_ID, public_pem)
             .install(7, "acme/widgets")
-            .token_style(TokenStyle::Stateless),
+            .token_style(TokenStyle::Stateless)
+            .manifest_code("m4n1fest", &private_pem, "whsec-from-github"),
     )
     .expect("fake GitHub");
     github
@@ -245,9 +246,9 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
     );
 
     let run = wait_run(&http, &server.base, &api_token, |r| {
-        r["state"].as_str().is_some_and(|s| {
-            ["succeeded", "failed", "cancelled", "timed_out"].contains(&s)
-        })
+        r["state"]
+            .as_str()
+            .is_some_and(|s| ["succeeded", "failed", "cancelled", "timed_out"].contains(&s))
     })
     .await;
     let id = run["id"].as_str().expect("id").to_string();
@@ -261,7 +262,9 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
     assert_eq!(pulls.len(), 1, "{pulls:#?}");
     assert_eq!(pulls[0].head, run["branch"].as_str().expect("branch"));
     assert_eq!(pulls[0].base, "main");
-    assert!(pulls[0].body.contains(&format!("http://errand.test/runs/{id}")));
+    assert!(pulls[0]
+        .body
+        .contains(&format!("http://errand.test/runs/{id}")));
     assert!(
         run["pr_url"]
             .as_str()
@@ -271,10 +274,7 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
     );
     // The branch is on the remote with the agent's file.
     let bare = w.github.repo_path("acme", "widgets");
-    let shown = git(
-        &bare,
-        &["show", &format!("{}:GREETING.md", pulls[0].head)],
-    );
+    let shown = git(&bare, &["show", &format!("{}:GREETING.md", pulls[0].head)]);
     assert_eq!(shown, "hello from errand");
 
     // The token: exactly one repository, write only because --push, revoked.
@@ -282,7 +282,10 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
     assert_eq!(tokens.len(), 1, "{tokens:#?}");
     let t = &tokens[0];
     assert_eq!(t.repositories, ["acme/widgets"]);
-    assert_eq!(t.permissions.get("contents").map(String::as_str), Some("write"));
+    assert_eq!(
+        t.permissions.get("contents").map(String::as_str),
+        Some("write")
+    );
     assert_eq!(
         t.permissions.get("pull_requests").map(String::as_str),
         Some("write")
@@ -315,10 +318,15 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
     assert!(card_text.contains("acme/widgets") && card_text.contains("add a greeting file"));
     assert!(card_text.contains("<@U1>"), "who asked: {card_text}");
     assert!(card_text.contains(&format!("http://errand.test/runs/{id}")));
-    assert!(card_text.contains("errand_cancel"), "a Cancel button while queued");
+    assert!(
+        card_text.contains("errand_cancel"),
+        "a Cancel button while queued"
+    );
     let updates: Vec<_> = calls.iter().filter(|c| c.method == "chat.update").collect();
     assert!(
-        updates.iter().any(|u| u.body.to_string().contains("running")),
+        updates
+            .iter()
+            .any(|u| u.body.to_string().contains("running")),
         "{updates:#?}"
     );
     let last_update = updates.last().expect("updates").body.to_string();
@@ -328,7 +336,10 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
         .find(|c| c.method == "chat.postMessage" && c.body["thread_ts"].is_string())
         .expect("outcome");
     let outcome_text = outcome.body["text"].as_str().unwrap_or("");
-    assert!(outcome_text.contains(run["pr_url"].as_str().unwrap_or("?")), "{outcome_text}");
+    assert!(
+        outcome_text.contains(run["pr_url"].as_str().unwrap_or("?")),
+        "{outcome_text}"
+    );
 
     // The token is nowhere: not in the workspace's git config, not in the
     // events, not in the API, not in Slack.
@@ -367,10 +378,9 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
             .join("workspace/.git/config"),
     )
     .expect("workspace git config");
-    let outbox_config = std::fs::read_to_string(
-        w.env.home.join("runs").join(&id).join("outbox.git/config"),
-    )
-    .expect("outbox git config");
+    let outbox_config =
+        std::fs::read_to_string(w.env.home.join("runs").join(&id).join("outbox.git/config"))
+            .expect("outbox git config");
     let slack_text: String = w.slack.calls().iter().map(|c| c.body.to_string()).collect();
     let token_piece = format!("ghs_{APP_ID}_");
     for (place, text) in [
@@ -381,13 +391,19 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
         ("outbox config", &outbox_config),
         ("Slack", &slack_text),
     ] {
-        assert!(!text.contains(&t.token), "the git token leaked into {place}");
+        assert!(
+            !text.contains(&t.token),
+            "the git token leaked into {place}"
+        );
         assert!(
             !text.contains(&t.token[t.token.len() - 40..]),
             "a piece of the git token leaked into {place}"
         );
         assert!(!text.contains(API_KEY), "the API key leaked into {place}");
-        assert!(!text.contains(&token_piece), "a token piece leaked into {place}");
+        assert!(
+            !text.contains(&token_piece),
+            "a token piece leaked into {place}"
+        );
     }
     assert!(
         events.contains(errand_core::redact::MASK),
@@ -406,10 +422,22 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
         "please append more",
     );
     let (headers, body) = w.slack.signed_event(&reply, now());
-    let (status, _) = post(&http, &format!("{}/slack/events", server.base), &headers, body.clone()).await;
+    let (status, _) = post(
+        &http,
+        &format!("{}/slack/events", server.base),
+        &headers,
+        body.clone(),
+    )
+    .await;
     assert_eq!(status, 200);
     // Slack retries a delivery it thinks failed: the run continues once.
-    let (status, _) = post(&http, &format!("{}/slack/events", server.base), &headers, body).await;
+    let (status, _) = post(
+        &http,
+        &format!("{}/slack/events", server.base),
+        &headers,
+        body,
+    )
+    .await;
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -429,13 +457,13 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
         if turns >= 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "the follow-up never finished: {v:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the follow-up never finished: {v:#}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let more = git(
-        &bare,
-        &["show", &format!("{}:GREETING.md", pulls[0].head)],
-    );
+    let more = git(&bare, &["show", &format!("{}:GREETING.md", pulls[0].head)]);
     assert_eq!(more, "hello from errand\nmore");
     assert_eq!(w.github.pulls().len(), 1, "the same pull request, updated");
     let tokens = w.github.tokens();
@@ -525,15 +553,26 @@ async fn refused_requests_create_no_run() {
         ]
     };
     let bad = hub_signature("not-the-secret", &payload);
-    assert_eq!(post(&http, &hook, &gh_headers(&bad, "d1"), payload.clone()).await.0, 401);
-    assert_eq!(post(&http, &hook, &gh_headers(&sig, "d2"), payload).await.0, 403);
+    assert_eq!(
+        post(&http, &hook, &gh_headers(&bad, "d1"), payload.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        post(&http, &hook, &gh_headers(&sig, "d2"), payload).await.0,
+        403
+    );
 
     assert!(
         runs(&http, &server.base, &api_token).await.is_empty(),
         "a refused request created a run"
     );
     assert!(
-        w.github.tokens().iter().all(|t| !t.permissions.contains_key("contents")),
+        w.github
+            .tokens()
+            .iter()
+            .all(|t| !t.permissions.contains_key("contents")),
         "no repository token was minted for a refused request"
     );
 }
@@ -582,7 +621,10 @@ async fn an_at_errand_comment_starts_a_run_and_answers_in_the_thread() {
     assert!(comments[1].body.contains("@octocat") && comments[1].body.contains("failed"));
     // Comment tokens could only comment, and are revoked.
     for t in w.github.tokens() {
-        assert_eq!(t.permissions.get("issues").map(String::as_str), Some("write"));
+        assert_eq!(
+            t.permissions.get("issues").map(String::as_str),
+            Some("write")
+        );
         assert!(!t.permissions.contains_key("contents"));
         assert!(t.revoked);
     }
@@ -614,4 +656,51 @@ fn hub_signature(secret: &str, body: &str) -> String {
         hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(body.as_bytes());
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_manifest_flow_ends_with_the_apps_settings_shown_once() {
+    let w = world(Env::new()).await;
+    let server = start(&w.env);
+    let http = reqwest::Client::new();
+    let url = format!("{}/github/manifest-callback", server.base);
+    let r = http.get(&url).send().await.expect("get");
+    assert_eq!(r.status().as_u16(), 400, "no code");
+    let r = http
+        .get(format!("{url}?code=m4n1fest"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let page = r.text().await.expect("page");
+    assert!(
+        page.contains(&format!("app_id = &quot;{APP_ID}&quot;")),
+        "{page}"
+    );
+    assert!(page.contains("whsec-from-github"));
+    assert!(page.contains("BEGIN"), "the private key is shown");
+    // The code works once; a made-up one is refused without reaching GitHub.
+    let again = http
+        .get(format!("{url}?code=m4n1fest"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(again.status().as_u16(), 502);
+    let bad = http
+        .get(format!("{url}?code=../../x"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(bad.status().as_u16(), 502);
+    assert!(
+        !w.github.requests().iter().any(|r| r.contains("..")),
+        "{:?}",
+        w.github.requests()
+    );
 }

@@ -29,7 +29,7 @@ pub use client::{
     GITHUB_API_VERSION, USER_AGENT,
 };
 pub use error::{GithubError, Result};
-pub use manifest::{app_manifest, MANIFEST_REDIRECT_PATH};
+pub use manifest::{app_manifest, convert_manifest, CreatedApp, MANIFEST_REDIRECT_PATH};
 pub use webhook::{Mention, WebhookError};
 
 use base64::Engine as _;

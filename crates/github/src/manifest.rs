@@ -31,3 +31,70 @@ pub fn app_manifest(name: &str, url: &str, webhook_url: &str) -> Value {
         "default_events": ["issue_comment"]
     })
 }
+
+/// The App GitHub created from a manifest: its id and, once only, its private
+/// key and webhook secret. `Debug` hides both secrets.
+#[derive(Clone, serde::Deserialize)]
+pub struct CreatedApp {
+    pub id: u64,
+    #[serde(default)]
+    pub slug: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    pub pem: String,
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for CreatedApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApp")
+            .field("id", &self.id)
+            .field("slug", &self.slug)
+            .field("html_url", &self.html_url)
+            .field("pem", &"<redacted>")
+            .field("webhook_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Finishes the manifest flow: exchanges the one-time `code` GitHub handed to
+/// the redirect URL for the new App's credentials
+/// (`POST /app-manifests/{code}/conversions`, no authentication).
+pub async fn convert_manifest(api_base: &str, code: &str) -> crate::Result<CreatedApp> {
+    if code.is_empty()
+        || code.len() > 200
+        || !code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(crate::GithubError::InvalidName(
+            "the manifest code is not one GitHub would issue".into(),
+        ));
+    }
+    let url = format!(
+        "{}/app-manifests/{code}/conversions",
+        api_base.trim_end_matches('/')
+    );
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Accept", "application/vnd.github+json")
+        .header("X-GitHub-Api-Version", crate::GITHUB_API_VERSION)
+        .header("User-Agent", crate::USER_AGENT)
+        .send()
+        .await?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if !status.is_success() {
+        return Err(crate::GithubError::Status {
+            status: status.as_u16(),
+            message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| crate::GithubError::InvalidResponse {
+        endpoint: "POST /app-manifests/{code}/conversions",
+        message: e.to_string(),
+    })
+}

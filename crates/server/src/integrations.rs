@@ -579,6 +579,72 @@ pub async fn github_webhook(
         .into_response()
 }
 
+#[derive(serde::Deserialize)]
+pub struct ManifestCallback {
+    code: Option<String>,
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /github/manifest-callback?code=…`: the end of the one-click App set-up.
+/// GitHub redirects here after creating the App from `errand github
+/// app-manifest`; errand exchanges the one-time code for the App's id, private
+/// key and webhook secret and shows the `[github]` block to save, once. Nothing
+/// is stored by the server.
+pub async fn github_manifest_callback(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ManifestCallback>,
+) -> Response {
+    let Some(code) = q.code else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "missing ?code= (GitHub adds it after creating the App)",
+        );
+    };
+    let app = match errand_github::convert_manifest(&st.github_api, &code).await {
+        Ok(app) => app,
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                format!("GitHub did not create the App from this code: {e}"),
+            )
+        }
+    };
+    let block = format!(
+        "[github]\napp_id = \"{}\"\nprivate_key_file = \"/etc/errand/github-app.pem\"   # save the key below there\nwebhook_secret = \"{}\"\n",
+        app.id,
+        app.webhook_secret.as_deref().unwrap_or("")
+    );
+    let page = format!(
+        "<!doctype html><meta charset=utf-8><title>errand: GitHub App created</title>\
+         <h1>The GitHub App{} exists</h1>\
+         <p>Add this to errand's configuration and restart errand. This page is shown once: \
+         GitHub will not hand out this key again.</p><pre>{}</pre>\
+         <p>The App's private key (save it as the file named above, readable only by errand):</p><pre>{}</pre>\
+         <p>Then install the App on the repositories errand may work on.</p>",
+        app.slug
+            .as_deref()
+            .map(|s| format!(" <code>{}</code>", html_escape(s)))
+            .unwrap_or_default(),
+        html_escape(&block),
+        html_escape(&app.pem)
+    );
+    (
+        [
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "no-store"),
+            ("content-security-policy", "default-src 'none'"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
 /// Comments in the issue or pull request a run came from, with a token that
 /// may only do that, revoked right after.
 async fn comment(forge: &GithubForge, origin: &Origin, text: &str) {

@@ -39,6 +39,8 @@ pub struct AppState {
     pub poll: std::time::Duration,
     /// Slack and GitHub, when configured.
     pub integrations: Option<Arc<integrations::Integrations>>,
+    /// GitHub's API, for finishing the App's manifest registration.
+    pub github_api: String,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             poll: std::time::Duration::from_millis(50),
             integrations: None,
+            github_api: errand_github::DEFAULT_API_BASE.to_string(),
         }
     }
 }
@@ -93,7 +96,11 @@ pub fn app(state: AppState) -> Router {
         .route("/slack/commands", post(integrations::slack_command))
         .route("/slack/interactions", post(integrations::slack_interaction))
         .route("/slack/events", post(integrations::slack_event))
-        .route("/github/webhook", post(integrations::github_webhook));
+        .route("/github/webhook", post(integrations::github_webhook))
+        .route(
+            errand_github::MANIFEST_REDIRECT_PATH,
+            get(integrations::github_manifest_callback),
+        );
     authed
         .merge(public)
         .merge(viewer::routes(viewer::Mode::Serve))

@@ -43,6 +43,10 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             &format!("{API}/repos/{{owner}}/{{repo}}/issues/{{number}}/comments"),
             post(create_comment),
         )
+        .route(
+            &format!("{API}/app-manifests/{{code}}/conversions"),
+            post(convert_manifest),
+        )
         .route("/{owner}/{repo_git}/{*rest}", any(git::serve))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), log_request))
@@ -465,4 +469,32 @@ async fn create_comment(
         Json(json!({ "id": id, "html_url": html_url, "body": text })),
     )
         .into_response()
+}
+
+/// `POST /app-manifests/{code}/conversions`: the configured code, once.
+async fn convert_manifest(
+    State(s): State<Arc<Shared>>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut slot = s.manifest.lock().unwrap_or_else(|p| p.into_inner());
+    match slot.take() {
+        Some((c, pem, secret)) if c == code => axum::Json(serde_json::json!({
+            "id": s.app_id.parse::<u64>().unwrap_or(0),
+            "slug": "errand",
+            "html_url": format!("{}/apps/errand", s.base_url),
+            "client_id": "Iv1.fake",
+            "pem": pem,
+            "webhook_secret": secret,
+        }))
+        .into_response(),
+        other => {
+            *slot = other;
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"message": "Not Found"})),
+            )
+                .into_response()
+        }
+    }
 }

@@ -68,6 +68,9 @@ pub struct FakeConfig {
     pub installations: BTreeMap<u64, Vec<String>>,
     /// Token shape; a request header `X-GitHub-Stateless-S2S-Token: enabled|disabled` overrides it.
     pub token_style: TokenStyle,
+    /// A manifest-flow code the fake converts (once) into this App, handing out
+    /// the given private key and webhook secret.
+    pub manifest: Option<(String, String, String)>,
 }
 
 impl FakeConfig {
@@ -79,7 +82,14 @@ impl FakeConfig {
             permissions: default_permissions(),
             installations: BTreeMap::new(),
             token_style: TokenStyle::default(),
+            manifest: None,
         }
+    }
+
+    /// Lets `code` be exchanged once for this App's id, `private_pem` and `webhook_secret`.
+    pub fn manifest_code(mut self, code: &str, private_pem: &str, webhook_secret: &str) -> Self {
+        self.manifest = Some((code.into(), private_pem.into(), webhook_secret.into()));
+        self
     }
 
     /// Adds `full_name` (`owner/repo`) to installation `id`.
@@ -212,6 +222,7 @@ struct Shared {
     app_id: String,
     granted: BTreeMap<String, String>,
     token_style: TokenStyle,
+    manifest: Mutex<Option<(String, String, String)>>,
     repos_root: PathBuf,
     base_url: String,
 }
@@ -324,6 +335,7 @@ impl FakeGithub {
             app_id: config.app_id,
             granted: config.permissions,
             token_style: config.token_style,
+            manifest: Mutex::new(config.manifest),
             repos_root,
             base_url: format!("http://{addr}"),
         });
