@@ -75,6 +75,28 @@ fn check(env: &Env, bare: &std::path::Path, v: &Value, via: &str) {
     assert_eq!(git(&ws, &["rev-list", "--count", branch]), "2");
 }
 
+/// One run of `harness` on a fresh repository, driven by `scenario`.
+async fn run_on(harness: &str, scenario: &str, prompt: &str) -> (Env, std::path::PathBuf, Value) {
+    let model = model(scenario).await;
+    let env = Env::new();
+    let bare = bare_repo(env.dir.path());
+    let env = match harness {
+        "codex" => env.with_openai_model(&model),
+        "gemini" => env.with_gemini_model(&model),
+        _ => env.with_model(&model),
+    };
+    let (_, v) = env.run_json(&[
+        "--harness",
+        harness,
+        "--repo",
+        &bare.to_string_lossy(),
+        prompt,
+    ]);
+    // The scripted model must outlive the run.
+    drop(model);
+    (env, bare, v)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn claude_code_is_stopped_by_the_hook() {
     if !sandbox_available() {
@@ -109,17 +131,7 @@ async fn codex_is_stopped_by_its_hook() {
         return;
     }
     ensure_codex();
-    let model = model(DESTRUCTIVE).await;
-    let env = Env::new();
-    let bare = bare_repo(env.dir.path());
-    let env = env.with_openai_model(&model);
-    let (_, v) = env.run_json(&[
-        "--harness",
-        "codex",
-        "--repo",
-        &bare.to_string_lossy(),
-        "try to break things",
-    ]);
+    let (env, bare, v) = run_on("codex", DESTRUCTIVE, "try to break things").await;
     check(&env, &bare, &v, "codex");
     let events = env.events(v["id"].as_str().expect("id"));
     let r = results(&events);
@@ -158,22 +170,18 @@ async fn codex_hook_covers_commands_the_shims_do_not() {
         return;
     }
     ensure_codex();
-    let model = model(OUTSIDE).await;
-    let env = Env::new();
-    let bare = bare_repo(env.dir.path());
-    let env = env.with_openai_model(&model);
-    let (_, v) = env.run_json(&[
-        "--harness",
-        "codex",
-        "--repo",
-        &bare.to_string_lossy(),
-        "clean up",
-    ]);
+    let (env, _, v) = run_on("codex", OUTSIDE, "clean up").await;
     assert_eq!(v["state"], "succeeded", "{v:#}");
     let r = results(&env.events(v["id"].as_str().expect("id")));
     assert_eq!(r.len(), 3, "{r:#?}");
-    assert!(r[1].1 && r[1].2.contains("errand guard: refused `find"), "{r:#?}");
-    assert!(!r[2].1 && r[2].2.contains("keep"), "the file survived: {r:#?}");
+    assert!(
+        r[1].1 && r[1].2.contains("errand guard: refused `find"),
+        "{r:#?}"
+    );
+    assert!(
+        !r[2].1 && r[2].2.contains("keep"),
+        "the file survived: {r:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,17 +190,7 @@ async fn gemini_is_stopped_by_the_shims() {
         return;
     }
     ensure_gemini();
-    let model = model(DESTRUCTIVE).await;
-    let env = Env::new();
-    let bare = bare_repo(env.dir.path());
-    let env = env.with_gemini_model(&model);
-    let (_, v) = env.run_json(&[
-        "--harness",
-        "gemini",
-        "--repo",
-        &bare.to_string_lossy(),
-        "try to break things",
-    ]);
+    let (env, bare, v) = run_on("gemini", DESTRUCTIVE, "try to break things").await;
     check(&env, &bare, &v, "gemini");
     let events = env.events(v["id"].as_str().expect("id"));
     let r = results(&events);
@@ -261,24 +259,20 @@ async fn absolute_paths_meet_the_shims_too() {
         return;
     }
     ensure_gemini();
-    let model = model(ABSOLUTE).await;
-    let env = Env::new();
-    let bare = bare_repo(env.dir.path());
-    let env = env.with_gemini_model(&model);
-    let (_, v) = env.run_json(&[
-        "--harness",
-        "gemini",
-        "--repo",
-        &bare.to_string_lossy(),
-        "try the long way round",
-    ]);
+    let (env, _, v) = run_on("gemini", ABSOLUTE, "try the long way round").await;
     assert_eq!(v["state"], "succeeded", "{v:#}");
     let r = results(&env.events(v["id"].as_str().expect("id")));
     assert_eq!(r.len(), 3, "{r:#?}");
     assert!(
-        r[0].1 && r[0].2.contains("errand guard: refused `git reset --hard HEAD`"),
+        r[0].1
+            && r[0]
+                .2
+                .contains("errand guard: refused `git reset --hard HEAD`"),
         "{r:#?}"
     );
-    assert!(r[1].1 && r[1].2.contains("errand guard: refused `rm -r .git`"), "{r:#?}");
+    assert!(
+        r[1].1 && r[1].2.contains("errand guard: refused `rm -r .git`"),
+        "{r:#?}"
+    );
     assert!(r[2].2.contains("intact"), "{r:#?}");
 }

@@ -4,56 +4,23 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
 struct Server {
-    child: Child,
+    proc: Proc,
     base: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(env: &Env, workers: &str) -> Server {
-    let mut child = env
-        .command(&["serve", "--listen", "127.0.0.1:0", "--workers", workers])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn errand serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("errand serve printed its address")
-            .expect("read");
-        if let Some(rest) = line.strip_prefix("errand serve: listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    let (proc, base) = serve(env, workers);
+    Server { proc, base }
 }
 
 fn token(env: &Env) -> String {
-    let out = env.run(&["token", "create", "tests"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    api_token(env, "tests")
 }
 
 struct Api {
@@ -520,8 +487,8 @@ async fn cancel_works_queued_and_running_and_a_killed_server_accounts_for_every_
     let fourth = create(&api).await;
     let mut server = server;
     // SIGKILL: no chance to clean up.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.proc.0.kill().unwrap();
+    server.proc.0.wait().unwrap();
     drop(server);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!ps_has("sleep 3301"), "the sandbox died with the server");

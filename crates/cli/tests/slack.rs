@@ -12,8 +12,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -25,42 +23,15 @@ const APP_ID: &str = "271828";
 const WEBHOOK_SECRET: &str = "whsec-errand-tests";
 const API_KEY: &str = "sk-test-e2e-0123456789";
 
+/// `errand serve`, stopped when dropped.
 struct Server {
-    child: Child,
+    _proc: Proc,
     base: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(env: &Env) -> Server {
-    let mut child = env
-        .command(&["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn errand serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("errand serve printed its address")
-            .expect("read");
-        if let Some(rest) = line.strip_prefix("errand serve: listening on ") {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            eprintln!("[serve] {l}");
-        }
-    });
-    Server { child, base }
+fn start(env: &Env, workers: &str) -> Server {
+    let (proc, base) = serve(env, workers);
+    Server { _proc: proc, base }
 }
 
 struct World {
@@ -168,9 +139,7 @@ async fn command(
 }
 
 fn token(env: &Env) -> String {
-    let out = env.run(&["token", "create", "tests"]);
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    api_token(env, "tests")
 }
 
 async fn runs(http: &reqwest::Client, base: &str, token: &str) -> Vec<Value> {
@@ -225,7 +194,7 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
     let model = model(SCENARIO).await;
     let w = world(Env::new().with_model(&model)).await;
     let api_token = token(&w.env);
-    let server = start(&w.env);
+    let server = start(&w.env, "2");
     let http = reqwest::Client::new();
 
     let (status, body) = command(
@@ -486,7 +455,7 @@ fn card_ts(calls: &[errand_slack::fake::RecordedCall]) -> String {
 async fn refused_requests_create_no_run() {
     let w = world(Env::new()).await;
     let api_token = token(&w.env);
-    let server = start(&w.env);
+    let server = start(&w.env, "2");
     let http = reqwest::Client::new();
     let url = format!("{}/slack/commands", server.base);
     let fields = w
@@ -581,7 +550,7 @@ async fn refused_requests_create_no_run() {
 async fn an_at_errand_comment_starts_a_run_and_answers_in_the_thread() {
     let w = world(Env::new()).await;
     let api_token = token(&w.env);
-    let server = start(&w.env);
+    let server = start(&w.env, "2");
     let http = reqwest::Client::new();
     let issue = w.github.create_issue("acme", "widgets");
     let payload = comment_payload_on("octocat", "@errand fix the typo please", issue);
@@ -661,7 +630,7 @@ fn hub_signature(secret: &str, body: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_manifest_flow_ends_with_the_apps_settings_shown_once() {
     let w = world(Env::new()).await;
-    let server = start(&w.env);
+    let server = start(&w.env, "2");
     let http = reqwest::Client::new();
     let url = format!("{}/github/manifest-callback", server.base);
     let r = http.get(&url).send().await.expect("get");

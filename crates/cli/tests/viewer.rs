@@ -9,9 +9,9 @@
 mod common;
 mod viewer_browser;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -19,39 +19,6 @@ use serde_json::{json, Value};
 use viewer_browser::{free_port, Browser};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a long-running errand command and returns it with the first stderr
-/// line that starts with `prefix` (the rest of that line).
-fn start(env: &Env, args: &[&str], prefix: &str) -> (Proc, String) {
-    let mut child = env
-        .command(args)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn errand");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let rest = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("errand {args:?} ended before printing {prefix:?}"))
-            .expect("read");
-        if let Some(rest) = line.strip_prefix(prefix) {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), rest)
-}
 
 fn serve(env: &Env, listen: &str) -> (Proc, String) {
     start(
@@ -62,13 +29,7 @@ fn serve(env: &Env, listen: &str) -> (Proc, String) {
 }
 
 fn token(env: &Env) -> String {
-    let out = env.run(&["token", "create", "viewer-tests"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    api_token(env, "viewer-tests")
 }
 
 struct Api {

@@ -242,3 +242,66 @@ pub fn bare_repo(root: &Path) -> PathBuf {
     assert!(out.status.success());
     bare
 }
+
+/// A long-running errand process (`serve`, `worker`, `view`), killed when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a long-running errand command and returns it with the rest of the
+/// first stderr line that starts with `prefix`. Later stderr lines are drained
+/// (so the process never blocks on a full pipe) and echoed when `ERRAND_TEST_ECHO` is set.
+pub fn start(env: &Env, args: &[&str], prefix: &str) -> (Proc, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = env
+        .command(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn errand");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let rest = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("errand {args:?} ended before printing {prefix:?}"))
+            .expect("read");
+        if let Some(rest) = line.strip_prefix(prefix) {
+            break rest.trim().to_string();
+        }
+    };
+    let echo = std::env::var_os("ERRAND_TEST_ECHO").is_some();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if echo {
+                eprintln!("[errand] {l}");
+            }
+        }
+    });
+    (Proc(child), rest)
+}
+
+/// `errand serve` on a free port with `workers` workers: the process and its base URL.
+pub fn serve(env: &Env, workers: &str) -> (Proc, String) {
+    start(
+        env,
+        &["serve", "--listen", "127.0.0.1:0", "--workers", workers],
+        "errand serve: listening on ",
+    )
+}
+
+/// A new API token named `name`.
+pub fn api_token(env: &Env, name: &str) -> String {
+    let out = env.run(&["token", "create", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
