@@ -130,6 +130,18 @@ pub struct SandboxSection {
     pub kubernetes_egress: Vec<String>,
     /// Each pod's `activeDeadlineSeconds`: a backstop behind the run's timeout.
     pub kubernetes_deadline_secs: u64,
+    /// `allowlist` (default): the local and docker sandboxes get no network but
+    /// errand's egress proxy to the harness's model endpoint, `egress_allow`
+    /// and (with `egress_git_host`) the run's git host; `open`: the backend's
+    /// own network (the host's for local, `docker_network` for docker).
+    pub egress: String,
+    /// More destinations for `allowlist`: `host`, `*.suffix`, `*`, or an
+    /// address, each with an optional `:port` (a list, or comma-separated).
+    #[serde(deserialize_with = "list")]
+    pub egress_allow: Vec<String>,
+    /// Let the agent reach the run's git host too.
+    #[serde(deserialize_with = "boolean")]
+    pub egress_git_host: bool,
 }
 
 impl Default for SandboxSection {
@@ -146,6 +158,9 @@ impl Default for SandboxSection {
             kubernetes_network_policy: false,
             kubernetes_egress: Vec::new(),
             kubernetes_deadline_secs: errand_sandbox::KubernetesConfig::default().deadline_secs,
+            egress: "allowlist".into(),
+            egress_allow: Vec::new(),
+            egress_git_host: false,
         }
     }
 }
@@ -288,6 +303,9 @@ const KEYS: &[&str] = &[
     "sandbox.kubernetes_network_policy",
     "sandbox.kubernetes_egress",
     "sandbox.kubernetes_deadline_secs",
+    "sandbox.egress",
+    "sandbox.egress_allow",
+    "sandbox.egress_git_host",
     "server.public_url",
     "server.default_harness",
     "github.app_id",
@@ -398,6 +416,23 @@ impl Config {
         c
     }
 
+    /// What runs may reach; `protected` are the addresses errand's API listens
+    /// on (`server.listen` is always among them).
+    pub fn egress(&self, protected: &[std::net::SocketAddr]) -> errand_runner::EgressSettings {
+        let mut protected = protected.to_vec();
+        if let Ok(a) = self.server.listen.parse() {
+            if !protected.contains(&a) {
+                protected.push(a);
+            }
+        }
+        errand_runner::EgressSettings {
+            allowlist: self.sandbox.egress != "open",
+            allow: self.sandbox.egress_allow.clone(),
+            git_host: self.sandbox.egress_git_host,
+            protected,
+        }
+    }
+
     /// The kubernetes backend's settings; the runs root defaults to errand's
     /// data directory, and `scope` marks this installation's objects.
     pub fn kubernetes_config(&self, paths: Option<&Paths>) -> errand_sandbox::KubernetesConfig {
@@ -429,9 +464,8 @@ impl Config {
         };
         let pem = match (&gh.private_key, &gh.private_key_file) {
             (Some(pem), _) => pem.clone(),
-            (None, Some(file)) => std::fs::read_to_string(file).with_context(|| {
-                format!("cannot read the GitHub App key {}", file.display())
-            })?,
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the GitHub App key {}", file.display()))?,
             (None, None) => anyhow::bail!("[github] has no private key"),
         };
         let creds = errand_github::AppCredentials::new(gh.app_id.clone(), pem);
@@ -530,6 +564,17 @@ impl Config {
         }
         out.extend(self.docker_config(None).problems());
         out.extend(self.kubernetes_config(None).problems());
+        if !["open", "allowlist"].contains(&self.sandbox.egress.as_str()) {
+            out.push(format!(
+                "sandbox.egress '{}' is not open or allowlist",
+                self.sandbox.egress
+            ));
+        }
+        for a in &self.sandbox.egress_allow {
+            if let Err(e) = errand_sandbox::egress::AllowEntry::parse(a) {
+                out.push(format!("sandbox.egress_allow: {e}"));
+            }
+        }
         if self.sandbox.cpus.is_nan() || self.sandbox.cpus < 0.0 {
             out.push(format!(
                 "sandbox.cpus {} is not a number of CPUs (0 for no limit)",
@@ -551,7 +596,10 @@ impl Config {
                 )),
                 _ => {}
             }
-            for (key, v) in [("github.api_url", &gh.api_url), ("github.git_url", &gh.git_url)] {
+            for (key, v) in [
+                ("github.api_url", &gh.api_url),
+                ("github.git_url", &gh.git_url),
+            ] {
                 if !(v.starts_with("http://") || v.starts_with("https://")) {
                     out.push(format!("{key} '{v}' is not an http(s) URL"));
                 }

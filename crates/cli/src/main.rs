@@ -285,6 +285,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> std::process::ExitCode {
+    // Inside a sandbox, in front of the harness: the egress bridge, started before anything else.
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if argv.get(1).is_some_and(|a| a == "sandbox") && argv.get(2).is_some_and(|a| a == "bridge") {
+        return sandbox::bridge(&argv[3..]);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ERRAND_LOG").unwrap_or_else(|_| {
@@ -446,9 +453,9 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Guard(cmd) => guard::run(cmd),
         Command::Github(GithubCmd::AppManifest { name, url }) => {
             let cfg = config::load(&paths)?;
-            let url = url
-                .or(cfg.server.public_url.clone())
-                .context("give --url (or set server.public_url): GitHub must reach errand's webhook")?;
+            let url = url.or(cfg.server.public_url.clone()).context(
+                "give --url (or set server.public_url): GitHub must reach errand's webhook",
+            )?;
             let url = url.trim_end_matches('/');
             let manifest =
                 errand_github::app_manifest(&name, url, &format!("{url}/github/webhook"));
@@ -621,9 +628,10 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
         if let Some(repo) = &base.repo {
             // Pin the base commit now, so a push to the remote mid-way cannot skew the comparison.
             if let Ok(remote) = errand_git::resolve_source(repo, &std::env::current_dir()?) {
-                base.base_commit = errand_git::remote_head(&remote, None, base.base_branch.as_deref())
-                    .await
-                    .ok();
+                base.base_commit =
+                    errand_git::remote_head(&remote, None, base.base_branch.as_deref())
+                        .await
+                        .ok();
             }
         }
     }
@@ -666,6 +674,7 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
         },
         harnesses: config::load(paths)?.registry(),
         cancel_poll: Duration::from_millis(300),
+        egress: cfg.egress(&[]),
     });
 
     let cancel = CancellationToken::new();

@@ -15,7 +15,7 @@ use crate::config::Config;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
-    /// bubblewrap on this machine (namespaces, cgroup limits, the host's network).
+    /// bubblewrap on this machine (namespaces, cgroup limits; network per sandbox.egress).
     Local,
     /// One container per process through the Docker Engine API (Docker or Podman).
     Docker,
@@ -239,6 +239,36 @@ pub async fn run(paths: &Paths, cfg: &Config, cmd: SandboxCmd) -> Result<std::pr
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `errand sandbox bridge --socket PATH [--forward HOST:PORT]… -- PROGRAM [ARG]…`:
+/// run inside an isolated sandbox in front of the harness (see
+/// [`errand_sandbox::egress`]); exits as the program does.
+pub fn bridge(args: &[String]) -> std::process::ExitCode {
+    let opts = match errand_sandbox::egress::BridgeOptions::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("errand sandbox bridge: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("errand sandbox bridge: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(errand_sandbox::egress::bridge(opts)) {
+        Ok(status) => errand_sandbox::egress::exit_like(status),
+        Err(e) => {
+            eprintln!("errand sandbox bridge: {e}");
+            std::process::ExitCode::from(127)
+        }
+    }
 }
 
 fn short_id(id: &str) -> &str {

@@ -35,14 +35,15 @@ fn on_signal(token: CancellationToken) {
 struct Parts {
     state: AppState,
     pool: WorkerPool,
-    listen: String,
 }
 
+/// `api` is where this process serves the API: runs may never reach it.
 async fn build(
     paths: &Paths,
     workers: Option<u32>,
     database_url: Option<&str>,
     id: Option<String>,
+    api: &[std::net::SocketAddr],
 ) -> Result<Parts> {
     let cfg = config::load(paths)?;
     let problems = cfg.problems();
@@ -91,6 +92,7 @@ async fn build(
         },
         harnesses: registry,
         cancel_poll: Duration::from_millis(300),
+        egress: cfg.egress(api),
     });
     let host =
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
@@ -113,11 +115,7 @@ async fn build(
         },
         metrics: state.metrics.clone(),
     };
-    Ok(Parts {
-        state,
-        pool,
-        listen: cfg.server.listen.clone(),
-    })
+    Ok(Parts { state, pool })
 }
 
 pub async fn serve(
@@ -127,18 +125,20 @@ pub async fn serve(
     database_url: Option<&str>,
     with_workers: bool,
 ) -> Result<std::process::ExitCode> {
-    let parts = build(paths, workers, database_url, None).await?;
     let addr = match listen {
         Some(a) => a,
-        None => parts
-            .listen
-            .parse()
-            .with_context(|| format!("server.listen '{}' is not an address", parts.listen))?,
+        None => {
+            let listen = config::load(paths)?.server.listen;
+            listen
+                .parse()
+                .with_context(|| format!("server.listen '{listen}' is not an address"))?
+        }
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    let parts = build(paths, workers, database_url, None, &[bound]).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
     let pool = with_workers.then(|| tokio::spawn(parts.pool.run(shutdown.clone())));
@@ -160,7 +160,7 @@ pub async fn worker(
     database_url: Option<&str>,
     id: Option<String>,
 ) -> Result<std::process::ExitCode> {
-    let parts = build(paths, workers, database_url, id).await?;
+    let parts = build(paths, workers, database_url, id, &[]).await?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
     eprintln!("errand worker {}: waiting for runs", parts.pool.config.id);

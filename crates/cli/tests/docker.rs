@@ -3,9 +3,10 @@
 //! agent image (`--sandbox docker`), and leaves a commit on the run's branch,
 //! exactly as the local end-to-end test does.
 //!
-//! The scripted model listens on the host's loopback, so these runs use
-//! `sandbox.docker_network = "host"`; the default `bridge` network keeps the
-//! agent off the host's loopback (see the escape suite in crates/sandbox/tests).
+//! The scripted model listens on the host's loopback; the container has no
+//! network (`sandbox.egress = "allowlist"`, the default) and reaches it only
+//! through errand's egress proxy, which allows exactly the model's address
+//! (see the escape suite in crates/sandbox/tests).
 //! Skipped when no Docker engine is reachable, unless `CI` is set.
 
 mod common;
@@ -71,9 +72,7 @@ async fn claude_code_commits_on_a_branch_in_a_docker_sandbox() {
     ]}"#,
     )
     .await;
-    let env = env
-        .with_model(&model)
-        .var("ERRAND_SANDBOX_DOCKER_NETWORK", "host");
+    let env = env.with_model(&model);
     let url = format!("file://{}", bare.display());
     let (ok, v) = env.run_json(&[
         "--sandbox",
@@ -146,6 +145,18 @@ async fn claude_code_commits_on_a_branch_in_a_docker_sandbox() {
         .filter_map(|e| e["state"].as_str())
         .collect();
     assert_eq!(states, ["preparing", "running", "finishing", "succeeded"]);
+    // The container had no network of its own: the model was reached through errand's proxy.
+    let model_addr = model.base_url().trim_start_matches("http://").to_string();
+    let notices: Vec<&str> = of_type(&events, "notice")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.starts_with("egress: allowlist") && n.ends_with(&model_addr)),
+        "{notices:#?}"
+    );
 
     // No container of the run is left.
     if let Some(left) = containers_of(&id[..8]) {
@@ -164,8 +175,7 @@ async fn a_harness_killed_for_memory_fails_the_run_saying_so() {
     // Claude Code needs far more than 60 MiB just to start.
     let env = env
         .var("ANTHROPIC_API_KEY", "sk-test-oom-0123456789")
-        .var("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-        .var("ERRAND_SANDBOX_DOCKER_NETWORK", "host");
+        .var("ANTHROPIC_BASE_URL", "http://127.0.0.1:9");
     let (ok, v) = env.run_json(&[
         "--sandbox",
         "docker",

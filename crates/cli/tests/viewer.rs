@@ -9,8 +9,8 @@
 mod common;
 mod viewer_browser;
 
-use std::path::PathBuf;
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

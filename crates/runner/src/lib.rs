@@ -28,7 +28,9 @@ use errand_core::{
     Event, EventKind, EventSource, Redactor, RunId, RunRecord, RunState, RunSummary,
 };
 use errand_harness::{Invocation, RunContext};
-use errand_sandbox::{paths as inside, CommandLine, Limits, Sandbox, SandboxSpec};
+use errand_sandbox::{
+    egress, paths as inside, CommandLine, Limits, NetworkPolicy, Sandbox, SandboxSpec,
+};
 use errand_store::{EventLog, RawLog, Store, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -76,6 +78,84 @@ pub struct Runner {
     pub public_url: Option<String>,
     /// Told of every state a run enters (Slack cards, GitHub comments).
     pub observer: Option<Arc<dyn RunObserver>>,
+    /// What the sandbox may reach on the network.
+    pub egress: EgressSettings,
+}
+
+/// What a run's sandbox may reach (`[sandbox] egress`, `egress_allow`, `egress_git_host`).
+#[derive(Debug, Clone, Default)]
+pub struct EgressSettings {
+    /// Limit the sandbox to an allowlist, through errand's egress proxy
+    /// (backends that have one: local, docker); `false` leaves it the backend's network.
+    pub allowlist: bool,
+    /// Destinations allowed besides the harness's model endpoint.
+    pub allow: Vec<String>,
+    /// Allow the run's git host too (errand itself clones and pushes, so the
+    /// agent needs it only to fetch or push on its own).
+    pub git_host: bool,
+    /// errand's own API addresses, never reachable unless allowlisted by address and port.
+    pub protected: Vec<std::net::SocketAddr>,
+}
+
+/// The variables that name a harness's model endpoint, with the public endpoint used without them.
+const MODEL_ENDPOINTS: &[(&str, &str)] = &[
+    ("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+    ("OPENAI_BASE_URL", "https://api.openai.com"),
+    (
+        "GOOGLE_GEMINI_BASE_URL",
+        "https://generativelanguage.googleapis.com",
+    ),
+    ("AMP_URL", "https://ampcode.com"),
+];
+
+/// The model endpoints of a harness, as allowlist entries: the variables it
+/// declares or passes, from the run's environment, else their public default.
+fn model_endpoints(
+    harness: &dyn errand_harness::Harness,
+    ctx: &RunContext,
+    inv: &Invocation,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (var, default) in MODEL_ENDPOINTS {
+        let passed = inv.env.iter().find(|(k, _)| k == var).map(|(_, v)| v);
+        let declared = harness.env_vars().iter().any(|v| v.name == *var);
+        if !declared && passed.is_none() {
+            continue;
+        }
+        let url = ctx
+            .env
+            .get(*var)
+            .or(passed)
+            .filter(|v| !v.trim().is_empty())
+            .map_or(*default, String::as_str);
+        if let Some(d) = egress::url_destination(url) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// One line naming what the egress proxy refused.
+fn refusal_notice(refused: &[egress::Refusal]) -> Option<String> {
+    if refused.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = refused
+        .iter()
+        .map(|r| {
+            let times = if r.count > 1 {
+                format!(" ×{}", r.count)
+            } else {
+                String::new()
+            };
+            format!("{}{times} ({})", r.destination, r.reason)
+        })
+        .collect();
+    Some(format!(
+        "egress: errand's proxy refused {} destination(s): {}",
+        refused.len(),
+        list.join("; ")
+    ))
 }
 
 /// Hears about each state a run enters, in order, from the process running it.
@@ -585,6 +665,8 @@ impl Runner {
                 ))
                 .map_err(log_failed)?,
         }
+        let (network, policy) = self.network(harness, ctx, inv, prepared.remote.as_deref())?;
+        em.notice(policy).map_err(log_failed)?;
         let sb_spec = SandboxSpec {
             name: id.short(),
             workspace: workspace.clone(),
@@ -593,6 +675,7 @@ impl Runner {
             ro_mounts,
             env,
             limits: self.limits.clone(),
+            network,
         };
 
         if spec.repo.is_none() && !is_follow_up {
@@ -738,6 +821,69 @@ impl Runner {
             }
         }
         Ok(summary)
+    }
+
+    /// The run's network, and a notice saying which applies.
+    fn network(
+        &self,
+        harness: &dyn errand_harness::Harness,
+        ctx: &RunContext,
+        inv: &Invocation,
+        remote: Option<&str>,
+    ) -> Result<(NetworkPolicy, String), Stop> {
+        let backend = self.sandbox.name();
+        if !self.egress.allowlist {
+            return Ok((
+                NetworkPolicy::Open,
+                format!(
+                    "egress: open (sandbox.egress = \"open\"): the {backend} sandbox's own network"
+                ),
+            ));
+        }
+        if !self.sandbox.isolates_network() {
+            return Ok((
+                NetworkPolicy::Open,
+                format!(
+                    "egress: the {backend} sandbox has no egress proxy: its own network policy applies \
+                     (for kubernetes: sandbox.kubernetes_network_policy and kubernetes_egress)"
+                ),
+            ));
+        }
+        let mut allow = model_endpoints(harness, ctx, inv);
+        if self.egress.git_host {
+            if let Some(d) = remote.and_then(egress::url_destination) {
+                allow.push(d);
+            }
+        }
+        allow.extend(self.egress.allow.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        allow.retain(|a| seen.insert(a.clone()));
+        let exe = std::env::current_exe().map_err(|e| {
+            Stop::failed(format!(
+                "errand's own path is unknown ({e}), and the sandbox's egress bridge is errand: \
+                 set sandbox.egress = \"open\" to run without it"
+            ))
+        })?;
+        let notice = format!(
+            "egress: allowlist (sandbox.egress = \"allowlist\"): no network in the {backend} sandbox \
+             but errand's proxy to {}",
+            if allow.is_empty() {
+                "nothing".to_string()
+            } else {
+                allow.join(", ")
+            }
+        );
+        Ok((
+            NetworkPolicy::Isolated(errand_sandbox::Egress {
+                allow,
+                protected: self.egress.protected.clone(),
+                bridge: errand_sandbox::Bridge {
+                    exe,
+                    args: vec!["sandbox".into(), "bridge".into()],
+                },
+            }),
+            notice,
+        ))
     }
 
     /// errand's own binary (for `errand guard hook` and the shims) and the
@@ -992,9 +1138,15 @@ impl Runner {
         }
         if let Some(stop) = stop {
             proc.kill().await;
+            if let Some(n) = refusal_notice(&proc.egress_refusals()) {
+                em.notice(n).map_err(log_failed)?;
+            }
             return Err(stop);
         }
         let status = proc.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
+        if let Some(n) = refusal_notice(&proc.egress_refusals()) {
+            em.notice(n).map_err(log_failed)?;
+        }
         for kind in denials.poll() {
             em.emit(EventSource::Errand, None, kind)
                 .map_err(log_failed)?;
@@ -1237,6 +1389,86 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_allowlist_starts_from_the_harnesss_model_endpoint() {
+        let ctx = |env: &[(&str, &str)]| RunContext {
+            prompt: String::new(),
+            model: None,
+            max_turns: 1,
+            branch: "b".into(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            install_dir: PathBuf::new(),
+            extra_path: vec![],
+            extra_env: vec![],
+        };
+        let inv = |env: &[(&str, &str)]| Invocation {
+            command: CommandLine::new("x", Vec::<String>::new()),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            home_files: vec![],
+            secrets: vec![],
+        };
+        let claude = errand_harness::ClaudeCode;
+        let codex = errand_harness::Codex;
+        assert_eq!(
+            model_endpoints(&claude, &ctx(&[]), &inv(&[])),
+            ["api.anthropic.com:443"]
+        );
+        let local = ctx(&[
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:8087"),
+            ("OPENAI_BASE_URL", "http://localhost:9/v1"),
+        ]);
+        assert_eq!(
+            model_endpoints(&claude, &local, &inv(&[])),
+            ["127.0.0.1:8087"]
+        );
+        // Codex passes its endpoint in a generated config, not its environment.
+        assert_eq!(model_endpoints(&codex, &local, &inv(&[])), ["localhost:9"]);
+        assert_eq!(
+            model_endpoints(&codex, &ctx(&[]), &inv(&[])),
+            ["api.openai.com:443"]
+        );
+        // A configured command: what it passes.
+        let custom = errand_harness::CustomHarness {
+            name: "mine".into(),
+            command: vec!["mine".into()],
+            format: errand_harness::CustomFormat::Errand,
+            env: vec![],
+            dir: None,
+        };
+        assert!(model_endpoints(&custom, &ctx(&[]), &inv(&[])).is_empty());
+        assert_eq!(
+            model_endpoints(
+                &custom,
+                &ctx(&[]),
+                &inv(&[("GOOGLE_GEMINI_BASE_URL", "https://gw.example:8443/g")])
+            ),
+            ["gw.example:8443"]
+        );
+    }
+
+    #[test]
+    fn refusals_become_one_notice() {
+        assert_eq!(refusal_notice(&[]), None);
+        let r = |d: &str, n| egress::Refusal {
+            destination: d.into(),
+            reason: "not on the allowlist".into(),
+            count: n,
+        };
+        assert_eq!(
+            refusal_notice(&[r("a.com:443", 1), r("b.com:80", 3)]).as_deref(),
+            Some(
+                "egress: errand's proxy refused 2 destination(s): a.com:443 (not on the allowlist); \
+                 b.com:80 ×3 (not on the allowlist)"
+            )
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ async fn main() {
             max_pids: Some(256),
             cpus: None,
         },
+        network: Default::default(),
     };
     println!(
         "sandbox start-up: spawn() to the first byte of `echo ready` (warm: median of {WARM_RUNS})"

@@ -15,11 +15,14 @@
 //! every process in it; errand removes each container itself after reading
 //! its exit status (including `OOMKilled`), so nothing is left behind.
 //!
-//! The network is configurable: `bridge` (default: the agent can reach its model
-//! API, and also anything else the host can reach, cloud metadata included,
-//! unless the host's firewall blocks it), `none`, `host` (shares the host's
-//! network, as the local backend does: needed for model endpoints on the host's
-//! loopback), or the name of a user-defined network.
+//! The network: with [`NetworkPolicy::Isolated`], `none`, and the egress
+//! proxy's socket and the bridge bound in ([`crate::egress`]): the agent
+//! reaches only the allowlist, through errand, model endpoints on the host's
+//! loopback included. With [`NetworkPolicy::Open`] the configured one: `bridge`
+//! (default: the agent can reach its model API, and also anything else the
+//! host can reach, cloud metadata included, unless the host's firewall blocks
+//! it), `none`, `host` (shares the host's network, as the local backend does),
+//! or the name of a user-defined network.
 //!
 //! Ownership: when errand runs as root, the run's HOME and /tmp and everything
 //! inside the workspace are given to [`AGENT_UID`] before the container starts;
@@ -47,8 +50,8 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    paths, CommandLine, ExitInfo, OutputStream, ProcessHandle, Sandbox, SandboxError,
-    SandboxProcess, SandboxSpec,
+    egress, paths, CommandLine, ExitInfo, NetworkPolicy, OutputStream, ProcessHandle, Sandbox,
+    SandboxError, SandboxProcess, SandboxSpec,
 };
 
 /// The uid and gid the agent runs as when errand runs as root.
@@ -508,6 +511,10 @@ impl Sandbox for DockerSandbox {
         "docker"
     }
 
+    fn isolates_network(&self) -> bool {
+        true
+    }
+
     async fn check(&self) -> Result<(), SandboxError> {
         let docker = self.client().await?;
         docker.ping().await.map_err(unreachable)?;
@@ -579,9 +586,19 @@ impl Sandbox for DockerSandbox {
         }
 
         let mut notices = Vec::new();
-        let network = self.config.network.as_str();
+        let (proxy, network, wrapped) = match &spec.network {
+            NetworkPolicy::Open => (None, self.config.network.as_str(), None),
+            NetworkPolicy::Isolated(e) => {
+                let proxy = egress::start_for(spec, e)?;
+                mounts.push(bind(absolute(&e.bridge.exe)?, egress::BRIDGE, true));
+                mounts.push(bind(absolute(proxy.path())?, egress::SOCKET, false));
+                (Some(proxy), "none", Some(egress::wrap(cmd, e)))
+            }
+        };
+        let cmd = wrapped.as_ref().unwrap_or(cmd);
         match network {
             "host" => {}
+            "none" if proxy.is_some() => {}
             "none" => notices.push(
                 "the docker sandbox has no network (sandbox.docker_network = \"none\")".into(),
             ),
@@ -590,8 +607,9 @@ impl Sandbox for DockerSandbox {
                 if !vars.is_empty() {
                     notices.push(format!(
                         "{} point(s) at this machine's loopback, which a container on the '{network}' \
-                         network cannot reach: set sandbox.docker_network = \"host\" or use an address \
-                         the container can reach",
+                         network cannot reach: set sandbox.egress = \"allowlist\" (errand's egress proxy \
+                         reaches it), sandbox.docker_network = \"host\", or use an address the container \
+                         can reach",
                         vars.join(", ")
                     ));
                 }
@@ -709,7 +727,7 @@ impl Sandbox for DockerSandbox {
         process.stdout = Some(Box::new(out_r));
         process.stderr = Some(Box::new(err_r));
         tokio::spawn(demux(attached.output, out_w, err_w));
-        Ok(SandboxProcess::new(notices, Box::new(process)))
+        Ok(SandboxProcess::new(notices, Box::new(process)).with_egress(proxy))
     }
 }
 

@@ -1161,6 +1161,13 @@ impl Sandbox for KubernetesSandbox {
                 vars.join(", ")
             ));
         }
+        if matches!(spec.network, crate::NetworkPolicy::Isolated(_)) {
+            notices.push(
+                "the kubernetes sandbox has no egress proxy: the pod's egress is what its \
+                 NetworkPolicy allows (sandbox.kubernetes_network_policy, kubernetes_egress)"
+                    .into(),
+            );
+        }
         let policy = if self.config.network_policy {
             let allowed = self.resolve_egress().await?;
             let (policy, dropped) = self.network_policy(&spec.name, &name, &allowed);
@@ -1488,6 +1495,7 @@ mod tests {
                 max_pids: None,
                 cpus: Some(1.5),
             },
+            network: Default::default(),
         }
     }
 

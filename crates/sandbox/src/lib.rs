@@ -8,13 +8,17 @@
 //! whose stdout and stderr errand reads and which it can kill as a whole tree.
 //!
 //! Invariant: the processes of a run see only what the spec names. Nothing of
-//! errand's own environment is inherited.
+//! errand's own environment is inherited. With [`NetworkPolicy::Isolated`]
+//! (local and Docker backends) they reach the network only through errand's
+//! egress proxy, and only the allowlisted destinations ([`egress`]).
 
 pub mod docker;
+pub mod egress;
 pub mod kubernetes;
 mod local;
 
 pub use docker::{DockerConfig, DockerSandbox};
+pub use egress::{Bridge, Egress, NetworkPolicy};
 pub use kubernetes::{KubernetesConfig, KubernetesSandbox};
 pub use local::LocalSandbox;
 
@@ -73,6 +77,9 @@ pub struct SandboxSpec {
     /// The whole environment of the process; nothing else is passed.
     pub env: Vec<(String, String)>,
     pub limits: Limits,
+    /// The network: the backend's own ([`NetworkPolicy::Open`]), or none but
+    /// an allowlist through errand's egress proxy ([`egress`]).
+    pub network: NetworkPolicy,
 }
 
 /// A program and its arguments, as seen inside the sandbox.
@@ -147,11 +154,31 @@ pub struct SandboxProcess {
     /// Facts about the isolation errand could not apply here, to be recorded on the run.
     pub notices: Vec<String>,
     handle: Box<dyn ProcessHandle>,
+    /// The process's egress proxy (isolated network), which lives as long as this.
+    egress: Option<egress::EgressProxy>,
 }
 
 impl SandboxProcess {
     pub fn new(notices: Vec<String>, handle: Box<dyn ProcessHandle>) -> Self {
-        SandboxProcess { notices, handle }
+        SandboxProcess {
+            notices,
+            handle,
+            egress: None,
+        }
+    }
+
+    /// Keeps `proxy` serving the process for as long as it is held.
+    pub fn with_egress(mut self, proxy: Option<egress::EgressProxy>) -> Self {
+        self.egress = proxy;
+        self
+    }
+
+    /// The destinations the egress proxy refused so far (empty on an open network).
+    pub fn egress_refusals(&self) -> Vec<egress::Refusal> {
+        self.egress
+            .as_ref()
+            .map(egress::EgressProxy::refused)
+            .unwrap_or_default()
     }
 
     /// The process's stdout; `None` once taken.
@@ -181,6 +208,11 @@ pub trait Sandbox: Send + Sync {
     fn name(&self) -> &'static str;
     /// Checks that the backend can run here; the error says how to fix it.
     async fn check(&self) -> Result<(), SandboxError>;
+    /// Whether the backend enforces [`NetworkPolicy::Isolated`] (with the egress
+    /// proxy); one that does not runs such a spec on its own network, with a notice.
+    fn isolates_network(&self) -> bool {
+        false
+    }
     /// Starts `cmd` inside a new sandbox described by `spec`, with stdin closed
     /// and stdout/stderr piped.
     async fn spawn(

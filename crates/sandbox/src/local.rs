@@ -5,8 +5,11 @@
 //! links) are mounted read-only, only a short list of harmless files from `/etc`
 //! is visible, and the run's own workspace, HOME and /tmp are its only writable
 //! places. The host's home directories, other runs and errand's data directory
-//! are simply not in its mount namespace. The network namespace is shared, since
-//! the agent must reach its model endpoint (on loopback for the scripted model).
+//! are simply not in its mount namespace. The network namespace is the host's
+//! ([`NetworkPolicy::Open`]), or, with [`NetworkPolicy::Isolated`], a new one
+//! with only loopback (`--unshare-net`), where the bridge started in front of
+//! the command is the one way out: to errand's egress proxy ([`crate::egress`])
+//! through the Unix socket bound in.
 //!
 //! Memory and process-count limits use a cgroup (v2 or v1) when errand may
 //! create one; when it may not, the process runs without them and a notice says
@@ -21,8 +24,8 @@ use std::process::Stdio;
 use async_trait::async_trait;
 
 use crate::{
-    paths, CommandLine, ExitInfo, OutputStream, ProcessHandle, Sandbox, SandboxError,
-    SandboxProcess, SandboxSpec,
+    egress, paths, CommandLine, ExitInfo, NetworkPolicy, OutputStream, ProcessHandle, Sandbox,
+    SandboxError, SandboxProcess, SandboxSpec,
 };
 
 /// Files and directories of the host's `/etc` that programs need and that hold no secrets.
@@ -80,8 +83,28 @@ impl LocalSandbox {
         })
     }
 
-    /// The full bwrap argument list for `spec` and `cmd` (public for tests and `--dry-run` views).
-    pub fn bwrap_args(&self, spec: &SandboxSpec, cmd: &CommandLine, passwd: &Path) -> Vec<String> {
+    /// The full bwrap argument list for `spec` and `cmd` (public for tests and
+    /// `--dry-run` views). With an isolated network, `egress_socket` is the
+    /// host side of the egress proxy's socket, bound in at [`egress::SOCKET`].
+    pub fn bwrap_args(
+        &self,
+        spec: &SandboxSpec,
+        cmd: &CommandLine,
+        passwd: &Path,
+        egress_socket: Option<&Path>,
+    ) -> Vec<String> {
+        let isolated = match &spec.network {
+            NetworkPolicy::Open => None,
+            NetworkPolicy::Isolated(e) => Some(e),
+        };
+        let wrapped;
+        let cmd = match isolated {
+            Some(e) => {
+                wrapped = egress::wrap(cmd, e);
+                &wrapped
+            }
+            None => cmd,
+        };
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
         push(&["--die-with-parent", "--new-session", "--unshare-user"]);
@@ -97,6 +120,9 @@ impl LocalSandbox {
             "--unshare-uts",
             "--unshare-cgroup-try",
         ]);
+        if isolated.is_some() {
+            push(&["--unshare-net"]);
+        }
         push(&["--hostname", "errand-sandbox"]);
         for dir in SYSTEM_DIRS {
             let p = Path::new(dir);
@@ -130,6 +156,12 @@ impl LocalSandbox {
                 &inside.to_string_lossy(),
             ]);
         }
+        if let Some(e) = isolated {
+            push(&["--ro-bind", &e.bridge.exe.to_string_lossy(), egress::BRIDGE]);
+            if let Some(sock) = egress_socket {
+                push(&["--bind", &sock.to_string_lossy(), egress::SOCKET]);
+            }
+        }
         push(&["--chdir", cmd.cwd.as_deref().unwrap_or(paths::WORKSPACE)]);
         push(&["--clearenv"]);
         for (k, v) in &spec.env {
@@ -158,6 +190,10 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 impl Sandbox for LocalSandbox {
     fn name(&self) -> &'static str {
         "local"
+    }
+
+    fn isolates_network(&self) -> bool {
+        true
     }
 
     async fn check(&self) -> Result<(), SandboxError> {
@@ -228,7 +264,11 @@ impl Sandbox for LocalSandbox {
             .map(|cg| cg.procs_files())
             .unwrap_or_default();
 
-        let args = self.bwrap_args(spec, cmd, &passwd);
+        let proxy = match &spec.network {
+            NetworkPolicy::Open => None,
+            NetworkPolicy::Isolated(e) => Some(egress::start_for(spec, e)?),
+        };
+        let args = self.bwrap_args(spec, cmd, &passwd, proxy.as_ref().map(|p| p.path()));
         let mut command = tokio::process::Command::new(&bwrap);
         command
             .args(&args)
@@ -264,7 +304,8 @@ impl Sandbox for LocalSandbox {
                 child,
                 killer: LocalKiller { pgid, cgroup },
             }),
-        ))
+        )
+        .with_egress(proxy))
     }
 }
 
@@ -521,11 +562,13 @@ mod tests {
             ro_mounts: vec![("/cache/claude".into(), paths::HARNESS.into())],
             env: vec![("ANTHROPIC_API_KEY".into(), "k".into())],
             limits: Default::default(),
+            network: NetworkPolicy::Open,
         };
         let args = sb.bwrap_args(
             &spec,
             &CommandLine::new("claude", ["-p", "hi"]),
             Path::new("/p"),
+            None,
         );
         let joined = args.join(" ");
         assert!(
@@ -539,5 +582,37 @@ mod tests {
         );
         assert!(!joined.contains("--bind / "), "{joined}");
         assert!(!args.iter().any(|a| a == "/etc" || a == "/etc/shadow"));
+        assert!(!joined.contains("--unshare-net"), "{joined}");
+
+        // An isolated network: a namespace of its own, the socket and the bridge bound in.
+        let isolated = SandboxSpec {
+            network: NetworkPolicy::Isolated(crate::Egress {
+                allow: vec!["127.0.0.1:8087".into()],
+                protected: vec![],
+                bridge: crate::Bridge {
+                    exe: "/usr/bin/errand".into(),
+                    args: vec!["sandbox".into(), "bridge".into()],
+                },
+            }),
+            ..spec
+        };
+        let args = sb.bwrap_args(
+            &isolated,
+            &CommandLine::new("claude", ["-p", "hi"]),
+            Path::new("/p"),
+            Some(Path::new("/data/runs/abc/e.sock")),
+        );
+        let joined = args.join(" ");
+        assert!(joined.contains("--unshare-net"), "{joined}");
+        assert!(joined.contains(&format!("--bind /data/runs/abc/e.sock {}", egress::SOCKET)));
+        assert!(joined.contains(&format!("--ro-bind /usr/bin/errand {}", egress::BRIDGE)));
+        assert!(
+            joined.ends_with(&format!(
+                "-- {} sandbox bridge --socket {} --forward 127.0.0.1:8087 -- claude -p hi",
+                egress::BRIDGE,
+                egress::SOCKET
+            )),
+            "{joined}"
+        );
     }
 }

@@ -16,9 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use errand_sandbox::egress::Refusal;
 use errand_sandbox::{
-    CommandLine, DockerConfig, DockerSandbox, ExitInfo, Limits, LocalSandbox, Sandbox,
-    SandboxProcess, SandboxSpec,
+    Bridge, CommandLine, DockerConfig, DockerSandbox, Egress, ExitInfo, Limits, LocalSandbox,
+    NetworkPolicy, Sandbox, SandboxProcess, SandboxSpec,
 };
 use tokio::io::AsyncReadExt;
 
@@ -167,8 +171,191 @@ impl Host {
                 ("DECLARED".into(), "yes".into()),
             ],
             limits,
+            network: NetworkPolicy::Open,
         }
     }
+
+    /// The spec with an isolated network: `allow` through the egress proxy,
+    /// `protected` standing for errand's own API.
+    fn isolated(&self, allow: &[String], protected: &[SocketAddr]) -> SandboxSpec {
+        SandboxSpec {
+            network: NetworkPolicy::Isolated(Egress {
+                allow: allow.to_vec(),
+                protected: protected.to_vec(),
+                bridge: Bridge {
+                    exe: PathBuf::from(env!("CARGO_BIN_EXE_errand-egress-bridge")),
+                    args: vec![],
+                },
+            }),
+            ..self.spec(limits())
+        }
+    }
+
+    /// Runs `probe.py` (below) inside with `probes`; each result by its probe,
+    /// and the destinations the egress proxy refused.
+    async fn probe(
+        &self,
+        sb: &dyn Sandbox,
+        spec: &SandboxSpec,
+        probes: &[String],
+    ) -> (Probes, Vec<Refusal>) {
+        std::fs::write(self.run.join("tmp/probe.py"), PROBE_PY).expect("probe");
+        let mut p = sb
+            .spawn(
+                spec,
+                &CommandLine::new(
+                    "python3",
+                    std::iter::once("/tmp/probe.py".to_string()).chain(probes.iter().cloned()),
+                ),
+            )
+            .await
+            .expect("spawn");
+        let run = async {
+            let mut out = p.take_stdout().expect("stdout");
+            let mut err = p.take_stderr().expect("stderr");
+            let (mut o, mut e) = (String::new(), String::new());
+            let _ = tokio::join!(out.read_to_string(&mut o), err.read_to_string(&mut e));
+            let status = p.wait().await.expect("wait");
+            (status, o, e)
+        };
+        let (status, out, err) = tokio::time::timeout(DEADLINE, run)
+            .await
+            .expect("the probe hung");
+        assert!(status.success(), "{status}: {out}{err}");
+        (Probes(out), p.egress_refusals())
+    }
+}
+
+/// Network probes, one per argument `kind=target`; prints `kind=target RESULT…`.
+const PROBE_PY: &str = r#"
+import os, socket, sys
+
+def proxy():
+    hp = os.environ["HTTP_PROXY"].split("://", 1)[-1].rstrip("/")
+    h, p = hp.rsplit(":", 1)
+    return h, int(p)
+
+def status(data):
+    parts = data.split(b"\r\n", 1)[0].decode(errors="replace").split(" ")
+    return parts[1] if len(parts) > 1 else "none"
+
+def drain(s):
+    out = b""
+    while True:
+        try:
+            c = s.recv(65536)
+        except OSError:
+            break
+        if not c:
+            break
+        out += c
+    return out
+
+def hostport(t):
+    h, p = t.rsplit(":", 1)
+    return h.strip("[]"), int(p)
+
+for arg in sys.argv[1:]:
+    kind, target = arg.split("=", 1)
+    try:
+        if kind == "direct":
+            socket.create_connection(hostport(target), timeout=5).close()
+            print(arg, "CONNECTED")
+        elif kind == "route":
+            # A UDP connect asks the kernel for a route and sends nothing.
+            h, p = hostport(target)
+            s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, socket.SOCK_DGRAM)
+            s.connect((h, p))
+            print(arg, "ROUTE")
+        elif kind == "dns":
+            socket.getaddrinfo(target, 80)
+            print(arg, "RESOLVED")
+        elif kind == "connect":
+            s = socket.create_connection(proxy(), timeout=10)
+            s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
+            print(arg, "STATUS", status(s.recv(4096)))
+        elif kind == "get":
+            s = socket.create_connection(proxy(), timeout=10)
+            s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target.split("/")[2])).encode())
+            data = drain(s)
+            body = data.split(b"\r\n\r\n", 1)[-1].decode(errors="replace").strip()
+            print(arg, "STATUS", status(data), body.replace("\n", " "))
+        elif kind == "urllib":
+            # The standard library, following HTTP_PROXY as clients do.
+            import urllib.error, urllib.request
+            try:
+                r = urllib.request.urlopen(target, timeout=10)
+                print(arg, "STATUS", r.status, r.read().decode(errors="replace").strip())
+            except urllib.error.HTTPError as e:
+                print(arg, "STATUS", e.code, e.read().decode(errors="replace").strip())
+    except OSError as e:
+        print(arg, "FAILED", e.errno if e.errno is not None else type(e).__name__, e)
+"#;
+
+/// The output of `probe.py`.
+struct Probes(String);
+
+impl Probes {
+    /// The result of one probe (what follows `kind=target `).
+    fn of(&self, probe: &str) -> &str {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(probe).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no result for {probe}:\n{}", self.0))
+    }
+}
+
+/// An HTTP server on the host that answers every request with `body` and
+/// counts connections.
+struct HttpServer {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+impl HttpServer {
+    fn start(bind: &str, body: &'static str) -> HttpServer {
+        let listener = std::net::TcpListener::bind(bind).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        HttpServer { addr, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// One of this machine's own non-loopback addresses (the source of its
+/// default route; a UDP connect sends nothing).
+fn host_address() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 fn rand_u64() -> u64 {
@@ -569,74 +756,150 @@ mod cases {
         }
     }
 
-    /// §5.4: the orchestrator's API port on the host's loopback.
+    /// §5.4: the orchestrator's API port on the host's loopback. The sandbox
+    /// has a network of its own (nothing listens on its loopback), and the
+    /// egress proxy refuses errand's own address even with all of loopback
+    /// allowlisted by address.
     pub async fn orchestrator_port(kind: Kind) {
-        if kind == Kind::Local {
-            eprintln!(
-                "skipped: the local sandbox shares the host's network namespace (its agent must reach \
-                 model endpoints on loopback), so errand's API port on 127.0.0.1 is reachable from it; \
-                 use the docker sandbox for network isolation"
-            );
-            return;
-        }
         let Some(sb) = backend(kind).await else {
             return;
         };
         let h = Host::new("loopback");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
         listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
-        let script = format!(
-            "python3 -c \"
-import socket
-s = socket.socket()
-s.settimeout(5)
-try:
-    s.connect(('127.0.0.1', {port}))
-    print('CONNECTED')
-except OSError as e:
-    print('UNREACHABLE', e)
-\""
-        );
-        let (_, out, err) = sh(sb.as_ref(), &h.spec(limits()), &script).await;
-        assert!(out.contains("UNREACHABLE"), "{out}{err}");
+        let api = listener.local_addr().expect("addr");
+        let spec = h.isolated(&["127.0.0.1".into()], &[api]);
+        let port = api.port();
+        let probes = [
+            format!("direct=127.0.0.1:{port}"),
+            format!("connect=127.0.0.1:{port}"),
+            format!("get=http://127.0.0.1:{port}/api/runs"),
+            format!("connect=[::ffff:127.0.0.1]:{port}"),
+            format!("connect=localhost:{port}"),
+        ];
+        let (r, refused) = h.probe(sb.as_ref(), &spec, &probes).await;
+        assert!(r.of(&probes[0]).starts_with("FAILED"), "{}", r.0);
+        for p in &probes[1..] {
+            assert!(r.of(p).starts_with("STATUS 403"), "{p}: {}", r.0);
+        }
         assert!(
             listener.accept().is_err(),
             "the host's listener got a connection"
         );
+        let own = refused
+            .iter()
+            .find(|f| f.destination == format!("127.0.0.1:{port}"))
+            .unwrap_or_else(|| panic!("not recorded: {refused:?}"));
+        assert!(own.reason.contains("errand's own"), "{own:?}");
+        assert!(own.count >= 2, "{own:?}");
     }
 
-    /// §5.3: cloud metadata (169.254.169.254). Checked by asking for a route
-    /// (a UDP `connect` sends nothing), so no packet leaves this machine.
+    /// §5.3: cloud metadata (169.254.169.254, fd00:ec2::254,
+    /// metadata.google.internal, ECS credentials), by every spelling, with
+    /// everything else allowlisted (`*`). No packet leaves this machine: the
+    /// route check is a UDP `connect`, and the proxy refuses before connecting.
     pub async fn cloud_metadata(kind: Kind) {
-        if kind == Kind::Local {
-            eprintln!(
-                "skipped: the local sandbox shares the host's network, so 169.254.169.254 is as \
-                 reachable as it is from the host; block it on the host (firewall) or use the docker \
-                 sandbox with network none"
-            );
+        let Some(sb) = backend(kind).await else {
             return;
-        }
-        if backend(kind).await.is_none() {
-            return;
-        }
-        eprintln!(
-            "note: on the default 'bridge' network Docker does not block 169.254.169.254; \
-             this case runs with sandbox.docker_network = \"none\""
-        );
-        let sb = docker_with("none");
+        };
         let h = Host::new("metadata");
-        let script = "python3 -c \"
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-try:
-    s.connect(('169.254.169.254', 80))
-    print('ROUTE', s.getsockname())
-except OSError as e:
-    print('NO-ROUTE', e.errno)
-\"";
-        let (_, out, err) = sh(&sb, &h.spec(limits()), script).await;
-        assert!(out.contains("NO-ROUTE"), "{out}{err}");
+        let spec = h.isolated(&["*".into()], &[]);
+        let probes: Vec<String> = [
+            "route=169.254.169.254:80",
+            "connect=169.254.169.254:80",
+            "get=http://169.254.169.254/latest/meta-data/",
+            "get=http://169.254.170.2/v2/credentials",
+            "connect=metadata.google.internal:80",
+            "get=http://metadata.google.internal/computeMetadata/v1/",
+            "connect=[fd00:ec2::254]:80",
+            "connect=[::ffff:169.254.169.254]:80",
+            "connect=[64:ff9b::a9fe:a9fe]:80",
+            "connect=[fe80::1]:80",
+            "connect=0.0.0.0:80",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (r, refused) = h.probe(sb.as_ref(), &spec, &probes).await;
+        assert!(r.of(&probes[0]).starts_with("FAILED"), "a route: {}", r.0);
+        for p in &probes[1..] {
+            assert!(r.of(p).starts_with("STATUS 403"), "{p}: {}", r.0);
+        }
+        assert!(
+            r.of(&probes[2]).contains("errand egress"),
+            "the refusal says why: {}",
+            r.0
+        );
+        // Each refusal is recorded (a mapped address as the IPv4 one it is).
+        let total: u64 = refused.iter().map(|f| f.count).sum();
+        assert_eq!(total, probes.len() as u64 - 1, "{refused:?}");
+    }
+
+    /// §5.5: an allowlisted host:port is reachable through the proxy (as
+    /// clients reach it with HTTP_PROXY, by hand, and at its own loopback
+    /// address); anything else is refused with 403 and never contacted.
+    pub async fn allowlist(kind: Kind) {
+        let Some(sb) = backend(kind).await else {
+            return;
+        };
+        let h = Host::new("allowlist");
+        let allowed = HttpServer::start("127.0.0.1:0", "ALLOWED-BODY");
+        let other = HttpServer::start("127.0.0.1:0", "OTHER-BODY");
+        let spec = h.isolated(&[allowed.addr.to_string()], &[]);
+        let probes = [
+            format!("urllib=http://{}/hello", allowed.addr),
+            format!("get=http://{}/x", allowed.addr),
+            format!("connect={}", allowed.addr),
+            format!("direct={}", allowed.addr),
+            format!("urllib=http://{}/", other.addr),
+            format!("connect={}", other.addr),
+            "connect=example.com:443".to_string(),
+        ];
+        let (r, refused) = h.probe(sb.as_ref(), &spec, &probes).await;
+        assert_eq!(r.of(&probes[0]), "STATUS 200 ALLOWED-BODY", "{}", r.0);
+        assert_eq!(r.of(&probes[1]), "STATUS 200 ALLOWED-BODY", "{}", r.0);
+        assert_eq!(r.of(&probes[2]), "STATUS 200", "{}", r.0);
+        assert_eq!(r.of(&probes[3]), "CONNECTED", "{}", r.0);
+        let refusal = r.of(&probes[4]);
+        assert!(refusal.starts_with("STATUS 403"), "{}", r.0);
+        assert!(refusal.contains("not on the allowlist"), "{}", r.0);
+        assert!(r.of(&probes[5]).starts_with("STATUS 403"), "{}", r.0);
+        assert!(r.of(&probes[6]).starts_with("STATUS 403"), "{}", r.0);
+        assert!(allowed.hits() >= 3, "{}", allowed.hits());
+        assert_eq!(other.hits(), 0, "a refused destination was contacted");
+        let dests: Vec<&str> = refused.iter().map(|f| f.destination.as_str()).collect();
+        assert_eq!(dests, [other.addr.to_string().as_str(), "example.com:443"]);
+    }
+
+    /// §5.5: no way around the proxy: raw TCP to this machine's own address,
+    /// a route to the internet, name resolution.
+    pub async fn no_raw_network(kind: Kind) {
+        let Some(sb) = backend(kind).await else {
+            return;
+        };
+        let h = Host::new("raw-network");
+        let server = HttpServer::start("0.0.0.0:0", "RAW");
+        let mut probes = vec![
+            "route=8.8.8.8:53".to_string(),
+            "dns=example.com".to_string(),
+        ];
+        match host_address() {
+            Some(ip) => probes.push(format!(
+                "direct={}",
+                SocketAddr::new(ip, server.addr.port())
+            )),
+            None => eprintln!(
+                "note: this machine has no non-loopback address; raw TCP to it is not tried"
+            ),
+        }
+        if std::net::ToSocketAddrs::to_socket_addrs("example.com:80").is_err() {
+            eprintln!("note: this machine cannot resolve example.com itself, so the DNS probe proves little here");
+        }
+        let spec = h.isolated(&[], &[]);
+        let (r, _) = h.probe(sb.as_ref(), &spec, &probes).await;
+        for p in &probes {
+            assert!(r.of(p).starts_with("FAILED"), "{p}: {}", r.0);
+        }
+        assert_eq!(server.hits(), 0, "the host's listener got a connection");
     }
 
     /// §5.13: no new privileges, no capabilities.
@@ -740,6 +1003,14 @@ macro_rules! escape_suite {
             #[tokio::test(flavor = "multi_thread")]
             async fn cloud_metadata_is_unreachable() {
                 cases::cloud_metadata($kind).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn only_the_allowlist_is_reachable() {
+                cases::allowlist($kind).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn no_network_around_the_proxy() {
+                cases::no_raw_network($kind).await
             }
             #[tokio::test(flavor = "multi_thread")]
             async fn no_privileges() {

@@ -26,6 +26,7 @@ fn spec(root: &std::path::Path, env: Vec<(String, String)>) -> SandboxSpec {
         ro_mounts: vec![],
         env,
         limits: Limits::default(),
+        network: Default::default(),
     }
 }
 

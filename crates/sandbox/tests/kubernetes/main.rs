@@ -87,6 +87,7 @@ impl Env {
                 max_pids: None,
                 cpus: Some(1.0),
             },
+            network: Default::default(),
         }
     }
 
