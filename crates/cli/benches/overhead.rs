@@ -165,6 +165,7 @@ fn main() {
                 install_dir: install_dir.clone(),
                 extra_path: vec![],
                 extra_env: vec![],
+                agent_git: false,
             };
             let inv = harness.invocation(&ctx).expect("invocation");
             for (rel, contents) in &inv.home_files {

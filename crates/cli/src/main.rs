@@ -166,6 +166,11 @@ struct RunArgs {
     /// Push the run's branch to the repository's remote when the run succeeds.
     #[arg(long)]
     push: bool,
+    /// Let the agent fetch (and, with --push, push its branch) itself: git in the
+    /// sandbox asks errand for the run's token through a credential helper
+    /// (github: repositories only).
+    #[arg(long)]
+    agent_git: bool,
     /// Branch to start from (default: the repository's default branch).
     #[arg(long)]
     base: Option<String>,
@@ -188,7 +193,7 @@ struct RunArgs {
     #[arg(long)]
     json: bool,
     /// Run the built-in demo: the real Claude Code against errand's scripted model, no API key needed.
-    #[arg(long, conflicts_with_all = ["repo", "prompt", "push"])]
+    #[arg(long, conflicts_with_all = ["repo", "prompt", "push", "agent_git"])]
     demo: bool,
 }
 
@@ -291,6 +296,10 @@ fn main() -> std::process::ExitCode {
         .collect();
     if argv.get(1).is_some_and(|a| a == "sandbox") && argv.get(2).is_some_and(|a| a == "bridge") {
         return sandbox::bridge(&argv[3..]);
+    }
+    // Inside a sandbox, git's credential helper for --agent-git runs: quick and quiet.
+    if argv.get(1).is_some_and(|a| a == "git-credential") {
+        return errand_runner::credential::client(&argv[2..]);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -600,6 +609,7 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
     };
     base.model = args.model.clone();
     base.push = args.push;
+    base.agent_git = args.agent_git;
     base.base_branch = args.base.clone();
     base.timeout_secs = args.timeout.as_secs().max(1);
     base.max_turns = args.max_turns;

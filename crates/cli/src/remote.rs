@@ -20,11 +20,15 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
             let Some(prompt) = &args.prompt else {
                 bail!("a prompt is required")
             };
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "prompt": prompt, "repo": args.repo, "harness": args.harness, "model": args.model,
                 "push": args.push, "base": args.base, "timeout_secs": args.timeout.as_secs(),
                 "max_turns": args.max_turns, "test_cmd": args.test_cmd,
             });
+            // Sent only when asked for, so older servers keep accepting the body.
+            if args.agent_git {
+                body["agent_git"] = serde_json::Value::Bool(true);
+            }
             let run = c.json(Method::POST, "/api/runs", Some(body)).await?;
             let id = run["id"].as_str().unwrap_or_default().to_string();
             if !args.json {

@@ -132,6 +132,12 @@ pub struct RunSpec {
     /// Where the request came from, so errand can answer there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// The agent may fetch and push the run's repository itself (`github:`
+    /// repositories only): git in the sandbox gets the run's token through a
+    /// credential helper that asks errand over a socket, and errand's guard
+    /// lets it push only the run's branch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agent_git: bool,
 }
 
 /// Where a run was asked for. errand reports back to the same place.
@@ -181,6 +187,7 @@ impl RunSpec {
             group: None,
             requested_by: None,
             origin: None,
+            agent_git: false,
         }
     }
 }
@@ -397,6 +404,19 @@ mod tests {
         // Stored specs keep their shape.
         let json = serde_json::to_string(&gh).unwrap();
         assert_eq!(json, r#"{"kind":"github","location":"octo/site"}"#);
+    }
+
+    #[test]
+    fn agent_git_is_off_unless_stored() {
+        let mut spec = RunSpec::new("p", "claude-code");
+        let json = serde_json::to_value(&spec).unwrap();
+        assert!(json.get("agent_git").is_none(), "{json}");
+        let back: RunSpec = serde_json::from_value(json).unwrap();
+        assert!(!back.agent_git);
+        spec.agent_git = true;
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["agent_git"], true);
+        assert_eq!(serde_json::from_value::<RunSpec>(json).unwrap(), spec);
     }
 
     #[test]

@@ -389,6 +389,8 @@ struct GitConfig {
     require_force_off: bool,
     push_refspecs: Vec<Arg>,
     push_matching: bool,
+    /// `push.default=upstream|tracking`: a bare push goes to the upstream branch.
+    push_upstream: bool,
     mirror: bool,
 }
 
@@ -410,10 +412,15 @@ impl GitConfig {
         if key == "push.default" && value.eq_ignore_ascii_case("matching") {
             self.push_matching = true;
         }
+        if key == "push.default"
+            && (value.eq_ignore_ascii_case("upstream") || value.eq_ignore_ascii_case("tracking"))
+        {
+            self.push_upstream = true;
+        }
     }
 
     fn touches_push(&self) -> bool {
-        !self.push_refspecs.is_empty() || self.push_matching || self.mirror
+        !self.push_refspecs.is_empty() || self.push_matching || self.push_upstream || self.mirror
     }
 }
 
@@ -455,6 +462,7 @@ impl Checker<'_> {
         let mut i = 0;
         let mut aliases: Vec<(String, Arg)> = Vec::new();
         let mut cfg = GitConfig::default();
+        let mut elsewhere = false;
         while let Some(a) = args.get(i) {
             if a.leading_dynamic || a.unquoted_dynamic {
                 return Err(Denial::new(
@@ -466,6 +474,12 @@ impl Checker<'_> {
                 ));
             }
             let t = a.text.as_str();
+            if matches!(t, "-C" | "--git-dir" | "--work-tree")
+                || t.starts_with("--git-dir=")
+                || t.starts_with("--work-tree=")
+            {
+                elsewhere = true;
+            }
             match t {
                 "-C" | "--git-dir" | "--work-tree" | "--namespace" | "--super-prefix"
                 | "--attr-source" | "--config-env" => i += 2,
@@ -500,6 +514,7 @@ impl Checker<'_> {
             return Ok(());
         };
         let rest = &args[i + 1..];
+        self.git_elsewhere = elsewhere;
         if let Some((_, value)) = aliases
             .iter()
             .find(|(n, _)| *n == sub.text.to_ascii_lowercase())
@@ -559,6 +574,7 @@ impl Checker<'_> {
                     .or(s.long_value("--force-create"))
                     .or(s.long_value("--orphan"))
                     .map(str::to_owned);
+                self.state.branch_set = true;
                 self.state.branch = match new {
                     Some(n) => Some(n),
                     None if s.short('d') || s.long("--detach") => None,
@@ -760,6 +776,7 @@ impl Checker<'_> {
                 ));
             }
             self.state.branch = Some(n);
+            self.state.branch_set = true;
             return Ok(());
         }
         match s.positionals.as_slice() {
@@ -780,6 +797,7 @@ impl Checker<'_> {
                         format!("git checkout {p}"),
                     ));
                 }
+                self.state.branch_set = true;
                 self.state.branch = if p == "-" || s.long("--detach") || s.short('d') {
                     None
                 } else {
@@ -869,6 +887,16 @@ impl Checker<'_> {
                     format!("git push after checking out the default branch `{default}`"),
                 ));
             }
+            if self.policy.push_only_run_branch {
+                if cfg.push_upstream {
+                    return self.only_run_branch(
+                        None,
+                        "git push with push.default=upstream (to the branch's upstream)",
+                    );
+                }
+                let current = self.branch_for_push();
+                return self.only_run_branch(current.as_deref(), "git push without a refspec");
+            }
             return Ok(());
         }
 
@@ -954,7 +982,50 @@ impl Checker<'_> {
                     format!("git push to the default branch `{default}` (refspec `{r}`)"),
                 ));
             }
+            if self.policy.push_only_run_branch {
+                let target = match dst.strip_prefix("refs/heads/").unwrap_or(dst) {
+                    "HEAD" | "@" => self.branch_for_push(),
+                    other => Some(other.to_owned()),
+                };
+                self.only_run_branch(target.as_deref(), &format!("git push of `{r}`"))?;
+            }
         }
         Ok(())
+    }
+
+    /// The branch `HEAD` is when a push runs: one the line switched to, else
+    /// the policy's current branch if the line is still where it started and
+    /// git is not pointed at another repository.
+    fn branch_for_push(&self) -> Option<String> {
+        if self.state.branch_set {
+            return self.state.branch.clone();
+        }
+        if self.git_elsewhere || self.state.cwd.is_none() || self.state.cwd != self.start_cwd {
+            return None;
+        }
+        self.policy.current_branch.clone()
+    }
+
+    /// Under the push-only-run-branch policy: `target` (`None`: unknown) must be the run's branch.
+    fn only_run_branch(&self, target: Option<&str>, what: &str) -> Result<(), Denial> {
+        let Some(run) = self.policy.run_branch.as_deref() else {
+            return Err(Denial::new(
+                "push-other-branch",
+                format!("{what}: this run has no branch of its own to push"),
+            ));
+        };
+        match target {
+            Some(t) if t == run => Ok(()),
+            Some(t) => Err(Denial::new(
+                "push-other-branch",
+                format!("{what} pushes `{t}`; only the run's branch `{run}` may be pushed"),
+            )),
+            None => Err(Denial::new(
+                "push-other-branch",
+                format!(
+                    "{what}: the guard cannot tell which branch it pushes; name the run's branch (`git push origin {run}`)"
+                ),
+            )),
+        }
     }
 }

@@ -46,6 +46,17 @@ pub struct Policy {
     pub default_branch: String,
     /// Allow force pushes and deletes that name `run_branch` explicitly.
     pub allow_force_push_to_run_branch: bool,
+    /// Allow pushes to `run_branch` only (errand sets it when the agent may
+    /// push the run's repository itself, `--agent-git`): a push to any other
+    /// branch, or one whose destination the guard cannot tell, is denied
+    /// (`push-other-branch`).
+    pub push_only_run_branch: bool,
+    /// The branch checked out when the command starts, if known: what `HEAD`
+    /// and a push without refspecs mean, as long as the command line does not
+    /// change directory or branch first. [`shim_decision`] and
+    /// [`pretooluse_hook`] read it from the repository when
+    /// `push_only_run_branch` is set and it is `None`.
+    pub current_branch: Option<String>,
     /// Caller-supplied deny rules, checked on every command (and every
     /// wrapper level: a rule for `sudo` matches `sudo anything`).
     pub extra_rules: Vec<ExtraRule>,
@@ -59,9 +70,63 @@ impl Default for Policy {
             run_branch: None,
             default_branch: "main".to_owned(),
             allow_force_push_to_run_branch: false,
+            push_only_run_branch: false,
+            current_branch: None,
             extra_rules: Vec::new(),
         }
     }
+}
+
+/// The branch checked out in the repository that contains `dir` (or in
+/// `git_dir`, as `GIT_DIR` names it), read from its `HEAD` file without
+/// running git; `None` when detached or not found. Follows a `.git` file
+/// (`gitdir: …`, worktrees and submodules) and finds bare repositories.
+pub fn current_branch_at(
+    dir: &std::path::Path,
+    git_dir: Option<&std::path::Path>,
+) -> Option<String> {
+    fn branch_of(git_dir: &std::path::Path) -> Option<String> {
+        let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+        let name = head.trim().strip_prefix("ref:")?.trim();
+        name.strip_prefix("refs/heads/")
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+    }
+    if let Some(g) = git_dir {
+        return branch_of(&dir.join(g));
+    }
+    let mut d = Some(dir);
+    while let Some(here) = d {
+        let dotgit = here.join(".git");
+        if dotgit.is_dir() {
+            return branch_of(&dotgit);
+        }
+        if dotgit.is_file() {
+            let text = std::fs::read_to_string(&dotgit).ok()?;
+            let target = text.trim().strip_prefix("gitdir:")?.trim();
+            return branch_of(&here.join(target));
+        }
+        if here.join("HEAD").is_file() && here.join("objects").is_dir() {
+            return branch_of(here);
+        }
+        d = here.parent();
+    }
+    None
+}
+
+/// `policy` with [`Policy::current_branch`] read from the repository at
+/// `dir`, when the push-only-run-branch policy needs it.
+fn with_current_branch(
+    policy: &Policy,
+    dir: &std::path::Path,
+    git_dir: Option<&std::path::Path>,
+) -> Option<Policy> {
+    if !policy.push_only_run_branch || policy.current_branch.is_some() {
+        return None;
+    }
+    let mut p = policy.clone();
+    p.current_branch = current_branch_at(dir, git_dir);
+    Some(p)
 }
 
 /// A caller-supplied deny rule: a command name plus argument patterns.
@@ -208,11 +273,15 @@ pub fn check_in(command: &str, policy: &Policy, cwd: Option<&str>) -> Decision {
 /// inside the sandbox sees it (the shell has already expanded it). The
 /// same rule code as [`check`] runs on it.
 pub fn shim_decision(argv0: &str, args: &[String], policy: &Policy) -> Decision {
+    let cwd = std::env::current_dir().ok();
+    let git_dir = std::env::var_os("GIT_DIR").map(PathBuf::from);
+    let filled = cwd
+        .as_deref()
+        .and_then(|d| with_current_branch(policy, d, git_dir.as_deref()));
+    let policy = filled.as_ref().unwrap_or(policy);
     let mut checker = shell::Checker::new(policy);
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Some(cwd) = cwd.to_str() {
-            checker.set_cwd(cwd);
-        }
+    if let Some(cwd) = cwd.as_deref().and_then(|c| c.to_str()) {
+        checker.set_cwd(cwd);
     }
     match checker.check_literal_argv(argv0, args) {
         Ok(()) => Decision::Allow,
@@ -294,6 +363,13 @@ pub fn pretooluse_hook(stdin_json: &str, policy: &Policy) -> Option<String> {
         .and_then(|c| c.as_str())
         .filter(|c| c.starts_with('/'))
         .map(str::to_owned);
+    let filled = with_current_branch(
+        policy,
+        &cwd.as_deref()
+            .map_or_else(|| policy.workspace.clone(), PathBuf::from),
+        None,
+    );
+    let policy = filled.as_ref().unwrap_or(policy);
     let decision =
         match v.get("tool_input").and_then(|t| t.get("command")) {
             Some(serde_json::Value::String(cmd)) => check_in(cmd, policy, cwd.as_deref()),

@@ -56,6 +56,16 @@ struct PolicyArgs {
     /// Allow force pushes / deletes that name the run's branch explicitly.
     #[arg(long, env = "ERRAND_GUARD_ALLOW_FORCE_PUSH_TO_RUN_BRANCH")]
     allow_force_push_to_run_branch: bool,
+    /// Deny pushes to any branch but the run's own (set by errand for --agent-git runs).
+    #[arg(
+        long,
+        env = "ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    push_only_run_branch: bool,
+    /// The branch checked out (what `HEAD` means); read from the repository when not given.
+    #[arg(long)]
+    current_branch: Option<String>,
 }
 
 impl From<PolicyArgs> for Policy {
@@ -66,6 +76,8 @@ impl From<PolicyArgs> for Policy {
             run_branch: a.run_branch.filter(|b| !b.is_empty()),
             default_branch: a.default_branch,
             allow_force_push_to_run_branch: a.allow_force_push_to_run_branch,
+            push_only_run_branch: a.push_only_run_branch,
+            current_branch: a.current_branch.filter(|b| !b.is_empty()),
             extra_rules: Vec::new(),
         }
     }

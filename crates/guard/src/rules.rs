@@ -55,6 +55,11 @@ pub const RULES: &[Rule] = &[
         reason: "the default branch only changes through a reviewed pull request that errand opens",
     },
     Rule {
+        id: "push-other-branch",
+        description: "with the push-only-run-branch policy (errand's --agent-git): git push to any branch but the run's own, or one whose destination the guard cannot tell (HEAD or a bare push after cd, -C or a switch to an unknown branch; push.default=upstream)",
+        reason: "the run's token may write the whole repository (GitHub cannot limit a token to one branch), so the agent pushes only the run's branch; every other change reaches the repository through the pull request errand opens",
+    },
+    Rule {
         id: "push-tags",
         description: "git push of tags (--tags, --follow-tags, refs/tags/…, tag <name>)",
         reason: "tags trigger releases and are rarely movable; an agent run never publishes them",

@@ -83,6 +83,9 @@ pub(crate) struct State {
     pub vars: HashMap<String, Option<String>>,
     /// Branch explicitly checked out earlier in the line (`None`: unknown).
     pub branch: Option<String>,
+    /// Whether the line switched branches (so `branch`, not the policy's
+    /// current branch, is what is checked out).
+    pub branch_set: bool,
     /// Variables whose value came from a download (`S=$(curl …)`).
     pub tainted: std::collections::HashSet<String>,
 }
@@ -101,6 +104,11 @@ pub(crate) struct Checker<'p> {
     /// Running on the big-stack thread already.
     pub on_big_stack: bool,
     pub secrets: std::sync::Arc<Vec<paths::SecretPattern>>,
+    /// The directory the line starts in: where [`Policy::current_branch`] applies.
+    pub start_cwd: Option<String>,
+    /// The git command being checked names another repository (`-C`,
+    /// `--git-dir`, `--work-tree`).
+    pub git_elsewhere: bool,
     opts: brush_parser::ParserOptions,
 }
 
@@ -137,8 +145,11 @@ impl<'p> Checker<'p> {
                 cwd: Some(workspace.clone()),
                 vars: HashMap::new(),
                 branch: None,
+                branch_set: false,
                 tainted: std::collections::HashSet::new(),
             },
+            start_cwd: Some(workspace.clone()),
+            git_elsewhere: false,
             secrets: cached_secret_patterns(&home),
             workspace,
             home,
@@ -152,6 +163,7 @@ impl<'p> Checker<'p> {
 
     pub(crate) fn set_cwd(&mut self, cwd: &str) {
         self.state.cwd = paths::resolve(Some(&self.workspace), cwd);
+        self.start_cwd = self.state.cwd.clone();
     }
 
     /// Check a whole command line.

@@ -353,3 +353,58 @@ fn terminates<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'sta
         Err(_) => panic!("no decision within a minute on {what}"),
     }
 }
+
+#[test]
+fn push_only_run_branch_reads_the_checked_out_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git/objects")).unwrap();
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/errand/abc\n").unwrap();
+    assert_eq!(
+        errand_guard::current_branch_at(&repo.join("src"), None).as_deref(),
+        Some("errand/abc")
+    );
+    // A worktree's `.git` file points at its own git directory.
+    let wt = dir.path().join("wt");
+    std::fs::create_dir_all(dir.path().join("wtgit")).unwrap();
+    std::fs::create_dir_all(&wt).unwrap();
+    std::fs::write(wt.join(".git"), "gitdir: ../wtgit\n").unwrap();
+    std::fs::write(dir.path().join("wtgit/HEAD"), "ref: refs/heads/main\n").unwrap();
+    assert_eq!(
+        errand_guard::current_branch_at(&wt, None).as_deref(),
+        Some("main")
+    );
+    // Detached: no branch.
+    std::fs::write(repo.join(".git/HEAD"), "0123abcd\n").unwrap();
+    assert_eq!(errand_guard::current_branch_at(&repo, None), None);
+    std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/errand/abc\n").unwrap();
+
+    // The hook reads the branch in the hook's cwd.
+    let p = Policy {
+        run_branch: Some("errand/abc".into()),
+        push_only_run_branch: true,
+        ..Policy::default()
+    };
+    let hook = |cwd: &std::path::Path, cmd: &str| {
+        let stdin = serde_json::json!({
+            "hook_event_name": "PreToolUse",
+            "tool_name": "Bash",
+            "tool_input": { "command": cmd },
+            "cwd": cwd.to_str().unwrap(),
+        })
+        .to_string();
+        errand_guard::pretooluse_hook(&stdin, &p)
+    };
+    assert_eq!(hook(&repo, "git push origin HEAD"), None);
+    let denied = hook(&wt, "git push origin HEAD").expect("main is not the run's branch");
+    assert!(denied.contains("push-other-branch"), "{denied}");
+    assert!(hook(&repo, "git push origin HEAD:feature").is_some());
+    // Without the flag, nothing changes.
+    let open = Policy {
+        push_only_run_branch: false,
+        ..p.clone()
+    };
+    assert!(check("git push origin feature", &open).is_allow());
+    assert!(rule("push-other-branch").is_some());
+}

@@ -18,6 +18,7 @@ fn run(args: &[&str], envs: &[(&str, &str)], stdin: &str) -> Output {
         "ERRAND_GUARD_DEFAULT_BRANCH",
         "ERRAND_GUARD_HOME",
         "ERRAND_GUARD_TIMEOUT_MS",
+        "ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH",
     ] {
         cmd.env_remove(k);
     }
@@ -111,6 +112,41 @@ fn check_flags_and_env_configure_the_policy() {
         "",
     );
     assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn push_only_run_branch_comes_from_a_flag_or_the_environment() {
+    let env = [
+        ("ERRAND_GUARD_BRANCH", "errand/x"),
+        ("ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH", "1"),
+    ];
+    let o = run(&["check", "git push origin feature"], &env, "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).starts_with("deny: push-other-branch: "),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["check", "git push origin errand/x"], &env, "");
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = run(
+        &[
+            "check",
+            "--current-branch",
+            "errand/x",
+            "git push origin HEAD",
+        ],
+        &env,
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // Off by default, and with a falsy value.
+    let o = run(
+        &["check", "git push origin feature"],
+        &[("ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH", "0")],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
 #[test]

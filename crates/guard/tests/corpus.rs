@@ -30,6 +30,12 @@ fn policy_from(v: Option<&Value>) -> Policy {
         {
             p.allow_force_push_to_run_branch = b;
         }
+        if let Some(b) = o.get("push_only_run_branch").and_then(Value::as_bool) {
+            p.push_only_run_branch = b;
+        }
+        if let Some(b) = o.get("current_branch").and_then(Value::as_str) {
+            p.current_branch = Some(b.to_owned());
+        }
         if let Some(b) = o.get("default_branch").and_then(Value::as_str) {
             p.default_branch = b.to_owned();
         }

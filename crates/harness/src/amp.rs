@@ -68,7 +68,7 @@ impl Harness for Amp {
         env.extend(crate::common_env(ctx));
         let args = vec![
             "-x".to_string(),
-            format!("{}{}", crate::unattended_preamble(&ctx.branch), ctx.prompt),
+            format!("{}{}", crate::unattended_preamble(ctx), ctx.prompt),
             "--stream-json".into(),
             "--dangerously-allow-all".into(),
         ];
@@ -125,6 +125,7 @@ mod tests {
             install_dir: "/c".into(),
             extra_path: vec![],
             extra_env: vec![],
+            agent_git: false,
         };
         let err = Amp.invocation(&ctx).unwrap_err().to_string();
         assert!(

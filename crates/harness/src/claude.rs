@@ -38,8 +38,9 @@ const SETTINGS_REL: &str = ".errand/claude-settings.json";
 
 /// What an unattended agent may do without asking, and what it may never do.
 /// errand's sandbox is the real boundary; these rules keep the agent on its task.
-pub fn settings() -> serde_json::Value {
-    json!({
+/// With `agent_git` the agent may push (errand's guard keeps it to its branch).
+pub fn settings(agent_git: bool) -> serde_json::Value {
+    let mut s = json!({
         "permissions": {
             "allow": [
                 "Read", "Edit", "MultiEdit", "Write", "NotebookEdit", "Glob", "Grep", "LS",
@@ -63,18 +64,25 @@ pub fn settings() -> serde_json::Value {
             }]
         },
         "includeCoAuthoredBy": false
-    })
+    });
+    if agent_git {
+        if let Some(deny) = s["permissions"]["deny"].as_array_mut() {
+            deny.retain(|d| !d.as_str().is_some_and(|d| d.starts_with("Bash(git push")));
+        }
+    }
+    s
 }
 
-fn system_prompt(branch: &str) -> String {
+fn system_prompt(ctx: &RunContext) -> String {
     format!(
         "You are running unattended inside errand, a sandbox for background coding runs. \
          Nobody will answer questions: make reasonable decisions and finish the task. \
          Your working directory {ws} is a git repository checked out on branch `{branch}`; \
          stay on it. Commit your work with git when you are done, with a message that \
-         says what changed and why. Do not push and do not change git remotes: errand \
-         pushes the branch for you after the run. End with a short summary of what you did.",
-        ws = paths::WORKSPACE
+         says what changed and why. With the remote: {remote}. End with a short summary of what you did.",
+        ws = paths::WORKSPACE,
+        branch = ctx.branch,
+        remote = crate::git_remote_rule(ctx),
     )
 }
 
@@ -129,7 +137,7 @@ impl Harness for ClaudeCode {
             "--max-turns".into(),
             ctx.max_turns.to_string(),
             "--append-system-prompt".into(),
-            system_prompt(&ctx.branch),
+            system_prompt(ctx),
         ];
         if let Some(m) = &ctx.model {
             args.extend(["--model".to_string(), m.clone()]);
@@ -144,7 +152,10 @@ impl Harness for ClaudeCode {
             command,
             env,
             home_files: vec![
-                (SETTINGS_REL.to_string(), settings().to_string()),
+                (
+                    SETTINGS_REL.to_string(),
+                    settings(ctx.agent_git).to_string(),
+                ),
                 (".claude.json".to_string(), state.to_string()),
             ],
             secrets,
@@ -211,6 +222,7 @@ mod tests {
             install_dir: "/cache/claude".into(),
             extra_path: vec![],
             extra_env: vec![],
+            agent_git: false,
         }
     }
 
@@ -250,7 +262,7 @@ mod tests {
 
     #[test]
     fn settings_deny_pushing_and_secrets() {
-        let s = settings();
+        let s = settings(false);
         let deny: Vec<&str> = s["permissions"]["deny"]
             .as_array()
             .unwrap()
@@ -259,5 +271,23 @@ mod tests {
             .collect();
         assert!(deny.contains(&"Bash(git push:*)"));
         assert!(deny.iter().any(|d| d.contains(".ssh")));
+        // With --agent-git pushing is the guard's to judge; the rest stays denied.
+        let s = settings(true);
+        let deny: Vec<&str> = s["permissions"]["deny"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(!deny.iter().any(|d| d.starts_with("Bash(git push")));
+        assert!(
+            deny.contains(&"Bash(git credential:*)")
+                && deny.contains(&"Bash(git remote set-url:*)")
+        );
+        let mut c = ctx(&[("ANTHROPIC_API_KEY", "sk-1")]);
+        assert!(system_prompt(&c).contains("do not push"));
+        c.agent_git = true;
+        let p = system_prompt(&c);
+        assert!(p.contains("push your branch `errand/abcd1234`"), "{p}");
     }
 }

@@ -144,7 +144,7 @@ impl Harness for Codex {
             "--dangerously-bypass-hook-trust".into(),
             "--model".into(),
             model.clone(),
-            format!("{}{}", crate::unattended_preamble(&ctx.branch), ctx.prompt),
+            format!("{}{}", crate::unattended_preamble(ctx), ctx.prompt),
         ];
         Ok(Invocation {
             command: CommandLine::new(format!("{}/{}", paths::HARNESS, PACKAGE.bin), args),
@@ -247,6 +247,7 @@ mod tests {
             install_dir: "/cache/codex".into(),
             extra_path: vec![],
             extra_env: vec![],
+            agent_git: false,
         }
     }
 

@@ -76,7 +76,7 @@ impl Harness for GeminiCli {
             .unwrap_or_else(|| DEFAULT_MODEL.to_string());
         let args = vec![
             "-p".to_string(),
-            format!("{}{}", crate::unattended_preamble(&ctx.branch), ctx.prompt),
+            format!("{}{}", crate::unattended_preamble(ctx), ctx.prompt),
             "--output-format".into(),
             "stream-json".into(),
             "--yolo".into(),

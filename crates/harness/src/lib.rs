@@ -79,6 +79,9 @@ pub struct RunContext {
     pub extra_path: Vec<String>,
     /// Extra variables errand sets for the run (e.g. VIRTUAL_ENV).
     pub extra_env: Vec<(String, String)>,
+    /// The agent may fetch and push (its branch only) itself (`--agent-git`);
+    /// otherwise it is told that errand alone talks to the remote.
+    pub agent_git: bool,
 }
 
 /// How to start a harness: the command, its environment, and the files to
@@ -150,14 +153,29 @@ pub trait Harness: Send + Sync {
 }
 
 /// The instructions errand gives every agent, for harnesses without a system-prompt flag.
-pub(crate) fn unattended_preamble(branch: &str) -> String {
+pub(crate) fn unattended_preamble(ctx: &RunContext) -> String {
     format!(
         "[errand] You are running unattended inside errand's sandbox; nobody will answer questions. \
          Your working directory {ws} is a git repository on branch `{branch}`: stay on it, commit \
-         your work with a clear message, do not push or change remotes (errand pushes for you), and \
-         end with a short summary of what you did.\n\nTask: ",
-        ws = errand_sandbox::paths::WORKSPACE
+         your work with a clear message, {remote}, and end with a short summary of what you did.\n\nTask: ",
+        ws = errand_sandbox::paths::WORKSPACE,
+        branch = ctx.branch,
+        remote = git_remote_rule(ctx),
     )
+}
+
+/// What the agent may do with the remote, in one clause.
+pub(crate) fn git_remote_rule(ctx: &RunContext) -> String {
+    if ctx.agent_git {
+        format!(
+            "you may fetch from origin and push your branch `{}` to it (`git push origin HEAD`; \
+             other branches are refused, and so is pushing at all when the run may not push), \
+             do not change remotes (errand pushes the branch too after the run)",
+            ctx.branch
+        )
+    } else {
+        "do not push or change remotes (errand pushes for you)".to_string()
+    }
 }
 
 /// The names `--harness` accepts.

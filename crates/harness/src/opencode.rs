@@ -112,7 +112,7 @@ impl Harness for OpenCode {
             "--auto".into(),
             "-m".into(),
             format!("errand/{model}"),
-            format!("{}{}", crate::unattended_preamble(&ctx.branch), ctx.prompt),
+            format!("{}{}", crate::unattended_preamble(ctx), ctx.prompt),
         ];
         Ok(Invocation {
             command: CommandLine::new(format!("{}/{}", paths::HARNESS, PACKAGE.bin), args),

@@ -1,8 +1,10 @@
 //! GitHub repositories (`github:owner/repo`): errand mints an installation
 //! token scoped to that one repository for each run, uses it only in host-side
 //! git commands (clone into the outbox, push from it) and API calls (the pull
-//! request), and revokes it when the run ends. The token never enters the
-//! sandbox, a `.git/config`, or the event log (the run's redactor masks it).
+//! request), and revokes it when the run ends. The token never enters a
+//! `.git/config`, an environment or the event log (the run's redactor masks
+//! it), and it enters the sandbox only for `--agent-git` runs, over the
+//! credential helper's socket into git's memory ([`crate::credential`]).
 
 use errand_github::{GithubClient, NewPull, RepoToken, TokenRequest};
 

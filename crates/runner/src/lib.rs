@@ -12,6 +12,7 @@
 //!    sandbox), fetch the branch into the outbox, push it if asked (outside);
 //! 4. `→ succeeded`, or `failed | cancelled | timed_out` with a reason.
 
+pub mod credential;
 pub mod forge;
 mod paths;
 pub mod secrets;
@@ -156,6 +157,32 @@ fn refusal_notice(refused: &[egress::Refusal]) -> Option<String> {
         refused.len(),
         list.join("; ")
     ))
+}
+
+/// One line on what the agent's git credential helper did.
+fn credential_notice(answered: u64, refused: &[credential::Refusal]) -> Option<String> {
+    if answered == 0 && refused.is_empty() {
+        return None;
+    }
+    let mut n = format!("agent git: errand's credential helper answered {answered} request(s)");
+    if !refused.is_empty() {
+        let list: Vec<String> = refused
+            .iter()
+            .map(|r| {
+                if r.count > 1 {
+                    format!("{} ×{}", r.request, r.count)
+                } else {
+                    r.request.clone()
+                }
+            })
+            .collect();
+        n.push_str(&format!(
+            " and refused {} (not this run's repository): {}",
+            refused.iter().map(|r| r.count).sum::<u64>(),
+            list.join("; ")
+        ));
+    }
+    Some(n)
 }
 
 /// Hears about each state a run enters, in order, from the process running it.
@@ -412,6 +439,19 @@ impl Runner {
                 "--push needs --repo: a run without a repository has nowhere to push",
             ));
         }
+        if spec.agent_git {
+            if spec.repo.as_ref().is_none_or(|r| r.github().is_none()) {
+                return Err(Stop::failed(
+                    "--agent-git needs a github: repository: errand hands the agent a token only for its GitHub App",
+                ));
+            }
+            if self.sandbox.name() == "kubernetes" {
+                return Err(Stop::failed(
+                    "--agent-git is not available with the kubernetes sandbox: its pods cannot reach \
+                     errand's git credential socket (use the local or docker sandbox)",
+                ));
+            }
+        }
         self.sandbox
             .check()
             .await
@@ -426,6 +466,7 @@ impl Runner {
             // The guard's git/rm shims come first on every harness's PATH.
             extra_path: vec![GUARD_SHIMS.to_string()],
             extra_env: vec![],
+            agent_git: spec.agent_git,
         };
         if spec.repo.is_none() {
             let venv = format!("{}/.venv", inside::WORKSPACE);
@@ -659,15 +700,62 @@ impl Runner {
                     ("ERRAND_LOG".to_string(), "error".to_string()),
                 ]);
             }
-            Err(why) => em
-                .notice(format!(
+            Err(why) => {
+                // The agent's pushes are kept to its branch by the guard alone.
+                if spec.agent_git {
+                    return Err(Stop::failed(format!(
+                        "--agent-git needs errand's command guard in the sandbox, which is not available: {why}"
+                    )));
+                }
+                em.notice(format!(
                     "the command guard is not available in this sandbox: {why}"
                 ))
-                .map_err(log_failed)?,
+                .map_err(log_failed)?
+            }
         }
-        let (network, policy) = self.network(harness, ctx, inv, prepared.remote.as_deref())?;
+        // The environment of the steps after the agent's, which get no git credentials.
+        let env_after = env.clone();
+        let credentials = match (spec.agent_git, access) {
+            (true, Some(a)) => {
+                let scope = credential::Scope::new(&a.url, &a.token.token)
+                    .map_err(|e| Stop::failed(e.to_string()))?;
+                let what = scope.describe();
+                let server = credential::CredentialServer::start_for(&run_dir, scope)
+                    .map_err(|e| Stop::failed(e.to_string()))?;
+                ro_mounts.push((
+                    server.path().to_path_buf(),
+                    PathBuf::from(credential::SOCKET),
+                ));
+                credential::git_env(&mut env);
+                env.push((
+                    "ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH".to_string(),
+                    "1".to_string(),
+                ));
+                em.notice(format!(
+                    "agent git: git in the sandbox gets the run's token for {what} only ({}) from errand's \
+                     credential helper; errand's guard lets it push {} only",
+                    if spec.push { "fetch and push" } else { "fetch; the token is read-only without --push" },
+                    prepared.branch
+                ))
+                .map_err(log_failed)?;
+                Some(server)
+            }
+            (true, _) => {
+                return Err(Stop::failed(
+                    "--agent-git needs the run's GitHub token, and this run has none",
+                ))
+            }
+            (false, _) => None,
+        };
+        let (network, policy) = self.network(
+            harness,
+            ctx,
+            inv,
+            prepared.remote.as_deref(),
+            spec.agent_git,
+        )?;
         em.notice(policy).map_err(log_failed)?;
-        let sb_spec = SandboxSpec {
+        let mut sb_spec = SandboxSpec {
             name: id.short(),
             workspace: workspace.clone(),
             home: home.clone(),
@@ -687,7 +775,20 @@ impl Runner {
         let parser = harness.parser_for(ctx);
         let outcome = self
             .run_harness(id, &sb_spec, inv, parser, em, cancel, spec.timeout_secs)
-            .await?;
+            .await;
+        // The agent is done: its credential helper answers no more, and the
+        // steps after it (committing leftovers, the test command) run without one.
+        if let Some(server) = credentials {
+            if let Some(n) = credential_notice(server.answered(), &server.refused()) {
+                em.notice(n).map_err(log_failed)?;
+            }
+            drop(server);
+            sb_spec
+                .ro_mounts
+                .retain(|(_, inside)| inside != Path::new(credential::SOCKET));
+            sb_spec.env = env_after;
+        }
+        let outcome = outcome?;
 
         self.transition(id, em, RunState::Finishing).await?;
         let message =
@@ -830,6 +931,7 @@ impl Runner {
         ctx: &RunContext,
         inv: &Invocation,
         remote: Option<&str>,
+        agent_git: bool,
     ) -> Result<(NetworkPolicy, String), Stop> {
         let backend = self.sandbox.name();
         if !self.egress.allowlist {
@@ -850,7 +952,8 @@ impl Runner {
             ));
         }
         let mut allow = model_endpoints(harness, ctx, inv);
-        if self.egress.git_host {
+        // The agent fetches and pushes itself only with --agent-git (or when configured).
+        if self.egress.git_host || agent_git {
             if let Some(d) = remote.and_then(egress::url_destination) {
                 allow.push(d);
             }
@@ -1405,6 +1508,7 @@ mod tests {
             install_dir: PathBuf::new(),
             extra_path: vec![],
             extra_env: vec![],
+            agent_git: false,
         };
         let inv = |env: &[(&str, &str)]| Invocation {
             command: CommandLine::new("x", Vec::<String>::new()),

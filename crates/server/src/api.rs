@@ -31,6 +31,9 @@ pub struct CreateRun {
     pub max_turns: Option<u32>,
     #[serde(default)]
     pub test_cmd: Option<String>,
+    /// Let the agent fetch and push the run's repository itself (github: repositories).
+    #[serde(default)]
+    pub agent_git: bool,
 }
 
 fn default_harness() -> String {
@@ -50,6 +53,7 @@ pub fn run_json(r: &RunRecord) -> serde_json::Value {
         "harness": r.spec.harness,
         "model": r.spec.model,
         "push": r.spec.push,
+        "agent_git": r.spec.agent_git,
         "group": r.spec.group,
         "requested_by": r.spec.requested_by,
         "origin": r.spec.origin,
@@ -97,6 +101,16 @@ pub async fn create_run(
             "push needs repo: a run without a repository has nowhere to push",
         ));
     }
+    if b.agent_git
+        && b.repo
+            .as_deref()
+            .map(RepoSource::parse)
+            .is_none_or(|r| r.github().is_none())
+    {
+        return Err(ApiError::invalid(
+            "agent_git needs a github: repository: errand hands the agent a token only for its GitHub App",
+        ));
+    }
     if let Some(RepoSource::Local(p)) = b.repo.as_deref().map(RepoSource::parse) {
         if !std::path::Path::new(&p).is_absolute() {
             return Err(ApiError::invalid(format!(
@@ -108,6 +122,7 @@ pub async fn create_run(
     spec.repo = b.repo.as_deref().map(RepoSource::parse);
     spec.model = b.model;
     spec.push = b.push;
+    spec.agent_git = b.agent_git;
     spec.base_branch = b.base;
     spec.timeout_secs = b
         .timeout_secs

@@ -1,0 +1,306 @@
+//! `--agent-git` end to end: a run on `github:acme/widgets` (fake GitHub) with
+//! the real Claude Code under the scripted model in the local sandbox, whose
+//! shell steps use git themselves. Inside the sandbox git gets the run's token
+//! from errand's credential helper over a socket, for this one repository:
+//! fetching and pushing the run's branch work; pushing `main` is refused by
+//! errand's guard; another repository gets no credential. Afterwards the token
+//! is revoked and is nowhere on disk, in the events or in the API.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::github::{world, APP_ID};
+use common::*;
+use serde_json::{json, Value};
+
+/// The scripted agent: each shell step prints a marker the test looks for.
+fn scenario(git_base: &str) -> String {
+    let other = format!("{git_base}/acme/other.git");
+    json!({"steps": [
+        {"shell": "git fetch origin && git rev-parse --verify -q origin/main >/dev/null && echo FETCH-OK"},
+        {"write": {"path": "AGENT.md", "content": "pushed by the agent itself\n"}},
+        {"shell": "git add AGENT.md && git commit -qm 'agent: add AGENT.md' && git push -q origin HEAD && echo PUSH-RUN-BRANCH-OK"},
+        {"shell": "git push origin HEAD:main"},
+        // A script the hook cannot see into: the git shim refuses it.
+        {"shell": "printf 'git push origin HEAD:feature\\n' > /tmp/push.sh && sh /tmp/push.sh; echo SCRIPT-PUSH-EXIT=$?"},
+        {"shell": format!("git ls-remote {other} 2>&1; echo OTHER-REPO-EXIT=$?")},
+        {"shell": "echo ENV-HITS=$(env | grep -c -e ghs_ -e x-access-token); echo CONFIG-HITS=$(cat .git/config ~/.gitconfig 2>/dev/null | grep -c -e ghs_ -e x-access-token); git remote get-url origin"},
+        {"text": "Pushed AGENT.md to my branch."}
+    ]})
+    .to_string()
+}
+
+/// Every file under `dir` (following no symlinks) that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if ft.is_file() {
+            if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    out.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every Unix socket under `dir`.
+fn sockets_under(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            out.extend(sockets_under(&e.path()));
+        } else if ft.is_socket() {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
+async fn get_text(http: &reqwest::Client, url: &str, token: &str) -> String {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_fetches_and_pushes_its_branch_and_nothing_else() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    let w = world(Env::new()).await;
+    let (env, github) = (w.env, w.github);
+    github
+        .create_repo("acme", "other", "main")
+        .expect("other repo");
+    github.install(7, "acme/other");
+    let model = model(&scenario(&github.git_base())).await;
+    let env = env.with_model(&model);
+    let bare = github.repo_path("acme", "widgets");
+    let main_before = git(&bare, &["rev-parse", "refs/heads/main"]);
+
+    let api_token = api_token(&env, "tests");
+    let (_server, base) = serve(&env, "1");
+    let http = reqwest::Client::new();
+
+    // Only for GitHub repositories.
+    let refused = http
+        .post(format!("{base}/api/runs"))
+        .bearer_auth(&api_token)
+        .json(&json!({"prompt": "x", "repo": "/tmp/somewhere", "agent_git": true}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status().as_u16(), 422);
+    let why = refused.text().await.unwrap_or_default();
+    assert!(why.contains("github: repository"), "{why}");
+
+    let created: Value = http
+        .post(format!("{base}/api/runs"))
+        .bearer_auth(&api_token)
+        .json(&json!({
+            "prompt": "add AGENT.md and push your branch",
+            "repo": "github:acme/widgets",
+            "push": true,
+            "agent_git": true,
+        }))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(created["agent_git"], true, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let run: Value = loop {
+        let r: Value = http
+            .get(format!("{base}/api/runs/{id}"))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if r["state"]
+            .as_str()
+            .is_some_and(|s| ["succeeded", "failed", "cancelled", "timed_out"].contains(&s))
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the run never ended: {r:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let events = get_text(&http, &format!("{base}/api/runs/{id}/events"), &api_token).await;
+    assert_eq!(run["state"], "succeeded", "{run:#}\n{events}");
+    let branch = run["branch"].as_str().expect("branch").to_string();
+
+    let evs: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event JSON"))
+        .collect();
+    let results: Vec<String> = evs
+        .iter()
+        .filter(|e| e["type"] == "tool_result")
+        .map(|e| e["output"].as_str().unwrap_or("").to_string())
+        .collect();
+    // A result whose output has a line starting with `marker` (not merely the
+    // command echoed in a refusal).
+    let result_with = |marker: &str| {
+        results
+            .iter()
+            .find(|r| r.lines().any(|l| l.trim().starts_with(marker)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no tool result shows {marker}: {results:#?}"))
+    };
+    // Fetching and pushing the run's own branch worked, from inside.
+    result_with("FETCH-OK");
+    result_with("PUSH-RUN-BRANCH-OK");
+    // Pushing main: refused by errand's guard before git ran.
+    let main_push = result_with("errand-guard: push-default-branch");
+    assert!(main_push.contains("`HEAD:main`"), "{main_push}");
+    let script = result_with("SCRIPT-PUSH-EXIT=");
+    assert!(
+        script.contains("SCRIPT-PUSH-EXIT=1")
+            && script.contains(
+                "errand guard: refused `git push origin HEAD:feature`: push-other-branch"
+            ),
+        "{script}"
+    );
+    // Another repository: the helper gives no credential, git gives up.
+    let other = result_with("OTHER-REPO-EXIT=");
+    assert!(!other.contains("OTHER-REPO-EXIT=0"), "{other}");
+    assert!(
+        other.contains("could not read Username") || other.contains("terminal prompts disabled"),
+        "{other}"
+    );
+    // No token in the sandbox's environment or git configuration; origin is the plain clone URL.
+    let leak = result_with("ENV-HITS=");
+    assert!(
+        leak.contains("ENV-HITS=0") && leak.contains("CONFIG-HITS=0"),
+        "{leak}"
+    );
+    assert!(
+        leak.contains(&github.clone_url("acme", "widgets")),
+        "{leak}"
+    );
+
+    // errand said what it set up, what the helper answered and refused, and revoked the token.
+    let notices: Vec<String> = evs
+        .iter()
+        .filter(|e| e["type"] == "notice")
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    let said = |needle: &str| {
+        notices
+            .iter()
+            .find(|n| n.contains(needle))
+            .cloned()
+            .unwrap_or_else(|| panic!("no notice says {needle}: {notices:#?}"))
+    };
+    said(&format!("errand's guard lets it push {branch} only"));
+    let helper = said("credential helper answered");
+    assert!(helper.contains("acme/other.git"), "{helper}");
+    said("revoked the run's token for acme/widgets");
+    let egress = said("egress:");
+    assert!(
+        egress.contains(github.git_base().trim_start_matches("http://")),
+        "the git host is on the allowlist: {egress}"
+    );
+
+    // On the fake GitHub: the run's branch has the agent's commit, main is untouched.
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:AGENT.md")]),
+        "pushed by the agent itself"
+    );
+    assert_eq!(git(&bare, &["rev-parse", "refs/heads/main"]), main_before);
+    let heads = git(
+        &bare,
+        &["for-each-ref", "--format=%(refname)", "refs/heads"],
+    );
+    assert!(!heads.contains("refs/heads/feature"), "{heads}");
+    let other_bare = github.repo_path("acme", "other");
+    assert_eq!(
+        git(&other_bare, &["for-each-ref", "--format=%(refname)"]),
+        "refs/heads/main"
+    );
+
+    // One token, for acme/widgets only, with write (the run has push), revoked.
+    let tokens = github.tokens();
+    assert_eq!(tokens.len(), 1, "{tokens:#?}");
+    let t = &tokens[0];
+    assert_eq!(t.repositories, ["acme/widgets"]);
+    assert_eq!(
+        t.permissions.get("contents").map(String::as_str),
+        Some("write")
+    );
+    assert!(t.revoked, "the run's token outlived the run");
+    assert!(t.token.starts_with(&format!("ghs_{APP_ID}_")));
+
+    // The token is nowhere: not in any file errand or the agent wrote (the
+    // workspace and its .git/config, the run's home, logs, the database), not
+    // in the events, not in the API.
+    let raw = get_text(
+        &http,
+        &format!("{base}/api/runs/{id}/events?raw=1"),
+        &api_token,
+    )
+    .await;
+    let api_run = get_text(&http, &format!("{base}/api/runs/{id}"), &api_token).await;
+    for (place, text) in [("events", &events), ("raw events", &raw), ("API", &api_run)] {
+        assert!(!text.contains(&t.token), "the token leaked into {place}");
+    }
+    let run_dir = env.home.join("runs").join(&id);
+    assert!(run_dir.join("workspace/.git/config").is_file());
+    assert!(run_dir.join("home").is_dir());
+    let leaked = files_containing(&env.home, t.token.as_bytes());
+    assert!(leaked.is_empty(), "the token is in {leaked:#?}");
+    let git_config =
+        std::fs::read_to_string(run_dir.join("workspace/.git/config")).expect("git config");
+    assert!(!git_config.contains("x-access-token") && !git_config.contains("ghs_"));
+    // The credential socket is gone with the run.
+    let sockets = sockets_under(&run_dir);
+    assert!(sockets.is_empty(), "left behind: {sockets:#?}");
+}
+
+#[test]
+fn agent_git_is_refused_for_other_repositories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bare = bare_repo(dir.path());
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        "--agent-git",
+        "--repo",
+        &bare.to_string_lossy(),
+        "fix it",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "--agent-git needs a github: repository: errand hands the agent a token only for its GitHub App"
+        ),
+        "{stderr}"
+    );
+}
