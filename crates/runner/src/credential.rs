@@ -45,8 +45,6 @@ pub fn helper_command() -> String {
 const MAX_REQUEST: usize = 64 * 1024;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Distinct refused requests kept.
-const MAX_REFUSALS: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -178,33 +176,13 @@ impl Request {
     }
 }
 
-/// A request the server did not answer, and how often.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub request: String,
-    pub count: u64,
-}
+/// A request the server did not answer (its `destination` is the repository
+/// asked for), and how often.
+pub use errand_sandbox::egress::Refusal;
+use errand_sandbox::egress::RefusalLog as Log;
 
-#[derive(Default)]
-struct Log {
-    refused: Vec<Refusal>,
-    dropped: u64,
-}
-
-impl Log {
-    fn refuse(&mut self, what: String) {
-        if let Some(r) = self.refused.iter_mut().find(|r| r.request == what) {
-            r.count += 1;
-        } else if self.refused.len() < MAX_REFUSALS {
-            self.refused.push(Refusal {
-                request: what,
-                count: 1,
-            });
-        } else {
-            self.dropped += 1;
-        }
-    }
-}
+/// Why a credential request gets no answer.
+const NOT_THIS_REPO: &str = "not this run's repository";
 
 /// The host side: serves one run's credential until dropped (its socket is
 /// then removed and it answers no more).
@@ -290,15 +268,10 @@ impl CredentialServer {
 
     /// The requests refused so far, in order of first refusal.
     pub fn refused(&self) -> Vec<Refusal> {
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = log.refused.clone();
-        if log.dropped > 0 {
-            out.push(Refusal {
-                request: "(others)".into(),
-                count: log.dropped,
-            });
-        }
-        out
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot()
     }
 }
 
@@ -379,7 +352,9 @@ async fn serve(stream: UnixStream, scope: &Scope, log: &Mutex<Log>, answered: &A
         "get" => {
             let what = req.describe();
             tracing::info!("git credential server: refused a credential for {what}");
-            log.lock().unwrap_or_else(|e| e.into_inner()).refuse(what);
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(&what, NOT_THIS_REPO);
             "\n".to_string()
         }
         // git tells helpers about credentials that worked (store) or failed
@@ -611,7 +586,8 @@ mod tests {
         assert_eq!(
             server.refused(),
             [Refusal {
-                request: "https://github.com/acme/other.git".into(),
+                destination: "https://github.com/acme/other.git".into(),
+                reason: NOT_THIS_REPO.into(),
                 count: 2
             }]
         );

@@ -170,9 +170,9 @@ fn credential_notice(answered: u64, refused: &[credential::Refusal]) -> Option<S
             .iter()
             .map(|r| {
                 if r.count > 1 {
-                    format!("{} ×{}", r.request, r.count)
+                    format!("{} ×{}", r.destination, r.count)
                 } else {
-                    r.request.clone()
+                    r.destination.clone()
                 }
             })
             .collect();

@@ -510,15 +510,31 @@ pub struct Refusal {
     pub count: u64,
 }
 
+/// A bounded tally of what a host-side service refused a sandbox (the egress
+/// proxy; the runner's git credential server), for the run's trace.
 #[derive(Debug, Default)]
-struct RefusalLog {
+pub struct RefusalLog {
     list: Vec<Refusal>,
     dropped: u64,
 }
 
 impl RefusalLog {
+    /// Everything refused so far, in order of first refusal; past the bound,
+    /// one `(others)` entry counts the rest.
+    pub fn snapshot(&self) -> Vec<Refusal> {
+        let mut out = self.list.clone();
+        if self.dropped > 0 {
+            out.push(Refusal {
+                destination: "(others)".into(),
+                reason: "more refusals than errand keeps".into(),
+                count: self.dropped,
+            });
+        }
+        out
+    }
+
     /// Records a refusal; whether it is the first for this destination.
-    fn add(&mut self, destination: &str, reason: &str) -> bool {
+    pub fn add(&mut self, destination: &str, reason: &str) -> bool {
         if let Some(r) = self.list.iter_mut().find(|r| r.destination == destination) {
             r.count += 1;
             return false;
@@ -576,16 +592,10 @@ impl EgressProxy {
 
     /// The destinations refused so far, in order of first refusal.
     pub fn refused(&self) -> Vec<Refusal> {
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = log.list.clone();
-        if log.dropped > 0 {
-            out.push(Refusal {
-                destination: "(others)".into(),
-                reason: "more refused destinations than errand keeps".into(),
-                count: log.dropped,
-            });
-        }
-        out
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot()
     }
 }
 
