@@ -104,7 +104,10 @@ async fn kill_takes_down_the_whole_tree() {
     let Some(sb) = available().await else { return };
     let host = tempfile::tempdir().unwrap();
     let s = spec(host.path(), vec![("PATH".into(), "/usr/bin:/bin".into())]);
-    let marker = "errand-sandbox-kill-test-9f3c";
+    // Sleep lengths unique to this test process, so another test run on the
+    // machine cannot be mistaken for a survivor.
+    let a = 3_000 + std::process::id() % 50_000;
+    let b = a + 1;
     let mut p = sb
         .spawn(
             &s,
@@ -112,7 +115,7 @@ async fn kill_takes_down_the_whole_tree() {
                 "/bin/sh",
                 [
                     "-c",
-                    &format!("(sleep 300; echo {marker}) & (sh -c 'sleep 301') & wait"),
+                    &format!("(sleep {a}; echo done) & (sh -c 'sleep {b}') & wait"),
                 ],
             ),
         )
@@ -121,17 +124,28 @@ async fn kill_takes_down_the_whole_tree() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.kill().await;
     drop(p);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(
-        !ps.lines()
-            .any(|l| l.contains("sleep 300") || l.contains("sleep 301")),
-        "survivors:\n{ps}"
-    );
+    // The kernel tears down the sandbox's PID namespace after its init dies:
+    // give it time (a generous deadline detects a leak; it is not a speed target).
+    let survivors = || {
+        let ps = std::process::Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("sleep {a}")) || l.contains(&format!("sleep {b}")))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let mut left = survivors();
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = survivors();
+    }
+    assert!(left.is_empty(), "survivors: {left:?}");
 }
 
 #[tokio::test]
