@@ -91,6 +91,68 @@ impl Functions {
     }
 }
 
+/// One harness's shell and file tools, as a wire protocol names them.
+pub struct ToolNames {
+    pub shell: &'static str,
+    pub read: &'static str,
+    pub write: &'static str,
+    /// Spellings of the path parameter, most likely first.
+    pub path_params: &'static [&'static str],
+    /// Describe shell calls even when the request declares no shell tool.
+    pub describe_undeclared_shell: bool,
+}
+
+/// A scenario step that names a tool call (`shell`, `read`, `write`, `tool`)
+/// as `(function name, arguments)`, in the tools the request declares: a file
+/// tool when declared (or when no shell is either), else the shell doing the
+/// same. `None` for steps that are not calls (text, errors).
+pub fn call_for(
+    step: &crate::scenario::Step,
+    tools: &Functions,
+    names: &ToolNames,
+    cwd: &str,
+) -> Option<(String, Value)> {
+    use crate::openai::{shell_quote, write_script};
+    use crate::scenario::{resolve_path, Step};
+    use serde_json::json;
+    let shell = |command: &str| {
+        let mut args = json!({ "command": command });
+        if tools.has_param(names.shell, "description")
+            || (names.describe_undeclared_shell && !tools.has(names.shell))
+        {
+            args["description"] = json!(crate::anthropic::SHELL_DESCRIPTION);
+        }
+        (names.shell.to_string(), args)
+    };
+    let use_file_tool = |name: &str| tools.has(name) || !tools.has(names.shell);
+    Some(match step {
+        Step::Shell { command } => shell(command),
+        Step::Read { path } => {
+            let path = resolve_path(cwd, path);
+            if use_file_tool(names.read) {
+                let key = tools.param(names.read, names.path_params);
+                (names.read.to_string(), json!({ key: path }))
+            } else {
+                shell(&format!("cat {}", shell_quote(&path)))
+            }
+        }
+        Step::Write { path, content } => {
+            let path = resolve_path(cwd, path);
+            if use_file_tool(names.write) {
+                let key = tools.param(names.write, names.path_params);
+                (
+                    names.write.to_string(),
+                    json!({ key: path, "content": content }),
+                )
+            } else {
+                shell(&write_script(&path, content))
+            }
+        }
+        Step::Tool { name, input } => (name.clone(), input.clone()),
+        Step::Text { .. } | Step::Error { .. } => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,8 +59,7 @@ use serde_json::{json, Map, Value};
 
 use crate::functions::Functions;
 use crate::log::Served;
-use crate::openai::{shell_quote, write_script};
-use crate::scenario::{resolve_path, Scenario, Selection, Step, DEFAULT_CWD};
+use crate::scenario::{Scenario, Selection, Step, DEFAULT_CWD};
 
 /// Gemini CLI's shell tool.
 pub const SHELL_TOOL: &str = "run_shell_command";
@@ -72,6 +71,14 @@ pub const WRITE_TOOL: &str = "write_file";
 pub const SHELL_DESCRIPTION: &str = crate::anthropic::SHELL_DESCRIPTION;
 /// Parameter names tried, in order, for the file path of `read`/`write`.
 const PATH_PARAMS: [&str; 3] = ["file_path", "absolute_path", "path"];
+/// Gemini CLI's tools; shell calls are described even when the request names no tools.
+const TOOLS: crate::functions::ToolNames = crate::functions::ToolNames {
+    shell: SHELL_TOOL,
+    read: READ_TOOL,
+    write: WRITE_TOOL,
+    path_params: &PATH_PARAMS,
+    describe_undeclared_shell: true,
+};
 /// The heading under which Gemini CLI lists the workspace directories.
 const WORKSPACE_HEADING: &str = "Workspace Directories:";
 /// Older Gemini CLI wording of the cwd.
@@ -298,36 +305,7 @@ pub fn answer(selection: Selection<'_>, tools: &Functions, cwd: &str) -> Answer 
         id: format!("resp_{index}"),
         parts: vec![json!({"functionCall": {"name": name, "args": args}})],
     };
-    let shell = |command: &str| {
-        let mut args = json!({"command": command});
-        if tools.has_param(SHELL_TOOL, "description") || !tools.has(SHELL_TOOL) {
-            args["description"] = json!(SHELL_DESCRIPTION);
-        }
-        call(SHELL_TOOL, args)
-    };
-    // A file tool is used when declared, or when the shell is not declared either.
-    let use_file_tool = |name: &str| tools.has(name) || !tools.has(SHELL_TOOL);
     match step {
-        Step::Shell { command } => shell(command),
-        Step::Read { path } => {
-            let path = resolve_path(cwd, path);
-            if use_file_tool(READ_TOOL) {
-                let key = tools.param(READ_TOOL, &PATH_PARAMS);
-                call(READ_TOOL, json!({ key: path }))
-            } else {
-                shell(&format!("cat {}", shell_quote(&path)))
-            }
-        }
-        Step::Write { path, content } => {
-            let path = resolve_path(cwd, path);
-            if use_file_tool(WRITE_TOOL) {
-                let key = tools.param(WRITE_TOOL, &PATH_PARAMS);
-                call(WRITE_TOOL, json!({ key: path, "content": content }))
-            } else {
-                shell(&write_script(&path, content))
-            }
-        }
-        Step::Tool { name, input } => call(name, input.clone()),
         Step::Text { text } => text_content(&index.to_string(), text),
         Step::Error {
             status,
@@ -339,6 +317,11 @@ pub fn answer(selection: Selection<'_>, tools: &Functions, cwd: &str) -> Answer 
                 .clone()
                 .unwrap_or_else(|| rpc_status(*status).to_string()),
             message: message.clone(),
+        },
+        // Shell, read, write and tool steps: a function call in the request's tools.
+        _ => match crate::functions::call_for(step, tools, &TOOLS, cwd) {
+            Some((name, args)) => call(&name, args),
+            None => text_content(&index.to_string(), crate::anthropic::DONE_TEXT),
         },
     }
 }

@@ -54,8 +54,8 @@ use serde_json::{json, Value};
 
 use crate::functions::Functions;
 use crate::log::Served;
-use crate::openai::{error_response, shell_quote, write_script};
-use crate::scenario::{resolve_path, Scenario, Selection, Step, DEFAULT_CWD};
+use crate::openai::error_response;
+use crate::scenario::{Scenario, Selection, Step, DEFAULT_CWD};
 
 /// OpenCode's shell tool.
 pub const SHELL_TOOL: &str = "bash";
@@ -67,6 +67,14 @@ pub const WRITE_TOOL: &str = "write";
 pub const SHELL_DESCRIPTION: &str = crate::anthropic::SHELL_DESCRIPTION;
 /// Parameter names tried, in order, for the file path of `read`/`write`.
 const PATH_PARAMS: [&str; 3] = ["filePath", "file_path", "path"];
+/// OpenCode's tools (Chat Completions).
+const TOOLS: crate::functions::ToolNames = crate::functions::ToolNames {
+    shell: SHELL_TOOL,
+    read: READ_TOOL,
+    write: WRITE_TOOL,
+    path_params: &PATH_PARAMS,
+    describe_undeclared_shell: false,
+};
 /// The line prefix (after leading spaces) that carries the cwd in OpenCode's
 /// system prompt.
 const CWD_PREFIX: &str = "Working directory:";
@@ -167,36 +175,7 @@ pub fn answer(selection: Selection<'_>, tools: &Functions, cwd: &str) -> Answer 
         }),
         finish_reason: "tool_calls",
     };
-    let shell = |command: &str| {
-        let mut args = json!({"command": command});
-        if tools.has_param(SHELL_TOOL, "description") {
-            args["description"] = json!(SHELL_DESCRIPTION);
-        }
-        call(SHELL_TOOL, args)
-    };
-    // A file tool is used when offered, or when bash is not offered either.
-    let use_file_tool = |name: &str| tools.has(name) || !tools.has(SHELL_TOOL);
     match step {
-        Step::Shell { command } => shell(command),
-        Step::Read { path } => {
-            let path = resolve_path(cwd, path);
-            if use_file_tool(READ_TOOL) {
-                let key = tools.param(READ_TOOL, &PATH_PARAMS);
-                call(READ_TOOL, json!({ key: path }))
-            } else {
-                shell(&format!("cat {}", shell_quote(&path)))
-            }
-        }
-        Step::Write { path, content } => {
-            let path = resolve_path(cwd, path);
-            if use_file_tool(WRITE_TOOL) {
-                let key = tools.param(WRITE_TOOL, &PATH_PARAMS);
-                call(WRITE_TOOL, json!({ key: path, "content": content }))
-            } else {
-                shell(&write_script(&path, content))
-            }
-        }
-        Step::Tool { name, input } => call(name, input.clone()),
         Step::Text { text } => text_message(&index.to_string(), text),
         Step::Error {
             status,
@@ -213,6 +192,11 @@ pub fn answer(selection: Selection<'_>, tools: &Functions, cwd: &str) -> Answer 
                 .to_string()
             }),
             message: message.clone(),
+        },
+        // Shell, read, write and tool steps: a function call in the request's tools.
+        _ => match crate::functions::call_for(step, tools, &TOOLS, cwd) {
+            Some((name, args)) => call(&name, args),
+            None => text_message(&index.to_string(), crate::anthropic::DONE_TEXT),
         },
     }
 }
