@@ -38,13 +38,13 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(std::time::Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        // sqlx takes no lock while migrating SQLite, so two processes opening
-        // a new database at once (an `errand run` and an `errand ls`) would both
-        // create the tables and one would fail. An OS file lock serialises them.
+        // sqlx takes no lock while creating or migrating SQLite, so two
+        // processes opening a new database at once (an `errand run` and an
+        // `errand ls`) would race: switching a fresh file to WAL needs an
+        // exclusive lock that SQLite refuses at once, without waiting out the
+        // busy timeout, and both would try to create the tables. An OS file
+        // lock held from the first connection to the end of the migrations
+        // serialises them.
         let lock_path = path.with_extension("migrate.lock");
         let lock = std::fs::File::create(&lock_path).map_err(|source| StoreError::Io {
             path: lock_path.display().to_string(),
@@ -57,6 +57,10 @@ impl SqliteStore {
                 path: lock_path.display().to_string(),
                 source,
             })?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         let migrated = migrator.run(&pool).await;
         drop(locked);
         migrated?;
