@@ -32,18 +32,24 @@ impl Redactor {
     {
         let mut r = Redactor::default();
         for s in secrets {
-            let s = s.as_ref().as_bytes();
-            if s.len() < 4 || r.secrets.iter().any(|x| x == s) {
-                continue;
-            }
-            for w in s.windows(MIN_PIECE) {
-                let mut g = [0u8; MIN_PIECE];
-                g.copy_from_slice(w);
-                r.grams.insert(g);
-            }
-            r.secrets.push(s.to_vec());
+            r.add(s.as_ref());
         }
         r
+    }
+
+    /// Adds a secret (one that appeared after the redactor was made, such as
+    /// a renewed token).
+    pub fn add(&mut self, secret: &str) {
+        let s = secret.as_bytes();
+        if s.len() < 4 || self.secrets.iter().any(|x| x == s) {
+            return;
+        }
+        for w in s.windows(MIN_PIECE) {
+            let mut g = [0u8; MIN_PIECE];
+            g.copy_from_slice(w);
+            self.grams.insert(g);
+        }
+        self.secrets.push(s.to_vec());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -135,6 +141,19 @@ fn is_boundary(t: &[u8], i: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_added_later_is_redacted_whole_and_in_pieces() {
+        let mut r = Redactor::new(["sk-first-secret-1"]);
+        assert!(!r.finds("token ghs_renewedTOKEN42"));
+        r.add("ghs_renewedTOKEN42");
+        assert_eq!(
+            r.redact("token ghs_renewedTOKEN42"),
+            format!("token {MASK}")
+        );
+        assert_eq!(r.redact("a piece: renewedTOK"), format!("a piece: {MASK}"));
+        assert_eq!(r.redact("sk-first-secret-1"), MASK);
+    }
 
     const KEY: &str = "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
 

@@ -66,8 +66,12 @@ pub struct Scope {
     host: String,
     /// The repository's path without `.git`, lowercase (`owner/repo`).
     path: String,
-    password: String,
+    /// The run's token at the time of asking: it is renewed during long runs.
+    password: Password,
 }
+
+/// Where the server reads the token from, each time git asks.
+pub type Password = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl std::fmt::Debug for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,7 +86,7 @@ impl std::fmt::Debug for Scope {
 
 impl Scope {
     /// The credential for the repository at `url` (`https://host[:port]/owner/repo.git`).
-    pub fn new(url: &str, token: &str) -> Result<Scope, CredentialError> {
+    pub fn new(url: &str, password: Password) -> Result<Scope, CredentialError> {
         let bad = || CredentialError::Url(errand_git::redact_url(url));
         let (protocol, rest) = url.split_once("://").ok_or_else(bad)?;
         let protocol = protocol.to_ascii_lowercase();
@@ -97,7 +101,7 @@ impl Scope {
             protocol,
             host: host.to_ascii_lowercase(),
             path: repo_path(path),
-            password: token.to_string(),
+            password,
         })
     }
 
@@ -346,7 +350,9 @@ async fn serve(stream: UnixStream, scope: &Scope, log: &Mutex<Log>, answered: &A
             answered.fetch_add(1, Ordering::Relaxed);
             format!(
                 "protocol={}\nhost={}\nusername=x-access-token\npassword={}\n\n",
-                scope.protocol, scope.host, scope.password
+                scope.protocol,
+                scope.host,
+                (scope.password)()
             )
         }
         "get" => {
@@ -468,8 +474,13 @@ pub fn client(args: &[String]) -> std::process::ExitCode {
 mod tests {
     use super::*;
 
+    fn fixed(token: &str) -> Password {
+        let token = token.to_string();
+        Arc::new(move || token.clone())
+    }
+
     fn scope() -> Scope {
-        Scope::new("https://github.com/Acme/widgets.git", "ghs_secret").unwrap()
+        Scope::new("https://github.com/Acme/widgets.git", fixed("ghs_secret")).unwrap()
     }
 
     #[test]
@@ -501,7 +512,7 @@ mod tests {
 
     #[test]
     fn only_http_urls_without_credentials_make_a_scope() {
-        assert!(Scope::new("http://127.0.0.1:9/a/b.git", "t").is_ok());
+        assert!(Scope::new("http://127.0.0.1:9/a/b.git", fixed("t")).is_ok());
         for bad in [
             "/tmp/repo",
             "git@github.com:a/b.git",
@@ -509,7 +520,7 @@ mod tests {
             "https://x:y@github.com/a/b.git",
             "https://github.com",
         ] {
-            assert!(Scope::new(bad, "t").is_err(), "{bad}");
+            assert!(Scope::new(bad, fixed("t")).is_err(), "{bad}");
         }
     }
 
@@ -546,6 +557,25 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    #[tokio::test]
+    async fn each_answer_carries_the_token_current_at_the_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = Arc::new(Mutex::new("ghs_first".to_string()));
+        let read = current.clone();
+        let password: Password = Arc::new(move || read.lock().unwrap().clone());
+        let scope = Scope::new("https://github.com/acme/widgets.git", password).unwrap();
+        let server = CredentialServer::start_for(dir.path(), scope).unwrap();
+        let req = "get\nprotocol=https\nhost=github.com\npath=acme/widgets.git\n\n";
+        assert!(ask(server.path(), req)
+            .await
+            .contains("password=ghs_first\n"));
+        *current.lock().unwrap() = "ghs_renewed".to_string();
+        assert!(ask(server.path(), req)
+            .await
+            .contains("password=ghs_renewed\n"));
+        assert_eq!(server.answered(), 2);
     }
 
     #[tokio::test]

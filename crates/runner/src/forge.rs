@@ -6,6 +6,9 @@
 //! it), and it enters the sandbox only for `--agent-git` runs, over the
 //! credential helper's socket into git's memory ([`crate::credential`]).
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
 use errand_github::{GithubClient, NewPull, RepoToken, TokenRequest};
 
 /// The GitHub App errand acts as.
@@ -19,18 +22,55 @@ pub struct GithubForge {
     pub workflows: bool,
 }
 
-/// A run's access to one GitHub repository.
+/// A run's access to one GitHub repository. Clones share the token, so a
+/// renewal ([`GithubForge::renew_if_expiring`]) is seen by every holder.
+#[derive(Clone)]
 pub struct RepoAccess {
     pub owner: String,
     pub repo: String,
-    pub token: RepoToken,
     pub url: String,
+    request: TokenRequest,
+    current: Arc<Mutex<Current>>,
+}
+
+/// The token in use, and when errand minted it (to know its lifetime).
+#[derive(Clone)]
+struct Current {
+    token: RepoToken,
+    minted: DateTime<Utc>,
+    /// Tokens it replaced, revoked with it when the run ends: a git command
+    /// that asked for one just before a renewal may still be using it.
+    retired: Vec<RepoToken>,
 }
 
 impl RepoAccess {
-    pub fn git_auth(&self) -> errand_git::GitAuth {
-        errand_git::GitAuth::header(self.token.basic_auth_header())
+    /// The token in use now.
+    pub fn token(&self) -> RepoToken {
+        self.lock().token.clone()
     }
+
+    pub fn git_auth(&self) -> errand_git::GitAuth {
+        errand_git::GitAuth::header(self.token().basic_auth_header())
+    }
+
+    /// When the token in use should be replaced: a quarter of its lifetime
+    /// before it expires, at most five minutes before (GitHub's tokens live an
+    /// hour). `None` when GitHub gave no expiry.
+    pub fn renew_at(&self) -> Option<DateTime<Utc>> {
+        let c = self.lock().clone();
+        renew_at(c.minted, c.token.expires_at?)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// See [`RepoAccess::renew_at`].
+fn renew_at(minted: DateTime<Utc>, expires: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let lifetime = (expires - minted).max(chrono::TimeDelta::zero());
+    let margin = (lifetime / 4).min(chrono::TimeDelta::minutes(5));
+    Some(expires - margin)
 }
 
 impl GithubForge {
@@ -41,21 +81,55 @@ impl GithubForge {
         repo: &str,
         push: bool,
     ) -> Result<RepoAccess, errand_github::GithubError> {
-        let mut req = if push {
+        let mut request = if push {
             TokenRequest::write()
         } else {
             TokenRequest::read()
         };
         if self.workflows && push {
-            req = req.with_workflows();
+            request = request.with_workflows();
         }
-        let token = self.client.mint_token(owner, repo, req).await?;
+        let minted = Utc::now();
+        let token = self.client.mint_token(owner, repo, request).await?;
         Ok(RepoAccess {
             owner: owner.to_string(),
             repo: repo.to_string(),
             url: errand_github::git_url(&self.git_base, owner, repo),
-            token,
+            request,
+            current: Arc::new(Mutex::new(Current {
+                token,
+                minted,
+                retired: Vec::new(),
+            })),
         })
+    }
+
+    /// Replaces the run's token with a new one of the same scope when it is
+    /// due ([`RepoAccess::renew_at`]); the old one, which expires within
+    /// minutes, is revoked with it at the end ([`GithubForge::revoke`]). `before_use`
+    /// sees the new token before anything can use it (to add it to the run's
+    /// redactor). Returns when the new token expires, if it was renewed.
+    pub async fn renew_if_expiring(
+        &self,
+        access: &RepoAccess,
+        before_use: impl FnOnce(&str),
+    ) -> Result<Option<Option<DateTime<Utc>>>, errand_github::GithubError> {
+        match access.renew_at() {
+            Some(at) if at <= Utc::now() => {}
+            _ => return Ok(None),
+        }
+        let minted = Utc::now();
+        let token = self
+            .client
+            .mint_token(&access.owner, &access.repo, access.request)
+            .await?;
+        before_use(&token.token);
+        let expires = token.expires_at;
+        let mut current = access.lock();
+        let old = std::mem::replace(&mut current.token, token);
+        current.minted = minted;
+        current.retired.push(old);
+        Ok(Some(expires))
     }
 
     /// Opens the pull request for a pushed run branch.
@@ -65,7 +139,7 @@ impl GithubForge {
         pull: &NewPull,
     ) -> Result<errand_github::Pull, errand_github::GithubError> {
         self.client
-            .create_pull(&access.token, &access.owner, &access.repo, pull)
+            .create_pull(&access.token(), &access.owner, &access.repo, pull)
             .await
     }
 
@@ -89,9 +163,18 @@ impl GithubForge {
         result
     }
 
-    /// Revokes the run's token; failures are logged, not fatal (it expires in an hour).
+    /// Revokes the run's token, and those it replaced that are still alive
+    /// (GitHub refuses to revoke expired ones); failures are logged, not fatal
+    /// (each expires within the hour).
     pub async fn revoke(&self, access: &RepoAccess) {
-        if let Err(e) = self.client.revoke(&access.token).await {
+        let Current { token, retired, .. } = access.lock().clone();
+        let now = Utc::now();
+        for old in retired.iter().filter(|t| !t.is_expired(now)) {
+            if let Err(e) = self.client.revoke(old).await {
+                tracing::warn!(repo = %format!("{}/{}", access.owner, access.repo), "revoking a replaced GitHub token failed: {e}");
+            }
+        }
+        if let Err(e) = self.client.revoke(&token).await {
             tracing::warn!(repo = %format!("{}/{}", access.owner, access.repo), "revoking the run's GitHub token failed: {e}");
         }
     }
@@ -145,6 +228,19 @@ pub fn pull_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        let minted = Utc::now();
+        let hour = renew_at(minted, minted + chrono::TimeDelta::hours(1)).unwrap();
+        assert_eq!(hour, minted + chrono::TimeDelta::minutes(55));
+        // Short lifetimes (a test server's) are renewed a quarter before the end.
+        let short = renew_at(minted, minted + chrono::TimeDelta::seconds(8)).unwrap();
+        assert_eq!(short, minted + chrono::TimeDelta::seconds(6));
+        // A token already past its expiry is due at once.
+        let past = renew_at(minted, minted - chrono::TimeDelta::seconds(1)).unwrap();
+        assert!(past <= minted);
+    }
 
     #[test]
     fn titles_are_one_short_line() {

@@ -198,10 +198,39 @@ pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 struct Emitter {
     log: EventLog,
     tx: Option<mpsc::UnboundedSender<Event>>,
-    redactor: Redactor,
+    redactor: SharedRedactor,
     /// To the task that copies events and raw lines into the store, where
     /// every node (API, viewer, other workers) can read them.
     sink: mpsc::UnboundedSender<Persist>,
+}
+
+/// The run's redactor, shared by the emitter, the task reading the harness's
+/// stderr and the token renewer, which adds each renewed token to it before
+/// the token can reach the sandbox.
+#[derive(Clone, Default)]
+struct SharedRedactor(Arc<std::sync::RwLock<Redactor>>);
+
+impl SharedRedactor {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Redactor> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn set(&self, r: Redactor) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = r;
+    }
+    fn add(&self, secret: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(secret);
+    }
+    fn redact(&self, text: &str) -> String {
+        self.read().redact(text)
+    }
 }
 
 /// Where the guard's `git`/`rm` shims are mounted inside every sandbox.
@@ -259,10 +288,13 @@ impl Emitter {
         raw_line: Option<u64>,
         kind: EventKind,
     ) -> Result<(), StoreError> {
-        let kind = if self.redactor.is_empty() {
-            kind
-        } else {
-            redact_kind(kind, &self.redactor)
+        let kind = {
+            let redactor = self.redactor.read();
+            if redactor.is_empty() {
+                kind
+            } else {
+                redact_kind(kind, &redactor)
+            }
         };
         let ev = self.log.append(source, raw_line, kind)?;
         let _ = self.sink.send(Persist::Event(ev.clone()));
@@ -281,6 +313,78 @@ impl Emitter {
         self.errand(EventKind::Notice {
             message: message.into(),
         })
+    }
+}
+
+/// Renews an `--agent-git` run's token while the agent works, so the
+/// credential helper always hands out a live one. Each new token joins the
+/// run's redactor before the helper can hand it out; each old one is revoked.
+struct Renewer {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Renewer {
+    /// Renewals are recorded as notes, returned by [`Renewer::finish`].
+    const MAX_NOTES: usize = 20;
+    const RETRY: Duration = Duration::from_secs(15);
+
+    fn start(gh: Arc<GithubForge>, access: forge::RepoAccess, redactor: SharedRedactor) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Self::renew(gh, access, redactor, stop.clone()));
+        Renewer { stop, task }
+    }
+
+    async fn renew(
+        gh: Arc<GithubForge>,
+        access: forge::RepoAccess,
+        redactor: SharedRedactor,
+        stop: CancellationToken,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut note = |n: String| {
+            if notes.len() < Self::MAX_NOTES {
+                notes.push(n);
+            }
+        };
+        let mut retry_at = None;
+        while let Some(at) = retry_at.take().or_else(|| access.renew_at()) {
+            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            // Not cancelled from here on: a minted token is always recorded, so it is revoked.
+            match gh.renew_if_expiring(&access, |t| redactor.add(t)).await {
+                Ok(Some(expires)) => note(format!(
+                    "renewed the run's token for {}/{} while the agent works{} (the old one is revoked when the run ends)",
+                    access.owner,
+                    access.repo,
+                    expires
+                        .map(|e| format!(", now valid until {}", e.format("%H:%M:%S UTC")))
+                        .unwrap_or_default()
+                )),
+                Ok(None) => {}
+                Err(e) => {
+                    note(format!(
+                        "renewing the run's token for {}/{} failed: {e}; retrying in {} s",
+                        access.owner,
+                        access.repo,
+                        Self::RETRY.as_secs()
+                    ));
+                    retry_at = chrono::TimeDelta::from_std(Self::RETRY)
+                        .ok()
+                        .map(|d| chrono::Utc::now() + d);
+                }
+            }
+        }
+        notes
+    }
+
+    /// Stops renewing (after a renewal under way) and returns what happened.
+    async fn finish(self) -> Vec<String> {
+        self.stop.cancel();
+        self.task.await.unwrap_or_default()
     }
 }
 
@@ -311,7 +415,7 @@ impl Runner {
         let mut em = Emitter {
             log,
             tx,
-            redactor: Redactor::default(),
+            redactor: SharedRedactor::default(),
             sink,
         };
         let rec = self.store.get_run(id).await?;
@@ -509,7 +613,7 @@ impl Runner {
                 })?;
                 em.notice(format!(
                     "minted a token for {owner}/{repo} only ({}), revoked when the run ends",
-                    a.token
+                    a.token()
                         .permissions
                         .iter()
                         .map(|(k, v)| format!("{k}: {v}"))
@@ -557,9 +661,9 @@ impl Runner {
         let inv = invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
         let mut secrets = inv.secrets.clone();
         if let Some(a) = access.as_ref() {
-            secrets.push(a.token.token.clone());
+            secrets.push(a.token().token);
         }
-        em.redactor = Redactor::new(&secrets);
+        em.redactor.set(Redactor::new(&secrets));
 
         let prepared_file = run_dir.join("prepared.json");
         let prepared = if session.is_some() {
@@ -717,7 +821,8 @@ impl Runner {
         let env_after = env.clone();
         let credentials = match (spec.agent_git, access) {
             (true, Some(a)) => {
-                let scope = credential::Scope::new(&a.url, &a.token.token)
+                let current = a.clone();
+                let scope = credential::Scope::new(&a.url, Arc::new(move || current.token().token))
                     .map_err(|e| Stop::failed(e.to_string()))?;
                 let what = scope.describe();
                 let server = credential::CredentialServer::start_for(&run_dir, scope)
@@ -771,11 +876,24 @@ impl Runner {
                 .await?;
         }
 
+        // Git in the sandbox must never be handed an expired token, however long the agent works.
+        let renewer = match (&credentials, access, &self.github) {
+            (Some(_), Some(a), Some(gh)) => {
+                Some(Renewer::start(gh.clone(), a.clone(), em.redactor.clone()))
+            }
+            _ => None,
+        };
+
         self.transition(id, em, RunState::Running).await?;
         let parser = harness.parser_for(ctx);
         let outcome = self
             .run_harness(id, &sb_spec, inv, parser, em, cancel, spec.timeout_secs)
             .await;
+        if let Some(r) = renewer {
+            for note in r.finish().await {
+                em.notice(note).map_err(log_failed)?;
+            }
+        }
         // The agent is done: its credential helper answers no more, and the
         // steps after it (committing leftovers, the test command) run without one.
         if let Some(server) = credentials {
@@ -876,6 +994,22 @@ impl Runner {
             summary.tests_passed = Some(passed);
         }
         if spec.push {
+            // A long run outlives GitHub's one-hour token.
+            if let (Some(gh), Some(a)) = (&self.github, access) {
+                let redactor = em.redactor.clone();
+                match gh.renew_if_expiring(a, |t| redactor.add(t)).await {
+                    Ok(Some(_)) => em.notice(format!(
+                        "renewed the run's token for {}/{} before pushing (the old one is revoked when the run ends)",
+                        a.owner, a.repo
+                    )),
+                    Ok(None) => Ok(()),
+                    Err(e) => em.notice(format!(
+                        "renewing the run's token for {}/{} failed ({e}); pushing with the current one",
+                        a.owner, a.repo
+                    )),
+                }
+                .map_err(log_failed)?;
+            }
             em.notice(format!("pushing {}", prepared.branch))
                 .map_err(log_failed)?;
             let auth = access.map(|a| a.git_auth());

@@ -20,13 +20,18 @@ pub struct World {
 /// on `acme/*`; channel C2 may run on `acme/widgets` without pushing; GitHub
 /// user octocat may run and push on `acme/widgets`.
 pub async fn world(env: Env) -> World {
+    world_with(env, |c| c).await
+}
+
+/// [`world`], with the fake GitHub's configuration adjusted by `adjust`.
+pub async fn world_with(env: Env, adjust: impl FnOnce(FakeConfig) -> FakeConfig) -> World {
     let (private_pem, public_pem) = test_keypair();
-    let github = FakeGithub::start(
+    let github = FakeGithub::start(adjust(
         FakeConfig::new(APP_ID, public_pem)
             .install(7, "acme/widgets")
             .token_style(TokenStyle::Stateless)
             .manifest_code("m4n1fest", &private_pem, "whsec-from-github"),
-    )
+    ))
     .expect("fake GitHub");
     github
         .create_repo("acme", "widgets", "main")

@@ -284,7 +284,7 @@ async fn access_tokens(
             wanted
         }
     };
-    let expires_at = Utc::now() + chrono::Duration::hours(1);
+    let expires_at = Utc::now() + s.token_lifetime;
     let token = new_token(style, &s.app_id);
     st.tokens.push(IssuedToken {
         token: token.clone(),

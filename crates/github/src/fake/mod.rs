@@ -71,6 +71,8 @@ pub struct FakeConfig {
     /// A manifest-flow code the fake converts (once) into this App, handing out
     /// the given private key and webhook secret.
     pub manifest: Option<(String, String, String)>,
+    /// How long minted tokens live (GitHub: one hour).
+    pub token_lifetime: chrono::Duration,
 }
 
 impl FakeConfig {
@@ -83,6 +85,7 @@ impl FakeConfig {
             installations: BTreeMap::new(),
             token_style: TokenStyle::default(),
             manifest: None,
+            token_lifetime: chrono::Duration::hours(1),
         }
     }
 
@@ -107,6 +110,13 @@ impl FakeConfig {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        self
+    }
+
+    /// Makes minted tokens expire after `lifetime` (to test runs that outlive their token).
+    pub fn token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.token_lifetime =
+            chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1));
         self
     }
 
@@ -222,6 +232,7 @@ struct Shared {
     app_id: String,
     granted: BTreeMap<String, String>,
     token_style: TokenStyle,
+    token_lifetime: chrono::Duration,
     manifest: Mutex<Option<(String, String, String)>>,
     repos_root: PathBuf,
     base_url: String,
@@ -335,6 +346,7 @@ impl FakeGithub {
             app_id: config.app_id,
             granted: config.permissions,
             token_style: config.token_style,
+            token_lifetime: config.token_lifetime,
             manifest: Mutex::new(config.manifest),
             repos_root,
             base_url: format!("http://{addr}"),
