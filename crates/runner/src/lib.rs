@@ -1076,12 +1076,13 @@ impl Runner {
                 ),
             ));
         }
-        if !self.sandbox.isolates_network() {
+        let by_address = self.sandbox.allowlists_by_address();
+        if !self.sandbox.isolates_network() && !by_address {
             return Ok((
                 NetworkPolicy::Open,
                 format!(
                     "egress: the {backend} sandbox has no egress proxy: its own network policy applies \
-                     (for kubernetes: sandbox.kubernetes_network_policy and kubernetes_egress)"
+                     (for kubernetes: enable sandbox.kubernetes_network_policy to enforce the allowlist)"
                 ),
             ));
         }
@@ -1101,15 +1102,22 @@ impl Runner {
                  set sandbox.egress = \"open\" to run without it"
             ))
         })?;
-        let notice = format!(
-            "egress: allowlist (sandbox.egress = \"allowlist\"): no network in the {backend} sandbox \
-             but errand's proxy to {}",
-            if allow.is_empty() {
-                "nothing".to_string()
-            } else {
-                allow.join(", ")
-            }
-        );
+        let listed = if allow.is_empty() {
+            "nothing".to_string()
+        } else {
+            allow.join(", ")
+        };
+        let notice = if by_address {
+            format!(
+                "egress: allowlist (sandbox.egress = \"allowlist\"): the {backend} sandbox's network policy \
+                 allows {listed}, by address (names resolved when it starts, wildcards not enforced)"
+            )
+        } else {
+            format!(
+                "egress: allowlist (sandbox.egress = \"allowlist\"): no network in the {backend} sandbox \
+                 but errand's proxy to {listed}"
+            )
+        };
         Ok((
             NetworkPolicy::Isolated(errand_sandbox::Egress {
                 allow,

@@ -77,7 +77,8 @@ pub enum NetworkPolicy {
     #[default]
     Open,
     /// No network but loopback, and an HTTP proxy to the allowlisted
-    /// destinations (local and Docker backends).
+    /// destinations (local and Docker backends); on Kubernetes, the pod's
+    /// NetworkPolicy allows the allowlisted destinations by address.
     Isolated(Egress),
 }
 
@@ -121,7 +122,7 @@ impl std::fmt::Display for Host {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Pattern {
+pub(crate) enum Pattern {
     Any,
     /// `.example.com`: strict subdomains of example.com.
     Suffix(String),
@@ -167,6 +168,16 @@ impl AllowEntry {
             }
         };
         Ok(AllowEntry { pattern, port })
+    }
+
+    /// What the entry names (for the Kubernetes backend's NetworkPolicy).
+    pub(crate) fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    /// The entry's port; `None` for any.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
     }
 
     fn matches(&self, host: &Host, port: u16) -> bool {
@@ -356,7 +367,7 @@ pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V6(v6) => v6.is_loopback() || nat64(v6).is_some_and(|v4| v4.is_loopback()),
         v4 => v4.is_loopback(),

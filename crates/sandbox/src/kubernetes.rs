@@ -62,13 +62,18 @@
 //!
 //! With `network_policy`, a NetworkPolicy selects the Pod (`errand.pod`),
 //! denies all ingress, and allows egress only to the `egress` entries (CIDRs,
-//! addresses, or host names resolved to /32 and /128 at spawn time) and to the
-//! cluster DNS (pods labelled `k8s-app=kube-dns`, UDP and TCP 53). Cloud
-//! metadata and credential endpoints ([`METADATA`]: 169.254.169.254 and the
-//! ECS/EKS ones) are never allowed: a broader block gets them as `except`, an
-//! entry inside one of them is dropped with a notice. Enforcement needs a CNI
+//! addresses, or host names resolved to /32 and /128 at spawn time), to the
+//! cluster DNS (pods labelled `k8s-app=kube-dns`, UDP and TCP 53) and, for a
+//! [`crate::NetworkPolicy::Isolated`] spawn, to the run's allowlist
+//! ([`allowlist_destinations`]): by address, names resolved at spawn time, an
+//! entry's `:port` as that TCP port, `*` as every address; `*.suffix` entries
+//! and loopback destinations cannot be expressed and are skipped with a notice,
+//! a name that does not resolve fails the spawn. There is no egress proxy.
+//! Cloud metadata and credential endpoints ([`METADATA`]: 169.254.169.254 and
+//! the ECS/EKS ones) are never allowed: a broader block gets them as `except`,
+//! an entry inside one of them is dropped with a notice. Enforcement needs a CNI
 //! that implements NetworkPolicy. Without `network_policy` the Pod has the
-//! namespace's network.
+//! namespace's network, whatever the run's allowlist says.
 //!
 //! # Output and exit
 //!
@@ -113,6 +118,7 @@ use kube::Client;
 use tokio::io::AsyncWriteExt;
 
 use crate::docker::AGENT_UID;
+use crate::egress::{canonical, is_loopback, refused_address, AllowEntry, Pattern};
 use crate::{
     paths, CommandLine, ExitInfo, Limits, OutputStream, ProcessHandle, Sandbox, SandboxError,
     SandboxProcess, SandboxSpec,
@@ -538,15 +544,22 @@ impl KubernetesSandbox {
         }
     }
 
-    /// The NetworkPolicy of Pod `name`, allowing egress to `allowed` (and DNS);
-    /// with the notices for entries it dropped.
+    /// The NetworkPolicy of Pod `name`, allowing egress to `allowed` (and DNS):
+    /// one rule per port (all ports first), never [`METADATA`]; with the
+    /// notices for entries it dropped.
     pub fn network_policy(
         &self,
         run: &str,
         name: &str,
-        allowed: &[Cidr],
+        allowed: &[Allowed],
     ) -> (NetworkPolicy, Vec<String>) {
-        let (blocks, notices) = egress_blocks(allowed);
+        let mut by_port: BTreeMap<Option<u16>, Vec<Cidr>> = BTreeMap::new();
+        for a in allowed {
+            let cidrs = by_port.entry(a.port).or_default();
+            if !cidrs.contains(&a.cidr) {
+                cidrs.push(a.cidr);
+            }
+        }
         let mut egress = vec![NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
                 namespace_selector: Some(LabelSelector::default()),
@@ -570,7 +583,17 @@ impl KubernetesSandbox {
                     .collect(),
             ),
         }];
-        if !blocks.is_empty() {
+        let mut notices: Vec<String> = Vec::new();
+        for (port, cidrs) in by_port {
+            let (blocks, dropped) = egress_blocks(&cidrs);
+            for n in dropped {
+                if !notices.contains(&n) {
+                    notices.push(n);
+                }
+            }
+            if blocks.is_empty() {
+                continue;
+            }
             egress.push(NetworkPolicyEgressRule {
                 to: Some(
                     blocks
@@ -581,7 +604,13 @@ impl KubernetesSandbox {
                         })
                         .collect(),
                 ),
-                ports: None,
+                ports: port.map(|p| {
+                    vec![NetworkPolicyPort {
+                        port: Some(IntOrString::Int(i32::from(p))),
+                        protocol: Some("TCP".into()),
+                        end_port: None,
+                    }]
+                }),
             });
         }
         let policy = NetworkPolicy {
@@ -916,6 +945,112 @@ fn parse_destination(s: &str) -> Option<Destination> {
     host_like.then(|| Destination::Host(s.to_ascii_lowercase()))
 }
 
+/// A destination a Pod may reach: an address block, on one TCP port or on any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowed {
+    pub cidr: Cidr,
+    /// `None`: every port and protocol.
+    pub port: Option<u16>,
+}
+
+/// How long resolving one allowlisted name may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The run's egress allowlist ([`crate::Egress::allow`], parsed as the egress
+/// proxy parses it) as destinations a NetworkPolicy can allow, with a notice
+/// for each entry or address skipped. A host name is resolved now, to /32 and
+/// /128 blocks; an address is its block; `*` is `0.0.0.0/0` and `::/0`; an
+/// entry's `:port` limits it to that TCP port. Skipped: `*.suffix` (a
+/// NetworkPolicy has no names), loopback (in a pod, the pod itself), and what
+/// the proxy refuses too (link-local, metadata: a name's addresses always, an
+/// address unless allowlisted with its port; [`egress_blocks`] drops
+/// [`METADATA`] in any case). A name that does not resolve, or an entry that
+/// does not parse, is a [`SandboxError::Setup`].
+pub async fn allowlist_destinations(
+    allow: &[String],
+) -> Result<(Vec<Allowed>, Vec<String>), SandboxError> {
+    fn add(out: &mut Vec<Allowed>, cidr: Cidr, port: Option<u16>) {
+        let a = Allowed { cidr, port };
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    let loopback = |entry: &str, what: &str| {
+        format!(
+            "the egress allowlist entry '{entry}' was skipped: {what} is a loopback address, which \
+             in a pod is the pod itself (give the pod an address the cluster can reach)"
+        )
+    };
+    let mut out = Vec::new();
+    let mut notices = Vec::new();
+    for entry in allow {
+        let e = AllowEntry::parse(entry)
+            .map_err(|why| SandboxError::Setup(format!("{why} (the run's egress allowlist)")))?;
+        let port = e.port();
+        match e.pattern() {
+            Pattern::Any => {
+                for any in ["0.0.0.0/0", "::/0"] {
+                    if let Some(c) = Cidr::parse(any) {
+                        add(&mut out, c, port);
+                    }
+                }
+            }
+            Pattern::Suffix(suffix) => notices.push(format!(
+                "the egress allowlist entry '{entry}' was skipped: a NetworkPolicy allows \
+                 addresses, not names, so the subdomains of {} cannot be allowed (allowlist each \
+                 host, or add their addresses to sandbox.kubernetes_egress)",
+                suffix.trim_start_matches('.')
+            )),
+            Pattern::Ip(ip) => {
+                if is_loopback(*ip) {
+                    notices.push(loopback(entry, &ip.to_string()));
+                } else if let (Some(why), None) = (refused_address(*ip), port) {
+                    notices.push(format!(
+                        "the egress allowlist entry '{entry}' was skipped: {why}"
+                    ));
+                } else {
+                    add(&mut out, Cidr::host(*ip), port);
+                }
+            }
+            Pattern::Exact(host) => {
+                let unresolved = |e: &dyn std::fmt::Display| {
+                    SandboxError::Setup(format!(
+                        "cannot resolve the egress host {host} (the run's egress allowlist entry \
+                         '{entry}'): {e}"
+                    ))
+                };
+                let addrs = tokio::time::timeout(
+                    RESOLVE_TIMEOUT,
+                    tokio::net::lookup_host((host.as_str(), port.unwrap_or(443))),
+                )
+                .await
+                .map_err(|_| unresolved(&"resolving timed out"))?
+                .map_err(|e| unresolved(&e))?;
+                let mut loopbacks: Vec<String> = Vec::new();
+                for a in addrs {
+                    let ip = canonical(a.ip());
+                    if is_loopback(ip) {
+                        if !loopbacks.contains(&ip.to_string()) {
+                            loopbacks.push(ip.to_string());
+                        }
+                    } else if let Some(why) = refused_address(ip) {
+                        notices.push(format!(
+                            "the address {ip} of the egress allowlist entry '{entry}' was \
+                             skipped: {why}"
+                        ));
+                    } else {
+                        add(&mut out, Cidr::host(ip), port);
+                    }
+                }
+                if !loopbacks.is_empty() {
+                    notices.push(loopback(entry, &loopbacks.join(", ")));
+                }
+            }
+        }
+    }
+    Ok((out, notices))
+}
+
 /// The `ipBlock`s allowing `allowed`, never [`METADATA`]; with notices for the
 /// entries dropped because they lie inside it.
 pub fn egress_blocks(allowed: &[Cidr]) -> (Vec<IPBlock>, Vec<String>) {
@@ -1077,6 +1212,10 @@ fn check_resolved(root: &Path, path: &Path, rel: &str) -> Result<(), SandboxErro
 
 #[async_trait]
 impl Sandbox for KubernetesSandbox {
+    fn allowlists_by_address(&self) -> bool {
+        self.config.network_policy
+    }
+
     fn name(&self) -> &'static str {
         "kubernetes"
     }
@@ -1161,15 +1300,35 @@ impl Sandbox for KubernetesSandbox {
                 vars.join(", ")
             ));
         }
-        if matches!(spec.network, crate::NetworkPolicy::Isolated(_)) {
-            notices.push(
-                "the kubernetes sandbox has no egress proxy: the pod's egress is what its \
-                 NetworkPolicy allows (sandbox.kubernetes_network_policy, kubernetes_egress)"
-                    .into(),
-            );
+        let isolated = match &spec.network {
+            crate::NetworkPolicy::Isolated(egress) => Some(egress),
+            crate::NetworkPolicy::Open => None,
+        };
+        if isolated.is_some() {
+            notices.push(if self.config.network_policy {
+                "the kubernetes sandbox has no egress proxy: the run's egress allowlist is \
+                 enforced by the pod's NetworkPolicy, by address (host names resolved at start, \
+                 *.suffix entries skipped), with sandbox.kubernetes_egress"
+                    .into()
+            } else {
+                "the kubernetes sandbox has no egress proxy and no NetworkPolicy: the pod has the \
+                 namespace's network, not the run's egress allowlist (enable \
+                 sandbox.kubernetes_network_policy to enforce it)"
+                    .into()
+            });
         }
         let policy = if self.config.network_policy {
-            let allowed = self.resolve_egress().await?;
+            let mut allowed: Vec<Allowed> = self
+                .resolve_egress()
+                .await?
+                .into_iter()
+                .map(|cidr| Allowed { cidr, port: None })
+                .collect();
+            if let Some(egress) = isolated {
+                let (more, skipped) = allowlist_destinations(&egress.allow).await?;
+                allowed.extend(more);
+                notices.extend(skipped);
+            }
             let (policy, dropped) = self.network_policy(&spec.name, &name, &allowed);
             notices.extend(dropped);
             Some(policy)
@@ -1557,7 +1716,10 @@ mod tests {
         let (policy, _) = sb.network_policy(
             "r1",
             "errand-r1-00000000",
-            &[Cidr::parse("0.0.0.0/0").expect("cidr")],
+            &[Allowed {
+                cidr: Cidr::parse("0.0.0.0/0").expect("cidr"),
+                port: None,
+            }],
         );
         let json = serde_json::to_value(&policy).expect("json");
         let egress = json["spec"]["egress"].as_array().expect("egress");
@@ -1570,6 +1732,104 @@ mod tests {
             json["spec"]["policyTypes"],
             serde_json::json!(["Ingress", "Egress"])
         );
+    }
+
+    #[tokio::test]
+    async fn the_allowlist_maps_to_address_rules() {
+        let cidr = |s: &str| Cidr::parse(s).expect("cidr");
+        let allow: Vec<String> = [
+            "127.0.0.1:9",
+            "203.0.113.7:443",
+            "*.example.com",
+            "localhost",
+            "[2001:db8::1]:8443",
+            "198.51.100.9",
+            "169.254.169.254",
+            "169.254.169.254:80",
+            "*:22",
+            "203.0.113.7:443",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (allowed, notices) = allowlist_destinations(&allow).await.expect("mapped");
+        let a = |c: &str, port| Allowed {
+            cidr: cidr(c),
+            port,
+        };
+        assert_eq!(
+            allowed,
+            vec![
+                a("203.0.113.7/32", Some(443)),
+                a("2001:db8::1/128", Some(8443)),
+                a("198.51.100.9/32", None),
+                a("169.254.169.254/32", Some(80)),
+                a("0.0.0.0/0", Some(22)),
+                a("::/0", Some(22)),
+            ]
+        );
+        assert_eq!(notices.len(), 4, "{notices:?}");
+        for (entry, why) in [
+            ("127.0.0.1:9", "loopback"),
+            ("*.example.com", "example.com cannot be allowed"),
+            ("localhost", "127.0.0.1 is a loopback"),
+            ("169.254.169.254", "link-local"),
+        ] {
+            assert!(
+                notices
+                    .iter()
+                    .any(|n| n.contains(&format!("'{entry}' was skipped")) && n.contains(why)),
+                "{entry}: {notices:?}"
+            );
+        }
+
+        // Into the policy, with a configured block: one rule per port, all ports first.
+        let mut all = vec![a("10.0.0.0/8", None)];
+        all.extend(allowed);
+        let (policy, dropped) = sandbox().network_policy("r1", "errand-r1-00000000", &all);
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert!(dropped[0].contains("169.254.169.254/32"), "{dropped:?}");
+        let json = serde_json::to_value(&policy).expect("json");
+        let egress = json["spec"]["egress"].as_array().expect("egress");
+        assert_eq!(egress.len(), 5, "{json}");
+        assert_eq!(egress[0]["ports"][0]["port"], 53);
+        assert!(egress[1]["ports"].is_null());
+        assert_eq!(
+            egress[1]["to"],
+            serde_json::json!([{"ipBlock": {"cidr": "10.0.0.0/8"}}, {"ipBlock": {"cidr": "198.51.100.9/32"}}])
+        );
+        for (rule, port, cidrs) in [
+            (2, 22, &["0.0.0.0/0", "::/0"][..]),
+            (3, 443, &["203.0.113.7/32"][..]),
+            (4, 8443, &["2001:db8::1/128"][..]),
+        ] {
+            assert_eq!(
+                egress[rule]["ports"],
+                serde_json::json!([{"port": port, "protocol": "TCP"}])
+            );
+            let got: Vec<&str> = egress[rule]["to"]
+                .as_array()
+                .expect("to")
+                .iter()
+                .map(|p| p["ipBlock"]["cidr"].as_str().expect("cidr"))
+                .collect();
+            assert_eq!(got, cidrs);
+        }
+        assert_eq!(
+            egress[2]["to"][0]["ipBlock"]["except"][0],
+            "169.254.169.254/32"
+        );
+
+        // A name that does not resolve, or an entry that does not parse, fails.
+        for bad in ["no-such-host.invalid", "https://x.example"] {
+            let err = allowlist_destinations(&[bad.to_string()])
+                .await
+                .expect_err(bad);
+            assert!(matches!(err, SandboxError::Setup(_)), "{err}");
+            assert!(
+                err.to_string().contains("the run's egress allowlist"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

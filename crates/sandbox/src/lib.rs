@@ -213,6 +213,12 @@ pub trait Sandbox: Send + Sync {
     fn isolates_network(&self) -> bool {
         false
     }
+    /// Whether the backend, without a proxy, enforces the allowlist of
+    /// [`NetworkPolicy::Isolated`] by address (Kubernetes' NetworkPolicy:
+    /// names resolved when the sandbox starts, wildcards not enforced).
+    fn allowlists_by_address(&self) -> bool {
+        false
+    }
     /// Starts `cmd` inside a new sandbox described by `spec`, with stdin closed
     /// and stdout/stderr piped.
     async fn spawn(

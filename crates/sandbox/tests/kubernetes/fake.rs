@@ -115,6 +115,8 @@ pub struct State {
     running: BTreeMap<String, Running>,
     /// Every Pod body POSTed, accepted or not.
     pub posted_pods: Vec<Value>,
+    /// Every NetworkPolicy body POSTed, accepted or not.
+    pub posted_policies: Vec<Value>,
     /// (group, resource, verb) of every authorized request.
     pub requests: BTreeSet<(String, String, String)>,
     pub request_count: usize,
@@ -529,8 +531,15 @@ async fn create(
             "the body is not JSON".into(),
         );
     };
-    if kind == Kind::Pod {
-        f.state.lock().expect("lock").posted_pods.push(v.clone());
+    match kind {
+        Kind::Pod => f.state.lock().expect("lock").posted_pods.push(v.clone()),
+        Kind::Policy => f
+            .state
+            .lock()
+            .expect("lock")
+            .posted_policies
+            .push(v.clone()),
+        Kind::Secret => {}
     }
     let mut problems = validate_meta(&v, kind, &ns);
     problems.extend(match kind {
@@ -1389,6 +1398,15 @@ fn validate_policy(v: &Value) -> Vec<String> {
     }
     let metadata: std::net::IpAddr = "169.254.169.254".parse().expect("ip");
     for rule in spec["egress"].as_array().into_iter().flatten() {
+        for port in rule["ports"].as_array().into_iter().flatten() {
+            if !["TCP", "UDP", "SCTP"].contains(&port["protocol"].as_str().unwrap_or("TCP")) {
+                out.push("spec.egress.ports.protocol: Unsupported value".into());
+            }
+            let number = port["port"].as_i64();
+            if !port["port"].is_null() && !number.is_some_and(|p| (1..=65535).contains(&p)) {
+                out.push("spec.egress.ports.port: Invalid value: must be 1-65535".into());
+            }
+        }
         for peer in rule["to"].as_array().into_iter().flatten() {
             let b = &peer["ipBlock"];
             if b.is_null() {

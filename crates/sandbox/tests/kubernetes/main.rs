@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use errand_sandbox::kubernetes::{pod_outcome, PodOutcome, API_CALLS, DEFAULT_CLAIM};
 use errand_sandbox::{
-    CommandLine, KubernetesConfig, KubernetesSandbox, Limits, Sandbox, SandboxError, SandboxSpec,
+    Bridge, CommandLine, Egress, KubernetesConfig, KubernetesSandbox, Limits, NetworkPolicy,
+    Sandbox, SandboxError, SandboxSpec,
 };
 use fake::{Fake, Kind, Options};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -273,6 +274,204 @@ async fn kill_deletes_a_sleeping_pod() {
             .any(|(k, n, g)| *k == Kind::Pod && *n == name && *g == Some(0)));
     }
     assert!(p.wait().await.is_err(), "waiting after kill is an error");
+}
+
+/// `spec` isolated with the allowlist `allow`.
+fn isolated(mut spec: SandboxSpec, allow: &[&str]) -> SandboxSpec {
+    spec.network = NetworkPolicy::Isolated(Egress {
+        allow: allow.iter().map(|a| a.to_string()).collect(),
+        protected: Vec::new(),
+        bridge: Bridge {
+            exe: PathBuf::from("/bin/false"),
+            args: Vec::new(),
+        },
+    });
+    spec
+}
+
+/// Spawns `spec` (`true`), waits, and returns the notices and the one NetworkPolicy posted.
+async fn policy_of(env: &Env, spec: &SandboxSpec) -> (Vec<String>, Value) {
+    let mut p = env.sb.spawn(spec, &sh("true")).await.unwrap();
+    let status = tokio::time::timeout(HANG, p.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code, Some(0));
+    let st = env.fake.state();
+    assert_eq!(st.posted_policies.len(), 1);
+    assert!(st.objects.is_empty(), "{:?}", st.objects.keys());
+    (p.notices.clone(), st.posted_policies[0].clone())
+}
+
+/// The policy's ipBlocks: (cidr, except, TCP ports or `None` for all).
+fn ip_blocks(policy: &Value) -> Vec<(String, Vec<String>, Option<Vec<i64>>)> {
+    let mut out = Vec::new();
+    for rule in policy["spec"]["egress"].as_array().unwrap() {
+        if rule["to"].as_array().unwrap()[0]["ipBlock"].is_null() {
+            continue; // the DNS rule
+        }
+        let ports = rule["ports"].as_array().map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    assert_eq!(p["protocol"], "TCP", "{rule}");
+                    p["port"].as_i64().unwrap()
+                })
+                .collect::<Vec<_>>()
+        });
+        for peer in rule["to"].as_array().unwrap() {
+            let b = &peer["ipBlock"];
+            if b.is_null() {
+                continue;
+            }
+            let except = b["except"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e.as_str().unwrap().to_string())
+                .collect();
+            out.push((
+                b["cidr"].as_str().unwrap().to_string(),
+                except,
+                ports.clone(),
+            ));
+        }
+    }
+    out
+}
+
+/// The cluster-DNS rule, first, as before.
+fn assert_dns_first(policy: &Value) {
+    let dns = &policy["spec"]["egress"][0];
+    assert_eq!(
+        dns["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+        "kube-dns"
+    );
+    assert_eq!(
+        dns["ports"],
+        json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}])
+    );
+}
+
+#[tokio::test]
+async fn the_runs_allowlist_is_the_pods_network_policy_by_address() {
+    let env = Env::new(|c| c.egress = vec!["10.0.0.0/8".into()]).await;
+    let spec = isolated(
+        env.spec("r20", &[]),
+        &[
+            "127.0.0.1:9",
+            "203.0.113.7:443",
+            "*.example.com",
+            "localhost",
+            "198.51.100.9",
+        ],
+    );
+    let (notices, policy) = policy_of(&env, &spec).await;
+    assert_dns_first(&policy);
+    let blocks = ip_blocks(&policy);
+    assert_eq!(
+        blocks,
+        vec![
+            ("10.0.0.0/8".to_string(), vec![], None),
+            ("198.51.100.9/32".to_string(), vec![], None),
+            ("203.0.113.7/32".to_string(), vec![], Some(vec![443])),
+        ],
+        "{policy}"
+    );
+    let text = policy.to_string();
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("::1/"),
+        "{text}"
+    );
+    let skipped = |entry: &str, why: &str| {
+        notices
+            .iter()
+            .any(|n| n.contains(&format!("'{entry}' was skipped")) && n.contains(why))
+    };
+    assert!(skipped("*.example.com", "not names"), "{notices:?}");
+    assert!(skipped("127.0.0.1:9", "loopback"), "{notices:?}");
+    assert!(skipped("localhost", "loopback"), "{notices:?}");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("enforced by the pod's NetworkPolicy")),
+        "{notices:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_allowlist_of_anything_still_excepts_the_metadata_addresses() {
+    let env = Env::new(|c| c.egress = Vec::new()).await;
+    let spec = isolated(
+        env.spec("r21", &[]),
+        &[
+            "*",
+            "169.254.169.254",
+            "169.254.169.254:80",
+            "[fd00:ec2::254]:80",
+        ],
+    );
+    let (notices, policy) = policy_of(&env, &spec).await;
+    assert_dns_first(&policy);
+    let blocks = ip_blocks(&policy);
+    assert_eq!(blocks.len(), 2, "{policy}");
+    let (v4, v4_except, v4_ports) = &blocks[0];
+    assert_eq!((v4.as_str(), v4_ports), ("0.0.0.0/0", &None));
+    assert!(
+        v4_except.contains(&"169.254.169.254/32".to_string()),
+        "{v4_except:?}"
+    );
+    let (v6, v6_except, _) = &blocks[1];
+    assert_eq!(v6, "::/0");
+    assert!(
+        v6_except.contains(&"fd00:ec2::254/128".to_string()),
+        "{v6_except:?}"
+    );
+    // The metadata address is never a block of its own, on any port.
+    assert!(
+        blocks
+            .iter()
+            .all(|(c, _, _)| !c.starts_with("169.254.") && !c.starts_with("fd00:ec2")),
+        "{blocks:?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("'169.254.169.254' was skipped")),
+        "{notices:?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("169.254.169.254/32 was dropped")),
+        "{notices:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_allowlisted_name_that_does_not_resolve_fails_the_spawn() {
+    let env = Env::new(|c| c.egress = Vec::new()).await;
+    let spec = isolated(env.spec("r22", &[]), &["no-such-host.invalid:443"]);
+    let err = env.sb.spawn(&spec, &sh("true")).await.err().unwrap();
+    assert!(matches!(err, SandboxError::Setup(_)), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("'no-such-host.invalid:443'") && msg.contains("the run's egress allowlist"),
+        "{msg}"
+    );
+    let st = env.fake.state();
+    assert_eq!(st.request_count, 0, "{:?}", st.requests);
+}
+
+#[tokio::test]
+async fn without_a_network_policy_the_allowlist_is_only_a_notice() {
+    let env = Env::new(|c| c.network_policy = false).await;
+    let spec = isolated(env.spec("r23", &[]), &["203.0.113.7:443"]);
+    let mut p = env.sb.spawn(&spec, &sh("true")).await.unwrap();
+    tokio::time::timeout(HANG, p.wait()).await.unwrap().unwrap();
+    assert!(env.fake.state().posted_policies.is_empty());
+    assert!(
+        p.notices.iter().any(|n| n.contains("namespace's network")
+            && n.contains("sandbox.kubernetes_network_policy")),
+        "{:?}",
+        p.notices
+    );
 }
 
 #[tokio::test]
