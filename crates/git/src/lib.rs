@@ -243,22 +243,27 @@ impl Mirrors {
             detail: detail(e),
         };
         if path.join("HEAD").is_file() {
-            let fetched = git_with(
-                Some(&path),
-                &[
-                    "fetch",
-                    "--quiet",
-                    "--prune",
-                    "--no-tags",
-                    url,
-                    "+refs/heads/*:refs/heads/*",
-                    "+refs/tags/*:refs/tags/*",
-                ],
-                auth,
-            )
-            .await;
+            // Asked alongside the fetch, so the warm path pays no extra round trip.
+            let fetch = [
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-tags",
+                url,
+                "+refs/heads/*:refs/heads/*",
+                "+refs/tags/*:refs/tags/*",
+            ];
+            let (fetched, head) = tokio::join!(
+                git_with(Some(&path), &fetch, auth),
+                remote_head_ref(&path, url, auth)
+            );
             match fetched {
-                Ok(_) => return Ok(path),
+                Ok(_) => {
+                    if let Some(head) = head {
+                        point_head_at(&path, &head).await;
+                    }
+                    return Ok(path);
+                }
                 // A broken mirror is cloned afresh below; if the remote itself
                 // fails, that clone says why.
                 Err(e) => {
@@ -292,6 +297,39 @@ impl Mirrors {
             detail: format!("cannot move the new mirror into place: {e}"),
         })?;
         Ok(path)
+    }
+}
+
+/// The branch the remote's HEAD points at (`refs/heads/…`). A mirror follows
+/// it ([`point_head_at`]), so a run without `--base` starts from the remote's
+/// current default branch even after it changed: fetching never moves HEAD.
+/// `None` when the remote does not say or cannot be asked.
+async fn remote_head_ref(mirror: &Path, url: &str, auth: Option<&GitAuth>) -> Option<String> {
+    let said = match git_with(Some(mirror), &["ls-remote", "--symref", url, "HEAD"], auth).await {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::warn!(
+                "asking {} for its default branch failed: {e}",
+                redact_url(url)
+            );
+            return None;
+        }
+    };
+    said.lines().find_map(|l| {
+        l.strip_prefix("ref: ")
+            .and_then(|r| r.strip_suffix("\tHEAD"))
+            .filter(|r| r.starts_with("refs/heads/"))
+            .map(str::to_string)
+    })
+}
+
+/// Points the mirror's HEAD at `head` if it is not there already.
+async fn point_head_at(mirror: &Path, head: &str) {
+    let current = git(Some(mirror), &["symbolic-ref", "HEAD"]).await.ok();
+    if current.as_deref() != Some(head) {
+        if let Err(e) = git(Some(mirror), &["symbolic-ref", "HEAD", head]).await {
+            tracing::warn!("moving the mirror's HEAD to {head} failed: {e}");
+        }
     }
 }
 
@@ -680,6 +718,28 @@ mod tests {
             .await
             .unwrap();
         assert_ne!(first, second, "the refresh fetched the new commit");
+        // The remote changes its default branch (and drops the old one): the
+        // mirror's HEAD follows, so runs without --base start from the new one.
+        git(Some(&origin), &["branch", "--quiet", "-m", "trunk", "main"])
+            .await
+            .unwrap();
+        assert_eq!(
+            git(Some(&origin), &["symbolic-ref", "HEAD"]).await.unwrap(),
+            "refs/heads/main"
+        );
+        mirrors.refresh(&url, None).await.unwrap();
+        assert_eq!(
+            git(Some(&m), &["symbolic-ref", "HEAD"]).await.unwrap(),
+            "refs/heads/main"
+        );
+        git(Some(&origin), &["branch", "--quiet", "-m", "main", "trunk"])
+            .await
+            .unwrap();
+        mirrors.refresh(&url, None).await.unwrap();
+        assert_eq!(
+            git(Some(&m), &["symbolic-ref", "HEAD"]).await.unwrap(),
+            "refs/heads/trunk"
+        );
         // A mirror broken on disk is cloned again.
         std::fs::remove_dir_all(m.join("refs")).unwrap();
         std::fs::remove_dir_all(m.join("objects")).unwrap();
