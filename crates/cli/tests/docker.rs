@@ -193,3 +193,177 @@ async fn a_harness_killed_for_memory_fails_the_run_saying_so() {
         "{v:#}"
     );
 }
+
+/// Every file under `dir` (following no symlinks) that contains `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if ft.is_file() {
+            if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    out.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `--agent-git` on the Docker backend: git inside the container gets the
+/// run's token from errand's credential server through the socket mounted at
+/// /opt/errand/git-credential.sock, for `acme/widgets` only; it fetches and
+/// pushes the run's branch, errand's guard refuses `main`, another repository
+/// gets no credential, and the token is revoked and written nowhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_git_run_in_docker_pushes_its_branch_and_nothing_else() {
+    use common::github::{world, APP_ID};
+
+    let env = Env::new();
+    if !docker_ready(&env) {
+        return;
+    }
+    ensure_claude();
+    let w = world(env).await;
+    let (env, github) = (w.env, w.github);
+    github
+        .create_repo("acme", "other", "main")
+        .expect("other repo");
+    github.install(7, "acme/other");
+    let other_url = format!("{}/acme/other.git", github.git_base());
+    let scenario = serde_json::json!({"steps": [
+        {"shell": "test -e /.dockerenv && echo in-a-container; git fetch origin && git rev-parse --verify -q origin/main >/dev/null && echo FETCH-OK"},
+        {"write": {"path": "AGENT.md", "content": "pushed by the agent itself\n"}},
+        {"shell": "git add AGENT.md && git commit -qm 'agent: add AGENT.md' && git push -q origin HEAD && echo PUSH-RUN-BRANCH-OK"},
+        {"shell": "git push origin HEAD:main"},
+        {"shell": format!("git ls-remote {other_url} 2>&1; echo OTHER-REPO-EXIT=$?")},
+        {"shell": "echo ENV-HITS=$(env | grep -c -e ghs_ -e x-access-token); echo CONFIG-HITS=$(cat .git/config ~/.gitconfig 2>/dev/null | grep -c -e ghs_ -e x-access-token)"},
+        {"text": "Pushed AGENT.md to my branch."}
+    ]})
+    .to_string();
+    let model = model(&scenario).await;
+    let env = env.with_model(&model);
+    let bare = github.repo_path("acme", "widgets");
+    let main_before = git(&bare, &["rev-parse", "refs/heads/main"]);
+
+    let (ok, v) = env.run_json(&[
+        "--sandbox",
+        "docker",
+        "--repo",
+        "github:acme/widgets",
+        "--push",
+        "--agent-git",
+        "--timeout",
+        "4m",
+        "--model",
+        "claude-sonnet-4-5",
+        "add AGENT.md and push your branch",
+    ]);
+    let id = v["id"].as_str().expect("id").to_string();
+    let events = env.events(&id);
+    assert!(ok, "run failed: {v:#}\n{events:#?}");
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    let branch = v["branch"].as_str().expect("branch").to_string();
+
+    let results: Vec<String> = of_type(&events, "tool_result")
+        .iter()
+        .map(|e| e["output"].as_str().unwrap_or("").to_string())
+        .collect();
+    // A result with a line starting with `marker` (not the command echoed back).
+    let result_with = |marker: &str| {
+        results
+            .iter()
+            .find(|r| r.lines().any(|l| l.trim().starts_with(marker)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no tool result shows {marker}: {results:#?}"))
+    };
+    // Fetching and pushing the run's own branch worked, from inside a container.
+    let fetched = result_with("FETCH-OK");
+    assert!(fetched.contains("in-a-container"), "{fetched}");
+    result_with("PUSH-RUN-BRANCH-OK");
+    // Pushing main: refused by errand's guard.
+    let main_push = result_with("errand-guard: push-default-branch");
+    assert!(main_push.contains("`HEAD:main`"), "{main_push}");
+    // Another repository: no credential, git gives up.
+    let other = result_with("OTHER-REPO-EXIT=");
+    assert!(!other.contains("OTHER-REPO-EXIT=0"), "{other}");
+    assert!(
+        other.contains("could not read Username") || other.contains("terminal prompts disabled"),
+        "{other}"
+    );
+    // No token in the container's environment or git configuration.
+    let leak = result_with("ENV-HITS=");
+    assert!(
+        leak.contains("ENV-HITS=0") && leak.contains("CONFIG-HITS=0"),
+        "{leak}"
+    );
+    let notices: Vec<&str> = of_type(&events, "notice")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains(&format!("errand's guard lets it push {branch} only"))),
+        "{notices:#?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("credential helper answered") && n.contains("acme/other.git")),
+        "{notices:#?}"
+    );
+
+    // On the fake GitHub: the run's branch has the agent's file, main is untouched.
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:AGENT.md")]),
+        "pushed by the agent itself"
+    );
+    let log = git(&bare, &["log", "--format=%s", &format!("main..{branch}")]);
+    assert!(
+        log.contains("agent: add AGENT.md"),
+        "the agent's own commit: {log}"
+    );
+    assert_eq!(git(&bare, &["rev-parse", "refs/heads/main"]), main_before);
+    assert_eq!(
+        git(
+            &github.repo_path("acme", "other"),
+            &["for-each-ref", "--format=%(refname)"]
+        ),
+        "refs/heads/main"
+    );
+
+    // One token, for acme/widgets only, with write, revoked.
+    let tokens = github.tokens();
+    assert_eq!(tokens.len(), 1, "{tokens:#?}");
+    let t = &tokens[0];
+    assert_eq!(t.repositories, ["acme/widgets"]);
+    assert_eq!(
+        t.permissions.get("contents").map(String::as_str),
+        Some("write")
+    );
+    assert!(t.revoked, "the run's token outlived the run");
+    assert!(t.token.starts_with(&format!("ghs_{APP_ID}_")));
+
+    // The token is nowhere: not in the events (normalized or raw), not on disk.
+    let raw = env.run(&["logs", "--raw", &id]);
+    assert!(raw.status.success());
+    let normalized = serde_json::to_string(&events).expect("json");
+    assert!(!normalized.contains(&t.token), "the token is in the events");
+    assert!(
+        !String::from_utf8_lossy(&raw.stdout).contains(&t.token),
+        "the token is in the raw events"
+    );
+    let run_dir = env.home.join("runs").join(&id);
+    assert!(run_dir.join("workspace/.git/config").is_file());
+    let leaked = files_containing(&env.home, t.token.as_bytes());
+    assert!(leaked.is_empty(), "the token is in {leaked:#?}");
+
+    // No container of the run is left.
+    if let Some(left) = containers_of(&id[..8]) {
+        assert!(left.is_empty(), "containers left behind: {left}");
+    }
+}
