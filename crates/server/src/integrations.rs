@@ -718,17 +718,38 @@ pub fn outcome_text(int: &Integrations, rec: &RunRecord, who: &str) -> String {
 }
 
 /// Tells Slack threads and GitHub issues how their runs are doing. The runner
-/// calls it on each state; the work happens in order on one task, so a card
-/// never goes back to an older state.
+/// calls it on each state, and the worker pool on runs it ended for a dead
+/// process (a run this process never saw: everything needed is in the store).
+/// The work happens in order on one task, so a card never goes back to an
+/// older state, and each ending is told once even when reported twice.
 pub struct Notifier {
     tx: mpsc::UnboundedSender<RunRecord>,
 }
+
+/// How many recent endings the [`Notifier`] remembers to tell each once.
+const ENDINGS_REMEMBERED: usize = 10_000;
 
 impl Notifier {
     pub fn start(int: Arc<Integrations>, store: Arc<dyn errand_store::Store>) -> Arc<Notifier> {
         let (tx, mut rx) = mpsc::unbounded_channel::<RunRecord>();
         tokio::spawn(async move {
+            // Endings already told: a run and when that turn of it finished
+            // (a follow-up ends the same run again, later).
+            let mut told = std::collections::HashSet::new();
+            let mut order = std::collections::VecDeque::new();
             while let Some(rec) = rx.recv().await {
+                if rec.state.is_terminal() {
+                    let ending = (rec.id, rec.finished_at);
+                    if !told.insert(ending) {
+                        continue;
+                    }
+                    order.push_back(ending);
+                    if order.len() > ENDINGS_REMEMBERED {
+                        if let Some(old) = order.pop_front() {
+                            told.remove(&old);
+                        }
+                    }
+                }
                 // The card's message ts is recorded after the run was created:
                 // read the run again for it.
                 let rec = match store.get_run(rec.id).await {
@@ -757,5 +778,92 @@ impl Notifier {
 impl errand_runner::RunObserver for Notifier {
     fn state_changed(&self, run: &RunRecord) {
         let _ = self.tx.send(run.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use errand_slack::fake::{FakeSlack, FakeSlackConfig};
+    use errand_store::{SqliteStore, Store};
+
+    use super::*;
+
+    fn outcomes(slack: &FakeSlack) -> Vec<String> {
+        slack
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body["thread_ts"] == "1700000000.000100")
+            .map(|c| c.body["text"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_ending_is_told_once_from_the_stored_origin_and_each_turn_again() {
+        let slack = FakeSlack::start(FakeSlackConfig::default()).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+        let int = Arc::new(Integrations {
+            public_url: "http://errand.test".into(),
+            slack: Some(SlackIntegration {
+                signing_secret: slack.signing_secret().to_string(),
+                client: SlackClient::new(&slack.api_base(), slack.bot_token().into()),
+            }),
+            github: None,
+            access: AccessPolicy::new(Vec::new()),
+            default_harness: "claude-code".into(),
+            replay: ReplayGuard::new(),
+        });
+        let mut spec = RunSpec::new("hang", "synthetic");
+        spec.origin = Some(Origin::Slack {
+            team: "T1".into(),
+            channel: "C1".into(),
+            user: "U1".into(),
+            message_ts: None,
+        });
+        let id = RunId::new();
+        store.create_run(id, &spec).await.unwrap();
+        // The card's message was posted by another process: only the store knows it.
+        let origin = Origin::Slack {
+            team: "T1".into(),
+            channel: "C1".into(),
+            user: "U1".into(),
+            message_ts: Some("1700000000.000100".into()),
+        };
+        store.set_origin(id, &origin).await.unwrap();
+        store
+            .transition(id, RunState::Failed, Some("the worker died"))
+            .await
+            .unwrap();
+        let ended = store.get_run(id).await.unwrap();
+
+        let notifier = Notifier::start(int, store.clone());
+        let observer: &dyn errand_runner::RunObserver = notifier.as_ref();
+        observer.state_changed(&ended);
+        observer.state_changed(&ended);
+        // A later turn of the same run ends again: told again.
+        let next = RunRecord {
+            finished_at: ended.finished_at.map(|t| t + chrono::Duration::seconds(5)),
+            reason: Some("the next turn failed".into()),
+            ..ended.clone()
+        };
+        observer.state_changed(&next);
+        // One task tells them in order: once the last is told, all were.
+        slack
+            .wait_for_calls(
+                |_| outcomes(&slack).iter().any(|t| t.contains("next turn")),
+                Duration::from_secs(30),
+            )
+            .await;
+        let told = outcomes(&slack);
+        assert_eq!(told.len(), 2, "{told:#?}");
+        assert!(
+            told[0].contains("<@U1>") && told[0].contains("failed: the worker died"),
+            "{told:#?}"
+        );
+        let updates = slack.calls_to("chat.update");
+        assert_eq!(updates.len(), 2, "{updates:#?}");
+        assert_eq!(updates[0].body["ts"], "1700000000.000100");
+        assert_eq!(updates[0].body["channel"], "C1");
     }
 }

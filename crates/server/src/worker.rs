@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_runner::Runner;
+use errand_runner::{RunObserver, Runner};
 use errand_store::{QueueLimits, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -51,7 +51,13 @@ impl WorkerPool {
         {
             Ok(ids) if !ids.is_empty() => {
                 tracing::warn!(worker = %cfg.id, "released {} run(s) left from a previous start", ids.len());
-                settle(self.store.as_ref(), &self.runner.paths, &ids).await;
+                settle(
+                    self.store.as_ref(),
+                    &self.runner.paths,
+                    self.runner.observer.as_deref(),
+                    &ids,
+                )
+                .await;
             }
             Ok(_) => {}
             Err(e) => tracing::error!("releasing this worker's old runs failed: {e}"),
@@ -65,7 +71,13 @@ impl WorkerPool {
             match self.store.release_expired(chrono::Utc::now()).await {
                 Ok(released) if !released.is_empty() => {
                     let ids: Vec<_> = released.iter().map(|(id, _)| *id).collect();
-                    settle(self.store.as_ref(), &self.runner.paths, &ids).await;
+                    settle(
+                        self.store.as_ref(),
+                        &self.runner.paths,
+                        self.runner.observer.as_deref(),
+                        &ids,
+                    )
+                    .await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!("releasing expired leases failed: {e}"),
@@ -111,7 +123,14 @@ impl WorkerPool {
 /// Brings the event log of runs ended by a release up to date: events the
 /// dead process wrote to its local log but not yet to the store are copied
 /// over, then the final state is appended to both, with one sequence number.
-async fn settle(store: &dyn Store, paths: &errand_runner::Paths, ids: &[errand_core::RunId]) {
+/// Then the observer (Slack card and thread, GitHub comment) hears how each
+/// ended: nobody else will tell it, the process that ran the run is gone.
+async fn settle(
+    store: &dyn Store,
+    paths: &errand_runner::Paths,
+    observer: Option<&dyn RunObserver>,
+    ids: &[errand_core::RunId],
+) {
     for &id in ids {
         let Ok(rec) = store.get_run(id).await else {
             continue;
@@ -155,6 +174,12 @@ async fn settle(store: &dyn Store, paths: &errand_runner::Paths, ids: &[errand_c
                 }
             }
             Err(e) => tracing::error!(run = %id, "recording the final state failed: {e}"),
+        }
+        if let Some(o) = observer {
+            match store.get_run(id).await {
+                Ok(done) => o.state_changed(&done),
+                Err(e) => tracing::error!(run = %id, "reading the released run failed: {e}"),
+            }
         }
     }
 }
@@ -215,4 +240,72 @@ async fn execute(
         Err(e) => tracing::error!("the run could not be executed: {e}"),
     }
     renew.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use errand_core::{RunRecord, RunSpec, RunState};
+    use errand_store::SqliteStore;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<RunRecord>>);
+
+    impl RunObserver for Seen {
+        fn state_changed(&self, run: &RunRecord) {
+            self.0.lock().unwrap().push(run.clone());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_released_run_that_ended_is_told_to_the_observer_once_a_requeued_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = errand_runner::Paths::at(dir.path());
+        let store = SqliteStore::in_memory().await.unwrap();
+        for prompt in ["hang", "wait"] {
+            store
+                .create_run(
+                    errand_core::RunId::new(),
+                    &RunSpec::new(prompt, "synthetic"),
+                )
+                .await
+                .unwrap();
+        }
+        // Both claimed by a worker that then dies; one had started.
+        let lease = Duration::from_secs(1);
+        let limits = QueueLimits::default();
+        let claim = || async {
+            let rec = store.claim_next("dead", lease, &limits).await.unwrap();
+            rec.expect("a queued run").id
+        };
+        let running = claim().await;
+        for to in [RunState::Preparing, RunState::Running] {
+            store.transition(running, to, None).await.unwrap();
+        }
+        let queued = claim().await;
+
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        let released = store.release_expired(later).await.unwrap();
+        assert_eq!(released.len(), 2, "{released:?}");
+        let ids: Vec<_> = released.iter().map(|(id, _)| *id).collect();
+        let seen = Seen::default();
+        settle(&store, &paths, Some(&seen), &ids).await;
+
+        let told = seen.0.lock().unwrap().clone();
+        assert_eq!(told.len(), 1, "{told:#?}");
+        assert_eq!(told[0].id, running);
+        assert_eq!(told[0].state, RunState::Failed);
+        assert_eq!(
+            told[0].reason.as_deref(),
+            Some(errand_store::LEASE_EXPIRED_REASON)
+        );
+        assert!(told[0].finished_at.is_some());
+        // The observer heard it after the final state was in the event log.
+        let stored = store.last_event_seq(running).await.unwrap();
+        assert_eq!(stored, 1);
+        assert_eq!(store.get_run(queued).await.unwrap().state, RunState::Queued);
+    }
 }
