@@ -11,7 +11,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use errand_guard::{check_in, check_jsonl, pretooluse_hook, shim_decision, Decision, Policy};
+use errand_guard::{
+    check_in, check_jsonl, hook_deny_json, pretooluse_hook, shim_decision, Decision, Policy,
+};
 
 #[derive(Subcommand)]
 pub enum GuardCmd {
@@ -92,18 +94,32 @@ impl From<PolicyArgs> for Policy {
     }
 }
 
+/// How long the guard may take to decide.
+const DEADLINE: Duration = Duration::from_secs(5);
+const NO_DECISION: &str = "too-complex: the guard reached no decision within 5 s";
+
 /// A decision must come quickly: a hook that hangs until the harness's hook
-/// timeout lets the command run, so no decision in time is a denial.
+/// timeout lets the command run, so no decision in time is a denial. (The
+/// shell parser has had inputs it loops on; the process exits after
+/// answering, taking a stuck worker with it.)
 fn within_deadline(work: impl FnOnce() -> Decision + Send + 'static) -> Decision {
+    decide_within(DEADLINE, work, || Decision::Deny {
+        rule: "too-complex".into(),
+        reason: NO_DECISION.into(),
+    })
+}
+
+/// `work`'s answer, or `late()` when it takes longer than `deadline`.
+fn decide_within<T: Send + 'static>(
+    deadline: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+    late: impl FnOnce() -> T,
+) -> T {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(work());
     });
-    rx.recv_timeout(Duration::from_secs(5))
-        .unwrap_or_else(|_| Decision::Deny {
-            rule: "too-complex".into(),
-            reason: "too-complex: the guard reached no decision within 5 s".into(),
-        })
+    rx.recv_timeout(deadline).unwrap_or_else(|_| late())
 }
 
 /// Appends `{"id","command","reason"}` for one denial; a failure to log never
@@ -174,7 +190,13 @@ pub fn run(cmd: GuardCmd) -> anyhow::Result<ExitCode> {
             if let Err(e) = std::io::stdin().read_to_string(&mut s) {
                 s = format!("<unreadable hook input: {e}>");
             }
-            if let Some(out) = pretooluse_hook(&s, &policy) {
+            let input = s.clone();
+            let answer = decide_within(
+                DEADLINE,
+                move || pretooluse_hook(&input, &policy),
+                || Some(hook_deny_json(&format!("errand-guard: {NO_DECISION}"))),
+            );
+            if let Some(out) = answer {
                 if let Some(path) = log {
                     log_denial(&path, &s, &out);
                 }
@@ -209,5 +231,42 @@ pub fn run(cmd: GuardCmd) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_answer_in_time_is_the_late_answer() {
+        // A worker stuck for good (as the shell parser once was on some inputs).
+        let stuck = decide_within(
+            Duration::from_millis(50),
+            || loop {
+                std::thread::park();
+            },
+            || "denied",
+        );
+        assert_eq!(stuck, "denied");
+        let quick = decide_within(Duration::from_secs(30), || "allowed", || "denied");
+        assert_eq!(quick, "allowed");
+    }
+
+    #[test]
+    fn a_late_hook_answer_denies_the_tool_call() {
+        let out = decide_within(
+            Duration::from_millis(50),
+            || loop {
+                std::thread::park();
+            },
+            || Some(hook_deny_json(&format!("errand-guard: {NO_DECISION}"))),
+        )
+        .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(
+            v["hookSpecificOutput"]["permissionDecision"], "deny",
+            "{out}"
+        );
     }
 }

@@ -404,7 +404,8 @@ pub fn pretooluse_hook(stdin_json: &str, policy: &Policy) -> Option<String> {
     }
 }
 
-fn hook_deny_json(reason: &str) -> String {
+/// The PreToolUse answer that denies the tool call with `reason`.
+pub fn hook_deny_json(reason: &str) -> String {
     serde_json::json!({
         "hookSpecificOutput": {
             "hookEventName": "PreToolUse",

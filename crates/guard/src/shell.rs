@@ -1136,13 +1136,19 @@ fn heredoc_tag_with_arith(s: &str) -> bool {
                 j += 1;
             }
             let start = j;
-            while j < b.len() && !b[j].is_ascii_whitespace() && !b";|&<>".contains(&b[j]) {
+            // A word ends at the shell's metacharacters only: a form feed or
+            // a vertical tab is part of it (and of the tag).
+            while j < b.len() && !b" \t\n;|&<>()".contains(&b[j]) {
                 j += 1;
             }
             let tag = s.get(start..j).unwrap_or("");
             let unquoted_empty =
                 !tag.is_empty() && tag.chars().all(|c| matches!(c, '\'' | '"' | '\\' | '$'));
-            if unquoted_empty || ["$(", "$[", "${", "`"].iter().any(|m| tag.contains(m)) {
+            // brush-parser also loops on a tag holding a control character
+            // (`<<\x0c<<`, found by cargo-fuzz): no real delimiter has one.
+            let control = tag.bytes().any(|c| c.is_ascii_control());
+            if unquoted_empty || control || ["$(", "$[", "${", "`"].iter().any(|m| tag.contains(m))
+            {
                 return true;
             }
             i = j.max(i + 2);

@@ -242,7 +242,17 @@ fn oversized_and_deeply_nested_input_is_refused_without_crashing() {
     assert!(check("echo $((1 << $n))", &p).is_allow());
     // These once looped forever: they must be decided at all (a hang fails
     // the test through `terminates`; speed is the benchmark's business).
-    for w in ["\\<<<$(  ", "\\<<<<<<<<<$(( )"] {
+    for w in [
+        "\\<<<$(  ",
+        "\\<<<<<<<<<$(( )",
+        "5<<\u{c}<<||<\\",
+        "cat <<\u{c}",
+        "cat <<\u{b}EOF\nx\n\u{b}EOF",
+        "cat <<E\u{c}F > x",
+        "cat <<\rEOF",
+        "x <<|| y",
+        "x <<- ; y",
+    ] {
         let p2 = p.clone();
         assert!(!terminates(w, move || check(w, &p2).is_allow()), "{w}");
     }
