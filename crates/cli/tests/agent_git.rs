@@ -9,9 +9,8 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::github::{world, APP_ID};
+use common::github::{the_runs_write_token, world};
 use common::*;
 use serde_json::{json, Value};
 
@@ -131,26 +130,7 @@ async fn the_agent_fetches_and_pushes_its_branch_and_nothing_else() {
     assert_eq!(created["agent_git"], true, "{created}");
     let id = created["id"].as_str().expect("id").to_string();
 
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let run: Value = loop {
-        let r: Value = http
-            .get(format!("{base}/api/runs/{id}"))
-            .bearer_auth(&api_token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if r["state"]
-            .as_str()
-            .is_some_and(|s| ["succeeded", "failed", "cancelled", "timed_out"].contains(&s))
-        {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "the run never ended: {r:#}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let run = wait_ended(&base, &api_token, &id).await;
     let events = get_text(&http, &format!("{base}/api/runs/{id}/events"), &api_token).await;
     assert_eq!(run["state"], "succeeded", "{run:#}\n{events}");
     let branch = run["branch"].as_str().expect("branch").to_string();
@@ -246,16 +226,7 @@ async fn the_agent_fetches_and_pushes_its_branch_and_nothing_else() {
     );
 
     // One token, for acme/widgets only, with write (the run has push), revoked.
-    let tokens = github.tokens();
-    assert_eq!(tokens.len(), 1, "{tokens:#?}");
-    let t = &tokens[0];
-    assert_eq!(t.repositories, ["acme/widgets"]);
-    assert_eq!(
-        t.permissions.get("contents").map(String::as_str),
-        Some("write")
-    );
-    assert!(t.revoked, "the run's token outlived the run");
-    assert!(t.token.starts_with(&format!("ghs_{APP_ID}_")));
+    let t = &the_runs_write_token(&github);
 
     // The token is nowhere: not in any file errand or the agent wrote (the
     // workspace and its .git/config, the run's home, logs, the database), not

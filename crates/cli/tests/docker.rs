@@ -220,7 +220,7 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
 /// gets no credential, and the token is revoked and written nowhere.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_git_run_in_docker_pushes_its_branch_and_nothing_else() {
-    use common::github::{world, APP_ID};
+    use common::github::{the_runs_write_token, world};
 
     let env = Env::new();
     if !docker_ready(&env) {
@@ -337,16 +337,7 @@ async fn an_agent_git_run_in_docker_pushes_its_branch_and_nothing_else() {
     );
 
     // One token, for acme/widgets only, with write, revoked.
-    let tokens = github.tokens();
-    assert_eq!(tokens.len(), 1, "{tokens:#?}");
-    let t = &tokens[0];
-    assert_eq!(t.repositories, ["acme/widgets"]);
-    assert_eq!(
-        t.permissions.get("contents").map(String::as_str),
-        Some("write")
-    );
-    assert!(t.revoked, "the run's token outlived the run");
-    assert!(t.token.starts_with(&format!("ghs_{APP_ID}_")));
+    let t = &the_runs_write_token(&github);
 
     // The token is nowhere: not in the events (normalized or raw), not on disk.
     let raw = env.run(&["logs", "--raw", &id]);

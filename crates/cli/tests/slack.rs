@@ -14,7 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::github::{world, World, APP_ID, WEBHOOK_SECRET};
+use common::github::{the_runs_write_token, world, World, APP_ID, WEBHOOK_SECRET};
 use common::*;
 use serde_json::{json, Value};
 
@@ -139,12 +139,7 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
         "{ack}"
     );
 
-    let run = wait_run(&http, &server.base, &api_token, |r| {
-        r["state"]
-            .as_str()
-            .is_some_and(|s| ["succeeded", "failed", "cancelled", "timed_out"].contains(&s))
-    })
-    .await;
+    let run = wait_run(&http, &server.base, &api_token, ended).await;
     let id = run["id"].as_str().expect("id").to_string();
     assert_eq!(run["state"], "succeeded", "{run:#}");
     assert_eq!(run["requested_by"], "slack:T0FAKE/U1");
@@ -172,20 +167,7 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
     assert_eq!(shown, "hello from errand");
 
     // The token: exactly one repository, write only because --push, revoked.
-    let tokens = w.github.tokens();
-    assert_eq!(tokens.len(), 1, "{tokens:#?}");
-    let t = &tokens[0];
-    assert_eq!(t.repositories, ["acme/widgets"]);
-    assert_eq!(
-        t.permissions.get("contents").map(String::as_str),
-        Some("write")
-    );
-    assert_eq!(
-        t.permissions.get("pull_requests").map(String::as_str),
-        Some("write")
-    );
-    assert!(!t.permissions.contains_key("workflows"));
-    assert!(t.revoked, "the run's token outlived the run");
+    let t = &the_runs_write_token(&w.github);
     assert!(t.uses >= 2, "clone and push used it: {}", t.uses);
 
     // Slack: the card was posted in C1, updated as the run moved, and the

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::github::world_with;
 use common::*;
@@ -42,27 +42,7 @@ async fn run_to_end(base: &str, api_token: &str, body: Value) -> (Value, String)
         .await
         .expect("json");
     let id = created["id"].as_str().expect("id").to_string();
-    // A hang detector only: the run takes about 20 s.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let run = loop {
-        let r: Value = http
-            .get(format!("{base}/api/runs/{id}"))
-            .bearer_auth(api_token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if r["state"]
-            .as_str()
-            .is_some_and(|s| ["succeeded", "failed", "cancelled", "timed_out"].contains(&s))
-        {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "the run never ended: {r:#}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let run = wait_ended(base, api_token, &id).await;
     let events = get_text(&http, &format!("{base}/api/runs/{id}/events"), api_token).await;
     (run, events)
 }

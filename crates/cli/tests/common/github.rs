@@ -85,3 +85,24 @@ push = true
     std::fs::write(env.home.join("config.toml"), config).expect("config");
     World { env, github, slack }
 }
+
+/// The one token a `--push` run on `acme/widgets` minted, checked: for that
+/// repository only, `contents` and `pull_requests` write, no `workflows`,
+/// revoked by the end of the run.
+pub fn the_runs_write_token(github: &FakeGithub) -> errand_github::fake::IssuedToken {
+    let tokens = github.tokens();
+    assert_eq!(tokens.len(), 1, "{tokens:#?}");
+    let t = tokens[0].clone();
+    assert_eq!(t.repositories, ["acme/widgets"]);
+    for (permission, level) in [("contents", "write"), ("pull_requests", "write")] {
+        assert_eq!(
+            t.permissions.get(permission).map(String::as_str),
+            Some(level),
+            "{t:#?}"
+        );
+    }
+    assert!(!t.permissions.contains_key("workflows"), "{t:#?}");
+    assert!(t.revoked, "the run's token outlived the run");
+    assert!(t.token.starts_with(&format!("ghs_{APP_ID}_")));
+    t
+}

@@ -307,3 +307,36 @@ pub fn api_token(env: &Env, name: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Whether a run, as the API shows it, has ended.
+pub fn ended(run: &serde_json::Value) -> bool {
+    run["state"]
+        .as_str()
+        .is_some_and(|s| ["succeeded", "failed", "cancelled", "timed_out"].contains(&s))
+}
+
+/// Polls `GET /api/runs/{id}` until the run has ended, and returns it. The
+/// five-minute limit only detects a hang.
+pub async fn wait_ended(base: &str, api_token: &str, id: &str) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let r: serde_json::Value = http
+            .get(format!("{base}/api/runs/{id}"))
+            .bearer_auth(api_token)
+            .send()
+            .await
+            .expect("get the run")
+            .json()
+            .await
+            .expect("run JSON");
+        if ended(&r) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never ended: {r:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
