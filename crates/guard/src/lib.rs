@@ -21,6 +21,7 @@
 //! rulesets are the boundary (see docs/security.md §3f). Known limits are
 //! listed on [`check`] and in the crate README.
 
+pub mod cli;
 mod commands;
 mod git;
 mod paths;
