@@ -245,10 +245,12 @@ fn guard_check_from_the_command_line() {
     assert_eq!(decisions, ["deny", "allow", "deny"]);
 }
 
-// Calling the binaries by absolute path does not get around the shims.
+// Calling the binaries by absolute path does not get around the shims, and
+// neither does a command that sets the guard's variables for the shim it starts.
 const ABSOLUTE: &str = r#"{"steps":[
     {"shell":"/usr/bin/git reset --hard HEAD"},
     {"shell":"/bin/rm -r .git"},
+    {"shell":"ERRAND_GUARD_DEFAULT_BRANCH=nope git push origin HEAD:main"},
     {"shell":"test -d .git && echo intact"},
     {"text":"Done."}
 ]}"#;
@@ -262,7 +264,7 @@ async fn absolute_paths_meet_the_shims_too() {
     let (env, _, v) = run_on("gemini", ABSOLUTE, "try the long way round").await;
     assert_eq!(v["state"], "succeeded", "{v:#}");
     let r = results(&env.events(v["id"].as_str().expect("id")));
-    assert_eq!(r.len(), 3, "{r:#?}");
+    assert_eq!(r.len(), 4, "{r:#?}");
     assert!(
         r[0].1
             && r[0]
@@ -274,5 +276,12 @@ async fn absolute_paths_meet_the_shims_too() {
         r[1].1 && r[1].2.contains("errand guard: refused `rm -r .git`"),
         "{r:#?}"
     );
-    assert!(r[2].2.contains("intact"), "{r:#?}");
+    assert!(
+        r[2].1
+            && r[2]
+                .2
+                .contains("errand guard: refused `git push origin HEAD:main`: push-default-branch"),
+        "{r:#?}"
+    );
+    assert!(r[3].2.contains("intact"), "{r:#?}");
 }

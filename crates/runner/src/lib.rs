@@ -388,6 +388,11 @@ impl Renewer {
     }
 }
 
+/// `s` as one single-quoted shell word.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 fn redact_kind(kind: EventKind, redactor: &Redactor) -> EventKind {
     match serde_json::to_string(&kind) {
         Ok(s) if redactor.finds(&s) => {
@@ -786,7 +791,23 @@ impl Runner {
             ro_mounts.push((uv.clone(), PathBuf::from(format!("{}/uv", inside::TOOLS))));
         }
         let mut env = inv.env.clone();
-        match self.guard_mounts(&run_dir) {
+        // The shims' policy is fixed in their scripts: the environment also
+        // carries it (for the hooks, which the harness runs with its own), but
+        // a command could override a variable for the shim it starts.
+        let mut shim_policy = vec![
+            "--workspace".to_string(),
+            inside::WORKSPACE.to_string(),
+            "--home".to_string(),
+            inside::HOME.to_string(),
+            "--branch".to_string(),
+            prepared.branch.clone(),
+            "--default-branch".to_string(),
+            prepared.base_branch.clone(),
+        ];
+        if spec.agent_git {
+            shim_policy.push("--push-only-run-branch".to_string());
+        }
+        match self.guard_mounts(&run_dir, &shim_policy) {
             Ok(mounts) => {
                 ro_mounts.extend(mounts);
                 env.extend([
@@ -1134,7 +1155,11 @@ impl Runner {
     /// errand's own binary (for `errand guard hook` and the shims) and the
     /// shims directory, as read-only mounts. Every shim checks its argv with
     /// the guard and then runs the real program.
-    fn guard_mounts(&self, run_dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    fn guard_mounts(
+        &self,
+        run_dir: &Path,
+        policy: &[String],
+    ) -> Result<Vec<(PathBuf, PathBuf)>, String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("errand's own path is unknown: {e}"))?;
         let shims = run_dir.join("shims");
@@ -1164,10 +1189,12 @@ impl Runner {
                 // Other backends run their own (Debian) image: its git and rm, not the host's paths.
                 Path::new("/usr/bin").join(name)
             };
+            let policy: Vec<String> = policy.iter().map(|a| sh_quote(a)).collect();
             let script = format!(
-                "#!/bin/sh\nexec {bin}/errand guard shim --real '{real}' {name} \"$@\"\n",
+                "#!/bin/sh\nexec {bin}/errand guard shim {policy} --real {real} {name} \"$@\"\n",
                 bin = inside::TOOLS,
-                real = real_inside.display()
+                policy = policy.join(" "),
+                real = sh_quote(&real_inside.to_string_lossy()),
             );
             let path = shims.join(name);
             std::fs::write(&path, script)
