@@ -31,28 +31,6 @@ fn scenario(git_base: &str) -> String {
     .to_string()
 }
 
-/// Every file under `dir` (following no symlinks) that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            out.extend(files_containing(&p, needle));
-        } else if ft.is_file() {
-            if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    out.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Every Unix socket under `dir`.
 fn sockets_under(dir: &Path) -> Vec<String> {
     use std::os::unix::fs::FileTypeExt;

@@ -194,25 +194,6 @@ async fn a_harness_killed_for_memory_fails_the_run_saying_so() {
     );
 }
 
-/// Every file under `dir` (following no symlinks) that contains `needle`.
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            out.extend(files_containing(&p, needle));
-        } else if ft.is_file() {
-            if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    out.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
 /// `--agent-git` on the Docker backend: git inside the container gets the
 /// run's token from errand's credential server through the socket mounted at
 /// /opt/errand/git-credential.sock, for `acme/widgets` only; it fetches and

@@ -340,3 +340,25 @@ pub async fn wait_ended(base: &str, api_token: &str, id: &str) -> serde_json::Va
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
 }
+
+/// Every file under `dir` (following no symlinks) that contains `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if ft.is_file() {
+            if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    out.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    out
+}
