@@ -27,8 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio_util::sync::CancellationToken;
+use tokio::net::UnixStream;
 
 /// Where the credential server's socket is mounted inside the sandbox.
 pub const SOCKET: &str = "/opt/errand/git-credential.sock";
@@ -184,85 +183,67 @@ impl Request {
 /// asked for), and how often.
 pub use errand_sandbox::egress::Refusal;
 use errand_sandbox::egress::RefusalLog as Log;
+use errand_sandbox::socket::{self, SocketService};
 
 /// Why a credential request gets no answer.
 const NOT_THIS_REPO: &str = "not this run's repository";
 
+/// The most requests served at once (git asks once per command).
+const MAX_CONNECTIONS: usize = 64;
+
 /// The host side: serves one run's credential until dropped (its socket is
 /// then removed and it answers no more).
+#[derive(Debug)]
 pub struct CredentialServer {
-    path: PathBuf,
+    service: SocketService,
     log: Arc<Mutex<Log>>,
     answered: Arc<AtomicU64>,
-    stop: CancellationToken,
 }
 
 impl CredentialServer {
     /// Listens on `path` (replacing a stale socket). Must be called inside a tokio runtime.
     pub fn start(path: &Path, scope: Scope) -> Result<CredentialServer, CredentialError> {
-        use std::os::unix::fs::PermissionsExt;
-        let start_err = |source| CredentialError::Start {
-            path: path.to_path_buf(),
-            source,
-        };
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).map_err(start_err)?;
-        // The agent's uid may differ from errand's (docker as root): the
-        // socket is reachable only through the mount, so anyone may connect.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-            .map_err(start_err)?;
         let log = Arc::new(Mutex::new(Log::default()));
         let answered = Arc::new(AtomicU64::new(0));
-        let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(
-            listener,
-            Arc::new(scope),
-            log.clone(),
-            answered.clone(),
-            stop.clone(),
-        ));
-        Ok(CredentialServer {
+        let (scope, refusals, count) = (Arc::new(scope), log.clone(), answered.clone());
+        let service = SocketService::start(
+            path,
+            "git credential server",
+            MAX_CONNECTIONS,
+            move |stream| {
+                let (scope, log, answered) = (scope.clone(), refusals.clone(), count.clone());
+                async move {
+                    let _ = tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        serve(stream, &scope, &log, &answered),
+                    )
+                    .await;
+                }
+            },
+        )
+        .map_err(|source| CredentialError::Start {
             path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(CredentialServer {
+            service,
             log,
             answered,
-            stop,
         })
     }
 
     /// Starts the server for the run in `run_dir`: its socket is in a private
     /// directory there (or in `/tmp` when that path is too long for a Unix socket).
     pub fn start_for(run_dir: &Path, scope: Scope) -> Result<CredentialServer, CredentialError> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "{}-{}.sock",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
         let dir = run_dir.join(".errand-git-credential");
-        let mut path = dir.join(&name);
-        // sun_path holds 108 bytes.
-        if path.as_os_str().len() > 100 {
-            path = Path::new("/tmp").join(format!("errand-git-credential-{name}"));
-        } else {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .and_then(|()| {
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                })
-                .map_err(|source| CredentialError::Start {
-                    path: dir.clone(),
-                    source,
-                })?;
-        }
+        let path = socket::path_in(&dir, "git-credential")
+            .map_err(|source| CredentialError::Start { path: dir, source })?;
         Self::start(&path, scope)
     }
 
     /// Where it listens (the host side of the mount).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.service.path()
     }
 
     /// How many requests were answered with the credential.
@@ -276,52 +257,6 @@ impl CredentialServer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .snapshot()
-    }
-}
-
-impl Drop for CredentialServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl std::fmt::Debug for CredentialServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialServer")
-            .field("path", &self.path)
-            .finish()
-    }
-}
-
-async fn accept_loop(
-    listener: UnixListener,
-    scope: Arc<Scope>,
-    log: Arc<Mutex<Log>>,
-    answered: Arc<AtomicU64>,
-    stop: CancellationToken,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!("git credential server: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let (scope, log, answered, stop) =
-            (scope.clone(), log.clone(), answered.clone(), stop.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::time::timeout(REQUEST_TIMEOUT, serve(stream, &scope, &log, &answered)) => {}
-            }
-        });
     }
 }
 

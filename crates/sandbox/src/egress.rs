@@ -42,14 +42,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixListener, UnixStream};
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpStream, UnixStream};
 
+use crate::socket::{self, SocketService};
 use crate::{CommandLine, SandboxError, SandboxSpec};
 
 /// Where the proxy's socket is mounted inside.
@@ -565,40 +564,28 @@ impl RefusalLog {
 
 /// The host side: a proxy on a Unix socket, for one sandboxed process. It
 /// stops, and its socket is removed, when this is dropped.
+#[derive(Debug)]
 pub struct EgressProxy {
-    path: PathBuf,
+    service: SocketService,
     log: Arc<Mutex<RefusalLog>>,
-    stop: CancellationToken,
 }
 
 impl EgressProxy {
     /// Listens on `path` (replacing a stale socket) and serves in the
     /// background. Must be called inside a tokio runtime.
     pub fn start(path: &Path, policy: Policy) -> std::io::Result<EgressProxy> {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)?;
-        // The agent's uid may differ from errand's (docker as root): the
-        // socket is reachable only through the mount, so anyone may connect.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
         let log = Arc::new(Mutex::new(RefusalLog::default()));
-        let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(
-            listener,
-            Arc::new(policy),
-            log.clone(),
-            stop.clone(),
-        ));
-        Ok(EgressProxy {
-            path: path.to_path_buf(),
-            log,
-            stop,
-        })
+        let (policy, refusals) = (Arc::new(policy), log.clone());
+        let service = SocketService::start(path, "egress proxy", MAX_CONNECTIONS, move |stream| {
+            let (policy, log) = (policy.clone(), refusals.clone());
+            async move { serve(stream, &policy, &log).await }
+        })?;
+        Ok(EgressProxy { service, log })
     }
 
     /// Where it listens.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.service.path()
     }
 
     /// The destinations refused so far, in order of first refusal.
@@ -610,52 +597,18 @@ impl EgressProxy {
     }
 }
 
-impl Drop for EgressProxy {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-impl std::fmt::Debug for EgressProxy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EgressProxy")
-            .field("path", &self.path)
-            .finish()
-    }
-}
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
 /// Starts the proxy for one spawn of `spec`: its socket is in a private
 /// directory beside the run's `/tmp` (or in `/tmp` when that path is too long
 /// for a Unix socket).
 pub fn start_for(spec: &SandboxSpec, egress: &Egress) -> Result<EgressProxy, SandboxError> {
     let policy = Policy::new(&egress.allow, &egress.protected)
         .map_err(|bad| SandboxError::Setup(bad.join("; ")))?;
-    let name = format!(
-        "{}-{}.sock",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    );
     let dir = spec
         .tmp
         .parent()
         .unwrap_or(&spec.tmp)
         .join(".errand-egress");
-    let mut path = dir.join(&name);
-    // sun_path holds 108 bytes.
-    if path.as_os_str().len() > 100 {
-        path = Path::new("/tmp").join(format!("errand-egress-{name}"));
-    } else {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|e| SandboxError::Setup(format!("cannot create {}: {e}", dir.display())))?;
-    }
+    let path = socket::path_in(&dir, "egress").map_err(|e| SandboxError::Setup(e.to_string()))?;
     EgressProxy::start(&path, policy).map_err(|e| {
         SandboxError::Setup(format!(
             "cannot start the egress proxy on {}: {e}",
@@ -681,41 +634,6 @@ pub fn wrap(cmd: &CommandLine, egress: &Egress) -> CommandLine {
         program: BRIDGE.into(),
         args,
         cwd: cmd.cwd.clone(),
-    }
-}
-
-async fn accept_loop(
-    listener: UnixListener,
-    policy: Arc<Policy>,
-    log: Arc<Mutex<RefusalLog>>,
-    stop: CancellationToken,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!("egress proxy: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Too many at once: this one is closed unanswered.
-            continue;
-        };
-        let (policy, log, stop) = (policy.clone(), log.clone(), stop.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = serve(stream, &policy, &log) => {}
-            }
-            drop(slot);
-        });
     }
 }
 

@@ -16,6 +16,7 @@ pub mod docker;
 pub mod egress;
 pub mod kubernetes;
 mod local;
+pub mod socket;
 
 pub use docker::{DockerConfig, DockerSandbox};
 pub use egress::{Bridge, Egress, NetworkPolicy};
