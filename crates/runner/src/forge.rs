@@ -7,9 +7,11 @@
 //! credential helper's socket into git's memory ([`crate::credential`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use errand_github::{GithubClient, NewPull, RepoToken, TokenRequest};
+use tokio_util::sync::CancellationToken;
 
 /// The GitHub App errand acts as.
 pub struct GithubForge {
@@ -108,15 +110,15 @@ impl GithubForge {
     /// due ([`RepoAccess::renew_at`]); the old one, which expires within
     /// minutes, is revoked with it at the end ([`GithubForge::revoke`]). `before_use`
     /// sees the new token before anything can use it (to add it to the run's
-    /// redactor). Returns when the new token expires, if it was renewed.
+    /// redactor). Returns whether it renewed.
     pub async fn renew_if_expiring(
         &self,
         access: &RepoAccess,
         before_use: impl FnOnce(&str),
-    ) -> Result<Option<Option<DateTime<Utc>>>, errand_github::GithubError> {
+    ) -> Result<bool, errand_github::GithubError> {
         match access.renew_at() {
             Some(at) if at <= Utc::now() => {}
-            _ => return Ok(None),
+            _ => return Ok(false),
         }
         let minted = Utc::now();
         let token = self
@@ -124,12 +126,11 @@ impl GithubForge {
             .mint_token(&access.owner, &access.repo, access.request)
             .await?;
         before_use(&token.token);
-        let expires = token.expires_at;
         let mut current = access.lock();
         let old = std::mem::replace(&mut current.token, token);
         current.minted = minted;
         current.retired.push(old);
-        Ok(Some(expires))
+        Ok(true)
     }
 
     /// Opens the pull request for a pushed run branch.
@@ -177,6 +178,85 @@ impl GithubForge {
         if let Err(e) = self.client.revoke(&token).await {
             tracing::warn!(repo = %format!("{}/{}", access.owner, access.repo), "revoking the run's GitHub token failed: {e}");
         }
+    }
+}
+
+/// Renews an `--agent-git` run's token while the agent works, so the
+/// credential helper always hands out a live one. Each new token joins the
+/// run's redactor before the helper can hand it out; old ones are revoked when the run ends.
+pub struct Renewer {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Renewer {
+    /// Renewals are recorded as notes, returned by [`Renewer::finish`].
+    const MAX_NOTES: usize = 20;
+    const RETRY: Duration = Duration::from_secs(15);
+
+    /// `before_use` sees each new token first (see [`GithubForge::renew_if_expiring`]).
+    pub fn start(
+        gh: Arc<GithubForge>,
+        access: RepoAccess,
+        before_use: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Self::renew(gh, access, before_use, stop.clone()));
+        Renewer { stop, task }
+    }
+
+    async fn renew(
+        gh: Arc<GithubForge>,
+        access: RepoAccess,
+        before_use: impl Fn(&str),
+        stop: CancellationToken,
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut note = |n: String| {
+            if notes.len() < Self::MAX_NOTES {
+                notes.push(n);
+            }
+        };
+        let mut retry_at = None;
+        while let Some(at) = retry_at.take().or_else(|| access.renew_at()) {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            // Not cancelled from here on: a minted token is always recorded, so it is revoked.
+            match gh.renew_if_expiring(&access, &before_use).await {
+                Ok(true) => note(format!(
+                    "renewed the run's token for {}/{} while the agent works{} (the old one is revoked when the run ends)",
+                    access.owner,
+                    access.repo,
+                    access
+                        .token()
+                        .expires_at
+                        .map(|e| format!(", now valid until {}", e.format("%H:%M:%S UTC")))
+                        .unwrap_or_default()
+                )),
+                Ok(false) => {}
+                Err(e) => {
+                    note(format!(
+                        "renewing the run's token for {}/{} failed: {e}; retrying in {} s",
+                        access.owner,
+                        access.repo,
+                        Self::RETRY.as_secs()
+                    ));
+                    retry_at = chrono::TimeDelta::from_std(Self::RETRY)
+                        .ok()
+                        .map(|d| Utc::now() + d);
+                }
+            }
+        }
+        notes
+    }
+
+    /// Stops renewing (after a renewal under way) and returns what happened.
+    pub async fn finish(self) -> Vec<String> {
+        self.stop.cancel();
+        self.task.await.unwrap_or_default()
     }
 }
 

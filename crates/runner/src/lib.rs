@@ -316,78 +316,6 @@ impl Emitter {
     }
 }
 
-/// Renews an `--agent-git` run's token while the agent works, so the
-/// credential helper always hands out a live one. Each new token joins the
-/// run's redactor before the helper can hand it out; each old one is revoked.
-struct Renewer {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Vec<String>>,
-}
-
-impl Renewer {
-    /// Renewals are recorded as notes, returned by [`Renewer::finish`].
-    const MAX_NOTES: usize = 20;
-    const RETRY: Duration = Duration::from_secs(15);
-
-    fn start(gh: Arc<GithubForge>, access: forge::RepoAccess, redactor: SharedRedactor) -> Self {
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(Self::renew(gh, access, redactor, stop.clone()));
-        Renewer { stop, task }
-    }
-
-    async fn renew(
-        gh: Arc<GithubForge>,
-        access: forge::RepoAccess,
-        redactor: SharedRedactor,
-        stop: CancellationToken,
-    ) -> Vec<String> {
-        let mut notes = Vec::new();
-        let mut note = |n: String| {
-            if notes.len() < Self::MAX_NOTES {
-                notes.push(n);
-            }
-        };
-        let mut retry_at = None;
-        while let Some(at) = retry_at.take().or_else(|| access.renew_at()) {
-            let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
-            }
-            // Not cancelled from here on: a minted token is always recorded, so it is revoked.
-            match gh.renew_if_expiring(&access, |t| redactor.add(t)).await {
-                Ok(Some(expires)) => note(format!(
-                    "renewed the run's token for {}/{} while the agent works{} (the old one is revoked when the run ends)",
-                    access.owner,
-                    access.repo,
-                    expires
-                        .map(|e| format!(", now valid until {}", e.format("%H:%M:%S UTC")))
-                        .unwrap_or_default()
-                )),
-                Ok(None) => {}
-                Err(e) => {
-                    note(format!(
-                        "renewing the run's token for {}/{} failed: {e}; retrying in {} s",
-                        access.owner,
-                        access.repo,
-                        Self::RETRY.as_secs()
-                    ));
-                    retry_at = chrono::TimeDelta::from_std(Self::RETRY)
-                        .ok()
-                        .map(|d| chrono::Utc::now() + d);
-                }
-            }
-        }
-        notes
-    }
-
-    /// Stops renewing (after a renewal under way) and returns what happened.
-    async fn finish(self) -> Vec<String> {
-        self.stop.cancel();
-        self.task.await.unwrap_or_default()
-    }
-}
-
 /// `s` as one single-quoted shell word.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -900,7 +828,10 @@ impl Runner {
         // Git in the sandbox must never be handed an expired token, however long the agent works.
         let renewer = match (&credentials, access, &self.github) {
             (Some(_), Some(a), Some(gh)) => {
-                Some(Renewer::start(gh.clone(), a.clone(), em.redactor.clone()))
+                let redactor = em.redactor.clone();
+                Some(forge::Renewer::start(gh.clone(), a.clone(), move |t| {
+                    redactor.add(t)
+                }))
             }
             _ => None,
         };
@@ -1019,11 +950,11 @@ impl Runner {
             if let (Some(gh), Some(a)) = (&self.github, access) {
                 let redactor = em.redactor.clone();
                 match gh.renew_if_expiring(a, |t| redactor.add(t)).await {
-                    Ok(Some(_)) => em.notice(format!(
+                    Ok(true) => em.notice(format!(
                         "renewed the run's token for {}/{} before pushing (the old one is revoked when the run ends)",
                         a.owner, a.repo
                     )),
-                    Ok(None) => Ok(()),
+                    Ok(false) => Ok(()),
                     Err(e) => em.notice(format!(
                         "renewing the run's token for {}/{} failed ({e}); pushing with the current one",
                         a.owner, a.repo
