@@ -14,7 +14,6 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use serde_json::Value;
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
@@ -33,10 +32,6 @@ fn docker_ready(env: &Env) -> bool {
         return false;
     }
     panic!("errand sandbox prepare docker failed:\n{err}");
-}
-
-fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["type"] == t).collect()
 }
 
 /// Containers labelled with this run, when the docker CLI is there to ask.
@@ -85,35 +80,8 @@ async fn claude_code_commits_on_a_branch_in_a_docker_sandbox() {
         "fix the typo in greeting",
     ]);
     assert!(ok, "run failed: {v:#}");
-    assert_eq!(v["state"], "succeeded");
-    let id = v["id"].as_str().expect("id");
-    let branch = v["branch"].as_str().expect("branch");
-    assert_eq!(branch, format!("errand/{}", &id[..8]));
-    assert_eq!(v["pushed"], true);
-    assert!(
-        v["diffstat"]
-            .as_str()
-            .unwrap_or("")
-            .contains("1 file changed"),
-        "{v:#}"
-    );
-
-    // The bare repo has the branch, with the edit committed by errand.
-    let file = git(&bare, &["show", &format!("{branch}:src/lib.rs")]);
-    assert!(file.contains("\"hello\""), "{file}");
-    assert_eq!(
-        git(&bare, &["rev-parse", branch]),
-        v["commit"].as_str().unwrap_or("")
-    );
-    let subject = git(&bare, &["log", "-1", "--format=%s%n%an", branch]);
-    assert!(
-        subject.starts_with("Fixed the typo in greeting().\nerrand"),
-        "{subject}"
-    );
-    assert_eq!(
-        git(&bare, &["rev-parse", "main"]),
-        git(&bare, &["rev-parse", &format!("{branch}~1")])
-    );
+    let (id, _) = assert_typo_fixed_on_branch(&bare, &v);
+    let id = id.as_str();
 
     // The trace: every tool call worked (the guard hook ran inside the container too).
     let events = env.events(id);

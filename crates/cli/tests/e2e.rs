@@ -4,11 +4,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
-
-fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["type"] == t).collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn claude_code_reads_edits_runs_and_errand_pushes_the_branch() {
@@ -38,36 +33,9 @@ async fn claude_code_reads_edits_runs_and_errand_pushes_the_branch() {
         "fix the typo in greeting",
     ]);
     assert!(ok, "run failed: {v:#}");
-    assert_eq!(v["state"], "succeeded");
-    let id = v["id"].as_str().expect("id");
-    let branch = v["branch"].as_str().expect("branch");
-    assert_eq!(branch, format!("errand/{}", &id[..8]));
-    assert_eq!(v["pushed"], true);
+    let (id, _) = assert_typo_fixed_on_branch(&bare, &v);
+    let id = id.as_str();
     assert!(v["cost_usd"].as_f64().unwrap_or(0.0) > 0.0, "{v:#}");
-    assert!(
-        v["diffstat"]
-            .as_str()
-            .unwrap_or("")
-            .contains("1 file changed"),
-        "{v:#}"
-    );
-
-    // The bare repo has the branch, with the edit committed by errand.
-    let file = git(&bare, &["show", &format!("{branch}:src/lib.rs")]);
-    assert!(file.contains("\"hello\""), "{file}");
-    assert_eq!(
-        git(&bare, &["rev-parse", branch]),
-        v["commit"].as_str().unwrap_or("")
-    );
-    let subject = git(&bare, &["log", "-1", "--format=%s%n%an", branch]);
-    assert!(
-        subject.starts_with("Fixed the typo in greeting().\nerrand"),
-        "{subject}"
-    );
-    assert_eq!(
-        git(&bare, &["rev-parse", "main"]),
-        git(&bare, &["rev-parse", &format!("{branch}~1")])
-    );
 
     // The normalized trace has the tool calls, their results and a cost.
     let events = env.events(id);

@@ -362,3 +362,44 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     }
     out
 }
+
+/// Events of type `t`.
+pub fn of_type<'a>(events: &'a [serde_json::Value], t: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["type"] == t).collect()
+}
+
+/// The checks a pushed run of the typo scenario (read `src/lib.rs`, fix
+/// `"helo"`, run grep) passes on any backend: the summary, and the bare
+/// repository's run branch with errand's one commit on top of main.
+/// Returns the run's id and branch.
+pub fn assert_typo_fixed_on_branch(bare: &Path, v: &serde_json::Value) -> (String, String) {
+    assert_eq!(v["state"], "succeeded");
+    let id = v["id"].as_str().expect("id").to_string();
+    let branch = v["branch"].as_str().expect("branch").to_string();
+    assert_eq!(branch, format!("errand/{}", &id[..8]));
+    assert_eq!(v["pushed"], true);
+    assert!(
+        v["diffstat"]
+            .as_str()
+            .unwrap_or("")
+            .contains("1 file changed"),
+        "{v:#}"
+    );
+    // The bare repo has the branch, with the edit committed by errand.
+    let file = git(bare, &["show", &format!("{branch}:src/lib.rs")]);
+    assert!(file.contains("\"hello\""), "{file}");
+    assert_eq!(
+        git(bare, &["rev-parse", &branch]),
+        v["commit"].as_str().unwrap_or("")
+    );
+    let subject = git(bare, &["log", "-1", "--format=%s%n%an", &branch]);
+    assert!(
+        subject.starts_with("Fixed the typo in greeting().\nerrand"),
+        "{subject}"
+    );
+    assert_eq!(
+        git(bare, &["rev-parse", "main"]),
+        git(bare, &["rev-parse", &format!("{branch}~1")])
+    );
+    (id, branch)
+}
