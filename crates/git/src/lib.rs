@@ -10,10 +10,13 @@
 //! outbox.git ──push run branch──▶ source   (only with --push, only from the host)
 //! ```
 //!
-//! The agent works in `workspace/` and may commit there. errand never runs git
-//! *inside* that untrusted repository on the host (its `.git/config` could name
-//! hooks, filters or an fsmonitor program); it only fetches from it into the
-//! outbox, which it alone controls, and reads and pushes from there. Remote
+//! The agent works in `workspace/` and may commit there. errand never opens
+//! that untrusted repository, or any path in it, as a repository on the host:
+//! its `.git/config` could name hooks, filters or an fsmonitor program, and its
+//! alternates, refs and `commondir` could point at any host file or repository.
+//! The run's commits leave the sandbox as a bundle printed by a script that
+//! runs *inside* it ([`export`]); the host checks them into the outbox, which
+//! it alone controls, and reads and pushes only from there. Remote
 //! credentials (the user's own git credentials, later a GitHub App token) are
 //! used only by these host-side commands, so none ever enters the sandbox.
 
@@ -21,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use errand_core::RepoSource;
+
+pub mod export;
+pub use export::{export_script, import, receive, Received, MAX_EXPORT_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -42,6 +48,8 @@ pub enum GitError {
     },
     #[error("git {args} failed: {detail}")]
     Command { args: String, detail: String },
+    #[error("the run's commits were refused: {0}")]
+    Export(String),
     #[error("git could not be started (is git installed?): {0}")]
     Spawn(#[source] std::io::Error),
 }
@@ -426,22 +434,40 @@ pub async fn prepare(
             (base_branch, Some(remote.to_string()))
         }
         None => {
+            // The first commit is made in the outbox, so the base every later
+            // check starts from is errand's own, and cloned like any repository.
             let base_branch = base.unwrap_or("main").to_string();
-            std::fs::create_dir_all(workspace).map_err(|e| GitError::Command {
-                args: "init".into(),
-                detail: format!("cannot create {}: {e}", workspace.display()),
-            })?;
-            git(Some(workspace), &["init", "--quiet", "-b", &base_branch]).await?;
-            git(
-                Some(workspace),
-                &["commit", "--quiet", "--allow-empty", "-m", "Initial commit"],
-            )
-            .await?;
             git(
                 None,
                 &["init", "--quiet", "--bare", &outbox.to_string_lossy()],
             )
             .await?;
+            let empty_tree = git(
+                Some(&outbox),
+                &["hash-object", "-w", "-t", "tree", "/dev/null"],
+            )
+            .await?;
+            let first = git(
+                Some(&outbox),
+                &["commit-tree", &empty_tree, "-m", "Initial commit"],
+            )
+            .await?;
+            let head = format!("refs/heads/{base_branch}");
+            git(Some(&outbox), &["update-ref", &head, &first]).await?;
+            git(Some(&outbox), &["symbolic-ref", "HEAD", &head]).await?;
+            git(
+                None,
+                &[
+                    "clone",
+                    "--quiet",
+                    "--no-hardlinks",
+                    &outbox.to_string_lossy(),
+                    &workspace.to_string_lossy(),
+                ],
+            )
+            .await?;
+            // The agent has no remote to see (the outbox is a host path).
+            git(Some(workspace), &["remote", "remove", "origin"]).await?;
             (base_branch, None)
         }
     };
@@ -519,13 +545,20 @@ pub fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
+/// The variable [`commit_leftovers_script`] takes the commit message from.
+pub const COMMIT_MESSAGE_VAR: &str = "ERRAND_COMMIT_MESSAGE";
+
+/// The largest commit message errand passes (an environment variable holds 128 KiB).
+pub const MAX_COMMIT_MESSAGE: usize = 64 << 10;
+
 /// The shell script that commits whatever the agent left uncommitted. It runs
 /// *inside* the sandbox (git's filters and hooks then execute there, not on the
-/// host); the message is read from `msg_file`.
-pub fn commit_leftovers_script(msg_file: &str) -> String {
+/// host); the message comes from the variable [`COMMIT_MESSAGE_VAR`], so errand
+/// writes no file where the agent could have planted a symlink.
+pub fn commit_leftovers_script() -> String {
     format!(
         "git add -A && if git diff --cached --quiet; then echo 'nothing left to commit'; \
-         else git -c user.name='{AUTHOR_NAME}' -c user.email='{AUTHOR_EMAIL}' commit --quiet --no-verify -F '{msg_file}' && git log -1 --format='committed %h %s'; fi"
+         else printf '%s\\n' \"${COMMIT_MESSAGE_VAR}\" | git -c user.name='{AUTHOR_NAME}' -c user.email='{AUTHOR_EMAIL}' commit --quiet --no-verify -F - && git log -1 --format='committed %h %s'; fi"
     )
 }
 
@@ -546,13 +579,22 @@ pub fn commit_message(final_text: Option<&str>, prompt: &str, run_short: &str) -
         .chars()
         .take(72)
         .collect();
-    format!(
+    let mut m = format!(
         "{subject}\n\nMade by errand run {run_short} for: {}\n",
         prompt.trim()
-    )
+    );
+    if m.len() > MAX_COMMIT_MESSAGE {
+        let mut cut = MAX_COMMIT_MESSAGE - 16;
+        while !m.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        m.truncate(cut);
+        m.push_str("\n[…]\n");
+    }
+    m
 }
 
-/// What the run's branch holds, read in the outbox after fetching it from the workspace.
+/// What the run's branch holds, read in the outbox after [`import`] put it there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collected {
     pub commit: String,
@@ -570,24 +612,11 @@ pub struct Collected {
 /// The largest whole-run diff errand records in a run's trace.
 pub const MAX_DIFF_BYTES: usize = 4 << 20;
 
-/// Fetches the run's branch from the (untrusted) workspace into the outbox and
-/// describes it.
+/// Describes the run's branch as the outbox holds it (after [`import`]): the
+/// workspace is never read.
 pub async fn collect(prepared: &Prepared) -> Result<Collected> {
-    let refspec = format!("+refs/heads/{b}:refs/heads/{b}", b = prepared.branch);
-    git(
-        Some(&prepared.outbox),
-        &[
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            &prepared.workspace.to_string_lossy(),
-            &refspec,
-        ],
-    )
-    .await?;
     let branch_ref = format!("refs/heads/{}", prepared.branch);
     let commit = git(Some(&prepared.outbox), &["rev-parse", &branch_ref]).await?;
-    // The base commit is in the outbox already for cloned runs; for new projects it came with the fetch.
     let range = format!("{}..{}", prepared.base_commit, commit);
     let shortstat = git(Some(&prepared.outbox), &["diff", "--shortstat", &range])
         .await?
@@ -808,11 +837,12 @@ mod tests {
             "errand/abc"
         );
         std::fs::write(ws.join("README.md"), "hello\nworld\n").unwrap();
-        let script = commit_leftovers_script("/dev/null");
+        let script = commit_leftovers_script();
         assert!(script.contains("commit --quiet --no-verify"));
         git(Some(&ws), &["commit", "--quiet", "-am", "edit"])
             .await
             .unwrap();
+        take_export(&p).await.unwrap();
         let c = collect(&p).await.unwrap();
         assert_eq!(c.commits, 1);
         assert!(
@@ -910,8 +940,122 @@ mod tests {
         git(Some(&ws), &["commit", "--quiet", "-m", "primes"])
             .await
             .unwrap();
+        take_export(&p).await.unwrap();
         let c = collect(&p).await.unwrap();
         assert_eq!(c.commits, 1);
         assert!(push(&p, None).await.is_err());
+    }
+
+    /// Runs the export script in the workspace (as the sandbox would) and
+    /// imports what it printed into the outbox.
+    async fn take_export(p: &Prepared) -> Result<()> {
+        let out = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(export_script(p))
+            .current_dir(&p.workspace)
+            .output()
+            .await
+            .map_err(GitError::Spawn)?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let spool = p.outbox.with_extension("bundle");
+        let r = receive(&out.stdout[..], &spool, MAX_EXPORT_BYTES).await?;
+        import(p, &r, &spool).await
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_branch_imports_as_the_base() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let p = prepare(None, None, None, tmp.path(), &ws, "errand/same")
+            .await
+            .unwrap();
+        take_export(&p).await.unwrap();
+        let c = collect(&p).await.unwrap();
+        assert_eq!((c.commits, c.commit.as_str()), (0, p.base_commit.as_str()));
+    }
+
+    #[tokio::test]
+    async fn history_that_does_not_descend_from_the_base_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let p = prepare(None, None, None, tmp.path(), &ws, "errand/orphan")
+            .await
+            .unwrap();
+        git(Some(&ws), &["checkout", "--quiet", "--orphan", "other"])
+            .await
+            .unwrap();
+        std::fs::write(ws.join("x"), "x").unwrap();
+        git(Some(&ws), &["add", "x"]).await.unwrap();
+        git(Some(&ws), &["commit", "--quiet", "-m", "unrelated"])
+            .await
+            .unwrap();
+        git(Some(&ws), &["branch", "-f", "errand/orphan", "other"])
+            .await
+            .unwrap();
+        let err = take_export(&p).await.unwrap_err();
+        assert!(err.to_string().contains("does not descend"), "{err}");
+        // The outbox's branch was never moved.
+        assert!(git(Some(&p.outbox), &["rev-parse", "--verify", "refs/heads/errand/orphan"])
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn dangerous_gitmodules_are_refused_by_the_object_checks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let p = prepare(None, None, None, tmp.path(), &ws, "errand/mods")
+            .await
+            .unwrap();
+        // A submodule name that climbs out of .git/modules (CVE-2018-11235's class).
+        std::fs::write(
+            ws.join(".gitmodules"),
+            "[submodule \"../../../hooks\"]\n\tpath = x\n\turl = https://example.invalid/x\n",
+        )
+        .unwrap();
+        git(Some(&ws), &["add", ".gitmodules"]).await.unwrap();
+        git(Some(&ws), &["commit", "--quiet", "-m", "mods"])
+            .await
+            .unwrap();
+        let err = take_export(&p).await.unwrap_err();
+        assert!(err.to_string().contains("object checks"), "{err}");
+        assert!(git(Some(&p.outbox), &["rev-parse", "--verify", "refs/heads/errand/mods"])
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_bundle_naming_another_ref_or_commit_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let p = prepare(None, None, None, tmp.path(), &ws, "errand/refs")
+            .await
+            .unwrap();
+        std::fs::write(ws.join("y"), "y").unwrap();
+        git(Some(&ws), &["add", "y"]).await.unwrap();
+        git(Some(&ws), &["commit", "--quiet", "-m", "y"]).await.unwrap();
+        let tip = git(Some(&ws), &["rev-parse", "HEAD"]).await.unwrap();
+        // A bundle of main (not the run's branch), announced as the run's commit.
+        let bundle = tmp.path().join("b.bundle");
+        git(Some(&ws), &["branch", "-f", "main", "HEAD"]).await.unwrap();
+        git(
+            Some(&ws),
+            &["bundle", "create", "--quiet", &bundle.to_string_lossy(), "refs/heads/main", "--not", &p.base_commit],
+        )
+        .await
+        .unwrap();
+        let r = Received {
+            tip: tip.clone(),
+            bundle_bytes: std::fs::metadata(&bundle).unwrap().len(),
+        };
+        let err = import(&p, &r, &bundle).await.unwrap_err();
+        assert!(err.to_string().contains("exactly refs/heads/errand/refs"), "{err}");
+        // No bundle, but a claim that the branch moved.
+        let r = Received { tip, bundle_bytes: 0 };
+        assert!(import(&p, &r, &bundle).await.is_err());
     }
 }

@@ -14,10 +14,15 @@
 
 pub mod credential;
 pub mod forge;
+mod hostfs;
+mod limits;
 mod paths;
 pub mod secrets;
 
 pub use forge::GithubForge;
+pub use limits::{
+    MAX_EVENTS, MAX_EVENT_STRING, MAX_LINE_BYTES, MAX_RAW_BYTES, MAX_STDERR_BYTES,
+};
 pub use paths::Paths;
 
 use std::collections::BTreeMap;
@@ -33,7 +38,7 @@ use errand_sandbox::{
     egress, paths as inside, CommandLine, Limits, NetworkPolicy, Sandbox, SandboxSpec,
 };
 use errand_store::{EventLog, RawLog, Store, StoreError};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -202,6 +207,10 @@ struct Emitter {
     /// To the task that copies events and raw lines into the store, where
     /// every node (API, viewer, other workers) can read them.
     sink: mpsc::UnboundedSender<Persist>,
+    /// Bytes handed to the pump and not yet taken (the harness's output waits above a limit).
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
+    /// What the trace may still take from the harness (events, raw bytes).
+    budget: limits::TraceBudget,
 }
 
 /// The run's redactor, shared by the emitter, the task reading the harness's
@@ -247,8 +256,24 @@ enum Persist {
     Raw(u64, String),
 }
 
+impl Persist {
+    /// About how much memory it holds while queued.
+    fn size(&self) -> usize {
+        match self {
+            Persist::Event(e) => limits::approx_size(&e.kind),
+            Persist::Raw(_, l) => l.len() + 32,
+        }
+    }
+}
+
 /// Copies a run's events and raw lines into the store, in batches, in order.
-async fn pump(store: Arc<dyn Store>, run: RunId, mut rx: mpsc::UnboundedReceiver<Persist>) {
+async fn pump(
+    store: Arc<dyn Store>,
+    run: RunId,
+    mut rx: mpsc::UnboundedReceiver<Persist>,
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
     let mut events: Vec<Event> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -259,6 +284,7 @@ async fn pump(store: Arc<dyn Store>, run: RunId, mut rx: mpsc::UnboundedReceiver
             }
         }
         for p in batch {
+            backlog.fetch_sub(p.size(), Ordering::Relaxed);
             match p {
                 Persist::Event(e) => events.push(e),
                 Persist::Raw(n, line) => {
@@ -288,6 +314,28 @@ impl Emitter {
         raw_line: Option<u64>,
         kind: EventKind,
     ) -> Result<(), StoreError> {
+        // The agent decides how much the harness prints: its share of the
+        // trace is capped in count and size, and the cut is an event itself.
+        let kind = if source == EventSource::Harness {
+            match self.budget.take_event() {
+                limits::Take::Yes => limits::cap_strings(kind, MAX_EVENT_STRING),
+                limits::Take::LastOne(warning) => {
+                    self.append(EventSource::Errand, None, warning)?;
+                    return Ok(());
+                }
+                limits::Take::No => return Ok(()),
+            }
+        } else {
+            kind
+        };
+        self.append(source, raw_line, kind)
+    }
+    fn append(
+        &mut self,
+        source: EventSource,
+        raw_line: Option<u64>,
+        kind: EventKind,
+    ) -> Result<(), StoreError> {
         let kind = {
             let redactor = self.redactor.read();
             if redactor.is_empty() {
@@ -297,14 +345,23 @@ impl Emitter {
             }
         };
         let ev = self.log.append(source, raw_line, kind)?;
-        let _ = self.sink.send(Persist::Event(ev.clone()));
+        self.queue(Persist::Event(ev.clone()));
         if let Some(tx) = &self.tx {
             let _ = tx.send(ev);
         }
         Ok(())
     }
+    fn queue(&mut self, p: Persist) {
+        self.backlog
+            .fetch_add(p.size(), std::sync::atomic::Ordering::Relaxed);
+        let _ = self.sink.send(p);
+    }
+    /// Bytes queued for the store and not yet taken.
+    fn backlog(&self) -> usize {
+        self.backlog.load(std::sync::atomic::Ordering::Relaxed)
+    }
     fn raw(&mut self, n: u64, line: &str) {
-        let _ = self.sink.send(Persist::Raw(n, line.to_string()));
+        self.queue(Persist::Raw(n, line.to_string()));
     }
     fn errand(&mut self, kind: EventKind) -> Result<(), StoreError> {
         self.emit(EventSource::Errand, None, kind)
@@ -344,12 +401,15 @@ impl Runner {
     ) -> Result<RunRecord, RunnerError> {
         let log = EventLog::open(&self.paths.events(id))?;
         let (sink, rx) = mpsc::unbounded_channel();
-        let pump = tokio::spawn(pump(self.store.clone(), id, rx));
+        let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pump = tokio::spawn(pump(self.store.clone(), id, rx, backlog.clone()));
         let mut em = Emitter {
             log,
             tx,
             redactor: SharedRedactor::default(),
             sink,
+            backlog,
+            budget: limits::TraceBudget::default(),
         };
         let rec = self.store.get_run(id).await?;
         // A follow-up continues a finished run: same workspace, same harness session.
@@ -629,8 +689,18 @@ impl Runner {
         if let Ok(json) = serde_json::to_string(&prepared) {
             write_file(&prepared_file, &json)?;
         }
+        // HOME is the agent's (a follow-up finds what it left there): these
+        // files replace whatever is in their place and never follow a link.
+        std::fs::create_dir_all(&home)
+            .map_err(|e| Stop::failed(format!("cannot create {}: {e}", home.display())))?;
         for (rel, contents) in &inv.home_files {
-            write_file(&home.join(rel), contents)?;
+            let (root, rel_path, bytes) = (home.clone(), PathBuf::from(rel), contents.clone());
+            tokio::task::spawn_blocking(move || {
+                hostfs::write_beneath(&root, &rel_path, bytes.as_bytes())
+            })
+            .await
+            .map_err(|e| Stop::failed(format!("writing {rel} failed: {e}")))?
+            .map_err(|e| Stop::failed(format!("cannot write {rel} in the agent's home: {e}")))?;
         }
         self.run_prepared(
             rec,
@@ -712,6 +782,11 @@ impl Runner {
         let workspace = run_dir.join("workspace");
         let home = run_dir.join("home");
         let tmp = run_dir.join("tmp");
+        let run_until = Until {
+            id,
+            cancel: cancel.clone(),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs),
+        };
         // A real executable only: wrapper scripts (pyenv shims) would not work inside the sandbox.
         let uv = which_executable("uv");
         let mut ro_mounts = vec![(ctx.install_dir.clone(), PathBuf::from(inside::HARNESS))];
@@ -821,7 +896,7 @@ impl Runner {
         };
 
         if spec.repo.is_none() && !is_follow_up {
-            self.make_venv(&sb_spec, uv.is_some(), &workspace, em)
+            self.make_venv(&sb_spec, uv.is_some(), em, &run_until)
                 .await?;
         }
 
@@ -838,6 +913,7 @@ impl Runner {
 
         self.transition(id, em, RunState::Running).await?;
         let parser = harness.parser_for(ctx);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs);
         let outcome = self
             .run_harness(id, &sb_spec, inv, parser, em, cancel, spec.timeout_secs)
             .await;
@@ -861,14 +937,27 @@ impl Runner {
         let outcome = outcome?;
 
         self.transition(id, em, RunState::Finishing).await?;
+        // The steps after the agent end by the run's deadline, or in a few
+        // minutes when the agent used it up; a cancel ends them at once.
+        let until = Until {
+            id,
+            cancel: cancel.clone(),
+            deadline: std::cmp::max(deadline, tokio::time::Instant::now() + FINISH_GRACE),
+        };
         let message =
             errand_git::commit_message(outcome.text.as_deref(), &spec.prompt, &id.short());
-        write_file(&tmp.join("errand-commit-msg"), &message)?;
-        let script = errand_git::commit_leftovers_script("/tmp/errand-commit-msg");
-        let out = self.sandboxed_sh(&sb_spec, &script).await?;
+        let mut commit_spec = sb_spec.clone();
+        commit_spec
+            .env
+            .push((errand_git::COMMIT_MESSAGE_VAR.to_string(), message.clone()));
+        let out = self
+            .sandboxed_sh(&commit_spec, &errand_git::commit_leftovers_script(), &until)
+            .await?;
         if !out.trim().is_empty() {
             em.notice(out.trim().to_string()).map_err(log_failed)?;
         }
+        self.export_branch(&sb_spec, prepared, &run_dir, &until)
+            .await?;
         let collected = errand_git::collect(prepared)
             .await
             .map_err(|e| Stop::failed(e.to_string()))?;
@@ -924,7 +1013,7 @@ impl Runner {
             };
             em.notice(format!("running the test command: {cmd}"))
                 .map_err(log_failed)?;
-            let (passed, output) = self.sandboxed_output(&test_spec, cmd).await?;
+            let (passed, output) = self.sandboxed_output(&test_spec, cmd, &until).await?;
             let tail: Vec<&str> = output
                 .lines()
                 .rev()
@@ -1146,23 +1235,21 @@ impl Runner {
         &self,
         sb: &SandboxSpec,
         have_uv: bool,
-        workspace: &Path,
         em: &mut Emitter,
+        until: &Until,
     ) -> Result<(), Stop> {
+        // The workspace's .git is written from inside the sandbox only.
         let script = if have_uv {
             format!("{}/uv venv --quiet /workspace/.venv", inside::TOOLS)
         } else {
             "python3 -m venv /workspace/.venv".to_string()
-        };
+        } + " && printf '\\n.venv/\\n' >> /workspace/.git/info/exclude";
         let mut env = sb.env.clone();
         env.push(("UV_CACHE_DIR".into(), "/tmp/uv-cache".into()));
         let spec = SandboxSpec { env, ..sb.clone() };
-        match self.sandboxed_sh(&spec, &script).await {
+        match self.sandboxed_sh(&spec, &script, until).await {
+            Err(stop) if stop.state != RunState::Failed => Err(stop),
             Ok(_) => {
-                let exclude = workspace.join(".git/info/exclude");
-                let mut text = std::fs::read_to_string(&exclude).unwrap_or_default();
-                text.push_str("\n.venv/\n");
-                write_file(&exclude, &text)?;
                 em.notice(format!(
                     "created a Python virtual environment in /workspace/.venv{}",
                     if have_uv {
@@ -1180,44 +1267,27 @@ impl Runner {
     }
 
     /// Runs a shell command in the run's sandbox; returns whether it exited 0,
-    /// and its stdout and stderr together.
+    /// and the end of its stdout and stderr together.
     async fn sandboxed_output(
         &self,
         sb: &SandboxSpec,
         script: &str,
+        until: &Until,
     ) -> Result<(bool, String), Stop> {
-        let mut p = self
-            .sandbox
-            .spawn(
-                sb,
-                &CommandLine::new("/bin/sh", ["-c", &format!("exec 2>&1; {script}")]),
-            )
-            .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
-        let mut out = String::new();
-        if let Some(mut o) = p.take_stdout() {
-            let _ = o.read_to_string(&mut out).await;
-        }
-        let status = p.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
+        let (status, out, _) = self
+            .in_sandbox(sb, &format!("exec 2>&1; {script}"), until)
+            .await?;
         Ok((status.success(), out))
     }
 
     /// Runs a short shell script in the run's sandbox; returns its output.
-    async fn sandboxed_sh(&self, sb: &SandboxSpec, script: &str) -> Result<String, Stop> {
-        let mut p = self
-            .sandbox
-            .spawn(sb, &CommandLine::new("/bin/sh", ["-c", script]))
-            .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(mut o) = p.take_stdout() {
-            let _ = o.read_to_string(&mut out).await;
-        }
-        if let Some(mut e) = p.take_stderr() {
-            let _ = e.read_to_string(&mut err).await;
-        }
-        let status = p.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
+    async fn sandboxed_sh(
+        &self,
+        sb: &SandboxSpec,
+        script: &str,
+        until: &Until,
+    ) -> Result<String, Stop> {
+        let (status, out, err) = self.in_sandbox(sb, script, until).await?;
         if status.success() {
             Ok(out)
         } else {
@@ -1226,6 +1296,148 @@ impl Runner {
                 err.trim()
             )))
         }
+    }
+
+    /// Runs `script` in the run's sandbox until it exits, or until the run's
+    /// deadline or a cancel, which kill it and everything it started. Keeps
+    /// the last [`limits::MAX_STEP_OUTPUT`] bytes of stdout and of stderr.
+    async fn in_sandbox(
+        &self,
+        sb: &SandboxSpec,
+        script: &str,
+        until: &Until,
+    ) -> Result<(errand_sandbox::ExitInfo, String, String), Stop> {
+        let mut p = self
+            .sandbox
+            .spawn(sb, &CommandLine::new("/bin/sh", ["-c", script]))
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        let stdout = p.take_stdout();
+        let stderr = p.take_stderr();
+        let result = {
+            let work = async {
+                let (out, err) = tokio::join!(
+                    limits::read_tail(stdout, limits::MAX_STEP_OUTPUT),
+                    limits::read_tail(stderr, limits::MAX_STEP_OUTPUT)
+                );
+                let status = p.wait().await;
+                (status, out, err)
+            };
+            tokio::select! {
+                done = work => Ok(done),
+                stop = self.stopped(until) => Err(stop),
+            }
+        };
+        match result {
+            Ok((status, out, err)) => {
+                let status = status.map_err(|e| Stop::failed(e.to_string()))?;
+                Ok((status, out, err))
+            }
+            Err(stop) => {
+                p.kill().await;
+                Err(stop)
+            }
+        }
+    }
+
+    /// Resolves when the run must stop: its deadline passed, it was
+    /// cancelled here, or someone asked the store to cancel it.
+    async fn stopped(&self, until: &Until) -> Stop {
+        let deadline = tokio::time::sleep_until(until.deadline);
+        tokio::pin!(deadline);
+        let mut poll = tokio::time::interval(self.cancel_poll);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return Stop {
+                    state: RunState::TimedOut,
+                    reason: "timed out (the run's --timeout): errand stopped the sandbox".into(),
+                },
+                _ = until.cancel.cancelled() => return Stop {
+                    state: RunState::Cancelled,
+                    reason: "cancelled (errand run was interrupted: Ctrl-C or SIGTERM)".into(),
+                },
+                _ = poll.tick() => {
+                    if self.store.get_run(until.id).await.is_ok_and(|r| r.cancel_requested) {
+                        return Stop { state: RunState::Cancelled, reason: "cancelled by `errand cancel`".into() };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Brings the run's branch out of the sandbox into the outbox: a script
+    /// inside prints a bundle, the host checks it in (see `errand_git::export`).
+    /// The host never opens the workspace's `.git`.
+    async fn export_branch(
+        &self,
+        sb: &SandboxSpec,
+        prepared: &errand_git::Prepared,
+        run_dir: &Path,
+        until: &Until,
+    ) -> Result<(), Stop> {
+        let script = errand_git::export_script(prepared);
+        let mut p = self
+            .sandbox
+            .spawn(sb, &CommandLine::new("/bin/sh", ["-c", &script]))
+            .await
+            .map_err(|e| Stop::failed(e.to_string()))?;
+        let stdout = p
+            .take_stdout()
+            .ok_or_else(|| Stop::failed("the export's stdout was not captured"))?;
+        let stderr = p.take_stderr();
+        // errand's own directory beside the run's: never mounted into a sandbox.
+        let spool = run_dir.join("export.bundle");
+        let result = {
+            let work = async {
+                let (received, err) = tokio::join!(
+                    errand_git::receive(stdout, &spool, errand_git::MAX_EXPORT_BYTES),
+                    limits::read_tail(stderr, limits::MAX_STEP_OUTPUT)
+                );
+                let status = match &received {
+                    Ok(_) => Some(p.wait().await),
+                    Err(_) => None,
+                };
+                (received, err, status)
+            };
+            tokio::select! {
+                done = work => Ok(done),
+                stop = self.stopped(until) => Err(stop),
+            }
+        };
+        let (received, err, status) = match result {
+            Ok(r) => r,
+            Err(stop) => {
+                p.kill().await;
+                return Err(stop);
+            }
+        };
+        let why = |detail: String| {
+            Stop::failed(format!(
+                "could not take the run's commits out of the sandbox: {detail}{}",
+                if err.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", err.trim())
+                }
+            ))
+        };
+        let received = match received {
+            Ok(r) => r,
+            Err(e) => {
+                p.kill().await;
+                let _ = tokio::fs::remove_file(&spool).await;
+                return Err(why(e.to_string()));
+            }
+        };
+        match status {
+            Some(Ok(s)) if s.success() => {}
+            Some(Ok(s)) => return Err(why(format!("the export exited with {s}"))),
+            Some(Err(e)) => return Err(why(e.to_string())),
+            None => return Err(why("the export did not finish".into())),
+        }
+        let imported = errand_git::import(prepared, &received, &spool).await;
+        let _ = tokio::fs::remove_file(&spool).await;
+        imported.map_err(|e| Stop::failed(e.to_string()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1256,59 +1468,94 @@ impl Runner {
         let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
         let stderr_path = self.paths.stderr(id);
         let redactor = em.redactor.clone();
+        // stderr goes to stderr.log as it comes, up to a cap; the last lines
+        // are kept for the failure reason. Lines are cut like stdout's.
         let stderr_task = tokio::spawn(async move {
-            let mut tail: Vec<String> = Vec::new();
-            let mut all = String::new();
+            use tokio::io::AsyncWriteExt;
+            let mut tail: std::collections::VecDeque<String> = Default::default();
+            let mut file = tokio::fs::File::create(&stderr_path).await.ok();
+            let mut written: u64 = 0;
             let mut reader = BufReader::new(stderr);
-            let mut buf = Vec::new();
-            while reader
-                .read_until(b'\n', &mut buf)
-                .await
-                .is_ok_and(|n| n > 0)
+            let mut lines = limits::LineReader::default();
+            while let Ok(Some((bytes, _dropped))) =
+                lines.next(&mut reader, limits::MAX_LINE_BYTES).await
             {
                 let line =
-                    redactor.redact(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']));
-                buf.clear();
-                all.push_str(&line);
-                all.push('\n');
-                tail.push(line);
+                    redactor.redact(String::from_utf8_lossy(&bytes).trim_end_matches('\r'));
+                if let Some(f) = file.as_mut() {
+                    if written + line.len() as u64 + 1 <= MAX_STDERR_BYTES {
+                        written += line.len() as u64 + 1;
+                        let _ = f.write_all(line.as_bytes()).await;
+                        let _ = f.write_all(b"\n").await;
+                    } else {
+                        let _ = f
+                            .write_all(b"[stderr truncated by errand: it passed its size cap]\n")
+                            .await;
+                        file = None;
+                    }
+                }
+                tail.push_back(line.chars().take(2000).collect());
                 if tail.len() > 20 {
-                    tail.remove(0);
+                    tail.pop_front();
                 }
             }
-            let _ = std::fs::write(&stderr_path, all);
-            tail
+            if let Some(mut f) = file {
+                let _ = f.flush().await;
+            }
+            Vec::from(tail)
         });
 
         let deadline = tokio::time::sleep(Duration::from_secs(timeout_secs));
         tokio::pin!(deadline);
         let mut poll = tokio::time::interval(self.cancel_poll);
         // Lines are read as bytes and decoded leniently: a harness that prints
-        // invalid UTF-8 must not cut its own log short. `read_until` keeps a
-        // partial line in `buf` when another branch wins, so nothing is lost.
-        let mut reader = BufReader::new(stdout);
+        // invalid UTF-8 must not cut its own log short. `LineReader` keeps a
+        // partial line when another branch wins, so nothing is lost, and cuts
+        // a line past `MAX_LINE_BYTES`, so an endless one cannot grow memory.
+        let mut reader = BufReader::with_capacity(64 << 10, stdout);
+        let mut lines = limits::LineReader::default();
         let mut denials = DenialLog::new(
-            sb.home
-                .join(errand_harness::codex::GUARD_LOG.trim_start_matches("/home/agent/")),
+            sb.home.clone(),
+            PathBuf::from(errand_harness::codex::GUARD_LOG.trim_start_matches("/home/agent/")),
         );
-        let mut buf: Vec<u8> = Vec::new();
         let mut stop: Option<Stop> = None;
+        let mut cut_lines: u64 = 0;
         loop {
+            // Above the backlog the harness waits (its pipe fills) until the store catches up.
+            let backed_up = em.backlog() > limits::MAX_BACKLOG;
             tokio::select! {
-                read = reader.read_until(b'\n', &mut buf) => match read {
-                    Ok(0) => break,
-                    Ok(_) => {
+                read = lines.next(&mut reader, MAX_LINE_BYTES), if !backed_up => match read {
+                    Ok(None) => break,
+                    Ok(Some((bytes, dropped))) => {
                         // A refusal recorded by the guard hook precedes whatever the harness does next.
-                        for kind in denials.poll() {
+                        for kind in denials.poll().await {
                             em.emit(EventSource::Errand, None, kind).map_err(log_failed)?;
                         }
-                        let text = String::from_utf8_lossy(&buf);
-                        let line = em.redactor.redact(text.trim_end_matches(['\n', '\r']));
-                        buf.clear();
-                        let n = raw.append(&line).map_err(log_failed)?;
-                        em.raw(n, &line);
+                        if dropped > 0 {
+                            cut_lines += 1;
+                            if cut_lines <= 10 {
+                                em.errand(EventKind::Warning { message: format!(
+                                    "a line of the harness's output was cut to {} MiB ({dropped} bytes dropped)",
+                                    MAX_LINE_BYTES >> 20) }).map_err(log_failed)?;
+                            }
+                        }
+                        let text = String::from_utf8_lossy(&bytes);
+                        let line = em.redactor.redact(text.trim_end_matches('\r'));
+                        let n = match em.budget.take_raw(line.len()) {
+                            Ok(()) => {
+                                let n = raw.append(&line).map_err(log_failed)?;
+                                em.raw(n, &line);
+                                Some(n)
+                            }
+                            Err(warning) => {
+                                if let Some(w) = warning {
+                                    em.errand(w).map_err(log_failed)?;
+                                }
+                                None
+                            }
+                        };
                         for kind in parser.push_line(&line) {
-                            em.emit(EventSource::Harness, Some(n), kind).map_err(log_failed)?;
+                            em.emit(EventSource::Harness, n, kind).map_err(log_failed)?;
                         }
                     }
                     Err(e) => {
@@ -1326,8 +1573,9 @@ impl Runner {
                     stop = Some(Stop { state: RunState::Cancelled, reason: "cancelled (errand run was interrupted: Ctrl-C or SIGTERM)".into() });
                     break;
                 }
+                _ = tokio::time::sleep(Duration::from_millis(20)), if backed_up => {}
                 _ = poll.tick() => {
-                    for kind in denials.poll() {
+                    for kind in denials.poll().await {
                         em.emit(EventSource::Errand, None, kind).map_err(log_failed)?;
                     }
                     if let Ok(r) = self.store.get_run(id).await {
@@ -1350,7 +1598,7 @@ impl Runner {
         if let Some(n) = refusal_notice(&proc.egress_refusals()) {
             em.notice(n).map_err(log_failed)?;
         }
-        for kind in denials.poll() {
+        for kind in denials.poll().await {
             em.emit(EventSource::Errand, None, kind)
                 .map_err(log_failed)?;
         }
@@ -1397,41 +1645,72 @@ impl Runner {
 /// The guard hook's record of refused calls (written inside the sandbox by
 /// `errand guard hook --log`), turned into a refused tool call in the trace.
 /// For harnesses whose own output says nothing of a call a hook refused.
+/// The file is in the agent's HOME: it is read with [`hostfs::read_beneath`]
+/// (no symlink, regular files only, never blocking on a FIFO), a capped amount
+/// per poll, on the blocking pool.
 struct DenialLog {
-    path: PathBuf,
+    home: PathBuf,
+    rel: PathBuf,
     offset: u64,
     n: u64,
+    /// Set when the file is not a plain file: errand stops reading it.
+    refused: bool,
 }
 
+/// The most bytes of the guard's log read at one poll.
+const DENIAL_READ: usize = 256 << 10;
+
 impl DenialLog {
-    fn new(path: PathBuf) -> Self {
+    fn new(home: PathBuf, rel: PathBuf) -> Self {
         DenialLog {
-            path,
+            home,
+            rel,
             offset: 0,
             n: 0,
+            refused: false,
         }
     }
 
     /// The events for denials recorded since the last call (whole lines only).
-    fn poll(&mut self) -> Vec<EventKind> {
-        use std::io::{Read, Seek, SeekFrom};
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return vec![];
-        };
-        let mut buf = Vec::new();
-        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+    async fn poll(&mut self) -> Vec<EventKind> {
+        if self.refused || self.n >= limits::MAX_DENIALS {
             return vec![];
         }
+        let (home, rel, offset) = (self.home.clone(), self.rel.clone(), self.offset);
+        let read = tokio::task::spawn_blocking(move || {
+            hostfs::read_beneath(&home, &rel, offset, DENIAL_READ)
+        })
+        .await;
+        let buf = match read {
+            Ok(Ok(Some(buf))) => buf,
+            Ok(Ok(None)) => return vec![],
+            Ok(Err(e)) => {
+                self.refused = true;
+                return vec![EventKind::Warning {
+                    message: format!(
+                        "errand stopped reading the guard's log of refusals: {e} (the agent may have replaced it)"
+                    ),
+                }];
+            }
+            Err(_) => return vec![],
+        };
         let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            // A line longer than a whole read is not the guard's: skip it.
+            if buf.len() == DENIAL_READ {
+                self.offset += buf.len() as u64;
+            }
             return vec![];
         };
         self.offset += end as u64 + 1;
         let mut out = Vec::new();
         for line in String::from_utf8_lossy(&buf[..end]).lines() {
+            if self.n >= limits::MAX_DENIALS {
+                break;
+            }
             let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-            let command = v["command"].as_str().unwrap_or("?").to_string();
-            let reason = v["reason"].as_str().unwrap_or("refused");
-            let reason = reason.strip_prefix("errand-guard: ").unwrap_or(reason);
+            let command: String = v["command"].as_str().unwrap_or("?").chars().take(4096).collect();
+            let reason: String = v["reason"].as_str().unwrap_or("refused").chars().take(1024).collect();
+            let reason = reason.strip_prefix("errand-guard: ").unwrap_or(&reason);
             self.n += 1;
             let id = format!("errand-guard-{}", self.n);
             out.push(EventKind::ToolCall {
@@ -1466,6 +1745,17 @@ fn short(sha: &str) -> &str {
 fn log_failed(e: StoreError) -> Stop {
     Stop::failed(format!("could not write the event log: {e}"))
 }
+
+/// When the steps after the agent must end, and what cancels them.
+struct Until {
+    id: RunId,
+    cancel: CancellationToken,
+    deadline: tokio::time::Instant,
+}
+
+/// How long the steps after the agent (commit, export, tests) may take when
+/// the agent used up the run's deadline.
+const FINISH_GRACE: Duration = Duration::from_secs(300);
 
 fn write_file(path: &Path, contents: &str) -> Result<(), Stop> {
     if let Some(d) = path.parent() {
@@ -1539,18 +1829,18 @@ pub async fn reap_orphans(store: &dyn Store) -> Result<Vec<RunId>, StoreError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn guard_denials_become_refused_calls_whole_lines_at_a_time() {
+    #[tokio::test]
+    async fn guard_denials_become_refused_calls_whole_lines_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
-        let mut log = DenialLog::new(path.clone());
-        assert!(log.poll().is_empty(), "no file yet");
+        let mut log = DenialLog::new(dir.path().to_path_buf(), "d.jsonl".into());
+        assert!(log.poll().await.is_empty(), "no file yet");
         std::fs::write(
             &path,
             "{\"command\":\"git push --force\",\"reason\":\"push-force: no\"}\n{\"command\":\"rm -r",
         )
         .unwrap();
-        let ev = log.poll();
+        let ev = log.poll().await;
         assert_eq!(ev.len(), 2, "{ev:?}");
         match &ev[1] {
             EventKind::ToolResult {
@@ -1565,16 +1855,37 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The torn second line waits until it is whole.
-        assert!(log.poll().is_empty());
+        assert!(log.poll().await.is_empty());
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap();
         std::io::Write::write_all(&mut f, b" /\",\"reason\":\"rm-root\"}\n").unwrap();
-        let ev = log.poll();
+        let ev = log.poll().await;
         assert_eq!(ev.len(), 2);
         assert!(matches!(&ev[0], EventKind::ToolCall { id, input, .. }
             if id == "errand-guard-2" && input["command"] == "rm -r /"));
+    }
+
+    #[tokio::test]
+    async fn a_planted_guard_log_is_never_followed_or_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("canary");
+        std::fs::write(&canary, "{\"command\":\"host secret\",\"reason\":\"x\"}\n").unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::symlink(&canary, home.join("d.jsonl")).unwrap();
+        let mut log = DenialLog::new(home.clone(), "d.jsonl".into());
+        let ev = log.poll().await;
+        assert!(matches!(&ev[..], [EventKind::Warning { message }] if !message.contains("host secret")), "{ev:?}");
+        assert!(log.poll().await.is_empty(), "read no more");
+        // A FIFO: the poll returns at once instead of waiting for a writer.
+        let fifo = home.join("f.jsonl");
+        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let mut log = DenialLog::new(home, "f.jsonl".into());
+        let ev = tokio::time::timeout(Duration::from_secs(5), log.poll()).await.expect("no hang");
+        assert_eq!(ev.len(), 1);
     }
 
     #[test]
