@@ -248,7 +248,13 @@ enum SecretCmd {
 #[derive(Subcommand)]
 enum TokenCmd {
     /// Create a token; it is printed once and stored only as a hash.
-    Create { name: String },
+    Create {
+        name: String,
+        /// What it may do, comma-separated: read (runs, events, streams), run
+        /// (start, cancel, follow up, share), admin (manage tokens).
+        #[arg(long, default_value = "read,run")]
+        scope: String,
+    },
     /// List tokens (never their values).
     List,
     /// Revoke a token by id.
@@ -502,25 +508,30 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Token(cmd) => {
             let store = open_store(&paths).await?;
             match cmd {
-                TokenCmd::Create { name } => {
+                TokenCmd::Create { name, scope } => {
+                    let scope = errand_store::Scope::parse_list(&scope)
+                        .map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
                     let secret = errand_server::auth::new_secret("errand");
                     let t = store
-                        .create_token(&name, &errand_server::auth::hash(&secret))
+                        .create_token(&name, &errand_server::auth::hash(&secret), &scope)
                         .await?;
                     eprintln!(
-                        "token '{}' ({}) created; it is shown only now:",
-                        t.name, t.id
+                        "token '{}' ({}, scopes {}) created; it is shown only now:",
+                        t.name,
+                        t.id,
+                        errand_store::Scope::join(&t.scopes)
                     );
                     println!("{secret}");
                 }
                 TokenCmd::List => {
                     for t in store.list_tokens().await? {
                         println!(
-                            "{:<36}  {:<20}  {}  {}",
+                            "{:<36}  {:<20}  {}  {:<7}  {}",
                             t.id,
                             t.name,
                             t.created_at.format("%Y-%m-%d %H:%M"),
-                            if t.revoked { "revoked" } else { "active" }
+                            if t.revoked { "revoked" } else { "active" },
+                            errand_store::Scope::join(&t.scopes)
                         );
                     }
                 }

@@ -26,7 +26,7 @@ async fn setup() -> (AppState, String, RunId) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.expect("store"));
     let token = auth::new_secret("errand");
     store
-        .create_token("t", &auth::hash(&token))
+        .create_token("t", &auth::hash(&token), &errand_store::Scope::ALL)
         .await
         .expect("token");
     let id = RunId::new();

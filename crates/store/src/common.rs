@@ -99,6 +99,21 @@ pub(crate) fn clean_line(line: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The stored `scopes` column as scopes; names this build does not know are
+/// dropped (they grant nothing here).
+pub(crate) fn parse_scopes(text: &str) -> Vec<crate::Scope> {
+    let mut v: Vec<crate::Scope> = text.split(',').filter_map(|p| p.parse().ok()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Unix milliseconds of `now + keep` (saturating).
+pub(crate) fn expiry(now: DateTime<Utc>, keep: std::time::Duration) -> i64 {
+    let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    millis(now).saturating_add(keep)
+}
+
 pub(crate) fn new_token_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }

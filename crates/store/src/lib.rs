@@ -92,6 +92,76 @@ pub struct QueueLimits {
     pub per_repo: Option<u32>,
 }
 
+/// What an API token may do. Scopes are independent: each route of the API
+/// needs exactly one, and a token holds any set of them.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read runs, their events and streams.
+    Read,
+    /// Start, cancel and continue runs, and share them.
+    Run,
+    /// Manage API tokens and anything else administrative.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Run, Scope::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Run => "run",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// `read,run` → the scopes, sorted and without repeats; an empty list or
+    /// an unknown name is an error that names what is allowed.
+    pub fn parse_list(text: &str) -> std::result::Result<Vec<Scope>, String> {
+        let mut out = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            out.push(part.parse::<Scope>()?);
+        }
+        if out.is_empty() {
+            return Err("no scope given: use read, run and/or admin".into());
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The stored form: `read,run`.
+    pub fn join(scopes: &[Scope]) -> String {
+        let mut v = scopes.to_vec();
+        v.sort();
+        v.dedup();
+        v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "read" => Ok(Scope::Read),
+            "run" => Ok(Scope::Run),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!(
+                "unknown scope '{other}': use read, run and/or admin"
+            )),
+        }
+    }
+}
+
 /// An API token as the store keeps it (never the secret, only its hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenInfo {
@@ -99,6 +169,15 @@ pub struct TokenInfo {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub revoked: bool,
+    /// Sorted, without repeats. Tokens from before scopes existed have
+    /// `read,run` (what the API let them do then).
+    pub scopes: Vec<Scope>,
+}
+
+impl TokenInfo {
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
 }
 
 /// Opens the store a URL names: `postgres://…` or `postgresql://…` is
@@ -217,7 +296,12 @@ pub trait Store: Send + Sync {
     // ---- API tokens (the caller hashes: SHA-256, hex) ----
 
     /// A token hash already stored is an error ([`StoreError::is_conflict`]).
-    async fn create_token(&self, name: &str, token_hash: &str) -> Result<TokenInfo>;
+    async fn create_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        scopes: &[Scope],
+    ) -> Result<TokenInfo>;
     /// The token with this hash, revoked ones included (`revoked: true`).
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenInfo>>;
     /// Every token, revoked ones included, oldest first.
@@ -255,6 +339,20 @@ pub trait Store: Send + Sync {
     async fn secret_names(&self) -> Result<Vec<(String, DateTime<Utc>)>>;
     /// Removes a secret; false when there was none by that name.
     async fn delete_secret(&self, name: &str) -> Result<bool>;
+
+    // ---- replay protection for signed requests (Slack, GitHub) ----
+
+    /// Records `key` as seen at `now`, to be remembered until `now + keep`;
+    /// `true` only for the first caller, on any node, while it is remembered
+    /// (atomic: an insert that does nothing when the key is already there).
+    /// A key whose time has passed counts as new again. Keys past their time
+    /// are pruned as a side effect.
+    async fn first_time(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        keep: std::time::Duration,
+    ) -> Result<bool>;
 
     // ---- metrics ----
 

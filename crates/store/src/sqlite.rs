@@ -11,10 +11,10 @@ use sqlx::{Row, SqlitePool};
 
 use crate::common::{
     active_states, all_state_counts, clean_line, decode_event, encode_event, from_millis,
-    lease_end, millis, new_token_id, opt_time, parse_run_id, parse_state, sql_limit,
+    lease_end, millis, expiry, new_token_id, opt_time, parse_scopes, parse_run_id, parse_state, sql_limit,
     terminal_states, to_i64, to_u64, FOLLOW_UP_REASON, LEASE_EXPIRED_REASON,
 };
-use crate::{QueueLimits, Result, RunFilter, Store, StoreError, TokenInfo};
+use crate::{QueueLimits, Result, RunFilter, Scope, Store, StoreError, TokenInfo};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -132,6 +132,7 @@ fn row_to_token(row: &SqliteRow) -> Result<TokenInfo> {
         name: row.try_get("name")?,
         created_at: from_millis(row.try_get("created_at")?)?,
         revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        scopes: parse_scopes(&row.try_get::<String, _>("scopes")?),
     })
 }
 
@@ -540,14 +541,20 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn create_token(&self, name: &str, token_hash: &str) -> Result<TokenInfo> {
+    async fn create_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        scopes: &[Scope],
+    ) -> Result<TokenInfo> {
         let row = sqlx::query(
-            "INSERT INTO api_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING *",
+            "INSERT INTO api_tokens (id, name, token_hash, created_at, scopes) VALUES (?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(new_token_id())
         .bind(name)
         .bind(token_hash)
         .bind(millis(Utc::now()))
+        .bind(Scope::join(scopes))
         .fetch_one(&self.pool)
         .await?;
         row_to_token(&row)
@@ -706,6 +713,31 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(message)
+    }
+
+    async fn first_time(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        keep: std::time::Duration,
+    ) -> Result<bool> {
+        // Inserted, or an expired row taken over: one row changed. Already
+        // there and still remembered: none.
+        let done = sqlx::query(
+            "INSERT INTO replay_keys (replay_key, seen_at, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (replay_key) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at \
+             WHERE replay_keys.expires_at <= excluded.seen_at",
+        )
+        .bind(key)
+        .bind(millis(now))
+        .bind(expiry(now, keep))
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM replay_keys WHERE expires_at <= ?")
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn count_by_state(&self) -> Result<Vec<(RunState, u64)>> {

@@ -8,7 +8,7 @@ use chrono::{TimeDelta, Utc};
 use errand_core::{
     Event, EventKind, EventSource, RepoSource, RunId, RunSpec, RunState, RunSummary,
 };
-use errand_store::{QueueLimits, RunFilter, Store, StoreError, LEASE_EXPIRED_REASON};
+use errand_store::{QueueLimits, RunFilter, Scope, Store, StoreError, LEASE_EXPIRED_REASON};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -864,9 +864,16 @@ pub async fn tokens_create_lookup_list_revoke(s: Arc<dyn Store>) {
     assert!(s.list_tokens().await.unwrap().is_empty());
     let h1 = "a".repeat(64);
     let h2 = "b".repeat(64);
-    let t1 = s.create_token("laptop", &h1).await.unwrap();
+    let t1 = s
+        .create_token("laptop", &h1, &[Scope::Run, Scope::Read, Scope::Run])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(3)).await;
-    let t2 = s.create_token("ci", &h2).await.unwrap();
+    let t2 = s.create_token("ci", &h2, &[Scope::Admin]).await.unwrap();
+    assert_eq!(t1.scopes, [Scope::Read, Scope::Run], "sorted, no repeats");
+    assert!(t1.has(Scope::Run) && !t1.has(Scope::Admin));
+    assert_eq!(t2.scopes, [Scope::Admin]);
+    assert!(!t2.has(Scope::Read), "admin does not imply read");
     assert_ne!(t1.id, t2.id);
     assert_eq!(t1.name, "laptop");
     assert!(!t1.revoked);
@@ -874,7 +881,7 @@ pub async fn tokens_create_lookup_list_revoke(s: Arc<dyn Store>) {
     assert_eq!(s.token_by_hash(&h1).await.unwrap(), Some(t1.clone()));
     assert_eq!(s.token_by_hash(&"c".repeat(64)).await.unwrap(), None);
     assert_eq!(s.list_tokens().await.unwrap(), [t1.clone(), t2.clone()]);
-    let err = s.create_token("again", &h1).await.unwrap_err();
+    let err = s.create_token("again", &h1, &[Scope::Read]).await.unwrap_err();
     assert!(err.is_conflict(), "{err}");
 
     assert!(s.revoke_token(&t1.id).await.unwrap());
@@ -1059,4 +1066,50 @@ pub async fn secrets_are_stored_sealed_listed_without_values_and_deleted(s: Arc<
     assert!(s.delete_secret("GITHUB_TOKEN").await.unwrap());
     assert!(!s.delete_secret("GITHUB_TOKEN").await.unwrap());
     assert_eq!(s.sealed_secrets().await.unwrap().len(), 1);
+}
+
+pub async fn replay_keys_are_first_time_once_until_they_expire(s: Arc<dyn Store>) {
+    let now = Utc::now();
+    let keep = Duration::from_secs(300);
+    assert!(s.first_time("slack:cmd:T1", now, keep).await.unwrap());
+    assert!(
+        !s.first_time("slack:cmd:T1", now, keep).await.unwrap(),
+        "the same key twice"
+    );
+    let later = now + TimeDelta::seconds(299);
+    assert!(
+        !s.first_time("slack:cmd:T1", later, keep).await.unwrap(),
+        "still remembered within its window"
+    );
+    assert!(s.first_time("slack:cmd:T2", now, keep).await.unwrap());
+    // Past its time a key is new again (and the old row was pruned, not kept).
+    let past = now + TimeDelta::seconds(301);
+    assert!(s.first_time("slack:cmd:T1", past, keep).await.unwrap());
+    assert!(!s.first_time("slack:cmd:T1", past, keep).await.unwrap());
+    // A long-kept key outlives short-kept ones.
+    let week = Duration::from_secs(7 * 24 * 3600);
+    assert!(s.first_time("github:body:abc", now, week).await.unwrap());
+    let six_days = now + TimeDelta::days(6);
+    assert!(!s.first_time("github:body:abc", six_days, week).await.unwrap());
+    assert!(s.first_time("slack:cmd:T2", six_days, keep).await.unwrap());
+}
+
+pub async fn replay_keys_under_concurrency_are_first_exactly_once(s: Arc<dyn Store>) {
+    let now = Utc::now();
+    for round in 0..5 {
+        let key = format!("github:body:{round}");
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = s.clone();
+            let key = key.clone();
+            tasks.push(tokio::spawn(async move {
+                s.first_time(&key, now, Duration::from_secs(60)).await.unwrap()
+            }));
+        }
+        let mut firsts = 0;
+        for t in tasks {
+            firsts += usize::from(t.await.unwrap());
+        }
+        assert_eq!(firsts, 1, "{key}");
+    }
 }

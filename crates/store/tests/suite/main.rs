@@ -61,6 +61,8 @@ on_every_backend!(
     follow_up_requeues_only_succeeded_or_failed_runs,
     secrets_are_stored_sealed_listed_without_values_and_deleted,
     pending_message_is_taken_exactly_once,
+    replay_keys_are_first_time_once_until_they_expire,
+    replay_keys_under_concurrency_are_first_exactly_once,
 );
 
 mod urls {
@@ -121,6 +123,85 @@ mod urls {
                 .prompt,
             "p"
         );
+        s.close().await;
+        db.drop_db().await;
+    }
+}
+
+/// A database made by the release before scopes existed, opened by this one:
+/// its tokens keep exactly what they could do then (read and run, not admin).
+mod migrations {
+    use errand_store::{Scope, Store};
+    use sqlx::Connection;
+
+    /// The migrations of `backend` released before token scopes, in a directory.
+    fn before_scopes(backend: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        for name in [
+            "20261126000001_runs.sql",
+            "20261201000001_queue_events_tokens.sql",
+            "20261202000001_secrets.sql",
+        ] {
+            std::fs::copy(src.join(name), dir.path().join(name)).unwrap();
+        }
+        dir
+    }
+
+    const OLD_TOKEN: &str =
+        "INSERT INTO api_tokens (id, name, token_hash, created_at) VALUES ('t1', 'old', 'h-old', 0)";
+
+    async fn check(s: &dyn Store) {
+        let t = s.token_by_hash("h-old").await.unwrap().unwrap();
+        assert_eq!(t.name, "old");
+        assert_eq!(t.scopes, [Scope::Read, Scope::Run]);
+        assert!(!t.has(Scope::Admin), "an old token must not gain admin");
+    }
+
+    #[tokio::test]
+    async fn sqlite_tokens_from_before_scopes_keep_read_and_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("errand.db");
+        {
+            let old = before_scopes("sqlite");
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let mut conn = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+            sqlx::migrate::Migrator::new(old.path())
+                .await
+                .unwrap()
+                .run(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query(OLD_TOKEN).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        let s = errand_store::SqliteStore::open(&path).await.unwrap();
+        check(&s).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_tokens_from_before_scopes_keep_read_and_run() {
+        let Some(db) = crate::backends::TestDb::create().await else {
+            return;
+        };
+        {
+            let old = before_scopes("postgres");
+            let mut conn = sqlx::PgConnection::connect_with(&db.options).await.unwrap();
+            sqlx::migrate::Migrator::new(old.path())
+                .await
+                .unwrap()
+                .run(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query(OLD_TOKEN).execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        }
+        let s = errand_store::PgStore::connect(&db.url()).await.unwrap();
+        check(&s).await;
         s.close().await;
         db.drop_db().await;
     }
