@@ -15,10 +15,6 @@ use std::process::Command;
 
 use common::*;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
 /// `errand sandbox prepare docker` (quick when the image exists), or `false`
 /// (skipped) when no engine is reachable outside CI.
 fn docker_ready(env: &Env) -> bool {

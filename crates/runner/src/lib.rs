@@ -942,7 +942,10 @@ impl Runner {
         let until = Until {
             id,
             cancel: cancel.clone(),
-            deadline: std::cmp::max(deadline, tokio::time::Instant::now() + FINISH_GRACE),
+            deadline: std::cmp::max(
+                deadline,
+                tokio::time::Instant::now() + finish_grace(spec.timeout_secs),
+            ),
         };
         let message =
             errand_git::commit_message(outcome.text.as_deref(), &spec.prompt, &id.short());
@@ -1754,8 +1757,11 @@ struct Until {
 }
 
 /// How long the steps after the agent (commit, export, tests) may take when
-/// the agent used up the run's deadline.
-const FINISH_GRACE: Duration = Duration::from_secs(300);
+/// the agent used up the run's deadline: the run's timeout again, between
+/// 30 seconds and 5 minutes.
+fn finish_grace(timeout_secs: u64) -> Duration {
+    Duration::from_secs(timeout_secs.clamp(30, 300))
+}
 
 fn write_file(path: &Path, contents: &str) -> Result<(), Stop> {
     if let Some(d) = path.parent() {
