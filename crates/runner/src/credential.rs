@@ -9,7 +9,13 @@
 //! its clone URL; `credential.useHttpPath` makes git send the path), with
 //! `username=x-access-token` and the run's token. Anything else gets an empty
 //! answer, so git fails ("could not read Username"), and is counted for the
-//! run's trace. `store` and `erase` are ignored. The token travels over the
+//! run's trace. `store` and `erase` are ignored. The socket is in errand's
+//! private runtime directory (mode 0700, never in a shared `/tmp`), is mode
+//! 0600, and answers one peer uid only, checked with `SO_PEERCRED` on every
+//! connection (see [`errand_sandbox::socket`]): errand's own (the local
+//! sandbox maps the agent's uid to errand's), or the Docker container's user,
+//! to which the Docker backend gives the socket when it mounts it. No other
+//! local user can ask it for the token. The token travels over the
 //! socket into git's memory only: it is not in the sandbox's environment, in
 //! `.git/config`, or in any file.
 //!
@@ -232,12 +238,15 @@ impl CredentialServer {
         })
     }
 
-    /// Starts the server for the run in `run_dir`: its socket is in a private
-    /// directory there (or in `/tmp` when that path is too long for a Unix socket).
+    /// Starts the server for the run in `run_dir`: its socket is in errand's
+    /// private runtime directory ([`socket::runtime_dir`]), whatever the
+    /// length of `run_dir`.
     pub fn start_for(run_dir: &Path, scope: Scope) -> Result<CredentialServer, CredentialError> {
-        let dir = run_dir.join(".errand-git-credential");
-        let path = socket::path_in(&dir, "git-credential")
-            .map_err(|source| CredentialError::Start { path: dir, source })?;
+        let path =
+            socket::private_path("git-credential").map_err(|source| CredentialError::Start {
+                path: run_dir.to_path_buf(),
+                source,
+            })?;
         Self::start(&path, scope)
     }
 
@@ -487,10 +496,11 @@ mod tests {
     async fn ask(path: &Path, request: &str) -> String {
         use tokio::io::AsyncReadExt;
         let mut s = UnixStream::connect(path).await.unwrap();
-        s.write_all(request.as_bytes()).await.unwrap();
-        s.shutdown().await.unwrap();
+        // A refused peer's connection is closed unread: writes may fail.
+        let _ = s.write_all(request.as_bytes()).await;
+        let _ = s.shutdown().await;
         let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
+        let _ = s.read_to_string(&mut out).await;
         out
     }
 
@@ -511,6 +521,32 @@ mod tests {
             .await
             .contains("password=ghs_renewed\n"));
         assert_eq!(server.answered(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_private_and_answers_only_its_peer_uid() {
+        use std::os::unix::fs::MetadataExt;
+        // A run directory far too long for a socket path.
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("h".repeat(150));
+        let server = CredentialServer::start_for(&long, scope()).unwrap();
+        let path = server.path().to_path_buf();
+        assert!(path.as_os_str().len() <= 100, "{}", path.display());
+        let parent = std::fs::symlink_metadata(path.parent().unwrap()).unwrap();
+        // SAFETY: plain system call.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!((parent.uid(), parent.mode() & 0o777), (me, 0o700));
+        let sock = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(sock.mode() & 0o777, 0o600, "never world-writable");
+        let req = "get\nprotocol=https\nhost=github.com\npath=acme/widgets.git\n\n";
+        assert!(ask(&path, req).await.contains("password=ghs_secret"));
+        if me == 0 {
+            // Given to a container's uid, errand's own uid is a stranger:
+            // SO_PEERCRED refuses it before a byte is read.
+            socket::give_to(&path, 4242).unwrap();
+            assert_eq!(ask(&path, req).await, "");
+            assert_eq!(server.answered(), 1);
+        }
     }
 
     #[tokio::test]

@@ -31,7 +31,6 @@
 //! image's `/etc/gitconfig` trusts it inside.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -49,6 +48,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use crate::socket::PrivateFile;
 use crate::{
     egress, paths, CommandLine, ExitInfo, NetworkPolicy, OutputStream, ProcessHandle, Sandbox,
     SandboxError, SandboxProcess, SandboxSpec,
@@ -427,30 +427,171 @@ fn agent_ids() -> (u32, u32) {
 /// Gives `dir` and everything under it to `uid:gid`, without following links.
 /// With `keep_top`, `dir` itself and its `.git` keep their owner and become
 /// writable for `gid` instead.
+///
+/// The tree is the agent's: any name in it may be a symbolic link, and may
+/// become one while this runs. So it is walked by directory handles, never
+/// by path: each directory is opened relative to its parent's handle with
+/// `O_NOFOLLOW | O_DIRECTORY` (a link is never descended into) and changed
+/// through its own handle (`fchown`, `fchmod`); everything else is changed
+/// with `fchownat(AT_SYMLINK_NOFOLLOW)` (a link itself, never its target).
 fn give_tree(dir: &Path, uid: u32, gid: u32, keep_top: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut stack = vec![(dir.to_path_buf(), true)];
-    while let Some((path, top)) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&path)?;
-        let keep = keep_top && (top || (path.parent() == Some(dir) && path.ends_with(".git")));
-        if keep && meta.is_dir() {
-            if meta.gid() != gid {
-                std::os::unix::fs::lchown(&path, None, Some(gid))?;
-            }
-            let mode = meta.permissions().mode();
-            if mode & 0o070 != 0o070 {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o070))?;
-            }
-        } else if meta.uid() != uid || meta.gid() != gid {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::rc::Rc;
+    let last = || std::io::Error::last_os_error();
+    // Opens `name` in `parent` (or the path `name` when there is no parent) as
+    // a directory, never through a link.
+    let open_dir = |parent: Option<&OwnedFd>, name: &[u8]| -> std::io::Result<OwnedFd> {
+        let c =
+            std::ffi::CString::new(name).map_err(|_| std::io::Error::other("a NUL in a name"))?;
+        let at = parent.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
+        // SAFETY: a valid C string; the descriptor is owned right away.
+        let fd = unsafe {
+            libc::openat(
+                at,
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(last());
         }
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push((entry?.path(), false));
+        // SAFETY: just opened, owned by nothing else.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let fstat = |fd: &OwnedFd| -> std::io::Result<libc::stat> {
+        // SAFETY: an all-zero stat is valid for fstat to overwrite; `fd` is open.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(last());
+        }
+        Ok(st)
+    };
+    // Changes an open directory: kept (group-writable, owner unchanged) or given.
+    let change_dir = |fd: &OwnedFd, keep: bool| -> std::io::Result<()> {
+        let st = fstat(fd)?;
+        let raw = fd.as_raw_fd();
+        // SAFETY: plain system calls on an open descriptor.
+        let rc = if keep {
+            let mut rc = 0;
+            if st.st_gid != gid {
+                rc = unsafe { libc::fchown(raw, u32::MAX, gid) };
+            }
+            if rc == 0 && st.st_mode & 0o070 != 0o070 {
+                rc = unsafe { libc::fchmod(raw, (st.st_mode & 0o7777) | 0o070) };
+            }
+            rc
+        } else if st.st_uid != uid || st.st_gid != gid {
+            unsafe { libc::fchown(raw, uid, gid) }
+        } else {
+            0
+        };
+        if rc != 0 {
+            return Err(last());
+        }
+        Ok(())
+    };
+    let top = open_dir(None, dir.as_os_str().as_bytes())?;
+    change_dir(&top, keep_top)?;
+    // Directories to walk, each opened only when its turn comes (so a wide
+    // tree does not hold a descriptor per directory): (the parent's handle,
+    // its name there, whether it is the top's `.git`), or the top itself.
+    let mut stack: Vec<(Rc<OwnedFd>, Option<std::ffi::OsString>, bool)> =
+        vec![(Rc::new(top), None, true)];
+    while let Some((parent, name, top_git)) = stack.pop() {
+        let is_top = name.is_none();
+        let fd = match name {
+            None => parent,
+            Some(name) => {
+                let child = match open_dir(Some(&parent), name.as_bytes()) {
+                    Ok(c) => c,
+                    // Replaced (by a link or a file) since it was listed: not
+                    // followed, not changed.
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ELOOP | libc::ENOTDIR | libc::ENOENT)
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                };
+                drop(parent);
+                change_dir(&child, keep_top && top_git)?;
+                Rc::new(child)
+            }
+        };
+        // The directory the handle holds, listed through /proc (no path lookup).
+        let listing = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        for entry in listing {
+            let entry = entry?;
+            let name = entry.file_name();
+            let c = std::ffi::CString::new(name.as_bytes())
+                .map_err(|_| std::io::Error::other("a NUL in a name"))?;
+            // SAFETY: an all-zero stat is valid for fstatat to overwrite.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: an open directory, a valid C string and buffer.
+            if unsafe {
+                libc::fstatat(
+                    fd.as_raw_fd(),
+                    c.as_ptr(),
+                    &mut st,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            } != 0
+            {
+                let e = last();
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    continue;
+                }
+                return Err(e);
+            }
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                let top_git = is_top && name == ".git";
+                stack.push((fd.clone(), Some(name), top_git));
+            } else if st.st_uid != uid || st.st_gid != gid {
+                // SAFETY: an open directory and a valid C string; never follows a link.
+                if unsafe {
+                    libc::fchownat(
+                        fd.as_raw_fd(),
+                        c.as_ptr(),
+                        uid,
+                        gid,
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    )
+                } != 0
+                {
+                    let e = last();
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(e);
+                    }
+                }
             }
         }
     }
     Ok(())
+}
+
+/// The passwd and group files naming the agent, in errand's runtime directory.
+fn id_files(uid: u32, gid: u32) -> Result<[PrivateFile; 2], SandboxError> {
+    let passwd = format!(
+        "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{uid}:{gid}:agent:{}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        paths::HOME
+    );
+    let group = format!("root:x:0:\nagent:x:{gid}:\nnogroup:x:65534:\n");
+    let make = |what: &str, text: &str| {
+        PrivateFile::create(what, text.as_bytes(), 0o644)
+            .map_err(|e| SandboxError::Setup(format!("cannot write the {what} file: {e}")))
+    };
+    Ok([make("passwd", &passwd)?, make("group", &group)?])
+}
+
+/// Makes one of errand's sockets usable by the container's uid alone (mode
+/// 0600, owned by it, and the only peer uid the service accepts). When errand
+/// is not root the container runs as errand's own uid, which it already is.
+fn give_socket(path: &Path, uid: u32) -> Result<(), SandboxError> {
+    crate::socket::give_to(path, uid).map_err(|e| SandboxError::Setup(e.to_string()))
 }
 
 /// Host paths must be absolute for the engine.
@@ -540,18 +681,10 @@ impl Sandbox for DockerSandbox {
             })?;
         }
         let (uid, gid) = agent_ids();
-        // Who the agent is, for tools that look the user up.
-        let passwd = spec.tmp.join(".errand-passwd");
-        let group = spec.tmp.join(".errand-group");
-        std::fs::write(
-            &passwd,
-            format!(
-                "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{uid}:{gid}:agent:{}:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-                paths::HOME
-            ),
-        )
-        .and_then(|()| std::fs::write(&group, format!("root:x:0:\nagent:x:{gid}:\nnogroup:x:65534:\n")))
-        .map_err(|e| SandboxError::Setup(format!("cannot write the passwd file: {e}")))?;
+        // Who the agent is, for tools that look the user up: generated in
+        // errand's private runtime directory, never in the sandbox's /tmp
+        // (where the agent could plant a link for errand to write through).
+        let files = id_files(uid, gid)?;
         // SAFETY: plain system call.
         if unsafe { libc::geteuid() } == 0 {
             let dirs = [
@@ -578,10 +711,15 @@ impl Sandbox for DockerSandbox {
             bind(absolute(&spec.workspace)?, paths::WORKSPACE, false),
             bind(absolute(&spec.home)?, paths::HOME, false),
             bind(absolute(&spec.tmp)?, "/tmp", false),
-            bind(absolute(&passwd)?, "/etc/passwd", true),
-            bind(absolute(&group)?, "/etc/group", true),
+            bind(absolute(files[0].path())?, "/etc/passwd", true),
+            bind(absolute(files[1].path())?, "/etc/group", true),
         ];
         for (host, inside) in &spec.ro_mounts {
+            // A socket of errand's (the git credential server) is for the
+            // container's user alone.
+            if crate::socket::is_ours(host) {
+                give_socket(host, uid)?;
+            }
             mounts.push(bind(absolute(host)?, &inside.to_string_lossy(), true));
         }
 
@@ -590,6 +728,7 @@ impl Sandbox for DockerSandbox {
             NetworkPolicy::Open => (None, self.config.network.as_str(), None),
             NetworkPolicy::Isolated(e) => {
                 let proxy = egress::start_for(spec, e)?;
+                give_socket(proxy.path(), uid)?;
                 mounts.push(bind(absolute(&e.bridge.exe)?, egress::BRIDGE, true));
                 mounts.push(bind(absolute(proxy.path())?, egress::SOCKET, false));
                 (Some(proxy), "none", Some(egress::wrap(cmd, e)))
@@ -698,6 +837,7 @@ impl Sandbox for DockerSandbox {
             stdout: None,
             stderr: None,
             finished: false,
+            _files: files,
         };
         // Attached before the start, so no output is lost.
         let attached = match docker
@@ -771,6 +911,8 @@ struct DockerProcess {
     stderr: Option<OutputStream>,
     /// Removed already: nothing to do on drop.
     finished: bool,
+    /// The passwd and group files bound in, removed with this.
+    _files: [PrivateFile; 2],
 }
 
 impl DockerProcess {
@@ -922,7 +1064,7 @@ mod tests {
 
     #[test]
     fn the_workspace_top_and_git_stay_errands() {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         // SAFETY: plain system call.
         if unsafe { libc::geteuid() } != 0 {
             return;
@@ -933,8 +1075,22 @@ mod tests {
         std::fs::create_dir_all(ws.join("src")).expect("mkdir");
         std::fs::write(ws.join("src/a.rs"), "x").expect("write");
         std::os::unix::fs::symlink("/etc/hostname", ws.join("link")).expect("symlink");
-        give_tree(&ws, 4242, 4243, true).expect("give");
+        // A host directory the agent links to: never descended into.
+        let host = d.path().join("host");
+        std::fs::create_dir_all(host.join("sub")).expect("mkdir");
+        std::fs::write(host.join("secret"), "x").expect("write");
+        std::os::unix::fs::symlink(&host, ws.join("src/hostdir")).expect("symlink");
+        std::os::unix::fs::symlink(&host, ws.join(".git/objects/hostdir")).expect("symlink");
+        // A nested `.git` is the agent's like anything else.
+        std::fs::create_dir_all(ws.join("src/.git")).expect("mkdir");
         let m = |p: &Path| std::fs::symlink_metadata(p).expect("meta");
+        give_tree(&ws, 4242, 4243, true).expect("give");
+        for p in [&host, &host.join("sub"), &host.join("secret")] {
+            assert_eq!(m(p).uid(), 0, "{} was given away", p.display());
+            assert_eq!(m(p).gid(), 0, "{}", p.display());
+        }
+        assert_eq!(m(&ws.join("src/hostdir")).uid(), 4242);
+        assert_eq!(m(&ws.join("src/.git")).uid(), 4242);
         assert_eq!(m(&ws).uid(), 0);
         assert_eq!(m(&ws).gid(), 4243);
         assert_eq!(m(&ws).permissions().mode() & 0o070, 0o070);
