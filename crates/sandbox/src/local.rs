@@ -17,6 +17,7 @@
 //! its PID namespace dies with its init, and the cgroup's members are killed.
 
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -83,16 +84,21 @@ impl LocalSandbox {
         })
     }
 
-    /// The full bwrap argument list for `spec` and `cmd` (public for tests and
-    /// `--dry-run` views). With an isolated network, `egress_socket` is the
-    /// host side of the egress proxy's socket, bound in at [`egress::SOCKET`].
+    /// bwrap's arguments for `spec` and `cmd` (public for tests and
+    /// `--dry-run` views), in two parts: the options, the environment among
+    /// them, which bwrap reads from a file descriptor (`--args FD`) so that no
+    /// secret is on any command line; and the command line inside, which
+    /// stays on bwrap's own. `passwd_fd` is a descriptor bwrap copies the
+    /// sandbox's `/etc/passwd` from (`--ro-bind-data`). With an isolated
+    /// network, `egress_socket` is the host side of the egress proxy's
+    /// socket, bound in at [`egress::SOCKET`].
     pub fn bwrap_args(
         &self,
         spec: &SandboxSpec,
         cmd: &CommandLine,
-        passwd: &Path,
+        passwd_fd: i32,
         egress_socket: Option<&Path>,
-    ) -> Vec<String> {
+    ) -> BwrapArgs {
         let isolated = match &spec.network {
             NetworkPolicy::Open => None,
             NetworkPolicy::Isolated(e) => Some(e),
@@ -140,7 +146,13 @@ impl LocalSandbox {
             let p = format!("/etc/{name}");
             push(&["--ro-bind-try", &p, &p]);
         }
-        push(&["--ro-bind", &passwd.to_string_lossy(), "/etc/passwd"]);
+        push(&[
+            "--perms",
+            "0444",
+            "--ro-bind-data",
+            &passwd_fd.to_string(),
+            "/etc/passwd",
+        ]);
         push(&["--proc", "/proc", "--dev", "/dev"]);
         push(&[
             "--bind",
@@ -167,10 +179,69 @@ impl LocalSandbox {
         for (k, v) in &spec.env {
             push(&["--setenv", k, v]);
         }
-        push(&["--", &cmd.program]);
-        a.extend(cmd.args.iter().cloned());
-        a
+        let mut command = vec![cmd.program.clone()];
+        command.extend(cmd.args.iter().cloned());
+        BwrapArgs {
+            options: a,
+            command,
+        }
     }
+}
+
+/// bwrap's arguments: see [`LocalSandbox::bwrap_args`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BwrapArgs {
+    /// Read by bwrap from a descriptor, NUL-separated: they hold the environment.
+    pub options: Vec<String>,
+    /// The program and its arguments, on bwrap's command line after `--`.
+    pub command: Vec<String>,
+}
+
+impl BwrapArgs {
+    /// The options as bwrap's `--args` reads them: each followed by a NUL.
+    /// None may hold a NUL itself (no environment variable or path can).
+    pub fn options_data(&self) -> Result<Vec<u8>, SandboxError> {
+        let mut out = Vec::new();
+        for o in &self.options {
+            if o.as_bytes().contains(&0) {
+                return Err(SandboxError::Setup(format!(
+                    "a sandbox argument holds a NUL byte: {}",
+                    o.split('\0').next().unwrap_or_default()
+                )));
+            }
+            out.extend_from_slice(o.as_bytes());
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// bwrap's own command line: `--args FD -- program args…`.
+    pub fn argv(&self, args_fd: i32) -> Vec<String> {
+        let mut out = vec!["--args".to_string(), args_fd.to_string(), "--".to_string()];
+        out.extend(self.command.iter().cloned());
+        out
+    }
+}
+
+/// A memory file holding `data`, read from its start: bwrap reads its
+/// options and the passwd file from these. Close-on-exec until the child
+/// clears that flag for bwrap alone; bwrap closes them once read, so the
+/// program in the sandbox never holds them.
+fn memfd(name: &std::ffi::CStr, data: &[u8]) -> Result<std::os::fd::OwnedFd, SandboxError> {
+    use std::io::{Seek, Write};
+    use std::os::fd::FromRawFd;
+    let setup =
+        |e: std::io::Error| SandboxError::Setup(format!("cannot pass bwrap its arguments: {e}"));
+    // SAFETY: a valid C string; the descriptor is owned right away.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(setup(std::io::Error::last_os_error()));
+    }
+    // SAFETY: just created, owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(data).map_err(setup)?;
+    file.rewind().map_err(setup)?;
+    Ok(file.into())
 }
 
 impl Default for LocalSandbox {
@@ -235,16 +306,17 @@ impl Sandbox for LocalSandbox {
                 SandboxError::Setup(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        // A passwd file naming the agent, so tools that look the user up work.
-        let passwd = spec.tmp.join(".errand-passwd");
-        std::fs::write(
-            &passwd,
+        // A passwd file naming the agent, so tools that look the user up
+        // work: copied by bwrap from a descriptor, never a file on the host
+        // (in the sandbox's /tmp the agent could plant a link to write through).
+        let passwd = memfd(
+            c"errand-passwd",
             format!(
                 "root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{AGENT_UID}:{AGENT_UID}:agent:{}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
                 paths::HOME
-            ),
-        )
-        .map_err(|e| SandboxError::Setup(format!("cannot write passwd file: {e}")))?;
+            )
+            .as_bytes(),
+        )?;
 
         let mut notices = Vec::new();
         if spec.limits.cpus.is_some() {
@@ -268,10 +340,15 @@ impl Sandbox for LocalSandbox {
             NetworkPolicy::Open => None,
             NetworkPolicy::Isolated(e) => Some(egress::start_for(spec, e)?),
         };
-        let args = self.bwrap_args(spec, cmd, &passwd, proxy.as_ref().map(|p| p.path()));
+        let passwd_fd = passwd.as_raw_fd();
+        let args = self.bwrap_args(spec, cmd, passwd_fd, proxy.as_ref().map(|p| p.path()));
+        // The options (the environment: API keys) reach bwrap through a
+        // descriptor: bwrap's command line is visible to every user in `ps`.
+        let options = memfd(c"errand-bwrap-args", &args.options_data()?)?;
+        let args_fd = options.as_raw_fd();
         let mut command = tokio::process::Command::new(&bwrap);
         command
-            .args(&args)
+            .args(args.argv(args_fd))
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -282,6 +359,13 @@ impl Sandbox for LocalSandbox {
         // makes async-signal-safe system calls on data prepared before the fork.
         unsafe {
             command.pre_exec(move || {
+                // bwrap alone gets the two descriptors (they are close-on-exec
+                // in errand); it closes them once read.
+                for fd in [args_fd, passwd_fd] {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 let pid = libc::getpid();
                 let mut buf = [0u8; 24];
@@ -297,6 +381,8 @@ impl Sandbox for LocalSandbox {
             });
         }
         let child = command.spawn().map_err(SandboxError::Spawn)?;
+        // The child has its own copies; errand's are closed here.
+        drop((options, passwd));
         let pgid = child.id().map(|p| p as i32);
         Ok(SandboxProcess::new(
             notices,
@@ -564,24 +650,36 @@ mod tests {
             limits: Default::default(),
             network: NetworkPolicy::Open,
         };
-        let args = sb.bwrap_args(
-            &spec,
-            &CommandLine::new("claude", ["-p", "hi"]),
-            Path::new("/p"),
-            None,
-        );
-        let joined = args.join(" ");
+        let args = sb.bwrap_args(&spec, &CommandLine::new("claude", ["-p", "hi"]), 7, None);
+        let joined = [
+            args.options.clone(),
+            vec!["--".into()],
+            args.command.clone(),
+        ]
+        .concat()
+        .join(" ");
         assert!(
             joined.contains("--clearenv --setenv ANTHROPIC_API_KEY k -- claude -p hi"),
             "{joined}"
         );
+        // The environment is in the options, which bwrap reads from a
+        // descriptor; its command line holds the command alone.
+        assert_eq!(args.argv(9), ["--args", "9", "--", "claude", "-p", "hi"]);
+        assert!(args
+            .options_data()
+            .unwrap()
+            .ends_with(b"--setenv\0ANTHROPIC_API_KEY\0k\0"));
+        assert!(joined.contains("--ro-bind-data 7 /etc/passwd"), "{joined}");
         assert!(joined.contains("--bind /data/runs/abc/workspace /workspace"));
         assert!(
             !joined.contains("/root"),
             "host home must not be mounted: {joined}"
         );
         assert!(!joined.contains("--bind / "), "{joined}");
-        assert!(!args.iter().any(|a| a == "/etc" || a == "/etc/shadow"));
+        assert!(!args
+            .options
+            .iter()
+            .any(|a| a == "/etc" || a == "/etc/shadow"));
         assert!(!joined.contains("--unshare-net"), "{joined}");
 
         // An isolated network: a namespace of its own, the socket and the bridge bound in.
@@ -599,10 +697,12 @@ mod tests {
         let args = sb.bwrap_args(
             &isolated,
             &CommandLine::new("claude", ["-p", "hi"]),
-            Path::new("/p"),
+            7,
             Some(Path::new("/data/runs/abc/e.sock")),
         );
-        let joined = args.join(" ");
+        let joined = [args.options, vec!["--".into()], args.command]
+            .concat()
+            .join(" ");
         assert!(joined.contains("--unshare-net"), "{joined}");
         assert!(joined.contains(&format!("--bind /data/runs/abc/e.sock {}", egress::SOCKET)));
         assert!(joined.contains(&format!("--ro-bind /usr/bin/errand {}", egress::BRIDGE)));
@@ -614,5 +714,71 @@ mod tests {
             )),
             "{joined}"
         );
+    }
+
+    /// Whether bwrap can make a sandbox here (CI must have it: see the
+    /// end-to-end tests, which fail there without it).
+    async fn bwrap_works(sb: &LocalSandbox) -> bool {
+        sb.check().await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn no_secret_on_bwraps_command_line_and_no_descriptor_left_inside() {
+        let sb = LocalSandbox::new();
+        if !bwrap_works(&sb).await {
+            eprintln!("skipped: bubblewrap cannot run here");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let secret = format!("sk-unit-{}", std::process::id());
+        let spec = SandboxSpec {
+            name: "unit".into(),
+            workspace: d.path().join("ws"),
+            home: d.path().join("home"),
+            tmp: d.path().join("tmp"),
+            ro_mounts: vec![],
+            env: vec![
+                ("SECRET_KEY".into(), secret.clone()),
+                ("PATH".into(), "/usr/bin:/bin".into()),
+            ],
+            limits: Default::default(),
+            network: NetworkPolicy::Open,
+        };
+        // The agent plants a link where the passwd file used to be written.
+        let canary = d.path().join("canary");
+        std::fs::write(&canary, "canary").unwrap();
+        std::fs::create_dir_all(&spec.tmp).unwrap();
+        std::os::unix::fs::symlink(&canary, spec.tmp.join(".errand-passwd")).unwrap();
+        let script = "echo \"env=$SECRET_KEY\"; ls -l /proc/self/fd/; \
+                      grep agent /etc/passwd; sleep 2";
+        let mut p = sb
+            .spawn(&spec, &CommandLine::new("/bin/sh", ["-c", script]))
+            .await
+            .unwrap();
+        let mut out = p.take_stdout().unwrap();
+        // While it runs: no process of this host shows the secret in its argv.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                assert!(
+                    !cmdline
+                        .windows(secret.len())
+                        .any(|w| w == secret.as_bytes()),
+                    "the secret is on the command line of {}: {}",
+                    entry.path().display(),
+                    String::from_utf8_lossy(&cmdline)
+                );
+            }
+        }
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut out, &mut text)
+            .await
+            .unwrap();
+        assert!(p.wait().await.unwrap().success(), "{text}");
+        assert!(text.contains(&format!("env={secret}")), "{text}");
+        assert!(text.contains("agent:x:1000:1000"), "{text}");
+        // bwrap closed both descriptors: nothing inside can read them again.
+        assert!(!text.contains("memfd:"), "{text}");
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "canary");
     }
 }
