@@ -29,13 +29,23 @@
 //!   errand's own listen addresses ([`Egress::protected`]), unless the entry
 //!   names that address and port exactly; `metadata.google.internal` and
 //!   `metadata.goog` unless named exactly.
-//! - Loopback, unless the entry is an address or `localhost` (a name that
-//!   resolves to 127.0.0.1 is DNS rebinding, not a model endpoint).
+//! - Through a wildcard entry (`*`, `*.suffix`): loopback, every address of
+//!   this machine's interfaces (Docker's `docker0` and `br-*` bridges
+//!   included, listed anew for each connection), and private, shared (CGNAT),
+//!   unique-local and reserved ranges ([`INTERNAL`]). Only an entry naming the
+//!   address (`10.0.0.5:5432`, `127.0.0.1:8087`) opens one of these.
+//! - Through an exact name entry: loopback (unless the name is `localhost`)
+//!   and this machine's own addresses; internal ranges are where the operator
+//!   said the name is. See [`Policy::check_address`].
 //!
-//! IPv4-mapped IPv6 (`::ffff:a.b.c.d`) and NAT64 (`64:ff9b::/96`) addresses are
-//! checked as the IPv4 address they carry. Spellings such as `2130706433` or
-//! `0x7f.1` are names to the proxy: they pass only a `*` entry, and are then
-//! judged by the address the host's resolver makes of them.
+//! Names are resolved once, every address is checked, and the proxy connects
+//! to exactly the addresses it checked: a name cannot resolve one way for the
+//! check and another for the connection. IPv6 forms that carry an IPv4
+//! address (mapped `::ffff:a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`,
+//! compatible `::a.b.c.d`) are judged by that address too. Spellings that the
+//! C library reads as IPv4 (`2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1`) are
+//! that address to the proxy, never names. Names are lowercased and lose a
+//! trailing dot before anything else.
 //!
 //! Refusals are answered `403 Forbidden` with the reason, logged, and kept
 //! ([`EgressProxy::refused`]) for the run's trace.
@@ -246,7 +256,51 @@ fn parse_host(h: &str) -> Option<Host> {
     if let Ok(ip) = h.parse::<IpAddr>() {
         return Some(Host::Ip(canonical(ip)));
     }
-    valid_name(h).map(Host::Name)
+    let name = valid_name(h)?;
+    // What the C library reads as an address is one, judged as such, and
+    // never sent to a DNS server.
+    Some(match legacy_ipv4(&name) {
+        Some(v4) => Host::Ip(IpAddr::V4(v4)),
+        None => Host::Name(name),
+    })
+}
+
+/// The IPv4 address inet_aton(3) makes of `s`: one to four parts, each
+/// decimal, octal (`0177`) or hexadecimal (`0x7f`), the last filling the bytes
+/// left: `127.1`, `0x7f.1`, `2130706433`, `0177.0.0.1`. `None` for anything
+/// else (which the resolver then gets, and its answer is checked).
+fn legacy_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() > 4 {
+        return None;
+    }
+    let mut nums = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let (digits, radix) = if let Some(hex) = p.strip_prefix("0x") {
+            (hex, 16)
+        } else if p.len() > 1 && p.starts_with('0') {
+            (&p[1..], 8)
+        } else {
+            (*p, 10)
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+            return None;
+        }
+        nums.push(u32::from_str_radix(digits, radix).ok()?);
+    }
+    let (last, first) = nums.split_last()?;
+    if first.iter().any(|n| *n > 255) {
+        return None;
+    }
+    let last_bits = 32 - 8 * u32::try_from(first.len()).ok()?;
+    if last_bits < 32 && *last >> last_bits != 0 {
+        return None;
+    }
+    let high = first
+        .iter()
+        .enumerate()
+        .fold(0u32, |acc, (i, n)| acc | (n << (24 - 8 * i)));
+    Some(Ipv4Addr::from(high | last))
 }
 
 /// A DNS name, lowercased and without its trailing dot.
@@ -311,13 +365,22 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The IPv4 address a NAT64 (`64:ff9b::/96`) address reaches.
-fn nat64(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = v6.segments();
-    (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]).then(|| {
-        let o = v6.octets();
-        Ipv4Addr::new(o[12], o[13], o[14], o[15])
-    })
+/// The IPv4 address an IPv6 address carries and leads to: NAT64
+/// (`64:ff9b::/96`, through the network's translator), 6to4 (`2002:V4::/48`,
+/// through a relay) and IPv4-compatible (`::a.b.c.d`, deprecated; `::` and
+/// `::1` are themselves). IPv4-mapped ones are IPv4 already ([`canonical`]).
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let (s, o) = (v6.segments(), v6.octets());
+    let last = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    let compatible = s[..6] == [0; 6] && !v6.is_unspecified() && !v6.is_loopback();
+    if nat64 || compatible {
+        Some(last)
+    } else if s[0] == 0x2002 {
+        Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]))
+    } else {
+        None
+    }
 }
 
 /// Cloud metadata and credential endpoints that are not link-local.
@@ -344,12 +407,13 @@ fn v4_refusal(v4: Ipv4Addr) -> Option<&'static str> {
 }
 
 /// Why `ip` is never reached unless allowlisted by address and port exactly,
-/// or `None`. Loopback and errand's own addresses are judged by [`Policy`].
+/// or `None`. Loopback, internal and this machine's own addresses are judged
+/// by [`Policy`].
 pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
     match canonical(ip) {
         IpAddr::V4(v4) => v4_refusal(v4),
         IpAddr::V6(v6) => {
-            if let Some(r) = nat64(v6).and_then(v4_refusal) {
+            if let Some(r) = embedded_v4(v6).and_then(v4_refusal) {
                 Some(r)
             } else if v6.is_unspecified() {
                 Some("an unspecified address (:: reaches this machine)")
@@ -366,16 +430,249 @@ pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// 127.0.0.0/8 and `::1`, however spelled.
 pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     match canonical(ip) {
-        IpAddr::V6(v6) => v6.is_loopback() || nat64(v6).is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => v6.is_loopback() || embedded_v4(v6).is_some_and(|v4| v4.is_loopback()),
         v4 => v4.is_loopback(),
     }
 }
 
-/// Whether `ip` is one of this machine's own addresses (binding to it works).
-fn is_local_address(ip: IpAddr) -> bool {
-    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+/// A block of addresses, `net/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub net: IpAddr,
+    pub len: u8,
+    /// What it is, for refusals.
+    pub what: &'static str,
+}
+
+impl Block {
+    const fn v4(o: [u8; 4], len: u8, what: &'static str) -> Block {
+        Block {
+            net: IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3])),
+            len,
+            what,
+        }
+    }
+
+    const fn v6(s: [u16; 8], len: u8, what: &'static str) -> Block {
+        Block {
+            net: IpAddr::V6(Ipv6Addr::new(
+                s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+            )),
+            len,
+            what,
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, canonical(ip)) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.len)
+    }
+}
+
+/// Addresses inside some network rather than on the internet: private,
+/// shared (CGNAT), unique-local, and reserved or special-purpose ranges. A
+/// wildcard entry never reaches them; an address entry or a name entry
+/// without a wildcard does. (Loopback, link-local and metadata addresses, and
+/// this machine's own, are judged first, more strictly.) IPv6 forms that carry
+/// an IPv4 address (mapped, NAT64, 6to4, compatible) are judged by it as well.
+pub const INTERNAL: &[Block] = &[
+    Block::v4([10, 0, 0, 0], 8, "a private address (10.0.0.0/8)"),
+    Block::v4([172, 16, 0, 0], 12, "a private address (172.16.0.0/12)"),
+    Block::v4([192, 168, 0, 0], 16, "a private address (192.168.0.0/16)"),
+    Block::v4(
+        [100, 64, 0, 0],
+        10,
+        "a shared (CGNAT) address (100.64.0.0/10)",
+    ),
+    Block::v4([192, 0, 0, 0], 24, "a reserved address (192.0.0.0/24)"),
+    Block::v4([192, 0, 2, 0], 24, "a documentation address (192.0.2.0/24)"),
+    Block::v4(
+        [198, 51, 100, 0],
+        24,
+        "a documentation address (198.51.100.0/24)",
+    ),
+    Block::v4(
+        [203, 0, 113, 0],
+        24,
+        "a documentation address (203.0.113.0/24)",
+    ),
+    Block::v4(
+        [198, 18, 0, 0],
+        15,
+        "a benchmarking address (198.18.0.0/15)",
+    ),
+    Block::v4(
+        [192, 88, 99, 0],
+        24,
+        "a 6to4 relay address (192.88.99.0/24)",
+    ),
+    Block::v4([240, 0, 0, 0], 4, "a reserved address (240.0.0.0/4)"),
+    Block::v6(
+        [0xfc00, 0, 0, 0, 0, 0, 0, 0],
+        7,
+        "a unique local address (fc00::/7)",
+    ),
+    Block::v6(
+        [0xfec0, 0, 0, 0, 0, 0, 0, 0],
+        10,
+        "a site-local address (fec0::/10)",
+    ),
+    Block::v6([0; 8], 96, "an IPv4-compatible address (::/96)"),
+    Block::v6(
+        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+        48,
+        "a local-use NAT64 address (64:ff9b:1::/48)",
+    ),
+    Block::v6(
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        32,
+        "a Teredo address (2001::/32)",
+    ),
+    Block::v6(
+        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
+        32,
+        "a documentation address (2001:db8::/32)",
+    ),
+    Block::v6(
+        [0x3fff, 0, 0, 0, 0, 0, 0, 0],
+        20,
+        "a documentation address (3fff::/20)",
+    ),
+    Block::v6(
+        [0x100, 0, 0, 0, 0, 0, 0, 0],
+        64,
+        "a discard address (100::/64)",
+    ),
+    Block::v6(
+        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
+        16,
+        "an SRv6 segment address (5f00::/16)",
+    ),
+];
+
+/// What an address is to the egress rules ([`Policy::check_address`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// On the internet.
+    Public,
+    /// [`refused_address`]: only an exact `address:port` entry reaches it.
+    Refused(&'static str),
+    /// 127.0.0.0/8, `::1`.
+    Loopback,
+    /// An address of one of this machine's interfaces (Docker's bridges too).
+    Own,
+    /// In [`INTERNAL`].
+    Internal(&'static str),
+}
+
+impl Class {
+    fn of(ip: IpAddr, own: &OwnAddresses) -> Class {
+        let ip = canonical(ip);
+        if let Some(why) = refused_address(ip) {
+            return Class::Refused(why);
+        }
+        if is_loopback(ip) {
+            return Class::Loopback;
+        }
+        if let Some(v4) = match ip {
+            IpAddr::V6(v6) => embedded_v4(v6),
+            IpAddr::V4(_) => None,
+        } {
+            let inner = Class::of(IpAddr::V4(v4), own);
+            if inner != Class::Public {
+                return inner;
+            }
+        }
+        if own.contains(ip) {
+            return Class::Own;
+        }
+        match INTERNAL.iter().find(|b| b.contains(ip)) {
+            Some(b) => Class::Internal(b.what),
+            None => Class::Public,
+        }
+    }
+}
+
+/// Every address of every network interface of this machine (getifaddrs(3)):
+/// loopback, Ethernet, Docker's `docker0` and `br-*` bridges, VPNs.
+pub fn interface_addresses() -> std::io::Result<Vec<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list freed below, once.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        let addr = ifa.ifa_addr;
+        if !addr.is_null() {
+            // SAFETY: a non-null ifa_addr points at a sockaddr whose family
+            // says which struct it is; each is read as that struct.
+            match i32::from(unsafe { (*addr).sa_family }) {
+                libc::AF_INET => {
+                    let sin = unsafe { &*(addr as *const libc::sockaddr_in) };
+                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                        sin.sin_addr.s_addr,
+                    ))));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = unsafe { &*(addr as *const libc::sockaddr_in6) };
+                    out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and nothing points into it any more.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// This machine's own addresses, read anew for each connection the proxy
+/// judges (interfaces come and go: Docker adds a `br-*` for every network).
+#[derive(Debug, Default)]
+struct OwnAddresses(Vec<IpAddr>);
+
+impl OwnAddresses {
+    fn now(extra: &[IpAddr]) -> OwnAddresses {
+        let mut list = interface_addresses().unwrap_or_else(|e| {
+            // The bind test in `contains` still finds them.
+            tracing::warn!("egress: cannot list this machine's interfaces: {e}");
+            Vec::new()
+        });
+        list.extend_from_slice(extra);
+        OwnAddresses(list.into_iter().map(canonical).collect())
+    }
+
+    /// On an interface, or bindable (an address the kernel routes as local,
+    /// such as an AnyIP route, is one too).
+    fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.contains(&ip) || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    }
 }
 
 /// An allowlist, with errand's own addresses.
@@ -383,6 +680,8 @@ fn is_local_address(ip: IpAddr) -> bool {
 pub struct Policy {
     entries: Vec<AllowEntry>,
     protected: Vec<SocketAddr>,
+    /// Addresses taken as this machine's besides its interfaces' (tests).
+    extra_own: Vec<IpAddr>,
 }
 
 impl Policy {
@@ -402,6 +701,7 @@ impl Policy {
         Ok(Policy {
             entries,
             protected: protected.to_vec(),
+            extra_own: Vec::new(),
         })
     }
 
@@ -421,34 +721,83 @@ impl Policy {
         Ok(entry)
     }
 
-    /// Whether `ip:port`, which `entry` let through, may be connected to.
+    /// Whether `ip:port`, which `entry` let through, may be connected to;
+    /// the reason when not. By what the address is and which entry led there:
+    ///
+    /// - An `address:port` entry opens exactly that, whatever it is (errand's
+    ///   own API included), to a client that asks for that address: a name
+    ///   that resolves there, through another entry, is judged as below.
+    /// - [`refused_address`] (metadata, link-local, unspecified, broadcast,
+    ///   multicast) and errand's own API addresses: nothing else opens them.
+    /// - Public addresses: any entry.
+    /// - Loopback, this machine's own addresses, [`INTERNAL`]: an address
+    ///   entry (any port when it has none) opens the address it names; a
+    ///   wildcard (`*`, `*.suffix`) never, since the client picks the name and
+    ///   anyone's DNS can point a name anywhere. An exact name entry is
+    ///   trusted to resolve where the operator meant for internal ranges (an
+    ///   internal git server at `git.corp`), but not for loopback or this
+    ///   machine's own addresses (DNS rebinding onto the host's services, the
+    ///   Docker engine or a database on 0.0.0.0): those take an address entry,
+    ///   except loopback through the name `localhost`.
+    ///
+    /// Reads this machine's addresses; [`Policy::resolve`] reads them once
+    /// for all the addresses of a name.
     pub fn check_address(&self, entry: &AllowEntry, ip: IpAddr, port: u16) -> Result<(), String> {
-        let ip = canonical(ip);
-        let named_exactly = entry.pattern == Pattern::Ip(ip) && entry.port == Some(port);
-        if named_exactly {
-            return Ok(());
-        }
-        if let Some(why) = refused_address(ip) {
-            return Err(why.to_string());
-        }
-        if self.is_protected(ip, port) {
-            return Err("errand's own API address".into());
-        }
-        let by_address = matches!(&entry.pattern, Pattern::Ip(_))
-            || matches!(&entry.pattern, Pattern::Exact(n) if n == "localhost");
-        if is_loopback(ip) && !by_address {
-            return Err(format!(
-                "a loopback address ({ip}) reached through a name: allowlist it by address"
-            ));
-        }
-        Ok(())
+        self.judge(entry, ip, port, &OwnAddresses::now(&self.extra_own))
     }
 
-    fn is_protected(&self, ip: IpAddr, port: u16) -> bool {
+    /// [`Policy::check_address`] with this machine's addresses read already.
+    fn judge(
+        &self,
+        entry: &AllowEntry,
+        ip: IpAddr,
+        port: u16,
+        own: &OwnAddresses,
+    ) -> Result<(), String> {
+        let ip = canonical(ip);
+        if entry.pattern == Pattern::Ip(ip) && entry.port == Some(port) {
+            return Ok(());
+        }
+        let class = Class::of(ip, own);
+        if let Class::Refused(why) = class {
+            return Err(why.to_string());
+        }
+        if self.is_protected(ip, port, own) {
+            return Err("errand's own API address".into());
+        }
+        let exact = Host::Ip(ip);
+        match (class, &entry.pattern) {
+            (Class::Public, _) | (_, Pattern::Ip(_)) => Ok(()),
+            (Class::Loopback, Pattern::Exact(n)) if n == "localhost" => Ok(()),
+            (Class::Internal(_), Pattern::Exact(_)) => Ok(()),
+            (Class::Loopback, Pattern::Exact(_)) => Err(format!(
+                "a loopback address ({exact}) reached through a name: allowlist it as {exact}:{port}"
+            )),
+            (Class::Own, Pattern::Exact(_)) => Err(format!(
+                "an address of this machine ({exact}) reached through a name: allowlist it as \
+                 {exact}:{port}"
+            )),
+            (Class::Loopback, _) => Err(format!(
+                "a loopback address ({exact}) through a wildcard entry: only {exact}:{port} \
+                 allowlisted opens it"
+            )),
+            (Class::Own, _) => Err(format!(
+                "an address of this machine ({exact}) through a wildcard entry: only \
+                 {exact}:{port} allowlisted opens it"
+            )),
+            (Class::Internal(what), _) => Err(format!(
+                "{what} through a wildcard entry: only {exact}:{port} (or its name) allowlisted \
+                 opens it"
+            )),
+            (Class::Refused(why), _) => Err(why.to_string()),
+        }
+    }
+
+    fn is_protected(&self, ip: IpAddr, port: u16, own: &OwnAddresses) -> bool {
         self.protected.iter().any(|p| {
             p.port() == port
                 && (canonical(p.ip()) == ip
-                    || (p.ip().is_unspecified() && (is_loopback(ip) || is_local_address(ip))))
+                    || (p.ip().is_unspecified() && (is_loopback(ip) || own.contains(ip))))
         })
     }
 
@@ -473,10 +822,13 @@ impl Policy {
                 }
             }
         };
+        // The proxy connects to exactly these, as checked here: nothing is
+        // resolved again between the check and the connection.
+        let own = OwnAddresses::now(&self.extra_own);
         let mut ok = Vec::new();
         let mut first_refusal = None;
         for a in addrs {
-            match self.check_address(entry, a.ip(), port) {
+            match self.judge(entry, a.ip(), port, &own) {
                 Ok(()) => ok.push(a),
                 Err(why) => {
                     first_refusal.get_or_insert(why);
@@ -1200,6 +1552,8 @@ mod tests {
             "::ffff:169.254.169.254",
             "::ffff:0.0.0.0",
             "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "::a9fe:a9fe",
             "ff02::1",
         ] {
             assert!(refused_address(ip(a)).is_some(), "{a} must be refused");
@@ -1299,6 +1653,375 @@ mod tests {
             .admit(&Host::Ip(ip("127.0.0.1")), 8080)
             .expect("entry");
         assert!(exact.check_address(e, ip("127.0.0.1"), 8080).is_ok());
+    }
+
+    /// Resolves `authority` as the proxy does (literal forms are not looked
+    /// up), against `p`.
+    async fn reach(p: &Policy, authority: &str) -> Result<Vec<SocketAddr>, Denied> {
+        let (host, port) = parse_authority(authority, None).expect("authority");
+        p.resolve(&host, port).await
+    }
+
+    fn refused(r: Result<Vec<SocketAddr>, Denied>) -> String {
+        match r {
+            Err(Denied::Refused(why)) => why,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn numeric_spellings_are_the_addresses_they_spell() {
+        for (spelling, want) in [
+            ("127.1", "127.0.0.1"),
+            ("0x7f.1", "127.0.0.1"),
+            ("0X7F.0.0.1", "127.0.0.1"),
+            ("2130706433", "127.0.0.1"),
+            ("0x7f000001", "127.0.0.1"),
+            ("0177.0.0.1", "127.0.0.1"),
+            ("127.0.1", "127.0.0.1"),
+            ("127.0.0.1.", "127.0.0.1"),
+            ("10.1", "10.0.0.1"),
+            ("0xa.0.0.5", "10.0.0.5"),
+            ("167772165", "10.0.0.5"),
+            ("0", "0.0.0.0"),
+            ("0xa9fea9fe", "169.254.169.254"),
+            ("::ffff:7f00:1", "127.0.0.1"),
+        ] {
+            assert_eq!(parse_host(spelling), Some(Host::Ip(ip(want))), "{spelling}");
+        }
+        for name in [
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "1.256.1.1",
+            "1.2.65536",
+            "4294967296",
+            "08.1.1.1",
+            "0x.1",
+            "0x7g.1",
+            "1e2",
+            "deadbeef",
+            "127.0.0.1.example",
+        ] {
+            assert!(
+                matches!(parse_host(name), Some(Host::Name(_))),
+                "{name}: {:?}",
+                parse_host(name)
+            );
+        }
+        // The bound of the last part: 24 bits after one part, 16 after two.
+        assert_eq!(
+            parse_host("1.16777215"),
+            Some(Host::Ip(ip("1.255.255.255")))
+        );
+        assert!(matches!(parse_host("1.16777216"), Some(Host::Name(_))));
+        assert_eq!(parse_host("1.2.65535"), Some(Host::Ip(ip("1.2.255.255"))));
+    }
+
+    #[test]
+    fn blocks_hold_their_bounds() {
+        let b = |s: &str| INTERNAL.iter().find(|b| b.to_string() == s).expect(s);
+        let rfc1918 = b("172.16.0.0/12");
+        assert!(rfc1918.contains(ip("172.16.0.0")));
+        assert!(rfc1918.contains(ip("172.31.255.255")));
+        assert!(rfc1918.contains(ip("::ffff:172.20.0.1")));
+        assert!(!rfc1918.contains(ip("172.15.255.255")));
+        assert!(!rfc1918.contains(ip("172.32.0.0")));
+        let cgnat = b("100.64.0.0/10");
+        assert!(cgnat.contains(ip("100.127.255.255")));
+        assert!(!cgnat.contains(ip("100.128.0.0")));
+        assert!(!cgnat.contains(ip("100.63.255.255")));
+        let ula = b("fc00::/7");
+        assert!(ula.contains(ip("fdff:ffff::1")));
+        assert!(!ula.contains(ip("fe00::1")));
+        assert!(!ula.contains(ip("fbff::1")));
+        let every = Block::v4([0, 0, 0, 0], 0, "all");
+        assert!(every.contains(ip("255.1.2.3")));
+        assert!(!every.contains(ip("::2")));
+    }
+
+    #[tokio::test]
+    async fn wildcards_reach_no_private_shared_or_reserved_address() {
+        let internal = [
+            "10.0.0.1",
+            "10.255.255.254",
+            "172.16.0.1",
+            "172.31.255.254",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "192.0.0.8",
+            "198.18.0.1",
+            "240.0.0.1",
+            "[fc00::1]",
+            "[fd12:3456::1]",
+            "[fec0::1]",
+            "[2001:db8::1]",
+            "[2001::1]",
+            "[64:ff9b:1::a]",
+            // The same behind IPv6 forms that carry them.
+            "[::ffff:10.0.0.1]",
+            "[::ffff:c0a8:101]",
+            "[64:ff9b::a00:1]",
+            "[2002:a00:1::1]",
+            "[::a00:1]",
+            "[::c0a8:101]",
+            // And in C-library spellings.
+            "10.1",
+            "0xa.0.0.1",
+            "167772161",
+            "0300.0250.1.1",
+        ];
+        for allow in ["*", "*:5432", "*.example.com"] {
+            let p = policy(&[allow]);
+            for a in internal {
+                let dest = format!("{a}:5432");
+                if allow.starts_with("*.") {
+                    // A literal address never matches a suffix; the name does.
+                    assert!(reach(&p, &dest).await.is_err(), "{allow}: {dest}");
+                    continue;
+                }
+                let why = refused(reach(&p, &dest).await);
+                assert!(why.contains("only"), "{allow}: {dest}: {why}");
+            }
+            // Public addresses and their IPv6 forms stay reachable (as far as
+            // the policy goes: nothing is connected to here).
+            let any = p.admit(&Host::Ip(ip("8.8.8.8")), 5432);
+            if let Ok(any) = any {
+                for a in [
+                    "8.8.8.8",
+                    "11.0.0.1",
+                    "172.32.0.1",
+                    "100.128.0.1",
+                    "192.169.0.1",
+                    "2606:4700::1111",
+                    "::ffff:8.8.8.8",
+                    "64:ff9b::808:808",
+                    "2002:808:808::1",
+                ] {
+                    assert_eq!(p.check_address(any, ip(a), 5432), Ok(()), "{allow}: {a}");
+                }
+            }
+        }
+        // Through a suffix, by name: the resolved address is what counts.
+        let p = policy(&["*.example.com"]);
+        let entry = p.admit(&name("db.example.com"), 5432).expect("entry");
+        for a in [
+            "10.0.0.1",
+            "fd00::1",
+            "::ffff:192.168.0.1",
+            "64:ff9b::ac10:1",
+        ] {
+            let why = p.check_address(entry, ip(a), 5432).expect_err(a);
+            assert!(why.contains("wildcard"), "{a}: {why}");
+        }
+        assert_eq!(p.check_address(entry, ip("93.184.215.14"), 5432), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn wildcards_reach_no_loopback_however_spelled() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        for allow in ["*", "*.localhost"] {
+            let p = policy(&[allow]);
+            for a in [
+                "127.0.0.1",
+                "127.0.0.2",
+                "127.255.255.254",
+                "127.1",
+                "0x7f.1",
+                "0X7F.1",
+                "2130706433",
+                "0x7f000001",
+                "017700000001",
+                "0177.0.0.1",
+                "127.0.0.1.",
+                "[::1]",
+                "[0:0:0:0:0:0:0:1]",
+                "[::ffff:127.0.0.1]",
+                "[::ffff:7f00:1]",
+                "[::127.0.0.1]",
+                "[64:ff9b::7f00:1]",
+                "[2002:7f00:1::]",
+                "localhost",
+                "LOCALHOST",
+                "localhost.",
+                "LocalHost.",
+            ] {
+                let dest = format!("{a}:{port}");
+                let r = reach(&p, &dest).await;
+                if allow == "*" {
+                    let why = refused(r);
+                    assert!(why.contains("loopback"), "{dest}: {why}");
+                } else {
+                    assert!(r.is_err(), "{allow}: {dest}");
+                }
+            }
+        }
+        // Named by address and port, it is reachable (the scripted model).
+        let p = policy(&["*", &format!("127.0.0.1:{port}")]);
+        assert!(reach(&p, &format!("127.0.0.1:{port}")).await.is_ok());
+        assert!(reach(&p, &format!("0x7f.1:{port}")).await.is_ok());
+        assert!(reach(&p, &format!("[::ffff:127.0.0.1]:{port}"))
+            .await
+            .is_ok());
+        // Not through a name that resolves there, and nothing beside it.
+        assert!(reach(&p, &format!("localhost:{port}")).await.is_err());
+        assert!(reach(&p, &format!("127.0.0.2:{port}")).await.is_err());
+        assert!(reach(&p, &format!("127.0.0.1:{}", port ^ 1)).await.is_err());
+    }
+
+    #[test]
+    fn this_machines_interfaces_are_listed() {
+        let own = interface_addresses().expect("getifaddrs");
+        assert!(own.contains(&ip("127.0.0.1")), "{own:?}");
+        // The source address of the default route, found another way, is one.
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        if s.connect("192.0.2.1:9").is_ok() {
+            let src = s.local_addr().expect("addr").ip();
+            if !src.is_unspecified() {
+                assert!(own.contains(&src), "{src} not in {own:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn this_machines_own_addresses_need_an_address_entry() {
+        // A public address on one of this machine's interfaces (as a VM with a
+        // public IP has); the real ones follow.
+        let mut p = policy(&["*", "api.example.com", "localhost", "1.2.3.4:5432"]);
+        p.extra_own = vec![ip("1.2.3.4"), ip("2001:4860:4860::8888")];
+        let any = p.admit(&name("x.example"), 22).expect("any");
+        let named = p.admit(&name("api.example.com"), 22).expect("named");
+        let local = p.admit(&name("localhost"), 22).expect("localhost");
+        for a in [
+            "1.2.3.4",
+            "::ffff:1.2.3.4",
+            "64:ff9b::102:304",
+            "2001:4860:4860::8888",
+        ] {
+            for entry in [any, named, local] {
+                let why = p.check_address(entry, ip(a), 22).expect_err(a);
+                assert!(why.contains("this machine"), "{a}: {why}");
+            }
+        }
+        // The same address, not this machine's: public.
+        let stranger = policy(&["*"]);
+        let s_any = stranger.admit(&name("x.example"), 22).expect("any");
+        assert_eq!(stranger.check_address(s_any, ip("1.2.3.4"), 22), Ok(()));
+        // Only an address entry opens it.
+        let lit = p.admit(&Host::Ip(ip("1.2.3.4")), 5432).expect("entry");
+        assert_eq!(p.check_address(lit, ip("1.2.3.4"), 5432), Ok(()));
+        assert!(
+            p.check_address(any, ip("1.2.3.4"), 5432).is_err(),
+            "by name"
+        );
+        assert!(p.check_address(any, ip("1.2.3.4"), 5433).is_err());
+        // Every address of every real interface (docker0 and br-* among
+        // them): refused through `*` and through a name.
+        let p = policy(&["*", "api.example.com"]);
+        let any = p.admit(&name("x.example"), 2375).expect("any");
+        let named = p.admit(&name("api.example.com"), 2375).expect("named");
+        let own = interface_addresses().expect("getifaddrs");
+        for a in &own {
+            assert!(p.check_address(any, *a, 2375).is_err(), "{a}");
+            assert!(p.check_address(named, *a, 2375).is_err(), "{a}");
+            if refused_address(*a).is_none() && !is_loopback(*a) {
+                let why = p.check_address(any, *a, 2375).expect_err("own");
+                assert!(why.contains("this machine"), "{a}: {why}");
+            }
+        }
+    }
+
+    #[test]
+    fn exact_names_reach_internal_ranges_but_not_loopback_or_this_machine() {
+        let mut p = policy(&["git.corp:443", "localhost:9000", "*"]);
+        p.extra_own = vec![ip("10.9.9.9")];
+        let git = p.admit(&name("git.corp"), 443).expect("entry");
+        for a in [
+            "10.1.2.3",
+            "172.20.0.5",
+            "192.168.7.7",
+            "100.64.1.1",
+            "fd00::5",
+        ] {
+            assert_eq!(p.check_address(git, ip(a), 443), Ok(()), "{a}");
+        }
+        for a in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.9.9.9"] {
+            assert!(p.check_address(git, ip(a), 443).is_err(), "{a}");
+        }
+        for a in ["169.254.169.254", "fd00:ec2::254", "0.0.0.0"] {
+            assert!(p.check_address(git, ip(a), 443).is_err(), "{a}");
+        }
+        let local = p.admit(&name("localhost"), 9000).expect("entry");
+        assert_eq!(p.check_address(local, ip("127.0.0.1"), 9000), Ok(()));
+        assert_eq!(p.check_address(local, ip("::1"), 9000), Ok(()));
+        assert!(p.check_address(local, ip("10.9.9.9"), 9000).is_err());
+    }
+
+    #[test]
+    fn address_entries_open_internal_addresses_beside_a_wildcard() {
+        let mut p = policy(&["*", "10.0.0.5:5432", "192.168.1.1", "[fd00::5]:22"]);
+        p.extra_own = vec![ip("192.168.1.1")];
+        let db = p.admit(&Host::Ip(ip("10.0.0.5")), 5432).expect("entry");
+        assert_eq!(p.check_address(db, ip("10.0.0.5"), 5432), Ok(()));
+        let other_port = p.admit(&Host::Ip(ip("10.0.0.5")), 5433).expect("*");
+        assert!(p.check_address(other_port, ip("10.0.0.5"), 5433).is_err());
+        // An address without a port: that address, any port.
+        let gw = p.admit(&Host::Ip(ip("192.168.1.1")), 8080).expect("entry");
+        assert_eq!(p.check_address(gw, ip("192.168.1.1"), 8080), Ok(()));
+        let v6 = p.admit(&Host::Ip(ip("fd00::5")), 22).expect("entry");
+        assert_eq!(p.check_address(v6, ip("fd00::5"), 22), Ok(()));
+        // Metadata still needs its port too.
+        let p = policy(&["169.254.169.254"]);
+        let md = p
+            .admit(&Host::Ip(ip("169.254.169.254")), 80)
+            .expect("entry");
+        assert!(p.check_address(md, ip("169.254.169.254"), 80).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_proxy_never_connects_to_what_a_wildcard_may_not_reach() {
+        use tokio::net::TcpListener;
+        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = upstream.local_addr().expect("addr").port();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = upstream.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        let wildcard = || Policy::new(&["*".into()], &[]).expect("policy");
+        for target in [
+            format!("127.0.0.1:{port}"),
+            format!("0x7f.1:{port}"),
+            format!("2130706433:{port}"),
+            format!("[::ffff:127.0.0.1]:{port}"),
+            format!("localhost.:{port}"),
+            format!("10.1:{port}"),
+        ] {
+            let (out, refused) = ask(
+                wildcard(),
+                &format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+            )
+            .await;
+            assert!(out.starts_with("HTTP/1.1 403"), "{target}: {out}");
+            assert_eq!(refused.len(), 1, "{target}: {refused:?}");
+        }
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let listed = Policy::new(&["*".into(), format!("127.0.0.1:{port}")], &[]).expect("p");
+        let (out, _) = ask(
+            listed,
+            &format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            out.starts_with("HTTP/1.1 200 Connection Established"),
+            "{out}"
+        );
     }
 
     #[tokio::test]
