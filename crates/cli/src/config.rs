@@ -238,6 +238,31 @@ pub struct Server {
     pub public_url: Option<String>,
     /// The harness for Slack and GitHub runs that name none.
     pub default_harness: String,
+    /// Directories under which a run started through the API may clone a
+    /// local path or `file:///` URL (canonicalized: symlinks and `..` are
+    /// resolved before the check). Default none: the API then takes only
+    /// `github:` repositories and network URLs. `ERRAND_SERVER_LOCAL_REPOS`
+    /// takes them `:`-separated. The local `errand run` is not limited.
+    #[serde(deserialize_with = "paths_or_list")]
+    pub local_repos: Vec<PathBuf>,
+}
+
+/// A list of paths, or one string of `:`-separated paths (from the environment).
+fn paths_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<PathBuf>),
+        Joined(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(v) => v,
+        Either::Joined(s) => s
+            .split(':')
+            .filter(|p| !p.trim().is_empty())
+            .map(PathBuf::from)
+            .collect(),
+    })
 }
 
 impl Default for Server {
@@ -248,6 +273,7 @@ impl Default for Server {
             worker_id: None,
             public_url: None,
             default_harness: "claude-code".into(),
+            local_repos: Vec::new(),
         }
     }
 }
@@ -308,6 +334,7 @@ const KEYS: &[&str] = &[
     "sandbox.egress_git_host",
     "server.public_url",
     "server.default_harness",
+    "server.local_repos",
     "github.app_id",
     "github.private_key_file",
     "github.private_key",
@@ -506,7 +533,6 @@ impl Config {
             github,
             access: errand_server::access::AccessPolicy::new(self.access.clone()),
             default_harness: self.server.default_harness.clone(),
-            replay: errand_slack::ReplayGuard::new(),
         })
     }
 
@@ -536,6 +562,7 @@ impl Config {
         if self.server.workers == 0 {
             out.push("server.workers is 0: no run would ever execute".into());
         }
+        out.extend(errand_server::repo::canonical_prefixes(&self.server.local_repos).1);
         if self.queue.lease_secs < 3 {
             out.push(format!(
                 "queue.lease_secs {} is too short (at least 3)",

@@ -56,6 +56,14 @@ async fn build(
     let store = crate::open_store_at(paths, database_url.or(cfg.database.url.as_deref())).await?;
     let registry = cfg.registry();
     let mut state = AppState::new(store.clone(), registry.clone());
+    let (local_repos, _) = errand_server::repo::canonical_prefixes(&cfg.server.local_repos);
+    if !local_repos.is_empty() {
+        tracing::info!(
+            ?local_repos,
+            "runs from the API may clone local paths under these"
+        );
+    }
+    state.local_repos = Arc::new(local_repos);
     if let Some(gh) = &cfg.github {
         state.github_api = gh.api_url.clone();
     }

@@ -84,7 +84,6 @@ async fn main() {
             ..Default::default()
         }]),
         default_harness: "claude-code".into(),
-        replay: errand_slack::ReplayGuard::new(),
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -111,15 +111,23 @@ pub async fn create_run(
             "agent_git needs a github: repository: errand hands the agent a token only for its GitHub App",
         ));
     }
-    if let Some(RepoSource::Local(p)) = b.repo.as_deref().map(RepoSource::parse) {
-        if !std::path::Path::new(&p).is_absolute() {
-            return Err(ApiError::invalid(format!(
-                "repo '{p}' is a relative path; the server needs a URL or an absolute path"
-            )));
+    if let Some(base) = &b.base {
+        if base.is_empty()
+            || base.starts_with('-')
+            || base.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(ApiError::invalid(
+                "base is not a branch name (empty, starts with '-', or has spaces or control characters)",
+            ));
         }
     }
+    // A repository on the server's own filesystem only under server.local_repos.
+    let repo = match b.repo.as_deref() {
+        Some(r) => Some(crate::repo::check(r, &st.local_repos).await?),
+        None => None,
+    };
     let mut spec = RunSpec::new(b.prompt, b.harness);
-    spec.repo = b.repo.as_deref().map(RepoSource::parse);
+    spec.repo = repo;
     spec.model = b.model;
     spec.push = b.push;
     spec.agent_git = b.agent_git;

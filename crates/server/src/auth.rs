@@ -2,12 +2,20 @@
 //!
 //! Secrets are random (two v4 UUIDs, 244 bits), shown once, and stored only as
 //! their SHA-256, so a copy of the database grants nothing.
+//!
+//! Each token carries scopes ([`Scope`]): [`require_token`] authenticates,
+//! then every route asks for the one scope it needs ([`scoped`]): `read` to
+//! read runs, their events and streams; `run` to start, cancel, continue and
+//! share runs; `admin` to manage tokens. Without it: 403 `insufficient_scope`.
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use axum::Json;
+use errand_store::{Scope, TokenInfo};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::api::{events_of, run_json, EventsQuery};
@@ -58,6 +66,86 @@ pub async fn require_token(
         Some(_) => Err(ApiError::unauthorized("this token has been revoked")),
         None => Err(ApiError::unauthorized("unknown token")),
     }
+}
+
+/// `route` answered only for tokens holding `scope` (after [`require_token`]).
+pub fn scoped(scope: Scope, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.route_layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| async move { require_scope(scope, req, next).await },
+    ))
+}
+
+async fn require_scope(scope: Scope, req: Request, next: Next) -> Result<Response, ApiError> {
+    match req.extensions().get::<TokenInfo>() {
+        Some(t) if t.has(scope) => Ok(next.run(req).await),
+        Some(_) => Err(ApiError::insufficient_scope(scope)),
+        // Only reachable if a route were mounted without `require_token`.
+        None => Err(ApiError::unauthorized("missing bearer token")),
+    }
+}
+
+fn token_json(t: &TokenInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id,
+        "name": t.name,
+        "created_at": t.created_at,
+        "revoked": t.revoked,
+        "scopes": t.scopes,
+    })
+}
+
+/// `GET /api/tokens` (admin): every token, never a secret.
+pub async fn list_tokens(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let tokens = st.store.list_tokens().await?;
+    Ok(Json(serde_json::json!({
+        "tokens": tokens.iter().map(token_json).collect::<Vec<_>>()
+    })))
+}
+
+/// The body of `POST /api/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    /// Default: read and run (what `errand token create` gives).
+    #[serde(default)]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+/// `POST /api/tokens` (admin): a new token, its secret shown only in this answer.
+pub async fn create_token(
+    State(st): State<AppState>,
+    body: Result<Json<CreateToken>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    if b.name.trim().is_empty() || b.name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name is empty or has control characters"));
+    }
+    let scopes = b.scopes.unwrap_or_else(|| vec![Scope::Read, Scope::Run]);
+    if scopes.is_empty() {
+        return Err(ApiError::invalid(
+            "scopes is empty: a token needs at least one",
+        ));
+    }
+    let secret = new_secret("errand");
+    let t = st
+        .store
+        .create_token(&b.name, &hash(&secret), &scopes)
+        .await?;
+    let mut v = token_json(&t);
+    v["token"] = serde_json::Value::String(secret);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// `DELETE /api/tokens/{id}` (admin).
+pub async fn revoke_token(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !st.store.revoke_token(&id).await? {
+        return Err(ApiError::not_found(format!("no token with id '{id}'")));
+    }
+    Ok(Json(serde_json::json!({ "revoked": id })))
 }
 
 /// `POST /api/runs/{id}/share`: a new read-only link to the run's trace.

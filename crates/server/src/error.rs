@@ -33,6 +33,21 @@ impl ApiError {
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
+    /// The token is valid but lacks the scope this route needs.
+    pub fn insufficient_scope(needed: errand_store::Scope) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!(
+                "this token lacks the '{needed}' scope this request needs (see `errand token create NAME --scope`)"
+            ),
+        )
+    }
+    /// A repository on (or resolving to) the server's own filesystem that
+    /// `server.local_repos` does not allow.
+    pub fn local_repo_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "local_repo_not_allowed", message)
+    }
 }
 
 impl IntoResponse for ApiError {

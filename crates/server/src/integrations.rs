@@ -10,8 +10,17 @@
 //! `X-Hub-Signature-256`) before its body is read, then checked against the
 //! [`AccessPolicy`]; refusals create nothing. Runs report back through
 //! [`Notifier`], which the worker that executes them calls on each state.
+//!
+//! A signed request is acted on once: its replay key is recorded in the store
+//! ([`errand_store::Store::first_time`], shared by every node and kept across
+//! restarts) before anything happens, and a request whose key is already there
+//! is answered without effect. Slack commands are keyed by `trigger_id`,
+//! events by `event_id`, interactions by `trigger_id` (else the body); GitHub
+//! deliveries by the SHA-256 of the signed body, never by the unsigned
+//! `X-GitHub-Delivery` header.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,8 +30,7 @@ use axum::Json;
 use errand_core::{Origin, RepoSource, RunId, RunRecord, RunSpec, RunState};
 use errand_runner::GithubForge;
 use errand_slack::{
-    AgentCommand, EventEnvelope, Interaction, Message, ReplayGuard, RunCard, SlackClient,
-    SlashCommand,
+    AgentCommand, EventEnvelope, Interaction, Message, RunCard, SlackClient, SlashCommand,
 };
 use errand_store::RunFilter;
 use serde_json::json;
@@ -54,7 +62,41 @@ pub struct Integrations {
     pub access: AccessPolicy,
     /// The harness a run uses when the request names none.
     pub default_harness: String,
-    pub replay: ReplayGuard,
+}
+
+/// How long a Slack request's replay key is kept: far past Slack's five-minute
+/// signature window, so a request can never be valid again once forgotten.
+pub const SLACK_REPLAY_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a GitHub delivery's body hash is kept. GitHub signs no timestamp,
+/// so a captured delivery stays valid for ever; comments older than this are
+/// refused instead ([`github_webhook`]), which closes the gap after it.
+pub const GITHUB_REPLAY_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Whether this is the first time any node sees `key`; `None` when the store
+/// could not tell (the caller then acts on nothing).
+async fn first_time(st: &AppState, key: &str, keep: Duration) -> Option<bool> {
+    match st.store.first_time(key, chrono::Utc::now(), keep).await {
+        Ok(first) => {
+            if !first {
+                tracing::warn!(key, "refused a replayed request");
+            }
+            Some(first)
+        }
+        Err(e) => {
+            tracing::error!("recording a replay key failed: {e}");
+            None
+        }
+    }
+}
+
+/// SHA-256 of `body`, hex.
+fn body_hash(body: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Integrations {
@@ -121,11 +163,15 @@ pub async fn slack_command(
         Ok(c) => c,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    if !int
-        .replay
-        .first_time(&format!("cmd:{}", cmd.trigger_id), errand_slack::now_unix())
-    {
-        return ephemeral("This command was already received.");
+    let key = if cmd.trigger_id.is_empty() {
+        format!("slack:cmd-body:{}", body_hash(&body))
+    } else {
+        format!("slack:cmd:{}", cmd.trigger_id)
+    };
+    match first_time(&st, &key, SLACK_REPLAY_KEEP).await {
+        Some(true) => {}
+        Some(false) => return ephemeral("This command was already received."),
+        None => return ephemeral("errand could not record this command; try again."),
     }
     let parsed = match cmd.agent_command() {
         Ok(p) => p,
@@ -343,6 +389,13 @@ pub async fn slack_interaction(
         Ok(a) => a,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let key = match action.trigger_id.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => format!("slack:interaction:{t}"),
+        None => format!("slack:interaction-body:{}", body_hash(&body)),
+    };
+    if first_time(&st, &key, SLACK_REPLAY_KEEP).await != Some(true) {
+        return StatusCode::OK.into_response();
+    }
     let channel = action.channel_id.clone().unwrap_or_default();
     let who = Requester::Slack {
         team: &action.team_id,
@@ -407,10 +460,7 @@ pub async fn slack_event(State(st): State<AppState>, headers: HeaderMap, body: B
         return StatusCode::OK.into_response();
     };
     // Slack retries deliveries it thinks failed: act once per event.
-    if !int
-        .replay
-        .first_time(&format!("event:{event_id}"), errand_slack::now_unix())
-    {
+    if first_time(&st, &format!("slack:event:{event_id}"), SLACK_REPLAY_KEEP).await != Some(true) {
         return StatusCode::OK.into_response();
     }
     let st2 = st.clone();
@@ -482,6 +532,24 @@ async fn thread_reply(
     }
 }
 
+/// Whether the delivery is about a comment made longer ago than
+/// [`GITHUB_REPLAY_KEEP`] (whose body hash may have been forgotten): a replay.
+fn stale_comment(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let Some(created) = v
+        .pointer("/comment/created_at")
+        .and_then(|c| c.as_str())
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+    else {
+        return false;
+    };
+    let keep = chrono::TimeDelta::from_std(GITHUB_REPLAY_KEEP).unwrap_or(chrono::TimeDelta::MAX);
+    // An hour's grace for clocks and GitHub's own delays.
+    chrono::Utc::now() - created.with_timezone(&chrono::Utc) > keep - chrono::TimeDelta::hours(1)
+}
+
 /// `POST /github/webhook`: `@errand …` in an issue or pull request comment.
 pub async fn github_webhook(
     State(st): State<AppState>,
@@ -504,13 +572,29 @@ pub async fn github_webhook(
         return plain(StatusCode::UNAUTHORIZED, e.to_string());
     }
     let event = header("x-github-event").unwrap_or_default().to_string();
-    if let Some(delivery) = header("x-github-delivery") {
-        if !int
-            .replay
-            .first_time(&format!("gh:{delivery}"), errand_slack::now_unix())
-        {
-            return plain(StatusCode::OK, "already received");
+    // The delivery id is neither signed nor required: the signed body is the key.
+    match first_time(
+        &st,
+        &format!("github:body:{}", body_hash(&body)),
+        GITHUB_REPLAY_KEEP,
+    )
+    .await
+    {
+        Some(true) => {}
+        Some(false) => return plain(StatusCode::OK, "already received"),
+        None => {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "errand could not record this delivery",
+            )
         }
+    }
+    if stale_comment(&body) {
+        tracing::warn!("refused a GitHub delivery for a comment older than its replay window");
+        return plain(
+            StatusCode::OK,
+            "ignored: the comment is older than errand remembers deliveries",
+        );
     }
     let mention = match errand_github::webhook::parse_mention(&event, &body, &gh.mention) {
         Ok(Some(m)) => m,
@@ -812,7 +896,6 @@ mod tests {
             github: None,
             access: AccessPolicy::new(Vec::new()),
             default_harness: "claude-code".into(),
-            replay: ReplayGuard::new(),
         });
         let mut spec = RunSpec::new("hang", "synthetic");
         spec.origin = Some(Origin::Slack {

@@ -15,13 +15,14 @@ pub mod auth;
 pub mod error;
 pub mod integrations;
 pub mod metrics;
+pub mod repo;
 pub mod sse;
 pub mod viewer;
 pub mod worker;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use errand_harness::Registry;
 use errand_store::Store;
@@ -41,6 +42,9 @@ pub struct AppState {
     pub integrations: Option<Arc<integrations::Integrations>>,
     /// GitHub's API, for finishing the App's manifest registration.
     pub github_api: String,
+    /// Canonical directories under which a run from the API may clone a local
+    /// path (`server.local_repos`; see [`repo`]). Empty: none.
+    pub local_repos: Arc<Vec<std::path::PathBuf>>,
 }
 
 impl AppState {
@@ -52,6 +56,7 @@ impl AppState {
             poll: std::time::Duration::from_millis(50),
             integrations: None,
             github_api: errand_github::DEFAULT_API_BASE.to_string(),
+            local_repos: Arc::new(Vec::new()),
         }
     }
 }
@@ -61,21 +66,41 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
+    use auth::scoped;
+    use errand_store::Scope::{Admin, Read, Run};
+    // Every route names the one scope it needs.
     let authed = Router::new()
-        .route("/api/runs", post(api::create_run).get(api::list_runs))
-        .route("/api/runs/{id}", get(api::get_run))
-        .route("/api/runs/{id}/cancel", post(api::cancel_run))
-        .route("/api/runs/{id}/messages", post(api::follow_up))
-        .route("/api/runs/{id}/events", get(api::events))
-        .route("/api/runs/{id}/events/stream", get(sse::stream))
+        .route(
+            "/api/runs",
+            scoped(Run, post(api::create_run)).merge(scoped(Read, get(api::list_runs))),
+        )
+        .route("/api/runs/{id}", scoped(Read, get(api::get_run)))
+        .route("/api/runs/{id}/cancel", scoped(Run, post(api::cancel_run)))
+        .route("/api/runs/{id}/messages", scoped(Run, post(api::follow_up)))
+        .route("/api/runs/{id}/events", scoped(Read, get(api::events)))
+        .route(
+            "/api/runs/{id}/events/stream",
+            scoped(Read, get(sse::stream)),
+        )
         .route(
             "/api/local/parse",
-            post(viewer::parse_upload)
-                .layer(axum::extract::DefaultBodyLimit::max(viewer::MAX_UPLOAD)),
+            scoped(
+                Read,
+                post(viewer::parse_upload)
+                    .layer(axum::extract::DefaultBodyLimit::max(viewer::MAX_UPLOAD)),
+            ),
         )
         .route(
             "/api/runs/{id}/share",
-            post(auth::create_share).delete(auth::revoke_share),
+            scoped(Run, post(auth::create_share).delete(auth::revoke_share)),
+        )
+        .route(
+            "/api/tokens",
+            scoped(Admin, get(auth::list_tokens).post(auth::create_token)),
+        )
+        .route(
+            "/api/tokens/{id}",
+            scoped(Admin, delete(auth::revoke_token)),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

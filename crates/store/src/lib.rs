@@ -94,9 +94,7 @@ pub struct QueueLimits {
 
 /// What an API token may do. Scopes are independent: each route of the API
 /// needs exactly one, and a token holds any set of them.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Read runs, their events and streams.

@@ -13,9 +13,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
 use crate::common::{
-    active_states, all_state_counts, clean_line, decode_event, encode_event, from_millis,
-    lease_end, millis, expiry, new_token_id, opt_time, parse_scopes, parse_run_id, parse_state, sql_limit, state_list,
-    terminal_states, to_i64, to_u64, FOLLOW_UP_REASON, LEASE_EXPIRED_REASON,
+    active_states, all_state_counts, clean_line, decode_event, encode_event, expiry, from_millis,
+    lease_end, millis, new_token_id, opt_time, parse_run_id, parse_scopes, parse_state, sql_limit,
+    state_list, terminal_states, to_i64, to_u64, FOLLOW_UP_REASON, LEASE_EXPIRED_REASON,
 };
 use crate::{QueueLimits, Result, RunFilter, Scope, Store, StoreError, TokenInfo};
 

@@ -881,7 +881,10 @@ pub async fn tokens_create_lookup_list_revoke(s: Arc<dyn Store>) {
     assert_eq!(s.token_by_hash(&h1).await.unwrap(), Some(t1.clone()));
     assert_eq!(s.token_by_hash(&"c".repeat(64)).await.unwrap(), None);
     assert_eq!(s.list_tokens().await.unwrap(), [t1.clone(), t2.clone()]);
-    let err = s.create_token("again", &h1, &[Scope::Read]).await.unwrap_err();
+    let err = s
+        .create_token("again", &h1, &[Scope::Read])
+        .await
+        .unwrap_err();
     assert!(err.is_conflict(), "{err}");
 
     assert!(s.revoke_token(&t1.id).await.unwrap());
@@ -1090,7 +1093,10 @@ pub async fn replay_keys_are_first_time_once_until_they_expire(s: Arc<dyn Store>
     let week = Duration::from_secs(7 * 24 * 3600);
     assert!(s.first_time("github:body:abc", now, week).await.unwrap());
     let six_days = now + TimeDelta::days(6);
-    assert!(!s.first_time("github:body:abc", six_days, week).await.unwrap());
+    assert!(!s
+        .first_time("github:body:abc", six_days, week)
+        .await
+        .unwrap());
     assert!(s.first_time("slack:cmd:T2", six_days, keep).await.unwrap());
 }
 
@@ -1103,7 +1109,9 @@ pub async fn replay_keys_under_concurrency_are_first_exactly_once(s: Arc<dyn Sto
             let s = s.clone();
             let key = key.clone();
             tasks.push(tokio::spawn(async move {
-                s.first_time(&key, now, Duration::from_secs(60)).await.unwrap()
+                s.first_time(&key, now, Duration::from_secs(60))
+                    .await
+                    .unwrap()
             }));
         }
         let mut firsts = 0;
