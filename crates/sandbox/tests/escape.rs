@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use errand_sandbox::egress::Refusal;
@@ -902,6 +902,154 @@ mod cases {
         assert_eq!(server.hits(), 0, "the host's listener got a connection");
     }
 
+    /// Issue 12 §6: with everything allowlisted (`*`), nothing on this
+    /// machine and nothing in a private range: a listener on 127.0.0.1 and
+    /// one on every address of this machine's interfaces (the default route's
+    /// source, docker0), private, shared and unique-local addresses, by every
+    /// spelling. An `address:port` entry beside `*` opens exactly that one.
+    pub async fn wildcard_stays_off_this_machine(kind: Kind) {
+        let Some(sb) = backend(kind).await else {
+            return;
+        };
+        let h = Host::new("wildcard");
+        let lo = HttpServer::start("127.0.0.1:0", "LOOPBACK-BODY");
+        // On every address: dual-stack where this machine has IPv6.
+        let all = if std::net::TcpListener::bind("[::]:0").is_ok() {
+            HttpServer::start("[::]:0", "HOST-BODY")
+        } else {
+            HttpServer::start("0.0.0.0:0", "HOST-BODY")
+        };
+        let (lp, ap) = (lo.addr.port(), all.addr.port());
+        // This machine's addresses: the default route's source, found
+        // without errand, and every interface's.
+        let mut own: Vec<IpAddr> = host_address().into_iter().collect();
+        for ip in errand_sandbox::egress::interface_addresses().expect("getifaddrs") {
+            let usable = !ip.is_loopback()
+                && !ip.is_unspecified()
+                && match ip {
+                    IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80 && all.addr.is_ipv6(),
+                    IpAddr::V4(v4) => !v4.is_link_local(),
+                };
+            if usable && !own.contains(&ip) {
+                own.push(ip);
+            }
+        }
+        assert!(
+            !in_ci() || !own.is_empty(),
+            "CI: this machine has no non-loopback address to try"
+        );
+        if own.is_empty() {
+            eprintln!("note: this machine has no non-loopback address; only loopback is tried");
+        }
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+
+        let mut refused_probes: Vec<String> = [
+            "connect=127.0.0.1:{lp}",
+            "get=http://127.0.0.1:{lp}/",
+            "urllib=http://127.0.0.1:{lp}/",
+            "connect=127.0.0.2:{lp}",
+            "connect=127.1:{lp}",
+            "connect=0x7f.1:{lp}",
+            "connect=0X7F.0.0.1:{lp}",
+            "connect=2130706433:{lp}",
+            "connect=0177.0.0.1:{lp}",
+            "connect=127.0.0.1.:{lp}",
+            "connect=[::1]:{lp}",
+            "connect=[::ffff:127.0.0.1]:{lp}",
+            "connect=[::ffff:7f00:1]:{lp}",
+            "connect=[::127.0.0.1]:{lp}",
+            "connect=[64:ff9b::7f00:1]:{lp}",
+            "connect=localhost:{lp}",
+            "connect=LOCALHOST.:{lp}",
+            "get=http://localhost:{lp}/",
+            "connect=10.0.0.1:5432",
+            "connect=10.1:5432",
+            "connect=172.16.0.1:5432",
+            "connect=172.31.255.254:2375",
+            "connect=192.168.0.1:5432",
+            "connect=100.64.0.1:5432",
+            "connect=[fd00::1]:5432",
+            "connect=[::ffff:10.0.0.1]:5432",
+            "connect=[64:ff9b::a00:1]:5432",
+            "connect=[2002:a00:1::]:5432",
+        ]
+        .iter()
+        .map(|p| p.replace("{lp}", &lp.to_string()))
+        .collect();
+        for ip in &own {
+            let a = SocketAddr::new(*ip, ap);
+            refused_probes.push(format!("connect={a}"));
+            refused_probes.push(format!("get=http://{a}/"));
+            if let IpAddr::V4(v4) = ip {
+                refused_probes.push(format!("connect=[::ffff:{v4}]:{ap}"));
+                refused_probes.push(format!("connect={}:{ap}", u32::from(*v4)));
+            }
+        }
+        // The host's name resolves to one of its own addresses (or nowhere).
+        let by_hostname = format!("connect={hostname}:{ap}");
+        let mut probes = refused_probes.clone();
+        if !hostname.is_empty() {
+            probes.push(by_hostname.clone());
+        }
+        let spec = h.isolated(&["*".into()], &[]);
+        let (r, refused) = h.probe(sb.as_ref(), &spec, &probes).await;
+        for p in &refused_probes {
+            let got = r.of(p);
+            assert!(got.starts_with("STATUS 403"), "{p}: {got}\n{}", r.0);
+        }
+        if !hostname.is_empty() {
+            assert!(!r.of(&by_hostname).starts_with("STATUS 200"), "{}", r.0);
+        }
+        assert_eq!(lo.hits(), 0, "the loopback listener got a connection");
+        assert_eq!(all.hits(), 0, "this machine's listener got a connection");
+        // The refusals say why.
+        let reason = |dest: &str| {
+            refused
+                .iter()
+                .find(|f| f.destination == dest)
+                .map(|f| f.reason.clone())
+                .unwrap_or_else(|| panic!("{dest} not recorded: {refused:?}"))
+        };
+        assert!(reason(&format!("127.0.0.1:{lp}")).contains("loopback"));
+        assert!(reason("10.0.0.1:5432").contains("private"));
+        assert!(reason("100.64.0.1:5432").contains("shared"));
+        assert!(reason("[fd00::1]:5432").contains("unique local"));
+        if let Some(ip) = own.first() {
+            let why = reason(&SocketAddr::new(*ip, ap).to_string());
+            assert!(why.contains("this machine"), "{ip}: {why}");
+        }
+
+        // Listed by address and port beside `*`: reachable, and only that.
+        let mut allow = vec!["*".to_string(), lo.addr.to_string()];
+        allow.extend(own.first().map(|ip| SocketAddr::new(*ip, ap).to_string()));
+        let spec = h.isolated(&allow, &[]);
+        let mut probes = vec![
+            format!("get=http://127.0.0.1:{lp}/"),
+            format!("urllib=http://127.0.0.1:{lp}/"),
+            format!("direct=127.0.0.1:{lp}"),
+            format!("connect=localhost:{lp}"),
+            format!("connect=127.0.0.1:{}", lp ^ 1),
+            "connect=10.0.0.1:5432".to_string(),
+        ];
+        if let Some(ip) = own.first() {
+            probes.push(format!("get=http://{}/", SocketAddr::new(*ip, ap)));
+        }
+        let (r, _) = h.probe(sb.as_ref(), &spec, &probes).await;
+        assert_eq!(r.of(&probes[0]), "STATUS 200 LOOPBACK-BODY", "{}", r.0);
+        assert_eq!(r.of(&probes[1]), "STATUS 200 LOOPBACK-BODY", "{}", r.0);
+        assert_eq!(r.of(&probes[2]), "CONNECTED", "{}", r.0);
+        for p in &probes[3..6] {
+            assert!(r.of(p).starts_with("STATUS 403"), "{p}: {}", r.0);
+        }
+        if own.first().is_some() {
+            assert_eq!(r.of(&probes[6]), "STATUS 200 HOST-BODY", "{}", r.0);
+            assert!(all.hits() >= 1);
+        }
+        assert!(lo.hits() >= 3, "{}", lo.hits());
+    }
+
     /// §5.13: no new privileges, no capabilities.
     pub async fn privileges(kind: Kind) {
         let Some(sb) = backend(kind).await else {
@@ -1011,6 +1159,10 @@ macro_rules! escape_suite {
             #[tokio::test(flavor = "multi_thread")]
             async fn no_network_around_the_proxy() {
                 cases::no_raw_network($kind).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_wildcard_stays_off_this_machine_and_private_ranges() {
+                cases::wildcard_stays_off_this_machine($kind).await
             }
             #[tokio::test(flavor = "multi_thread")]
             async fn no_privileges() {
