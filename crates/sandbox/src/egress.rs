@@ -1888,9 +1888,16 @@ mod tests {
     fn this_machines_own_addresses_need_an_address_entry() {
         // A public address on one of this machine's interfaces (as a VM with a
         // public IP has); the real ones follow.
-        let mut p = policy(&["*", "api.example.com", "localhost", "1.2.3.4:5432"]);
+        let mut p = policy(&[
+            "*",
+            "*.example.com",
+            "api.example.com",
+            "localhost",
+            "1.2.3.4:5432",
+        ]);
         p.extra_own = vec![ip("1.2.3.4"), ip("2001:4860:4860::8888")];
         let any = p.admit(&name("x.example"), 22).expect("any");
+        let suffix = p.admit(&name("db.example.com"), 22).expect("suffix");
         let named = p.admit(&name("api.example.com"), 22).expect("named");
         let local = p.admit(&name("localhost"), 22).expect("localhost");
         for a in [
@@ -1899,7 +1906,7 @@ mod tests {
             "64:ff9b::102:304",
             "2001:4860:4860::8888",
         ] {
-            for entry in [any, named, local] {
+            for entry in [any, suffix, named, local] {
                 let why = p.check_address(entry, ip(a), 22).expect_err(a);
                 assert!(why.contains("this machine"), "{a}: {why}");
             }

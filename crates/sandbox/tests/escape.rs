@@ -1043,7 +1043,7 @@ mod cases {
         for p in &probes[3..6] {
             assert!(r.of(p).starts_with("STATUS 403"), "{p}: {}", r.0);
         }
-        if own.first().is_some() {
+        if !own.is_empty() {
             assert_eq!(r.of(&probes[6]), "STATUS 200 HOST-BODY", "{}", r.0);
             assert!(all.hits() >= 1);
         }
