@@ -155,7 +155,8 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
     let env = |c: &mut Command| {
         c.env("ERRAND_HOME", tmp.path().join("home"))
             .env("ERRAND_CONFIG", &config)
-            .env("ERRAND_DATABASE_URL", &url);
+            .env("ERRAND_DATABASE_URL", &url)
+            .env("ERRAND_SERVER_LOCAL_REPOS", &repo);
     };
     let mut tok = Command::new(errand);
     tok.args(["token", "create", "load"]);

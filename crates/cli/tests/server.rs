@@ -115,7 +115,7 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     }
     ensure_claude();
     let model = model(TWO_TURNS).await;
-    let env = Env::new();
+    let env = Env::new().allow_local_repos();
     let bare = bare_repo(env.dir.path());
     let env = env.with_model(&model);
     let token = token(&env);
@@ -422,7 +422,7 @@ async fn cancel_works_queued_and_running_and_a_killed_server_accounts_for_every_
     }
     ensure_claude();
     let model = model(r#"{"steps":[{"shell":"sleep 3301"},{"text":"slept"}]}"#).await;
-    let env = Env::new();
+    let env = Env::new().allow_local_repos();
     let bare = bare_repo(env.dir.path());
     let env = env.with_model(&model);
     let token = token(&env);
@@ -573,7 +573,7 @@ async fn codex_follow_ups_continue_its_thread() {
     ]}"#,
     )
     .await;
-    let env = Env::new();
+    let env = Env::new().allow_local_repos();
     let bare = bare_repo(env.dir.path());
     let env = env.with_openai_model(&model);
     let token = token(&env);

@@ -107,7 +107,7 @@ async fn the_run_page_shows_a_live_run_and_loses_nothing_across_reconnects() {
     };
     ensure_claude();
     let model = model(SLOW).await;
-    let env = Env::new();
+    let env = Env::new().allow_local_repos();
     let bare = bare_repo(env.dir.path());
     let env = env.with_model(&model);
     let token = token(&env);
@@ -326,7 +326,7 @@ async fn the_runs_list_and_the_group_page_follow_a_fan_out_live() {
     };
     ensure_claude();
     let model = model(QUICK).await;
-    let env = Env::new();
+    let env = Env::new().allow_local_repos();
     let bare = bare_repo(env.dir.path());
     let env = env.with_model(&model);
     let token = token(&env);

@@ -91,6 +91,7 @@ async fn two_workers_on_one_postgresql_never_run_the_same_run_twice() {
         e.home = root.path().join(name);
         e.var("ERRAND_DATABASE_URL", &url)
             .var("ERRAND_CONFIG", &config.to_string_lossy())
+            .var("ERRAND_SERVER_LOCAL_REPOS", &root.path().to_string_lossy())
     };
     let api_node = node("api");
     let out = api_node.run(&["token", "create", "tests"]);

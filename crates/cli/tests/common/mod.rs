@@ -137,6 +137,13 @@ impl Env {
         self
     }
 
+    /// Lets runs from the API clone local paths under this test's directory
+    /// (`server.local_repos`; by default `errand serve` allows none).
+    pub fn allow_local_repos(self) -> Env {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        self.var("ERRAND_SERVER_LOCAL_REPOS", &dir)
+    }
+
     pub fn var(mut self, k: &str, v: &str) -> Env {
         self.vars.push((k.into(), v.into()));
         self
