@@ -316,6 +316,10 @@ impl GeminiStreamParser {
                 .map(str::to_owned)
         };
         let is_error = status != "success";
+        // Taken, not copied: a stream of `result` lines must not repeat one
+        // long message in each (output, and work, would grow with the
+        // square of the input).
+        let last_message = self.last_message.take();
         let outcome = GeminiOutcome {
             session_id: self.session_id.clone(),
             model: self.model.clone(),
@@ -323,7 +327,7 @@ impl GeminiStreamParser {
             status: Some(status.to_owned()),
             error_type: error_text("type"),
             error: error_text("message"),
-            last_message: self.last_message.clone(),
+            last_message: last_message.clone(),
             usage: usage.clone(),
             duration_ms: n("duration_ms"),
             tool_calls: n("tool_calls").map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
@@ -333,7 +337,7 @@ impl GeminiStreamParser {
         let text = if is_error {
             message.clone()
         } else {
-            self.last_message.clone()
+            last_message
         };
         let mut events = vec![
             EventKind::Usage(usage.clone()),
@@ -447,6 +451,45 @@ fn as_u64(value: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`fuzz/`, target `trace`): each `result` line gave
+    /// the last assistant message again, so a long message followed by many
+    /// short `result` lines made events quadratic in the input.
+    #[test]
+    fn a_message_is_given_by_one_result_only() {
+        let mut p = GeminiStreamParser::new();
+        let message = format!(
+            r#"{{"type":"message","timestamp":"2025-01-01T00:00:00Z","role":"assistant","content":"{}","delta":true}}"#,
+            "x".repeat(1000)
+        );
+        let result =
+            r#"{"type":"result","timestamp":"2025-01-01T00:00:01Z","status":"success","stats":{}}"#;
+        p.push_line(&message);
+        let texts = |events: Vec<EventKind>| -> Vec<Option<String>> {
+            events
+                .into_iter()
+                .filter_map(|e| match e {
+                    EventKind::Result { text, .. } => Some(text),
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = p.push_line(result);
+        assert!(first
+            .iter()
+            .any(|e| matches!(e, EventKind::AssistantMessage { text } if text.len() == 1000)));
+        assert_eq!(texts(first), [Some("x".repeat(1000))]);
+        assert_eq!(
+            p.outcome()
+                .and_then(|o| o.last_message.as_ref())
+                .map(String::len),
+            Some(1000)
+        );
+        for _ in 0..100 {
+            assert_eq!(texts(p.push_line(result)), [None]);
+        }
+        assert_eq!(p.outcome().and_then(|o| o.last_message.clone()), None);
+    }
 
     #[test]
     fn shell_exit_codes_are_read_only_where_stated() {
