@@ -246,7 +246,8 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
         );
     }
     // With a prefix: only what resolves under it.
-    let (prefixes, problems) = errand_server::repo::canonical_prefixes(std::slice::from_ref(&allowed));
+    let (prefixes, problems) =
+        errand_server::repo::canonical_prefixes(std::slice::from_ref(&allowed));
     assert!(problems.is_empty());
     st.local_repos = Arc::new(prefixes);
     let (status, v) = call(
@@ -276,4 +277,27 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
     }
     assert_eq!(store.list_runs(&Default::default()).await.unwrap().len(), 1);
     assert!(!std::path::Path::new("/tmp/errand-pwned").exists());
+}
+
+#[test]
+fn the_openapi_document_names_each_routes_scope_and_the_new_codes() {
+    let doc: Value = serde_json::from_str(errand_server::OPENAPI).unwrap();
+    for (path, method, scope) in [
+        ("/api/runs", "get", "read"),
+        ("/api/runs", "post", "run"),
+        ("/api/runs/{id}/cancel", "post", "run"),
+        ("/api/runs/{id}/events/stream", "get", "read"),
+        ("/api/tokens", "get", "admin"),
+        ("/api/tokens", "post", "admin"),
+        ("/api/tokens/{id}", "delete", "admin"),
+    ] {
+        assert_eq!(
+            doc["paths"][path][method]["x-errand-scope"], scope,
+            "{method} {path}"
+        );
+    }
+    let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+        ["enum"]
+        .to_string();
+    assert!(codes.contains("insufficient_scope") && codes.contains("local_repo_not_allowed"));
 }
