@@ -1100,4 +1100,59 @@ mod tests {
         assert_eq!(m(&ws.join("link")).uid(), 4242);
         assert_eq!(std::fs::metadata("/etc/hostname").expect("meta").uid(), 0);
     }
+
+    /// A socket of errand's mounted into a container answers the container's
+    /// user, and it alone: errand gives it to that uid (0600) when it mounts it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_mounted_socket_is_for_the_containers_user_alone() {
+        use std::os::unix::fs::MetadataExt;
+        use tokio::io::AsyncWriteExt;
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+        let sb = DockerSandbox::new(DockerConfig {
+            network: "none".into(),
+            ..DockerConfig::default()
+        });
+        if let Err(e) = sb.check().await {
+            assert!(!ci, "CI: the docker sandbox must work here: {e}");
+            eprintln!("skipped: {e}");
+            return;
+        }
+        let path = crate::socket::private_path("test").expect("path");
+        let svc = crate::socket::SocketService::start(
+            &path,
+            "test",
+            4,
+            |mut s: tokio::net::UnixStream| async move {
+                let _ = s.write_all(b"hello-from-errand").await;
+            },
+        )
+        .expect("listen");
+        let d = tempfile::tempdir().expect("tmp");
+        let spec = SandboxSpec {
+            name: "sockettest".into(),
+            workspace: d.path().join("ws"),
+            home: d.path().join("home"),
+            tmp: d.path().join("tmp"),
+            ro_mounts: vec![(path.clone(), "/opt/errand/test.sock".into())],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            limits: Default::default(),
+            network: NetworkPolicy::Open,
+        };
+        let script = "perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => \"/opt/errand/test.sock\") or die \"connect: $!\"; print <$s>'";
+        let mut p = sb
+            .spawn(&spec, &CommandLine::new("/bin/sh", ["-c", script]))
+            .await
+            .expect("spawn");
+        let mut out = p.take_stdout().expect("stdout");
+        let mut err = p.take_stderr().expect("stderr");
+        let (mut o, mut e) = (String::new(), String::new());
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut out, &mut o).await;
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut err, &mut e).await;
+        let _ = p.wait().await;
+        assert_eq!(o, "hello-from-errand", "stderr: {e}");
+        let m = std::fs::symlink_metadata(&path).expect("socket");
+        let (uid, _) = agent_ids();
+        assert_eq!((m.uid(), m.mode() & 0o777), (uid, 0o600));
+        assert_eq!(svc.peer_uid(), uid);
+    }
 }
