@@ -17,8 +17,9 @@
 //!   gives is that line: nothing is dropped or rewritten;
 //! - what a parser gives is bounded by what it read: over a whole stream the
 //!   events, serialized, take at most [`GROWTH`] times the input's bytes plus
-//!   [`PER_LINE`] per line, so a short line cannot make a parser repeat a long
-//!   one (the runner holds and stores every event);
+//!   [`PER_LINE`] per line and [`PATH_MAX`] per `FileEdit` (a relative path
+//!   joined to the session's cwd), so a short line cannot make a parser
+//!   repeat a long one (the runner holds and stores every event);
 //! - every event can be written to an event log and read back unchanged;
 //! - a `ParsedTrace` is consistent: its line count is the file's, events and
 //!   problems point at lines of the file, no format means no events;
@@ -40,6 +41,18 @@ pub const GROWTH: usize = 8;
 /// Plus this many bytes per non-blank line (type tags, usage counters, a
 /// diff header).
 pub const PER_LINE: usize = 1024;
+/// Plus this many bytes per `FileEdit`: Codex rollouts give a patched
+/// file's path joined to the session's cwd, which is at most Linux's
+/// `PATH_MAX` (a longer cwd is ignored).
+pub const PATH_MAX: usize = 4096;
+
+fn paths(events: impl IntoIterator<Item = impl std::borrow::Borrow<EventKind>>) -> usize {
+    events
+        .into_iter()
+        .filter(|e| matches!(e.borrow(), EventKind::FileEdit { .. }))
+        .count()
+        * PATH_MAX
+}
 
 pub fn run(data: &[u8]) {
     whole_file(data);
@@ -99,8 +112,9 @@ fn check_parsed(parsed: &ParsedTrace, data: &[u8]) {
     }
     let size: usize = parsed.events.iter().map(|e| serialized(&e.kind)).sum();
     let nonblank = bound_lines(data);
+    let paths = paths(parsed.events.iter().map(|e| &e.kind));
     assert!(
-        size <= GROWTH * data.len() + PER_LINE * (nonblank + 1),
+        size <= GROWTH * data.len() + PER_LINE * (nonblank + 1) + paths,
         "{size} bytes of events from {} bytes in {nonblank} lines",
         data.len()
     );
@@ -212,6 +226,7 @@ fn stream(mut parser: Parser, lines: &[&str]) {
         let events = parser.push_line(line);
         check_line(line, &events);
         size += events.iter().map(serialized).sum::<usize>();
+        budget += paths(&events);
         if !line.trim().is_empty() {
             budget += GROWTH * (line.len() + 1) + PER_LINE;
         }
@@ -226,6 +241,7 @@ fn stream(mut parser: Parser, lines: &[&str]) {
         check_event(kind);
     }
     size += end.iter().map(serialized).sum::<usize>();
+    budget += paths(&end);
     assert!(
         size <= budget,
         "{size} bytes of events after finish, allowed {budget}"

@@ -77,6 +77,8 @@ const AGENT_TOOLS: [&str; 2] = ["Task", "Agent"];
 pub struct ClaudeTranscriptParser {
     session_id: Option<String>,
     cwd: Option<String>,
+    /// Whether a `SessionStart` already gave `cwd` since a line last set it.
+    cwd_told: bool,
     /// Tool names by `tool_use` id, to know what a `tool_result` answers.
     tool_names: HashMap<String, String>,
     /// The `FileEdit` each file-changing call announced, until its result.
@@ -157,6 +159,7 @@ impl ClaudeTranscriptParser {
     fn session_start(&mut self, obj: &Map<String, Value>, kind: &str) -> Vec<EventKind> {
         if let Some(cwd) = str_field(obj, "cwd") {
             self.cwd = Some(cwd.to_owned());
+            self.cwd_told = false;
         }
         let Some(id) = str_field(obj, "sessionId") else {
             return Vec::new();
@@ -174,10 +177,18 @@ impl ClaudeTranscriptParser {
                 .map(str::to_owned),
             _ => None,
         };
+        // A cwd is given once per line that sets it: lines switching between
+        // session ids must not each repeat a long cwd read earlier.
+        let cwd = if self.cwd_told {
+            None
+        } else {
+            self.cwd.clone()
+        };
+        self.cwd_told = true;
         vec![EventKind::SessionStart {
             session_id: Some(id.to_owned()),
             model,
-            cwd: self.cwd.clone(),
+            cwd,
             tools: Vec::new(),
         }]
     }
@@ -461,6 +472,45 @@ impl ClaudeTranscriptParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// Found by fuzzing (`fuzz/`, target `trace`): every switch of
+    /// `sessionId` gave a `SessionStart` with the cwd last seen, so one long
+    /// cwd and many short lines alternating two ids made events quadratic
+    /// in the input.
+    #[test]
+    fn a_cwd_is_given_once_per_line_that_sets_it() {
+        let mut p = ClaudeTranscriptParser::new();
+        let cwd = format!("/{}", "c".repeat(1000));
+        let line = |id: &str, cwd: Option<&str>| {
+            let mut v = json!({"type": "system", "sessionId": id, "content": "x"});
+            if let Some(cwd) = cwd {
+                v["cwd"] = json!(cwd);
+            }
+            v.to_string()
+        };
+        let cwds = |events: Vec<EventKind>| -> Vec<Option<String>> {
+            events
+                .into_iter()
+                .filter_map(|e| match e {
+                    EventKind::SessionStart { cwd, .. } => Some(cwd),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            cwds(p.push_line(&line("s0", Some(&cwd)))),
+            [Some(cwd.clone())]
+        );
+        for i in 0..100 {
+            assert_eq!(cwds(p.push_line(&line(["a", "b"][i % 2], None))), [None]);
+        }
+        // A line that carries a cwd gives it again.
+        assert_eq!(
+            cwds(p.push_line(&line("c", Some("/w")))),
+            [Some("/w".to_owned())]
+        );
+    }
 
     fn assistant(id: &str, blocks: Value, usage: Value) -> String {
         serde_json::json!({

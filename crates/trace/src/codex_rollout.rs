@@ -117,6 +117,8 @@ const HARNESS_CONTEXT: [&str; 6] = [
 pub struct CodexRolloutParser {
     session_id: Option<String>,
     cwd: Option<String>,
+    /// Whether a `SessionStart` already gave `cwd` since a line last set it.
+    cwd_told: bool,
     /// The thread's cumulative usage as of the latest `token_count`.
     cumulative: Tokens,
     /// The `FileEdit`s of patch calls, until their output.
@@ -188,9 +190,7 @@ impl CodexRolloutParser {
 
     fn session_meta(&mut self, p: &Map<String, Value>) -> Option<Vec<EventKind>> {
         let id = str_field(p, "id").or_else(|| str_field(p, "session_id"))?;
-        if let Some(cwd) = str_field(p, "cwd") {
-            self.cwd = Some(cwd.to_owned());
-        }
+        self.set_cwd(p);
         if self.session_id.as_deref() == Some(id) {
             return Some(Vec::new());
         }
@@ -200,10 +200,18 @@ impl CodexRolloutParser {
         }
         self.session_id = Some(id.to_owned());
         let mut events = self.finish();
+        // A cwd is given once per line that sets it: lines switching between
+        // session ids must not each repeat a long cwd read earlier.
+        let cwd = if self.cwd_told {
+            None
+        } else {
+            self.cwd.clone()
+        };
+        self.cwd_told = true;
         self.start = Some(EventKind::SessionStart {
             session_id: Some(id.to_owned()),
             model: str_field(p, "model").map(str::to_owned),
-            cwd: self.cwd.clone(),
+            cwd,
             tools: Vec::new(),
         });
         if str_field(p, "model").is_some() {
@@ -213,10 +221,17 @@ impl CodexRolloutParser {
     }
 
     /// The cwd, and the model for a `SessionStart` still held.
-    fn turn_context(&mut self, p: &Map<String, Value>) {
+    /// The cwd a line gives. One longer than `PATH_MAX` is no directory a
+    /// process can have, and would be repeated in every patched file's path.
+    fn set_cwd(&mut self, p: &Map<String, Value>) {
         if let Some(cwd) = str_field(p, "cwd") {
-            self.cwd = Some(cwd.to_owned());
+            self.cwd = (cwd.len() <= PATH_MAX).then(|| cwd.to_owned());
+            self.cwd_told = false;
         }
+    }
+
+    fn turn_context(&mut self, p: &Map<String, Value>) {
+        self.set_cwd(p);
         if let Some(EventKind::SessionStart { model, .. }) = self.start.as_mut() {
             if model.is_none() {
                 *model = str_field(p, "model").map(str::to_owned);
@@ -753,6 +768,9 @@ fn parse_patch(patch: &str, cwd: Option<&str>) -> Vec<PatchFile> {
     out
 }
 
+/// Linux's limit on a path, and so on a working directory.
+const PATH_MAX: usize = 4096;
+
 /// `path` joined to `cwd` when relative and a cwd is known.
 fn absolute(cwd: Option<&str>, path: &str) -> String {
     match cwd.map(|c| c.trim_end_matches('/')) {
@@ -766,6 +784,48 @@ fn absolute(cwd: Option<&str>, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`fuzz/`, target `trace`): every switch of session
+    /// id gave a `SessionStart` with the cwd last seen, so one long cwd and
+    /// many short lines alternating two ids made events quadratic in the
+    /// input; and a cwd of any length was joined to every patched path.
+    #[test]
+    fn a_cwd_is_given_once_per_line_that_sets_it_and_never_past_path_max() {
+        let meta = |id: &str, cwd: Option<&str>| {
+            let mut v = json!({"type": "session_meta", "payload": {"id": id, "model": "m"}});
+            if let Some(cwd) = cwd {
+                v["payload"]["cwd"] = json!(cwd);
+            }
+            v.to_string()
+        };
+        let cwds = |events: Vec<EventKind>| -> Vec<Option<String>> {
+            events
+                .into_iter()
+                .filter_map(|e| match e {
+                    EventKind::SessionStart { cwd, .. } => Some(cwd),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut p = CodexRolloutParser::new();
+        let cwd = format!("/{}", "c".repeat(1000));
+        assert_eq!(
+            cwds(p.push_line(&meta("s0", Some(&cwd)))),
+            [Some(cwd.clone())]
+        );
+        for i in 0..100 {
+            assert_eq!(cwds(p.push_line(&meta(["a", "b"][i % 2], None))), [None]);
+        }
+        assert_eq!(
+            cwds(p.push_line(&meta("c", Some("/w")))),
+            [Some("/w".to_owned())]
+        );
+
+        let mut p = CodexRolloutParser::new();
+        let huge = format!("/{}", "c".repeat(PATH_MAX));
+        assert_eq!(cwds(p.push_line(&meta("s", Some(&huge)))), [None]);
+        assert_eq!(p.cwd, None);
+    }
 
     #[test]
     fn output_headers_are_split_off() {
