@@ -186,7 +186,11 @@ fn fresh_path(what: &str, suffix: &str) -> io::Result<PathBuf> {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    Ok(runtime_dir()?.join(name))
+    let dir = runtime_dir()?;
+    // Checked again at each use: a cleaner of /tmp may have removed it since
+    // (it is made again), and no one else may have put theirs in its place.
+    ensure_private(dir).map_err(io::Error::other)?;
+    Ok(dir.join(name))
 }
 
 /// A fresh socket path in errand's private runtime directory ([`runtime_dir`]).
@@ -512,6 +516,14 @@ mod tests {
         assert!(ensure_private(&private.join("errand")).is_ok());
         // A fresh one is a new private directory each time.
         let (a, b) = (fresh_tmp_dir().unwrap(), fresh_tmp_dir().unwrap());
+        // Made again when a cleaner removed it; refused when replaced.
+        std::fs::remove_dir(&a).unwrap();
+        assert!(ensure_private(&a).is_ok() && not_private(&a).is_none());
+        std::fs::remove_dir(&a).unwrap();
+        std::os::unix::fs::symlink(&private, &a).unwrap();
+        assert!(ensure_private(&a).is_err());
+        std::fs::remove_file(&a).unwrap();
+        ensure_private(&a).unwrap();
         assert_ne!(a, b);
         assert!(not_private(&a).is_none());
         let _ = (std::fs::remove_dir(a), std::fs::remove_dir(b));
