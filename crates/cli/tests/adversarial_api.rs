@@ -468,3 +468,80 @@ async fn replayed_webhooks_and_slack_commands_run_once_across_a_restart() {
     assert_eq!(run_count(&http, &base, &token).await, 4);
     stop(server);
 }
+
+/// A fresh database on the test PostgreSQL, or None (saying so) when there is
+/// none outside CI; in CI (`CI` set) a missing PostgreSQL fails the test.
+fn fresh_database() -> Option<String> {
+    let base = std::env::var("ERRAND_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://errand:errand@127.0.0.1:5432/errand_test".to_string());
+    let name = format!(
+        "errand_replay_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    let ok = std::process::Command::new("psql")
+        .args([
+            base.as_str(),
+            "-qAtX",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL is not reachable at {base} (run scripts/setup)"
+        );
+        eprintln!("skipped: PostgreSQL not reachable at {base}");
+        return None;
+    }
+    let (prefix, _) = base.rsplit_once('/').expect("database url");
+    Some(format!("{prefix}/{name}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replays_are_refused_by_every_node_sharing_postgresql() {
+    let Some(url) = fresh_database() else { return };
+    let common::github::World {
+        env,
+        github: _github,
+        slack,
+    } = world(Env::new()).await;
+    let config = env.home.join("config.toml");
+    let env = add_noop_harness(env)
+        .var("ERRAND_DATABASE_URL", &url)
+        .var("ERRAND_CONFIG", &config.to_string_lossy());
+    // A second node: its own home and worker id, the same database and config.
+    let env_b = Env {
+        dir: tempfile::tempdir().expect("tempdir"),
+        home: env.dir.path().join("home-b"),
+        vars: env.vars.clone(),
+    };
+    let token = token_with(&env, "reader", Some("read"));
+    let http = reqwest::Client::new();
+    let delivery = comment(200, None);
+
+    let (a, base_a) = serve(&env, "1");
+    let (b, base_b) = serve(&env_b, "1");
+    let said = slack_command(&slack, &http, &base_a, "acme/widgets fix it", "trig-pg").await;
+    assert!(said.contains("Queued run"), "{said}");
+    let (status, body) = webhook(&http, &base_a, &delivery, Some("pg-1")).await;
+    assert_eq!(status, 201, "{body}");
+    // The same requests at the other node.
+    let said = slack_command(&slack, &http, &base_b, "acme/widgets fix it", "trig-pg").await;
+    assert!(said.contains("already received"), "{said}");
+    let (status, body) = webhook(&http, &base_b, &delivery, Some("pg-2")).await;
+    assert_eq!(status, 200, "{body}");
+    // Both nodes restarted: still refused.
+    stop(a);
+    stop(b);
+    let (b, base_b) = serve(&env_b, "1");
+    let said = slack_command(&slack, &http, &base_b, "acme/widgets fix it", "trig-pg").await;
+    assert!(said.contains("already received"), "{said}");
+    let (status, body) = webhook(&http, &base_b, &delivery, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(run_count(&http, &base_b, &token).await, 2);
+    stop(b);
+}
