@@ -64,23 +64,37 @@ fn unique(what: &str) -> String {
     format!("{what}-{}-{t}", std::process::id())
 }
 
-/// Declares `script` as the harness `hostile`, started with `marker` as its
-/// one argument (so the test sees when it runs), needing `HOSTILE_API_KEY`.
+/// Declares `script` as the harness `hostile` in `$ERRAND_HOME/config.toml`
+/// (after what is there), started with `marker` as its one argument (so the
+/// test sees when it runs), needing `HOSTILE_API_KEY`.
 fn hostile(env: Env, script: &str, marker: &str, key: &str) -> Env {
+    use std::io::Write;
     let dir = env.dir.path().join("agent-hostile");
     std::fs::create_dir_all(&dir).expect("set up the harness");
     std::fs::write(dir.join("agent.sh"), script).expect("set up the harness");
-    let config = env.dir.path().join("config-hostile.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[harness]]\nname = \"hostile\"\ncommand = [\"/bin/sh\", \"/opt/errand/harness/agent.sh\", \"{marker}\"]\nformat = \"errand\"\nenv = [\"HOSTILE_API_KEY\"]\ndir = \"{}\"\n",
-            dir.display()
-        ),
+    std::fs::create_dir_all(&env.home).expect("set up the harness");
+    let mut config = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.home.join("config.toml"))
+        .expect("set up the harness");
+    write!(
+        config,
+        "\n[[harness]]\nname = \"hostile\"\ncommand = [\"/bin/sh\", \"/opt/errand/harness/agent.sh\", \"{marker}\"]\nformat = \"errand\"\nenv = [\"HOSTILE_API_KEY\"]\ndir = \"{}\"\n",
+        dir.display()
     )
     .expect("set up the harness");
-    env.var("ERRAND_CONFIG", &config.to_string_lossy())
-        .var("HOSTILE_API_KEY", key)
+    env.var("HOSTILE_API_KEY", key)
+}
+
+/// An `$ERRAND_HOME` far longer than a Unix socket path may be.
+fn long_home(mut env: Env) -> Env {
+    env.home = env
+        .dir
+        .path()
+        .join("a-long-errand-home-".repeat(5))
+        .join("b".repeat(100));
+    env
 }
 
 /// Every process's command line, with its pid.
@@ -170,56 +184,53 @@ fn check_socket(path: &Path, backend: Backend) {
 
 /// The hostile agent: plants links at the old passwd and group locations,
 /// leaves an uncommitted change (so errand exports the branch in another
-/// sandbox process), then waits while the test looks at the host.
+/// sandbox process), fetches with git (through errand's credential helper
+/// on an `--agent-git` run), then waits while the test looks at the host.
+/// Its result is what the fetch printed.
 fn script(canary: &Path) -> String {
     format!(
         r#"ln -sf '{c}' /tmp/.errand-passwd
 ln -sf '{c}' /tmp/.errand-group
 echo "hostile" >> README.md
+R=$(git fetch -q origin 2>&1 && echo FETCH-OK || echo FETCH-FAILED)
+R=$(printf '%s' "$R" | tr -d '"\\' | tr '\n' ' ')
 echo '{{"type":"session_start","session_id":"hostile-1"}}'
 sleep 4
-echo '{{"type":"result","is_error":false,"text":"done","turns":1,"usage":{{"input_tokens":1,"output_tokens":1,"cost_usd":0.0}}}}'
+echo '{{"type":"result","is_error":false,"text":"'"$R"'","turns":1,"usage":{{"input_tokens":1,"output_tokens":1,"cost_usd":0.0}}}}'
 "#,
         c = canary.display()
     )
 }
 
-fn host_side_holds(backend: Backend) {
-    let mut env = Env::new();
-    // Far longer than a Unix socket path may be.
-    env.home = env
-        .dir
-        .path()
-        .join("a-long-errand-home-".repeat(5))
-        .join("b".repeat(100));
-    let Some(extra) = backend.args(&env) else {
-        return;
-    };
-    let bare = bare_repo(env.dir.path());
-    let canary = env.dir.path().join("canary");
-    let canary_text = unique("CANARY");
-    std::fs::write(&canary, &canary_text).expect("write the canary");
-    let key = unique("sk-hostile-key");
-    let marker = unique("hostile-harness-running");
-    let env = hostile(env, &script(&canary), &marker, &key);
+/// What the test saw while the harness ran.
+struct Watched {
+    stdout: String,
+    stderr: String,
+    sockets: Vec<PathBuf>,
+}
 
+/// Runs `errand run --json args…` and, while the harness (`marker`) runs,
+/// checks every host process's command line for each of `secrets()` and
+/// every socket errand holds. Returns once errand has exited.
+fn watch_run(
+    env: &Env,
+    args: &[&str],
+    backend: Backend,
+    marker: &str,
+    secrets: &dyn Fn() -> Vec<String>,
+) -> Watched {
     let out_path = env.dir.path().join("run.out");
     let err_path = env.dir.path().join("run.err");
-    let mut args = vec!["run", "--json", "--harness", "hostile"];
-    args.extend(extra);
-    let repo = bare.to_string_lossy().to_string();
-    args.extend(["--repo", repo.as_str(), "do what you must"]);
     let mut child = env
-        .command(&args)
+        .command(args)
         .stdout(std::fs::File::create(&out_path).expect("stdout file"))
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .stdin(Stdio::null())
         .spawn()
         .expect("start errand run");
     let errand = child.id();
-
     let deadline = Instant::now() + Duration::from_secs(240);
-    let (mut scans, mut sockets_seen) = (0, Vec::<PathBuf>::new());
+    let (mut scans, mut sockets) = (0, Vec::<PathBuf>::new());
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait for errand") {
             break s;
@@ -229,20 +240,22 @@ fn host_side_holds(backend: Backend) {
             panic!("errand run did not end");
         }
         let all = cmdlines();
-        let running = all.iter().any(|(_, c)| contains(c, marker.as_bytes()));
-        if running {
+        if all.iter().any(|(_, c)| contains(c, marker.as_bytes())) {
             scans += 1;
+            let secrets = secrets();
             for (pid, c) in &all {
-                assert!(
-                    !contains(c, key.as_bytes()),
-                    "the API key is on the command line of process {pid}, visible to every user: {}",
-                    String::from_utf8_lossy(c).replace('\0', " ")
-                );
+                for secret in &secrets {
+                    assert!(
+                        !contains(c, secret.as_bytes()),
+                        "a secret is on the command line of process {pid}, visible to every user: {}",
+                        String::from_utf8_lossy(c).replace('\0', " ")
+                    );
+                }
             }
             for s in sockets_of(errand) {
                 check_socket(&s, backend);
-                if !sockets_seen.contains(&s) {
-                    sockets_seen.push(s);
+                if !sockets.contains(&s) {
+                    sockets.push(s);
                 }
             }
         }
@@ -254,20 +267,23 @@ fn host_side_holds(backend: Backend) {
         scans >= 3,
         "the harness was never seen running ({scans} scans): {status}\n{stdout}\n{stderr}"
     );
-    // The default egress allowlist: the egress proxy's socket, at least.
-    assert!(
-        !sockets_seen.is_empty(),
-        "errand held no socket while the harness ran\n{stderr}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(&canary).expect("the canary"),
-        canary_text,
-        "errand wrote through the agent's link to a host file\n{stdout}\n{stderr}"
-    );
+    // Gone with the run: no socket of errand's is left behind.
+    for s in &sockets {
+        assert!(!s.exists(), "{} outlived the run", s.display());
+    }
+    Watched {
+        stdout,
+        stderr,
+        sockets,
+    }
+}
+
+/// The run's JSON summary, succeeded, with the agent's change exported.
+fn succeeded(w: &Watched) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&w.stdout)
+        .unwrap_or_else(|e| panic!("no JSON from errand run ({e}):\n{}\n{}", w.stdout, w.stderr));
+    assert_eq!(v["state"], "succeeded", "{v:#}\n{}", w.stderr);
     // The export after the harness (a second sandbox process) did happen.
-    let v: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("no JSON from errand run ({e}):\n{stdout}\n{stderr}"));
-    assert_eq!(v["state"], "succeeded", "{v:#}\n{stderr}");
     assert!(
         v["diffstat"]
             .as_str()
@@ -275,10 +291,105 @@ fn host_side_holds(backend: Backend) {
             .contains("1 file changed"),
         "{v:#}"
     );
-    // Gone with the run: no socket of errand's is left behind.
-    for s in &sockets_seen {
-        assert!(!s.exists(), "{} outlived the run", s.display());
-    }
+    v
+}
+
+fn host_side_holds(backend: Backend) {
+    let env = long_home(Env::new());
+    let Some(extra) = backend.args(&env) else {
+        return;
+    };
+    let bare = bare_repo(env.dir.path());
+    let canary = env.dir.path().join("canary");
+    let canary_text = unique("CANARY");
+    std::fs::write(&canary, &canary_text).expect("write the canary");
+    let key = unique("sk-hostile-key");
+    let marker = unique("hostile-harness-running");
+    let env = hostile(env, &script(&canary), &marker, &key);
+
+    let repo = bare.to_string_lossy().to_string();
+    let mut args = vec!["run", "--json", "--harness", "hostile"];
+    args.extend(extra);
+    args.extend(["--repo", repo.as_str(), "do what you must"]);
+    let w = watch_run(&env, &args, backend, &marker, &|| vec![key.clone()]);
+    // The default egress allowlist: the egress proxy's socket, at least.
+    assert!(
+        !w.sockets.is_empty(),
+        "errand held no socket while the harness ran\n{}",
+        w.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&canary).expect("the canary"),
+        canary_text,
+        "errand wrote through the agent's link to a host file\n{}\n{}",
+        w.stdout,
+        w.stderr
+    );
+    succeeded(&w);
+}
+
+/// `--agent-git` on `github:acme/widgets` (fake GitHub): the run's GitHub
+/// token is on no command line either, the credential socket is private
+/// like the egress socket, and it still answers the agent's git (whose uid
+/// `SO_PEERCRED` checks).
+async fn github_token_holds(backend: Backend) {
+    let env = long_home(Env::new());
+    let Some(extra) = backend.args(&env) else {
+        return;
+    };
+    let w = common::github::world(env).await;
+    let (env, github) = (w.env, w.github);
+    let canary = env.dir.path().join("canary");
+    let canary_text = unique("CANARY");
+    std::fs::write(&canary, &canary_text).expect("write the canary");
+    let key = unique("sk-hostile-key");
+    let marker = unique("hostile-harness-running");
+    let env = hostile(env, &script(&canary), &marker, &key);
+    let mut args = vec!["run", "--json", "--harness", "hostile", "--agent-git"];
+    args.extend(extra);
+    args.extend(["--repo", "github:acme/widgets", "do what you must"]);
+    let watched = tokio::task::spawn_blocking(move || {
+        let secrets = || {
+            let mut s: Vec<String> = github.tokens().into_iter().map(|t| t.token).collect();
+            s.push(key.clone());
+            s
+        };
+        let w = watch_run(&env, &args, backend, &marker, &secrets);
+        assert!(
+            !github.tokens().is_empty(),
+            "no GitHub token was minted\n{}",
+            w.stderr
+        );
+        (w, env)
+    })
+    .await
+    .expect("watch the run");
+    let (w, _env) = watched;
+    assert!(
+        w.sockets.len() >= 2,
+        "the egress and credential sockets: {:?}\n{}",
+        w.sockets,
+        w.stderr
+    );
+    let v = succeeded(&w);
+    assert!(
+        v["result"].as_str().unwrap_or("").contains("FETCH-OK"),
+        "git in the sandbox got no credential through the private socket: {v:#}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&canary).expect("the canary"),
+        canary_text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_github_token_stays_off_command_lines_and_its_socket_is_private() {
+    github_token_holds(Backend::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_github_token_stays_off_command_lines_and_its_socket_is_private() {
+    github_token_holds(Backend::Docker).await;
 }
 
 #[test]
