@@ -669,3 +669,35 @@ impl Config {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn local_repos_come_as_a_list_or_a_colon_separated_string_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let list: Config = toml::from_str(&format!(
+            "[server]\nlocal_repos = [\"{d}\", \"/nonexistent-errand\"]"
+        ))
+        .unwrap();
+        let joined: Config = toml::from_str(&format!(
+            "[server]\nlocal_repos = \"{d}:/nonexistent-errand\""
+        ))
+        .unwrap();
+        assert_eq!(list.server.local_repos, joined.server.local_repos);
+        assert_eq!(list.server.local_repos.len(), 2);
+        let problems = list.problems();
+        assert!(
+            problems.iter().any(|p| p.contains("/nonexistent-errand")),
+            "{problems:?}"
+        );
+        assert!(
+            Config::default().server.local_repos.is_empty(),
+            "none by default"
+        );
+    }
+}
