@@ -27,8 +27,18 @@
 //! Ownership: when errand runs as root, the run's HOME and /tmp and everything
 //! inside the workspace are given to [`AGENT_UID`] before the container starts;
 //! the workspace's top directory and its `.git` stay errand's (made writable for
-//! the agent's group), so host-side git still trusts the repository, and the
-//! image's `/etc/gitconfig` trusts it inside.
+//! the agent's group), and the image's `/etc/gitconfig` trusts it inside. The
+//! walk goes by directory handles and never follows or descends into a link
+//! the agent planted (`openat(O_NOFOLLOW)`, `fchownat(AT_SYMLINK_NOFOLLOW)`).
+//!
+//! Host files: the passwd and group files are generated in errand's private
+//! runtime directory ([`crate::socket::runtime_dir`]; `O_EXCL | O_NOFOLLOW`)
+//! and bound read-only, never written into the sandbox's /tmp. errand's
+//! sockets mounted into the container (the egress proxy's, the git credential
+//! server's) are given to the container's uid: mode 0600, owned by it, and
+//! the only peer uid the service accepts (`SO_PEERCRED`). The environment
+//! goes to the engine in the container's configuration, never on a command
+//! line.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -11,6 +11,13 @@
 //! the command is the one way out: to errand's egress proxy ([`crate::egress`])
 //! through the Unix socket bound in.
 //!
+//! No secret is on bwrap's command line (which every user sees in `ps`): its
+//! options, the environment among them, are read from a close-on-exec memory
+//! file (`--args FD`), and `/etc/passwd` is copied in from another
+//! (`--ro-bind-data`); bwrap closes both before the program starts. errand
+//! writes nothing into the sandbox's directories, and its egress socket lives
+//! in its private runtime directory ([`crate::socket`]).
+//!
 //! Memory and process-count limits use a cgroup (v2 or v1) when errand may
 //! create one; when it may not, the process runs without them and a notice says
 //! so. Killing the sandbox kills every process in it: bwrap dies with its parent,
