@@ -237,6 +237,10 @@ fn local_forms(allowed: &Path, secret: &Path) -> Vec<String> {
         "ext::sh -c touch% /tmp/errand-adversarial-pwned".into(),
         "fd::0".into(),
         "localhost:/etc".into(),
+        format!("ssh://localhost{s}"),
+        format!("git@127.0.0.1:{s}"),
+        "http://2130706433/secret.git".into(),
+        "https://[::1]/secret.git".into(),
         format!("{a}/repo\n{s}"),
     ]
 }

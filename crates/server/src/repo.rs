@@ -5,7 +5,9 @@
 //! caller read any directory errand can read. Through the API:
 //!
 //! * `github:owner/repo` and network URLs (`https://`, `http://`, `ssh://`,
-//!   `git@host:path`) are taken, once they cannot be read as git options;
+//!   `git@host:path`) are taken, once they cannot be read as git options and
+//!   do not name this machine (`localhost`, loopback and unspecified
+//!   addresses in any literal form: that is the server's filesystem again);
 //! * everything else is local (a path, `file://`, `~`, a relative path, a
 //!   `transport::address` form such as `ext::`, a string starting with `-`)
 //!   and is refused with `local_repo_not_allowed`, unless it is an absolute
@@ -67,6 +69,41 @@ fn plain_host(host: &str) -> bool {
     !host.is_empty() && !host.starts_with('-') && !host.contains(char::is_whitespace)
 }
 
+/// Whether `host` (as written in the URL: maybe `[v6]`, maybe with `:port`)
+/// is this machine by its literal form: `localhost`, a loopback or unspecified
+/// address, or a numeric form (`2130706433`, `0x7f.1`, `127.1`) that resolvers
+/// read as one. Cloning from there is reading the server's own repositories
+/// (over ssh with errand's keys, or a git daemon bound to loopback). Names that
+/// merely resolve to loopback are not caught here.
+fn this_machine(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let bare = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h),
+    };
+    let bare = bare.trim_end_matches('.');
+    if bare == "localhost" || bare.ends_with(".localhost") || bare.is_empty() {
+        return true;
+    }
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        let v4_mapped = match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified()),
+            std::net::IpAddr::V4(_) => false,
+        };
+        return ip.is_loopback() || ip.is_unspecified() || v4_mapped;
+    }
+    // inet_aton's forms: 1 to 4 parts, each decimal, octal or 0x hex.
+    let numeric = |p: &str| {
+        !p.is_empty()
+            && (p.chars().all(|c| c.is_ascii_digit())
+                || p.strip_prefix("0x")
+                    .is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit())))
+    };
+    bare.split('.').count() <= 4 && bare.split('.').all(numeric)
+}
+
 /// `owner/repo` as GitHub spells names.
 fn github_name(full: &str) -> bool {
     let ok = |s: &str| {
@@ -112,6 +149,10 @@ pub async fn check(repo: &str, allowed: &[PathBuf]) -> Result<RepoSource, ApiErr
                 })
             };
             return match host {
+                Some((h, true)) if this_machine(h) => Err(local_refused(
+                    repo,
+                    "names this server itself (a loopback host)",
+                )),
                 Some((h, true)) if plain_host(h) && !url.contains(char::is_whitespace) => {
                     Ok(parsed)
                 }
@@ -205,6 +246,22 @@ mod tests {
             "git@github.com:acme/widgets.git",
         ] {
             assert_eq!(code(repo, &[]).await, "ok", "{repo}");
+        }
+        for repo in [
+            "ssh://localhost/etc",
+            "ssh://git@127.0.0.1:22/srv/secret.git",
+            "git@localhost:/srv/secret.git",
+            "git@LOCALHOST.:x",
+            "http://127.1/x",
+            "http://2130706433/x",
+            "http://0x7f000001/x",
+            "https://[::1]:8080/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://0.0.0.0/x",
+            "http://user@localhost:9418/x",
+            "ssh://a.localhost/x",
+        ] {
+            assert_eq!(code(repo, &[]).await, "local_repo_not_allowed", "{repo}");
         }
         for repo in [
             "ssh://-oProxyCommand=touch%20/tmp/pwned/x",
