@@ -1111,6 +1111,68 @@ mod tests {
         assert_eq!(std::fs::metadata("/etc/hostname").expect("meta").uid(), 0);
     }
 
+    /// The agent swaps a directory for a link to a host directory while
+    /// errand walks the tree: nothing of the host's is ever given away.
+    #[test]
+    fn a_link_swapped_in_during_the_walk_is_not_followed() {
+        use std::os::unix::fs::MetadataExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // SAFETY: plain system call.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let d = tempfile::tempdir().expect("tmp");
+        let (ws, host) = (d.path().join("ws"), d.path().join("host"));
+        let names: Vec<String> = (0..64).map(|i| format!("f{i}")).collect();
+        std::fs::create_dir_all(&host).expect("mkdir");
+        for n in &names {
+            std::fs::write(host.join(n), "host").expect("write");
+        }
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        // ws/d: a directory of the agent's, and ws/l a link to the host's;
+        // the agent swaps the two names atomically, over and over.
+        std::fs::create_dir_all(ws.join("d")).expect("mkdir");
+        for n in &names {
+            std::fs::write(ws.join("d").join(n), "agent").expect("write");
+        }
+        std::os::unix::fs::symlink(&host, ws.join("l")).expect("symlink");
+        let swapper = {
+            let (ws, stop) = (ws.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let c = |p: &Path| {
+                    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path")
+                };
+                let (a, b) = (c(&ws.join("d")), c(&ws.join("l")));
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: valid C strings; renameat2 swaps the two names.
+                    unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            b.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        );
+                    }
+                    std::thread::yield_now();
+                }
+            })
+        };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            let _ = give_tree(&ws, 4242, 4243, false);
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().expect("swapper");
+        let meta = |p: &Path| std::fs::symlink_metadata(p).expect("meta");
+        assert_eq!(meta(&host).uid(), 0);
+        let given: Vec<&String> = names
+            .iter()
+            .filter(|n| meta(&host.join(n)).uid() != 0)
+            .collect();
+        assert!(given.is_empty(), "host files given to the agent: {given:?}");
+    }
+
     /// A socket of errand's mounted into a container answers the container's
     /// user, and it alone: errand gives it to that uid (0600) when it mounts it.
     #[tokio::test(flavor = "multi_thread")]
