@@ -364,7 +364,7 @@ mod tests {
         let b = "b".repeat(40);
         let text = format!("# v2 git bundle\n-{a} base\n{b} refs/heads/errand/x\n\nPACK");
         let h = parse_header(text.as_bytes()).unwrap();
-        assert_eq!(h.prerequisites, [a.clone()]);
+        assert_eq!(h.prerequisites, std::slice::from_ref(&a));
         assert_eq!(h.refs, [(b.clone(), "refs/heads/errand/x".to_string())]);
         assert_eq!(&text.as_bytes()[h.pack_offset as usize..], b"PACK");
         let v3 = format!("# v3 git bundle\n@object-format=sha1\n{b} refs/heads/x\n\n");

@@ -1486,7 +1486,7 @@ impl Runner {
                 let line =
                     redactor.redact(String::from_utf8_lossy(&bytes).trim_end_matches('\r'));
                 if let Some(f) = file.as_mut() {
-                    if written + line.len() as u64 + 1 <= MAX_STDERR_BYTES {
+                    if written + (line.len() as u64) < MAX_STDERR_BYTES {
                         written += line.len() as u64 + 1;
                         let _ = f.write_all(line.as_bytes()).await;
                         let _ = f.write_all(b"\n").await;
