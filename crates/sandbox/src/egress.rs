@@ -949,9 +949,9 @@ impl EgressProxy {
     }
 }
 
-/// Starts the proxy for one spawn of `spec`: its socket is in a private
-/// directory beside the run's `/tmp` (or in `/tmp` when that path is too long
-/// for a Unix socket).
+/// Starts the proxy for one spawn of `spec`: its socket is in errand's
+/// private runtime directory ([`crate::socket::path_in`]: mode 0700, the
+/// socket 0600, one peer uid), never in a directory the sandbox can write.
 pub fn start_for(spec: &SandboxSpec, egress: &Egress) -> Result<EgressProxy, SandboxError> {
     let policy = Policy::new(&egress.allow, &egress.protected)
         .map_err(|bad| SandboxError::Setup(bad.join("; ")))?;

@@ -959,7 +959,8 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The run's egress allowlist ([`crate::Egress::allow`], parsed as the egress
 /// proxy parses it) as destinations a NetworkPolicy can allow, with a notice
 /// for each entry or address skipped. A host name is resolved now, to /32 and
-/// /128 blocks; an address is its block; `*` is `0.0.0.0/0` and `::/0`; an
+/// /128 blocks; an address is its block; `*` is `0.0.0.0/0` and `::/0`
+/// (less loopback, link-local and [`crate::egress::INTERNAL`], see [`egress_blocks`]); an
 /// entry's `:port` limits it to that TCP port. Skipped: `*.suffix` (a
 /// NetworkPolicy has no names), loopback (in a pod, the pod itself), and what
 /// the proxy refuses too (link-local, metadata: a name's addresses always, an
@@ -1064,11 +1065,34 @@ pub fn egress_blocks(allowed: &[Cidr]) -> (Vec<IPBlock>, Vec<String>) {
             ));
             continue;
         }
-        let except: Vec<String> = forbidden
+        let mut except: Vec<String> = forbidden
             .iter()
             .filter(|f| c.contains(f))
             .map(|f| f.to_string())
             .collect();
+        // A wildcard (`*`, the whole address space) leaves out what the egress
+        // proxy refuses to wildcards: loopback, link-local, private, CGNAT and
+        // reserved ranges. Only an entry naming an address (its own block) opens one.
+        if c.prefix == 0 {
+            let wild_off = crate::egress::INTERNAL
+                .iter()
+                .map(|b| Cidr::parse(&format!("{}/{}", b.net, b.len)))
+                .chain(
+                    ["127.0.0.0/8", "169.254.0.0/16", "::1/128", "fe80::/10"]
+                        .iter()
+                        .map(|s| Cidr::parse(s)),
+                )
+                .flatten()
+                .filter(|b| c.contains(b))
+                .map(|b| b.to_string());
+            // The metadata blocks stay listed first, by name, even where a
+            // range below covers them too.
+            for b in wild_off {
+                if !except.contains(&b) {
+                    except.push(b);
+                }
+            }
+        }
         blocks.push(IPBlock {
             cidr: c.to_string(),
             except: (!except.is_empty()).then_some(except),
@@ -1709,7 +1733,43 @@ mod tests {
         assert!(blocks.is_empty());
         assert_eq!(notices.len(), 1);
         let (blocks, _) = egress_blocks(&[Cidr::parse("0.0.0.0/0").expect("cidr")]);
-        assert_eq!(blocks[0].except.as_ref().map(Vec::len), Some(3));
+        let except = blocks[0].except.clone().unwrap_or_default();
+        // The metadata addresses first, then what a wildcard never reaches.
+        assert_eq!(
+            except[..3],
+            [
+                "169.254.169.254/32",
+                "169.254.170.2/32",
+                "169.254.170.23/32"
+            ]
+        );
+        for wild_off in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+        ] {
+            assert!(
+                except.iter().any(|e| e == wild_off),
+                "{wild_off}: {except:?}"
+            );
+        }
+        let (blocks, _) = egress_blocks(&[Cidr::parse("::/0").expect("cidr")]);
+        let except = blocks[0].except.clone().unwrap_or_default();
+        for wild_off in ["fc00::/7", "fe80::/10", "::1/128"] {
+            assert!(
+                except.iter().any(|e| e == wild_off),
+                "{wild_off}: {except:?}"
+            );
+        }
+        // An address entry is its own block, with nothing excepted: it stays reachable.
+        let (blocks, _) = egress_blocks(&[Cidr::parse("10.1.2.3").expect("cidr")]);
+        assert_eq!(
+            (blocks[0].cidr.as_str(), &blocks[0].except),
+            ("10.1.2.3/32", &None)
+        );
 
         // And the whole policy: DNS only to the cluster DNS, nothing else but the blocks.
         let sb = sandbox();
