@@ -22,9 +22,10 @@
 use errand_slack::text;
 use errand_slack::verify::{verify_parts, VerifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use errand_slack::{
-    parse_agent_text, sign, verify_request, AgentCommand, EventEnvelope, Interaction, ReplayGuard,
-    SlashCommand,
+    parse_agent_text, run_message, sign, verify_request, AgentCommand, EventEnvelope, Interaction,
+    ReplayGuard, RunCard, SlashCommand,
 };
+use serde_json::Value;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const NOW: i64 = 1_700_000_000;
@@ -71,6 +72,68 @@ pub fn run(data: &[u8]) {
     assert!(!escaped.contains(['<', '>']), "escape left a < or >");
     let cut = text::truncate(&text, 60);
     assert!(cut.chars().count() <= 60, "truncate kept {cut:?}");
+    // Every text field of a run card from hostile text (a run's failure
+    // reason, for one, comes from what the agent printed).
+    let hostile = text.to_string();
+    card(&RunCard {
+        run_id: hostile.clone(),
+        short_id: hostile.clone(),
+        repo: hostile.clone(),
+        instruction: hostile.clone(),
+        requested_by: hostile.clone(),
+        viewer_url: hostile.clone(),
+        state: hostile.clone(),
+        reason: Some(hostile.clone()),
+        pr_url: Some(hostile.clone()),
+        branch: Some(hostile.clone()),
+        diffstat: Some(hostile),
+        turns: Some(u32::MAX),
+        cost_usd: Some(f64::MAX),
+        duration_secs: Some(u64::MAX),
+        terminal: data.first().is_some_and(|b| b & 1 == 1),
+    });
+}
+
+/// A rendered run card holds no markup but errand's own: every `<` opens a
+/// link (`<http…|…>`) or a user mention (`<@U…>`), so no text can ping a
+/// channel (`<!channel>`) or forge a mention.
+fn card(card: &RunCard) {
+    let (fallback, blocks) = run_message(card);
+    let mut texts = vec![fallback];
+    strings(&blocks, &mut texts);
+    for t in &texts {
+        for (at, _) in t.match_indices('<') {
+            let after = &t[at + 1..];
+            let mention = after
+                .strip_prefix('@')
+                .and_then(|m| m.split_once('>'))
+                .is_some_and(|(id, _)| {
+                    !id.is_empty()
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                });
+            let link = after.starts_with("http://") || after.starts_with("https://");
+            assert!(mention || link, "markup from the card's text: {t:?}");
+        }
+    }
+}
+
+/// The texts Slack reads markup in: `mrkdwn` text objects (a button's
+/// `value` or a `plain_text` label is shown as it is).
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(o) => {
+            if o.get("type").and_then(Value::as_str) == Some("mrkdwn") {
+                if let Some(text) = o.get("text").and_then(Value::as_str) {
+                    out.push(text.to_owned());
+                }
+            }
+            o.values().for_each(|v| strings(v, out));
+        }
+        _ => {}
+    }
 }
 
 fn agent_command(parsed: Result<AgentCommand, errand_slack::UsageError>) {
