@@ -144,12 +144,15 @@ fn case_crafted_git_metadata_reaches_no_host_file_or_repository(backend: Backend
     let (canary_path, canary_text) = canary(&root, "git");
     let (foreign, foreign_sha) = foreign_repo(&root);
     let foreign_git = foreign.join(".git");
-    // Each way an agent can point the workspace's .git at the host.
+    // Each way an agent can point the workspace's .git at the host. Where git
+    // in the sandbox must keep working, the agent first makes the same
+    // absolute path inside its own /tmp (a copy of its repository): a path
+    // that means one thing in the sandbox and another on the host.
     let attacks = [
         (
             "alternates and a moved ref",
             format!(
-                "echo '{objects}' > .git/objects/info/alternates\nprintf '%s\\n' {foreign_sha} > \".git/$b\"\n",
+                "git checkout -q --detach\necho '{objects}' > .git/objects/info/alternates\nprintf '%s\\n' {foreign_sha} > \".git/$b\"\n",
                 objects = foreign_git.join("objects").display()
             ),
         ),
@@ -163,22 +166,24 @@ fn case_crafted_git_metadata_reaches_no_host_file_or_repository(backend: Backend
         (
             "a ref that is a symlink to a host file",
             format!(
-                "rm -f \".git/$b\"; ln -s {canary} \".git/$b\"\n",
+                "git checkout -q --detach\nrm -f \".git/$b\"; ln -s {canary} \".git/$b\"\n",
                 canary = canary_path.display()
             ),
         ),
         (
             "commondir at another repository",
             format!(
-                "echo '{fg}' > .git/commondir\nrm -rf .git/refs .git/objects\n",
-                fg = foreign_git.display()
+                "mkdir -p '{fgp}' && cp -a .git '{fg}'\necho '{fg}' > .git/commondir\nrm -rf .git/refs .git/objects\n",
+                fg = foreign_git.display(),
+                fgp = foreign.display()
             ),
         ),
         (
             "a .git file naming another repository",
             format!(
-                "mv .git .git-old; echo 'gitdir: {fg}' > .git\n",
-                fg = foreign_git.display()
+                "mkdir -p '{fgp}' && cp -a .git '{fg}'\nmv .git .git-old; echo 'gitdir: {fg}' > .git\n",
+                fg = foreign_git.display(),
+                fgp = foreign.display()
             ),
         ),
     ];
