@@ -69,6 +69,11 @@ pub async fn install_npm(
         ])
         .arg(&staging)
         .arg(pkg.spec())
+        // Package install scripts run here, on the host: they get what npm
+        // needs (PATH, HOME, its own settings, proxies, certificates), never
+        // errand's API keys or tokens.
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(k, _)| npm_may_see(&k.to_string_lossy())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -106,4 +111,60 @@ pub async fn install_npm(
     }
     progress(&format!("installed {}", pkg.spec()));
     Ok(dir)
+}
+
+/// Whether npm's environment keeps variable `name`: its own settings and
+/// the machine's basics, nothing that could hold a secret of errand's.
+fn npm_may_see(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "TZ",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "NODE_EXTRA_CA_CERTS",
+        "NODE_OPTIONS",
+    ];
+    let lower = name.to_ascii_lowercase();
+    EXACT.contains(&name)
+        || lower.starts_with("npm_config_")
+        || lower.starts_with("xdg_")
+        || lower.starts_with("lc_")
+}
+
+#[cfg(test)]
+mod npm_env_tests {
+    #[test]
+    fn npm_sees_its_settings_and_never_errands_secrets() {
+        for keep in [
+            "PATH",
+            "HOME",
+            "npm_config_registry",
+            "NPM_CONFIG_CACHE",
+            "https_proxy",
+        ] {
+            assert!(super::npm_may_see(keep), "{keep}");
+        }
+        for drop in [
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "GITHUB_TOKEN",
+            "ERRAND_SECRET_KEY",
+            "NPM_TOKEN",
+        ] {
+            assert!(!super::npm_may_see(drop), "{drop}");
+        }
+    }
 }
