@@ -103,7 +103,64 @@ async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
     git_with(dir, args, None).await
 }
 
+/// An `http(s)://user:password@host/…` URL without its credential, and the
+/// credential as a Basic header: a secret in a URL would otherwise sit on git's
+/// command line (seen by every user in `ps`) and in its error messages.
+fn credentials_of(url: &str) -> Option<(String, GitAuth)> {
+    use base64::Engine;
+    let (scheme, rest) = url.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (userinfo, host) = rest[..end].rsplit_once('@')?;
+    let mut userinfo = percent_decode(userinfo);
+    if !userinfo.contains(':') {
+        userinfo.push(':');
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode(userinfo.as_bytes());
+    Some((
+        format!("{scheme}://{host}{}", &rest[end..]),
+        GitAuth::header(format!("Authorization: Basic {basic}")),
+    ))
+}
+
+/// `%XX` escapes decoded (invalid ones kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn git_with(dir: Option<&Path>, args: &[&str], auth: Option<&GitAuth>) -> Result<String> {
+    // A credential in a URL argument moves to the environment of this one command.
+    let mut url_auth = None;
+    let owned: Vec<String> = args
+        .iter()
+        .map(|a| match credentials_of(a) {
+            Some((clean, found)) => {
+                url_auth.get_or_insert(found);
+                clean
+            }
+            None => a.to_string(),
+        })
+        .collect();
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let args = &args[..];
+    let auth = auth.or(url_auth.as_ref());
     let mut cmd = tokio::process::Command::new("git");
     if let Some(a) = auth {
         cmd.env("GIT_CONFIG_COUNT", "1")
@@ -677,6 +734,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn credentials_in_urls_become_a_header() {
+        let (url, auth) =
+            credentials_of("https://x-access-token:s%40crit@github.com/o/r.git").unwrap();
+        assert_eq!(url, "https://github.com/o/r.git");
+        // base64("x-access-token:s@crit")
+        assert_eq!(
+            auth.header,
+            "Authorization: Basic eC1hY2Nlc3MtdG9rZW46c0Bjcml0"
+        );
+        let (url, auth) = credentials_of("http://tok@h:8080/r?x=1").unwrap();
+        assert_eq!(url, "http://h:8080/r?x=1");
+        assert_eq!(auth.header, "Authorization: Basic dG9rOg==");
+        for plain in [
+            "https://github.com/o/r.git",
+            "ssh://git@h/r",
+            "git@h:o/r",
+            "/tmp/a@b",
+            "https://h/a@b",
+        ] {
+            assert!(credentials_of(plain).is_none(), "{plain}");
+        }
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
+
+    #[tokio::test]
+    async fn a_credential_in_a_url_is_on_no_command_line_and_in_no_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A port nothing listens on: git fails, and says why without the secret.
+        let err = git(
+            None,
+            &["ls-remote", "https://user:sekrit-123@127.0.0.1:9/o/r.git"],
+        )
+        .await
+        .unwrap_err();
+        assert!(!err.to_string().contains("sekrit-123"), "{err}");
+        drop(tmp);
+    }
+
+    #[test]
     fn urls_lose_their_credentials() {
         assert_eq!(
             redact_url("https://x-access-token:abc@github.com/o/r.git"),
@@ -999,9 +1095,12 @@ mod tests {
         let err = take_export(&p).await.unwrap_err();
         assert!(err.to_string().contains("does not descend"), "{err}");
         // The outbox's branch was never moved.
-        assert!(git(Some(&p.outbox), &["rev-parse", "--verify", "refs/heads/errand/orphan"])
-            .await
-            .is_err());
+        assert!(git(
+            Some(&p.outbox),
+            &["rev-parse", "--verify", "refs/heads/errand/orphan"]
+        )
+        .await
+        .is_err());
     }
 
     #[tokio::test]
@@ -1023,9 +1122,12 @@ mod tests {
             .unwrap();
         let err = take_export(&p).await.unwrap_err();
         assert!(err.to_string().contains("object checks"), "{err}");
-        assert!(git(Some(&p.outbox), &["rev-parse", "--verify", "refs/heads/errand/mods"])
-            .await
-            .is_err());
+        assert!(git(
+            Some(&p.outbox),
+            &["rev-parse", "--verify", "refs/heads/errand/mods"]
+        )
+        .await
+        .is_err());
     }
 
     #[tokio::test]
@@ -1037,14 +1139,26 @@ mod tests {
             .unwrap();
         std::fs::write(ws.join("y"), "y").unwrap();
         git(Some(&ws), &["add", "y"]).await.unwrap();
-        git(Some(&ws), &["commit", "--quiet", "-m", "y"]).await.unwrap();
+        git(Some(&ws), &["commit", "--quiet", "-m", "y"])
+            .await
+            .unwrap();
         let tip = git(Some(&ws), &["rev-parse", "HEAD"]).await.unwrap();
         // A bundle of main (not the run's branch), announced as the run's commit.
         let bundle = tmp.path().join("b.bundle");
-        git(Some(&ws), &["branch", "-f", "main", "HEAD"]).await.unwrap();
+        git(Some(&ws), &["branch", "-f", "main", "HEAD"])
+            .await
+            .unwrap();
         git(
             Some(&ws),
-            &["bundle", "create", "--quiet", &bundle.to_string_lossy(), "refs/heads/main", "--not", &p.base_commit],
+            &[
+                "bundle",
+                "create",
+                "--quiet",
+                &bundle.to_string_lossy(),
+                "refs/heads/main",
+                "--not",
+                &p.base_commit,
+            ],
         )
         .await
         .unwrap();
@@ -1053,9 +1167,15 @@ mod tests {
             bundle_bytes: std::fs::metadata(&bundle).unwrap().len(),
         };
         let err = import(&p, &r, &bundle).await.unwrap_err();
-        assert!(err.to_string().contains("exactly refs/heads/errand/refs"), "{err}");
+        assert!(
+            err.to_string().contains("exactly refs/heads/errand/refs"),
+            "{err}"
+        );
         // No bundle, but a claim that the branch moved.
-        let r = Received { tip, bundle_bytes: 0 };
+        let r = Received {
+            tip,
+            bundle_bytes: 0,
+        };
         assert!(import(&p, &r, &bundle).await.is_err());
     }
 }
