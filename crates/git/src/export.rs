@@ -276,9 +276,12 @@ pub async fn import(prepared: &Prepared, received: &Received, spool: &Path) -> R
     }
     for pre in &h.prerequisites {
         // Only what errand already has (the base's history) may be assumed.
-        if git(Some(outbox), &["cat-file", "-e", &format!("{pre}^{{commit}}")])
-            .await
-            .is_err()
+        if git(
+            Some(outbox),
+            &["cat-file", "-e", &format!("{pre}^{{commit}}")],
+        )
+        .await
+        .is_err()
         {
             return Err(bad(format!(
                 "the bundle builds on commit {}, which is not in the repository errand cloned",
@@ -314,7 +317,12 @@ pub async fn import(prepared: &Prepared, received: &Received, spool: &Path) -> R
         &["rev-list", "--objects", "--quiet", tip, "--not", &base],
     )
     .await
-    .map_err(|e| bad(format!("the branch's history is incomplete: {}", crate::detail(e))))?;
+    .map_err(|e| {
+        bad(format!(
+            "the branch's history is incomplete: {}",
+            crate::detail(e)
+        ))
+    })?;
     git(Some(outbox), &["update-ref", &branch_ref, tip]).await?;
     Ok(())
 }
@@ -397,7 +405,9 @@ mod tests {
         let err = receive(big.as_bytes(), &spool, 10).await.unwrap_err();
         assert!(err.to_string().contains("larger than"), "{err}");
         let endless = format!("errand-export {c}\n{}", "A".repeat(100_000));
-        let err = receive(endless.as_bytes(), &spool, 1 << 20).await.unwrap_err();
+        let err = receive(endless.as_bytes(), &spool, 1 << 20)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("longer than"), "{err}");
         let garbage = format!("errand-export {c}\n!!!!\n");
         assert!(receive(garbage.as_bytes(), &spool, 1 << 20).await.is_err());
