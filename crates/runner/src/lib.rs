@@ -1296,7 +1296,7 @@ impl Runner {
         } else {
             Err(Stop::failed(format!(
                 "`{script}` failed in the sandbox ({status}): {}",
-                err.trim()
+                last_chars(err.trim(), REASON_TAIL)
             )))
         }
     }
@@ -1420,7 +1420,7 @@ impl Runner {
                 if err.trim().is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", err.trim())
+                    format!(" ({})", last_chars(err.trim(), REASON_TAIL))
                 }
             ))
         };
@@ -1733,6 +1733,19 @@ impl DenialLog {
     }
 }
 
+/// How much of a failed step's output a run's reason quotes.
+const REASON_TAIL: usize = 2000;
+
+/// The last `n` characters of `s`, marked when cut.
+fn last_chars(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        s.to_string()
+    } else {
+        format!("…{}", s.chars().skip(count - n).collect::<String>())
+    }
+}
+
 fn human_secs(s: u64) -> String {
     if s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
@@ -1990,6 +2003,12 @@ mod tests {
                  b.com:80 ×3 (not on the allowlist)"
             )
         );
+    }
+
+    #[test]
+    fn reasons_quote_only_the_end_of_a_long_output() {
+        assert_eq!(last_chars("abc", 5), "abc");
+        assert_eq!(last_chars("abcdef", 3), "…def");
     }
 
     #[test]
