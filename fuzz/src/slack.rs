@@ -113,7 +113,13 @@ fn card(card: &RunCard) {
                             .bytes()
                             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
                 });
-            let link = after.starts_with("http://") || after.starts_with("https://");
+            // errand's links take any http(s) URL, its scheme in any case.
+            let scheme = |p: &str| {
+                after
+                    .get(..p.len())
+                    .is_some_and(|a| a.eq_ignore_ascii_case(p))
+            };
+            let link = scheme("http://") || scheme("https://");
             assert!(mention || link, "markup from the card's text: {t:?}");
         }
     }
