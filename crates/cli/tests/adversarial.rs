@@ -14,33 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Local,
-    Docker,
-}
-
-impl Backend {
-    /// The extra `errand run` arguments, or `None` when the backend cannot run here (outside CI).
-    fn args(self, env: &Env) -> Option<Vec<&'static str>> {
-        match self {
-            Backend::Local => sandbox_available().then(Vec::new),
-            Backend::Docker => {
-                let out = env.run(&["sandbox", "prepare", "docker", "--json"]);
-                let err = String::from_utf8_lossy(&out.stderr);
-                if out.status.success() {
-                    Some(vec!["--sandbox", "docker"])
-                } else if err.contains("not reachable") && !in_ci() {
-                    eprintln!("not run: {}", err.trim());
-                    None
-                } else {
-                    panic!("errand sandbox prepare docker failed:\n{err}");
-                }
-            }
-        }
-    }
-}
-
 /// Writes `script` as the harness `evil` (errand's own event format) and
 /// returns the environment that declares it.
 fn evil(env: Env, script: &str) -> Env {
@@ -373,7 +346,10 @@ fn case_fifos_dev_zero_and_endless_output_end_at_the_timeout(backend: Backend) {
     // an endless stdout line (300 MB, no newline), endless stderr, and a hang.
     let plants = [
         ("a FIFO", "mkfifo /home/agent/.errand/guard-denials.jsonl"),
-        ("/dev/zero", "ln -s /dev/zero /home/agent/.errand/guard-denials.jsonl"),
+        (
+            "/dev/zero",
+            "ln -s /dev/zero /home/agent/.errand/guard-denials.jsonl",
+        ),
     ];
     for (what, plant) in plants {
         let env = Env::new();

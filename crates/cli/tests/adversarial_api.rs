@@ -473,41 +473,11 @@ async fn replayed_webhooks_and_slack_commands_run_once_across_a_restart() {
     stop(server);
 }
 
-/// A fresh database on the test PostgreSQL, or None (saying so) when there is
-/// none outside CI; in CI (`CI` set) a missing PostgreSQL fails the test.
-fn fresh_database() -> Option<String> {
-    let base = std::env::var("ERRAND_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://errand:errand@127.0.0.1:5432/errand_test".to_string());
-    let name = format!(
-        "errand_replay_{}_{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
-    );
-    let ok = std::process::Command::new("psql")
-        .args([
-            base.as_str(),
-            "-qAtX",
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PostgreSQL is not reachable at {base} (run scripts/setup)"
-        );
-        eprintln!("skipped: PostgreSQL not reachable at {base}");
-        return None;
-    }
-    let (prefix, _) = base.rsplit_once('/').expect("database url");
-    Some(format!("{prefix}/{name}"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn replays_are_refused_by_every_node_sharing_postgresql() {
-    let Some(url) = fresh_database() else { return };
+    let Some(url) = fresh_postgres("replay") else {
+        return;
+    };
     let common::github::World {
         env,
         github: _github,

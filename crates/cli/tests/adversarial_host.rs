@@ -23,34 +23,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Local,
-    Docker,
-}
-
-impl Backend {
-    /// The extra `errand run` arguments, or `None` when the backend cannot
-    /// run here (outside CI only: in CI this fails).
-    fn args(self, env: &Env) -> Option<Vec<&'static str>> {
-        match self {
-            Backend::Local => sandbox_available().then(Vec::new),
-            Backend::Docker => {
-                let out = env.run(&["sandbox", "prepare", "docker", "--json"]);
-                let err = String::from_utf8_lossy(&out.stderr);
-                if out.status.success() {
-                    Some(vec!["--sandbox", "docker"])
-                } else if !in_ci() && err.contains("not reachable") {
-                    eprintln!("not run: {}", err.trim());
-                    None
-                } else {
-                    panic!("errand sandbox prepare docker failed:\n{err}");
-                }
-            }
-        }
-    }
-}
-
 fn euid() -> u32 {
     // SAFETY: plain system call.
     unsafe { libc::geteuid() }

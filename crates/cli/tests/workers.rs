@@ -9,46 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const DEFAULT_URL: &str = "postgres://errand:errand@127.0.0.1:5432/errand_test";
-
-/// A fresh database on the test server, or None (with a message) when there is no server outside CI.
-fn fresh_database() -> Option<String> {
-    let base =
-        std::env::var("ERRAND_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
-    let name = format!("errand_workers_{}", uuid_like());
-    let ok = std::process::Command::new("psql")
-        .args([
-            base.as_str(),
-            "-qAtX",
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "PostgreSQL is not reachable at {base} (run scripts/setup)"
-        );
-        eprintln!("skipped: PostgreSQL not reachable at {base}");
-        return None;
-    }
-    let (prefix, _) = base.rsplit_once('/').expect("database url");
-    Some(format!("{prefix}/{name}"))
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    )
-}
-
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -71,7 +31,9 @@ async fn two_workers_on_one_postgresql_never_run_the_same_run_twice() {
     if !sandbox_available() {
         return;
     }
-    let Some(url) = fresh_database() else { return };
+    let Some(url) = fresh_postgres("workers") else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     let agent_dir = root.path().join("agent");
     std::fs::create_dir_all(&agent_dir).unwrap();

@@ -420,3 +420,68 @@ pub fn assert_typo_fixed_on_branch(bare: &Path, v: &serde_json::Value) -> (Strin
     );
     (id, branch)
 }
+
+/// A sandbox backend the end-to-end tests run on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Local,
+    Docker,
+}
+
+impl Backend {
+    /// The extra `errand run` arguments, or `None` when the backend cannot
+    /// run here: only outside CI (in CI a missing backend fails the test).
+    pub fn args(self, env: &Env) -> Option<Vec<&'static str>> {
+        match self {
+            Backend::Local => sandbox_available().then(Vec::new),
+            Backend::Docker => {
+                let out = env.run(&["sandbox", "prepare", "docker", "--json"]);
+                let err = String::from_utf8_lossy(&out.stderr);
+                if out.status.success() {
+                    Some(vec!["--sandbox", "docker"])
+                } else if !in_ci() && err.contains("not reachable") {
+                    eprintln!("not run: {}", err.trim());
+                    None
+                } else {
+                    panic!("errand sandbox prepare docker failed:\n{err}");
+                }
+            }
+        }
+    }
+}
+
+/// A fresh database named `{what}_…` on the test PostgreSQL
+/// (`ERRAND_TEST_DATABASE_URL`), or `None` (saying so) when there is none
+/// outside CI; in CI a missing PostgreSQL fails the test.
+pub fn fresh_postgres(what: &str) -> Option<String> {
+    let base = std::env::var("ERRAND_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://errand:errand@127.0.0.1:5432/errand_test".to_string());
+    let name = format!(
+        "errand_{what}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let ok = Command::new("psql")
+        .args([
+            base.as_str(),
+            "-qAtX",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            !in_ci(),
+            "PostgreSQL is not reachable at {base} (run scripts/setup)"
+        );
+        eprintln!("not run: PostgreSQL not reachable at {base}");
+        return None;
+    }
+    let (prefix, _) = base.rsplit_once('/').expect("database url");
+    Some(format!("{prefix}/{name}"))
+}
