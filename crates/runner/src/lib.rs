@@ -14,6 +14,7 @@
 
 pub mod credential;
 pub mod forge;
+pub mod gitproxy;
 mod hostfs;
 mod limits;
 mod paths;
