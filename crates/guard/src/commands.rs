@@ -356,6 +356,46 @@ const NON_READING: &[&str] = &[
     "readonly", "typeset", "unset", "rm", "rmdir",
 ];
 
+/// Whether a command prints decoded or transformed text, which a shell
+/// downstream would run unchecked.
+fn decodes(name: &str, rest: &[Arg]) -> bool {
+    let has = |f: &str| rest.iter().any(|a| a.text == f);
+    let short = |c: char| {
+        rest.iter()
+            .any(|a| a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains(c))
+    };
+    match name {
+        "base64" | "base32" | "basenc" => short('d') || has("--decode"),
+        "xxd" => short('r') || has("-revert"),
+        "openssl" => rest
+            .iter()
+            .any(|a| matches!(a.text.as_str(), "base64" | "enc" | "-d" | "-a")),
+        "rev" | "tr" | "uudecode" | "zcat" | "gunzip" | "bzcat" | "xzcat" | "zstdcat" | "unxz" => {
+            true
+        }
+        "gzip" | "bzip2" | "xz" | "zstd" | "brotli" => short('d') || has("--decode") || short('c'),
+        "printf" => rest.iter().any(|a| {
+            a.text.contains("\\x")
+                || a.text.contains("\\0")
+                || a.text.contains("%b")
+                || a.text.contains("\\u")
+        }),
+        "echo" => {
+            short('e')
+                && rest
+                    .iter()
+                    .any(|a| a.text.contains("\\x") || a.text.contains("\\0"))
+        }
+        "python" | "python3" | "perl" | "ruby" | "node" => rest.iter().any(|a| {
+            a.text.contains("b64decode")
+                || a.text.contains("decode_base64")
+                || a.text.contains("unpack")
+                || a.text.contains("from(") && a.text.contains("base64")
+        }),
+        _ => false,
+    }
+}
+
 /// Command name as the shell resolves it: basename of a path.
 pub(crate) fn command_name(word: &str) -> &str {
     word.rsplit('/').next().unwrap_or(word)
@@ -412,7 +452,39 @@ impl Checker<'_> {
             }
         }
         let name = command_name(&first.text).to_owned();
+        self.current_argv0.clone_from(&first.text);
         self.check_extra_rules(&name, rest)?;
+        self.check_any_command(&name, rest)?;
+        let pre = Effects {
+            env_dump: Self::dumps_env(&name, rest),
+            secret_filter: Self::filters_secrets(&name, rest),
+            decodes: decodes(&name, rest),
+            ..Effects::default()
+        };
+        self.check_argv_classes(&name, rest, stdin).map(|mut e| {
+            e |= pre;
+            e
+        })
+    }
+
+    fn check_argv_classes(
+        &mut self,
+        name: &str,
+        rest: &[Arg],
+        stdin: &Stdin,
+    ) -> Result<Effects, Denial> {
+        let name = name.to_owned();
+        self.check_host_control(&name, rest)?;
+        self.check_secret_print(&name, rest)?;
+        self.check_dotenv_args(&name, rest)?;
+        self.check_written_run(&name, rest)?;
+        match name.as_str() {
+            "gh" => self.check_gh(rest)?,
+            "curl" | "wget" | "http" | "https" | "xh" | "curlie" => {
+                self.check_http_client(&name, rest)?
+            }
+            _ => {}
+        }
 
         if let Some(w) = WRAPPERS.iter().find(|w| w.names.contains(&name.as_str())) {
             return self.check_wrapper(&name, w, rest, stdin);
@@ -492,6 +564,69 @@ impl Checker<'_> {
             self.check_secret_args(&name, rest)?;
         }
         Ok(eff)
+    }
+
+    /// `sh f`, `bash f`, `python f`, `source f`, `./f` where `f` was written
+    /// earlier in the same line: check what was written.
+    fn check_written_run(&mut self, name: &str, rest: &[Arg]) -> Result<(), Denial> {
+        if self.state.written.is_empty() {
+            return Ok(());
+        }
+        let base = interpreter_base(name).to_ascii_lowercase();
+        let lang = crate::inline::Lang::of(&base);
+        let is_shell = SHELLS.contains(&name) || matches!(name, "source" | ".");
+        let script = if is_shell || lang.is_some() {
+            if rest
+                .iter()
+                .any(|a| matches!(a.text.as_str(), "-c" | "-e" | "-E"))
+            {
+                return Ok(());
+            }
+            rest.iter().find(|a| !a.text.starts_with('-'))
+        } else {
+            None
+        };
+        let (path, lang) = match script {
+            Some(s) => (s.text.clone(), lang),
+            // `./f`: run directly, read as shell unless it has a shebang.
+            None if self.current_argv0.contains('/') => (self.current_argv0.clone(), None),
+            None => return Ok(()),
+        };
+        let Some(key) = self.written_key(&path) else {
+            return Ok(());
+        };
+        let Some(content) = self.state.written.get(&key).cloned() else {
+            return Ok(());
+        };
+        let Some(text) = content else {
+            return Err(Denial::new(
+                "written-script",
+                format!("`{path}` was written in this command line from output the guard cannot read, then run"),
+            ));
+        };
+        let lang = lang.or_else(|| {
+            let first = text.lines().next().unwrap_or("");
+            first
+                .strip_prefix("#!")
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find(|w| !w.ends_with("/env") && *w != "-S")
+                })
+                .and_then(|w| {
+                    crate::inline::Lang::of(&interpreter_base(command_name(w)).to_ascii_lowercase())
+                })
+        });
+        let r = match lang {
+            Some(l) => self.check_program_text(name, l, &text).map(|_| ()),
+            None => self.check_nested(&text, true).map(|_| ()),
+        };
+        r.map_err(|d| Denial {
+            reason: format!(
+                "{}: the script `{path}` written in this command line would run: {}",
+                d.rule, d.reason
+            ),
+            rule: d.rule,
+        })
     }
 
     fn check_extra_rules(&self, name: &str, args: &[Arg]) -> Result<(), Denial> {
@@ -1038,6 +1173,24 @@ impl Checker<'_> {
                         format!("{name} runs downloaded code"),
                     ));
                 }
+                if let (Some(lang), Some(c)) = (crate::inline::Lang::of(&base), code) {
+                    if flag != "-m" {
+                        let c = if attached {
+                            let t = c
+                                .text
+                                .split_once('=')
+                                .filter(|_| c.text.starts_with("--"))
+                                .map_or(&c.text[2..], |(_, v)| v);
+                            Arg {
+                                text: t.to_owned(),
+                                ..c.clone()
+                            }
+                        } else {
+                            c.clone()
+                        };
+                        return self.check_inline_code(name, lang, &c);
+                    }
+                }
                 return Ok(Effects::default());
             }
             if value_opts.contains(&t) {
@@ -1063,7 +1216,7 @@ impl Checker<'_> {
         match stdin {
             Stdin::Inherited => Ok(Effects {
                 stdin_interpreter: true,
-                downloads: false,
+                ..Effects::default()
             }),
             Stdin::Closed => Ok(Effects::default()),
             Stdin::File { from_download } => {
@@ -1181,7 +1334,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn check_rm_target(&self, a: &Arg) -> Result<(), Denial> {
+    pub(crate) fn check_rm_target(&self, a: &Arg) -> Result<(), Denial> {
         let ws = self.workspace.as_str();
         let raw = a.text.as_str();
         let (dir_part, glob_part) = if a.glob {

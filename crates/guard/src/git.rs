@@ -515,9 +515,15 @@ impl Checker<'_> {
         };
         let rest = &args[i + 1..];
         self.git_elsewhere = elsewhere;
+        let line_alias = self
+            .state
+            .git_aliases
+            .get(&sub.text.to_ascii_lowercase())
+            .map(|v| (sub.text.clone(), Arg::lit(v)));
         if let Some((_, value)) = aliases
             .iter()
             .find(|(n, _)| *n == sub.text.to_ascii_lowercase())
+            .or(line_alias.as_ref())
         {
             if value.text.starts_with('!') {
                 return Ok(()); // already checked as shell code
@@ -567,6 +573,14 @@ impl Checker<'_> {
                         "git switch --force/--discard-changes",
                     ));
                 }
+                if let Some(n) = s.short_value('C').or(s.long_value("--force-create")) {
+                    if self.is_default_branch(n) {
+                        return Err(Denial::new(
+                            "git-default-branch-move",
+                            format!("git switch -C {n} resets the default branch"),
+                        ));
+                    }
+                }
                 let new = s
                     .short_value('c')
                     .or(s.short_value('C'))
@@ -608,6 +622,36 @@ impl Checker<'_> {
                         "git branch -D / --delete --force",
                     ));
                 }
+                let moves = s.short('m') || s.short('M') || s.long("--move");
+                let copies = s.short('C') || (s.long("--copy") && force);
+                if force || moves || copies || delete {
+                    if let Some(p) = s
+                        .positionals
+                        .iter()
+                        .find(|p| self.is_default_branch(&p.text))
+                    {
+                        return Err(Denial::new(
+                            "git-default-branch-move",
+                            format!(
+                                "git branch {} of the default branch `{}`",
+                                if delete {
+                                    "--delete"
+                                } else if moves {
+                                    "--move"
+                                } else {
+                                    "--force"
+                                },
+                                p.text
+                            ),
+                        ));
+                    }
+                    if moves && s.positionals.len() == 1 && self.on_default_branch() {
+                        return Err(Denial::new(
+                            "git-default-branch-move",
+                            "git branch -m renames the checked-out default branch",
+                        ));
+                    }
+                }
                 Ok(())
             }
             "stash" => {
@@ -626,6 +670,23 @@ impl Checker<'_> {
                 let s = scan(sub, rest, &UPDATE_REF)?;
                 if s.short('d') {
                     return Err(Denial::new("git-ref-delete", "git update-ref -d"));
+                }
+                if s.long("--stdin") {
+                    return Err(Denial::new(
+                        "git-default-branch-move",
+                        "git update-ref --stdin: the refs it changes cannot be checked",
+                    ));
+                }
+                if let Some(r) = s.positionals.first() {
+                    if r.dynamic {
+                        return Err(dynamic(sub, r));
+                    }
+                    if self.is_default_branch(&r.text) {
+                        return Err(Denial::new(
+                            "git-default-branch-move",
+                            format!("git update-ref {} moves the default branch", r.text),
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -683,7 +744,72 @@ impl Checker<'_> {
                 }
                 Ok(())
             }
+            "worktree" => {
+                let s = scan(sub, rest, &LENIENT)?;
+                let op = s.positionals.first().map(|p| p.text.as_str());
+                let force = rest.iter().any(|a| {
+                    a.text == "--force"
+                        || (a.text.starts_with('-')
+                            && !a.text.starts_with("--")
+                            && a.text.contains('f'))
+                });
+                if op == Some("remove") && force {
+                    return Err(Denial::new(
+                        "git-discard-changes",
+                        "git worktree remove --force deletes a worktree with uncommitted changes",
+                    ));
+                }
+                Ok(())
+            }
+            "rm" => {
+                let s = scan(sub, rest, &LENIENT)?;
+                let cached = s.long("--cached");
+                let force = s.short('f') || s.long("--force");
+                let all =
+                    s.positionals.iter().chain(&s.after_dashdash).any(|p| {
+                        matches!(p.text.as_str(), "." | "*" | ":/" | "./" | ":/*" | "./*")
+                    });
+                if force && !cached && all {
+                    return Err(Denial::new(
+                        "git-discard-changes",
+                        "git rm -rf . deletes every tracked file with its uncommitted changes",
+                    ));
+                }
+                Ok(())
+            }
+            "symbolic-ref" => {
+                let s = scan(sub, rest, &LENIENT)?;
+                if s.short('d') || s.long("--delete") {
+                    return Err(Denial::new("git-ref-delete", "git symbolic-ref --delete"));
+                }
+                Ok(())
+            }
+            "credential"
+            | "credential-store"
+            | "credential-cache"
+            | "credential-manager"
+            | "credential-osxkeychain"
+            | "credential-libsecret" => {
+                if rest
+                    .iter()
+                    .any(|a| matches!(a.text.as_str(), "fill" | "get"))
+                {
+                    return Err(Denial::new(
+                        "credential-dump",
+                        format!("git {sub} fill/get prints stored credentials"),
+                    ));
+                }
+                Ok(())
+            }
             "submodule" => {
+                if rest.iter().any(|a| a.text == "deinit")
+                    && rest.iter().any(|a| a.text == "-f" || a.text == "--force")
+                {
+                    return Err(Denial::new(
+                        "git-discard-changes",
+                        "git submodule deinit --force removes submodule work trees with local changes",
+                    ));
+                }
                 if let Some(pos) = rest.iter().position(|a| a.text == "foreach") {
                     let cmd: Vec<&Arg> = rest[pos + 1..]
                         .iter()
@@ -706,7 +832,44 @@ impl Checker<'_> {
             }
             "config" => {
                 let s = scan(sub, rest, &CONFIG)?;
+                let reads = rest.iter().any(|a| {
+                    matches!(
+                        a.text.as_str(),
+                        "--get-regexp" | "--get-all" | "--get" | "-l" | "--list" | "get"
+                    )
+                });
+                if reads
+                    && s.positionals.iter().any(|p| {
+                        let k = p.text.to_ascii_lowercase();
+                        k.contains("credential")
+                            || k.contains("token")
+                            || k.contains("extraheader")
+                            || k.contains("password")
+                    })
+                {
+                    return Err(Denial::new(
+                        "credential-dump",
+                        "git config prints credential settings",
+                    ));
+                }
                 if let [key, value, ..] = s.positionals.as_slice() {
+                    if let Some(name) = key.text.to_ascii_lowercase().strip_prefix("alias.") {
+                        if !value.text.starts_with('!') {
+                            if value.dynamic {
+                                return Err(Denial::new(
+                                    "dynamic-code",
+                                    "git config defines an alias known only at run time",
+                                ));
+                            }
+                            // The alias persists: judge what it expands to now
+                            // and remember it for the rest of the line.
+                            let code = format!("git {}", value.text);
+                            self.check_nested(&code, true)?;
+                            self.state
+                                .git_aliases
+                                .insert(name.to_owned(), value.text.clone());
+                        }
+                    }
                     if let Some(code) = config_code(&key.text, &value.text) {
                         if value.dynamic {
                             return Err(Denial::new(
@@ -741,6 +904,15 @@ impl Checker<'_> {
             .is_some_and(|b| b == d || b.strip_prefix("refs/heads/") == Some(d))
     }
 
+    /// `main`, `refs/heads/main`, `heads/main` for the policy's default branch.
+    fn is_default_branch(&self, name: &str) -> bool {
+        let d = self.policy.default_branch.as_str();
+        let n = name
+            .trim_start_matches("refs/")
+            .trim_start_matches("heads/");
+        n == d || (d == "main" && n == "master") || (d == "master" && n == "main")
+    }
+
     fn check_checkout(&mut self, s: &Scanned) -> Result<(), Denial> {
         if s.short('f') || s.long("--force") {
             return Err(Denial::new("git-discard-changes", "git checkout --force"));
@@ -769,6 +941,13 @@ impl Checker<'_> {
             .or(s.long_value("--orphan"))
             .map(str::to_owned);
         if let Some(n) = new {
+            let force_create = s.short_value('B').is_some();
+            if force_create && self.is_default_branch(&n) {
+                return Err(Denial::new(
+                    "git-default-branch-move",
+                    format!("git checkout -B {n} resets the default branch"),
+                ));
+            }
             if s.positionals.len() > 1 {
                 return Err(Denial::new(
                     "git-discard-changes",

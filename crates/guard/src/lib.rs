@@ -21,9 +21,11 @@
 //! rulesets are the boundary (see docs/security.md §3f). Known limits are
 //! listed on [`check`] and in the crate README.
 
+mod classes;
 pub mod cli;
 mod commands;
 mod git;
+mod inline;
 mod paths;
 mod rules;
 mod shell;

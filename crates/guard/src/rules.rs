@@ -154,6 +154,56 @@ pub const RULES: &[Rule] = &[
         description: "reading credentials: ~/.ssh, ~/.aws, ~/.config/gcloud, ~/.netrc, ~/.git-credentials, ~/.docker/config.json, /etc/shadow, .env outside the workspace, errand's config (~/.config/errand, $ERRAND_HOME), /proc/*/environ — as arguments or via `< file`",
         reason: "an agent never needs credentials to do its task; reading them is the first step of exfiltration",
     },
+    Rule {
+        id: "interpreter-delete",
+        description: "python/node/perl/ruby -c/-e code deleting a path that is /, ~, outside the workspace, .git, or computed at run time (shutil.rmtree, os.remove, fs.rmSync, FileUtils.rm_rf, unlink …)",
+        reason: "inline interpreter code deletes as surely as rm -rf; the same targets are protected",
+    },
+    Rule {
+        id: "decode-to-shell",
+        description: "decoded or transformed text piped into a shell or interpreter (base64 -d | sh, xxd -r -p | bash, printf '\\x…' | sh, rev | sh), or a script written from such output and run",
+        reason: "encoding hides the code from review and from this guard; code that cannot be read before it runs is refused",
+    },
+    Rule {
+        id: "written-script",
+        description: "a script written in the same command line (heredoc, echo/printf > file) and then run with sh/bash/python/./file, whose content cannot be checked",
+        reason: "writing a script and running it at once hides the command from the guard; the written content is checked like the command line itself",
+    },
+    Rule {
+        id: "git-default-branch-move",
+        description: "git checkout -B / switch -C / branch -f / branch -m|-M / update-ref of the default branch, or git symbolic-ref HEAD changes",
+        reason: "the default branch only changes through a reviewed pull request that errand opens; moving or renaming it locally is the first step of overwriting it",
+    },
+    Rule {
+        id: "host-control",
+        description: "signals to every process or the process group (kill -1, kill 0, kill -9 -1), pkill, killall, shutdown, reboot, halt, poweroff, systemctl/service changes, crontab -r",
+        reason: "the agent may stop only processes it started (kill %1, kill $PID); the rest of the machine is not its to control",
+    },
+    Rule {
+        id: "fork-bomb",
+        description: "a function that calls itself in a pipeline or in the background (:(){ :|:& };: and renamed variants)",
+        reason: "exhausts the process table and takes the machine down",
+    },
+    Rule {
+        id: "secret-env",
+        description: "printing credential variables (echo $GITHUB_TOKEN, printenv AWS_SECRET_ACCESS_KEY) or searching the environment for them (env | grep -i token, set | grep key)",
+        reason: "an agent never needs to see a credential's value; printing it puts it in the transcript and one step from exfiltration",
+    },
+    Rule {
+        id: "credential-dump",
+        description: "gh auth token, gh auth status --show-token, git credential fill, git credential-<helper> get, git config --get-regexp credential",
+        reason: "these print the forge token the run works with; an agent never needs its value",
+    },
+    Rule {
+        id: "forge-destructive",
+        description: "gh repo delete/archive/rename, gh release delete, gh pr merge, gh secret set, gh api / curl / wget with DELETE, PUT or PATCH on repositories, refs, branches, protection or merges",
+        reason: "deleting or merging on the forge bypasses review and cannot be undone from the sandbox; errand opens the pull request and people merge it",
+    },
+    Rule {
+        id: "cloud-metadata",
+        description: "any command naming a cloud metadata endpoint (169.254.169.254, metadata.google.internal, fd00:ec2::254, 169.254.170.2)",
+        reason: "metadata endpoints hand out the host's cloud credentials",
+    },
 ];
 
 /// Look a built-in rule up by id.

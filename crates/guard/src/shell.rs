@@ -49,12 +49,21 @@ pub(crate) struct Effects {
     pub downloads: bool,
     /// Executes program text read from its stdin (sh, bash -s, python - …).
     pub stdin_interpreter: bool,
+    /// Writes decoded or transformed text (base64 -d, xxd -r, rev, printf '\x…').
+    pub decodes: bool,
+    /// Prints the whole environment (env, printenv, set, export -p).
+    pub env_dump: bool,
+    /// Filters its input for credential names (grep -i token).
+    pub secret_filter: bool,
 }
 
 impl std::ops::BitOrAssign for Effects {
     fn bitor_assign(&mut self, o: Self) {
         self.downloads |= o.downloads;
         self.stdin_interpreter |= o.stdin_interpreter;
+        self.decodes |= o.decodes;
+        self.env_dump |= o.env_dump;
+        self.secret_filter |= o.secret_filter;
     }
 }
 
@@ -88,6 +97,11 @@ pub(crate) struct State {
     pub branch_set: bool,
     /// Variables whose value came from a download (`S=$(curl …)`).
     pub tainted: std::collections::HashSet<String>,
+    /// git aliases defined earlier in the line (`git config alias.p push`).
+    pub git_aliases: HashMap<String, String>,
+    /// Files written earlier in the line: `Some(text)` when the content is
+    /// known (heredoc, echo, printf), `None` when it is not.
+    pub written: HashMap<String, Option<String>>,
 }
 
 /// The checker: policy, tracked state and nesting depth.
@@ -109,6 +123,8 @@ pub(crate) struct Checker<'p> {
     /// The git command being checked names another repository (`-C`,
     /// `--git-dir`, `--work-tree`).
     pub git_elsewhere: bool,
+    /// The command word of the simple command being checked (`./run.sh`).
+    pub current_argv0: String,
     opts: brush_parser::ParserOptions,
 }
 
@@ -147,9 +163,12 @@ impl<'p> Checker<'p> {
                 branch: None,
                 branch_set: false,
                 tainted: std::collections::HashSet::new(),
+                git_aliases: HashMap::new(),
+                written: HashMap::new(),
             },
             start_cwd: Some(workspace.clone()),
             git_elsewhere: false,
+            current_argv0: String::new(),
             secrets: cached_secret_patterns(&home),
             workspace,
             home,
@@ -345,7 +364,11 @@ impl<'p> Checker<'p> {
             // Stages of a real pipeline run in subshells.
             let saved = (n > 1).then(|| self.state.clone());
             let e = self.check_command(cmd)?;
-            if let Some(s) = saved {
+            if let Some(mut s) = saved {
+                // Files written by a stage exist after the pipeline.
+                for (k, v) in std::mem::take(&mut self.state.written) {
+                    s.written.insert(k, v);
+                }
                 self.state = s;
             }
             stages.push(e);
@@ -357,10 +380,23 @@ impl<'p> Checker<'p> {
                     "a download is piped into an interpreter (curl/wget … | sh)",
                 ));
             }
+            if stages[j].stdin_interpreter && stages[..j].iter().any(|e| e.decodes) {
+                return Err(Denial::new(
+                    "decode-to-shell",
+                    "decoded or transformed text is piped into an interpreter (base64 -d | sh), so the code it runs cannot be checked",
+                ));
+            }
+            if stages[j].secret_filter && stages[..j].iter().any(|e| e.env_dump) {
+                return Err(Denial::new(
+                    "secret-env",
+                    "the environment is searched for credentials (env | grep token)",
+                ));
+            }
         }
         let mut eff = Effects::default();
         for e in &stages {
             eff.downloads |= e.downloads;
+            eff.decodes |= e.decodes;
         }
         eff.stdin_interpreter = stages.first().is_some_and(|e| e.stdin_interpreter);
         Ok(eff)
@@ -383,6 +419,16 @@ impl<'p> Checker<'p> {
                 Ok(eff)
             }
             ast::Command::Function(f) => {
+                let fname = f.fname.value.as_str();
+                let body = f.body.0.to_string();
+                if calls_itself_in_parallel(fname, &body) {
+                    return Err(Denial::new(
+                        "fork-bomb",
+                        format!(
+                            "function `{fname}` calls itself in a pipeline or in the background"
+                        ),
+                    ));
+                }
                 // The body may run later under any name: check it now.
                 let saved = self.state.clone();
                 let r = self.check_compound(&f.body.0);
@@ -638,7 +684,7 @@ impl<'p> Checker<'p> {
         }
 
         let mut stdin = Stdin::Inherited;
-        for r in redirects {
+        for r in &redirects {
             self.check_redirect(r, &mut stdin)?;
         }
         for (name, value, download) in &assignments {
@@ -658,7 +704,95 @@ impl<'p> Checker<'p> {
             return Ok(Effects::default());
         }
         let eff = self.check_argv(&argv, &stdin)?;
+        self.record_written(&argv, &stdin, &redirects, eff)?;
         Ok(eff)
+    }
+
+    /// Remember files written by `echo … > f`, `printf … > f`, `cat > f <<EOF`
+    /// so a later `sh f` / `python f` / `./f` in the same line is checked.
+    fn record_written(
+        &mut self,
+        argv: &[Arg],
+        stdin: &Stdin,
+        redirects: &[&ast::IoRedirect],
+        eff: Effects,
+    ) -> Result<(), Denial> {
+        use ast::IoFileRedirectKind as K;
+        let mut targets: Vec<(String, bool)> = Vec::new();
+        for r in redirects {
+            if let ast::IoRedirect::File(fd, kind, ast::IoFileRedirectTarget::Filename(w)) = r {
+                if matches!(fd, None | Some(1)) && matches!(kind, K::Write | K::Append | K::Clobber)
+                {
+                    let a = self.expand_single(&w.value)?;
+                    if let Some(k) = a.known().and_then(|t| self.written_key(t)) {
+                        targets.push((k, matches!(kind, K::Append)));
+                    }
+                }
+            }
+        }
+        let name = argv
+            .first()
+            .map(|a| crate::commands::command_name(&a.text))
+            .unwrap_or("");
+        if name == "tee" {
+            for a in argv.iter().skip(1).filter(|a| !a.text.starts_with('-')) {
+                if let Some(k) = a.known().and_then(|t| self.written_key(t)) {
+                    targets.push((k, argv.iter().any(|a| a.text == "-a")));
+                }
+            }
+        }
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let known = argv.iter().all(|a| !a.dynamic);
+        let content: Option<String> = if eff.decodes || !known {
+            None
+        } else {
+            match name {
+                "echo" => {
+                    let words: Vec<&str> = argv[1..]
+                        .iter()
+                        .map(|a| a.text.as_str())
+                        .skip_while(|t| matches!(*t, "-n" | "-e" | "-E" | "-ne" | "-en"))
+                        .collect();
+                    Some(format!("{}\n", words.join(" ")).replace("\\n", "\n"))
+                }
+                "printf" => Some(
+                    argv[1..]
+                        .iter()
+                        .map(|a| {
+                            a.text
+                                .replace("\\n", "\n")
+                                .replace("%s", " ")
+                                .replace("%b", " ")
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                "cat" | "tee" => match stdin {
+                    Stdin::Doc {
+                        text,
+                        from_download: false,
+                    } if argv.len() == 1 || name == "tee" => text.clone(),
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        for (k, append) in targets {
+            let c = match (append, self.state.written.get(&k)) {
+                (true, Some(Some(old))) => content.as_ref().map(|c| format!("{old}{c}")),
+                (true, Some(None)) => None,
+                _ => content.clone(),
+            };
+            self.state.written.insert(k, c);
+        }
+        Ok(())
+    }
+
+    /// The normalised path of a file for [`State::written`].
+    pub(crate) fn written_key(&self, text: &str) -> Option<String> {
+        crate::paths::resolve(self.state.cwd.as_deref(), text)
     }
 
     /// Environment variables whose value is executed as shell code by git,
@@ -861,6 +995,9 @@ impl<'p> Checker<'p> {
                 },
                 WordPiece::ParameterExpansion(pe) => {
                     self.check_parameter_expr(pe)?;
+                    if let Some(n) = secret_param(pe) {
+                        b.mark_secret(n);
+                    }
                     match self.parameter_value(pe) {
                         Some(v)
                             if quoted
@@ -980,6 +1117,51 @@ impl<'p> Checker<'p> {
             _ => None,
         }
     }
+}
+
+/// A function body that runs the function's own name in a pipeline or in
+/// the background: a fork bomb (`:(){ :|:& };:`, `bomb(){ bomb|bomb& }`).
+fn calls_itself_in_parallel(name: &str, body: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let is_name_char = |c: char| !(c.is_whitespace() || "|&;(){}<>".contains(c));
+    let mut calls = 0;
+    let mut rest = body;
+    while let Some(p) = rest.find(name) {
+        let before = rest[..p].chars().next_back();
+        let after = rest[p + name.len()..].chars().next();
+        let cmd_pos = rest[..p]
+            .trim_end()
+            .chars()
+            .next_back()
+            .is_none_or(|c| "{|&;(".contains(c));
+        if cmd_pos && !before.is_some_and(is_name_char) && !after.is_some_and(is_name_char) {
+            calls += 1;
+        }
+        rest = &rest[p + name.len()..];
+    }
+    calls >= 1 && (body.contains('|') || body.contains('&'))
+}
+
+/// The name of a credential-looking variable a parameter expansion reads.
+fn secret_param(pe: &ParameterExpr) -> Option<&str> {
+    let n = match pe {
+        ParameterExpr::Parameter {
+            parameter: Parameter::Named(n),
+            ..
+        }
+        | ParameterExpr::UseDefaultValues {
+            parameter: Parameter::Named(n),
+            ..
+        }
+        | ParameterExpr::UseAlternativeValue {
+            parameter: Parameter::Named(n),
+            ..
+        } => n.as_str(),
+        _ => return None,
+    };
+    crate::classes::is_secret_var(n).then_some(n)
 }
 
 /// Deepest nesting of brackets and compound-command keywords (`if`,

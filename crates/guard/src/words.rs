@@ -21,6 +21,8 @@ pub(crate) struct Arg {
     pub glob: bool,
     /// Part of the word is the output of a download (curl/wget …).
     pub from_download: bool,
+    /// Reads a variable whose name looks like a credential (`$GITHUB_TOKEN`).
+    pub secret_var: Option<String>,
 }
 
 impl Arg {
@@ -41,6 +43,7 @@ impl Arg {
             unquoted_dynamic: unquoted,
             glob: false,
             from_download,
+            secret_var: None,
         }
     }
 
@@ -72,6 +75,10 @@ impl ArgBuilder {
         }
         // A NUL inside a shell string ends it (bash truncates at NUL).
         self.arg.text.push_str(s.split('\0').next().unwrap_or(""));
+    }
+
+    pub(crate) fn mark_secret(&mut self, name: &str) {
+        self.arg.secret_var = Some(name.to_owned());
     }
 
     pub(crate) fn push_dyn(&mut self, quoted: bool, from_download: bool) {

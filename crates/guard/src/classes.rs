@@ -1,0 +1,514 @@
+//! Host control, secret hunting, forge-destructive API calls and cloud
+//! metadata endpoints: per-command checks on the already-expanded argv.
+
+use crate::shell::Checker;
+use crate::words::Arg;
+use crate::Denial;
+
+/// Hosts that serve cloud instance credentials.
+const METADATA_HOSTS: &[&str] = &[
+    "169.254.169.254",
+    "metadata.google.internal",
+    "fd00:ec2::254",
+    "169.254.170.2",
+    "100.100.100.200", // Alibaba
+    "metadata.azure.com",
+];
+
+/// Words in a variable name that mark it as a credential.
+const SECRET_WORDS: &[&str] = &[
+    "TOKEN",
+    "KEY",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "CREDENTIAL",
+    "PAT",
+];
+
+/// Whether an environment variable name looks like it holds a credential.
+pub(crate) fn is_secret_var(name: &str) -> bool {
+    let up = name.to_ascii_uppercase();
+    up.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .any(|w| {
+            SECRET_WORDS
+                .iter()
+                .any(|s| if *s == "PAT" { w == "PAT" } else { w.contains(s) })
+        })
+        // `$KEYBOARD`-like false hits are rare; `$MONKEY` is not a secret.
+        && !matches!(up.as_str(), "KEYMAP" | "KEYBOARD" | "SSH_AUTH_SOCK")
+}
+
+/// Whether `pattern` (a grep/awk argument) searches for a credential word.
+fn is_secret_pattern(pattern: &str) -> bool {
+    let up = pattern.to_ascii_uppercase();
+    [
+        "TOKEN", "KEY", "SECRET", "PASS", "CRED", "AUTH", "AWS", "GH_", "GITHUB",
+    ]
+    .iter()
+    .any(|w| up.contains(w))
+}
+
+/// A URL or text mentions a cloud metadata endpoint.
+pub(crate) fn metadata_host(text: &str) -> Option<&'static str> {
+    let low = text.to_ascii_lowercase();
+    METADATA_HOSTS.iter().copied().find(|h| low.contains(h))
+}
+
+impl Checker<'_> {
+    /// Checks that apply to every command, whatever its name.
+    pub(crate) fn check_any_command(&self, name: &str, rest: &[Arg]) -> Result<(), Denial> {
+        for a in rest {
+            if let Some(h) = metadata_host(&a.text) {
+                return Err(Denial::new(
+                    "cloud-metadata",
+                    format!("`{name}` reaches the cloud metadata endpoint {h}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A `.env` file read inside the workspace (`.env.example` and the like
+    /// are fine; outside the workspace `secret-read` already applies).
+    pub(crate) fn check_dotenv_read(&self, a: &Arg, how: &str) -> Result<(), Denial> {
+        let last = a.text.rsplit('/').next().unwrap_or("");
+        let dotenv = crate::paths::is_dotenv_name(last)
+            || (a.glob && last.starts_with(".env") && crate::paths::glob_match(last, ".env"));
+        if dotenv {
+            return Err(Denial::new(
+                "secret-read",
+                format!("`{how}` reads {}: .env files hold credentials", a.text),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Commands that print or copy a file's content: `.env` must not be one.
+    pub(crate) fn check_dotenv_args(&self, name: &str, rest: &[Arg]) -> Result<(), Denial> {
+        const READERS: &[&str] = &[
+            "cat", "tac", "less", "more", "most", "head", "tail", "bat", "batcat", "nl", "od",
+            "xxd", "hexdump", "strings", "base64", "base32", "grep", "egrep", "fgrep", "rg", "ag",
+            "awk", "gawk", "sed", "cut", "sort", "uniq", "paste", "column", "jq", "yq", "view",
+            "diff", "cp", "mv", "scp", "rsync", "tee", "dd", "curl", "wget", "nc", "sort", "zip",
+            "tar", "gzip", "vim", "vi", "nano", "emacs", "code", "column", "pr", "fold", "iconv",
+            "openssl", "gpg",
+        ];
+        if !READERS.contains(&name) {
+            return Ok(());
+        }
+        // The destination of a copy is written, not read (`cp .env.example .env`).
+        let n = match name {
+            "cp" | "scp" | "rsync" => rest.len().saturating_sub(1),
+            _ => rest.len(),
+        };
+        for a in &rest[..n] {
+            if a.text.starts_with('-') && !a.text.starts_with("--data") && !a.text.contains('@') {
+                // `curl -d @.env`, `curl --data-binary @.env` handled below
+                continue;
+            }
+            let t = a
+                .text
+                .trim_start_matches("--data-binary=")
+                .trim_start_matches('@');
+            let b = Arg {
+                text: t.to_owned(),
+                ..a.clone()
+            };
+            let b = if name == "dd" {
+                match b.text.strip_prefix("if=") {
+                    Some(p) => Arg {
+                        text: p.to_owned(),
+                        ..b.clone()
+                    },
+                    None => continue,
+                }
+            } else {
+                b
+            };
+            self.check_dotenv_read(&b, name)?;
+        }
+        Ok(())
+    }
+
+    /// kill/pkill/killall/shutdown/reboot/systemctl/crontab -r.
+    pub(crate) fn check_host_control(&self, name: &str, rest: &[Arg]) -> Result<(), Denial> {
+        let deny = |what: String| Err(Denial::new("host-control", what));
+        match name {
+            "kill" => {
+                let mut signal_next = false;
+                for a in rest {
+                    let t = a.text.as_str();
+                    if signal_next {
+                        signal_next = false;
+                        continue;
+                    }
+                    if matches!(t, "-s" | "-n") {
+                        signal_next = true;
+                        continue;
+                    }
+                    if t == "-l" || t == "-L" {
+                        return Ok(());
+                    }
+                    if t == "--" {
+                        continue;
+                    }
+                    // `-9`, `-KILL`, `-SIGTERM`: signal options, not targets.
+                    let is_opt = t.starts_with('-')
+                        && t.len() > 1
+                        && !t[1..].chars().all(|c| c.is_ascii_digit());
+                    let signal_num = t.starts_with('-')
+                        && t.len() > 1
+                        && t[1..].chars().all(|c| c.is_ascii_digit())
+                        && !rest.iter().any(|b| b.text == "--")
+                        && std::ptr::eq(a, &rest[0]);
+                    if is_opt || signal_num {
+                        continue;
+                    }
+                    if a.dynamic {
+                        continue; // `kill $PID`: a process the agent started
+                    }
+                    match t {
+                        "-1" => {
+                            return deny("kill -1 signals every process the user may signal".into())
+                        }
+                        "0" => return deny(
+                            "kill 0 signals the whole process group, including the agent's harness"
+                                .into(),
+                        ),
+                        "1" => return deny("kill 1 signals init".into()),
+                        _ if t.starts_with('-') && t[1..].chars().all(|c| c.is_ascii_digit()) => {
+                            return deny(format!("kill {t} signals a whole process group"));
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            "pkill" | "killall" | "killall5" | "skill" | "slay" => deny(format!(
+                "`{name}` kills processes by name, including ones the agent did not start"
+            )),
+            "shutdown" | "reboot" | "halt" | "poweroff" | "telinit" | "init" => {
+                if name == "init" && rest.is_empty() {
+                    return Ok(());
+                }
+                deny(format!("`{name}` stops or restarts the machine"))
+            }
+            "systemctl" | "service" | "rc-service" | "loginctl" => {
+                let read_only = rest
+                    .iter()
+                    .find(|a| !a.text.starts_with('-'))
+                    .is_some_and(|a| {
+                        matches!(
+                            a.text.as_str(),
+                            "status"
+                                | "show"
+                                | "list-units"
+                                | "list-unit-files"
+                                | "is-active"
+                                | "is-enabled"
+                                | "is-failed"
+                                | "cat"
+                                | "list-timers"
+                                | "list-sessions"
+                                | "--status-all"
+                        )
+                    })
+                    || rest
+                        .iter()
+                        .any(|a| a.text == "--status-all" || a.text == "--version");
+                if read_only {
+                    return Ok(());
+                }
+                deny(format!("`{name}` controls system services"))
+            }
+            "crontab" => {
+                for a in rest {
+                    if a.text.starts_with('-') && !a.text.starts_with("--") && a.text.contains('r')
+                    {
+                        return deny("crontab -r removes the user's crontab".into());
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `echo $GITHUB_TOKEN`, `printenv AWS_SECRET_ACCESS_KEY`.
+    pub(crate) fn check_secret_print(&self, name: &str, rest: &[Arg]) -> Result<(), Denial> {
+        match name {
+            "echo" | "printf" | "print" => {
+                if let Some(a) = rest.iter().find(|a| a.secret_var.is_some()) {
+                    return Err(Denial::new(
+                        "secret-env",
+                        format!(
+                            "`{name}` prints the variable ${}",
+                            a.secret_var.as_deref().unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+            "printenv" => {
+                if let Some(a) = rest.iter().find(|a| is_secret_var(&a.text)) {
+                    return Err(Denial::new(
+                        "secret-env",
+                        format!("printenv prints the variable {}", a.text),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// gh subcommands that delete or bypass review, or print the token.
+    pub(crate) fn check_gh(&mut self, rest: &[Arg]) -> Result<(), Denial> {
+        let pos: Vec<&str> = rest
+            .iter()
+            .filter(|a| !a.text.starts_with('-'))
+            .map(|a| a.text.as_str())
+            .collect();
+        let has = |f: &str| {
+            rest.iter()
+                .any(|a| a.text == f || a.text.starts_with(&format!("{f}=")))
+        };
+        let forge = |what: String| Err(Denial::new("forge-destructive", what));
+        match pos.as_slice() {
+            ["auth", "token", ..] => {
+                return Err(Denial::new(
+                    "credential-dump",
+                    "`gh auth token` prints the forge token",
+                ));
+            }
+            ["auth", "status", ..] if has("--show-token") || has("-t") => {
+                return Err(Denial::new(
+                    "credential-dump",
+                    "`gh auth status --show-token` prints the forge token",
+                ));
+            }
+            ["repo", "delete", ..] => return forge("gh repo delete".into()),
+            ["repo", "archive", ..] => return forge("gh repo archive".into()),
+            ["repo", "rename", ..] => return forge("gh repo rename".into()),
+            ["repo", "edit", ..] if has("--visibility") || has("--default-branch") => {
+                return forge("gh repo edit of visibility or default branch".into());
+            }
+            ["release", "delete", ..] | ["release", "delete-asset", ..] => {
+                return forge("gh release delete".into());
+            }
+            ["pr", "merge", ..] if has("--admin") => {
+                return forge("gh pr merge --admin bypasses branch protection".into());
+            }
+            ["pr", "merge", ..] => {
+                return forge("gh pr merge: only the orchestrator merges".into());
+            }
+            ["secret", "list", ..] => {}
+            ["secret", ..] | ["variable", "delete", ..] => {
+                return forge("gh secret changes the repository's secrets".into());
+            }
+            ["ruleset", "delete", ..] | ["workflow", "disable", ..] => {
+                return forge(format!("gh {} {}", pos[0], pos[1]));
+            }
+            ["run", "delete", ..] | ["cache", "delete", ..] | ["label", "delete", ..] => {
+                return forge(format!("gh {} delete", pos[0]));
+            }
+            ["api", ..] => return self.check_gh_api(rest),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_gh_api(&self, rest: &[Arg]) -> Result<(), Denial> {
+        let mut method: Option<String> = None;
+        let mut endpoint: Option<&Arg> = None;
+        let mut fields = false;
+        let mut i = 0;
+        while let Some(a) = rest.get(i) {
+            let t = a.text.as_str();
+            if t == "api" && endpoint.is_none() && i == 0 {
+                i += 1;
+                continue;
+            }
+            if t == "-X" || t == "--method" {
+                method = rest.get(i + 1).map(|m| m.text.to_ascii_uppercase());
+                if rest.get(i + 1).is_some_and(|m| m.dynamic) {
+                    method = Some("DELETE".into());
+                }
+                i += 2;
+                continue;
+            }
+            if let Some(m) = t
+                .strip_prefix("--method=")
+                .or_else(|| t.strip_prefix("-X"))
+                .filter(|m| !m.is_empty())
+            {
+                method = Some(m.to_ascii_uppercase());
+            } else if matches!(t, "-f" | "-F" | "--field" | "--raw-field" | "--input") {
+                fields = true;
+                i += 2;
+                continue;
+            } else if matches!(
+                t,
+                "-H" | "--header"
+                    | "-q"
+                    | "--jq"
+                    | "-t"
+                    | "--template"
+                    | "--hostname"
+                    | "--cache"
+                    | "-p"
+                    | "--preview"
+            ) {
+                i += 2;
+                continue;
+            } else if !t.starts_with('-') && endpoint.is_none() {
+                endpoint = Some(a);
+            }
+            i += 1;
+        }
+        let method = method.unwrap_or_else(|| if fields { "POST".into() } else { "GET".into() });
+        let Some(ep) = endpoint else { return Ok(()) };
+        if is_destructive_api(&method, &ep.text, ep.dynamic) {
+            return Err(Denial::new(
+                "forge-destructive",
+                format!("gh api -X {method} {}", ep.text),
+            ));
+        }
+        Ok(())
+    }
+
+    /// curl/wget/http with a writing method against the forge's API.
+    pub(crate) fn check_http_client(&self, name: &str, rest: &[Arg]) -> Result<(), Denial> {
+        let mut method: Option<String> = None;
+        let mut urls: Vec<&Arg> = Vec::new();
+        let mut i = 0;
+        while let Some(a) = rest.get(i) {
+            let t = a.text.as_str();
+            match t {
+                "-X" | "--request" => {
+                    method = rest.get(i + 1).map(|m| {
+                        if m.dynamic {
+                            "DELETE".into()
+                        } else {
+                            m.text.to_ascii_uppercase()
+                        }
+                    });
+                    i += 2;
+                    continue;
+                }
+                _ if t.starts_with("--method=") || t.starts_with("--request=") => {
+                    method = t.split_once('=').map(|(_, m)| m.to_ascii_uppercase());
+                }
+                "--method" => {
+                    method = rest.get(i + 1).map(|m| m.text.to_ascii_uppercase());
+                    i += 2;
+                    continue;
+                }
+                _ if t.starts_with("-X") && t.len() > 2 => {
+                    method = Some(t[2..].to_ascii_uppercase());
+                }
+                _ if name.starts_with("http") || name == "xh" => {
+                    // httpie: `http DELETE url`
+                    let up = t.to_ascii_uppercase();
+                    if matches!(up.as_str(), "DELETE" | "PUT" | "PATCH" | "POST")
+                        && method.is_none()
+                    {
+                        method = Some(up);
+                    } else if !t.starts_with('-') {
+                        urls.push(a);
+                    }
+                }
+                _ if !t.starts_with('-') => urls.push(a),
+                _ => {}
+            }
+            i += 1;
+        }
+        let Some(method) = method else { return Ok(()) };
+        for u in urls {
+            let low = u.text.to_ascii_lowercase();
+            let path = if let Some(p) = low.split_once("api.github.com").map(|(_, p)| p) {
+                p.to_owned()
+            } else if let Some((_, p)) = low.split_once("/api/v3") {
+                p.to_owned()
+            } else if low.contains("/pulls/") && low.ends_with("/merge")
+                || low.contains("/git/refs")
+            {
+                low.clone()
+            } else {
+                continue;
+            };
+            if is_destructive_api(&method, &path, u.dynamic) {
+                return Err(Denial::new(
+                    "forge-destructive",
+                    format!("{name} -X {method} {}", u.text),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `env | grep -i token`: a pipeline stage dumping the environment.
+    pub(crate) fn dumps_env(name: &str, rest: &[Arg]) -> bool {
+        match name {
+            "env" | "printenv" => rest.iter().all(|a| a.text.starts_with('-')),
+            "set" => rest.is_empty(),
+            "export" | "declare" | "typeset" => {
+                rest.iter().all(|a| a.text == "-p" || a.text == "-x")
+            }
+            "compgen" => rest.iter().any(|a| a.text == "-v" || a.text == "-e"),
+            _ => false,
+        }
+    }
+
+    /// A filter stage looking for credential names (`grep -i token`).
+    pub(crate) fn filters_secrets(name: &str, rest: &[Arg]) -> bool {
+        matches!(
+            name,
+            "grep" | "egrep" | "fgrep" | "rg" | "ag" | "awk" | "sed" | "ack"
+        ) && rest
+            .iter()
+            .any(|a| !a.text.starts_with('-') && is_secret_pattern(&a.text))
+    }
+}
+
+/// A write method on an endpoint that deletes, merges, or changes
+/// protection, refs or repository settings.
+fn is_destructive_api(method: &str, endpoint: &str, dynamic: bool) -> bool {
+    if !matches!(method, "DELETE" | "PUT" | "PATCH" | "POST") {
+        return false;
+    }
+    if dynamic {
+        return method != "POST";
+    }
+    let ep = endpoint.trim_start_matches('/').to_ascii_lowercase();
+    let ep = ep.split('?').next().unwrap_or("");
+    let is_repo = ep.starts_with("repos/")
+        || ep.starts_with("orgs/")
+        || ep.starts_with("user/repos")
+        || ep.starts_with("enterprises/");
+    if !is_repo {
+        return method == "DELETE";
+    }
+    let parts: Vec<&str> = ep.split('/').collect();
+    if method == "DELETE" {
+        // Deleting comments or reactions is ordinary; everything else is not.
+        return !(ep.contains("/comments/")
+            || ep.contains("/reactions/")
+            || ep.contains("/labels/"));
+    }
+    let sensitive = ep.contains("/git/refs")
+        || ep.ends_with("/merge")
+        || ep.contains("/merges")
+        || ep.contains("/protection")
+        || ep.contains("/rulesets")
+        || ep.contains("/branches/")
+        || ep.contains("/collaborators")
+        || ep.contains("/keys")
+        || ep.contains("/hooks")
+        || ep.contains("/actions/secrets")
+        || ep.contains("/transfer");
+    // PATCH repos/o/r: renames, visibility, default branch.
+    let repo_settings = parts.len() == 3 && method == "PATCH";
+    sensitive || repo_settings
+}
