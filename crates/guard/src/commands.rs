@@ -1454,6 +1454,7 @@ impl Checker<'_> {
         ];
         let mut deleting = false;
         let mut filtered = false;
+        let mut git_named = false;
         let mut execs: Vec<Vec<Arg>> = Vec::new();
         while let Some(a) = rest.get(i) {
             let t = a.text.as_str();
@@ -1477,6 +1478,30 @@ impl Checker<'_> {
                     }
                     execs.push(cmd);
                 }
+                "-name" | "-iname" | "-path" | "-ipath" | "-wholename" | "-iwholename"
+                | "-regex" | "-iregex" => {
+                    filtered = true;
+                    if let Some(v) = rest.get(i + 1) {
+                        // A filter that can select repository metadata: the
+                        // matches are what gets deleted.
+                        let last = v
+                            .text
+                            .trim_end_matches("/*")
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("");
+                        let git = if t.ends_with("regex") {
+                            v.text.contains("\\.git") || v.text.contains(".git")
+                        } else if t.ends_with("name") {
+                            paths::glob_match(&v.text, ".git")
+                        } else {
+                            paths::glob_match(last, ".git") || v.text.contains("/.git/")
+                        };
+                        if git || v.dynamic {
+                            git_named = true;
+                        }
+                    }
+                }
                 _ if FILTERS.contains(&t) || t.starts_with("-newer") => filtered = true,
                 _ => {}
             }
@@ -1494,6 +1519,12 @@ impl Checker<'_> {
         if deleting {
             for s in &starts {
                 self.check_find_start(s, filtered)?;
+            }
+            if git_named {
+                return Err(Denial::new(
+                    "find-delete",
+                    "find deletes what a -name/-path filter selects, and the filter matches .git",
+                ));
             }
         }
         // Check what -exec runs, with `{}` standing for a file under each start.
