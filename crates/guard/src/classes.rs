@@ -32,12 +32,13 @@ pub(crate) fn is_secret_var(name: &str) -> bool {
     up.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .any(|w| {
-            SECRET_WORDS
-                .iter()
-                .any(|s| if *s == "PAT" { w == "PAT" } else { w.contains(s) })
+            SECRET_WORDS.iter().any(|s| match *s {
+                "PAT" => w == "PAT",
+                // APIKEY, SIGNING_KEY, KEYS — but not KEYBOARD or KEYMAP.
+                "KEY" => w.ends_with("KEY") || w.ends_with("KEYS"),
+                _ => w.contains(s),
+            })
         })
-        // `$KEYBOARD`-like false hits are rare; `$MONKEY` is not a secret.
-        && !matches!(up.as_str(), "KEYMAP" | "KEYBOARD" | "SSH_AUTH_SOCK")
 }
 
 /// Whether `pattern` (a grep/awk argument) searches for a credential word.

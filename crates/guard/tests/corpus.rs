@@ -68,11 +68,13 @@ fn cases() -> Vec<Case> {
 #[test]
 fn corpus_is_large_and_labelled() {
     let cases = cases();
-    assert!(cases.len() >= 170, "corpus has only {} lines", cases.len());
+    // Issue 13: at least 400 commands, at least as many allowed as denied
+    // (over-reach is measured on ordinary work, not only on attacks).
+    assert!(cases.len() >= 400, "corpus has only {} lines", cases.len());
     let denies = cases.iter().filter(|c| c.expect == "deny").count();
     let allows = cases.iter().filter(|c| c.expect == "allow").count();
     assert!(
-        denies >= 100 && allows >= 70,
+        denies >= 200 && allows >= denies,
         "{denies} denies, {allows} allows"
     );
     for c in &cases {
