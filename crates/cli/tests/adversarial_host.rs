@@ -156,8 +156,8 @@ fn check_socket(path: &Path, backend: Backend) {
 
 /// The hostile agent: plants links at the old passwd and group locations,
 /// leaves an uncommitted change (so errand exports the branch in another
-/// sandbox process), fetches with git (through errand's credential helper
-/// on an `--agent-git` run), then waits while the test looks at the host.
+/// sandbox process), fetches with git (through errand's git proxy on an
+/// `--agent-git` run), then waits while the test looks at the host.
 /// Its result is what the fetch printed.
 fn script(canary: &Path) -> String {
     format!(
@@ -301,9 +301,9 @@ fn host_side_holds(backend: Backend) {
 }
 
 /// `--agent-git` on `github:acme/widgets` (fake GitHub): the run's GitHub
-/// token is on no command line either, the credential socket is private
-/// like the egress socket, and it still answers the agent's git (whose uid
-/// `SO_PEERCRED` checks).
+/// token is on no command line either, the git proxy's socket is private
+/// like the egress socket, and the agent's git still fetches through it
+/// (reached over the egress proxy; the sandbox holds no token).
 async fn github_token_holds(backend: Backend) {
     let env = long_home(Env::new());
     let Some(extra) = backend.args(&env) else {
@@ -339,14 +339,14 @@ async fn github_token_holds(backend: Backend) {
     let (w, _env) = watched;
     assert!(
         w.sockets.len() >= 2,
-        "the egress and credential sockets: {:?}\n{}",
+        "the egress and git proxy sockets: {:?}\n{}",
         w.sockets,
         w.stderr
     );
     let v = succeeded(&w);
     assert!(
         v["result"].as_str().unwrap_or("").contains("FETCH-OK"),
-        "git in the sandbox got no credential through the private socket: {v:#}"
+        "git in the sandbox did not fetch through errand's git proxy: {v:#}"
     );
     assert_eq!(
         std::fs::read_to_string(&canary).expect("the canary"),

@@ -1,10 +1,13 @@
 //! `--agent-git` end to end: a run on `github:acme/widgets` (fake GitHub) with
 //! the real Claude Code under the scripted model in the local sandbox, whose
-//! shell steps use git themselves. Inside the sandbox git gets the run's token
-//! from errand's credential helper over a socket, for this one repository:
-//! fetching and pushing the run's branch work; pushing `main` is refused by
-//! errand's guard; another repository gets no credential. Afterwards the token
-//! is revoked and is nowhere on disk, in the events or in the API.
+//! shell steps use git themselves. Inside the sandbox git reaches the
+//! repository only through errand's git proxy (`http://git.errand.internal/…`,
+//! over the egress proxy), which adds the run's token outside the sandbox and
+//! serves this one repository: fetching and pushing the run's branch work;
+//! pushing `main` is refused by errand's guard (and would be by the proxy, see
+//! `git_proxy.rs`); another repository is not served and the forge itself is
+//! not reachable. Afterwards the token is revoked and is nowhere on disk, in
+//! the events or in the API.
 
 mod common;
 
@@ -22,10 +25,13 @@ fn scenario(git_base: &str) -> String {
         {"write": {"path": "AGENT.md", "content": "pushed by the agent itself\n"}},
         {"shell": "git add AGENT.md && git commit -qm 'agent: add AGENT.md' && git push -q origin HEAD && echo PUSH-RUN-BRANCH-OK"},
         {"shell": "git push origin HEAD:main"},
-        // A script the hook cannot see into: the git shim refuses it.
+        // A script written and run in one command: the guard refuses it.
         {"shell": "printf 'git push origin HEAD:feature\\n' > /tmp/push.sh && sh /tmp/push.sh; echo SCRIPT-PUSH-EXIT=$?"},
         {"shell": format!("git ls-remote {other} 2>&1; echo OTHER-REPO-EXIT=$?")},
-        {"shell": "echo ENV-HITS=$(env | grep -c -e ghs_ -e x-access-token); echo CONFIG-HITS=$(cat .git/config ~/.gitconfig 2>/dev/null | grep -c -e ghs_ -e x-access-token); git remote get-url origin"},
+        {"shell": "git ls-remote http://git.errand.internal/acme/other.git 2>&1; echo PROXY-OTHER-EXIT=$?"},
+        // (The token hunt inside the sandbox, which errand's guard now refuses to
+        // an agent going through Claude Code's hook, is in git_proxy.rs.)
+        {"shell": "echo ORIGIN=$(git config --get remote.origin.url); echo REACHED=$(git ls-remote --get-url origin)"},
         {"text": "Pushed AGENT.md to my branch."}
     ]})
     .to_string()
@@ -137,33 +143,31 @@ async fn the_agent_fetches_and_pushes_its_branch_and_nothing_else() {
     // Pushing main: refused by errand's guard before git ran.
     let main_push = result_with("errand-guard: push-default-branch");
     assert!(main_push.contains("`HEAD:main`"), "{main_push}");
-    let script = result_with("SCRIPT-PUSH-EXIT=");
+    // A script written and run in one command: refused by the guard too.
+    let script = result_with("errand-guard: push-other-branch");
     assert!(
-        script.contains("SCRIPT-PUSH-EXIT=1")
-            && script.contains(
-                "errand guard: refused `git push origin HEAD:feature`: push-other-branch"
-            ),
+        script.contains("/tmp/push.sh") && script.contains("HEAD:feature"),
         "{script}"
     );
-    // Another repository: the helper gives no credential, git gives up.
+    // Another repository: the forge is not on the egress allowlist, and the
+    // git proxy serves only this run's repository.
     let other = result_with("OTHER-REPO-EXIT=");
     assert!(!other.contains("OTHER-REPO-EXIT=0"), "{other}");
+    assert!(other.contains("not on the allowlist"), "{other}");
+    let other = result_with("PROXY-OTHER-EXIT=");
+    assert!(!other.contains("PROXY-OTHER-EXIT=0"), "{other}");
+    // Origin is the plain clone URL, which git reaches as errand's git proxy.
+    let leak = result_with("ORIGIN=");
     assert!(
-        other.contains("could not read Username") || other.contains("terminal prompts disabled"),
-        "{other}"
-    );
-    // No token in the sandbox's environment or git configuration; origin is the plain clone URL.
-    let leak = result_with("ENV-HITS=");
-    assert!(
-        leak.contains("ENV-HITS=0") && leak.contains("CONFIG-HITS=0"),
+        leak.contains(&format!("ORIGIN={}", github.clone_url("acme", "widgets"))),
         "{leak}"
     );
     assert!(
-        leak.contains(&github.clone_url("acme", "widgets")),
+        leak.contains("REACHED=http://git.errand.internal/acme/widgets.git"),
         "{leak}"
     );
 
-    // errand said what it set up, what the helper answered and refused, and revoked the token.
+    // errand said what it set up, what the git proxy answered and refused, and revoked the token.
     let notices: Vec<String> = evs
         .iter()
         .filter(|e| e["type"] == "notice")
@@ -176,14 +180,15 @@ async fn the_agent_fetches_and_pushes_its_branch_and_nothing_else() {
             .cloned()
             .unwrap_or_else(|| panic!("no notice says {needle}: {notices:#?}"))
     };
-    said(&format!("errand's guard lets it push {branch} only"));
-    let helper = said("credential helper answered");
-    assert!(helper.contains("acme/other.git"), "{helper}");
+    said(&format!("lets it push {branch} only"));
+    let proxy = said("errand's git proxy answered");
+    assert!(proxy.contains("acme/other.git"), "{proxy}");
     said("revoked the run's token for acme/widgets");
     let egress = said("egress:");
     assert!(
-        egress.contains(github.git_base().trim_start_matches("http://")),
-        "the git host is on the allowlist: {egress}"
+        !egress.contains(github.git_base().trim_start_matches("http://"))
+            && egress.contains("git.errand.internal"),
+        "the forge is not on the allowlist, errand's git proxy is: {egress}"
     );
 
     // On the fake GitHub: the run's branch has the agent's commit, main is untouched.
@@ -227,7 +232,7 @@ async fn the_agent_fetches_and_pushes_its_branch_and_nothing_else() {
     let git_config =
         std::fs::read_to_string(run_dir.join("workspace/.git/config")).expect("git config");
     assert!(!git_config.contains("x-access-token") && !git_config.contains("ghs_"));
-    // The credential socket is gone with the run.
+    // No socket is left in the run's directory.
     let sockets = sockets_under(&run_dir);
     assert!(sockets.is_empty(), "left behind: {sockets:#?}");
 }

@@ -158,11 +158,11 @@ async fn a_harness_killed_for_memory_fails_the_run_saying_so() {
     );
 }
 
-/// `--agent-git` on the Docker backend: git inside the container gets the
-/// run's token from errand's credential server through the socket mounted at
-/// /opt/errand/git-credential.sock, for `acme/widgets` only; it fetches and
-/// pushes the run's branch, errand's guard refuses `main`, another repository
-/// gets no credential, and the token is revoked and written nowhere.
+/// `--agent-git` on the Docker backend: git inside the container reaches
+/// `acme/widgets` only through errand's git proxy (over the egress proxy),
+/// which adds the run's token outside the container; it fetches and pushes
+/// the run's branch, errand's guard refuses `main`, another repository is not
+/// reachable, and the token is revoked and written nowhere.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_git_run_in_docker_pushes_its_branch_and_nothing_else() {
     use common::github::{the_runs_write_token, world};
@@ -185,7 +185,9 @@ async fn an_agent_git_run_in_docker_pushes_its_branch_and_nothing_else() {
         {"shell": "git add AGENT.md && git commit -qm 'agent: add AGENT.md' && git push -q origin HEAD && echo PUSH-RUN-BRANCH-OK"},
         {"shell": "git push origin HEAD:main"},
         {"shell": format!("git ls-remote {other_url} 2>&1; echo OTHER-REPO-EXIT=$?")},
-        {"shell": "echo ENV-HITS=$(env | grep -c -e ghs_ -e x-access-token); echo CONFIG-HITS=$(cat .git/config ~/.gitconfig 2>/dev/null | grep -c -e ghs_ -e x-access-token)"},
+        {"shell": "git ls-remote http://git.errand.internal/acme/other.git 2>&1; echo PROXY-OTHER-EXIT=$?"},
+        // (The token hunt inside the sandbox, which errand's guard refuses to an
+        // agent going through Claude Code's hook, is in git_proxy.rs.)
         {"text": "Pushed AGENT.md to my branch."}
     ]})
     .to_string();
@@ -232,19 +234,13 @@ async fn an_agent_git_run_in_docker_pushes_its_branch_and_nothing_else() {
     // Pushing main: refused by errand's guard.
     let main_push = result_with("errand-guard: push-default-branch");
     assert!(main_push.contains("`HEAD:main`"), "{main_push}");
-    // Another repository: no credential, git gives up.
+    // Another repository: the forge is not on the allowlist, and errand's git
+    // proxy serves only this run's repository.
     let other = result_with("OTHER-REPO-EXIT=");
     assert!(!other.contains("OTHER-REPO-EXIT=0"), "{other}");
-    assert!(
-        other.contains("could not read Username") || other.contains("terminal prompts disabled"),
-        "{other}"
-    );
-    // No token in the container's environment or git configuration.
-    let leak = result_with("ENV-HITS=");
-    assert!(
-        leak.contains("ENV-HITS=0") && leak.contains("CONFIG-HITS=0"),
-        "{leak}"
-    );
+    assert!(other.contains("not on the allowlist"), "{other}");
+    let other = result_with("PROXY-OTHER-EXIT=");
+    assert!(!other.contains("PROXY-OTHER-EXIT=0"), "{other}");
     let notices: Vec<&str> = of_type(&events, "notice")
         .iter()
         .filter_map(|e| e["message"].as_str())
@@ -252,13 +248,13 @@ async fn an_agent_git_run_in_docker_pushes_its_branch_and_nothing_else() {
     assert!(
         notices
             .iter()
-            .any(|n| n.contains(&format!("errand's guard lets it push {branch} only"))),
+            .any(|n| n.contains(&format!("lets it push {branch} only"))),
         "{notices:#?}"
     );
     assert!(
         notices
             .iter()
-            .any(|n| n.contains("credential helper answered") && n.contains("acme/other.git")),
+            .any(|n| n.contains("errand's git proxy answered") && n.contains("acme/other.git")),
         "{notices:#?}"
     );
 

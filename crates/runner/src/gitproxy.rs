@@ -303,7 +303,13 @@ struct Inner {
     http: reqwest::Client,
     /// Serialises the scratch repository's use.
     scratch_lock: tokio::sync::Mutex<()>,
+    /// What was refused, for the run's notices (capped).
+    refused: std::sync::Mutex<Vec<String>>,
+    forwarded: std::sync::atomic::AtomicU64,
 }
+
+/// The most refusals remembered.
+const MAX_REFUSALS: usize = 100;
 
 /// A run's git proxy; [`GitProxy::router`] serves it.
 #[derive(Clone)]
@@ -323,6 +329,25 @@ impl Service {
             Service::UploadPack => "git-upload-pack",
             Service::ReceivePack => "git-receive-pack",
         }
+    }
+}
+
+/// A proxy being served on a socket; dropping it stops serving and removes the socket.
+pub struct Serving {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -350,6 +375,8 @@ impl GitProxy {
                 cfg,
                 http,
                 scratch_lock: tokio::sync::Mutex::new(()),
+                refused: std::sync::Mutex::new(Vec::new()),
+                forwarded: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -358,6 +385,49 @@ impl GitProxy {
     pub fn sandbox_url(&self) -> String {
         let c = &self.inner.cfg;
         format!("http://{MAGIC_HOST}/{}/{}.git", c.owner, c.repo)
+    }
+
+    /// What the proxy refused so far: `<what>: <why>`.
+    pub fn refused(&self) -> Vec<String> {
+        self.inner
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many requests it forwarded to the remote.
+    pub fn forwarded(&self) -> u64 {
+        self.inner
+            .forwarded
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn note_refusal(&self, what: String) {
+        let mut r = self
+            .inner
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if r.len() < MAX_REFUSALS {
+            r.push(what);
+        }
+    }
+
+    /// Serves on a new Unix socket at `path` (mode 0600) until the returned
+    /// handle is dropped. Must be called inside a tokio runtime.
+    pub fn serve_unix(&self, path: &Path) -> Result<Serving, GitProxyError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let listener = tokio::net::UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let router = self.router();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Serving {
+            path: path.to_path_buf(),
+            task,
+        })
     }
 
     /// Routes every path; anything but the run's repository is 404.
@@ -379,7 +449,13 @@ async fn handle(
     let c = &p.inner.cfg;
     let prefix = format!("/{}/{}.git/", c.owner, c.repo);
     let Some(rest) = uri.path().strip_prefix(&prefix) else {
-        return plain(StatusCode::NOT_FOUND, "repository not found");
+        let mut path: String = uri.path().chars().take(200).collect();
+        path.retain(|c| !c.is_control());
+        p.note_refusal(format!("{path}: not this run's repository"));
+        return plain(
+            StatusCode::NOT_FOUND,
+            "repository not found (errand serves only this run's repository)",
+        );
     };
     let query = query.unwrap_or_default();
     let requested = query.split('&').find_map(|kv| kv.strip_prefix("service="));
@@ -390,6 +466,9 @@ async fn handle(
         (&Method::POST, "git-receive-pack", _) => (Service::ReceivePack, false),
         _ => return plain(StatusCode::NOT_FOUND, "only git smart HTTP is served"),
     };
+    p.inner
+        .forwarded
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let result = if refs {
         p.forward_get(service, &headers).await
     } else if service == Service::UploadPack {
@@ -539,6 +618,9 @@ impl GitProxy {
         };
         let refusals = self.check(&commands, spool.path()).await?;
         if !refusals.is_empty() {
+            for (r, why) in &refusals {
+                self.note_refusal(format!("push {r}: {why}"));
+            }
             return Ok(refuse(&commands, &refusals));
         }
         file.seek(std::io::SeekFrom::Start(0)).await?;

@@ -165,30 +165,30 @@ fn refusal_notice(refused: &[egress::Refusal]) -> Option<String> {
     ))
 }
 
-/// One line on what the agent's git credential helper did.
-fn credential_notice(answered: u64, refused: &[credential::Refusal]) -> Option<String> {
-    if answered == 0 && refused.is_empty() {
-        return None;
+/// `GIT_CONFIG_*` entries, appended to any already in `env`, that make git
+/// use `proxy_url` wherever the repository is named `remote_url`.
+/// Configuration only, no secret.
+fn insteadof_env(env: &mut Vec<(String, String)>, proxy_url: &str, remote_url: &str) {
+    let count = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "GIT_CONFIG_COUNT")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    env.retain(|(k, _)| k != "GIT_CONFIG_COUNT");
+    let entries = [
+        (format!("url.{proxy_url}.insteadOf"), remote_url.to_string()),
+        // No helper: there is nothing to ask for, and nothing to prompt.
+        ("credential.helper".to_string(), String::new()),
+    ];
+    for (i, (k, v)) in entries.iter().enumerate() {
+        env.push((format!("GIT_CONFIG_KEY_{}", count + i), k.clone()));
+        env.push((format!("GIT_CONFIG_VALUE_{}", count + i), v.clone()));
     }
-    let mut n = format!("agent git: errand's credential helper answered {answered} request(s)");
-    if !refused.is_empty() {
-        let list: Vec<String> = refused
-            .iter()
-            .map(|r| {
-                if r.count > 1 {
-                    format!("{} ×{}", r.destination, r.count)
-                } else {
-                    r.destination.clone()
-                }
-            })
-            .collect();
-        n.push_str(&format!(
-            " and refused {} (not this run's repository): {}",
-            refused.iter().map(|r| r.count).sum::<u64>(),
-            list.join("; ")
-        ));
-    }
-    Some(n)
+    env.push((
+        "GIT_CONFIG_COUNT".to_string(),
+        (count + entries.len()).to_string(),
+    ));
 }
 
 /// Hears about each state a run enters, in order, from the process running it.
@@ -546,7 +546,7 @@ impl Runner {
             if self.sandbox.name() == "kubernetes" {
                 return Err(Stop::failed(
                     "--agent-git is not available with the kubernetes sandbox: its pods cannot reach \
-                     errand's git credential socket (use the local or docker sandbox)",
+                     errand's git proxy (use the local or docker sandbox)",
                 ));
             }
         }
@@ -844,31 +844,45 @@ impl Runner {
         }
         // The environment of the steps after the agent's, which get no git credentials.
         let env_after = env.clone();
-        let credentials = match (spec.agent_git, access) {
+        let git_proxy = match (spec.agent_git, access) {
             (true, Some(a)) => {
                 let current = a.clone();
-                let scope = credential::Scope::new(&a.url, Arc::new(move || current.token().token))
+                let proxy = gitproxy::GitProxy::new(gitproxy::Config {
+                    owner: a.owner.clone(),
+                    repo: a.repo.clone(),
+                    upstream: a.url.clone(),
+                    branches: vec![prepared.branch.clone()],
+                    allow_force: false,
+                    auth: Arc::new(move || current.token().basic_auth_header()),
+                    scratch: run_dir.join("git-proxy"),
+                    max_push: gitproxy::DEFAULT_MAX_PUSH,
+                })
+                .map_err(|e| Stop::failed(e.to_string()))?;
+                let socket = errand_sandbox::socket::private_path("git-proxy")
+                    .map_err(|e| Stop::failed(format!("agent git: {e}")))?;
+                let serving = proxy
+                    .serve_unix(&socket)
                     .map_err(|e| Stop::failed(e.to_string()))?;
-                let what = scope.describe();
-                let server = credential::CredentialServer::start_for(&run_dir, scope)
-                    .map_err(|e| Stop::failed(e.to_string()))?;
-                ro_mounts.push((
-                    server.path().to_path_buf(),
-                    PathBuf::from(credential::SOCKET),
-                ));
-                credential::git_env(&mut env);
+                // git in the sandbox reaches the run's repository only as errand's
+                // proxy URL; it holds no token, the proxy adds it outside.
+                let url = proxy.sandbox_url();
+                insteadof_env(&mut env, &url, &a.url);
+                env.push(("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()));
                 env.push((
                     "ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH".to_string(),
                     "1".to_string(),
                 ));
                 em.notice(format!(
-                    "agent git: git in the sandbox gets the run's token for {what} only ({}) from errand's \
-                     credential helper; errand's guard lets it push {} only",
+                    "agent git: git in the sandbox reaches {}/{} through errand's git proxy ({url}) and holds no token; \
+                     the proxy adds it outside the sandbox ({}) and lets it push {} only: no other ref, no deletion, \
+                     no force push",
+                    a.owner,
+                    a.repo,
                     if spec.push { "fetch and push" } else { "fetch; the token is read-only without --push" },
                     prepared.branch
                 ))
                 .map_err(log_failed)?;
-                Some(server)
+                Some((proxy, serving))
             }
             (true, _) => {
                 return Err(Stop::failed(
@@ -877,12 +891,15 @@ impl Runner {
             }
             (false, _) => None,
         };
+        let route = git_proxy.as_ref().map(|(_, serving)| {
+            errand_sandbox::egress::route_entry(gitproxy::MAGIC_HOST, serving.path())
+        });
         let (network, policy) = self.network(
             harness,
             ctx,
             inv,
             prepared.remote.as_deref(),
-            spec.agent_git,
+            route.as_deref(),
         )?;
         em.notice(policy).map_err(log_failed)?;
         let mut sb_spec = SandboxSpec {
@@ -902,7 +919,7 @@ impl Runner {
         }
 
         // Git in the sandbox must never be handed an expired token, however long the agent works.
-        let renewer = match (&credentials, access, &self.github) {
+        let renewer = match (&git_proxy, access, &self.github) {
             (Some(_), Some(a), Some(gh)) => {
                 let redactor = em.redactor.clone();
                 Some(forge::Renewer::start(gh.clone(), a.clone(), move |t| {
@@ -923,16 +940,28 @@ impl Runner {
                 em.notice(note).map_err(log_failed)?;
             }
         }
-        // The agent is done: its credential helper answers no more, and the
-        // steps after it (committing leftovers, the test command) run without one.
-        if let Some(server) = credentials {
-            if let Some(n) = credential_notice(server.answered(), &server.refused()) {
-                em.notice(n).map_err(log_failed)?;
+        // The agent is done: its git proxy serves no more, and the steps after
+        // it (committing leftovers, the test command) run without a route to it.
+        if let Some((proxy, serving)) = git_proxy {
+            drop(serving);
+            // Its scratch repository (the remote's objects, spooled pushes) is not kept.
+            let _ = std::fs::remove_dir_all(run_dir.join("git-proxy"));
+            let refused = proxy.refused();
+            let mut n = format!(
+                "agent git: errand's git proxy answered {} request(s)",
+                proxy.forwarded()
+            );
+            if !refused.is_empty() {
+                n.push_str(&format!(
+                    " and refused {}: {}",
+                    refused.len(),
+                    refused.join("; ")
+                ));
             }
-            drop(server);
-            sb_spec
-                .ro_mounts
-                .retain(|(_, inside)| inside != Path::new(credential::SOCKET));
+            em.notice(n).map_err(log_failed)?;
+            if let (NetworkPolicy::Isolated(e), Some(r)) = (&mut sb_spec.network, &route) {
+                e.allow.retain(|a| a != r);
+            }
             sb_spec.env = env_after;
         }
         let outcome = outcome?;
@@ -1110,9 +1139,15 @@ impl Runner {
         ctx: &RunContext,
         inv: &Invocation,
         remote: Option<&str>,
-        agent_git: bool,
+        git_route: Option<&str>,
     ) -> Result<(NetworkPolicy, String), Stop> {
         let backend = self.sandbox.name();
+        if !self.egress.allowlist && git_route.is_some() {
+            return Err(Stop::failed(
+                "--agent-git needs sandbox.egress = \"allowlist\": git in the sandbox reaches errand's git proxy \
+                 through the egress proxy",
+            ));
+        }
         if !self.egress.allowlist {
             return Ok((
                 NetworkPolicy::Open,
@@ -1122,6 +1157,11 @@ impl Runner {
             ));
         }
         let by_address = self.sandbox.allowlists_by_address();
+        if git_route.is_some() && (by_address || !self.sandbox.isolates_network()) {
+            return Err(Stop::failed(format!(
+                "--agent-git needs errand's egress proxy, which the {backend} sandbox does not have"
+            )));
+        }
         if !self.sandbox.isolates_network() && !by_address {
             return Ok((
                 NetworkPolicy::Open,
@@ -1132,8 +1172,9 @@ impl Runner {
             ));
         }
         let mut allow = model_endpoints(harness, ctx, inv);
-        // The agent fetches and pushes itself only with --agent-git (or when configured).
-        if self.egress.git_host || agent_git {
+        // The agent reaches the forge's git host only when configured; with
+        // --agent-git it reaches errand's git proxy instead, which holds the token.
+        if self.egress.git_host {
             if let Some(d) = remote.and_then(egress::url_destination) {
                 allow.push(d);
             }
@@ -1147,11 +1188,18 @@ impl Runner {
                  set sandbox.egress = \"open\" to run without it"
             ))
         })?;
-        let listed = if allow.is_empty() {
+        let mut listed = if allow.is_empty() {
             "nothing".to_string()
         } else {
             allow.join(", ")
         };
+        if let Some(r) = git_route {
+            allow.push(r.to_string());
+            listed.push_str(&format!(
+                ", and errand's git proxy as http://{}",
+                gitproxy::MAGIC_HOST
+            ));
+        }
         let notice = if by_address {
             format!(
                 "egress: allowlist (sandbox.egress = \"allowlist\"): the {backend} sandbox's network policy \

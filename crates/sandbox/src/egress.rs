@@ -682,6 +682,20 @@ pub struct Policy {
     protected: Vec<SocketAddr>,
     /// Addresses taken as this machine's besides its interfaces' (tests).
     extra_own: Vec<IpAddr>,
+    /// Internal hosts served by errand itself on a Unix socket (the run's git
+    /// proxy): plain-HTTP requests to them go to the socket and the name is
+    /// never resolved. From allow entries `host=unix:/path`.
+    routes: Vec<(String, PathBuf)>,
+}
+
+/// The prefix of an allow entry routing a host to one of errand's own sockets:
+/// `<host>=unix:<socket path>`.
+pub const ROUTE_MARK: &str = "=unix:";
+
+/// An allow entry that sends plain-HTTP requests for `host` (port 80) to the
+/// Unix socket at `socket`, never resolving `host`.
+pub fn route_entry(host: &str, socket: &Path) -> String {
+    format!("{host}{ROUTE_MARK}{}", socket.display())
 }
 
 impl Policy {
@@ -689,7 +703,15 @@ impl Policy {
     pub fn new(allow: &[String], protected: &[SocketAddr]) -> Result<Policy, Vec<String>> {
         let mut entries = Vec::new();
         let mut bad = Vec::new();
+        let mut routes = Vec::new();
         for a in allow {
+            if let Some((host, socket)) = a.split_once(ROUTE_MARK) {
+                match valid_name(host) {
+                    Some(h) if socket.starts_with('/') => routes.push((h, PathBuf::from(socket))),
+                    _ => bad.push(format!("{a}: not host=unix:/socket")),
+                }
+                continue;
+            }
             match AllowEntry::parse(a) {
                 Ok(e) => entries.push(e),
                 Err(e) => bad.push(e),
@@ -702,7 +724,17 @@ impl Policy {
             entries,
             protected: protected.to_vec(),
             extra_own: Vec::new(),
+            routes,
         })
+    }
+
+    /// The socket errand serves `host:port` on itself, if any.
+    fn route(&self, host: &Host, port: u16) -> Option<&Path> {
+        let Host::Name(n) = host else { return None };
+        (port == 80)
+            .then(|| self.routes.iter().find(|(h, _)| h == n))
+            .flatten()
+            .map(|(_, p)| p.as_path())
     }
 
     /// The entry that lets `host:port` through, before anything is resolved.
@@ -1114,6 +1146,40 @@ async fn serve(mut client: UnixStream, policy: &Policy, log: &Mutex<RefusalLog>)
         return;
     };
     let destination = format!("{host}:{port}");
+    if let Some(socket) = policy.route(&host, port) {
+        let Some(path) = origin_path else {
+            respond(
+                &mut client,
+                "403 Forbidden",
+                &format!("errand egress: {destination} is served by errand over plain http://\n"),
+            )
+            .await;
+            return;
+        };
+        match UnixStream::connect(socket).await {
+            Ok(upstream) => {
+                relay(
+                    client,
+                    upstream,
+                    method,
+                    &path,
+                    authority,
+                    &req,
+                    &buf[head_len..],
+                )
+                .await
+            }
+            Err(e) => {
+                respond(
+                    &mut client,
+                    "502 Bad Gateway",
+                    &format!("errand egress: {destination} is not being served: {e}\n"),
+                )
+                .await
+            }
+        }
+        return;
+    }
     let addrs = match policy.resolve(&host, port).await {
         Ok(a) => a,
         Err(Denied::Refused(why)) => {
@@ -1174,30 +1240,45 @@ async fn serve(mut client: UnixStream, policy: &Policy, log: &Mutex<RefusalLog>)
             {
                 return;
             }
-        }
-        Some(path) => {
-            // The request, in origin form, alone on this connection.
-            let mut head = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
-            let mut has_host = false;
-            for h in req.headers.iter() {
-                let name = h.name.to_ascii_lowercase();
-                if HOP_HEADERS.contains(&name.as_str()) {
-                    continue;
-                }
-                has_host |= name == "host";
-                head.extend_from_slice(h.name.as_bytes());
-                head.extend_from_slice(b": ");
-                head.extend_from_slice(h.value);
-                head.extend_from_slice(b"\r\n");
-            }
-            if !has_host {
-                head.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
-            }
-            head.extend_from_slice(b"Connection: close\r\n\r\n");
-            if upstream.write_all(&head).await.is_err() {
+            if !rest.is_empty() && upstream.write_all(rest).await.is_err() {
                 return;
             }
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         }
+        Some(path) => relay(client, upstream, method, &path, authority, &req, rest).await,
+    }
+}
+
+/// Sends the request, in origin form and alone on this connection, to
+/// `upstream`, then copies both ways.
+async fn relay<U: AsyncRead + AsyncWrite + Unpin>(
+    mut client: UnixStream,
+    mut upstream: U,
+    method: &str,
+    path: &str,
+    authority: &str,
+    req: &httparse::Request<'_, '_>,
+    rest: &[u8],
+) {
+    let mut head = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
+    let mut has_host = false;
+    for h in req.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        if HOP_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        has_host |= name == "host";
+        head.extend_from_slice(h.name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(h.value);
+        head.extend_from_slice(b"\r\n");
+    }
+    if !has_host {
+        head.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    if upstream.write_all(&head).await.is_err() {
+        return;
     }
     if !rest.is_empty() && upstream.write_all(rest).await.is_err() {
         return;
@@ -2104,6 +2185,55 @@ mod tests {
         let mut out = String::new();
         let _ = s.read_to_string(&mut out).await;
         (out, proxy.refused())
+    }
+
+    #[tokio::test]
+    async fn routed_hosts_go_to_errands_socket_and_are_never_resolved() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let sock = dir.path().join("git.sock");
+        let listener = tokio::net::UnixListener::bind(&sock).expect("bind");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let Ok(Some((buf, n))) = read_head(&mut s).await else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let first = head.lines().next().unwrap_or("").to_string();
+                let body = format!("served [{first}]");
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            }
+        });
+        let entry = route_entry("git.errand.internal", &sock);
+        let p = || Policy::new(std::slice::from_ref(&entry), &[]).expect("policy");
+        let (out, refused) = ask(
+            p(),
+            "GET http://git.errand.internal/acme/w.git/info/refs?service=git-upload-pack HTTP/1.1\r\n\r\n",
+        )
+        .await;
+        assert!(
+            out.contains("served [GET /acme/w.git/info/refs?service=git-upload-pack HTTP/1.1]"),
+            "{out}"
+        );
+        assert!(refused.is_empty());
+        // Not over CONNECT, not on another port; other hosts are not allowed by it.
+        let (out, _) = ask(p(), "CONNECT git.errand.internal:443 HTTP/1.1\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+        let (out, _) = ask(p(), "CONNECT git.errand.internal:80 HTTP/1.1\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+        let (out, _) = ask(p(), "GET http://git.errand.internal:8080/ HTTP/1.1\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+        let (out, _) = ask(p(), "GET http://example.com/ HTTP/1.1\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+        assert!(Policy::new(&["bad host=unix:/x".into()], &[]).is_err());
+        assert!(Policy::new(&["h=unix:relative".into()], &[]).is_err());
     }
 
     #[tokio::test]
