@@ -3,8 +3,8 @@
 //! git commands (clone into the outbox, push from it) and API calls (the pull
 //! request), and revokes it when the run ends. The token never enters a
 //! `.git/config`, an environment or the event log (the run's redactor masks
-//! it), and it enters the sandbox only for `--agent-git` runs, over the
-//! credential helper's socket into git's memory ([`crate::credential`]).
+//! it), and it never enters the sandbox: for `--agent-git` runs errand's git
+//! proxy ([`crate::gitproxy`]) adds it, outside, to the agent's git requests.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
