@@ -167,8 +167,8 @@ struct RunArgs {
     #[arg(long)]
     push: bool,
     /// Let the agent fetch (and, with --push, push its branch) itself: git in the
-    /// sandbox asks errand for the run's token through a credential helper
-    /// (github: repositories only).
+    /// sandbox reaches the repository only through errand's git proxy, which holds
+    /// the token and lets it push the run's branch alone (github: repositories only).
     #[arg(long)]
     agent_git: bool,
     /// Branch to start from (default: the repository's default branch).
@@ -302,10 +302,6 @@ fn main() -> std::process::ExitCode {
         .collect();
     if argv.get(1).is_some_and(|a| a == "sandbox") && argv.get(2).is_some_and(|a| a == "bridge") {
         return sandbox::bridge(&argv[3..]);
-    }
-    // Inside a sandbox, git's credential helper for --agent-git runs: quick and quiet.
-    if argv.get(1).is_some_and(|a| a == "git-credential") {
-        return errand_runner::credential::client(&argv[2..]);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

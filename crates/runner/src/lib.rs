@@ -12,7 +12,6 @@
 //!    sandbox), fetch the branch into the outbox, push it if asked (outside);
 //! 4. `→ succeeded`, or `failed | cancelled | timed_out` with a reason.
 
-pub mod credential;
 pub mod forge;
 pub mod gitproxy;
 mod hostfs;
