@@ -910,7 +910,7 @@ impl Checker<'_> {
         let n = name
             .trim_start_matches("refs/")
             .trim_start_matches("heads/");
-        n == d || (d == "main" && n == "master") || (d == "master" && n == "main")
+        n == d
     }
 
     fn check_checkout(&mut self, s: &Scanned) -> Result<(), Denial> {
