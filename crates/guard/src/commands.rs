@@ -1148,7 +1148,7 @@ impl Checker<'_> {
                 return Ok(Effects::default());
             }
             if t == "-" {
-                return self.program_from_stdin(stdin, false);
+                break; // the program is read from stdin: checked below
             }
             if t == "--" {
                 i += 1;
@@ -1197,6 +1197,23 @@ impl Checker<'_> {
                 i += 1;
             }
             i += 1;
+        }
+        // A here-document / here-string program: scan it like -c code.
+        let reads_stdin = match rest.get(i) {
+            None => true,
+            Some(s) => s.text == "-" || s.text == "/dev/stdin",
+        };
+        if let (
+            true,
+            Some(lang),
+            Stdin::Doc {
+                text: Some(t),
+                from_download: false,
+            },
+        ) = (reads_stdin, crate::inline::Lang::of(&base), stdin)
+        {
+            let t = t.clone();
+            self.check_program_text(name, lang, &t)?;
         }
         match rest.get(i) {
             Some(script) if script.from_download => Err(Denial::new(

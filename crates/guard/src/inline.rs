@@ -227,11 +227,26 @@ fn is_exec_call(lang: Lang, name: &str) -> bool {
     let l = last(name);
     match lang {
         Lang::Python => {
-            (name.starts_with("os.")
-                && (matches!(l, "system" | "popen")
-                    || l.starts_with("exec")
-                    || l.starts_with("spawn")
-                    || l.starts_with("posix_spawn")))
+            // Any module alias (`import os as o; o.system(…)`).
+            matches!(
+                l,
+                "system"
+                    | "popen"
+                    | "Popen"
+                    | "check_output"
+                    | "check_call"
+                    | "getoutput"
+                    | "getstatusoutput"
+                    | "posix_spawn"
+                    | "posix_spawnp"
+            ) || ["execv", "execl", "spawnv", "spawnl"]
+                .iter()
+                .any(|p| l.starts_with(p))
+                || (name.starts_with("os.")
+                    && (matches!(l, "system" | "popen")
+                        || l.starts_with("exec")
+                        || l.starts_with("spawn")
+                        || l.starts_with("posix_spawn")))
                 || (name.starts_with("subprocess.")
                     && matches!(
                         l,

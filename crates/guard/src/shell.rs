@@ -734,6 +734,27 @@ impl<'p> Checker<'p> {
             .first()
             .map(|a| crate::commands::command_name(&a.text))
             .unwrap_or("");
+        // Downloads saved to a file: `curl -o x.sh …`, `wget -O x.sh …`.
+        if matches!(name, "curl" | "wget") {
+            let mut it = argv.iter().skip(1);
+            while let Some(a) = it.next() {
+                let t = a.text.as_str();
+                let takes_value = matches!(t, "-o" | "--output" | "--output-document")
+                    || (name == "wget" && t == "-O")
+                    || (t.starts_with('-')
+                        && !t.starts_with("--")
+                        && (t.ends_with('o') || (name == "wget" && t.ends_with('O'))));
+                let v = if takes_value {
+                    it.next().and_then(|v| v.known())
+                } else {
+                    t.strip_prefix("--output=")
+                        .or_else(|| t.strip_prefix("--output-document="))
+                };
+                if let Some(k) = v.and_then(|v| self.written_key(v)) {
+                    self.state.written.insert(k, None);
+                }
+            }
+        }
         if name == "tee" {
             for a in argv.iter().skip(1).filter(|a| !a.text.starts_with('-')) {
                 if let Some(k) = a.known().and_then(|t| self.written_key(t)) {
@@ -824,7 +845,9 @@ impl<'p> Checker<'p> {
         self.state = saved;
         let eff = r?;
         // `<(…)` becomes a /dev/fd path: a file whose content is unknown.
-        Ok(Arg::unknown(false, eff.downloads))
+        // Decoded text read as a script is as unreadable as a download
+        // (`bash <(base64 -d <<< …)`).
+        Ok(Arg::unknown(false, eff.downloads || eff.decodes))
     }
 
     fn check_redirect(&mut self, r: &ast::IoRedirect, stdin: &mut Stdin) -> Result<(), Denial> {
