@@ -1514,7 +1514,16 @@ impl Checker<'_> {
                         } else {
                             paths::glob_match(last, ".git") || v.text.contains("/.git/")
                         };
-                        if git || v.dynamic {
+                        // `-path ./.git -prune`, `-not -path './.git/*'`,
+                        // `! -name .git`: the filter excludes .git.
+                        let excludes = (rest.get(i + 2).is_some_and(|n| n.text == "-prune")
+                            && rest
+                                .get(i + 3)
+                                .is_some_and(|n| n.text == "-o" || n.text == "-or"))
+                            || i.checked_sub(1)
+                                .and_then(|p| rest.get(p))
+                                .is_some_and(|p| p.text == "-not" || p.text == "!");
+                        if (git || v.dynamic) && !excludes {
                             git_named = true;
                         }
                     }
