@@ -448,6 +448,38 @@ impl Checker<'_> {
         nonlit: bool,
     ) -> Result<(), Denial> {
         let Some(target) = strs.first().filter(|_| !nonlit) else {
+            // A single file removed by a computed name (`os.remove(f)` in a
+            // loop over `*.tmp`) is ordinary; a recursive delete of a
+            // computed path is `rm -rf $DIR`.
+            let recursive = matches!(
+                last(name),
+                "rmtree"
+                    | "rmSync"
+                    | "rm"
+                    | "rm_rf"
+                    | "rm_r"
+                    | "remove_tree"
+                    | "rimraf"
+                    | "rimrafSync"
+                    | "removeSync"
+                    | "remove_dir"
+                    | "remove_entry"
+                    | "remove_entry_secure"
+                    | "removedirs"
+                    | "emptyDirSync"
+            );
+            if !recursive {
+                // Still judge any literal path inside (`unlink glob(".git/…")`).
+                for t in strs {
+                    self.check_rm_target(&Arg::lit(t)).map_err(|d| {
+                        Denial::new(
+                            "interpreter-delete",
+                            format!("{interp} code `{name}(… \"{t}\" …)`: {}", detail(&d.reason)),
+                        )
+                    })?;
+                }
+                return Ok(());
+            }
             return Err(Denial::new(
                 "interpreter-delete",
                 format!("{interp} code deletes with `{name}` a path computed at run time"),
