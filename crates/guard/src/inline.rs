@@ -302,7 +302,7 @@ fn call_args(toks: &[Tok], i: usize, lang: Lang) -> Option<(Vec<String>, bool)> 
     {
         return None;
     }
-    let mut strs = Vec::new();
+    let mut strs: Vec<String> = Vec::new();
     let mut nonliteral_first = false;
     let mut depth = 0i32;
     let mut first = true;
@@ -318,7 +318,16 @@ fn call_args(toks: &[Tok], i: usize, lang: Lang) -> Option<(Vec<String>, bool)> 
             Tok::Punct(';') if depth == 0 => break,
             Tok::Punct(',') if depth == 0 && !paren => {}
             Tok::Str(s) | Tok::Cmd(s) => {
-                strs.push(s.clone());
+                // `"r" + "m -rf /"`, perl `"r" . "m"`: one string.
+                let joined = j >= 2
+                    && matches!(toks.get(j - 1), Some(Tok::Punct('+' | '.')))
+                    && matches!(toks.get(j - 2), Some(Tok::Str(_) | Tok::Cmd(_)));
+                match strs.last_mut() {
+                    Some(prev) if joined => prev.push_str(s),
+                    // `' '.join([…])`: the separator is no argument.
+                    _ if s.trim().is_empty() => {}
+                    _ => strs.push(s.clone()),
+                }
                 first = false;
             }
             Tok::Ident(w) => {
