@@ -155,7 +155,9 @@ async fn the_api_key_never_reaches_the_logs_whole_or_in_pieces() {
     let env = Env::new();
     let bare = bare_repo(env.dir.path());
     let scenario = serde_json::json!({"steps": [
-        {"shell": "echo \"whole: $ANTHROPIC_API_KEY\"; echo \"$ANTHROPIC_API_KEY\" | cut -c1-11; echo \"$ANTHROPIC_API_KEY\" | cut -c12-; echo \"$ANTHROPIC_API_KEY\" >&2"},
+        // The guard refuses printing a credential by name; copied to another
+        // name it gets past the guard, and the redactor is what holds.
+        {"shell": "k=$ANTHROPIC_API_KEY; echo \"whole: $k\"; echo \"$k\" | cut -c1-11; echo \"$k\" | cut -c12-; echo \"$k\" >&2"},
         {"text": format!("The key is {KEY}, or in two parts: {} and {}.", &KEY[..11], &KEY[11..])}
     ]})
     .to_string();

@@ -100,11 +100,12 @@ async fn wait_run(
     }
 }
 
-// The tool prints the model API key and a piece of the run's git token (the
+// The tool prints the model API key (copied to another name first: the guard
+// refuses printing it by name) and a piece of the run's git token (the
 // stateless format starts with `ghs_<app id>_`), whole and split across writes.
 const SCENARIO: &str = r#"{"steps":[
     {"write":{"path":"GREETING.md","content":"hello from errand\n"}},
-    {"shell":"echo \"key=$ANTHROPIC_API_KEY\"; printf 'ghs_2718'; printf '28_ and sk-test-e2e'; printf -- '-0123456789\\n'"},
+    {"shell":"k=$ANTHROPIC_API_KEY; echo \"key=$k\"; printf 'ghs_2718'; printf '28_ and sk-test-e2e'; printf -- '-0123456789\\n'"},
     {"text":"Added GREETING.md."},
     {"shell":"echo more >> GREETING.md && git add -A && git commit -qm 'more greeting' && echo done"},
     {"text":"Appended to GREETING.md as asked."}
