@@ -26,6 +26,7 @@ use std::process::Stdio;
 use errand_core::RepoSource;
 
 pub mod export;
+pub mod pktline;
 pub use export::{export_script, import, receive, Received, MAX_EXPORT_BYTES};
 
 #[derive(Debug, thiserror::Error)]
