@@ -525,15 +525,34 @@ impl Checker<'_> {
             .find(|(n, _)| *n == sub.text.to_ascii_lowercase())
             .or(line_alias.as_ref())
         {
-            if value.text.starts_with('!') {
-                return Ok(()); // already checked as shell code
+            if let Some(shell) = value.text.strip_prefix('!') {
+                // git runs `<code> "$@"` with the alias's arguments: the code
+                // alone was checked where the alias was defined; judge it with
+                // what it is given now.
+                if rest.is_empty() {
+                    return Ok(());
+                }
+                let mut code = shell.to_owned();
+                for a in rest {
+                    code.push(' ');
+                    code.push_str(&words::shell_quote(a));
+                }
+                return self.check_nested(&code, false).map(|_| ());
             }
             let mut code = format!("git {}", value.text);
             for a in rest {
                 code.push(' ');
                 code.push_str(&words::shell_quote(a));
             }
-            return self.check_nested(&code, false).map(|_| ());
+            // An alias may name another one given with `-c`: git expands the
+            // chain (and refuses loops, which the depth limit denies here).
+            let saved = self.state.git_aliases.clone();
+            for (name, v) in &aliases {
+                self.state.git_aliases.insert(name.clone(), v.text.clone());
+            }
+            let judged = self.check_nested(&code, false).map(|_| ());
+            self.state.git_aliases = saved;
+            return judged;
         }
         self.check_git_sub(&sub.text, rest, &cfg)
     }

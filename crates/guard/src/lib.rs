@@ -32,7 +32,7 @@ mod shell;
 mod words;
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use rules::{rule, Rule, RULES};
 
@@ -278,18 +278,52 @@ pub fn check_in(command: &str, policy: &Policy, cwd: Option<&str>) -> Decision {
 pub fn shim_decision(argv0: &str, args: &[String], policy: &Policy) -> Decision {
     let cwd = std::env::current_dir().ok();
     let git_dir = std::env::var_os("GIT_DIR").map(PathBuf::from);
-    let filled = cwd
-        .as_deref()
-        .and_then(|d| with_current_branch(policy, d, git_dir.as_deref()));
+    shim_decision_in(argv0, args, policy, cwd.as_deref(), git_dir.as_deref(), &[])
+}
+
+/// [`shim_decision`] for a command that runs in `cwd` (with `GIT_DIR` set to
+/// `git_dir`), judged together with git's effective `settings`: the
+/// `(key, value)` pairs that every configuration file git reads (includes
+/// followed, `GIT_CONFIG_*` applied) holds for aliases, command-running keys
+/// and push settings, as `git config --get-regexp` prints them. They are
+/// judged as if given with `-c` on the command line, so an alias saved in the
+/// repository's config expands to what git would run, and a command set in a
+/// config file (`core.sshCommand`, a pager, a filter) is checked as code.
+pub fn shim_decision_in(
+    argv0: &str,
+    args: &[String],
+    policy: &Policy,
+    cwd: Option<&Path>,
+    git_dir: Option<&Path>,
+    settings: &[(String, String)],
+) -> Decision {
+    let filled = cwd.and_then(|d| with_current_branch(policy, d, git_dir));
     let policy = filled.as_ref().unwrap_or(policy);
     let mut checker = shell::Checker::new(policy);
-    if let Some(cwd) = cwd.as_deref().and_then(|c| c.to_str()) {
+    if let Some(cwd) = cwd.and_then(|c| c.to_str()) {
         checker.set_cwd(cwd);
     }
+    let with_settings;
+    let args = if settings.is_empty() || !is_git(argv0) {
+        args
+    } else {
+        let mut a = Vec::with_capacity(settings.len() * 2 + args.len());
+        for (k, v) in settings {
+            a.push("-c".to_owned());
+            a.push(format!("{k}={v}"));
+        }
+        a.extend(args.iter().cloned());
+        with_settings = a;
+        &with_settings
+    };
     match checker.check_literal_argv(argv0, args) {
         Ok(()) => Decision::Allow,
         Err(d) => d.into(),
     }
+}
+
+fn is_git(argv0: &str) -> bool {
+    Path::new(argv0).file_name().is_some_and(|n| n == "git")
 }
 
 /// JSON lines in/out for corpora: reads `{"command": "..."}` per line,
