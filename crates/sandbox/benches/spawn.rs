@@ -61,6 +61,7 @@ async fn main() {
             cpus: None,
         },
         network: Default::default(),
+        entry: Vec::new(),
     };
     println!(
         "sandbox start-up: spawn() to the first byte of `echo ready` (warm: median of {WARM_RUNS})"

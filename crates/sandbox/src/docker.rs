@@ -684,6 +684,7 @@ impl Sandbox for DockerSandbox {
         spec: &SandboxSpec,
         cmd: &CommandLine,
     ) -> Result<SandboxProcess, SandboxError> {
+        let cmd = &spec.entered(cmd);
         let docker = self.client().await?.clone();
         for dir in [&spec.workspace, &spec.home, &spec.tmp] {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -1209,6 +1210,7 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             limits: Default::default(),
             network: NetworkPolicy::Open,
+            entry: Vec::new(),
         };
         let script = "perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => \"/opt/errand/test.sock\") or die \"connect: $!\"; print <$s>'";
         let mut p = sb

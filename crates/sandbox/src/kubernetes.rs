@@ -1287,6 +1287,7 @@ impl Sandbox for KubernetesSandbox {
         cmd: &CommandLine,
     ) -> Result<SandboxProcess, SandboxError> {
         let name = object_name(&spec.name);
+        let cmd = &spec.entered(cmd);
         // Every path is checked before anything is created, here or in the cluster.
         let pod = self.pod_spec(spec, cmd, &name)?;
         let mounts = self.mounts(spec)?;
@@ -1679,6 +1680,7 @@ mod tests {
                 cpus: Some(1.5),
             },
             network: Default::default(),
+            entry: Vec::new(),
         }
     }
 

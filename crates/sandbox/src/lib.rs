@@ -81,6 +81,26 @@ pub struct SandboxSpec {
     /// The network: the backend's own ([`NetworkPolicy::Open`]), or none but
     /// an allowlist through errand's egress proxy ([`egress`]).
     pub network: NetworkPolicy,
+    /// A program (with its arguments) that starts first inside and runs each
+    /// command itself, after them: errand's git gate. Empty: none.
+    pub entry: Vec<String>,
+}
+
+impl SandboxSpec {
+    /// `cmd` as the backend starts it: behind [`SandboxSpec::entry`], if any.
+    pub fn entered(&self, cmd: &CommandLine) -> CommandLine {
+        let Some((program, first)) = self.entry.split_first() else {
+            return cmd.clone();
+        };
+        let mut args = first.to_vec();
+        args.push(cmd.program.clone());
+        args.extend(cmd.args.iter().cloned());
+        CommandLine {
+            program: program.clone(),
+            args,
+            cwd: cmd.cwd.clone(),
+        }
+    }
 }
 
 /// A program and its arguments, as seen inside the sandbox.

@@ -106,6 +106,8 @@ impl LocalSandbox {
         passwd_fd: i32,
         egress_socket: Option<&Path>,
     ) -> BwrapArgs {
+        let entered = spec.entered(cmd);
+        let cmd = &entered;
         let isolated = match &spec.network {
             NetworkPolicy::Open => None,
             NetworkPolicy::Isolated(e) => Some(e),
@@ -656,6 +658,7 @@ mod tests {
             env: vec![("ANTHROPIC_API_KEY".into(), "k".into())],
             limits: Default::default(),
             network: NetworkPolicy::Open,
+            entry: Vec::new(),
         };
         let args = sb.bwrap_args(&spec, &CommandLine::new("claude", ["-p", "hi"]), 7, None);
         let joined = [
@@ -699,6 +702,7 @@ mod tests {
                     args: vec!["sandbox".into(), "bridge".into()],
                 },
             }),
+            entry: Vec::new(),
             ..spec
         };
         let args = sb.bwrap_args(
@@ -750,6 +754,7 @@ mod tests {
             ],
             limits: Default::default(),
             network: NetworkPolicy::Open,
+            entry: Vec::new(),
         };
         // The agent plants a link where the passwd file used to be written.
         let canary = d.path().join("canary");

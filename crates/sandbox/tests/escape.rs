@@ -172,6 +172,7 @@ impl Host {
             ],
             limits,
             network: NetworkPolicy::Open,
+            entry: Vec::new(),
         }
     }
 
@@ -187,6 +188,7 @@ impl Host {
                     args: vec![],
                 },
             }),
+            entry: Vec::new(),
             ..self.spec(limits())
         }
     }

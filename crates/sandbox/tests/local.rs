@@ -27,6 +27,7 @@ fn spec(root: &std::path::Path, env: Vec<(String, String)>) -> SandboxSpec {
         env,
         limits: Limits::default(),
         network: Default::default(),
+        entry: Vec::new(),
     }
 }
 

@@ -89,6 +89,7 @@ impl Env {
                 cpus: Some(1.0),
             },
             network: Default::default(),
+            entry: Vec::new(),
         }
     }
 
