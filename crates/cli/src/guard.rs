@@ -40,10 +40,29 @@ pub enum GuardCmd {
         /// The real binary to run when allowed.
         #[arg(long)]
         real: PathBuf,
-        /// The name the agent called (git, rm).
+        /// The name the agent called (git, rm, or a dashed git-<command>).
         name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Runs COMMAND with the sandbox's real git reachable only through the
+    /// `git` shim: the git gate (see `errand guard enter --help`). errand puts
+    /// it in front of every sandboxed command.
+    #[command(hide = true)]
+    Enter {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// The real git binary inside the sandbox.
+        #[arg(long)]
+        real: PathBuf,
+        /// The git shim, which git's exec path points back to.
+        #[arg(long, default_value = "/opt/errand/shims/git")]
+        shim: PathBuf,
+        /// Fail instead of running unconfined when git cannot be confined.
+        #[arg(long)]
+        require: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
     },
 }
 
@@ -123,12 +142,46 @@ pub fn run(cmd: GuardCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        GuardCmd::Enter {
+            policy,
+            real,
+            shim,
+            require,
+            cmd,
+        } => Ok(crate::gate::enter(
+            &real,
+            &shim,
+            Policy::from(policy),
+            require,
+            &cmd,
+        )),
         GuardCmd::Shim {
             policy,
             real,
             name,
-            args,
+            mut args,
         } => {
+            // git's dashed names (`git-add`, through links in its exec path).
+            let name = match name.strip_prefix("git-") {
+                Some(sub) => {
+                    args.insert(0, sub.to_owned());
+                    "git".to_owned()
+                }
+                None => name,
+            };
+            // Inside a gated sandbox the real git is reachable only through
+            // the gate, which judges the call itself.
+            if name == "git" {
+                if let Some(socket) = std::env::var_os(crate::gate::GATE_ENV) {
+                    return match crate::gate::call(std::path::Path::new(&socket), &name, &args) {
+                        Ok(code) => Ok(ExitCode::from(code.clamp(0, 255) as u8)),
+                        Err(e) => {
+                            eprintln!("errand guard: {e}");
+                            Ok(ExitCode::from(1))
+                        }
+                    };
+                }
+            }
             let policy = Policy::from(policy);
             match cli::shim(name.clone(), args.clone(), policy) {
                 Decision::Allow => {

@@ -6,6 +6,7 @@
 mod client;
 mod config;
 mod demo;
+mod gate;
 mod guard;
 mod localtrace;
 mod remote;
@@ -316,6 +317,13 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The guard's commands run inside sandboxes, before anything else: no runtime.
+    if let Command::Guard(cmd) = cli.command {
+        return guard::run(cmd).unwrap_or_else(|e| {
+            eprintln!("errand: {e:#}");
+            std::process::ExitCode::FAILURE
+        });
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -461,7 +469,7 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             database_url,
             id,
         } => serve::worker(&paths, workers, database_url.as_deref(), id).await,
-        Command::Guard(cmd) => guard::run(cmd),
+        Command::Guard(_) => unreachable!("handled before the runtime starts"),
         Command::Github(GithubCmd::AppManifest { name, url }) => {
             let cfg = config::load(&paths)?;
             let url = url.or(cfg.server.public_url.clone()).context(

@@ -1,7 +1,8 @@
-//! `--agent-git` against a malicious agent: a custom harness that tries every
-//! way around the push rule, with the real git binary by absolute path (so
-//! errand's guard shim never sees it), an alias, raw HTTP and a force push or
-//! deletion of its own branch. errand's git proxy, outside the sandbox, is the
+//! `--agent-git` against a malicious agent: a custom harness that first tries
+//! the sandbox's real git binaries by every path (they must be the guard's
+//! shim or unreachable: errand's git gate), then every way around the push
+//! rule with a git of its own that no guard sees, an alias, raw HTTP and a
+//! force push or deletion of its own branch. errand's git proxy, outside the sandbox, is the
 //! only route to the remote and the only holder of the token, so each is
 //! refused there; the run's own branch is pushed; no token is anywhere in the
 //! sandbox (environment, files, `/proc`). On the local and Docker backends.
@@ -16,12 +17,37 @@ use common::*;
 /// output carries the proxy's `errand: ` reason) and counts of token hits.
 const SCRIPT: &str = r#"export GIT_AUTHOR_NAME=agent GIT_AUTHOR_EMAIL=agent@example.invalid
 export GIT_COMMITTER_NAME=agent GIT_COMMITTER_EMAIL=agent@example.invalid
-REAL=
-for g in /opt/errand/real/git /usr/lib/git-core/git /usr/libexec/git-core/git /usr/bin/git; do
-  if [ -x "$g" ]; then REAL=$g; break; fi
-done
-R="REAL=$REAL"
+R=
 note() { R="$R $1"; }
+# The sandbox's own git binaries, by every path they have, from the shell and
+# from Python: each must be the guard's shim (which refuses `reset --hard`) or
+# unreachable; a real one would obey.
+ALLGIT="/opt/errand/real/git /usr/lib/git-core/git /usr/libexec/git-core/git /usr/bin/git /bin/git
+  /usr/local/bin/git /usr/local/libexec/git-core/git /usr/local/libexec/git-core/git-reset
+  /usr/lib/git-core/git-reset $(git --exec-path)/git $(git --exec-path)/git-reset"
+mkdir -p /tmp/scratch && cd /tmp/scratch && git init -q && echo x > f && git add f \
+  && git -c user.name=a -c user.email=a@b commit -qm s && cd - >/dev/null
+N=0
+for g in $ALLGIT; do
+  [ -e "$g" ] || continue
+  N=$((N + 1))
+  echo changed > /tmp/scratch/f
+  "$g" -C /tmp/scratch reset -q --hard >/dev/null 2>&1; c=$?
+  [ "$(cat /tmp/scratch/f)" = x ] && c="$c-obeyed"
+  py=$(python3 -c 'import subprocess,sys; print(subprocess.run([sys.argv[1], "-C", "/tmp/scratch", "reset", "-q", "--hard"], capture_output=True).returncode)' "$g" 2>/dev/null || echo 126)
+  [ "$(cat /tmp/scratch/f)" = x ] && py="$py-obeyed"
+  note "REACH:$g=$c/$py"
+done
+note "REACHED=$N"
+# A git the agent brings itself (here: a copy shipped in its harness
+# directory, with an exec path of its own), which no guard sees.
+mkdir -p /tmp/own && ln -sf /opt/errand/harness/git /tmp/own/git
+for h in /usr/lib/git-core/git-remote-http /usr/lib/git-core/git-remote-https; do
+  ln -sf "$h" /tmp/own/
+done
+export GIT_EXEC_PATH=/tmp/own
+REAL=/tmp/own/git
+note "REAL=$REAL"
 try() {
   name=$1; shift
   "$@" > /tmp/out.$name 2>&1; c=$?
@@ -88,6 +114,8 @@ fn malicious(env: Env, script: &str) -> Env {
     let dir = env.dir.path().join("agent-malicious");
     std::fs::create_dir_all(&dir).expect("set up the harness");
     std::fs::write(dir.join("agent.sh"), script).expect("set up the harness");
+    // The agent's own git: Debian's, which runs on the host and in the image.
+    std::fs::copy("/usr/bin/git", dir.join("git")).expect("a git to bring");
     let mut config = std::fs::OpenOptions::new()
         .append(true)
         .open(env.home.join("config.toml"))
@@ -163,7 +191,15 @@ async fn malicious_agent_is_held_by_the_proxy(backend: Backend) {
     assert!(ok, "{v:#}");
     assert_eq!(v["state"], "succeeded", "{v:#}");
     let result = v["result"].as_str().unwrap_or("").to_string();
-    assert!(!field(&result, "REAL").is_empty(), "no real git: {result}");
+    assert!(!field(&result, "REAL").is_empty(), "no git: {result}");
+    // The sandbox's real git binaries: the shim at every path, or unreachable.
+    let reached: usize = field(&result, "REACHED").parse().expect("a count");
+    assert!(reached >= 3, "too few git paths in the sandbox: {result}");
+    let obeyed: Vec<&str> = result
+        .split_whitespace()
+        .filter(|w| w.starts_with("REACH:") && (w.contains("obeyed") || w.contains("=0/") || w.ends_with("/0")))
+        .collect();
+    assert!(obeyed.is_empty(), "a real git obeyed the agent: {obeyed:?} in {result}");
 
     // The run's own branch, pushed by the agent through the proxy.
     assert_eq!(field(&result, "RUN"), "0:other", "{result}");

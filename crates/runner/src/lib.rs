@@ -242,6 +242,21 @@ impl SharedRedactor {
     }
 }
 
+/// Whether this machine's kernel can confine a sandbox's git (Landlock, any ABI).
+fn git_confinement_available() -> bool {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: the version query takes no pointer and creates nothing.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    abi >= 1
+}
+
 /// Where the guard's `git`/`rm` shims are mounted inside every sandbox.
 pub const GUARD_SHIMS: &str = "/opt/errand/shims";
 /// Where the real `git`/`rm` are mounted when the shims take their usual paths.
@@ -810,9 +825,35 @@ impl Runner {
         if spec.agent_git {
             shim_policy.push("--push-only-run-branch".to_string());
         }
+        let mut entry = Vec::new();
         match self.guard_mounts(&run_dir, &shim_policy) {
-            Ok(mounts) => {
+            Ok((mounts, real_git)) => {
                 ro_mounts.extend(mounts);
+                // Every sandboxed command starts behind errand's git gate: the
+                // real git is reachable only through the shim (see the cli's gate.rs).
+                let confinable = git_confinement_available();
+                entry = vec![
+                    format!("{}/errand", inside::TOOLS),
+                    "guard".into(),
+                    "enter".into(),
+                ];
+                entry.extend(shim_policy.iter().cloned());
+                entry.extend(["--real".into(), real_git.to_string_lossy().into_owned()]);
+                // Where this machine's kernel confines, a sandbox that cannot is
+                // a failure, never a silent fallback (the kubernetes nodes' kernels
+                // are not this one's).
+                if confinable && self.sandbox.name() != "kubernetes" {
+                    entry.push("--require".into());
+                }
+                entry.push("--".into());
+                em.notice(if confinable {
+                    "git: the sandbox's git binaries run only through errand's guard (Landlock);                      a git the agent brings itself is still held by the git proxy and the forge"
+                        .to_string()
+                } else {
+                    "git: this kernel has no Landlock, so the sandbox's git binaries are reachable                      by path; the guard sees only git on PATH"
+                        .to_string()
+                })
+                .map_err(log_failed)?;
                 env.extend([
                     (
                         "ERRAND_GUARD_WORKSPACE".to_string(),
@@ -910,6 +951,7 @@ impl Runner {
             env,
             limits: self.limits.clone(),
             network,
+            entry,
         };
 
         if spec.repo.is_none() && !is_follow_up {
@@ -1230,7 +1272,7 @@ impl Runner {
         &self,
         run_dir: &Path,
         policy: &[String],
-    ) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    ) -> Result<(Vec<(PathBuf, PathBuf)>, PathBuf), String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("errand's own path is unknown: {e}"))?;
         let shims = run_dir.join("shims");
@@ -1241,6 +1283,7 @@ impl Runner {
         // mounted elsewhere and reached only through the guard.
         let cover_paths = self.sandbox.name() == "local";
         let mut extra = Vec::new();
+        let mut real_git = PathBuf::from("/usr/bin/git");
         for name in ["git", "rm"] {
             let real = which_executable(name).ok_or_else(|| format!("{name} is not on PATH"))?;
             let real_inside = if cover_paths {
@@ -1260,9 +1303,14 @@ impl Runner {
                 // Other backends run their own (Debian) image: its git and rm, not the host's paths.
                 Path::new("/usr/bin").join(name)
             };
+            if name == "git" {
+                real_git = real_inside.clone();
+            }
             let policy: Vec<String> = policy.iter().map(|a| sh_quote(a)).collect();
+            // git's exec path links its dashed names (`git-add`) to the shim.
+            let called = if name == "git" { "\"${0##*/}\"" } else { name };
             let script = format!(
-                "#!/bin/sh\nexec {bin}/errand guard shim {policy} --real {real} {name} \"$@\"\n",
+                "#!/bin/sh\nexec {bin}/errand guard shim {policy} --real {real} -- {called} \"$@\"\n",
                 bin = inside::TOOLS,
                 policy = policy.join(" "),
                 real = sh_quote(&real_inside.to_string_lossy()),
@@ -1279,7 +1327,7 @@ impl Runner {
             (shims, PathBuf::from(GUARD_SHIMS)),
         ];
         mounts.extend(extra);
-        Ok(mounts)
+        Ok((mounts, real_git))
     }
 
     async fn make_venv(
