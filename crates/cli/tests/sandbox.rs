@@ -110,6 +110,8 @@ async fn a_run_sees_only_its_workspace_and_declared_environment() {
         "ERRAND_GUARD_BRANCH",
         "ERRAND_GUARD_DEFAULT_BRANCH",
         "ERRAND_LOG",
+        // errand's git gate: the socket the git shim hands its calls to
+        "ERRAND_GIT_GATE",
         "DISABLE_AUTOUPDATER",
         // errand's egress bridge: the proxy on the sandbox's loopback (sandbox.egress = "allowlist")
         "HTTP_PROXY",
