@@ -130,6 +130,14 @@ pub struct SandboxSection {
     pub kubernetes_egress: Vec<String>,
     /// Each pod's `activeDeadlineSeconds`: a backstop behind the run's timeout.
     pub kubernetes_deadline_secs: u64,
+    /// Where errand serves `--agent-git` runs' git proxies to kubernetes pods
+    /// (`host:port`, e.g. `0.0.0.0:8471`): one listener per errand process,
+    /// each run under its own secret path.
+    pub kubernetes_git_proxy_listen: Option<String>,
+    /// The base URL pods reach that listener at (e.g.
+    /// `http://errand.errand.svc.cluster.local:8471`); allowed in each
+    /// `--agent-git` pod's NetworkPolicy by address.
+    pub kubernetes_git_proxy_url: Option<String>,
     /// `allowlist` (default): the local and docker sandboxes get no network but
     /// errand's egress proxy to the harness's model endpoint, `egress_allow`
     /// and (with `egress_git_host`) the run's git host; `open`: the backend's
@@ -158,6 +166,8 @@ impl Default for SandboxSection {
             kubernetes_network_policy: false,
             kubernetes_egress: Vec::new(),
             kubernetes_deadline_secs: errand_sandbox::KubernetesConfig::default().deadline_secs,
+            kubernetes_git_proxy_listen: None,
+            kubernetes_git_proxy_url: None,
             egress: "allowlist".into(),
             egress_allow: Vec::new(),
             egress_git_host: false,
@@ -329,6 +339,8 @@ const KEYS: &[&str] = &[
     "sandbox.kubernetes_network_policy",
     "sandbox.kubernetes_egress",
     "sandbox.kubernetes_deadline_secs",
+    "sandbox.kubernetes_git_proxy_listen",
+    "sandbox.kubernetes_git_proxy_url",
     "sandbox.egress",
     "sandbox.egress_allow",
     "sandbox.egress_git_host",
@@ -597,6 +609,32 @@ impl Config {
                 self.sandbox.egress
             ));
         }
+        let s = &self.sandbox;
+        match (&s.kubernetes_git_proxy_listen, &s.kubernetes_git_proxy_url) {
+            (None, None) => {}
+            (Some(listen), Some(url)) => {
+                if listen.parse::<std::net::SocketAddr>().is_err()
+                    && errand_sandbox::egress::parse_authority(listen, None).is_none()
+                {
+                    out.push(format!(
+                        "sandbox.kubernetes_git_proxy_listen '{listen}' is not host:port"
+                    ));
+                }
+                let lower = url.to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://"))
+                    || errand_sandbox::egress::url_destination(url).is_none()
+                {
+                    out.push(format!(
+                        "sandbox.kubernetes_git_proxy_url '{url}' is not an http(s) URL with a host"
+                    ));
+                }
+            }
+            _ => out.push(
+                "sandbox.kubernetes_git_proxy_listen and sandbox.kubernetes_git_proxy_url go together \
+                 (where errand serves the git proxy, and the URL pods reach it at)"
+                    .into(),
+            ),
+        }
         for a in &self.sandbox.egress_allow {
             if let Err(e) = errand_sandbox::egress::AllowEntry::parse(a) {
                 out.push(format!("sandbox.egress_allow: {e}"));
@@ -698,6 +736,50 @@ mod tests {
         assert!(
             Config::default().server.local_repos.is_empty(),
             "none by default"
+        );
+    }
+
+    #[test]
+    fn the_kubernetes_git_proxy_keys_go_together_and_are_checked() {
+        assert!(KEYS.contains(&"sandbox.kubernetes_git_proxy_listen"));
+        assert!(KEYS.contains(&"sandbox.kubernetes_git_proxy_url"));
+        let d = Config::default();
+        assert_eq!(d.sandbox.kubernetes_git_proxy_listen, None);
+        assert_eq!(d.sandbox.kubernetes_git_proxy_url, None);
+        let good: Config = toml::from_str(
+            "[sandbox]\nkubernetes_git_proxy_listen = \"0.0.0.0:8471\"\n\
+             kubernetes_git_proxy_url = \"http://errand.errand.svc.cluster.local:8471\"",
+        )
+        .unwrap();
+        assert_eq!(
+            good.sandbox.kubernetes_git_proxy_listen.as_deref(),
+            Some("0.0.0.0:8471")
+        );
+        assert!(
+            !good.problems().iter().any(|p| p.contains("git_proxy")),
+            "{:?}",
+            good.problems()
+        );
+        let alone: Config =
+            toml::from_str("[sandbox]\nkubernetes_git_proxy_listen = \"0.0.0.0:8471\"").unwrap();
+        assert!(
+            alone.problems().iter().any(|p| p.contains("go together")),
+            "{:?}",
+            alone.problems()
+        );
+        let bad: Config = toml::from_str(
+            "[sandbox]\nkubernetes_git_proxy_listen = \"nowhere\"\n\
+             kubernetes_git_proxy_url = \"errand:8471\"",
+        )
+        .unwrap();
+        let problems = bad.problems();
+        assert!(
+            problems.iter().any(|p| p.contains("is not host:port")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("not an http(s) URL")),
+            "{problems:?}"
         );
     }
 }

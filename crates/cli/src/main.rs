@@ -700,6 +700,8 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
         harnesses: config::load(paths)?.registry(),
         cancel_poll: Duration::from_millis(300),
         egress: cfg.egress(&[]),
+        kubernetes_git_proxy_listen: cfg.sandbox.kubernetes_git_proxy_listen.clone(),
+        kubernetes_git_proxy_url: cfg.sandbox.kubernetes_git_proxy_url.clone(),
     });
 
     let cancel = CancellationToken::new();

@@ -101,6 +101,8 @@ async fn build(
         harnesses: registry,
         cancel_poll: Duration::from_millis(300),
         egress: cfg.egress(api),
+        kubernetes_git_proxy_listen: cfg.sandbox.kubernetes_git_proxy_listen.clone(),
+        kubernetes_git_proxy_url: cfg.sandbox.kubernetes_git_proxy_url.clone(),
     });
     let host =
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());

@@ -169,8 +169,13 @@ impl GitProxy {
 
     /// The remote URL the sandbox uses.
     pub fn sandbox_url(&self) -> String {
+        format!("http://{MAGIC_HOST}{}", self.repo_path())
+    }
+
+    /// The path of the run's repository: `/<owner>/<repo>.git`.
+    pub fn repo_path(&self) -> String {
         let c = &self.inner.cfg;
-        format!("http://{MAGIC_HOST}/{}/{}.git", c.owner, c.repo)
+        format!("/{}/{}.git", c.owner, c.repo)
     }
 
     /// What the proxy refused so far: `<what>: <why>`.
@@ -678,4 +683,333 @@ fn refuse(commands: &Commands, refused: &[(String, String)]) -> Response {
         body,
     )
         .into_response()
+}
+
+/// One TCP listener per errand process serving the git proxies of every run
+/// whose sandbox reaches errand over the network (the kubernetes backend's
+/// pods, which have no egress proxy to hand requests to a Unix socket).
+///
+/// A run is reached as `/<capability>/<owner>/<repo>.git/…`: the capability
+/// is 32 random bytes in hex, registered for the run's life
+/// ([`Hub::register`]) and removed when the [`Registration`] drops. The hub
+/// strips it and hands the rest to that run's [`GitProxy`], whose own checks
+/// (only its repository, only its branches, no deletion, no force) apply
+/// unchanged. An unknown or removed capability is a bare 404.
+///
+/// The capability is a per-run secret: it grants only what the run's proxy
+/// allows, the forge token never leaves errand, and it dies with the run.
+/// Never log it.
+pub struct Hub {
+    listen: String,
+    runs: Arc<HubRuns>,
+    bound: tokio::sync::OnceCell<std::net::SocketAddr>,
+}
+
+#[derive(Default)]
+struct HubRuns {
+    by_capability: std::sync::Mutex<std::collections::HashMap<String, GitProxy>>,
+}
+
+impl HubRuns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, GitProxy>> {
+        self.by_capability
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A run's place in the [`Hub`]; dropping it removes the capability.
+pub struct Registration {
+    capability: String,
+    runs: Arc<HubRuns>,
+}
+
+impl Registration {
+    /// The run's capability (secret: never log it).
+    pub fn capability(&self) -> &str {
+        &self.capability
+    }
+
+    /// `<base>/<capability>/<owner>/<repo>.git`, the URL the sandbox uses.
+    pub fn url(&self, base: &str, proxy: &GitProxy) -> String {
+        format!(
+            "{}/{}{}",
+            base.trim_end_matches('/'),
+            self.capability,
+            proxy.repo_path()
+        )
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registration { capability: <secret> }")
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.runs.lock().remove(&self.capability);
+    }
+}
+
+/// A new capability: 32 random bytes from the OS, in hex.
+fn new_capability() -> String {
+    use chacha20poly1305::aead::rand_core::RngCore as _;
+    let mut bytes = [0u8; 32];
+    chacha20poly1305::aead::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Hub {
+    /// A hub that will listen on `listen` (`host:port`) once a run registers.
+    pub fn new(listen: impl Into<String>) -> Hub {
+        Hub {
+            listen: listen.into(),
+            runs: Arc::default(),
+            bound: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// This process's hub for `listen`: the same one for every caller, so the
+    /// address is bound once however many runners there are.
+    pub fn shared(listen: &str) -> Arc<Hub> {
+        static HUBS: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<String, Arc<Hub>>>,
+        > = std::sync::OnceLock::new();
+        let mut hubs = HUBS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hubs.entry(listen.to_string())
+            .or_insert_with(|| Arc::new(Hub::new(listen)))
+            .clone()
+    }
+
+    /// The address it listens on, once bound.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.bound.get().copied()
+    }
+
+    /// Binds the listener if it is not yet (a failed bind is retried by the
+    /// next call) and serves it for the rest of the process (the current tokio
+    /// runtime's life). Must be called inside a tokio runtime.
+    pub async fn start(&self) -> Result<std::net::SocketAddr, GitProxyError> {
+        let addr = self
+            .bound
+            .get_or_try_init(|| async {
+                let listener = tokio::net::TcpListener::bind(&self.listen)
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot listen on {}: {e}", self.listen),
+                        )
+                    })?;
+                let addr = listener.local_addr()?;
+                let router = self.router();
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, router).await;
+                });
+                Ok::<_, GitProxyError>(addr)
+            })
+            .await?;
+        Ok(*addr)
+    }
+
+    /// Registers `proxy` under a new capability (starting the listener if
+    /// needed) until the returned guard drops.
+    pub async fn register(&self, proxy: GitProxy) -> Result<Registration, GitProxyError> {
+        self.start().await?;
+        Ok(self.insert(proxy))
+    }
+
+    fn insert(&self, proxy: GitProxy) -> Registration {
+        let mut runs = self.runs.lock();
+        let capability = loop {
+            let c = new_capability();
+            if !runs.contains_key(&c) {
+                break c;
+            }
+        };
+        runs.insert(capability.clone(), proxy);
+        Registration {
+            capability,
+            runs: self.runs.clone(),
+        }
+    }
+
+    /// How many runs are registered.
+    pub fn registered(&self) -> usize {
+        self.runs.lock().len()
+    }
+
+    /// The hub's routes: `/<capability>/…` to that run's proxy, anything else 404.
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .fallback(hub_handle)
+            .with_state(self.runs.clone())
+    }
+}
+
+async fn hub_handle(
+    State(runs): State<Arc<HubRuns>>,
+    method: Method,
+    uri: axum::http::Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let not_found = || plain(StatusCode::NOT_FOUND, "not found");
+    let Some((capability, rest)) = uri.path().strip_prefix('/').and_then(|p| p.split_once('/'))
+    else {
+        return not_found();
+    };
+    if capability.len() != 64 || !capability.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return not_found();
+    }
+    let Some(proxy) = runs.lock().get(capability).cloned() else {
+        return not_found();
+    };
+    // The run's proxy sees the request as if served on its own.
+    let path = format!("/{rest}");
+    let rewritten = match &query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let Ok(uri) = rewritten.parse::<axum::http::Uri>() else {
+        return not_found();
+    };
+    handle(State(proxy), method, uri, RawQuery(query), headers, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn proxy(scratch: &Path, repo: &str) -> GitProxy {
+        GitProxy::new(Config {
+            owner: "acme".into(),
+            repo: repo.into(),
+            // Never reached: these requests stop at the proxy's own checks.
+            upstream: format!("http://127.0.0.1:9/acme/{repo}.git"),
+            branches: vec!["errand/run-1".into()],
+            allow_force: false,
+            auth: Arc::new(|| "Authorization: Basic eDp5".to_string()),
+            scratch: scratch.join(repo),
+            max_push: DEFAULT_MAX_PUSH,
+        })
+        .unwrap()
+    }
+
+    async fn get(url: &str) -> (u16, String) {
+        let resp = reqwest::get(url).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    const HUB_404: &str = "errand git proxy: not found\n";
+    const NOT_SMART: &str = "only git smart HTTP is served";
+    const OTHER_REPO: &str = "repository not found";
+
+    #[test]
+    fn capabilities_are_32_random_bytes_in_hex() {
+        let a = new_capability();
+        let b = new_capability();
+        assert_eq!(a.len(), 64);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn the_hub_routes_each_capability_to_its_runs_proxy_only() {
+        let scratch = tempfile::tempdir().unwrap();
+        let hub = Hub::new("127.0.0.1:0");
+        assert_eq!(hub.local_addr(), None, "bound lazily");
+        let widgets = proxy(scratch.path(), "widgets");
+        let gadgets = proxy(scratch.path(), "gadgets");
+        let w = hub.register(widgets.clone()).await.unwrap();
+        let g = hub.register(gadgets.clone()).await.unwrap();
+        let addr = hub.local_addr().unwrap();
+        assert_eq!(hub.start().await.unwrap(), addr, "bound once");
+        assert_eq!(hub.registered(), 2);
+        assert_ne!(w.capability(), g.capability());
+        assert!(!format!("{w:?}").contains(w.capability()));
+        let base = format!("http://{addr}");
+        assert_eq!(
+            w.url(&format!("{base}/"), &widgets),
+            format!("{base}/{}/acme/widgets.git", w.capability())
+        );
+
+        // Each capability reaches its own run's proxy, which still serves only its repository.
+        let (s, t) = get(&format!("{base}/{}/acme/widgets.git/x", w.capability())).await;
+        assert_eq!(s, 404);
+        assert!(t.contains(NOT_SMART), "{t}");
+        let (s, t) = get(&format!("{base}/{}/acme/gadgets.git/x", w.capability())).await;
+        assert_eq!(s, 404);
+        assert!(t.contains(OTHER_REPO), "{t}");
+        let (s, t) = get(&format!("{base}/{}/acme/gadgets.git/x", g.capability())).await;
+        assert_eq!(s, 404);
+        assert!(t.contains(NOT_SMART), "{t}");
+        let (s, t) = get(&format!("{base}/{}/acme/widgets.git/x", g.capability())).await;
+        assert_eq!(s, 404);
+        assert!(t.contains(OTHER_REPO), "{t}");
+        // The proxy noted the path without the capability.
+        let refused = widgets.refused();
+        assert_eq!(
+            refused,
+            vec!["/acme/gadgets.git/x: not this run's repository"]
+        );
+
+        // Wrong, malformed or missing capabilities are a bare 404.
+        let wrong = "0".repeat(64);
+        let upper = w.capability().to_ascii_uppercase();
+        for path in [
+            format!("/{wrong}/acme/widgets.git/info/refs?service=git-upload-pack"),
+            format!("/{upper}/acme/widgets.git/info/refs?service=git-upload-pack"),
+            format!("/{}/acme/widgets.git/x", &w.capability()[..63]),
+            "/acme/widgets.git/info/refs?service=git-upload-pack".to_string(),
+            format!("/{}", w.capability()),
+            "/".to_string(),
+        ] {
+            assert_eq!(
+                get(&format!("{base}{path}")).await,
+                (404, HUB_404.into()),
+                "{path}"
+            );
+        }
+
+        // Once a run's registration drops, its capability is unknown; the other run is still served.
+        let gone = w.capability().to_string();
+        drop(w);
+        assert_eq!(hub.registered(), 1);
+        assert_eq!(
+            get(&format!("{base}/{gone}/acme/widgets.git/x")).await,
+            (404, HUB_404.into())
+        );
+        let (_, t) = get(&format!("{base}/{}/acme/gadgets.git/x", g.capability())).await;
+        assert!(t.contains(NOT_SMART), "{t}");
+        drop(g);
+        assert_eq!(hub.registered(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_bind_is_an_error_and_shared_hubs_are_one_per_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let hub = Hub::new(taken.local_addr().unwrap().to_string());
+        let scratch = tempfile::tempdir().unwrap();
+        let err = hub
+            .register(proxy(scratch.path(), "widgets"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot listen on"), "{err}");
+        assert_eq!(hub.registered(), 0);
+        let a = Hub::shared("127.0.0.1:1");
+        let b = Hub::shared("127.0.0.1:1");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &Hub::shared("127.0.0.1:2")));
+    }
 }

@@ -86,6 +86,22 @@ pub struct Runner {
     pub observer: Option<Arc<dyn RunObserver>>,
     /// What the sandbox may reach on the network.
     pub egress: EgressSettings,
+    /// Where errand serves `--agent-git` runs' git proxies to kubernetes pods
+    /// (`[sandbox] kubernetes_git_proxy_listen`, `host:port`).
+    pub kubernetes_git_proxy_listen: Option<String>,
+    /// The base URL pods reach that listener at (`[sandbox] kubernetes_git_proxy_url`).
+    pub kubernetes_git_proxy_url: Option<String>,
+}
+
+/// How a run's git proxy is served while its agent works.
+enum ProxyServing {
+    /// On a private Unix socket, reached through the egress proxy.
+    Socket(gitproxy::Serving),
+    /// In the process's TCP hub under the run's capability (kubernetes).
+    Hub {
+        /// Held for its drop, which removes the run's capability.
+        _registration: gitproxy::Registration,
+    },
 }
 
 /// What a run's sandbox may reach (`[sandbox] egress`, `egress_allow`, `egress_git_host`).
@@ -188,6 +204,22 @@ fn insteadof_env(env: &mut Vec<(String, String)>, proxy_url: &str, remote_url: &
         "GIT_CONFIG_COUNT".to_string(),
         (count + entries.len()).to_string(),
     ));
+}
+
+/// How the sandbox reaches the run's git proxy, as an egress allowlist entry.
+enum GitRoute {
+    /// A route of the egress proxy to the proxy's Unix socket.
+    Socket(String),
+    /// errand's hub, `host:port`, allowed by address (kubernetes).
+    Address(String),
+}
+
+impl GitRoute {
+    fn entry(&self) -> &str {
+        match self {
+            GitRoute::Socket(e) | GitRoute::Address(e) => e,
+        }
+    }
 }
 
 /// Hears about each state a run enters, in order, from the process running it.
@@ -558,10 +590,7 @@ impl Runner {
                 ));
             }
             if self.sandbox.name() == "kubernetes" {
-                return Err(Stop::failed(
-                    "--agent-git is not available with the kubernetes sandbox: its pods cannot reach \
-                     errand's git proxy (use the local or docker sandbox)",
-                ));
+                self.kubernetes_git_proxy()?;
             }
         }
         self.sandbox
@@ -886,6 +915,7 @@ impl Runner {
         let env_after = env.clone();
         let git_proxy = match (spec.agent_git, access) {
             (true, Some(a)) => {
+                let kubernetes = self.sandbox.name() == "kubernetes";
                 let current = a.clone();
                 let proxy = gitproxy::GitProxy::new(gitproxy::Config {
                     owner: a.owner.clone(),
@@ -898,22 +928,50 @@ impl Runner {
                     max_push: gitproxy::DEFAULT_MAX_PUSH,
                 })
                 .map_err(|e| Stop::failed(e.to_string()))?;
-                let socket = errand_sandbox::socket::private_path("git-proxy")
-                    .map_err(|e| Stop::failed(format!("agent git: {e}")))?;
-                let serving = proxy
-                    .serve_unix(&socket)
-                    .map_err(|e| Stop::failed(e.to_string()))?;
                 // git in the sandbox reaches the run's repository only as errand's
                 // proxy URL; it holds no token, the proxy adds it outside.
-                let url = proxy.sandbox_url();
+                let (serving, url, shown) = if kubernetes {
+                    // Pods have no egress proxy: they reach errand's hub over the
+                    // cluster network, under a capability that is the run's alone.
+                    let (listen, base) = self.kubernetes_git_proxy()?;
+                    let reg = gitproxy::Hub::shared(listen)
+                        .register(proxy.clone())
+                        .await
+                        .map_err(|e| Stop::failed(format!("agent git: {e}")))?;
+                    // A secret for the run's life: never in events or output.
+                    em.redactor.add(reg.capability());
+                    let url = reg.url(base, &proxy);
+                    let shown = format!(
+                        "{}/<run capability>{}",
+                        base.trim_end_matches('/'),
+                        proxy.repo_path()
+                    );
+                    (ProxyServing::Hub { _registration: reg }, url, shown)
+                } else {
+                    let socket = errand_sandbox::socket::private_path("git-proxy")
+                        .map_err(|e| Stop::failed(format!("agent git: {e}")))?;
+                    let serving = proxy
+                        .serve_unix(&socket)
+                        .map_err(|e| Stop::failed(e.to_string()))?;
+                    let url = proxy.sandbox_url();
+                    (ProxyServing::Socket(serving), url.clone(), url)
+                };
                 insteadof_env(&mut env, &url, &a.url);
                 env.push(("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()));
                 env.push((
                     "ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH".to_string(),
                     "1".to_string(),
                 ));
+                if kubernetes {
+                    em.notice(format!(
+                        "agent git: the pod reaches errand's git proxy at {shown} over the cluster network; \
+                         the capability in that URL is a secret of this run, ends with it and grants only \
+                         this run's ref rules; the token never enters the pod"
+                    ))
+                    .map_err(log_failed)?;
+                }
                 em.notice(format!(
-                    "agent git: git in the sandbox reaches {}/{} through errand's git proxy ({url}) and holds no token; \
+                    "agent git: git in the sandbox reaches {}/{} through errand's git proxy ({shown}) and holds no token; \
                      the proxy adds it outside the sandbox ({}) and lets it push {} only: no other ref, no deletion, \
                      no force push",
                     a.owner,
@@ -931,15 +989,21 @@ impl Runner {
             }
             (false, _) => None,
         };
-        let route = git_proxy.as_ref().map(|(_, serving)| {
-            errand_sandbox::egress::route_entry(gitproxy::MAGIC_HOST, serving.path())
+        let route = git_proxy.as_ref().map(|(_, serving)| match serving {
+            ProxyServing::Socket(s) => GitRoute::Socket(errand_sandbox::egress::route_entry(
+                gitproxy::MAGIC_HOST,
+                s.path(),
+            )),
+            ProxyServing::Hub { .. } => {
+                GitRoute::Address(self.hub_destination().unwrap_or_default())
+            }
         });
         let (network, policy) = self.network(
             harness,
             ctx,
             inv,
             prepared.remote.as_deref(),
-            route.as_deref(),
+            route.as_ref(),
         )?;
         em.notice(policy).map_err(log_failed)?;
         let mut sb_spec = SandboxSpec {
@@ -1001,7 +1065,10 @@ impl Runner {
             }
             em.notice(n).map_err(log_failed)?;
             if let (NetworkPolicy::Isolated(e), Some(r)) = (&mut sb_spec.network, &route) {
-                e.allow.retain(|a| a != r);
+                // (An address the configuration allowlists itself stays.)
+                if !self.egress.allow.iter().any(|a| a == r.entry()) {
+                    e.allow.retain(|a| a != r.entry());
+                }
             }
             sb_spec.env = env_after;
         }
@@ -1173,6 +1240,43 @@ impl Runner {
         Ok(summary)
     }
 
+    /// Where pods reach errand's git proxy hub, as an allowlist entry (`host:port`).
+    fn hub_destination(&self) -> Option<String> {
+        self.kubernetes_git_proxy()
+            .ok()
+            .and_then(|(_, base)| egress::url_destination(base))
+    }
+
+    /// `[sandbox] kubernetes_git_proxy_listen` and `kubernetes_git_proxy_url`,
+    /// which `--agent-git` needs on kubernetes.
+    fn kubernetes_git_proxy(&self) -> Result<(&str, &str), Stop> {
+        let listen = self
+            .kubernetes_git_proxy_listen
+            .as_deref()
+            .filter(|s| !s.trim().is_empty());
+        let url = self
+            .kubernetes_git_proxy_url
+            .as_deref()
+            .filter(|s| !s.trim().is_empty());
+        let (Some(listen), Some(url)) = (listen, url) else {
+            return Err(Stop::failed(
+                "--agent-git with the kubernetes sandbox needs sandbox.kubernetes_git_proxy_listen \
+                 (where errand serves the git proxy, e.g. \"0.0.0.0:8471\") and \
+                 sandbox.kubernetes_git_proxy_url (the URL pods reach it at, e.g. \
+                 \"http://errand.errand.svc.cluster.local:8471\"): its pods have no egress proxy",
+            ));
+        };
+        let lower = url.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://"))
+            || egress::url_destination(url).is_none()
+        {
+            return Err(Stop::failed(format!(
+                "sandbox.kubernetes_git_proxy_url must be an http:// or https:// URL with a host, not {url:?}"
+            )));
+        }
+        Ok((listen, url))
+    }
+
     /// The run's network, and a notice saying which applies.
     fn network(
         &self,
@@ -1180,10 +1284,23 @@ impl Runner {
         ctx: &RunContext,
         inv: &Invocation,
         remote: Option<&str>,
-        git_route: Option<&str>,
+        git_route: Option<&GitRoute>,
     ) -> Result<(NetworkPolicy, String), Stop> {
         let backend = self.sandbox.name();
-        if !self.egress.allowlist && git_route.is_some() {
+        let by_address = self.sandbox.allowlists_by_address();
+        if let Some(GitRoute::Address(a)) = git_route {
+            // The kubernetes pod reaches errand's hub over the cluster's
+            // network: with a NetworkPolicy, it must allow errand's address.
+            if self.egress.allowlist && by_address && a.is_empty() {
+                return Err(Stop::failed(
+                    "--agent-git: sandbox.kubernetes_git_proxy_url names no host and port the pod's \
+                     network policy could allow",
+                ));
+            }
+        }
+        // Without a NetworkPolicy the pod has the namespace's network: nothing to allow.
+        let git_route = git_route.filter(|r| by_address || !matches!(r, GitRoute::Address(_)));
+        if !self.egress.allowlist && matches!(git_route, Some(GitRoute::Socket(_))) {
             return Err(Stop::failed(
                 "--agent-git needs sandbox.egress = \"allowlist\": git in the sandbox reaches errand's git proxy \
                  through the egress proxy",
@@ -1197,8 +1314,9 @@ impl Runner {
                 ),
             ));
         }
-        let by_address = self.sandbox.allowlists_by_address();
-        if git_route.is_some() && (by_address || !self.sandbox.isolates_network()) {
+        if matches!(git_route, Some(GitRoute::Socket(_)))
+            && (by_address || !self.sandbox.isolates_network())
+        {
             return Err(Stop::failed(format!(
                 "--agent-git needs errand's egress proxy, which the {backend} sandbox does not have"
             )));
@@ -1234,12 +1352,21 @@ impl Runner {
         } else {
             allow.join(", ")
         };
-        if let Some(r) = git_route {
-            allow.push(r.to_string());
-            listed.push_str(&format!(
-                ", and errand's git proxy as http://{}",
-                gitproxy::MAGIC_HOST
-            ));
+        match git_route {
+            Some(GitRoute::Socket(r)) => {
+                allow.push(r.clone());
+                listed.push_str(&format!(
+                    ", and errand's git proxy as http://{}",
+                    gitproxy::MAGIC_HOST
+                ));
+            }
+            Some(GitRoute::Address(a)) => {
+                if !allow.contains(a) {
+                    allow.push(a.clone());
+                }
+                listed.push_str(&format!(", and errand's git proxy at {a}"));
+            }
+            None => {}
         }
         let notice = if by_address {
             format!(
@@ -2111,5 +2238,128 @@ mod tests {
     fn durations_read_naturally() {
         assert_eq!(human_secs(1800), "30m");
         assert_eq!(human_secs(5), "5s");
+    }
+
+    /// A kubernetes-like backend: no egress proxy, the allowlist by address.
+    struct Pods;
+
+    #[async_trait::async_trait]
+    impl errand_sandbox::Sandbox for Pods {
+        fn name(&self) -> &'static str {
+            "kubernetes"
+        }
+        async fn check(&self) -> Result<(), errand_sandbox::SandboxError> {
+            Ok(())
+        }
+        fn allowlists_by_address(&self) -> bool {
+            true
+        }
+        async fn spawn(
+            &self,
+            _: &SandboxSpec,
+            _: &CommandLine,
+        ) -> Result<errand_sandbox::SandboxProcess, errand_sandbox::SandboxError> {
+            Err(errand_sandbox::SandboxError::Setup("not here".into()))
+        }
+    }
+
+    async fn pods_runner(listen: Option<&str>, url: Option<&str>) -> Runner {
+        Runner {
+            store: Arc::new(errand_store::SqliteStore::in_memory().await.unwrap()),
+            sandbox: Arc::new(Pods),
+            paths: Paths {
+                home: PathBuf::from("/nonexistent-errand"),
+                cache: PathBuf::from("/nonexistent-errand"),
+            },
+            env: BTreeMap::new(),
+            cwd: PathBuf::from("/"),
+            limits: Limits::default(),
+            harnesses: errand_harness::Registry::default(),
+            cancel_poll: Duration::from_secs(1),
+            github: None,
+            public_url: None,
+            observer: None,
+            egress: EgressSettings {
+                allowlist: true,
+                ..Default::default()
+            },
+            kubernetes_git_proxy_listen: listen.map(String::from),
+            kubernetes_git_proxy_url: url.map(String::from),
+        }
+    }
+
+    #[tokio::test]
+    async fn agent_git_on_kubernetes_needs_both_keys_and_allows_errands_address() {
+        for (listen, url) in [
+            (None, None),
+            (Some("0.0.0.0:8471"), None),
+            (None, Some("http://10.0.0.5:8471")),
+        ] {
+            let r = pods_runner(listen, url).await;
+            let err = r.kubernetes_git_proxy().unwrap_err().reason;
+            assert!(
+                err.contains("sandbox.kubernetes_git_proxy_listen")
+                    && err.contains("sandbox.kubernetes_git_proxy_url"),
+                "{err}"
+            );
+            assert_eq!(r.hub_destination(), None);
+        }
+        let bad = pods_runner(Some("0.0.0.0:8471"), Some("errand:8471")).await;
+        assert!(bad.kubernetes_git_proxy().is_err());
+
+        let r = pods_runner(Some("0.0.0.0:8471"), Some("http://10.0.0.5:8471/")).await;
+        assert_eq!(
+            r.kubernetes_git_proxy().unwrap(),
+            ("0.0.0.0:8471", "http://10.0.0.5:8471/")
+        );
+        let dest = r.hub_destination().unwrap();
+        assert_eq!(dest, "10.0.0.5:8471");
+        let ctx = RunContext {
+            prompt: String::new(),
+            model: None,
+            max_turns: 1,
+            branch: "b".into(),
+            env: BTreeMap::new(),
+            install_dir: PathBuf::new(),
+            extra_path: vec![],
+            extra_env: vec![],
+            agent_git: true,
+        };
+        let inv = Invocation {
+            command: CommandLine::new("x", Vec::<String>::new()),
+            env: vec![],
+            home_files: vec![],
+            secrets: vec![],
+        };
+        let (network, notice) = r
+            .network(
+                &errand_harness::ClaudeCode,
+                &ctx,
+                &inv,
+                Some("https://github.com/acme/widgets.git"),
+                Some(&GitRoute::Address(dest.clone())),
+            )
+            .unwrap();
+        let NetworkPolicy::Isolated(egress) = network else {
+            panic!("open network")
+        };
+        assert_eq!(egress.allow, ["api.anthropic.com:443", "10.0.0.5:8471"]);
+        assert!(
+            notice.contains("errand's git proxy at 10.0.0.5:8471"),
+            "{notice}"
+        );
+        // The pod's NetworkPolicy allows exactly errand's address and port.
+        let (allowed, skipped) =
+            errand_sandbox::kubernetes::allowlist_destinations(&egress.allow[1..])
+                .await
+                .unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(
+            allowed,
+            [errand_sandbox::kubernetes::Allowed {
+                cidr: errand_sandbox::kubernetes::Cidr::parse("10.0.0.5/32").unwrap(),
+                port: Some(8471),
+            }]
+        );
     }
 }

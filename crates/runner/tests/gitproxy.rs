@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use errand_github::fake::{test_keypair, FakeConfig, FakeGithub};
 use errand_github::{AppCredentials, GithubClient, TokenRequest};
-use errand_runner::gitproxy::{Config, GitProxy};
+use errand_runner::gitproxy::{Config, GitProxy, Hub};
 
 const BRANCH: &str = "errand/run-1";
 
@@ -203,4 +203,92 @@ async fn proxy_enforces_the_push_rule_for_every_client() {
         .expect("join");
     assert!(!other.status.success());
     assert_eq!(remote_ref(&fake, "refs/heads/main"), main_before);
+}
+
+/// Through the hub over TCP, as a kubernetes pod reaches it: the run's branch
+/// is pushed, main is refused, and a removed capability serves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hub_serves_a_runs_proxy_under_its_capability() {
+    let (private, public) = test_keypair();
+    let fake =
+        FakeGithub::start(FakeConfig::new("1", public).install(7, "acme/widgets")).expect("fake");
+    fake.create_repo("acme", "widgets", "main").expect("repo");
+    let client =
+        GithubClient::new(&fake.api_url(), AppCredentials::new("1", private)).expect("client");
+    let token = client
+        .mint_token("acme", "widgets", TokenRequest::write())
+        .await
+        .expect("token");
+    let header = token.basic_auth_header();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let proxy = GitProxy::new(Config {
+        owner: "acme".into(),
+        repo: "widgets".into(),
+        upstream: fake.clone_url("acme", "widgets"),
+        branches: vec![BRANCH.into()],
+        allow_force: false,
+        auth: Arc::new(move || header.clone()),
+        scratch: scratch.path().join("proxy"),
+        max_push: errand_runner::gitproxy::DEFAULT_MAX_PUSH,
+    })
+    .expect("proxy");
+    let hub = Hub::new("127.0.0.1:0");
+    let reg = hub.register(proxy.clone()).await.expect("register");
+    let addr = hub.local_addr().expect("bound");
+    let url = reg.url(&format!("http://{addr}"), &proxy);
+    assert!(url.ends_with("/acme/widgets.git"), "{url}");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let dir = work.path().join("w");
+    let (d, u) = (dir.clone(), url.clone());
+    let first = tokio::task::spawn_blocking(move || {
+        ok(&git(work_parent(&d), &["clone", "-q", &u, "w"]));
+        ok(&git(&d, &["checkout", "-q", "-b", BRANCH]));
+        commit(&d, "a.txt")
+    })
+    .await
+    .expect("join");
+    let d = dir.clone();
+    let (pushed, to_main) = tokio::task::spawn_blocking(move || {
+        (
+            git(&d, &["push", "origin", BRANCH]),
+            git(&d, &["push", "origin", "HEAD:main"]),
+        )
+    })
+    .await
+    .expect("join");
+    ok(&pushed);
+    assert_eq!(
+        remote_ref(&fake, &format!("refs/heads/{BRANCH}")),
+        Some(first.clone())
+    );
+    refused(
+        &to_main,
+        "errand: this run may push only refs/heads/errand/run-1",
+    );
+    assert_ne!(remote_ref(&fake, "refs/heads/main"), Some(first));
+    assert!(!proxy.refused().iter().any(|r| r.contains(reg.capability())));
+
+    // The run is over: its capability serves nothing any more.
+    drop(reg);
+    let d = dir.clone();
+    let after = tokio::task::spawn_blocking(move || git(&d, &["ls-remote", "origin"]))
+        .await
+        .expect("join");
+    assert!(
+        !after.status.success(),
+        "a dropped capability must not serve"
+    );
+    let resp = reqwest::get(format!("{url}/info/refs?service=git-upload-pack"))
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        resp.text().await.expect("text"),
+        "errand git proxy: not found\n"
+    );
+}
+
+fn work_parent(d: &Path) -> &Path {
+    d.parent().expect("parent")
 }
