@@ -1031,6 +1031,34 @@ fn the_manifests_parse_and_agree() {
         .expect("mounted")
         .clone();
     assert_eq!(mount["mountPath"], root);
+    // --agent-git: errand's git proxy hub listens on the container port the
+    // headless Service named in the URL targets.
+    let listen = env("ERRAND_SANDBOX_KUBERNETES_GIT_PROXY_LISTEN")["value"].clone();
+    let port: u64 = listen
+        .as_str()
+        .and_then(|l| l.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("listen is host:port");
+    let git_port = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "git-proxy")
+        .expect("a git-proxy port")
+        .clone();
+    assert_eq!(git_port["containerPort"], port);
+    let url = env("ERRAND_SANDBOX_KUBERNETES_GIT_PROXY_URL")["value"].clone();
+    let git_service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["spec"]["clusterIP"] == "None")
+        .expect("a headless Service for the git proxy")
+        .clone();
+    let host = format!(
+        "http://{}.errand.svc.cluster.local:{port}",
+        git_service["metadata"]["name"].as_str().unwrap()
+    );
+    assert_eq!(url, host);
+    assert_eq!(git_service["spec"]["ports"][0]["targetPort"], "git-proxy");
     assert_eq!(
         pod["securityContext"]["runAsUser"], 10001,
         "the agents' uid"
