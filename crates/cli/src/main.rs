@@ -172,6 +172,14 @@ struct RunArgs {
     /// the token and lets it push the run's branch alone (github: repositories only).
     #[arg(long)]
     agent_git: bool,
+    /// With --agent-git: another branch the agent may push besides the run's own
+    /// (repeatable; never the default branch).
+    #[arg(long = "agent-branch", value_name = "BRANCH", requires = "agent_git")]
+    agent_branches: Vec<String>,
+    /// With --agent-git: let the agent force-push the branches it may push
+    /// (deletions stay refused).
+    #[arg(long, requires = "agent_git")]
+    allow_force_push: bool,
     /// Branch to start from (default: the repository's default branch).
     #[arg(long)]
     base: Option<String>,
@@ -625,6 +633,8 @@ async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitCode>
     base.model = args.model.clone();
     base.push = args.push;
     base.agent_git = args.agent_git;
+    base.agent_branches = args.agent_branches.clone();
+    base.allow_force_push = args.allow_force_push;
     base.base_branch = args.base.clone();
     base.timeout_secs = args.timeout.as_secs().max(1);
     base.max_turns = args.max_turns;

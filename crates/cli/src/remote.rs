@@ -29,6 +29,12 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
             if args.agent_git {
                 body["agent_git"] = serde_json::Value::Bool(true);
             }
+            if !args.agent_branches.is_empty() {
+                body["agent_branches"] = serde_json::json!(args.agent_branches);
+            }
+            if args.allow_force_push {
+                body["allow_force_push"] = serde_json::Value::Bool(true);
+            }
             let run = c.json(Method::POST, "/api/runs", Some(body)).await?;
             let id = run["id"].as_str().unwrap_or_default().to_string();
             if !args.json {

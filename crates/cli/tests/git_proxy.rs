@@ -266,3 +266,93 @@ async fn local_malicious_agent_pushes_only_its_branch_through_the_git_proxy() {
 async fn docker_malicious_agent_pushes_only_its_branch_through_the_git_proxy() {
     malicious_agent_is_held_by_the_proxy(Backend::Docker).await;
 }
+
+/// `--agent-branch` and `--allow-force-push`: the agent brings its own git (no
+/// guard sees it) and the proxy alone decides. A listed branch is pushed, the
+/// run's branch is rewritten by a force push, an unlisted branch and a
+/// deletion are refused.
+const BRANCHES_SCRIPT: &str = r#"export GIT_AUTHOR_NAME=agent GIT_AUTHOR_EMAIL=agent@example.invalid
+export GIT_COMMITTER_NAME=agent GIT_COMMITTER_EMAIL=agent@example.invalid
+R=
+note() { R="$R $1"; }
+try() {
+  name=$1; shift
+  "$@" > /tmp/out.$name 2>&1; c=$?
+  if grep -q 'errand: ' /tmp/out.$name; then p=proxy; else p=other; fi
+  note "$name=$c:$p"
+}
+mkdir -p /tmp/own && ln -sf /opt/errand/harness/git /tmp/own/git
+for h in /usr/lib/git-core/git-remote-http /usr/lib/git-core/git-remote-https; do ln -sf "$h" /tmp/own/; done
+export GIT_EXEC_PATH=/tmp/own
+G=/tmp/own/git
+BR=$($G rev-parse --abbrev-ref HEAD)
+echo one > ONE.md && $G add ONE.md && $G commit -qm one
+try RUN $G push origin HEAD
+try EXTRA $G push origin HEAD:refs/heads/feat/extra
+try UNLISTED $G push origin HEAD:refs/heads/feat/other
+$G reset -q --hard HEAD~1
+echo two > TWO.md && $G add TWO.md && $G commit -qm two
+try FORCE $G push --force origin HEAD:refs/heads/$BR
+note "REWRITTEN=$($G rev-parse HEAD)"
+try DELETE $G push origin :refs/heads/feat/extra
+# Through the guard's shim too: the listed branch is allowed there as well.
+try SHIMEXTRA git push origin HEAD:refs/heads/feat/more
+R=$(printf '%s' "$R" | tr -d '"\\' | tr '\n' ' ')
+echo '{"type":"session_start","session_id":"branches-1"}'
+echo '{"type":"result","is_error":false,"text":"'"$R"'","turns":1,"usage":{"input_tokens":1,"output_tokens":1,"cost_usd":0.0}}'
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_branches_and_force_are_the_proxys_to_allow() {
+    let env = Env::new();
+    let Some(extra) = Backend::Local.args(&env) else {
+        return;
+    };
+    let w = world(env).await;
+    let (env, github) = (w.env, w.github);
+    let env = malicious(env, BRANCHES_SCRIPT);
+    let bare = github.repo_path("acme", "widgets");
+    let main_before = git(&bare, &["rev-parse", "refs/heads/main"]);
+
+    // The default branch is never the agent's, and the flags need --agent-git.
+    let (ok, v) = env.run_json(&[
+        "--harness", "malicious", "--agent-git", "--push", "--agent-branch", "main",
+        "--repo", "github:acme/widgets", "x",
+    ]);
+    assert!(!ok, "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("default branch"),
+        "{v:#}"
+    );
+    let out = env.run(&["run", "--agent-branch", "feat/x", "--repo", "github:acme/widgets", "x"]);
+    assert!(!out.status.success());
+    let (ok, v) = env.run_json(&[
+        "--harness", "malicious", "--agent-git", "--agent-branch", "bad..name",
+        "--repo", "github:acme/widgets", "x",
+    ]);
+    assert!(!ok && v["error"].as_str().unwrap_or("").contains("not a valid branch name"), "{v:#}");
+
+    let mut args = vec![
+        "--harness", "malicious", "--agent-git", "--push", "--agent-branch", "feat/extra",
+        "--agent-branch", "feat/more", "--allow-force-push",
+    ];
+    args.extend(extra);
+    args.extend(["--repo", "github:acme/widgets", "push what you may"]);
+    let (ok, v) = tokio::task::spawn_blocking(move || env.run_json(&args))
+        .await
+        .expect("join");
+    assert!(ok, "{v:#}");
+    let result = v["result"].as_str().unwrap_or("").to_string();
+    for ok_step in ["RUN", "EXTRA", "FORCE", "SHIMEXTRA"] {
+        assert!(field(&result, ok_step).starts_with("0:"), "{ok_step}: {result}");
+    }
+    refused_by_proxy(&result, "UNLISTED");
+    refused_by_proxy(&result, "DELETE");
+    let branch = v["branch"].as_str().expect("branch").to_string();
+    let rewritten = field(&result, "REWRITTEN").to_string();
+    assert_eq!(git(&bare, &["rev-parse", &format!("refs/heads/{branch}")]), rewritten);
+    let heads = git(&bare, &["for-each-ref", "--format=%(refname)", "refs/heads"]);
+    assert!(heads.contains("refs/heads/feat/extra"), "{heads}");
+    assert!(!heads.contains("refs/heads/feat/other"), "{heads}");
+    assert_eq!(git(&bare, &["rev-parse", "refs/heads/main"]), main_before);
+}

@@ -133,11 +133,45 @@ pub struct RunSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
     /// The agent may fetch and push the run's repository itself (`github:`
-    /// repositories only): git in the sandbox gets the run's token through a
-    /// credential helper that asks errand over a socket, and errand's guard
-    /// lets it push only the run's branch.
+    /// repositories only): git in the sandbox reaches it only through errand's
+    /// git proxy, which holds the token outside the sandbox and lets it push
+    /// the run's branch (and [`RunSpec::agent_branches`]) alone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub agent_git: bool,
+    /// With `agent_git`: other branches the agent may push besides the run's
+    /// own (never the default branch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_branches: Vec<String>,
+    /// With `agent_git`: the agent may rewrite (force-push) the branches it
+    /// may push. Deletions stay refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_force_push: bool,
+}
+
+/// Why a name cannot be a branch the agent pushes.
+pub fn check_branch_name(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name.len() > 200
+        || name.starts_with(['-', '/', '.'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name.contains("/.")
+        || name == "@"
+        || name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
+    if bad {
+        return Err(format!("`{name}` is not a valid branch name"));
+    }
+    if name.starts_with("refs/") || name == "HEAD" {
+        return Err(format!(
+            "`{name}` is not a branch name: give the short name (e.g. `errand/feature`)"
+        ));
+    }
+    Ok(())
 }
 
 /// Where a run was asked for. errand reports back to the same place.
@@ -188,6 +222,8 @@ impl RunSpec {
             requested_by: None,
             origin: None,
             agent_git: false,
+            agent_branches: Vec::new(),
+            allow_force_push: false,
         }
     }
 }
@@ -345,6 +381,20 @@ impl RunRecord {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn branch_names_the_agent_may_push_are_checked() {
+        for ok in ["errand/feature", "topic", "user/fix-1.2"] {
+            assert!(check_branch_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "-f", "a..b", "a b", "x.lock", "a:b", "HEAD", "refs/heads/x", "a/", "/a",
+            "a~1", "a^", "a@{1}", "a\\b", ".hidden", "a/.b",
+        ] {
+            assert!(check_branch_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -41,6 +41,13 @@ pub struct PolicyArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     push_only_run_branch: bool,
+    /// Another branch the run may push (repeatable; with --push-only-run-branch).
+    #[arg(
+        long = "push-branch",
+        env = "ERRAND_GUARD_PUSH_BRANCHES",
+        value_delimiter = ','
+    )]
+    push_branches: Vec<String>,
     /// The branch checked out (what `HEAD` means); read from the repository when not given.
     #[arg(long)]
     current_branch: Option<String>,
@@ -55,6 +62,7 @@ impl From<PolicyArgs> for Policy {
             default_branch: a.default_branch,
             allow_force_push_to_run_branch: a.allow_force_push_to_run_branch,
             push_only_run_branch: a.push_only_run_branch,
+            push_branches: a.push_branches.into_iter().filter(|b| !b.is_empty()).collect(),
             current_branch: a.current_branch.filter(|b| !b.is_empty()),
             extra_rules: Vec::new(),
         }

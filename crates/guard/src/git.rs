@@ -1214,6 +1214,7 @@ impl Checker<'_> {
         };
         match target {
             Some(t) if t == run => Ok(()),
+            Some(t) if self.policy.push_branches.iter().any(|b| b == t) => Ok(()),
             Some(t) => Err(Denial::new(
                 "push-other-branch",
                 format!("{what} pushes `{t}`; only the run's branch `{run}` may be pushed"),

@@ -54,6 +54,10 @@ pub struct Policy {
     /// branch, or one whose destination the guard cannot tell, is denied
     /// (`push-other-branch`).
     pub push_only_run_branch: bool,
+    /// Other branches the run may push besides `run_branch` (errand's
+    /// `--agent-branch`), under `push_only_run_branch`. Force pushes stay
+    /// limited to `run_branch`.
+    pub push_branches: Vec<String>,
     /// The branch checked out when the command starts, if known: what `HEAD`
     /// and a push without refspecs mean, as long as the command line does not
     /// change directory or branch first. [`shim_decision`] and
@@ -73,6 +77,7 @@ impl Default for Policy {
             run_branch: None,
             default_branch: "main".to_owned(),
             allow_force_push_to_run_branch: false,
+            push_branches: Vec::new(),
             push_only_run_branch: false,
             current_branch: None,
             extra_rules: Vec::new(),

@@ -583,6 +583,15 @@ impl Runner {
                 "--push needs --repo: a run without a repository has nowhere to push",
             ));
         }
+        if !spec.agent_git && (!spec.agent_branches.is_empty() || spec.allow_force_push) {
+            return Err(Stop::failed(
+                "--agent-branch and --allow-force-push need --agent-git: they say what the agent may push itself",
+            ));
+        }
+        for name in &spec.agent_branches {
+            errand_core::check_branch_name(name)
+                .map_err(|e| Stop::failed(format!("--agent-branch: {e}")))?;
+        }
         if spec.agent_git {
             if spec.repo.as_ref().is_none_or(|r| r.github().is_none()) {
                 return Err(Stop::failed(
@@ -853,6 +862,21 @@ impl Runner {
         ];
         if spec.agent_git {
             shim_policy.push("--push-only-run-branch".to_string());
+            if let Some(b) = spec
+                .agent_branches
+                .iter()
+                .find(|b| **b == prepared.base_branch)
+            {
+                return Err(Stop::failed(format!(
+                    "--agent-branch {b}: the default branch is never the agent's to push"
+                )));
+            }
+            for b in &spec.agent_branches {
+                shim_policy.extend(["--push-branch".to_string(), b.clone()]);
+            }
+            if spec.allow_force_push {
+                shim_policy.push("--allow-force-push-to-run-branch".to_string());
+            }
         }
         let mut entry = Vec::new();
         match self.guard_mounts(&run_dir, &shim_policy) {
@@ -921,8 +945,10 @@ impl Runner {
                     owner: a.owner.clone(),
                     repo: a.repo.clone(),
                     upstream: a.url.clone(),
-                    branches: vec![prepared.branch.clone()],
-                    allow_force: false,
+                    branches: std::iter::once(prepared.branch.clone())
+                        .chain(spec.agent_branches.iter().cloned())
+                        .collect(),
+                    allow_force: spec.allow_force_push,
                     auth: Arc::new(move || current.token().basic_auth_header()),
                     scratch: run_dir.join("git-proxy"),
                     max_push: gitproxy::DEFAULT_MAX_PUSH,
@@ -962,6 +988,19 @@ impl Runner {
                     "ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH".to_string(),
                     "1".to_string(),
                 ));
+                // The same policy for Claude Code's hook, which reads its variables.
+                if !spec.agent_branches.is_empty() {
+                    env.push((
+                        "ERRAND_GUARD_PUSH_BRANCHES".to_string(),
+                        spec.agent_branches.join(","),
+                    ));
+                }
+                if spec.allow_force_push {
+                    env.push((
+                        "ERRAND_GUARD_ALLOW_FORCE_PUSH_TO_RUN_BRANCH".to_string(),
+                        "true".to_string(),
+                    ));
+                }
                 if kubernetes {
                     em.notice(format!(
                         "agent git: the pod reaches errand's git proxy at {shown} over the cluster network; \
@@ -970,14 +1009,17 @@ impl Runner {
                     ))
                     .map_err(log_failed)?;
                 }
+                let mut may_push = vec![prepared.branch.clone()];
+                may_push.extend(spec.agent_branches.iter().cloned());
                 em.notice(format!(
                     "agent git: git in the sandbox reaches {}/{} through errand's git proxy ({shown}) and holds no token; \
                      the proxy adds it outside the sandbox ({}) and lets it push {} only: no other ref, no deletion, \
-                     no force push",
+                     {}",
                     a.owner,
                     a.repo,
                     if spec.push { "fetch and push" } else { "fetch; the token is read-only without --push" },
-                    prepared.branch
+                    may_push.join(", "),
+                    if spec.allow_force_push { "force pushes allowed (--allow-force-push)" } else { "no force push" },
                 ))
                 .map_err(log_failed)?;
                 Some((proxy, serving))

@@ -34,6 +34,12 @@ pub struct CreateRun {
     /// Let the agent fetch and push the run's repository itself (github: repositories).
     #[serde(default)]
     pub agent_git: bool,
+    /// With agent_git: other branches the agent may push.
+    #[serde(default)]
+    pub agent_branches: Vec<String>,
+    /// With agent_git: the agent may force-push the branches it may push.
+    #[serde(default)]
+    pub allow_force_push: bool,
 }
 
 fn default_harness() -> String {
@@ -54,6 +60,8 @@ pub fn run_json(r: &RunRecord) -> serde_json::Value {
         "model": r.spec.model,
         "push": r.spec.push,
         "agent_git": r.spec.agent_git,
+        "agent_branches": r.spec.agent_branches,
+        "allow_force_push": r.spec.allow_force_push,
         "group": r.spec.group,
         "requested_by": r.spec.requested_by,
         "origin": r.spec.origin,
@@ -111,6 +119,15 @@ pub async fn create_run(
             "agent_git needs a github: repository: errand hands the agent a token only for its GitHub App",
         ));
     }
+    if !b.agent_git && (!b.agent_branches.is_empty() || b.allow_force_push) {
+        return Err(ApiError::invalid(
+            "agent_branches and allow_force_push need agent_git: they say what the agent may push itself",
+        ));
+    }
+    for name in &b.agent_branches {
+        errand_core::check_branch_name(name)
+            .map_err(|e| ApiError::invalid(format!("agent_branches: {e}")))?;
+    }
     if let Some(base) = &b.base {
         if base.is_empty()
             || base.starts_with('-')
@@ -131,6 +148,8 @@ pub async fn create_run(
     spec.model = b.model;
     spec.push = b.push;
     spec.agent_git = b.agent_git;
+    spec.agent_branches = b.agent_branches;
+    spec.allow_force_push = b.allow_force_push;
     spec.base_branch = b.base;
     spec.timeout_secs = b
         .timeout_secs
