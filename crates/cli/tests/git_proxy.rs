@@ -39,6 +39,9 @@ for g in $ALLGIT; do
   note "REACH:$g=$c/$py"
 done
 note "REACHED=$N"
+# The real git reading its own binary (then running the copy): refused, the
+# memfd git runs from is execute-only.
+git hash-object -w /proc/self/exe >/dev/null 2>&1; note "SELFEXE=$?"
 # A git the agent brings itself (here: a copy shipped in its harness
 # directory, with an exec path of its own), which no guard sees.
 mkdir -p /tmp/own && ln -sf /opt/errand/harness/git /tmp/own/git
@@ -200,6 +203,7 @@ async fn malicious_agent_is_held_by_the_proxy(backend: Backend) {
         .filter(|w| w.starts_with("REACH:") && (w.contains("obeyed") || w.contains("=0/") || w.ends_with("/0")))
         .collect();
     assert!(obeyed.is_empty(), "a real git obeyed the agent: {obeyed:?} in {result}");
+    assert_ne!(field(&result, "SELFEXE"), "0", "git read its own binary: {result}");
 
     // The run's own branch, pushed by the agent through the proxy.
     assert_eq!(field(&result, "RUN"), "0:other", "{result}");
