@@ -113,21 +113,21 @@ impl Runner {
         em: &mut Emitter,
         cancel: &CancellationToken,
         timeout_secs: u64,
-    ) -> Result<errand_harness::Outcome, Stop> {
+    ) -> Result<errand_harness::Outcome, RunError> {
         let mut proc = self
             .sandbox
             .spawn(sb, &inv.command)
             .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
+            .map_err(|e| RunError::sandbox(e.to_string()))?;
         for n in proc.notices.clone() {
             em.notice(n).map_err(log_failed)?;
         }
         let stdout = proc
             .take_stdout()
-            .ok_or_else(|| Stop::failed("harness stdout was not captured"))?;
+            .ok_or_else(|| RunError::sandbox("harness stdout was not captured"))?;
         let stderr = proc
             .take_stderr()
-            .ok_or_else(|| Stop::failed("harness stderr was not captured"))?;
+            .ok_or_else(|| RunError::sandbox("harness stderr was not captured"))?;
         let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
         let stderr_path = self.paths.stderr(id);
         let redactor = em.redactor.clone();
@@ -180,7 +180,7 @@ impl Runner {
             sb.home.clone(),
             PathBuf::from(errand_harness::codex::GUARD_LOG.trim_start_matches("/home/agent/")),
         );
-        let mut stop: Option<Stop> = None;
+        let mut stop: Option<RunError> = None;
         let mut cut_lines: u64 = 0;
         loop {
             // Above the backlog the harness waits (its pipe fills) until the store catches up.
@@ -227,12 +227,11 @@ impl Runner {
                     }
                 },
                 _ = &mut deadline => {
-                    stop = Some(Stop { state: RunState::TimedOut, reason: format!(
-                        "timed out after {} (the run's --timeout); the agent was stopped", human_secs(timeout_secs)) });
+                    stop = Some(RunError::TimedOut { after: Some(timeout_secs) });
                     break;
                 }
                 _ = cancel.cancelled() => {
-                    stop = Some(Stop { state: RunState::Cancelled, reason: "cancelled (errand run was interrupted: Ctrl-C or SIGTERM)".into() });
+                    stop = Some(RunError::Interrupted);
                     break;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(20)), if backed_up => {}
@@ -242,7 +241,7 @@ impl Runner {
                     }
                     if let Ok(r) = self.store.get_run(id).await {
                         if r.cancel_requested {
-                            stop = Some(Stop { state: RunState::Cancelled, reason: "cancelled by `errand cancel`".into() });
+                            stop = Some(RunError::CancelRequested);
                             break;
                         }
                     }
@@ -256,7 +255,7 @@ impl Runner {
             }
             return Err(stop);
         }
-        let status = proc.wait().await.map_err(|e| Stop::failed(e.to_string()))?;
+        let status = proc.wait().await.map_err(|e| RunError::sandbox(e.to_string()))?;
         if let Some(n) = refusal_notice(&proc.egress_refusals()) {
             em.notice(n).map_err(log_failed)?;
         }
@@ -283,20 +282,20 @@ impl Runner {
         }
         let outcome = parser.outcome();
         match outcome {
-            _ if status.oom_killed && !status.success() => Err(Stop::failed(format!(
+            _ if status.oom_killed && !status.success() => Err(RunError::harness(format!(
                 "the harness was killed: it hit the sandbox's memory limit{memory} (raise it with --memory)"
             ))),
             Some(o) if !o.is_error && status.success() => Ok(o),
-            Some(o) if o.is_error => Err(Stop::failed(format!(
+            Some(o) if o.is_error => Err(RunError::harness(format!(
                 "the agent reported an error: {}",
                 o.error.unwrap_or_else(|| "no details".into())
             ))),
-            _ if !status.success() => Err(Stop::failed(format!(
+            _ if !status.success() => Err(RunError::harness(format!(
                 "the harness exited with {}{}",
                 status,
                 if tail.is_empty() { String::new() } else { format!(": {}", tail.join(" | ")) }
             ))),
-            _ => Err(Stop::failed(
+            _ => Err(RunError::harness(
                 "the harness exited without a final result: its output was not the stream it should print \
                  (see `errand logs --raw`)",
             )),

@@ -143,7 +143,7 @@ impl Runner {
 
     /// `[sandbox] kubernetes_git_proxy_listen` and `kubernetes_git_proxy_url`,
     /// which `--agent-git` needs on kubernetes.
-    pub(crate) fn kubernetes_git_proxy(&self) -> Result<(&str, &str), Stop> {
+    pub(crate) fn kubernetes_git_proxy(&self) -> Result<(&str, &str), RunError> {
         let listen = self
             .kubernetes_git_proxy_listen
             .as_deref()
@@ -153,7 +153,7 @@ impl Runner {
             .as_deref()
             .filter(|s| !s.trim().is_empty());
         let (Some(listen), Some(url)) = (listen, url) else {
-            return Err(Stop::failed(
+            return Err(RunError::invalid(
                 "--agent-git with the kubernetes sandbox needs sandbox.kubernetes_git_proxy_listen \
                  (where errand serves the git proxy, e.g. \"0.0.0.0:8471\") and \
                  sandbox.kubernetes_git_proxy_url (the URL pods reach it at, e.g. \
@@ -164,7 +164,7 @@ impl Runner {
         if !(lower.starts_with("http://") || lower.starts_with("https://"))
             || egress::url_destination(url).is_none()
         {
-            return Err(Stop::failed(format!(
+            return Err(RunError::invalid(format!(
                 "sandbox.kubernetes_git_proxy_url must be an http:// or https:// URL with a host, not {url:?}"
             )));
         }
@@ -179,14 +179,14 @@ impl Runner {
         inv: &Invocation,
         remote: Option<&str>,
         git_route: Option<&GitRoute>,
-    ) -> Result<(NetworkPolicy, String), Stop> {
+    ) -> Result<(NetworkPolicy, String), RunError> {
         let backend = self.sandbox.name();
         let by_address = self.sandbox.allowlists_by_address();
         if let Some(GitRoute::Address(a)) = git_route {
             // The kubernetes pod reaches errand's hub over the cluster's
             // network: with a NetworkPolicy, it must allow errand's address.
             if self.egress.allowlist && by_address && a.is_empty() {
-                return Err(Stop::failed(
+                return Err(RunError::invalid(
                     "--agent-git: sandbox.kubernetes_git_proxy_url names no host and port the pod's \
                      network policy could allow",
                 ));
@@ -195,7 +195,7 @@ impl Runner {
         // Without a NetworkPolicy the pod has the namespace's network: nothing to allow.
         let git_route = git_route.filter(|r| by_address || !matches!(r, GitRoute::Address(_)));
         if !self.egress.allowlist && matches!(git_route, Some(GitRoute::Socket(_))) {
-            return Err(Stop::failed(
+            return Err(RunError::invalid(
                 "--agent-git needs sandbox.egress = \"allowlist\": git in the sandbox reaches errand's git proxy \
                  through the egress proxy",
             ));
@@ -211,7 +211,7 @@ impl Runner {
         if matches!(git_route, Some(GitRoute::Socket(_)))
             && (by_address || !self.sandbox.isolates_network())
         {
-            return Err(Stop::failed(format!(
+            return Err(RunError::invalid(format!(
                 "--agent-git needs errand's egress proxy, which the {backend} sandbox does not have"
             )));
         }
@@ -236,7 +236,7 @@ impl Runner {
         let mut seen = std::collections::HashSet::new();
         allow.retain(|a| seen.insert(a.clone()));
         let exe = std::env::current_exe().map_err(|e| {
-            Stop::failed(format!(
+            RunError::host(format!(
                 "errand's own path is unknown ({e}), and the sandbox's egress bridge is errand: \
                  set sandbox.egress = \"open\" to run without it"
             ))
@@ -357,7 +357,7 @@ impl Runner {
         have_uv: bool,
         em: &mut Emitter,
         until: &Until,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), RunError> {
         // The workspace's .git is written from inside the sandbox only.
         let script = if have_uv {
             format!("{}/uv venv --quiet /workspace/.venv", inside::TOOLS)
@@ -368,7 +368,7 @@ impl Runner {
         env.push(("UV_CACHE_DIR".into(), "/tmp/uv-cache".into()));
         let spec = SandboxSpec { env, ..sb.clone() };
         match self.sandboxed_sh(&spec, &script, until).await {
-            Err(stop) if stop.state != RunState::Failed => Err(stop),
+            Err(stop) if stop.state() != RunState::Failed => Err(stop),
             Ok(_) => em
                 .notice(format!(
                     "created a Python virtual environment in /workspace/.venv{}",
@@ -380,7 +380,7 @@ impl Runner {
                 ))
                 .map_err(log_failed),
             Err(stop) => em
-                .notice(format!("no Python virtual environment: {}", stop.reason))
+                .notice(format!("no Python virtual environment: {stop}"))
                 .map_err(log_failed),
         }
     }

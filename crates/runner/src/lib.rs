@@ -15,6 +15,7 @@
 mod agent;
 mod assemble;
 mod emit;
+mod error;
 pub mod forge;
 pub mod gitproxy;
 mod hostfs;
@@ -23,6 +24,7 @@ mod paths;
 pub mod secrets;
 mod steps;
 
+pub use error::RunError;
 pub use forge::GithubForge;
 pub use limits::{MAX_EVENTS, MAX_EVENT_STRING, MAX_LINE_BYTES, MAX_RAW_BYTES, MAX_STDERR_BYTES};
 pub use paths::Paths;
@@ -52,22 +54,6 @@ use steps::{finish_grace, Until};
 pub enum RunnerError {
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Why a run stopped early. Its message is the reason recorded on the run.
-#[derive(Debug)]
-struct Stop {
-    state: RunState,
-    reason: String,
-}
-
-impl Stop {
-    fn failed(reason: impl Into<String>) -> Stop {
-        Stop {
-            state: RunState::Failed,
-            reason: reason.into(),
-        }
-    }
 }
 
 /// Settings shared by every run this runner executes.
@@ -196,7 +182,7 @@ impl Runner {
                 self.store.update_summary(id, &summary).await?;
                 (RunState::Succeeded, None)
             }
-            Err(stop) => (stop.state, Some(stop.reason)),
+            Err(stop) => (stop.state(), Some(stop.to_string())),
         };
         // A concurrent `errand cancel` of an orphan may have ended the run already.
         let current = self.store.get_run(id).await?;
@@ -220,30 +206,30 @@ impl Runner {
 
     /// What a run's harness may take its declared variables from: secrets
     /// stored with `errand secret set`, overridden by errand's own environment.
-    async fn run_env(&self) -> Result<BTreeMap<String, String>, Stop> {
+    async fn run_env(&self) -> Result<BTreeMap<String, String>, RunError> {
         let names = self
             .store
             .secret_names()
             .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
+            .map_err(|e| RunError::host(e.to_string()))?;
         let mut env = BTreeMap::new();
         if !names.is_empty() {
             let key = secrets::SecretKey::load(&self.paths.home)
-                .map_err(|e| Stop::failed(e.to_string()))?;
+                .map_err(|e| RunError::host(e.to_string()))?;
             env = secrets::load_all(self.store.as_ref(), &key)
                 .await
-                .map_err(|e| Stop::failed(e.to_string()))?;
+                .map_err(|e| RunError::host(e.to_string()))?;
         }
         env.extend(self.env.clone());
         Ok(env)
     }
 
-    async fn transition(&self, id: RunId, em: &mut Emitter, to: RunState) -> Result<(), Stop> {
+    async fn transition(&self, id: RunId, em: &mut Emitter, to: RunState) -> Result<(), RunError> {
         let rec = self
             .store
             .transition(id, to, None)
             .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
+            .map_err(|e| RunError::host(e.to_string()))?;
         self.observe(&rec);
         em.errand(EventKind::State {
             state: to,
@@ -260,7 +246,7 @@ impl Runner {
         cancel: &CancellationToken,
         progress: Option<ProgressFn>,
         access: &mut Option<forge::RepoAccess>,
-    ) -> Result<RunSummary, Stop> {
+    ) -> Result<RunSummary, RunError> {
         let id = rec.id;
         let spec = &rec.spec;
         let run_dir = self.paths.run_dir(id);
@@ -271,30 +257,30 @@ impl Runner {
         let harness = self
             .harnesses
             .get(&spec.harness)
-            .map_err(|e| Stop::failed(e.to_string()))?;
+            .map_err(|e| RunError::harness(e.to_string()))?;
         if spec.model.is_some() && !harness.capabilities().model_choice {
-            return Err(Stop::failed(format!(
+            return Err(RunError::invalid(format!(
                 "{} does not let errand choose the model; drop --model",
                 harness.name()
             )));
         }
         if spec.push && spec.repo.is_none() {
-            return Err(Stop::failed(
+            return Err(RunError::invalid(
                 "--push needs --repo: a run without a repository has nowhere to push",
             ));
         }
         if !spec.agent_git && (!spec.agent_branches.is_empty() || spec.allow_force_push) {
-            return Err(Stop::failed(
+            return Err(RunError::invalid(
                 "--agent-branch and --allow-force-push need --agent-git: they say what the agent may push itself",
             ));
         }
         for name in &spec.agent_branches {
             errand_core::check_branch_name(name)
-                .map_err(|e| Stop::failed(format!("--agent-branch: {e}")))?;
+                .map_err(|e| RunError::invalid(format!("--agent-branch: {e}")))?;
         }
         if spec.agent_git {
             if spec.repo.as_ref().is_none_or(|r| r.github().is_none()) {
-                return Err(Stop::failed(
+                return Err(RunError::invalid(
                     "--agent-git needs a github: repository: errand hands the agent a token only for its GitHub App",
                 ));
             }
@@ -305,7 +291,7 @@ impl Runner {
         self.sandbox
             .check()
             .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
+            .map_err(|e| RunError::sandbox(e.to_string()))?;
         let mut ctx = RunContext {
             prompt: spec.prompt.clone(),
             model: spec.model.clone(),
@@ -326,14 +312,14 @@ impl Runner {
         let session = match follow_up {
             Some(message) => {
                 if !harness.capabilities().follow_up {
-                    return Err(Stop::failed(format!(
+                    return Err(RunError::harness(format!(
                         "{} does not support follow-ups: start a new run instead",
                         harness.name()
                     )));
                 }
                 ctx.prompt = message.to_string();
                 Some(rec.summary.session_id.clone().ok_or_else(|| {
-                    Stop::failed("the run's first turn recorded no harness session to continue")
+                    RunError::harness("the run's first turn recorded no harness session to continue")
                 })?)
             }
             None => None,
@@ -343,19 +329,19 @@ impl Runner {
             None => harness.invocation(ctx),
         };
         // Validates the environment (e.g. the API key) before anything slow happens.
-        invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
+        invocation(&ctx).map_err(|e| RunError::harness(e.to_string()))?;
         // Only now, with the cheap checks passed, is a repository token minted.
         let remote = match &spec.repo {
             Some(src) if src.github().is_some() => {
                 let (owner, repo) = src.github().unwrap_or_default();
                 let gh = self.github.as_ref().ok_or_else(|| {
-                    Stop::failed(format!(
+                    RunError::invalid(format!(
                         "{owner}/{repo} is a GitHub repository, and this errand has no GitHub App \
                          configured ([github] app_id and private_key_file in its config)"
                     ))
                 })?;
                 let a = gh.access(owner, repo, spec.push).await.map_err(|e| {
-                    Stop::failed(format!("no GitHub token for {owner}/{repo}: {e}"))
+                    RunError::forge(format!("no GitHub token for {owner}/{repo}: {e}"))
                 })?;
                 em.notice(format!(
                     "minted a token for {owner}/{repo} only ({}), revoked when the run ends",
@@ -373,7 +359,7 @@ impl Runner {
             }
             Some(src) => Some(
                 errand_git::resolve_source(src, &self.cwd)
-                    .map_err(|e| Stop::failed(e.to_string()))?,
+                    .map_err(|e| RunError::git(e.to_string()))?,
             ),
             None => None,
         };
@@ -393,18 +379,18 @@ impl Runner {
                 };
                 errand_harness::install_npm(&self.paths.cache, harness.name(), &pkg, &report)
                     .await
-                    .map_err(|e| Stop::failed(e.to_string()))?
+                    .map_err(|e| RunError::harness(e.to_string()))?
             }
             (None, Some(dir)) => dir,
             // A command from the system: mount an empty directory in the harness's place.
             (None, None) => {
                 let empty = run_dir.join("no-harness-dir");
                 std::fs::create_dir_all(&empty)
-                    .map_err(|e| Stop::failed(format!("cannot create {}: {e}", empty.display())))?;
+                    .map_err(|e| RunError::host(format!("cannot create {}: {e}", empty.display())))?;
                 empty
             }
         };
-        let inv = invocation(&ctx).map_err(|e| Stop::failed(e.to_string()))?;
+        let inv = invocation(&ctx).map_err(|e| RunError::harness(e.to_string()))?;
         let mut secrets = inv.secrets.clone();
         if let Some(a) = access.as_ref() {
             secrets.push(a.token().token);
@@ -414,12 +400,12 @@ impl Runner {
         let prepared_file = run_dir.join("prepared.json");
         let prepared = if session.is_some() {
             let text = std::fs::read_to_string(&prepared_file).map_err(|e| {
-                Stop::failed(format!(
+                RunError::host(format!(
                     "the run's workspace is gone ({e}); a follow-up needs the machine that ran the first turn"
                 ))
             })?;
             let prepared: errand_git::Prepared = serde_json::from_str(&text).map_err(|e| {
-                Stop::failed(format!("{} is corrupt: {e}", prepared_file.display()))
+                RunError::host(format!("{} is corrupt: {e}", prepared_file.display()))
             })?;
             em.notice(format!(
                 "continuing on {} in the same workspace",
@@ -445,15 +431,15 @@ impl Runner {
         // HOME is the agent's (a follow-up finds what it left there): these
         // files replace whatever is in their place and never follow a link.
         std::fs::create_dir_all(&home)
-            .map_err(|e| Stop::failed(format!("cannot create {}: {e}", home.display())))?;
+            .map_err(|e| RunError::host(format!("cannot create {}: {e}", home.display())))?;
         for (rel, contents) in &inv.home_files {
             let (root, rel_path, bytes) = (home.clone(), PathBuf::from(rel), contents.clone());
             tokio::task::spawn_blocking(move || {
                 hostfs::write_beneath(&root, &rel_path, bytes.as_bytes())
             })
             .await
-            .map_err(|e| Stop::failed(format!("writing {rel} failed: {e}")))?
-            .map_err(|e| Stop::failed(format!("cannot write {rel} in the agent's home: {e}")))?;
+            .map_err(|e| RunError::host(format!("writing {rel} failed: {e}")))?
+            .map_err(|e| RunError::host(format!("cannot write {rel} in the agent's home: {e}")))?;
         }
         self.run_prepared(
             rec,
@@ -477,7 +463,7 @@ impl Runner {
         run_dir: &Path,
         workspace: &Path,
         em: &mut Emitter,
-    ) -> Result<errand_git::Prepared, Stop> {
+    ) -> Result<errand_git::Prepared, RunError> {
         let id = rec.id;
         let spec = &rec.spec;
         let mirrors = errand_git::Mirrors::new(self.paths.cache.join("mirrors"));
@@ -503,7 +489,7 @@ impl Runner {
             &id.branch(),
         )
         .await
-        .map_err(|e| Stop::failed(e.to_string()))?;
+        .map_err(|e| RunError::git(e.to_string()))?;
         em.notice(format!(
             "branch {} from {} at {}",
             prepared.branch,
@@ -528,7 +514,7 @@ impl Runner {
         em: &mut Emitter,
         cancel: &CancellationToken,
         access: Option<&forge::RepoAccess>,
-    ) -> Result<RunSummary, Stop> {
+    ) -> Result<RunSummary, RunError> {
         let id = rec.id;
         let spec = &rec.spec;
         let run_dir = self.paths.run_dir(id);
@@ -567,7 +553,7 @@ impl Runner {
                 .iter()
                 .find(|b| **b == prepared.base_branch)
             {
-                return Err(Stop::failed(format!(
+                return Err(RunError::invalid(format!(
                     "--agent-branch {b}: the default branch is never the agent's to push"
                 )));
             }
@@ -625,7 +611,7 @@ impl Runner {
             Err(why) => {
                 // The agent's pushes are kept to its branch by the guard alone.
                 if spec.agent_git {
-                    return Err(Stop::failed(format!(
+                    return Err(RunError::invalid(format!(
                         "--agent-git needs errand's command guard in the sandbox, which is not available: {why}"
                     )));
                 }
@@ -653,7 +639,7 @@ impl Runner {
                     scratch: run_dir.join("git-proxy"),
                     max_push: gitproxy::DEFAULT_MAX_PUSH,
                 })
-                .map_err(|e| Stop::failed(e.to_string()))?;
+                .map_err(|e| RunError::host(e.to_string()))?;
                 // git in the sandbox reaches the run's repository only as errand's
                 // proxy URL; it holds no token, the proxy adds it outside.
                 let (serving, url, shown) = if kubernetes {
@@ -663,7 +649,7 @@ impl Runner {
                     let reg = gitproxy::Hub::shared(listen)
                         .register(proxy.clone())
                         .await
-                        .map_err(|e| Stop::failed(format!("agent git: {e}")))?;
+                        .map_err(|e| RunError::host(format!("agent git: {e}")))?;
                     // A secret for the run's life: never in events or output.
                     em.redactor.add(reg.capability());
                     let url = reg.url(base, &proxy);
@@ -675,10 +661,10 @@ impl Runner {
                     (ProxyServing::Hub { _registration: reg }, url, shown)
                 } else {
                     let socket = errand_sandbox::socket::private_path("git-proxy")
-                        .map_err(|e| Stop::failed(format!("agent git: {e}")))?;
+                        .map_err(|e| RunError::host(format!("agent git: {e}")))?;
                     let serving = proxy
                         .serve_unix(&socket)
-                        .map_err(|e| Stop::failed(e.to_string()))?;
+                        .map_err(|e| RunError::host(e.to_string()))?;
                     let url = proxy.sandbox_url();
                     (ProxyServing::Socket(serving), url.clone(), url)
                 };
@@ -725,7 +711,7 @@ impl Runner {
                 Some((proxy, serving))
             }
             (true, _) => {
-                return Err(Stop::failed(
+                return Err(RunError::forge(
                     "--agent-git needs the run's GitHub token, and this run has none",
                 ))
             }
@@ -843,7 +829,7 @@ impl Runner {
             .await?;
         let collected = errand_git::collect(prepared)
             .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
+            .map_err(|e| RunError::git(e.to_string()))?;
         let mut summary = RunSummary {
             branch: Some(prepared.branch.clone()),
             commit: Some(collected.commit.clone()),
@@ -939,7 +925,7 @@ impl Runner {
             let auth = access.map(|a| a.git_auth());
             errand_git::push(prepared, auth.as_ref())
                 .await
-                .map_err(|e| Stop::failed(e.to_string()))?;
+                .map_err(|e| RunError::git(e.to_string()))?;
             summary.pushed = true;
             summary.pr_url = rec.summary.pr_url.clone();
             if let (Some(gh), Some(a), None) = (&self.github, access, &summary.pr_url) {
@@ -965,7 +951,7 @@ impl Runner {
                         draft: false,
                     };
                     let pr = gh.open_pull(a, &pull).await.map_err(|e| {
-                        Stop::failed(format!(
+                        RunError::forge(format!(
                             "pushed {} but could not open a pull request: {e}",
                             prepared.branch
                         ))
@@ -1008,17 +994,17 @@ fn short(sha: &str) -> &str {
     sha.get(..8).unwrap_or(sha)
 }
 
-fn log_failed(e: StoreError) -> Stop {
-    Stop::failed(format!("could not write the event log: {e}"))
+fn log_failed(e: StoreError) -> RunError {
+    RunError::Log(e)
 }
 
-fn write_file(path: &Path, contents: &str) -> Result<(), Stop> {
+fn write_file(path: &Path, contents: &str) -> Result<(), RunError> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)
-            .map_err(|e| Stop::failed(format!("cannot create {}: {e}", d.display())))?;
+            .map_err(|e| RunError::host(format!("cannot create {}: {e}", d.display())))?;
     }
     std::fs::write(path, contents)
-        .map_err(|e| Stop::failed(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| RunError::host(format!("cannot write {}: {e}", path.display())))
 }
 
 /// The first `name` on PATH that is a native executable (ELF), with symlinks resolved.
@@ -1317,7 +1303,7 @@ mod tests {
             (None, Some("http://10.0.0.5:8471")),
         ] {
             let r = pods_runner(listen, url).await;
-            let err = r.kubernetes_git_proxy().unwrap_err().reason;
+            let err = r.kubernetes_git_proxy().unwrap_err().to_string();
             assert!(
                 err.contains("sandbox.kubernetes_git_proxy_listen")
                     && err.contains("sandbox.kubernetes_git_proxy_url"),

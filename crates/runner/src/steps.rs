@@ -26,7 +26,7 @@ impl Runner {
         sb: &SandboxSpec,
         script: &str,
         until: &Until,
-    ) -> Result<(bool, String), Stop> {
+    ) -> Result<(bool, String), RunError> {
         let (status, out, _) = self
             .in_sandbox(sb, &format!("exec 2>&1; {script}"), until)
             .await?;
@@ -39,12 +39,12 @@ impl Runner {
         sb: &SandboxSpec,
         script: &str,
         until: &Until,
-    ) -> Result<String, Stop> {
+    ) -> Result<String, RunError> {
         let (status, out, err) = self.in_sandbox(sb, script, until).await?;
         if status.success() {
             Ok(out)
         } else {
-            Err(Stop::failed(format!(
+            Err(RunError::sandbox(format!(
                 "`{script}` failed in the sandbox ({status}): {}",
                 last_chars(err.trim(), REASON_TAIL)
             )))
@@ -59,12 +59,12 @@ impl Runner {
         sb: &SandboxSpec,
         script: &str,
         until: &Until,
-    ) -> Result<(errand_sandbox::ExitInfo, String, String), Stop> {
+    ) -> Result<(errand_sandbox::ExitInfo, String, String), RunError> {
         let mut p = self
             .sandbox
             .spawn(sb, &CommandLine::new("/bin/sh", ["-c", script]))
             .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
+            .map_err(|e| RunError::sandbox(e.to_string()))?;
         let stdout = p.take_stdout();
         let stderr = p.take_stderr();
         let result = {
@@ -83,7 +83,7 @@ impl Runner {
         };
         match result {
             Ok((status, out, err)) => {
-                let status = status.map_err(|e| Stop::failed(e.to_string()))?;
+                let status = status.map_err(|e| RunError::sandbox(e.to_string()))?;
                 Ok((status, out, err))
             }
             Err(stop) => {
@@ -95,23 +95,17 @@ impl Runner {
 
     /// Resolves when the run must stop: its deadline passed, it was
     /// cancelled here, or someone asked the store to cancel it.
-    pub(crate) async fn stopped(&self, until: &Until) -> Stop {
+    pub(crate) async fn stopped(&self, until: &Until) -> RunError {
         let deadline = tokio::time::sleep_until(until.deadline);
         tokio::pin!(deadline);
         let mut poll = tokio::time::interval(self.cancel_poll);
         loop {
             tokio::select! {
-                _ = &mut deadline => return Stop {
-                    state: RunState::TimedOut,
-                    reason: "timed out (the run's --timeout): errand stopped the sandbox".into(),
-                },
-                _ = until.cancel.cancelled() => return Stop {
-                    state: RunState::Cancelled,
-                    reason: "cancelled (errand run was interrupted: Ctrl-C or SIGTERM)".into(),
-                },
+                _ = &mut deadline => return RunError::TimedOut { after: None },
+                _ = until.cancel.cancelled() => return RunError::Interrupted,
                 _ = poll.tick() => {
                     if self.store.get_run(until.id).await.is_ok_and(|r| r.cancel_requested) {
-                        return Stop { state: RunState::Cancelled, reason: "cancelled by `errand cancel`".into() };
+                        return RunError::CancelRequested;
                     }
                 }
             }
@@ -127,16 +121,16 @@ impl Runner {
         prepared: &errand_git::Prepared,
         run_dir: &Path,
         until: &Until,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), RunError> {
         let script = errand_git::export_script(prepared);
         let mut p = self
             .sandbox
             .spawn(sb, &CommandLine::new("/bin/sh", ["-c", &script]))
             .await
-            .map_err(|e| Stop::failed(e.to_string()))?;
+            .map_err(|e| RunError::sandbox(e.to_string()))?;
         let stdout = p
             .take_stdout()
-            .ok_or_else(|| Stop::failed("the export's stdout was not captured"))?;
+            .ok_or_else(|| RunError::sandbox("the export's stdout was not captured"))?;
         let stderr = p.take_stderr();
         // errand's own directory beside the run's: never mounted into a sandbox.
         let spool = run_dir.join("export.bundle");
@@ -165,7 +159,7 @@ impl Runner {
             }
         };
         let why = |detail: String| {
-            Stop::failed(format!(
+            RunError::git(format!(
                 "could not take the run's commits out of the sandbox: {detail}{}",
                 if err.trim().is_empty() {
                     String::new()
@@ -190,6 +184,6 @@ impl Runner {
         }
         let imported = errand_git::import(prepared, &received, &spool).await;
         let _ = tokio::fs::remove_file(&spool).await;
-        imported.map_err(|e| Stop::failed(e.to_string()))
+        imported.map_err(|e| RunError::git(e.to_string()))
     }
 }
