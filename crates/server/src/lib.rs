@@ -7,6 +7,7 @@
 //!   [`auth`] bearer tokens and share links, [`worker`] the pool;
 //! * [`viewer`] the web pages (runs, a run's trace, a fan-out group), their
 //!   embedded assets, and parsing of trace files dropped on a page;
+//! * [`requestlog`] one info line per request (method, masked path, status, latency);
 //! * every error is JSON `{"error":{"code":…,"message":…}}` ([`ApiError`]).
 
 pub mod access;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod integrations;
 pub mod metrics;
 pub mod repo;
+pub mod requestlog;
 pub mod sse;
 pub mod viewer;
 pub mod worker;
@@ -130,5 +132,6 @@ pub fn app(state: AppState) -> Router {
         .merge(public)
         .merge(viewer::routes(viewer::Mode::Serve))
         .fallback(api::not_found)
+        .layer(axum::middleware::from_fn(requestlog::log))
         .with_state(state)
 }
