@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use errand_harness::{CustomHarness, Registry};
 use errand_runner::Paths;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,10 +36,29 @@ pub struct Config {
     /// Who may start runs from Slack and GitHub ([`errand_server::access`]).
     #[serde(default)]
     pub access: Vec<errand_server::access::AccessRule>,
+    #[serde(default)]
+    pub log: Log,
+}
+
+/// `[log]`: how errand writes its own log to stderr.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` (default; coloured only on a terminal) or `json` (one object per line).
+    /// `--log-format` and `ERRAND_LOG_FORMAT` override it.
+    pub format: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: "text".into(),
+        }
+    }
 }
 
 /// `[github]`: the App's id and private key; GitHub Enterprise through `api_url` and `git_url`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Github {
     /// The App's id (or client id): the JWT's issuer.
@@ -76,7 +95,7 @@ fn default_mention() -> String {
 }
 
 /// `[slack]`: the app's signing secret and bot token.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Slack {
     pub signing_secret: String,
@@ -92,7 +111,7 @@ fn default_slack_api() -> String {
 /// Model endpoints for the harnesses. Each is used only when the variable its
 /// harness's users already know (`ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`,
 /// `GOOGLE_GEMINI_BASE_URL`) is not set in errand's environment.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Models {
     pub anthropic_base_url: Option<String>,
@@ -101,7 +120,7 @@ pub struct Models {
 }
 
 /// Where agents run (`--sandbox` on `errand run` overrides `backend`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxSection {
     /// `local` (bubblewrap), `docker` (one container per process) or
@@ -234,7 +253,7 @@ fn number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D:
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     /// Address `errand serve` listens on.
@@ -288,14 +307,14 @@ impl Default for Server {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
     /// `postgres://…`, or a SQLite path; default: `$ERRAND_HOME/errand.db`.
     pub url: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Queue {
     /// Most runs executing at once across all workers (0: no limit).
@@ -316,47 +335,218 @@ impl Default for Queue {
     }
 }
 
-/// Every scalar key, as `section.key`: what `ERRAND_SECTION_KEY` can set.
-const KEYS: &[&str] = &[
-    "server.listen",
-    "server.workers",
-    "server.worker_id",
-    "database.url",
-    "queue.global_limit",
-    "queue.per_repo_limit",
-    "queue.lease_secs",
-    "models.anthropic_base_url",
-    "models.openai_base_url",
-    "models.google_gemini_base_url",
-    "sandbox.backend",
-    "sandbox.docker_image",
-    "sandbox.docker_network",
-    "sandbox.cpus",
-    "sandbox.kubernetes_namespace",
-    "sandbox.kubernetes_image",
-    "sandbox.kubernetes_runs_claim",
-    "sandbox.kubernetes_runs_root",
-    "sandbox.kubernetes_network_policy",
-    "sandbox.kubernetes_egress",
-    "sandbox.kubernetes_deadline_secs",
-    "sandbox.kubernetes_git_proxy_listen",
-    "sandbox.kubernetes_git_proxy_url",
-    "sandbox.egress",
-    "sandbox.egress_allow",
-    "sandbox.egress_git_host",
-    "server.public_url",
-    "server.default_harness",
-    "server.local_repos",
-    "github.app_id",
-    "github.private_key_file",
-    "github.private_key",
-    "github.api_url",
-    "github.git_url",
-    "github.webhook_secret",
-    "slack.signing_secret",
-    "slack.bot_token",
-    "slack.api_url",
-];
+/// The type a key's value has in the schema: what a value from the
+/// environment (always text) or a loosely typed file value is turned into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Text; a number or boolean is taken as its text (`ERRAND_GITHUB_APP_ID=123456`).
+    Str,
+    /// A whole number; text of digits is accepted.
+    Int,
+    /// A number; an integer or text of one is accepted.
+    Float,
+    /// `true`/`false`; also `yes`/`no`, `1`/`0` as text or number.
+    Bool,
+    /// Strings: a TOML array, or as text either a TOML array (`["a", "b"]`) or
+    /// comma-separated (`a, b`).
+    List,
+    /// Paths: a TOML array, or as text either a TOML array or `:`-separated.
+    Paths,
+}
+
+/// Every scalar key, as `section.key` with its type: what `ERRAND_SECTION_KEY` can set.
+const KEYS: &[(&str, Kind)] = {
+    use Kind::*;
+    &[
+        ("server.listen", Str),
+        ("server.workers", Int),
+        ("server.worker_id", Str),
+        ("server.public_url", Str),
+        ("server.default_harness", Str),
+        ("server.local_repos", Paths),
+        ("database.url", Str),
+        ("queue.global_limit", Int),
+        ("queue.per_repo_limit", Int),
+        ("queue.lease_secs", Int),
+        ("models.anthropic_base_url", Str),
+        ("models.openai_base_url", Str),
+        ("models.google_gemini_base_url", Str),
+        ("sandbox.backend", Str),
+        ("sandbox.docker_image", Str),
+        ("sandbox.docker_network", Str),
+        ("sandbox.cpus", Float),
+        ("sandbox.kubernetes_namespace", Str),
+        ("sandbox.kubernetes_image", Str),
+        ("sandbox.kubernetes_runs_claim", Str),
+        ("sandbox.kubernetes_runs_root", Str),
+        ("sandbox.kubernetes_network_policy", Bool),
+        ("sandbox.kubernetes_egress", List),
+        ("sandbox.kubernetes_deadline_secs", Int),
+        ("sandbox.kubernetes_git_proxy_listen", Str),
+        ("sandbox.kubernetes_git_proxy_url", Str),
+        ("sandbox.egress", Str),
+        ("sandbox.egress_allow", List),
+        ("sandbox.egress_git_host", Bool),
+        ("github.app_id", Str),
+        ("github.private_key_file", Str),
+        ("github.private_key", Str),
+        ("github.api_url", Str),
+        ("github.git_url", Str),
+        ("github.webhook_secret", Str),
+        ("github.mention", Str),
+        ("github.workflows", Bool),
+        ("slack.signing_secret", Str),
+        ("slack.bot_token", Str),
+        ("slack.api_url", Str),
+        ("log.format", Str),
+    ]
+};
+
+/// Sections made of `[[table]]` entries, checked by their own types.
+const ARRAYS: &[&str] = &["harness", "access"];
+
+fn kind_of(key: &str) -> Option<Kind> {
+    KEYS.iter().find(|(k, _)| *k == key).map(|(_, t)| *t)
+}
+
+fn sections() -> Vec<&'static str> {
+    let mut out: Vec<&str> = KEYS
+        .iter()
+        .filter_map(|(k, _)| k.split_once('.'))
+        .map(|(s, _)| s)
+        .collect();
+    out.dedup();
+    out
+}
+
+/// `value` as the schema's `kind`, when that is unambiguous; else what was expected.
+fn coerce(kind: Kind, value: toml::Value) -> std::result::Result<toml::Value, String> {
+    use toml::Value as V;
+    let text = |v: &V| match v {
+        V::String(s) => Some(s.clone()),
+        V::Integer(i) => Some(i.to_string()),
+        V::Float(f) => Some(f.to_string()),
+        V::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match (kind, value) {
+        (Kind::Str, v) => text(&v)
+            .map(V::String)
+            .ok_or_else(|| "expected text".into()),
+        (Kind::Int, V::Integer(i)) => Ok(V::Integer(i)),
+        (Kind::Int, V::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(V::Integer)
+            .map_err(|_| format!("'{s}' is not a whole number")),
+        (Kind::Int, _) => Err("expected a whole number".into()),
+        (Kind::Float, V::Integer(i)) => Ok(V::Float(i as f64)),
+        (Kind::Float, V::Float(f)) => Ok(V::Float(f)),
+        (Kind::Float, V::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map(V::Float)
+            .map_err(|_| format!("'{s}' is not a number")),
+        (Kind::Float, _) => Err("expected a number".into()),
+        (Kind::Bool, V::Boolean(b)) => Ok(V::Boolean(b)),
+        (Kind::Bool, V::Integer(i @ (0 | 1))) => Ok(V::Boolean(i == 1)),
+        (Kind::Bool, V::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(V::Boolean(true)),
+            "false" | "no" | "0" => Ok(V::Boolean(false)),
+            _ => Err(format!("'{s}' is not true or false")),
+        },
+        (Kind::Bool, _) => Err("expected true or false".into()),
+        (Kind::List | Kind::Paths, V::Array(items)) => items
+            .iter()
+            .map(|i| {
+                text(i)
+                    .map(V::String)
+                    .ok_or_else(|| "expected a list of text".to_string())
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(V::Array),
+        (k @ (Kind::List | Kind::Paths), V::String(s)) if s.trim_start().starts_with('[') => {
+            let t: toml::Table = toml::from_str(&format!("v = {s}"))
+                .map_err(|_| format!("'{s}' is not a TOML array such as [\"a\", \"b\"]"))?;
+            match t.get("v") {
+                Some(v @ V::Array(_)) => coerce(k, v.clone()),
+                _ => Err(format!("'{s}' is not a TOML array")),
+            }
+        }
+        (Kind::List, V::String(s)) => Ok(V::Array(
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| V::String(x.to_string()))
+                .collect(),
+        )),
+        (Kind::Paths, V::String(s)) => Ok(V::Array(
+            s.split(':')
+                .filter(|p| !p.trim().is_empty())
+                .map(|x| V::String(x.to_string()))
+                .collect(),
+        )),
+        (Kind::List | Kind::Paths, v) => text(&v)
+            .map(|t| V::Array(vec![V::String(t)]))
+            .ok_or_else(|| "expected a list".into()),
+    }
+}
+
+/// The valid name nearest to `unknown` among `candidates`, when it is near enough to be a typo.
+fn nearest<'a>(unknown: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let u = unknown.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&u, &c.to_ascii_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn unknown_message(what: &str, name: &str, near: Option<&str>) -> String {
+    match near {
+        Some(n) => format!("unknown {what} `{name}`; did you mean `{n}`?"),
+        None => format!("unknown {what} `{name}`"),
+    }
+}
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    File,
+    /// The variable's name.
+    Env(String),
+    Default,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File => f.write_str("file"),
+            Source::Env(v) => write!(f, "environment ({v})"),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A configuration with what `errand config show` and `check` need besides.
+pub struct Loaded {
+    pub config: Config,
+    /// The file's path.
+    pub path: PathBuf,
+    /// Keys set by the file or the environment; every other key has its default.
+    pub sources: std::collections::BTreeMap<String, Source>,
+    /// Unknown keys and variables, each a sentence naming the nearest valid one.
+    pub warnings: Vec<String>,
+    /// The merged table, for the `[[harness]]` and `[[access]]` entries.
+    pub table: toml::Table,
+}
+
+impl Loaded {
+    pub fn source(&self, key: &str) -> Source {
+        self.sources.get(key).cloned().unwrap_or(Source::Default)
+    }
+}
 
 pub fn path(paths: &Paths) -> PathBuf {
     std::env::var_os("ERRAND_CONFIG")
@@ -370,10 +560,33 @@ pub fn env_name(key: &str) -> String {
     format!("ERRAND_{}", key.replace('.', "_").to_ascii_uppercase())
 }
 
-/// Reads the file and applies environment overrides. A missing default file is
-/// an empty configuration; a missing `$ERRAND_CONFIG` or a malformed file is an
-/// error naming the file.
+/// Reads the file and applies environment overrides, warning (once per
+/// process) about unknown keys. A missing default file is an empty
+/// configuration; a missing `$ERRAND_CONFIG` or a malformed file is an error
+/// naming the file.
 pub fn load(paths: &Paths) -> Result<Config> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let loaded = load_full(paths)?;
+    WARNED.call_once(|| {
+        for w in &loaded.warnings {
+            tracing::warn!("{}: {w}", loaded.path.display());
+        }
+    });
+    Ok(loaded.config)
+}
+
+/// `log.format` from the file or `ERRAND_LOG_FORMAT`, read before logging
+/// starts (quietly: problems are reported when the configuration is loaded).
+pub fn log_format(paths: &Paths) -> Option<String> {
+    if let Ok(v) = std::env::var(env_name("log.format")) {
+        return Some(v);
+    }
+    let text = std::fs::read_to_string(path(paths)).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    table.get("log")?.get("format")?.as_str().map(String::from)
+}
+
+fn read_table(paths: &Paths) -> Result<(PathBuf, toml::Table)> {
     let p = path(paths);
     let explicit = std::env::var_os("ERRAND_CONFIG").is_some_and(|v| !v.is_empty());
     let text = match std::fs::read_to_string(&p) {
@@ -383,29 +596,127 @@ pub fn load(paths: &Paths) -> Result<Config> {
             return Err(e).with_context(|| format!("cannot read the configuration {}", p.display()))
         }
     };
-    let mut value: toml::Table = toml::from_str(&text)
+    let table = toml::from_str(&text)
         .with_context(|| format!("the configuration {} is not valid", p.display()))?;
-    for key in KEYS {
-        if let Ok(v) = std::env::var(env_name(key)) {
-            let (section, name) = key.split_once('.').unwrap_or((key, key));
-            let table = value
-                .entry(section.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(t) = table {
-                // Numbers stay numbers, so `ERRAND_SERVER_WORKERS=4` means 4.
-                let parsed = v
-                    .parse::<i64>()
-                    .map(toml::Value::Integer)
-                    .unwrap_or(toml::Value::String(v));
-                t.insert(name.to_string(), parsed);
+    Ok((p, table))
+}
+
+/// [`load`], keeping each value's source and the warnings.
+pub fn load_full(paths: &Paths) -> Result<Loaded> {
+    let (p, file) = read_table(paths)?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut loaded = merge(file, &env).map_err(|errors| {
+        anyhow::anyhow!(
+            "the configuration ({} and ERRAND_* variables) is not valid: {}",
+            p.display(),
+            errors.join("; ")
+        )
+    })?;
+    loaded.path = p.clone();
+    let config = toml::Value::Table(loaded.table.clone())
+        .try_into()
+        .with_context(|| {
+            format!(
+                "the configuration ({} and ERRAND_* variables) is not valid",
+                p.display()
+            )
+        })?;
+    loaded.config = config;
+    Ok(loaded)
+}
+
+/// The file's table with unknown keys set aside (as warnings), every known
+/// value typed by the schema, and the environment's `ERRAND_SECTION_KEY`
+/// variables applied over it. `Err` lists the values that cannot be typed.
+fn merge(
+    mut file: toml::Table,
+    env: &[(String, String)],
+) -> std::result::Result<Loaded, Vec<String>> {
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let mut sources = std::collections::BTreeMap::new();
+    let sections = sections();
+    let all: Vec<&str> = KEYS
+        .iter()
+        .map(|(k, _)| *k)
+        .chain(sections.iter().copied())
+        .chain(ARRAYS.iter().copied())
+        .collect();
+    // The file.
+    let names: Vec<String> = file.keys().cloned().collect();
+    for name in names {
+        if ARRAYS.contains(&name.as_str()) {
+            continue;
+        }
+        if !sections.contains(&name.as_str()) {
+            warnings.push(unknown_message(
+                "key",
+                &name,
+                nearest(&name, all.iter().copied()),
+            ));
+            file.remove(&name);
+            continue;
+        }
+        let Some(toml::Value::Table(t)) = file.get_mut(&name) else {
+            errors.push(format!("`{name}` must be a table ([{name}])"));
+            continue;
+        };
+        let keys: Vec<String> = t.keys().cloned().collect();
+        for k in keys {
+            let full = format!("{name}.{k}");
+            let Some(kind) = kind_of(&full) else {
+                let near = nearest(&full, KEYS.iter().map(|(k, _)| *k));
+                warnings.push(unknown_message("key", &full, near));
+                t.remove(&k);
+                continue;
+            };
+            if let Some(v) = t.remove(&k) {
+                match coerce(kind, v) {
+                    Ok(v) => {
+                        t.insert(k, v);
+                        sources.insert(full, Source::File);
+                    }
+                    Err(e) => errors.push(format!("{full}: {e}")),
+                }
             }
         }
     }
-    toml::Value::Table(value).try_into().with_context(|| {
-        format!(
-            "the configuration ({} and ERRAND_* variables) is not valid",
-            p.display()
-        )
+    // The environment.
+    let env_names: Vec<String> = KEYS.iter().map(|(k, _)| env_name(k)).collect();
+    for (var, value) in env {
+        let Some((key, kind)) = KEYS.iter().find(|(k, _)| env_name(k) == *var) else {
+            let looks_like_key = sections
+                .iter()
+                .any(|s| var.starts_with(&format!("{}_", env_name(s))));
+            if looks_like_key {
+                let near = nearest(var, env_names.iter().map(String::as_str));
+                warnings.push(unknown_message("variable", var, near));
+            }
+            continue;
+        };
+        let (section, name) = key.split_once('.').unwrap_or((key, key));
+        match coerce(*kind, toml::Value::String(value.clone())) {
+            Ok(v) => {
+                let table = file
+                    .entry(section.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(t) = table {
+                    t.insert(name.to_string(), v);
+                }
+                sources.insert(key.to_string(), Source::Env(var.clone()));
+            }
+            Err(e) => errors.push(format!("{var}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Loaded {
+        config: Config::default(),
+        path: PathBuf::new(),
+        sources,
+        warnings,
+        table: file,
     })
 }
 
@@ -693,6 +1004,12 @@ impl Config {
                 ));
             }
         }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            out.push(format!(
+                "log.format '{}' is not text or json",
+                self.log.format
+            ));
+        }
         if let Some(url) = &self.database.url {
             let ok = url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
@@ -705,6 +1022,172 @@ impl Config {
             }
         }
         out
+    }
+}
+
+/// Does `key` (a config key, or a name inside `[[harness]]` such as an
+/// environment variable) name a secret? Paths to secrets (`*_file`) do not.
+pub fn is_secret(key: &str) -> bool {
+    let k = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+    !k.ends_with("_file")
+        && ["key", "token", "secret", "password", "passwd", "credential"]
+            .iter()
+            .any(|w| k.contains(w))
+}
+
+const MASK: &str = "********";
+
+/// `scheme://user:password@host` → `scheme://user:********@host`; anything else unchanged.
+fn mask_url(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return s.to_string();
+    };
+    let user = rest[..at].split(':').next().unwrap_or("");
+    let masked = if rest[..at].contains(':') {
+        format!("{user}:{MASK}")
+    } else {
+        MASK.to_string()
+    };
+    format!("{scheme}://{masked}{}", &rest[at..])
+}
+
+/// `v` with every secret-looking key's value masked, and credentials in URLs.
+fn mask(key: &str, v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => J::Null,
+        _ if is_secret(key) => J::String(MASK.into()),
+        J::String(s) => J::String(mask_url(&s)),
+        J::Array(a) => J::Array(a.into_iter().map(|x| mask(key, x)).collect()),
+        J::Object(o) => J::Object(
+            o.into_iter()
+                .map(|(k, x)| {
+                    let x = mask(&k, x);
+                    (k, x)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+impl Loaded {
+    /// Every key's effective value (masked), in [`KEYS`] order; `None` for
+    /// `[github]` and `[slack]` keys when that section is not configured.
+    pub fn effective(&self) -> Vec<(&'static str, Option<serde_json::Value>)> {
+        let c = &self.config;
+        let section = |name: &str| -> Option<serde_json::Value> {
+            match name {
+                "server" => serde_json::to_value(&c.server).ok(),
+                "database" => serde_json::to_value(&c.database).ok(),
+                "queue" => serde_json::to_value(&c.queue).ok(),
+                "models" => serde_json::to_value(&c.models).ok(),
+                "sandbox" => serde_json::to_value(&c.sandbox).ok(),
+                "github" => c.github.as_ref().and_then(|g| serde_json::to_value(g).ok()),
+                "slack" => c.slack.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+                "log" => serde_json::to_value(&c.log).ok(),
+                _ => None,
+            }
+        };
+        KEYS.iter()
+            .map(|(key, _)| {
+                let (s, name) = key.split_once('.').unwrap_or((key, key));
+                let v = section(s).map(|t| mask(key, t.get(name).cloned().unwrap_or_default()));
+                (*key, v)
+            })
+            .collect()
+    }
+
+    /// The `[[harness]]` or `[[access]]` entries as written, masked.
+    fn entries(&self, name: &str) -> serde_json::Value {
+        self.table
+            .get(name)
+            .and_then(|v| serde_json::to_value(v).ok())
+            .map(|v| mask(name, v))
+            .unwrap_or_else(|| serde_json::Value::Array(Vec::new()))
+    }
+}
+
+/// `errand config show [--json]`: the effective configuration, secrets masked,
+/// with where each value came from.
+pub fn cmd_show(paths: &Paths, json: bool) -> Result<std::process::ExitCode> {
+    let loaded = load_full(paths)?;
+    for w in &loaded.warnings {
+        eprintln!("{}: warning: {w}", loaded.path.display());
+    }
+    let source_json = |key: &str| match loaded.source(key) {
+        Source::File => serde_json::json!({"source": "file"}),
+        Source::Env(v) => serde_json::json!({"source": "environment", "variable": v}),
+        Source::Default => serde_json::json!({"source": "default"}),
+    };
+    if json {
+        let mut values = serde_json::Map::new();
+        for (key, v) in loaded.effective() {
+            let Some(v) = v else { continue };
+            let mut entry = source_json(key);
+            entry["value"] = v;
+            values.insert(key.to_string(), entry);
+        }
+        let out = serde_json::json!({
+            "file": loaded.path,
+            "file_exists": loaded.path.is_file(),
+            "values": values,
+            "harness": loaded.entries("harness"),
+            "access": loaded.entries("access"),
+            "warnings": loaded.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let exists = if loaded.path.is_file() {
+            ""
+        } else {
+            " (not found: defaults and environment only)"
+        };
+        println!("# {}{exists}", loaded.path.display());
+        let mut skipped = std::collections::BTreeSet::new();
+        for (key, v) in loaded.effective() {
+            let Some(v) = v else {
+                skipped.insert(key.split('.').next().unwrap_or(key));
+                continue;
+            };
+            let shown = match &v {
+                serde_json::Value::Null => "(unset)".to_string(),
+                v => v.to_string(),
+            };
+            println!("{key} = {shown}  # {}", loaded.source(key));
+        }
+        for s in skipped {
+            println!("# [{s}] is not configured");
+        }
+        for name in ARRAYS {
+            if let serde_json::Value::Array(a) = loaded.entries(name) {
+                for e in a {
+                    println!("[[{name}]] {e}  # file");
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `errand config check`: every problem, unknown keys included (exit 1 if any).
+pub fn cmd_check(paths: &Paths) -> Result<std::process::ExitCode> {
+    let loaded = load_full(paths)?;
+    let mut problems = loaded.warnings.clone();
+    problems.extend(loaded.config.problems());
+    let p = loaded.path.display();
+    if problems.is_empty() {
+        println!("{p}: ok");
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        for problem in &problems {
+            eprintln!("{p}: {problem}");
+        }
+        Ok(std::process::ExitCode::FAILURE)
     }
 }
 
@@ -741,8 +1224,11 @@ mod tests {
 
     #[test]
     fn the_kubernetes_git_proxy_keys_go_together_and_are_checked() {
-        assert!(KEYS.contains(&"sandbox.kubernetes_git_proxy_listen"));
-        assert!(KEYS.contains(&"sandbox.kubernetes_git_proxy_url"));
+        assert_eq!(
+            kind_of("sandbox.kubernetes_git_proxy_listen"),
+            Some(Kind::Str)
+        );
+        assert_eq!(kind_of("sandbox.kubernetes_git_proxy_url"), Some(Kind::Str));
         let d = Config::default();
         assert_eq!(d.sandbox.kubernetes_git_proxy_listen, None);
         assert_eq!(d.sandbox.kubernetes_git_proxy_url, None);
@@ -780,6 +1266,247 @@ mod tests {
         assert!(
             problems.iter().any(|p| p.contains("not an http(s) URL")),
             "{problems:?}"
+        );
+    }
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn typed(file: &str, vars: &[(&str, &str)]) -> Config {
+        let loaded = merge(toml::from_str(file).unwrap(), &env(vars)).unwrap();
+        toml::Value::Table(loaded.table).try_into().unwrap()
+    }
+
+    #[test]
+    fn a_number_where_text_is_expected_is_its_text() {
+        let c = typed(
+            "[github]\nprivate_key = \"PEM\"",
+            &[("ERRAND_GITHUB_APP_ID", "123456")],
+        );
+        assert_eq!(c.github.unwrap().app_id, "123456");
+        // And in the file too.
+        let c = typed("[github]\napp_id = 42\nmention = 7", &[]);
+        let gh = c.github.unwrap();
+        assert_eq!((gh.app_id.as_str(), gh.mention.as_str()), ("42", "7"));
+        // A URL of digits stays text; text stays text.
+        let c = typed(
+            "",
+            &[
+                ("ERRAND_SERVER_WORKER_ID", "0017"),
+                ("ERRAND_LOG_FORMAT", "json"),
+            ],
+        );
+        assert_eq!(c.server.worker_id.as_deref(), Some("0017"));
+        assert_eq!(c.log.format, "json");
+    }
+
+    #[test]
+    fn digits_where_a_number_is_expected_are_the_number() {
+        let c = typed(
+            "[queue]\nlease_secs = \"45\"",
+            &[("ERRAND_SERVER_WORKERS", " 4 ")],
+        );
+        assert_eq!((c.server.workers, c.queue.lease_secs), (4, 45));
+        let c = typed("", &[("ERRAND_SANDBOX_CPUS", "1.5")]);
+        assert_eq!(c.sandbox.cpus, 1.5);
+        let c = typed("[sandbox]\ncpus = 2", &[]);
+        assert_eq!(c.sandbox.cpus, 2.0);
+        let err = merge(
+            toml::Table::new(),
+            &env(&[("ERRAND_SERVER_WORKERS", "four")]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            err,
+            vec!["ERRAND_SERVER_WORKERS: 'four' is not a whole number".to_string()]
+        );
+        let err = merge(toml::from_str("[sandbox]\ncpus = \"lots\"").unwrap(), &[])
+            .err()
+            .unwrap();
+        assert!(err[0].starts_with("sandbox.cpus:"), "{err:?}");
+    }
+
+    #[test]
+    fn booleans_come_as_words_or_numbers() {
+        for (text, want) in [
+            ("true", true),
+            ("YES", true),
+            ("1", true),
+            ("false", false),
+            ("no", false),
+            ("0", false),
+        ] {
+            let c = typed(
+                "",
+                &[
+                    ("ERRAND_GITHUB_WORKFLOWS", text),
+                    ("ERRAND_GITHUB_APP_ID", "1"),
+                ],
+            );
+            assert_eq!(c.github.unwrap().workflows, want, "{text}");
+        }
+        let c = typed(
+            "[sandbox]\negress_git_host = 1\nkubernetes_network_policy = \"true\"",
+            &[],
+        );
+        assert!(c.sandbox.egress_git_host && c.sandbox.kubernetes_network_policy);
+        assert!(merge(
+            toml::Table::new(),
+            &env(&[("ERRAND_SANDBOX_EGRESS_GIT_HOST", "maybe")])
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn lists_come_comma_separated_or_as_toml_arrays() {
+        let want = vec!["a.example".to_string(), "*.b.example:443".to_string()];
+        for text in [
+            "a.example, *.b.example:443",
+            "[\"a.example\", \"*.b.example:443\"]",
+        ] {
+            let c = typed("", &[("ERRAND_SANDBOX_EGRESS_ALLOW", text)]);
+            assert_eq!(c.sandbox.egress_allow, want, "{text}");
+        }
+        let c = typed("[sandbox]\nkubernetes_egress = \"10.0.0.0/8\"", &[]);
+        assert_eq!(c.sandbox.kubernetes_egress, vec!["10.0.0.0/8".to_string()]);
+        let c = typed("", &[("ERRAND_SERVER_LOCAL_REPOS", "/srv/a:/srv/b")]);
+        assert_eq!(
+            c.server.local_repos,
+            vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+        );
+        let c = typed("", &[("ERRAND_SERVER_LOCAL_REPOS", "[\"/srv/a:b\"]")]);
+        assert_eq!(c.server.local_repos, vec![PathBuf::from("/srv/a:b")]);
+        assert!(merge(
+            toml::Table::new(),
+            &env(&[("ERRAND_SANDBOX_EGRESS_ALLOW", "[unclosed")])
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn unknown_keys_and_variables_are_warned_about_with_the_nearest_key() {
+        let loaded = merge(
+            toml::from_str("[sandbox]\nbacknd = \"docker\"\n[sandbx]\nx = 1\n[zzz]\nq = 1")
+                .unwrap(),
+            &env(&[
+                ("ERRAND_SANDBOX_BAKEND", "docker"),
+                ("ERRAND_HOME", "/x"),
+                ("ERRAND_LOG", "debug"),
+                ("ERRAND_SERVER", "http://x"),
+                ("ERRAND_SECRET_KEY", "k"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.warnings,
+            vec![
+                "unknown key `sandbox.backnd`; did you mean `sandbox.backend`?",
+                "unknown key `sandbx`; did you mean `sandbox`?",
+                "unknown key `zzz`",
+                "unknown variable `ERRAND_SANDBOX_BAKEND`; did you mean `ERRAND_SANDBOX_BACKEND`?",
+            ]
+        );
+        // Set aside, so the rest still loads.
+        let c: Config = toml::Value::Table(loaded.table).try_into().unwrap();
+        assert_eq!(c.sandbox.backend, "local");
+    }
+
+    #[test]
+    fn sources_say_file_environment_or_default() {
+        let loaded = merge(
+            toml::from_str("[server]\nlisten = \"0.0.0.0:1\"\nworkers = 3").unwrap(),
+            &env(&[("ERRAND_SERVER_WORKERS", "5")]),
+        )
+        .unwrap();
+        assert_eq!(loaded.source("server.listen"), Source::File);
+        assert_eq!(
+            loaded.source("server.workers"),
+            Source::Env("ERRAND_SERVER_WORKERS".into())
+        );
+        assert_eq!(loaded.source("queue.lease_secs"), Source::Default);
+    }
+
+    #[test]
+    fn every_key_of_the_schema_is_in_the_table_and_shown() {
+        let mut loaded = merge(toml::Table::new(), &[]).unwrap();
+        loaded.config = typed(
+            "[github]\napp_id = \"1\"\n[slack]\nsigning_secret = \"s\"\nbot_token = \"t\"",
+            &[],
+        );
+        let shown: Vec<&str> = loaded
+            .effective()
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(shown, KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+        // Each section's serialized fields are exactly its keys.
+        let c = &loaded.config;
+        for (section, v) in [
+            ("server", serde_json::to_value(&c.server).unwrap()),
+            ("sandbox", serde_json::to_value(&c.sandbox).unwrap()),
+            (
+                "github",
+                serde_json::to_value(c.github.as_ref().unwrap()).unwrap(),
+            ),
+            (
+                "slack",
+                serde_json::to_value(c.slack.as_ref().unwrap()).unwrap(),
+            ),
+            ("queue", serde_json::to_value(&c.queue).unwrap()),
+            ("models", serde_json::to_value(&c.models).unwrap()),
+            ("database", serde_json::to_value(&c.database).unwrap()),
+            ("log", serde_json::to_value(&c.log).unwrap()),
+        ] {
+            for field in v.as_object().unwrap().keys() {
+                assert!(
+                    kind_of(&format!("{section}.{field}")).is_some(),
+                    "{section}.{field} is not in KEYS"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        for k in [
+            "github.private_key",
+            "github.webhook_secret",
+            "slack.bot_token",
+            "slack.signing_secret",
+            "DB_PASSWORD",
+            "API_KEY",
+        ] {
+            assert!(is_secret(k), "{k}");
+        }
+        for k in [
+            "github.private_key_file",
+            "github.app_id",
+            "database.url",
+            "server.listen",
+        ] {
+            assert!(!is_secret(k), "{k}");
+        }
+        assert_eq!(
+            mask_url("postgres://errand:hunter2@db:5432/errand"),
+            "postgres://errand:********@db:5432/errand"
+        );
+        assert_eq!(
+            mask_url("https://tok@example.com/x?a=b@c"),
+            "https://********@example.com/x?a=b@c"
+        );
+        assert_eq!(mask_url("/var/lib/errand.db"), "/var/lib/errand.db");
+        let m = mask(
+            "harness",
+            serde_json::json!([{"name": "x", "env": {"API_KEY": "sk-1", "MODE": "fast"}}]),
+        );
+        assert_eq!(
+            m,
+            serde_json::json!([{"name": "x", "env": {"API_KEY": MASK, "MODE": "fast"}}])
         );
     }
 }

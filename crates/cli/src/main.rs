@@ -9,6 +9,7 @@ mod demo;
 mod gate;
 mod guard;
 mod localtrace;
+mod logging;
 mod remote;
 mod render;
 mod sandbox;
@@ -45,6 +46,9 @@ struct Cli {
     /// Talk to an errand server instead of running locally (token from $ERRAND_TOKEN).
     #[arg(long, global = true, env = "ERRAND_SERVER")]
     server: Option<String>,
+    /// errand's own log on stderr: text (coloured on a terminal) or json (one object per line).
+    #[arg(long, global = true, value_enum, env = "ERRAND_LOG_FORMAT")]
+    log_format: Option<logging::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -274,6 +278,11 @@ enum TokenCmd {
 enum ConfigCmd {
     /// Report every problem in the configuration at once (exit 1 if there are any).
     Check,
+    /// Print the effective configuration (secrets masked) and where each value comes from.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -312,19 +321,11 @@ fn main() -> std::process::ExitCode {
     if argv.get(1).is_some_and(|a| a == "sandbox") && argv.get(2).is_some_and(|a| a == "bridge") {
         return sandbox::bridge(&argv[3..]);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ERRAND_LOG").unwrap_or_else(|_| {
-                // The long-running processes log what they do; one-shot commands only problems.
-                let service = std::env::args()
-                    .nth(1)
-                    .is_some_and(|a| a == "serve" || a == "worker");
-                (if service { "info" } else { "warn" }).into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    logging::init(
+        cli.log_format,
+        matches!(cli.command, Command::Serve { .. } | Command::Worker { .. }),
+    );
     // The guard's commands run inside sandboxes, before anything else: no runtime.
     if let Command::Guard(cmd) = cli.command {
         return guard::run(cmd).unwrap_or_else(|e| {
@@ -557,19 +558,8 @@ async fn dispatch(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Sandbox(cmd) => sandbox::run(&paths, &config::load(&paths)?, cmd).await,
-        Command::Config(ConfigCmd::Check) => {
-            let cfg = config::load(&paths)?;
-            let problems = cfg.problems();
-            if problems.is_empty() {
-                println!("{}: ok", config::path(&paths).display());
-                Ok(std::process::ExitCode::SUCCESS)
-            } else {
-                for p in &problems {
-                    eprintln!("{}: {p}", config::path(&paths).display());
-                }
-                Ok(std::process::ExitCode::FAILURE)
-            }
-        }
+        Command::Config(ConfigCmd::Check) => config::cmd_check(&paths),
+        Command::Config(ConfigCmd::Show { json }) => config::cmd_show(&paths, json),
         Command::View(args) => view::run(args).await,
         Command::MockModel { scenario, listen } => {
             let sc = errand_model::Scenario::load(&scenario)?;
