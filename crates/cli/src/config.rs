@@ -2,7 +2,12 @@
 //! `$ERRAND_HOME/config.toml` when that exists) plus environment variables:
 //! every key `section.key` can also be set as `ERRAND_SECTION_KEY`, which wins
 //! over the file. Optional: errand runs on its defaults without any.
-//! `errand config check` reports every problem at once. Example: `config.example.toml`.
+//! Values are typed by the schema ([`KEYS`]): text where text is expected even
+//! if it looks like a number, digits or `true`/`false` where a number or
+//! boolean is, lists as a TOML array or comma-separated. Unknown keys and
+//! `ERRAND_SECTION_*` variables are set aside with a warning naming the nearest
+//! valid key. `errand config check` reports every problem at once, `errand
+//! config show` the effective values and their sources. Example: `config.example.toml`.
 
 use std::path::PathBuf;
 
