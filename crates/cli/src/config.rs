@@ -457,7 +457,7 @@ fn coerce(kind: Kind, value: toml::Value) -> std::result::Result<toml::Value, St
         (Kind::Bool, V::Integer(i @ (0 | 1))) => Ok(V::Boolean(i == 1)),
         (Kind::Bool, V::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => Ok(V::Boolean(true)),
-            "false" | "no" | "0" => Ok(V::Boolean(false)),
+            "false" | "no" | "0" | "" => Ok(V::Boolean(false)),
             _ => Err(format!("'{s}' is not true or false")),
         },
         (Kind::Bool, _) => Err("expected true or false".into()),
@@ -1344,6 +1344,7 @@ mod tests {
             ("false", false),
             ("no", false),
             ("0", false),
+            ("", false),
         ] {
             let c = typed(
                 "",
