@@ -130,42 +130,7 @@ impl Runner {
             .ok_or_else(|| RunError::sandbox("harness stderr was not captured"))?;
         let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
         let stderr_path = self.paths.stderr(id);
-        let redactor = em.redactor.clone();
-        // stderr goes to stderr.log as it comes, up to a cap; the last lines
-        // are kept for the failure reason. Lines are cut like stdout's.
-        let stderr_task = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let mut tail: std::collections::VecDeque<String> = Default::default();
-            let mut file = tokio::fs::File::create(&stderr_path).await.ok();
-            let mut written: u64 = 0;
-            let mut reader = BufReader::new(stderr);
-            let mut lines = limits::LineReader::default();
-            while let Ok(Some((bytes, _dropped))) =
-                lines.next(&mut reader, limits::MAX_LINE_BYTES).await
-            {
-                let line = redactor.redact(String::from_utf8_lossy(&bytes).trim_end_matches('\r'));
-                if let Some(f) = file.as_mut() {
-                    if written + (line.len() as u64) < MAX_STDERR_BYTES {
-                        written += line.len() as u64 + 1;
-                        let _ = f.write_all(line.as_bytes()).await;
-                        let _ = f.write_all(b"\n").await;
-                    } else {
-                        let _ = f
-                            .write_all(b"[stderr truncated by errand: it passed its size cap]\n")
-                            .await;
-                        file = None;
-                    }
-                }
-                tail.push_back(line.chars().take(2000).collect());
-                if tail.len() > 20 {
-                    tail.pop_front();
-                }
-            }
-            if let Some(mut f) = file {
-                let _ = f.flush().await;
-            }
-            Vec::from(tail)
-        });
+        let stderr_task = tokio::spawn(keep_stderr(stderr, stderr_path, em.redactor.clone()));
 
         let deadline = tokio::time::sleep(Duration::from_secs(timeout_secs));
         tokio::pin!(deadline);
@@ -189,36 +154,7 @@ impl Runner {
                 read = lines.next(&mut reader, MAX_LINE_BYTES), if !backed_up => match read {
                     Ok(None) => break,
                     Ok(Some((bytes, dropped))) => {
-                        // A refusal recorded by the guard hook precedes whatever the harness does next.
-                        for kind in denials.poll().await {
-                            em.emit(EventSource::Errand, None, kind).map_err(log_failed)?;
-                        }
-                        if dropped > 0 {
-                            cut_lines += 1;
-                            if cut_lines <= 10 {
-                                em.errand(EventKind::Warning { message: format!(
-                                    "a line of the harness's output was cut to {} MiB ({dropped} bytes dropped)",
-                                    MAX_LINE_BYTES >> 20) }).map_err(log_failed)?;
-                            }
-                        }
-                        let text = String::from_utf8_lossy(&bytes);
-                        let line = em.redactor.redact(text.trim_end_matches('\r'));
-                        let n = match em.budget.take_raw(line.len()) {
-                            Ok(()) => {
-                                let n = raw.append(&line).map_err(log_failed)?;
-                                em.raw(n, &line);
-                                Some(n)
-                            }
-                            Err(warning) => {
-                                if let Some(w) = warning {
-                                    em.errand(w).map_err(log_failed)?;
-                                }
-                                None
-                            }
-                        };
-                        for kind in parser.push_line(&line) {
-                            em.emit(EventSource::Harness, n, kind).map_err(log_failed)?;
-                        }
+                        on_line(em, &mut raw, parser.as_mut(), &mut denials, &bytes, dropped, &mut cut_lines).await?;
                     }
                     Err(e) => {
                         em.emit(EventSource::Harness, None, EventKind::Error { message: format!("reading the harness's output failed: {e}") })
@@ -269,6 +205,185 @@ impl Runner {
             em.emit(EventSource::Harness, None, kind)
                 .map_err(log_failed)?;
         }
+        self.judge(em, status, parser.outcome(), &tail)
+    }
+}
+
+impl Runner {
+    /// The run phase: the virtualenv of a run without a repository, the
+    /// harness in the sandbox (with the run's token renewed for its git proxy),
+    /// then the proxy closed so the steps after the agent have no route to it.
+    /// Gives the agent's outcome and the deadline the run started with.
+    pub(crate) async fn run_agent(
+        &self,
+        s: &Scope<'_>,
+        em: &mut Emitter,
+        a: &mut Assembled,
+    ) -> Result<(errand_harness::Outcome, tokio::time::Instant), RunError> {
+        let Scope {
+            rec,
+            is_follow_up,
+            ctx,
+            harness,
+            inv,
+            cancel,
+            access,
+            ..
+        } = *s;
+        let (id, spec) = (rec.id, &rec.spec);
+        let run_dir = self.paths.run_dir(id);
+        if spec.repo.is_none() && !is_follow_up {
+            self.make_venv(&a.spec, a.has_uv, em, &a.until)
+                .await?;
+        }
+
+        // Git in the sandbox must never be handed an expired token, however long the agent works.
+        let renewer = match (&a.git_proxy, access, &self.github) {
+            (Some(_), Some(a), Some(gh)) => {
+                let redactor = em.redactor.clone();
+                Some(forge::Renewer::start(gh.clone(), a.clone(), move |t| {
+                    redactor.add(t)
+                }))
+            }
+            _ => None,
+        };
+
+        self.transition(id, em, RunState::Running).await?;
+        let parser = harness.parser_for(ctx);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs);
+        let outcome = self
+            .run_harness(id, &a.spec, inv, parser, em, cancel, spec.timeout_secs)
+            .await;
+        if let Some(r) = renewer {
+            for note in r.finish().await {
+                em.notice(note).map_err(log_failed)?;
+            }
+        }
+        // The agent is done: its git proxy serves no more, and the steps after
+        // it (committing leftovers, the test command) run without a route to it.
+        if let Some((proxy, serving)) = a.git_proxy.take() {
+            drop(serving);
+            // Its scratch repository (the remote's objects, spooled pushes) is not kept.
+            let _ = std::fs::remove_dir_all(run_dir.join("git-proxy"));
+            let refused = proxy.refused();
+            let mut n = format!(
+                "agent git: errand's git proxy answered {} request(s)",
+                proxy.forwarded()
+            );
+            if !refused.is_empty() {
+                n.push_str(&format!(
+                    " and refused {}: {}",
+                    refused.len(),
+                    refused.join("; ")
+                ));
+            }
+            em.notice(n).map_err(log_failed)?;
+            if let (NetworkPolicy::Isolated(e), Some(r)) = (&mut a.spec.network, &a.route) {
+                // (An address the configuration allowlists itself stays.)
+                if !self.egress.allow.iter().any(|a| a == r.entry()) {
+                    e.allow.retain(|a| a != r.entry());
+                }
+            }
+            a.spec.env = std::mem::take(&mut a.env_after);
+        }
+        Ok((outcome?, deadline))
+    }
+}
+
+/// The harness's stderr, into stderr.log as it comes, up to a cap; the last
+/// lines are kept for the failure reason. Lines are cut like stdout's.
+async fn keep_stderr(
+    stderr: errand_sandbox::OutputStream,
+    stderr_path: PathBuf,
+    redactor: SharedRedactor,
+) -> Vec<String> {
+        use tokio::io::AsyncWriteExt;
+        let mut tail: std::collections::VecDeque<String> = Default::default();
+        let mut file = tokio::fs::File::create(&stderr_path).await.ok();
+        let mut written: u64 = 0;
+        let mut reader = BufReader::new(stderr);
+        let mut lines = limits::LineReader::default();
+        while let Ok(Some((bytes, _dropped))) =
+            lines.next(&mut reader, limits::MAX_LINE_BYTES).await
+        {
+            let line = redactor.redact(String::from_utf8_lossy(&bytes).trim_end_matches('\r'));
+            if let Some(f) = file.as_mut() {
+                if written + (line.len() as u64) < MAX_STDERR_BYTES {
+                    written += line.len() as u64 + 1;
+                    let _ = f.write_all(line.as_bytes()).await;
+                    let _ = f.write_all(b"\n").await;
+                } else {
+                    let _ = f
+                        .write_all(b"[stderr truncated by errand: it passed its size cap]\n")
+                        .await;
+                    file = None;
+                }
+            }
+            tail.push_back(line.chars().take(2000).collect());
+            if tail.len() > 20 {
+                tail.pop_front();
+            }
+        }
+        if let Some(mut f) = file {
+            let _ = f.flush().await;
+        }
+        Vec::from(tail)
+}
+
+/// One line of the harness's stdout: the guard's refusals recorded before
+/// it, the line (redacted) into the raw log within the trace's budget, and
+/// its events from the harness's parser.
+async fn on_line(
+    em: &mut Emitter,
+    raw: &mut RawLog,
+    parser: &mut dyn errand_harness::OutputParser,
+    denials: &mut DenialLog,
+    bytes: &[u8],
+    dropped: usize,
+    cut_lines: &mut u64,
+) -> Result<(), RunError> {
+        // A refusal recorded by the guard hook precedes whatever the harness does next.
+        for kind in denials.poll().await {
+            em.emit(EventSource::Errand, None, kind).map_err(log_failed)?;
+        }
+        if dropped > 0 {
+            *cut_lines += 1;
+            if *cut_lines <= 10 {
+                em.errand(EventKind::Warning { message: format!(
+                    "a line of the harness's output was cut to {} MiB ({dropped} bytes dropped)",
+                    MAX_LINE_BYTES >> 20) }).map_err(log_failed)?;
+            }
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let line = em.redactor.redact(text.trim_end_matches('\r'));
+        let n = match em.budget.take_raw(line.len()) {
+            Ok(()) => {
+                let n = raw.append(&line).map_err(log_failed)?;
+                em.raw(n, &line);
+                Some(n)
+            }
+            Err(warning) => {
+                if let Some(w) = warning {
+                    em.errand(w).map_err(log_failed)?;
+                }
+                None
+            }
+        };
+        for kind in parser.push_line(&line) {
+            em.emit(EventSource::Harness, n, kind).map_err(log_failed)?;
+        }
+    Ok(())
+}
+
+impl Runner {
+    /// How the harness ended, as the run's outcome or the reason it failed.
+    fn judge(
+        &self,
+        em: &mut Emitter,
+        status: errand_sandbox::ExitInfo,
+        outcome: Option<errand_harness::Outcome>,
+        tail: &[String],
+    ) -> Result<errand_harness::Outcome, RunError> {
         let memory = self
             .limits
             .memory_bytes
@@ -280,7 +395,6 @@ impl Runner {
             ))
             .map_err(log_failed)?;
         }
-        let outcome = parser.outcome();
         match outcome {
             _ if status.oom_killed && !status.success() => Err(RunError::harness(format!(
                 "the harness was killed: it hit the sandbox's memory limit{memory} (raise it with --memory)"

@@ -385,3 +385,319 @@ impl Runner {
         }
     }
 }
+
+/// The sandbox a run's agent works in, as the assemble phase leaves it.
+pub(crate) struct Assembled {
+    pub(crate) spec: SandboxSpec,
+    /// errand has `uv` for the virtualenv of a run without a repository.
+    pub(crate) has_uv: bool,
+    /// The environment of the steps after the agent's, which get no route to the git proxy.
+    pub(crate) env_after: Vec<(String, String)>,
+    /// An `--agent-git` run's git proxy, while the agent works.
+    pub(crate) git_proxy: Option<(gitproxy::GitProxy, ProxyServing)>,
+    /// How the sandbox reaches that proxy.
+    pub(crate) route: Option<GitRoute>,
+    /// The run's deadline, from when its sandbox was assembled.
+    pub(crate) until: Until,
+}
+
+impl Runner {
+    /// The assemble phase: the sandbox the agent works in (mounts, the
+    /// guard's shims and errand's git gate, the environment, the git proxy of
+    /// an `--agent-git` run, the network).
+    pub(crate) async fn assemble(
+        &self,
+        s: &Scope<'_>,
+        em: &mut Emitter,
+    ) -> Result<Assembled, RunError> {
+        let Scope {
+            rec,
+            ctx,
+            harness,
+            inv,
+            prepared,
+            cancel,
+            ..
+        } = *s;
+        let id = rec.id;
+        let spec = &rec.spec;
+        let run_dir = self.paths.run_dir(id);
+        let workspace = run_dir.join("workspace");
+        let home = run_dir.join("home");
+        let tmp = run_dir.join("tmp");
+        let run_until = Until {
+            id,
+            cancel: cancel.clone(),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs),
+        };
+        // A real executable only: wrapper scripts (pyenv shims) would not work inside the sandbox.
+        let uv = which_executable("uv");
+        let mut ro_mounts = vec![(ctx.install_dir.clone(), PathBuf::from(inside::HARNESS))];
+        if let Some(uv) = &uv {
+            ro_mounts.push((uv.clone(), PathBuf::from(format!("{}/uv", inside::TOOLS))));
+        }
+        let mut env = inv.env.clone();
+        let shim_policy = Self::shim_policy(s)?;
+        let entry = self.guard(s, em, &run_dir, &shim_policy, &mut ro_mounts, &mut env)?;
+        // The environment of the steps after the agent's, which get no git credentials.
+        let env_after = env.clone();
+        let git_proxy = self.agent_git(s, em, &run_dir, &mut env).await?;
+        let route = git_proxy.as_ref().map(|(_, serving)| match serving {
+            ProxyServing::Socket(s) => GitRoute::Socket(errand_sandbox::egress::route_entry(
+                gitproxy::MAGIC_HOST,
+                s.path(),
+            )),
+            ProxyServing::Hub { .. } => {
+                GitRoute::Address(self.hub_destination().unwrap_or_default())
+            }
+        });
+        let (network, policy) = self.network(
+            harness,
+            ctx,
+            inv,
+            prepared.remote.as_deref(),
+            route.as_ref(),
+        )?;
+        em.notice(policy).map_err(log_failed)?;
+        let sb_spec = SandboxSpec {
+            name: id.short(),
+            workspace: workspace.clone(),
+            home: home.clone(),
+            tmp: tmp.clone(),
+            ro_mounts,
+            env,
+            limits: self.limits.clone(),
+            network,
+            entry,
+        };
+        Ok(Assembled {
+            spec: sb_spec,
+            has_uv: uv.is_some(),
+            env_after,
+            git_proxy,
+            route,
+            until: run_until,
+        })
+    }
+
+    /// The guard's policy for the shims and the gate: the run's branch, the
+    /// default branch, and for `--agent-git` what the agent may push.
+    fn shim_policy(s: &Scope<'_>) -> Result<Vec<String>, RunError> {
+        let (spec, prepared) = (&s.rec.spec, s.prepared);
+        // The shims' policy is fixed in their scripts: the environment also
+        // carries it (for the hooks, which the harness runs with its own), but
+        // a command could override a variable for the shim it starts.
+        let mut shim_policy = vec![
+            "--workspace".to_string(),
+            inside::WORKSPACE.to_string(),
+            "--home".to_string(),
+            inside::HOME.to_string(),
+            "--branch".to_string(),
+            prepared.branch.clone(),
+            "--default-branch".to_string(),
+            prepared.base_branch.clone(),
+        ];
+        if spec.agent_git {
+            shim_policy.push("--push-only-run-branch".to_string());
+            if let Some(b) = spec
+                .agent_branches
+                .iter()
+                .find(|b| **b == prepared.base_branch)
+            {
+                return Err(RunError::invalid(format!(
+                    "--agent-branch {b}: the default branch is never the agent's to push"
+                )));
+            }
+            for b in &spec.agent_branches {
+                shim_policy.extend(["--push-branch".to_string(), b.clone()]);
+            }
+            if spec.allow_force_push {
+                shim_policy.push("--allow-force-push-to-run-branch".to_string());
+            }
+        }
+        Ok(shim_policy)
+    }
+
+    /// The guard in the sandbox: its shims and errand's binary mounted, the
+    /// git gate every command starts behind (the returned entry), and the
+    /// guard's variables for the hooks.
+    fn guard(
+        &self,
+        s: &Scope<'_>,
+        em: &mut Emitter,
+        run_dir: &Path,
+        shim_policy: &[String],
+        ro_mounts: &mut Vec<(PathBuf, PathBuf)>,
+        env: &mut Vec<(String, String)>,
+    ) -> Result<Vec<String>, RunError> {
+        let (spec, prepared) = (&s.rec.spec, s.prepared);
+        let mut entry = Vec::new();
+        match self.guard_mounts(run_dir, shim_policy) {
+            Ok((mounts, real_git)) => {
+                ro_mounts.extend(mounts);
+                // Every sandboxed command starts behind errand's git gate: the
+                // real git is reachable only through the shim (see the cli's gate.rs).
+                let confinable = git_confinement_available();
+                entry = vec![
+                    format!("{}/errand", inside::TOOLS),
+                    "guard".into(),
+                    "enter".into(),
+                ];
+                entry.extend(shim_policy.iter().cloned());
+                entry.extend(["--real".into(), real_git.to_string_lossy().into_owned()]);
+                // Where this machine's kernel confines, a sandbox that cannot is
+                // a failure, never a silent fallback (the kubernetes nodes' kernels
+                // are not this one's).
+                if confinable && self.sandbox.name() != "kubernetes" {
+                    entry.push("--require".into());
+                }
+                entry.push("--".into());
+                em.notice(if confinable {
+                    "git: the sandbox's git binaries run only through errand's guard (Landlock); \
+                     a git the agent brings itself is still held by the git proxy and the forge"
+                        .to_string()
+                } else {
+                    "git: this kernel has no Landlock, so the sandbox's git binaries are reachable \
+                     by path; the guard sees only git on PATH"
+                        .to_string()
+                })
+                .map_err(log_failed)?;
+                env.extend([
+                    (
+                        "ERRAND_GUARD_WORKSPACE".to_string(),
+                        inside::WORKSPACE.to_string(),
+                    ),
+                    ("ERRAND_GUARD_HOME".to_string(), inside::HOME.to_string()),
+                    ("ERRAND_GUARD_BRANCH".to_string(), prepared.branch.clone()),
+                    (
+                        "ERRAND_GUARD_DEFAULT_BRANCH".to_string(),
+                        prepared.base_branch.clone(),
+                    ),
+                    // The guard runs as errand inside the sandbox: it must stay quiet and local.
+                    ("ERRAND_LOG".to_string(), "error".to_string()),
+                ]);
+            }
+            Err(why) => {
+                // The agent's pushes are kept to its branch by the guard alone.
+                if spec.agent_git {
+                    return Err(RunError::invalid(format!(
+                        "--agent-git needs errand's command guard in the sandbox, which is not available: {why}"
+                    )));
+                }
+                em.notice(format!(
+                    "the command guard is not available in this sandbox: {why}"
+                ))
+                .map_err(log_failed)?
+            }
+        }
+        Ok(entry)
+    }
+
+    /// An `--agent-git` run's git proxy, served on a private socket (local,
+    /// docker) or in the process's hub (kubernetes), and the sandbox's git
+    /// pointed at it.
+    async fn agent_git(
+        &self,
+        s: &Scope<'_>,
+        em: &mut Emitter,
+        run_dir: &Path,
+        env: &mut Vec<(String, String)>,
+    ) -> Result<Option<(gitproxy::GitProxy, ProxyServing)>, RunError> {
+        let (spec, prepared) = (&s.rec.spec, s.prepared);
+        let git_proxy = match (spec.agent_git, s.access) {
+            (true, Some(a)) => {
+                let kubernetes = self.sandbox.name() == "kubernetes";
+                let current = a.clone();
+                let proxy = gitproxy::GitProxy::new(gitproxy::Config {
+                    owner: a.owner.clone(),
+                    repo: a.repo.clone(),
+                    upstream: a.url.clone(),
+                    branches: std::iter::once(prepared.branch.clone())
+                        .chain(spec.agent_branches.iter().cloned())
+                        .collect(),
+                    allow_force: spec.allow_force_push,
+                    auth: Arc::new(move || current.token().basic_auth_header()),
+                    scratch: run_dir.join("git-proxy"),
+                    max_push: gitproxy::DEFAULT_MAX_PUSH,
+                })
+                .map_err(|e| RunError::host(e.to_string()))?;
+                // git in the sandbox reaches the run's repository only as errand's
+                // proxy URL; it holds no token, the proxy adds it outside.
+                let (serving, url, shown) = if kubernetes {
+                    // Pods have no egress proxy: they reach errand's hub over the
+                    // cluster network, under a capability that is the run's alone.
+                    let (listen, base) = self.kubernetes_git_proxy()?;
+                    let reg = gitproxy::Hub::shared(listen)
+                        .register(proxy.clone())
+                        .await
+                        .map_err(|e| RunError::host(format!("agent git: {e}")))?;
+                    // A secret for the run's life: never in events or output.
+                    em.redactor.add(reg.capability());
+                    let url = reg.url(base, &proxy);
+                    let shown = format!(
+                        "{}/<run capability>{}",
+                        base.trim_end_matches('/'),
+                        proxy.repo_path()
+                    );
+                    (ProxyServing::Hub { _registration: reg }, url, shown)
+                } else {
+                    let socket = errand_sandbox::socket::private_path("git-proxy")
+                        .map_err(|e| RunError::host(format!("agent git: {e}")))?;
+                    let serving = proxy
+                        .serve_unix(&socket)
+                        .map_err(|e| RunError::host(e.to_string()))?;
+                    let url = proxy.sandbox_url();
+                    (ProxyServing::Socket(serving), url.clone(), url)
+                };
+                insteadof_env(env, &url, &a.url);
+                env.push(("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()));
+                env.push((
+                    "ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH".to_string(),
+                    "1".to_string(),
+                ));
+                // The same policy for Claude Code's hook, which reads its variables.
+                if !spec.agent_branches.is_empty() {
+                    env.push((
+                        "ERRAND_GUARD_PUSH_BRANCHES".to_string(),
+                        spec.agent_branches.join(","),
+                    ));
+                }
+                if spec.allow_force_push {
+                    env.push((
+                        "ERRAND_GUARD_ALLOW_FORCE_PUSH_TO_RUN_BRANCH".to_string(),
+                        "true".to_string(),
+                    ));
+                }
+                if kubernetes {
+                    em.notice(format!(
+                        "agent git: the pod reaches errand's git proxy at {shown} over the cluster network; \
+                         the capability in that URL is a secret of this run, ends with it and grants only \
+                         this run's ref rules; the token never enters the pod"
+                    ))
+                    .map_err(log_failed)?;
+                }
+                let mut may_push = vec![prepared.branch.clone()];
+                may_push.extend(spec.agent_branches.iter().cloned());
+                em.notice(format!(
+                    "agent git: git in the sandbox reaches {}/{} through errand's git proxy ({shown}) and holds no token; \
+                     the proxy adds it outside the sandbox ({}) and lets it push {} only: no other ref, no deletion, \
+                     {}",
+                    a.owner,
+                    a.repo,
+                    if spec.push { "fetch and push" } else { "fetch; the token is read-only without --push" },
+                    may_push.join(", "),
+                    if spec.allow_force_push { "force pushes allowed (--allow-force-push)" } else { "no force push" },
+                ))
+                .map_err(log_failed)?;
+                Some((proxy, serving))
+            }
+            (true, _) => {
+                return Err(RunError::forge(
+                    "--agent-git needs the run's GitHub token, and this run has none",
+                ))
+            }
+            (false, _) => None,
+        };
+        Ok(git_proxy)
+    }
+}

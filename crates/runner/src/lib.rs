@@ -14,13 +14,17 @@
 
 mod agent;
 mod assemble;
+mod deliver;
 mod emit;
 mod error;
+mod finish;
 pub mod forge;
 pub mod gitproxy;
 mod hostfs;
 mod limits;
 mod paths;
+mod prepare;
+use prepare::write_home_files;
 pub mod secrets;
 mod steps;
 
@@ -46,14 +50,31 @@ use tokio::io::BufReader;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use assemble::{git_confinement_available, insteadof_env, refusal_notice, GitRoute, ProxyServing};
+use assemble::refusal_notice;
+use assemble::Assembled;
 use emit::{pump, Emitter, SharedRedactor};
+use finish::Finished;
 use steps::{finish_grace, Until};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One run's work after its repository is prepared, as each phase sees it.
+#[derive(Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    pub(crate) rec: &'a RunRecord,
+    /// A follow-up turn of a finished run (same workspace and session).
+    pub(crate) is_follow_up: bool,
+    pub(crate) ctx: &'a RunContext,
+    pub(crate) harness: &'a dyn errand_harness::Harness,
+    pub(crate) inv: &'a Invocation,
+    pub(crate) prepared: &'a errand_git::Prepared,
+    pub(crate) cancel: &'a CancellationToken,
+    /// The run's GitHub token, for `github:` repositories.
+    pub(crate) access: Option<&'a forge::RepoAccess>,
 }
 
 /// Settings shared by every run this runner executes.
@@ -250,7 +271,6 @@ impl Runner {
         let id = rec.id;
         let spec = &rec.spec;
         let run_dir = self.paths.run_dir(id);
-        let workspace = run_dir.join("workspace");
         let home = run_dir.join("home");
 
         // Cheap checks first, so a typo costs no clone.
@@ -258,36 +278,7 @@ impl Runner {
             .harnesses
             .get(&spec.harness)
             .map_err(|e| RunError::harness(e.to_string()))?;
-        if spec.model.is_some() && !harness.capabilities().model_choice {
-            return Err(RunError::invalid(format!(
-                "{} does not let errand choose the model; drop --model",
-                harness.name()
-            )));
-        }
-        if spec.push && spec.repo.is_none() {
-            return Err(RunError::invalid(
-                "--push needs --repo: a run without a repository has nowhere to push",
-            ));
-        }
-        if !spec.agent_git && (!spec.agent_branches.is_empty() || spec.allow_force_push) {
-            return Err(RunError::invalid(
-                "--agent-branch and --allow-force-push need --agent-git: they say what the agent may push itself",
-            ));
-        }
-        for name in &spec.agent_branches {
-            errand_core::check_branch_name(name)
-                .map_err(|e| RunError::invalid(format!("--agent-branch: {e}")))?;
-        }
-        if spec.agent_git {
-            if spec.repo.as_ref().is_none_or(|r| r.github().is_none()) {
-                return Err(RunError::invalid(
-                    "--agent-git needs a github: repository: errand hands the agent a token only for its GitHub App",
-                ));
-            }
-            if self.sandbox.name() == "kubernetes" {
-                self.kubernetes_git_proxy()?;
-            }
-        }
+        self.check_request(spec, harness.as_ref())?;
         self.sandbox
             .check()
             .await
@@ -331,65 +322,10 @@ impl Runner {
         // Validates the environment (e.g. the API key) before anything slow happens.
         invocation(&ctx).map_err(|e| RunError::harness(e.to_string()))?;
         // Only now, with the cheap checks passed, is a repository token minted.
-        let remote = match &spec.repo {
-            Some(src) if src.github().is_some() => {
-                let (owner, repo) = src.github().unwrap_or_default();
-                let gh = self.github.as_ref().ok_or_else(|| {
-                    RunError::invalid(format!(
-                        "{owner}/{repo} is a GitHub repository, and this errand has no GitHub App \
-                         configured ([github] app_id and private_key_file in its config)"
-                    ))
-                })?;
-                let a = gh.access(owner, repo, spec.push).await.map_err(|e| {
-                    RunError::forge(format!("no GitHub token for {owner}/{repo}: {e}"))
-                })?;
-                em.notice(format!(
-                    "minted a token for {owner}/{repo} only ({}), revoked when the run ends",
-                    a.token()
-                        .permissions
-                        .iter()
-                        .map(|(k, v)| format!("{k}: {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .map_err(log_failed)?;
-                let url = a.url.clone();
-                *access = Some(a);
-                Some(url)
-            }
-            Some(src) => Some(
-                errand_git::resolve_source(src, &self.cwd)
-                    .map_err(|e| RunError::git(e.to_string()))?,
-            ),
-            None => None,
-        };
-
-        ctx.install_dir = match (harness.package(), harness.host_dir()) {
-            (Some(pkg), _) => {
-                let install_dir =
-                    errand_harness::install_dir(&self.paths.cache, harness.name(), &pkg);
-                if !install_dir.join(pkg.bin).is_file() {
-                    em.notice(format!("installing {} (first use)", pkg.spec()))
-                        .map_err(log_failed)?;
-                }
-                let report = |line: &str| {
-                    if let Some(p) = &progress {
-                        p(line)
-                    }
-                };
-                errand_harness::install_npm(&self.paths.cache, harness.name(), &pkg, &report)
-                    .await
-                    .map_err(|e| RunError::harness(e.to_string()))?
-            }
-            (None, Some(dir)) => dir,
-            // A command from the system: mount an empty directory in the harness's place.
-            (None, None) => {
-                let empty = run_dir.join("no-harness-dir");
-                std::fs::create_dir_all(&empty)
-                    .map_err(|e| RunError::host(format!("cannot create {}: {e}", empty.display())))?;
-                empty
-            }
-        };
+        let remote = self.remote(spec, em, access).await?;
+        ctx.install_dir = self
+            .install_harness(harness.as_ref(), &run_dir, em, progress.as_ref())
+            .await?;
         let inv = invocation(&ctx).map_err(|e| RunError::harness(e.to_string()))?;
         let mut secrets = inv.secrets.clone();
         if let Some(a) = access.as_ref() {
@@ -397,575 +333,36 @@ impl Runner {
         }
         em.redactor.set(Redactor::new(&secrets));
 
-        let prepared_file = run_dir.join("prepared.json");
-        let prepared = if session.is_some() {
-            let text = std::fs::read_to_string(&prepared_file).map_err(|e| {
-                RunError::host(format!(
-                    "the run's workspace is gone ({e}); a follow-up needs the machine that ran the first turn"
-                ))
-            })?;
-            let prepared: errand_git::Prepared = serde_json::from_str(&text).map_err(|e| {
-                RunError::host(format!("{} is corrupt: {e}", prepared_file.display()))
-            })?;
-            em.notice(format!(
-                "continuing on {} in the same workspace",
-                prepared.branch
-            ))
-            .map_err(log_failed)?;
-            prepared
-        } else {
-            let auth = access.as_ref().map(|a| a.git_auth());
-            self.prepare_repo(
-                rec,
-                remote.as_deref(),
-                auth.as_ref(),
-                &run_dir,
-                &workspace,
-                em,
-            )
-            .await?
-        };
-        if let Ok(json) = serde_json::to_string(&prepared) {
-            write_file(&prepared_file, &json)?;
-        }
-        // HOME is the agent's (a follow-up finds what it left there): these
-        // files replace whatever is in their place and never follow a link.
-        std::fs::create_dir_all(&home)
-            .map_err(|e| RunError::host(format!("cannot create {}: {e}", home.display())))?;
-        for (rel, contents) in &inv.home_files {
-            let (root, rel_path, bytes) = (home.clone(), PathBuf::from(rel), contents.clone());
-            tokio::task::spawn_blocking(move || {
-                hostfs::write_beneath(&root, &rel_path, bytes.as_bytes())
-            })
-            .await
-            .map_err(|e| RunError::host(format!("writing {rel} failed: {e}")))?
-            .map_err(|e| RunError::host(format!("cannot write {rel} in the agent's home: {e}")))?;
-        }
-        self.run_prepared(
+        let prepared = self
+            .workspace(rec, session.is_some(), remote.as_deref(), access.as_ref(), em)
+            .await?;
+        write_home_files(&home, &inv).await?;
+        let scope = Scope {
             rec,
-            session.is_some(),
-            &ctx,
-            harness.as_ref(),
-            &inv,
-            &prepared,
-            em,
+            is_follow_up: session.is_some(),
+            ctx: &ctx,
+            harness: harness.as_ref(),
+            inv: &inv,
+            prepared: &prepared,
             cancel,
-            access.as_ref(),
-        )
-        .await
+            access: access.as_ref(),
+        };
+        self.run_prepared(&scope, em).await
     }
 
-    async fn prepare_repo(
-        &self,
-        rec: &RunRecord,
-        remote: Option<&str>,
-        auth: Option<&errand_git::GitAuth>,
-        run_dir: &Path,
-        workspace: &Path,
-        em: &mut Emitter,
-    ) -> Result<errand_git::Prepared, RunError> {
-        let id = rec.id;
-        let spec = &rec.spec;
-        let mirrors = errand_git::Mirrors::new(self.paths.cache.join("mirrors"));
-        match remote {
-            Some(r) if errand_git::Mirrors::wants(r) => em.notice(format!(
-                "cloning {} (through errand's mirror of it)",
-                errand_git::redact_url(r)
-            )),
-            Some(r) => em.notice(format!("cloning {}", errand_git::redact_url(r))),
-            None => em.notice("no repository given: starting an empty project"),
-        }
-        .map_err(log_failed)?;
-        let prepared = errand_git::prepare(
-            remote.map(|url| errand_git::Remote {
-                url,
-                auth,
-                mirrors: Some(&mirrors),
-            }),
-            spec.base_branch.as_deref(),
-            spec.base_commit.as_deref(),
-            run_dir,
-            workspace,
-            &id.branch(),
-        )
-        .await
-        .map_err(|e| RunError::git(e.to_string()))?;
-        em.notice(format!(
-            "branch {} from {} at {}",
-            prepared.branch,
-            prepared.base_branch,
-            short(&prepared.base_commit)
-        ))
-        .map_err(log_failed)?;
-        Ok(prepared)
-    }
-
-    /// Everything after the workspace is ready: the sandbox, the harness, the
-    /// commit of leftovers, the fetch into the outbox, the tests, the push.
-    #[allow(clippy::too_many_arguments)]
+    /// A run's work once its repository is prepared: its phases in order.
     async fn run_prepared(
         &self,
-        rec: &RunRecord,
-        is_follow_up: bool,
-        ctx: &RunContext,
-        harness: &dyn errand_harness::Harness,
-        inv: &Invocation,
-        prepared: &errand_git::Prepared,
+        scope: &Scope<'_>,
         em: &mut Emitter,
-        cancel: &CancellationToken,
-        access: Option<&forge::RepoAccess>,
     ) -> Result<RunSummary, RunError> {
-        let id = rec.id;
-        let spec = &rec.spec;
-        let run_dir = self.paths.run_dir(id);
-        let workspace = run_dir.join("workspace");
-        let home = run_dir.join("home");
-        let tmp = run_dir.join("tmp");
-        let run_until = Until {
-            id,
-            cancel: cancel.clone(),
-            deadline: tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs),
-        };
-        // A real executable only: wrapper scripts (pyenv shims) would not work inside the sandbox.
-        let uv = which_executable("uv");
-        let mut ro_mounts = vec![(ctx.install_dir.clone(), PathBuf::from(inside::HARNESS))];
-        if let Some(uv) = &uv {
-            ro_mounts.push((uv.clone(), PathBuf::from(format!("{}/uv", inside::TOOLS))));
-        }
-        let mut env = inv.env.clone();
-        // The shims' policy is fixed in their scripts: the environment also
-        // carries it (for the hooks, which the harness runs with its own), but
-        // a command could override a variable for the shim it starts.
-        let mut shim_policy = vec![
-            "--workspace".to_string(),
-            inside::WORKSPACE.to_string(),
-            "--home".to_string(),
-            inside::HOME.to_string(),
-            "--branch".to_string(),
-            prepared.branch.clone(),
-            "--default-branch".to_string(),
-            prepared.base_branch.clone(),
-        ];
-        if spec.agent_git {
-            shim_policy.push("--push-only-run-branch".to_string());
-            if let Some(b) = spec
-                .agent_branches
-                .iter()
-                .find(|b| **b == prepared.base_branch)
-            {
-                return Err(RunError::invalid(format!(
-                    "--agent-branch {b}: the default branch is never the agent's to push"
-                )));
-            }
-            for b in &spec.agent_branches {
-                shim_policy.extend(["--push-branch".to_string(), b.clone()]);
-            }
-            if spec.allow_force_push {
-                shim_policy.push("--allow-force-push-to-run-branch".to_string());
-            }
-        }
-        let mut entry = Vec::new();
-        match self.guard_mounts(&run_dir, &shim_policy) {
-            Ok((mounts, real_git)) => {
-                ro_mounts.extend(mounts);
-                // Every sandboxed command starts behind errand's git gate: the
-                // real git is reachable only through the shim (see the cli's gate.rs).
-                let confinable = git_confinement_available();
-                entry = vec![
-                    format!("{}/errand", inside::TOOLS),
-                    "guard".into(),
-                    "enter".into(),
-                ];
-                entry.extend(shim_policy.iter().cloned());
-                entry.extend(["--real".into(), real_git.to_string_lossy().into_owned()]);
-                // Where this machine's kernel confines, a sandbox that cannot is
-                // a failure, never a silent fallback (the kubernetes nodes' kernels
-                // are not this one's).
-                if confinable && self.sandbox.name() != "kubernetes" {
-                    entry.push("--require".into());
-                }
-                entry.push("--".into());
-                em.notice(if confinable {
-                    "git: the sandbox's git binaries run only through errand's guard (Landlock);                      a git the agent brings itself is still held by the git proxy and the forge"
-                        .to_string()
-                } else {
-                    "git: this kernel has no Landlock, so the sandbox's git binaries are reachable                      by path; the guard sees only git on PATH"
-                        .to_string()
-                })
-                .map_err(log_failed)?;
-                env.extend([
-                    (
-                        "ERRAND_GUARD_WORKSPACE".to_string(),
-                        inside::WORKSPACE.to_string(),
-                    ),
-                    ("ERRAND_GUARD_HOME".to_string(), inside::HOME.to_string()),
-                    ("ERRAND_GUARD_BRANCH".to_string(), prepared.branch.clone()),
-                    (
-                        "ERRAND_GUARD_DEFAULT_BRANCH".to_string(),
-                        prepared.base_branch.clone(),
-                    ),
-                    // The guard runs as errand inside the sandbox: it must stay quiet and local.
-                    ("ERRAND_LOG".to_string(), "error".to_string()),
-                ]);
-            }
-            Err(why) => {
-                // The agent's pushes are kept to its branch by the guard alone.
-                if spec.agent_git {
-                    return Err(RunError::invalid(format!(
-                        "--agent-git needs errand's command guard in the sandbox, which is not available: {why}"
-                    )));
-                }
-                em.notice(format!(
-                    "the command guard is not available in this sandbox: {why}"
-                ))
-                .map_err(log_failed)?
-            }
-        }
-        // The environment of the steps after the agent's, which get no git credentials.
-        let env_after = env.clone();
-        let git_proxy = match (spec.agent_git, access) {
-            (true, Some(a)) => {
-                let kubernetes = self.sandbox.name() == "kubernetes";
-                let current = a.clone();
-                let proxy = gitproxy::GitProxy::new(gitproxy::Config {
-                    owner: a.owner.clone(),
-                    repo: a.repo.clone(),
-                    upstream: a.url.clone(),
-                    branches: std::iter::once(prepared.branch.clone())
-                        .chain(spec.agent_branches.iter().cloned())
-                        .collect(),
-                    allow_force: spec.allow_force_push,
-                    auth: Arc::new(move || current.token().basic_auth_header()),
-                    scratch: run_dir.join("git-proxy"),
-                    max_push: gitproxy::DEFAULT_MAX_PUSH,
-                })
-                .map_err(|e| RunError::host(e.to_string()))?;
-                // git in the sandbox reaches the run's repository only as errand's
-                // proxy URL; it holds no token, the proxy adds it outside.
-                let (serving, url, shown) = if kubernetes {
-                    // Pods have no egress proxy: they reach errand's hub over the
-                    // cluster network, under a capability that is the run's alone.
-                    let (listen, base) = self.kubernetes_git_proxy()?;
-                    let reg = gitproxy::Hub::shared(listen)
-                        .register(proxy.clone())
-                        .await
-                        .map_err(|e| RunError::host(format!("agent git: {e}")))?;
-                    // A secret for the run's life: never in events or output.
-                    em.redactor.add(reg.capability());
-                    let url = reg.url(base, &proxy);
-                    let shown = format!(
-                        "{}/<run capability>{}",
-                        base.trim_end_matches('/'),
-                        proxy.repo_path()
-                    );
-                    (ProxyServing::Hub { _registration: reg }, url, shown)
-                } else {
-                    let socket = errand_sandbox::socket::private_path("git-proxy")
-                        .map_err(|e| RunError::host(format!("agent git: {e}")))?;
-                    let serving = proxy
-                        .serve_unix(&socket)
-                        .map_err(|e| RunError::host(e.to_string()))?;
-                    let url = proxy.sandbox_url();
-                    (ProxyServing::Socket(serving), url.clone(), url)
-                };
-                insteadof_env(&mut env, &url, &a.url);
-                env.push(("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()));
-                env.push((
-                    "ERRAND_GUARD_PUSH_ONLY_RUN_BRANCH".to_string(),
-                    "1".to_string(),
-                ));
-                // The same policy for Claude Code's hook, which reads its variables.
-                if !spec.agent_branches.is_empty() {
-                    env.push((
-                        "ERRAND_GUARD_PUSH_BRANCHES".to_string(),
-                        spec.agent_branches.join(","),
-                    ));
-                }
-                if spec.allow_force_push {
-                    env.push((
-                        "ERRAND_GUARD_ALLOW_FORCE_PUSH_TO_RUN_BRANCH".to_string(),
-                        "true".to_string(),
-                    ));
-                }
-                if kubernetes {
-                    em.notice(format!(
-                        "agent git: the pod reaches errand's git proxy at {shown} over the cluster network; \
-                         the capability in that URL is a secret of this run, ends with it and grants only \
-                         this run's ref rules; the token never enters the pod"
-                    ))
-                    .map_err(log_failed)?;
-                }
-                let mut may_push = vec![prepared.branch.clone()];
-                may_push.extend(spec.agent_branches.iter().cloned());
-                em.notice(format!(
-                    "agent git: git in the sandbox reaches {}/{} through errand's git proxy ({shown}) and holds no token; \
-                     the proxy adds it outside the sandbox ({}) and lets it push {} only: no other ref, no deletion, \
-                     {}",
-                    a.owner,
-                    a.repo,
-                    if spec.push { "fetch and push" } else { "fetch; the token is read-only without --push" },
-                    may_push.join(", "),
-                    if spec.allow_force_push { "force pushes allowed (--allow-force-push)" } else { "no force push" },
-                ))
-                .map_err(log_failed)?;
-                Some((proxy, serving))
-            }
-            (true, _) => {
-                return Err(RunError::forge(
-                    "--agent-git needs the run's GitHub token, and this run has none",
-                ))
-            }
-            (false, _) => None,
-        };
-        let route = git_proxy.as_ref().map(|(_, serving)| match serving {
-            ProxyServing::Socket(s) => GitRoute::Socket(errand_sandbox::egress::route_entry(
-                gitproxy::MAGIC_HOST,
-                s.path(),
-            )),
-            ProxyServing::Hub { .. } => {
-                GitRoute::Address(self.hub_destination().unwrap_or_default())
-            }
-        });
-        let (network, policy) = self.network(
-            harness,
-            ctx,
-            inv,
-            prepared.remote.as_deref(),
-            route.as_ref(),
-        )?;
-        em.notice(policy).map_err(log_failed)?;
-        let mut sb_spec = SandboxSpec {
-            name: id.short(),
-            workspace: workspace.clone(),
-            home: home.clone(),
-            tmp: tmp.clone(),
-            ro_mounts,
-            env,
-            limits: self.limits.clone(),
-            network,
-            entry,
-        };
-
-        if spec.repo.is_none() && !is_follow_up {
-            self.make_venv(&sb_spec, uv.is_some(), em, &run_until)
-                .await?;
-        }
-
-        // Git in the sandbox must never be handed an expired token, however long the agent works.
-        let renewer = match (&git_proxy, access, &self.github) {
-            (Some(_), Some(a), Some(gh)) => {
-                let redactor = em.redactor.clone();
-                Some(forge::Renewer::start(gh.clone(), a.clone(), move |t| {
-                    redactor.add(t)
-                }))
-            }
-            _ => None,
-        };
-
-        self.transition(id, em, RunState::Running).await?;
-        let parser = harness.parser_for(ctx);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs);
-        let outcome = self
-            .run_harness(id, &sb_spec, inv, parser, em, cancel, spec.timeout_secs)
-            .await;
-        if let Some(r) = renewer {
-            for note in r.finish().await {
-                em.notice(note).map_err(log_failed)?;
-            }
-        }
-        // The agent is done: its git proxy serves no more, and the steps after
-        // it (committing leftovers, the test command) run without a route to it.
-        if let Some((proxy, serving)) = git_proxy {
-            drop(serving);
-            // Its scratch repository (the remote's objects, spooled pushes) is not kept.
-            let _ = std::fs::remove_dir_all(run_dir.join("git-proxy"));
-            let refused = proxy.refused();
-            let mut n = format!(
-                "agent git: errand's git proxy answered {} request(s)",
-                proxy.forwarded()
-            );
-            if !refused.is_empty() {
-                n.push_str(&format!(
-                    " and refused {}: {}",
-                    refused.len(),
-                    refused.join("; ")
-                ));
-            }
-            em.notice(n).map_err(log_failed)?;
-            if let (NetworkPolicy::Isolated(e), Some(r)) = (&mut sb_spec.network, &route) {
-                // (An address the configuration allowlists itself stays.)
-                if !self.egress.allow.iter().any(|a| a == r.entry()) {
-                    e.allow.retain(|a| a != r.entry());
-                }
-            }
-            sb_spec.env = env_after;
-        }
-        let outcome = outcome?;
-
-        self.transition(id, em, RunState::Finishing).await?;
-        // The steps after the agent end by the run's deadline, or in a few
-        // minutes when the agent used it up; a cancel ends them at once.
-        let until = Until {
-            id,
-            cancel: cancel.clone(),
-            deadline: std::cmp::max(
-                deadline,
-                tokio::time::Instant::now() + finish_grace(spec.timeout_secs),
-            ),
-        };
-        let message =
-            errand_git::commit_message(outcome.text.as_deref(), &spec.prompt, &id.short());
-        let mut commit_spec = sb_spec.clone();
-        commit_spec
-            .env
-            .push((errand_git::COMMIT_MESSAGE_VAR.to_string(), message.clone()));
-        let out = self
-            .sandboxed_sh(&commit_spec, &errand_git::commit_leftovers_script(), &until)
+        let mut assembled = self.assemble(scope, em).await?;
+        let (outcome, deadline) = self.run_agent(scope, em, &mut assembled).await?;
+        let mut finished = self
+            .finish(scope, em, &assembled.spec, outcome, deadline)
             .await?;
-        if !out.trim().is_empty() {
-            em.notice(out.trim().to_string()).map_err(log_failed)?;
-        }
-        self.export_branch(&sb_spec, prepared, &run_dir, &until)
-            .await?;
-        let collected = errand_git::collect(prepared)
-            .await
-            .map_err(|e| RunError::git(e.to_string()))?;
-        let mut summary = RunSummary {
-            branch: Some(prepared.branch.clone()),
-            commit: Some(collected.commit.clone()),
-            diffstat: Some(collected.shortstat.clone()),
-            pushed: false,
-            turns: outcome.turns,
-            input_tokens: Some(outcome.usage.input_tokens),
-            output_tokens: Some(outcome.usage.output_tokens),
-            cost_usd: outcome.usage.cost_usd,
-            result_text: outcome.text.clone(),
-            session_id: outcome.session_id.clone(),
-            tests_passed: None,
-            pr_url: None,
-        };
-        em.emit(
-            EventSource::Errand,
-            None,
-            EventKind::RunDiff {
-                base_commit: prepared.base_commit.clone(),
-                commit: collected.commit.clone(),
-                stat: collected.stat.clone(),
-                diff: collected.diff.clone(),
-                truncated: collected.diff_truncated,
-            },
-        )
-        .map_err(log_failed)?;
-        em.notice(format!(
-            "{} at {}: {} commit(s), {}",
-            prepared.branch,
-            short(&collected.commit),
-            collected.commits,
-            if collected.shortstat.is_empty() {
-                "no changes"
-            } else {
-                &collected.shortstat
-            }
-        ))
-        .map_err(log_failed)?;
-        if let Some(cmd) = &spec.test_command {
-            // The repository's own tests, in the sandbox, without the harness's secrets.
-            let env: Vec<(String, String)> = sb_spec
-                .env
-                .iter()
-                .filter(|(_, v)| !inv.secrets.contains(v))
-                .cloned()
-                .collect();
-            let test_spec = SandboxSpec {
-                env,
-                ..sb_spec.clone()
-            };
-            em.notice(format!("running the test command: {cmd}"))
-                .map_err(log_failed)?;
-            let (passed, output) = self.sandboxed_output(&test_spec, cmd, &until).await?;
-            let tail: Vec<&str> = output
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            em.notice(format!(
-                "test command {}{}",
-                if passed { "passed" } else { "failed" },
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(":\n{}", tail.join("\n"))
-                }
-            ))
-            .map_err(log_failed)?;
-            summary.tests_passed = Some(passed);
-        }
-        if spec.push {
-            // A long run outlives GitHub's one-hour token.
-            if let (Some(gh), Some(a)) = (&self.github, access) {
-                let redactor = em.redactor.clone();
-                match gh.renew_if_expiring(a, |t| redactor.add(t)).await {
-                    Ok(true) => em.notice(format!(
-                        "renewed the run's token for {}/{} before pushing (the old one is revoked when the run ends)",
-                        a.owner, a.repo
-                    )),
-                    Ok(false) => Ok(()),
-                    Err(e) => em.notice(format!(
-                        "renewing the run's token for {}/{} failed ({e}); pushing with the current one",
-                        a.owner, a.repo
-                    )),
-                }
-                .map_err(log_failed)?;
-            }
-            em.notice(format!("pushing {}", prepared.branch))
-                .map_err(log_failed)?;
-            let auth = access.map(|a| a.git_auth());
-            errand_git::push(prepared, auth.as_ref())
-                .await
-                .map_err(|e| RunError::git(e.to_string()))?;
-            summary.pushed = true;
-            summary.pr_url = rec.summary.pr_url.clone();
-            if let (Some(gh), Some(a), None) = (&self.github, access, &summary.pr_url) {
-                if collected.commits == 0 {
-                    em.notice("no pull request: the run changed nothing")
-                        .map_err(log_failed)?;
-                } else {
-                    let trace = self
-                        .public_url
-                        .as_ref()
-                        .map(|u| format!("{}/runs/{id}", u.trim_end_matches('/')));
-                    let pull = errand_github::NewPull {
-                        title: forge::pull_title(&message),
-                        head: prepared.branch.clone(),
-                        base: prepared.base_branch.clone(),
-                        body: em.redactor.redact(&forge::pull_body(
-                            &spec.prompt,
-                            outcome.text.as_deref(),
-                            &collected.shortstat,
-                            trace.as_deref(),
-                            spec.requested_by.as_deref(),
-                        )),
-                        draft: false,
-                    };
-                    let pr = gh.open_pull(a, &pull).await.map_err(|e| {
-                        RunError::forge(format!(
-                            "pushed {} but could not open a pull request: {e}",
-                            prepared.branch
-                        ))
-                    })?;
-                    em.notice(format!(
-                        "opened pull request #{}: {}",
-                        pr.number, pr.html_url
-                    ))
-                    .map_err(log_failed)?;
-                    summary.pr_url = Some(pr.html_url);
-                }
-            }
-        }
-        Ok(summary)
+        self.deliver(scope, em, &mut finished).await?;
+        Ok(finished.summary)
     }
 }
 
@@ -1070,7 +467,7 @@ pub async fn reap_orphans(store: &dyn Store) -> Result<Vec<RunId>, StoreError> {
 mod tests {
     use super::*;
     use crate::agent::DenialLog;
-    use crate::assemble::model_endpoints;
+    use crate::assemble::{model_endpoints, GitRoute};
     use crate::emit::redact_kind;
 
     #[tokio::test]
