@@ -90,6 +90,9 @@ fn hooks_json() -> String {
 }
 
 impl Harness for Codex {
+    fn guard_log(&self) -> Option<&'static str> {
+        Some(GUARD_LOG)
+    }
     fn name(&self) -> &'static str {
         "codex"
     }

@@ -150,7 +150,29 @@ pub trait Harness: Send + Sync {
     fn parser_for(&self, _ctx: &RunContext) -> Box<dyn OutputParser> {
         self.parser()
     }
+    /// Where, inside the sandbox, this harness's guard hook records the calls
+    /// it refused, for harnesses whose own output does not show them (Codex).
+    fn guard_log(&self) -> Option<&'static str> {
+        None
+    }
+    /// The variables that may name this harness's model endpoints, each with
+    /// the public endpoint used without it. errand allowlists the endpoint of
+    /// each one the harness declares or passes.
+    fn model_endpoints(&self) -> &'static [(&'static str, &'static str)] {
+        MODEL_ENDPOINTS
+    }
 }
+
+/// The model endpoint variables errand knows, with their public defaults.
+pub const MODEL_ENDPOINTS: &[(&str, &str)] = &[
+    ("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+    ("OPENAI_BASE_URL", "https://api.openai.com"),
+    (
+        "GOOGLE_GEMINI_BASE_URL",
+        "https://generativelanguage.googleapis.com",
+    ),
+    ("AMP_URL", "https://ampcode.com"),
+];
 
 /// The instructions errand gives every agent, for harnesses without a system-prompt flag.
 pub(crate) fn unattended_preamble(ctx: &RunContext) -> String {

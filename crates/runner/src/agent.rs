@@ -23,6 +23,17 @@ pub(crate) struct DenialLog {
 pub(crate) const DENIAL_READ: usize = 256 << 10;
 
 impl DenialLog {
+    /// A log that is never read: the harness's own output shows its refusals.
+    pub(crate) fn none() -> Self {
+        DenialLog {
+            home: PathBuf::new(),
+            rel: PathBuf::new(),
+            offset: 0,
+            n: 0,
+            refused: true,
+        }
+    }
+
     pub(crate) fn new(home: PathBuf, rel: PathBuf) -> Self {
         DenialLog {
             home,
@@ -113,6 +124,7 @@ impl Runner {
         em: &mut Emitter,
         cancel: &CancellationToken,
         timeout_secs: u64,
+        guard_log: Option<&'static str>,
     ) -> Result<errand_harness::Outcome, RunError> {
         let mut proc = self
             .sandbox
@@ -141,10 +153,14 @@ impl Runner {
         // a line past `MAX_LINE_BYTES`, so an endless one cannot grow memory.
         let mut reader = BufReader::with_capacity(64 << 10, stdout);
         let mut lines = limits::LineReader::default();
-        let mut denials = DenialLog::new(
-            sb.home.clone(),
-            PathBuf::from(errand_harness::codex::GUARD_LOG.trim_start_matches("/home/agent/")),
-        );
+        // Only harnesses whose hook keeps a log of its refusals have one to read.
+        let mut denials = match guard_log {
+            Some(path) => DenialLog::new(
+                sb.home.clone(),
+                PathBuf::from(path.trim_start_matches(inside::HOME).trim_start_matches('/')),
+            ),
+            None => DenialLog::none(),
+        };
         let mut stop: Option<RunError> = None;
         let mut cut_lines: u64 = 0;
         loop {
@@ -252,7 +268,7 @@ impl Runner {
         let parser = harness.parser_for(ctx);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs);
         let outcome = self
-            .run_harness(id, &a.spec, inv, parser, em, cancel, spec.timeout_secs)
+            .run_harness(id, &a.spec, inv, parser, em, cancel, spec.timeout_secs, harness.guard_log())
             .await;
         if let Some(r) = renewer {
             for note in r.finish().await {

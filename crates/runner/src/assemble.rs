@@ -15,17 +15,6 @@ pub(crate) enum ProxyServing {
     },
 }
 
-/// The variables that name a harness's model endpoint, with the public endpoint used without them.
-pub(crate) const MODEL_ENDPOINTS: &[(&str, &str)] = &[
-    ("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-    ("OPENAI_BASE_URL", "https://api.openai.com"),
-    (
-        "GOOGLE_GEMINI_BASE_URL",
-        "https://generativelanguage.googleapis.com",
-    ),
-    ("AMP_URL", "https://ampcode.com"),
-];
-
 /// The model endpoints of a harness, as allowlist entries: the variables it
 /// declares or passes, from the run's environment, else their public default.
 pub(crate) fn model_endpoints(
@@ -34,7 +23,7 @@ pub(crate) fn model_endpoints(
     inv: &Invocation,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    for (var, default) in MODEL_ENDPOINTS {
+    for (var, default) in harness.model_endpoints() {
         let passed = inv.env.iter().find(|(k, _)| k == var).map(|(_, v)| v);
         let declared = harness.env_vars().iter().any(|v| v.name == *var);
         if !declared && passed.is_none() {
