@@ -56,7 +56,7 @@ pub enum GuardCmd {
         #[arg(long)]
         real: PathBuf,
         /// The git shim, which git's exec path points back to.
-        #[arg(long, default_value = "/opt/errand/shims/git")]
+        #[arg(long, default_value = errand_sandbox::paths::GIT_SHIM)]
         shim: PathBuf,
         /// Fail instead of running unconfined when git cannot be confined.
         #[arg(long)]

@@ -69,7 +69,7 @@ fn config_toml(model: &str, base_url: &str) -> String {
 
 /// Where the guard hook records what it refused, for errand to show in the
 /// trace: a refused command leaves no item in `codex exec --json`.
-pub const GUARD_LOG: &str = "/home/agent/.errand/guard-denials.jsonl";
+pub const GUARD_LOG: &str = paths::GUARD_LOG;
 
 /// `$CODEX_HOME/hooks.json`: errand's guard decides on every tool call before it
 /// runs (codex names its shell tool `Bash` in hook input, whatever the model calls it).
@@ -309,7 +309,7 @@ mod tests {
         assert_eq!(hook["matcher"], "*");
         assert_eq!(
             hook["hooks"][0]["command"],
-            format!("/opt/errand/bin/errand guard hook --log {GUARD_LOG}")
+            format!("{}/errand guard hook --log {GUARD_LOG}", paths::TOOLS)
         );
         assert!(Codex.capabilities().guard_hook);
     }

@@ -297,7 +297,7 @@ impl Runner {
         for name in ["git", "rm"] {
             let real = which_executable(name).ok_or_else(|| format!("{name} is not on PATH"))?;
             let real_inside = if cover_paths {
-                let inside_path = PathBuf::from(format!("{GUARD_REAL}/{name}"));
+                let inside_path = PathBuf::from(format!("{}/{name}", inside::REAL));
                 extra.push((real.clone(), inside_path.clone()));
                 for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
                     let p = Path::new(dir).join(name);
@@ -334,7 +334,7 @@ impl Runner {
         }
         let mut mounts = vec![
             (exe, PathBuf::from(format!("{}/errand", inside::TOOLS))),
-            (shims, PathBuf::from(GUARD_SHIMS)),
+            (shims, PathBuf::from(inside::SHIMS)),
         ];
         mounts.extend(extra);
         Ok((mounts, real_git))

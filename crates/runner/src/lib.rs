@@ -130,10 +130,6 @@ pub trait RunObserver: Send + Sync {
 /// Receives install progress while the harness is being installed.
 pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// Where the guard's `git`/`rm` shims are mounted inside every sandbox.
-pub const GUARD_SHIMS: &str = "/opt/errand/shims";
-/// Where the real `git`/`rm` are mounted when the shims take their usual paths.
-pub const GUARD_REAL: &str = "/opt/errand/real";
 
 /// Events this process has written to the store (for `/metrics`).
 pub static EVENTS_STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -291,7 +287,7 @@ impl Runner {
             env: self.run_env().await?,
             install_dir: PathBuf::new(),
             // The guard's git/rm shims come first on every harness's PATH.
-            extra_path: vec![GUARD_SHIMS.to_string()],
+            extra_path: vec![inside::SHIMS.to_string()],
             extra_env: vec![],
             agent_git: spec.agent_git,
         };

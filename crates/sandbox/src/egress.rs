@@ -62,9 +62,9 @@ use crate::socket::{self, SocketService};
 use crate::{CommandLine, SandboxError, SandboxSpec};
 
 /// Where the proxy's socket is mounted inside.
-pub const SOCKET: &str = "/opt/errand/egress.sock";
+pub const SOCKET: &str = crate::paths::EGRESS_SOCKET;
 /// Where the bridge program is mounted inside.
-pub const BRIDGE: &str = "/opt/errand/egress-bridge";
+pub const BRIDGE: &str = crate::paths::EGRESS_BRIDGE;
 
 /// The longest request head the proxy reads.
 const MAX_HEAD: usize = 16 * 1024;

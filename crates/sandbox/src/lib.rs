@@ -40,6 +40,17 @@ pub mod paths {
     pub const TOOLS: &str = "/opt/errand/bin";
     /// errand's guard shims (`git`, `rm`), read-only.
     pub const SHIMS: &str = "/opt/errand/shims";
+    /// The `git` shim, which git's exec path points back to inside the git gate.
+    pub const GIT_SHIM: &str = "/opt/errand/shims/git";
+    /// Where the real `git`/`rm` are mounted when the shims take their usual
+    /// paths (the local backend, which shows the host's `/usr`).
+    pub const REAL: &str = "/opt/errand/real";
+    /// The egress proxy's socket, bound in by the local and docker backends.
+    pub const EGRESS_SOCKET: &str = "/opt/errand/egress.sock";
+    /// errand's egress bridge inside the sandbox.
+    pub const EGRESS_BRIDGE: &str = "/opt/errand/egress-bridge";
+    /// Where a harness's guard hook records the calls it refused (Codex).
+    pub const GUARD_LOG: &str = "/home/agent/.errand/guard-denials.jsonl";
 }
 
 #[derive(Debug, thiserror::Error)]
