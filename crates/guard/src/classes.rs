@@ -516,3 +516,207 @@ fn is_destructive_api(method: &str, endpoint: &str, dynamic: bool) -> bool {
     let repo_settings = parts.len() == 3 && method == "PATCH";
     sensitive || repo_settings
 }
+
+/// A shell command in one of `args`: `--opt=CMD`, `--opt CMD`, or `-o CMD`
+/// (short options given separately).
+fn option_value(args: &[Arg], i: usize, long: &[&str], short: &[&str]) -> Option<Arg> {
+    let a = &args[i];
+    let t = a.text.as_str();
+    for l in long {
+        if let Some(v) = t.strip_prefix(l).and_then(|r| r.strip_prefix('=')) {
+            return Some(Arg {
+                text: v.to_owned(),
+                ..a.clone()
+            });
+        }
+        if t == *l {
+            return args.get(i + 1).cloned();
+        }
+    }
+    if short.contains(&t) {
+        return args.get(i + 1).cloned();
+    }
+    None
+}
+
+/// The shell command after `!` in an editor command (`:!rm -rf x`,
+/// `:r !cmd`, `:w !cmd`, `:silent !cmd`).
+fn editor_shell(cmd: &str) -> Option<&str> {
+    let c = cmd.trim_start().trim_start_matches(':').trim_start();
+    let c = c
+        .strip_prefix("silent!")
+        .or_else(|| c.strip_prefix("silent"))
+        .unwrap_or(c)
+        .trim_start();
+    let after_rw = ["r ", "read ", "w ", "write ", "r!", "w!"]
+        .iter()
+        .find_map(|p| c.strip_prefix(p))
+        .unwrap_or(c)
+        .trim_start();
+    after_rw
+        .strip_prefix('!')
+        .or_else(|| c.find("!").filter(|_| c.starts_with(['%', '.', '\'', '$', '0', '1'])).map(|i| &c[i + 1..]))
+}
+
+impl Checker<'_> {
+    /// Programs whose options run a shell command: `tar
+    /// --checkpoint-action=exec=…`, `--to-command`, `-I`; an editor's `-c
+    /// ':!…'`; `awk`'s `system()` and pipes; `ssh -o ProxyCommand=…`;
+    /// `rsync -e`; `zip -TT`. The command is judged like any other.
+    pub(crate) fn check_command_options(&mut self, name: &str, rest: &[Arg]) -> Result<(), Denial> {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        for i in 0..rest.len() {
+            let code = match base {
+                "tar" | "gtar" | "bsdtar" => {
+                    let a = &rest[i].text;
+                    if let Some(v) = a
+                        .strip_prefix("--checkpoint-action=exec=")
+                        .or_else(|| a.strip_prefix("--checkpoint-action=exec:"))
+                    {
+                        Some(Arg { text: v.to_owned(), ..rest[i].clone() })
+                    } else if a == "--checkpoint-action" {
+                        rest.get(i + 1).and_then(|n| {
+                            n.text.strip_prefix("exec=").map(|v| Arg { text: v.to_owned(), ..n.clone() })
+                        })
+                    } else {
+                        option_value(
+                            rest,
+                            i,
+                            &[
+                                "--to-command",
+                                "--use-compress-program",
+                                "--rsh-command",
+                                "--info-script",
+                                "--new-volume-script",
+                            ],
+                            &["-I", "-F"],
+                        )
+                    }
+                }
+                "vim" | "vi" | "nvim" | "ex" | "view" | "vimdiff" | "rvim" => {
+                    let t = rest[i].text.as_str();
+                    let cmd = if let Some(c) = t.strip_prefix('+') {
+                        Some(rest[i].clone()).map(|a| Arg { text: c.to_owned(), ..a })
+                    } else {
+                        option_value(rest, i, &["--cmd"], &["-c"])
+                    };
+                    cmd.and_then(|c| {
+                        editor_shell(&c.text).map(|s| Arg { text: s.to_owned(), ..c.clone() })
+                    })
+                }
+                "ssh" | "scp" | "sftp" => option_value(rest, i, &[], &["-o"]).and_then(|o| {
+                    let (k, v) = o.text.split_once(['=', ' '])?;
+                    matches!(
+                        k.to_ascii_lowercase().as_str(),
+                        "proxycommand" | "localcommand" | "knownhostscommand"
+                    )
+                    .then(|| Arg { text: v.trim().to_owned(), ..o.clone() })
+                }),
+                "rsync" => option_value(rest, i, &["--rsh", "--rsync-path"], &["-e"]),
+                "zip" => option_value(rest, i, &["--unzip-command"], &["-TT"]),
+                _ => None,
+            };
+            if let Some(code) = code {
+                self.check_code_arg(&code, &format!("{base} option {}", rest[i].text))
+                    .map_err(|d| wrapped(d, &format!("{base} runs `{}` through its options", code.text)))?;
+            }
+        }
+        if matches!(base, "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk") {
+            self.check_awk(base, rest)?;
+        }
+        Ok(())
+    }
+
+    /// awk's program text: `system("…")` and `print … | "…"` / `"…" | getline`
+    /// run shell commands.
+    fn check_awk(&mut self, base: &str, rest: &[Arg]) -> Result<(), Denial> {
+        let mut i = 0;
+        let mut program = None;
+        while i < rest.len() {
+            let t = rest[i].text.as_str();
+            if matches!(t, "-F" | "-v" | "-f" | "--file" | "--assign" | "--field-separator") {
+                i += 2;
+                continue;
+            }
+            if t.starts_with('-') && t.len() > 1 {
+                i += 1;
+                continue;
+            }
+            program = Some(&rest[i]);
+            break;
+        }
+        let Some(p) = program else { return Ok(()) };
+        let code = p.text.as_str();
+        let mut rest_code = code;
+        while let Some(pos) = rest_code.find("system") {
+            let after = rest_code[pos + 6..].trim_start();
+            rest_code = &rest_code[pos + 6..];
+            let Some(args) = after.strip_prefix('(') else { continue };
+            let inner = args.trim_start();
+            match inner.strip_prefix('"').and_then(|s| s.find('"').map(|e| &s[..e])) {
+                Some(lit) if inner[lit.len() + 2..].trim_start().starts_with(')') => {
+                    self.check_nested(lit, true)
+                        .map_err(|d| wrapped(d, &format!("{base} code runs `{lit}` with system()")))?;
+                }
+                _ => {
+                    return Err(Denial::new(
+                        "dynamic-code",
+                        format!("{base} code runs a command built at run time with system()"),
+                    ))
+                }
+            }
+        }
+        // Pipes to and from commands: `print | "sh"`, `"cmd" | getline`.
+        let bytes: Vec<char> = code.chars().collect();
+        let mut strings: Vec<(usize, usize, String)> = Vec::new();
+        let mut k = 0;
+        while k < bytes.len() {
+            if bytes[k] == '"' {
+                let start = k;
+                let mut s = String::new();
+                k += 1;
+                while k < bytes.len() && bytes[k] != '"' {
+                    if bytes[k] == '\\' && k + 1 < bytes.len() {
+                        k += 1;
+                    }
+                    s.push(bytes[k]);
+                    k += 1;
+                }
+                strings.push((start, k, s));
+            }
+            k += 1;
+        }
+        for (start, end, s) in strings {
+            let before = bytes[..start].iter().rev().find(|c| !c.is_whitespace());
+            let after = bytes.get(end + 1..).and_then(|r| r.iter().find(|c| !c.is_whitespace()));
+            if before == Some(&'|') || after == Some(&'|') {
+                let first = s.split_whitespace().next().unwrap_or("");
+                let first = first.rsplit('/').next().unwrap_or(first);
+                if before == Some(&'|')
+                    && (crate::commands::SHELLS.contains(&first)
+                        || crate::inline::Lang::of(first.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')).is_some())
+                {
+                    return Err(Denial::new(
+                        "dynamic-code",
+                        format!("{base} code pipes its output into `{s}`, which runs it as code"),
+                    ));
+                }
+                self.check_nested(&s, true)
+                    .map_err(|d| wrapped(d, &format!("{base} code pipes through `{s}`")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A denial of a command found inside another one, keeping its rule:
+/// `rule: <where it was found> (<the inner reason>)`.
+fn wrapped(d: Denial, how: &str) -> Denial {
+    if d.rule == "dynamic-code" || d.rule == "parse-error" {
+        return d;
+    }
+    Denial {
+        reason: format!("{}: {how} ({})", d.rule, d.reason),
+        rule: d.rule,
+    }
+}

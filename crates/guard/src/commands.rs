@@ -304,7 +304,7 @@ const WRAPPERS: &[Wrapper] = &[
 ];
 
 /// Shells: `-c` bodies and here-documents are parsed as shell code.
-const SHELLS: &[&str] = &[
+pub(crate) const SHELLS: &[&str] = &[
     "sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "yash", "posh", "csh", "tcsh",
     "rbash", "hush",
 ];
@@ -478,6 +478,7 @@ impl Checker<'_> {
         self.check_secret_print(&name, rest)?;
         self.check_dotenv_args(&name, rest)?;
         self.check_written_run(&name, rest)?;
+        self.check_command_options(&name, rest)?;
         match name.as_str() {
             "gh" => self.check_gh(rest)?,
             "curl" | "wget" | "http" | "https" | "xh" | "curlie" => {

@@ -189,7 +189,9 @@ fn is_delete_call(lang: Lang, name: &str) -> bool {
                     || name.starts_with('.')
                     || name.contains(").")
                     || name.contains("Path")
-                    || name.contains("path."))
+                    || name.contains("path.")
+                    // a method on any object: `p.unlink()`, `d.rmdir()`
+                    || (name.contains('.') && matches!(l, "unlink" | "rmdir")))
         }
         Lang::Node => {
             matches!(
@@ -374,6 +376,15 @@ impl Checker<'_> {
         code: &str,
     ) -> Result<Effects, Denial> {
         let toks = tokenize(code, lang);
+        let aliases = if lang == Lang::Python {
+            python_aliases(&toks)
+        } else {
+            Vec::new()
+        };
+        // Code that walks a whole tree (`os.walk`, `rglob('*')`,
+        // `glob('**', recursive=True)`) and deletes what it finds without
+        // picking by name deletes the tree, whatever each call names.
+        let walks = lang == Lang::Python && walks_whole_tree(&toks);
         for (i, t) in toks.iter().enumerate() {
             match t {
                 Tok::Cmd(s) => self.check_embedded(interp, s)?,
@@ -386,6 +397,8 @@ impl Checker<'_> {
                     }
                 }
                 Tok::Ident(name) => {
+                    let resolved = resolve_alias(&aliases, name);
+                    let name = &resolved;
                     let deletes = is_delete_call(lang, name);
                     let execs = !deletes && is_exec_call(lang, name);
                     if !deletes && !execs {
@@ -396,6 +409,14 @@ impl Checker<'_> {
                         continue;
                     };
                     if deletes {
+                        if walks && (nonlit || strs.is_empty()) {
+                            return Err(Denial::new(
+                                "interpreter-delete",
+                                format!(
+                                    "{interp} code deletes with `{name}` every path a walk of the tree finds"
+                                ),
+                            ));
+                        }
                         self.check_code_delete(interp, name, &strs, nonlit)?;
                     } else if nonlit || strs.is_empty() {
                         if lang == Lang::Perl && name == "exec" && strs.is_empty() {
@@ -504,6 +525,112 @@ impl Checker<'_> {
                 ),
             )
         })
+    }
+}
+
+/// Whether python code walks a whole tree without picking entries by name:
+/// `os.walk`, or `rglob`/`glob`/`iglob` of everything (`*`, `**`, `**/*`),
+/// with no `endswith`/`suffix`/`fnmatch`/`match` filter in sight.
+fn walks_whole_tree(toks: &[Tok]) -> bool {
+    let mut whole = false;
+    for (i, t) in toks.iter().enumerate() {
+        let Tok::Ident(n) = t else { continue };
+        match last(n) {
+            "walk" if n.contains("os.") || n == "walk" => whole = true,
+            "rglob" | "glob" | "iglob" => {
+                let pattern = toks.get(i + 2).and_then(|t| match t {
+                    Tok::Str(s) => Some(s.as_str()),
+                    _ => None,
+                });
+                let everything = matches!(pattern, Some("*" | "**" | "**/*" | "./**" | "./**/*"));
+                let recursive = last(n) == "rglob"
+                    || pattern.is_some_and(|p| p.contains("**"));
+                if everything && recursive {
+                    whole = true;
+                }
+            }
+            "endswith" | "suffix" | "fnmatch" | "match" | "startswith" | "search" => return false,
+            _ => {}
+        }
+    }
+    whole
+}
+
+/// Python's `import m as a` and `from m import n [as a]`: each alias with
+/// the dotted name it stands for.
+fn python_aliases(toks: &[Tok]) -> Vec<(String, String)> {
+    let ident = |i: usize| match toks.get(i) {
+        Some(Tok::Ident(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        match ident(i) {
+            Some("import") => {
+                // import a [as b], c [as d]
+                let mut j = i + 1;
+                while let Some(m) = ident(j) {
+                    if ident(j + 1) == Some("as") {
+                        if let Some(a) = ident(j + 2) {
+                            out.push((a.to_owned(), m.to_owned()));
+                        }
+                        j += 3;
+                    } else {
+                        j += 1;
+                    }
+                    if !matches!(toks.get(j), Some(Tok::Punct(','))) {
+                        break;
+                    }
+                    j += 1;
+                }
+                i = j;
+            }
+            Some("from") => {
+                let (Some(m), Some("import")) = (ident(i + 1), ident(i + 2)) else {
+                    i += 1;
+                    continue;
+                };
+                let mut j = i + 3;
+                if matches!(toks.get(j), Some(Tok::Punct('('))) {
+                    j += 1;
+                }
+                while let Some(n) = ident(j) {
+                    if ident(j + 1) == Some("as") {
+                        if let Some(a) = ident(j + 2) {
+                            out.push((a.to_owned(), format!("{m}.{n}")));
+                        }
+                        j += 3;
+                    } else {
+                        out.push((n.to_owned(), format!("{m}.{n}")));
+                        j += 1;
+                    }
+                    if !matches!(toks.get(j), Some(Tok::Punct(','))) {
+                        break;
+                    }
+                    j += 1;
+                }
+                i = j;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// `name` with an alias at its head replaced by what it stands for
+/// (`sp.call` → `subprocess.call`, `rmtree` → `shutil.rmtree`).
+fn resolve_alias(aliases: &[(String, String)], name: &str) -> String {
+    let (head, tail) = match name.split_once('.') {
+        Some((h, t)) => (h, Some(t)),
+        None => (name, None),
+    };
+    match aliases.iter().rev().find(|(a, _)| a == head) {
+        Some((_, full)) => match tail {
+            Some(t) => format!("{full}.{t}"),
+            None => full.clone(),
+        },
+        None => name.to_owned(),
     }
 }
 
