@@ -57,6 +57,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Each kind of store error has its status: a missing run 404, an ambiguous
+/// prefix or data the database refuses 422, a move the run's state does not
+/// allow or a duplicate 409, a database that cannot be reached 503, anything
+/// else 500. The database's own words are logged, not sent.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -65,12 +69,32 @@ impl From<StoreError> for ApiError {
                 ApiError::invalid(format!("'{id}' matches more than one run"))
             }
             StoreError::InvalidTransition(t) => ApiError::conflict(t.to_string()),
+            StoreError::Conflict(detail) => {
+                tracing::info!("store conflict: {detail}");
+                ApiError::conflict(
+                    "this conflicts with what the server has stored (a duplicate, or a change made at the same time): reload and try again",
+                )
+            }
+            StoreError::Invalid(detail) => {
+                tracing::info!("store refused data: {detail}");
+                ApiError::invalid(
+                    "the server's database refused this request's data (it refers to something that does not exist or breaks a rule)",
+                )
+            }
+            StoreError::Unavailable(detail) => {
+                tracing::error!("store unavailable: {detail}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the server could not reach its database: try again shortly",
+                )
+            }
             other => {
                 tracing::error!("store error: {other}");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
-                    "the server could not reach its database",
+                    "the server's database failed on this request (the server's log has the details)",
                 )
             }
         }
@@ -80,5 +104,92 @@ impl From<StoreError> for ApiError {
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
         ApiError::invalid(format!("the request body is not valid: {}", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(e: StoreError) -> ApiError {
+        ApiError::from(e)
+    }
+
+    #[test]
+    fn each_kind_of_store_error_has_its_status_and_code() {
+        let cases = [
+            (
+                StoreError::NotFound("abc".into()),
+                404,
+                "not_found",
+                "no run matches 'abc'",
+            ),
+            (
+                StoreError::Ambiguous("ab".into()),
+                422,
+                "invalid_request",
+                "more than one run",
+            ),
+            (
+                StoreError::InvalidTransition(errand_core::InvalidTransition {
+                    from: errand_core::RunState::Succeeded,
+                    to: errand_core::RunState::Running,
+                }),
+                409,
+                "conflict",
+                "succeeded",
+            ),
+            (
+                StoreError::Conflict("duplicate key".into()),
+                409,
+                "conflict",
+                "already|stored",
+            ),
+            (
+                StoreError::Invalid("foreign key".into()),
+                422,
+                "invalid_request",
+                "refused",
+            ),
+            (
+                StoreError::Unavailable("connection refused".into()),
+                503,
+                "unavailable",
+                "could not reach its database",
+            ),
+            (
+                StoreError::Corrupt("bad timestamp".into()),
+                500,
+                "internal",
+                "database failed",
+            ),
+        ];
+        for (e, status, code, says) in cases {
+            let shown = e.to_string();
+            let api = from(e);
+            assert_eq!(api.status.as_u16(), status, "{shown}");
+            assert_eq!(api.code, code, "{shown}");
+            assert!(
+                says.split('|').any(|w| api.message.contains(w)),
+                "{shown}: {}",
+                api.message
+            );
+        }
+    }
+
+    #[test]
+    fn database_details_are_not_sent() {
+        for e in [
+            StoreError::Conflict(
+                "duplicate key value violates unique constraint \"api_tokens_pkey\"".into(),
+            ),
+            StoreError::Invalid("FOREIGN KEY constraint failed".into()),
+            StoreError::Unavailable("connection to 10.0.0.5:5432 refused".into()),
+        ] {
+            let api = from(e);
+            for secret in ["api_tokens_pkey", "FOREIGN KEY", "10.0.0.5"] {
+                assert!(!api.message.contains(secret), "{}", api.message);
+            }
+        }
     }
 }
