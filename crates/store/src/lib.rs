@@ -4,7 +4,10 @@
 //!   (with leases), durable events and raw lines, API tokens and share links —
 //!   behind a trait so that the SQLite backend ([`SqliteStore`], the embedded
 //!   default) and the PostgreSQL backend ([`PgStore`], for several nodes) share
-//!   one interface and one test suite (`tests/suite/`). [`open_url`] picks one.
+//!   one interface, one implementation of it (`sql.rs`: the SQL written once,
+//!   the dialects' differences in `Dialect`) and one test suite
+//!   (`tests/suite/`). [`open_url`] picks one. Errors are [`StoreError`]s whose
+//!   kind callers match (not found, conflict, invalid, unavailable…).
 //! * [`EventLog`]: one append-only JSONL file of normalized events per run, and
 //!   [`RawLog`] beside it with the harness's own lines; both are written a whole
 //!   line at a time and read so that a torn final line (a crash mid-write) is
@@ -13,6 +16,7 @@
 mod common;
 mod eventlog;
 mod pg;
+mod sql;
 mod sqlite;
 
 pub use common::LEASE_EXPIRED_REASON;
@@ -25,6 +29,15 @@ use chrono::{DateTime, Utc};
 use errand_core::{Event, InvalidTransition, RunId, RunRecord, RunState, RunSummary, Transition};
 use serde::{Deserialize, Serialize};
 
+/// What can go wrong in the store. Callers match on the kind: [`NotFound`],
+/// [`Conflict`] (a duplicate, or a run changed meanwhile), [`Invalid`] (data
+/// the database refuses), [`Unavailable`] (the database cannot be reached or
+/// is overloaded: try again later); the rest are faults of errand or its data.
+///
+/// [`NotFound`]: StoreError::NotFound
+/// [`Conflict`]: StoreError::Conflict
+/// [`Invalid`]: StoreError::Invalid
+/// [`Unavailable`]: StoreError::Unavailable
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no run matches '{0}'")]
@@ -33,8 +46,22 @@ pub enum StoreError {
     Ambiguous(String),
     #[error(transparent)]
     InvalidTransition(#[from] InvalidTransition),
+    /// A uniqueness violation (an event `seq` or raw line number stored
+    /// twice, a token or share-link hash that already exists), or a run that
+    /// changed while it was being written.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database refused the data (a reference to a missing row, a
+    /// constraint) or the configuration (a bad database URL).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The database could not be reached, timed out, is shutting down, or
+    /// gave up on a busy lock or a deadlock: worth trying again later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Any other database error.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
@@ -50,12 +77,55 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
-    /// Whether the error is a uniqueness violation: an event `seq` or raw line
-    /// number stored twice, a token or share-link hash that already exists.
+    /// Whether the error is a [`StoreError::Conflict`]: e.g. an event `seq`
+    /// or raw line number stored twice, a token or share-link hash that
+    /// already exists.
     pub fn is_conflict(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
-            _ => false,
+        matches!(self, StoreError::Conflict(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Sorts a database error into the kinds callers act on.
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        match &e {
+            sqlx::Error::Database(db) => {
+                match db.kind() {
+                    ErrorKind::UniqueViolation => return StoreError::Conflict(db.to_string()),
+                    ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation => return StoreError::Invalid(db.to_string()),
+                    _ => {}
+                }
+                let code = db.code().unwrap_or_default();
+                let transient = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+                    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                } else {
+                    // PostgreSQL: connection exceptions (08), insufficient
+                    // resources (53), operator intervention (57P: shutting
+                    // down, cannot connect now), serialization failure and
+                    // deadlock (40001, 40P01).
+                    code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57P")
+                        || code == "40001"
+                        || code == "40P01"
+                };
+                if transient {
+                    StoreError::Unavailable(db.to_string())
+                } else {
+                    StoreError::Database(e)
+                }
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Configuration(_) => StoreError::Invalid(e.to_string()),
+            _ => StoreError::Database(e),
         }
     }
 }
@@ -201,16 +271,16 @@ pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     } else if lower.starts_with("sqlite:") {
         without_params(&url["sqlite:".len()..])
     } else if let Some((scheme, _)) = url.split_once("://") {
-        return Err(StoreError::Database(sqlx::Error::Configuration(
-            format!("unsupported database URL scheme '{scheme}': use postgres://, postgresql:// or sqlite:").into(),
+        return Err(StoreError::Invalid(format!(
+            "unsupported database URL scheme '{scheme}': use postgres://, postgresql:// or sqlite:"
         )));
     } else {
         url
     };
     if path.is_empty() {
-        return Err(StoreError::Database(sqlx::Error::Configuration(
+        return Err(StoreError::Invalid(
             "the SQLite database URL names no file".into(),
-        )));
+        ));
     }
     Ok(std::sync::Arc::new(
         SqliteStore::open(std::path::Path::new(path)).await?,
@@ -356,4 +426,27 @@ pub trait Store: Send + Sync {
 
     /// How many runs are in each state: every state, in [`RunState::ALL`] order, zeros included.
     async fn count_by_state(&self) -> Result<Vec<(RunState, u64)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn connection_troubles_are_unavailable_and_bad_settings_invalid() {
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()),
+        ] {
+            let e = StoreError::from(e);
+            assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+        }
+        let e = StoreError::from(sqlx::Error::Configuration("bad port".into()));
+        assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+        let e = StoreError::from(sqlx::Error::RowNotFound);
+        assert!(matches!(e, StoreError::Database(_)), "{e}");
+        assert!(StoreError::Conflict("dup".into()).is_conflict());
+        assert!(!StoreError::Invalid("fk".into()).is_conflict());
+    }
 }

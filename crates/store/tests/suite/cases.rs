@@ -1121,3 +1121,120 @@ pub async fn replay_keys_under_concurrency_are_first_exactly_once(s: Arc<dyn Sto
         assert_eq!(firsts, 1, "{key}");
     }
 }
+
+// ---- where the two backends' code used to differ, pinned on both ----
+
+/// `create_run` records exactly one transition, `queued` at the creation time
+/// with no reason; an id stored twice is a conflict that records nothing.
+pub async fn create_run_records_one_queued_transition_and_refuses_a_duplicate(s: Arc<dyn Store>) {
+    let id = RunId::new();
+    let rec = s.create_run(id, &spec("p")).await.unwrap();
+    let ts = s.transitions(id).await.unwrap();
+    assert_eq!(states(&ts), [RunState::Queued]);
+    assert_eq!(ts[0].reason, None);
+    assert_eq!(ts[0].at, rec.created_at);
+    let err = s.create_run(id, &spec("again")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert_eq!(s.get_run(id).await.unwrap().spec.prompt, "p");
+    assert_eq!(s.transitions(id).await.unwrap().len(), 1);
+}
+
+/// A move no state allows (to `queued`: only a follow-up requeues) is an
+/// invalid transition from the run's state, whatever that is, and changes
+/// nothing; on a missing run it is "not found".
+pub async fn a_move_no_state_allows_is_an_invalid_transition(s: Arc<dyn Store>) {
+    let queued = new_run(&s, &spec("q")).await;
+    let running = new_run(&s, &spec("r")).await;
+    run_to(&s, running, RunState::Running).await;
+    let done = new_run(&s, &spec("d")).await;
+    run_to(&s, done, RunState::Succeeded).await;
+    for (id, from) in [
+        (queued, RunState::Queued),
+        (running, RunState::Running),
+        (done, RunState::Succeeded),
+    ] {
+        let before = s.transitions(id).await.unwrap().len();
+        match s.transition(id, RunState::Queued, Some("again")).await {
+            Err(StoreError::InvalidTransition(t)) => {
+                assert_eq!((t.from, t.to), (from, RunState::Queued));
+            }
+            other => panic!("{from}: {other:?}"),
+        }
+        let rec = s.get_run(id).await.unwrap();
+        assert_eq!(rec.state, from);
+        assert_eq!(rec.reason, None);
+        assert_eq!(s.transitions(id).await.unwrap().len(), before);
+    }
+    assert!(matches!(
+        s.transition(RunId::new(), RunState::Queued, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// A replay key is remembered until exactly `now + keep`: at that instant it
+/// is new again; a key kept for no time is always new.
+pub async fn replay_keys_expire_exactly_at_their_time(s: Arc<dyn Store>) {
+    let now = Utc::now();
+    let keep = Duration::from_secs(300);
+    assert!(s.first_time("k", now, keep).await.unwrap());
+    let just_before = now + TimeDelta::milliseconds(299_999);
+    assert!(!s.first_time("k", just_before, keep).await.unwrap());
+    let at_expiry = now + TimeDelta::seconds(300);
+    assert!(s.first_time("k", at_expiry, keep).await.unwrap());
+    assert!(!s.first_time("k", at_expiry, keep).await.unwrap());
+    for _ in 0..2 {
+        assert!(s.first_time("zero", now, Duration::ZERO).await.unwrap());
+    }
+}
+
+/// `set_origin` changes only the origin (the rest of the spec reads back
+/// equal) and a missing run is "not found".
+pub async fn set_origin_changes_only_the_origin(s: Arc<dyn Store>) {
+    let mut sp = spec_in("/src/a");
+    sp.requested_by = Some("api:ci".into());
+    sp.group = Some("g1".into());
+    let id = new_run(&s, &sp).await;
+    let origin = errand_core::Origin::Slack {
+        team: "T1".into(),
+        channel: "C1".into(),
+        user: "U1".into(),
+        message_ts: Some("1700000000.000200".into()),
+    };
+    s.set_origin(id, &origin).await.unwrap();
+    let mut expected = sp.clone();
+    expected.origin = Some(origin.clone());
+    assert_eq!(s.get_run(id).await.unwrap().spec, expected);
+    assert!(matches!(
+        s.set_origin(RunId::new(), &origin).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Database errors come back as kinds callers can match: a duplicate is a
+/// conflict, a row about a run that does not exist is invalid.
+pub async fn store_errors_are_sorted_into_kinds(s: Arc<dyn Store>) {
+    let run = new_run(&s, &spec("p")).await;
+    s.append_events(run, &[event(1, "one")]).await.unwrap();
+    let dup = s
+        .append_events(run, &[event(1, "again")])
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
+    s.append_raw(run, 1, "line").await.unwrap();
+    let dup = s.append_raw(run, 1, "line").await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
+    s.create_token("a", "h", &[Scope::Read]).await.unwrap();
+    let dup = s.create_token("b", "h", &[Scope::Read]).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
+
+    let missing = RunId::new();
+    let err = s
+        .append_events(missing, &[event(1, "x")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = s.append_raw(missing, 1, "x").await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = s.create_share(missing, "link").await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}

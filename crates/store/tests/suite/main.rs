@@ -63,6 +63,11 @@ on_every_backend!(
     pending_message_is_taken_exactly_once,
     replay_keys_are_first_time_once_until_they_expire,
     replay_keys_under_concurrency_are_first_exactly_once,
+    create_run_records_one_queued_transition_and_refuses_a_duplicate,
+    a_move_no_state_allows_is_an_invalid_transition,
+    replay_keys_expire_exactly_at_their_time,
+    set_origin_changes_only_the_origin,
+    store_errors_are_sorted_into_kinds,
 );
 
 mod urls {
@@ -90,6 +95,25 @@ mod urls {
         }
         let mem = errand_store::open_url("sqlite::memory:").await.unwrap();
         assert!(mem.get_run(id).await.is_err());
+    }
+
+    /// A store whose connections are closed reports the database unavailable
+    /// (the API answers 503), on both backends.
+    #[tokio::test]
+    async fn a_closed_store_is_unavailable() {
+        use errand_store::{Store, StoreError};
+        let sqlite = errand_store::SqliteStore::in_memory().await.unwrap();
+        sqlite.close().await;
+        let err = sqlite.get_run(RunId::new()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        let Some(db) = crate::backends::TestDb::create().await else {
+            return;
+        };
+        let pg = errand_store::PgStore::connect(&db.url()).await.unwrap();
+        pg.close().await;
+        let err = pg.get_run(RunId::new()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        db.drop_db().await;
     }
 
     #[tokio::test]
