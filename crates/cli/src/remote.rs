@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use anyhow::{bail, Result};
 use reqwest::Method;
 
+use crate::args::Command;
 use crate::client::Client;
-use crate::Command;
 
 /// Runs `cmd` against the server; `None` for commands that are always local.
 pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process::ExitCode>> {

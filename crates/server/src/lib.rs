@@ -15,6 +15,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod integrations;
+pub mod localview;
 pub mod metrics;
 pub mod repo;
 pub mod requestlog;
