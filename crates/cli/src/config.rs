@@ -881,6 +881,15 @@ impl Config {
                 out.push(format!("harness '{}' is defined twice", w[0]));
             }
         }
+        self.service_problems(&mut out);
+        self.sandbox_problems(&mut out);
+        self.integration_problems(&mut out);
+        self.storage_problems(&mut out);
+        out
+    }
+
+    /// `[server]`, `[queue]` and `[models]`.
+    fn service_problems(&self, out: &mut Vec<String>) {
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             out.push(format!(
                 "server.listen '{}' is not an address such as 127.0.0.1:8080",
@@ -911,6 +920,10 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// `[sandbox]`.
+    fn sandbox_problems(&self, out: &mut Vec<String>) {
         if !["local", "docker", "kubernetes"].contains(&self.sandbox.backend.as_str()) {
             out.push(format!(
                 "sandbox.backend '{}' is not local, docker or kubernetes",
@@ -962,6 +975,10 @@ impl Config {
                 self.sandbox.cpus
             ));
         }
+    }
+
+    /// `[github]`, `[slack]` and `[[access]]`.
+    fn integration_problems(&self, out: &mut Vec<String>) {
         if let Some(gh) = &self.github {
             if gh.app_id.trim().is_empty() {
                 out.push("github.app_id is empty".into());
@@ -1009,6 +1026,10 @@ impl Config {
                 ));
             }
         }
+    }
+
+    /// `[log]` and `[database]`.
+    fn storage_problems(&self, out: &mut Vec<String>) {
         if !["text", "json"].contains(&self.log.format.as_str()) {
             out.push(format!(
                 "log.format '{}' is not text or json",
@@ -1026,7 +1047,6 @@ impl Config {
                 ));
             }
         }
-        out
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use anyhow::{bail, Result};
 use reqwest::Method;
 
-use crate::args::Command;
+use crate::args::{Command, RunArgs};
 use crate::client::Client;
 
 /// Runs `cmd` against the server; `None` for commands that are always local.
@@ -13,65 +13,7 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
     let c = Client::new(server)?;
     let ok = std::process::ExitCode::SUCCESS;
     match cmd {
-        Command::Run(args) => {
-            if args.demo || args.models.is_some() || args.harness.contains(',') {
-                bail!("--demo and fan-out run locally; drop --server");
-            }
-            let Some(prompt) = &args.prompt else {
-                bail!("a prompt is required")
-            };
-            let mut body = serde_json::json!({
-                "prompt": prompt, "repo": args.repo, "harness": args.harness, "model": args.model,
-                "push": args.push, "base": args.base, "timeout_secs": args.timeout.as_secs(),
-                "max_turns": args.max_turns, "test_cmd": args.test_cmd,
-            });
-            // Sent only when asked for, so older servers keep accepting the body.
-            if args.agent_git {
-                body["agent_git"] = serde_json::Value::Bool(true);
-            }
-            if !args.agent_branches.is_empty() {
-                body["agent_branches"] = serde_json::json!(args.agent_branches);
-            }
-            if args.allow_force_push {
-                body["allow_force_push"] = serde_json::Value::Bool(true);
-            }
-            let run = c.json(Method::POST, "/api/runs", Some(body)).await?;
-            let id = run["id"].as_str().unwrap_or_default().to_string();
-            if !args.json {
-                eprintln!(
-                    "run {} queued on {server}",
-                    run["short_id"].as_str().unwrap_or("")
-                );
-                c.follow(&id, 0, false, std::io::stderr().is_terminal())
-                    .await?;
-            } else {
-                c.follow_quietly(&id).await?;
-            }
-            let run = c
-                .json(Method::GET, &format!("/api/runs/{id}"), None)
-                .await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&run)?);
-            } else {
-                println!(
-                    "{} {}",
-                    run["short_id"].as_str().unwrap_or(""),
-                    run["state"].as_str().unwrap_or("")
-                );
-                for k in [
-                    "reason", "branch", "commit", "diffstat", "cost_usd", "result",
-                ] {
-                    if !run[k].is_null() {
-                        println!("  {k}: {}", run[k].to_string().trim_matches('"'));
-                    }
-                }
-            }
-            Ok(Some(if run["state"] == "succeeded" {
-                ok
-            } else {
-                std::process::ExitCode::FAILURE
-            }))
-        }
+        Command::Run(args) => run(&c, server, args).await.map(Some),
         Command::Ls(args) => {
             let mut path = format!("/api/runs?limit={}", args.limit);
             if let Some(s) = args.state {
@@ -150,4 +92,65 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
         }
         _ => Ok(None),
     }
+}
+
+/// `errand run` on the server: queue the run, follow it, print how it ended.
+async fn run(c: &Client, server: &str, args: &RunArgs) -> Result<std::process::ExitCode> {
+    if args.demo || args.models.is_some() || args.harness.contains(',') {
+        bail!("--demo and fan-out run locally; drop --server");
+    }
+    let Some(prompt) = &args.prompt else {
+        bail!("a prompt is required")
+    };
+    let mut body = serde_json::json!({
+        "prompt": prompt, "repo": args.repo, "harness": args.harness, "model": args.model,
+        "push": args.push, "base": args.base, "timeout_secs": args.timeout.as_secs(),
+        "max_turns": args.max_turns, "test_cmd": args.test_cmd,
+    });
+    // Sent only when asked for, so older servers keep accepting the body.
+    if args.agent_git {
+        body["agent_git"] = serde_json::Value::Bool(true);
+    }
+    if !args.agent_branches.is_empty() {
+        body["agent_branches"] = serde_json::json!(args.agent_branches);
+    }
+    if args.allow_force_push {
+        body["allow_force_push"] = serde_json::Value::Bool(true);
+    }
+    let run = c.json(Method::POST, "/api/runs", Some(body)).await?;
+    let id = run["id"].as_str().unwrap_or_default().to_string();
+    if !args.json {
+        eprintln!(
+            "run {} queued on {server}",
+            run["short_id"].as_str().unwrap_or("")
+        );
+        c.follow(&id, 0, false, std::io::stderr().is_terminal())
+            .await?;
+    } else {
+        c.follow_quietly(&id).await?;
+    }
+    let run = c
+        .json(Method::GET, &format!("/api/runs/{id}"), None)
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        println!(
+            "{} {}",
+            run["short_id"].as_str().unwrap_or(""),
+            run["state"].as_str().unwrap_or("")
+        );
+        for k in [
+            "reason", "branch", "commit", "diffstat", "cost_usd", "result",
+        ] {
+            if !run[k].is_null() {
+                println!("  {k}: {}", run[k].to_string().trim_matches('"'));
+            }
+        }
+    }
+    Ok(if run["state"] == "succeeded" {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }

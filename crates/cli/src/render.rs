@@ -100,68 +100,19 @@ impl Renderer {
             EventKind::Thinking { .. } => vec![],
             EventKind::ToolCall {
                 id, name, input, ..
-            } => {
-                let summary = summarize_tool_call(name, input);
-                let summary = display_path(&summary).to_string();
-                self.pending.insert(
-                    id.clone(),
-                    Pending {
-                        name: name.clone(),
-                        summary,
-                        at: ev.ts,
-                    },
-                );
-                self.last_call = Some(id.clone());
-                vec![]
-            }
+            } => self.tool_call(ev.ts, id, name, input),
             EventKind::FileEdit {
                 path,
                 added,
                 removed,
                 ..
-            } => {
-                let path = display_path(path);
-                if let Some(id) = self.last_call.clone() {
-                    if let Some(p) = self.pending.get(&id) {
-                        let line = self.tool_line(&p.name, &format!("{path} +{added} -{removed}"));
-                        self.edits.insert(id, ());
-                        return vec![line];
-                    }
-                }
-                vec![self.tool_line("Edit", &format!("{path} +{added} -{removed}"))]
-            }
+            } => self.file_edit(path, *added, *removed),
             EventKind::ToolResult {
                 id,
                 output,
                 is_error,
                 exit_code,
-            } => {
-                let Some(p) = self.pending.remove(id) else {
-                    return vec![];
-                };
-                let secs = (ev.ts - p.at).num_milliseconds() as f64 / 1000.0;
-                let was_edit = self.edits.remove(id).is_some();
-                if was_edit && !is_error {
-                    return vec![];
-                }
-                let status = match (exit_code, is_error) {
-                    (Some(c), _) => format!("exit {c}, {secs:.1}s"),
-                    (None, true) => format!("error, {secs:.1}s"),
-                    (None, false) => format!("{secs:.1}s"),
-                };
-                let mut lines = vec![self.tool_line(
-                    &p.name,
-                    &format!("{} {}", p.summary, dim.apply_to(format!("({status})"))),
-                )];
-                if *is_error {
-                    let red = self.style(Style::new().red());
-                    lines.push(
-                        red.apply_to(format!("       {}", first_line(output, 110)))
-                            .to_string(),
-                    );
-                }
-                lines
-            }
+            } => self.tool_result(ev.ts, id, output, *is_error, *exit_code),
             EventKind::Usage(_) => vec![],
             EventKind::RunDiff { stat, .. } => {
                 let files = stat.lines().count().saturating_sub(1);
@@ -201,6 +152,78 @@ impl Renderer {
                 .apply_to(format!("?  {}", first_line(line, 100)))
                 .to_string()],
         }
+    }
+
+    /// A tool call is held until its result (or a file edit) arrives.
+    fn tool_call(
+        &mut self,
+        at: DateTime<Utc>,
+        id: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> Vec<String> {
+        let summary = summarize_tool_call(name, input);
+        let summary = display_path(&summary).to_string();
+        self.pending.insert(
+            id.to_string(),
+            Pending {
+                name: name.to_string(),
+                summary,
+                at,
+            },
+        );
+        self.last_call = Some(id.to_string());
+        vec![]
+    }
+
+    /// A file edit, on the line of the call that made it when there is one.
+    fn file_edit(&mut self, path: &str, added: u32, removed: u32) -> Vec<String> {
+        let path = display_path(path);
+        if let Some(id) = self.last_call.clone() {
+            if let Some(p) = self.pending.get(&id) {
+                let line = self.tool_line(&p.name, &format!("{path} +{added} -{removed}"));
+                self.edits.insert(id, ());
+                return vec![line];
+            }
+        }
+        vec![self.tool_line("Edit", &format!("{path} +{added} -{removed}"))]
+    }
+
+    /// The held call's line, with its status and time (and the error's first line).
+    fn tool_result(
+        &mut self,
+        at: DateTime<Utc>,
+        id: &str,
+        output: &str,
+        is_error: bool,
+        exit_code: Option<i32>,
+    ) -> Vec<String> {
+        let dim = self.style(Style::new().dim());
+        let Some(p) = self.pending.remove(id) else {
+            return vec![];
+        };
+        let secs = (at - p.at).num_milliseconds() as f64 / 1000.0;
+        let was_edit = self.edits.remove(id).is_some();
+        if was_edit && !is_error {
+            return vec![];
+        }
+        let status = match (exit_code, is_error) {
+            (Some(c), _) => format!("exit {c}, {secs:.1}s"),
+            (None, true) => format!("error, {secs:.1}s"),
+            (None, false) => format!("{secs:.1}s"),
+        };
+        let mut lines = vec![self.tool_line(
+            &p.name,
+            &format!("{} {}", p.summary, dim.apply_to(format!("({status})"))),
+        )];
+        if is_error {
+            let red = self.style(Style::new().red());
+            lines.push(
+                red.apply_to(format!("       {}", first_line(output, 110)))
+                    .to_string(),
+            );
+        }
+        lines
     }
 
     /// Lines for tool calls that never got a result.
