@@ -54,7 +54,68 @@ fn is_secret_pattern(pattern: &str) -> bool {
 /// A URL or text mentions a cloud metadata endpoint.
 pub(crate) fn metadata_host(text: &str) -> Option<&'static str> {
     let low = text.to_ascii_lowercase();
-    METADATA_HOSTS.iter().copied().find(|h| low.contains(h))
+    if let Some(h) = METADATA_HOSTS.iter().copied().find(|h| low.contains(h)) {
+        return Some(h);
+    }
+    // The same addresses written another way: decimal, hex or octal
+    // (`http://2852039166/`, `0xa9fea9fe`, `0251.0376.0251.0376`), or as an
+    // IPv4-mapped IPv6 address (`[::ffff:a9fe:a9fe]`).
+    low.match_indices("://")
+        .map(|(i, _)| {
+            let rest = &low[i + 3..];
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = authority.rsplit('@').next().unwrap_or("");
+            match host.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or("").to_owned(),
+                None => host.split(':').next().unwrap_or("").to_owned(),
+            }
+        })
+        .find_map(|w| {
+            let ip = loose_ipv4(w.trim_matches('.'))?;
+            match ip {
+                [169, 254, 169, 254] => Some("169.254.169.254"),
+                [169, 254, 170, 2] => Some("169.254.170.2"),
+                [100, 100, 100, 200] => Some("100.100.100.200"),
+                _ => None,
+            }
+        })
+}
+
+/// An IPv4 address as `inet_aton` reads it (one to four parts, each decimal,
+/// `0x` hex or `0` octal), or the IPv4 inside `::ffff:…`.
+fn loose_ipv4(w: &str) -> Option<[u8; 4]> {
+    if let Some(rest) = w.strip_prefix("::ffff:") {
+        if rest.contains('.') {
+            return loose_ipv4(rest);
+        }
+        let (hi, lo) = rest.split_once(':')?;
+        let (hi, lo) = (u16::from_str_radix(hi, 16).ok()?, u16::from_str_radix(lo, 16).ok()?);
+        return Some(((u32::from(hi) << 16) | u32::from(lo)).to_be_bytes());
+    }
+    if w.contains(':') {
+        return None;
+    }
+    let parts: Vec<u64> = w
+        .split('.')
+        .map(|p| {
+            if let Some(h) = p.strip_prefix("0x") {
+                u64::from_str_radix(h, 16).ok()
+            } else if p.len() > 1 && p.starts_with('0') {
+                u64::from_str_radix(&p[1..], 8).ok()
+            } else {
+                p.parse().ok()
+            }
+        })
+        .collect::<Option<_>>()?;
+    // A bare small number (a port, a count) is no address.
+    let n: u64 = match parts.as_slice() {
+        [a] if *a > 0xffffff => *a,
+        [a, b] if *a < 256 && *b < 1 << 24 => (a << 24) | b,
+        [a, b, c] if *a < 256 && *b < 256 && *c < 1 << 16 => (a << 24) | (b << 16) | c,
+        [a, b, c, d] if [a, b, c, d].iter().all(|x| **x < 256) => (a << 24) | (b << 16) | (c << 8) | d,
+        _ => return None,
+    };
+    u32::try_from(n).ok().map(u32::to_be_bytes)
 }
 
 impl Checker<'_> {

@@ -396,6 +396,44 @@ fn decodes(name: &str, rest: &[Arg]) -> bool {
     }
 }
 
+/// What `echo`/`printf` prints when every argument is known.
+fn printed_text(name: &str, rest: &[Arg]) -> Option<String> {
+    if rest.iter().any(|a| a.dynamic || a.leading_dynamic || a.unquoted_dynamic) {
+        return None;
+    }
+    match name {
+        "echo" => {
+            let mut args = rest.iter().map(|a| a.text.as_str()).peekable();
+            let mut escapes = false;
+            while let Some(f) = args.peek() {
+                if f.len() > 1 && f.starts_with('-') && f[1..].chars().all(|c| "neE".contains(c)) {
+                    escapes |= f.contains('e');
+                    args.next();
+                } else {
+                    break;
+                }
+            }
+            let text = args.collect::<Vec<_>>().join(" ");
+            Some(if escapes { text.replace("\\n", "\n") } else { text })
+        }
+        "printf" => {
+            let (fmt, args) = rest.split_first()?;
+            let fmt = fmt.text.replace("\\n", "\n").replace("\\t", "\t");
+            let args: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+            if !fmt.contains('%') {
+                Some(fmt)
+            } else if fmt.trim_end() == "%s" {
+                Some(args.join(""))
+            } else if fmt.trim_end() == "%s\\n" || fmt.replace('\n', "").trim() == "%s" {
+                Some(args.join("\n"))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Command name as the shell resolves it: basename of a path.
 pub(crate) fn command_name(word: &str) -> &str {
     word.rsplit('/').next().unwrap_or(word)
@@ -474,6 +512,7 @@ impl Checker<'_> {
         stdin: &Stdin,
     ) -> Result<Effects, Denial> {
         let name = name.to_owned();
+        self.piped_text = printed_text(&name, rest);
         self.check_host_control(&name, rest)?;
         self.check_secret_print(&name, rest)?;
         self.check_dotenv_args(&name, rest)?;
@@ -496,6 +535,11 @@ impl Checker<'_> {
                 return self.check_xargs(rest);
             }
             "eval" => return self.check_eval(rest),
+            // `at`/`batch` run the commands they read on stdin (later).
+            "at" | "batch" if !rest.iter().any(|a| a.text == "-f" || a.text.starts_with("-l") || a.text == "-r" || a.text == "-d" || a.text == "-c") => {
+                self.stdin_reader = Some(None);
+                return self.program_from_stdin(stdin, true);
+            }
             "." | "source" => {
                 if let Some(f) = rest.first() {
                     if f.from_download {
@@ -544,6 +588,7 @@ impl Checker<'_> {
             }
             "rm" => self.check_rm(rest)?,
             "find" => self.check_find(rest)?,
+            "mv" => self.check_mv(rest)?,
             "chmod" | "chown" | "chgrp" => self.check_chmod(&name, rest)?,
             _ => self.check_device_command(&name, rest)?,
         }
@@ -1102,6 +1147,7 @@ impl Checker<'_> {
                 }
             }
         }
+        self.stdin_reader = Some(None);
         self.program_from_stdin(stdin, true)
     }
 
@@ -1112,6 +1158,14 @@ impl Checker<'_> {
         stdin: &Stdin,
     ) -> Result<Effects, Denial> {
         let base = interpreter_base(name).to_ascii_lowercase();
+        // `deno eval CODE`
+        if base == "deno" {
+            if let Some(pos) = rest.iter().position(|a| a.text == "eval") {
+                if let Some(code) = rest.get(pos + 1) {
+                    return self.check_inline_code(name, crate::inline::Lang::Node, code);
+                }
+            }
+        }
         let code_flags: &[&str] = match base.as_str() {
             "python" | "pypy" => &["-c", "-m"],
             "perl" => &["-e", "-E"],
@@ -1119,6 +1173,7 @@ impl Checker<'_> {
             "node" | "nodejs" | "bun" | "deno" => &["-e", "--eval", "-p", "--print"],
             "php" => &["-r"],
             "lua" | "luajit" => &["-e"],
+            "rscript" => &["-e"],
             "osascript" => &["-e"],
             "pwsh" => &["-c", "-command", "-Command"],
             _ => &[],
@@ -1222,10 +1277,14 @@ impl Checker<'_> {
                 format!("{name} runs a downloaded program"),
             )),
             Some(script) if script.text == "/dev/stdin" || script.text == "-" => {
+                self.stdin_reader = crate::inline::Lang::of(&base).map(Some);
                 self.program_from_stdin(stdin, false)
             }
             Some(_) => Ok(Effects::default()),
-            None => self.program_from_stdin(stdin, false),
+            None => {
+                self.stdin_reader = crate::inline::Lang::of(&base).map(Some);
+                self.program_from_stdin(stdin, false)
+            }
         }
     }
 
@@ -1348,6 +1407,57 @@ impl Checker<'_> {
                 ));
             }
             self.check_rm_target(a)?;
+        }
+        Ok(())
+    }
+
+    /// `mv` that takes the repository, the workspace, the home directory or
+    /// the root away from its place (`mv .git /tmp/x`, `mv /workspace …`).
+    fn check_mv(&self, rest: &[Arg]) -> Result<(), Denial> {
+        let mut pos: Vec<&Arg> = Vec::new();
+        let mut target_dir = false;
+        let mut skip = false;
+        for a in rest {
+            if skip {
+                skip = false;
+                continue;
+            }
+            let t = a.text.as_str();
+            if t == "-t" || t == "--target-directory" {
+                target_dir = true;
+                skip = true;
+            } else if t.starts_with("--target-directory=") {
+                target_dir = true;
+            } else if t.starts_with('-') && t.len() > 1 && !a.dynamic {
+                continue;
+            } else {
+                pos.push(a);
+            }
+        }
+        let sources = if target_dir { &pos[..] } else { &pos[..pos.len().saturating_sub(1)] };
+        let cwd = self.state.cwd.as_deref();
+        for a in sources.iter().filter(|a| !a.dynamic) {
+            let Some(p) = crate::paths::resolve(cwd, &a.text) else { continue };
+            let p = p.trim_end_matches('/');
+            let p = if p.is_empty() { "/" } else { p };
+            let ws = self.workspace.as_str();
+            let what = if p == "/" || ws.starts_with(&format!("{p}/")) {
+                Some("a directory that holds the workspace")
+            } else if p == ws {
+                Some("the workspace")
+            } else if p == format!("{ws}/.git") || p.ends_with("/.git") {
+                Some("the repository's .git directory")
+            } else if p == self.home {
+                Some("the home directory")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                return Err(Denial::new(
+                    "rm-recursive",
+                    format!("mv of `{}`: {what}; moving it away removes it from its place as surely as rm -r", a.text),
+                ));
+            }
         }
         Ok(())
     }
@@ -1696,6 +1806,19 @@ impl Checker<'_> {
         if hit {
             return Err(Denial::new(
                 "git-hooks-write",
+                format!("{how} writes to {p}"),
+            ));
+        }
+        let records = comps.windows(2).any(|w| {
+            w[0] == ".git"
+                && matches!(
+                    w[1],
+                    "HEAD" | "refs" | "objects" | "packed-refs" | "index" | "ORIG_HEAD" | "shallow"
+                )
+        });
+        if records {
+            return Err(Denial::new(
+                "git-metadata-write",
                 format!("{how} writes to {p}"),
             ));
         }

@@ -755,6 +755,16 @@ impl Checker<'_> {
                 if let Some(v) = s.long_value("--exec") {
                     self.check_nested(v, true)?;
                 }
+                // `git rebase <upstream> <branch>` checks out <branch> and
+                // rewrites it: the default branch is never the agent's to rewrite.
+                if let Some(b) = s.positionals.get(1) {
+                    if !b.dynamic && self.is_default_branch(&b.text) {
+                        return Err(Denial::new(
+                            "git-default-branch-move",
+                            format!("git rebase rewrites the default branch `{}`", b.text),
+                        ));
+                    }
+                }
                 Ok(())
             }
             "bisect" => {

@@ -24,6 +24,7 @@
 //!   shell command line; a command that is no literal is `dynamic-code`;
 //! * every string literal is also checked as a credential path (`open('.env')`).
 
+use crate::classes::is_secret_var;
 use crate::shell::{Checker, Effects};
 use crate::words::Arg;
 use crate::Denial;
@@ -51,7 +52,9 @@ impl Lang {
         match base {
             "python" | "pypy" => Some(Lang::Python),
             "node" | "nodejs" | "bun" | "deno" => Some(Lang::Node),
-            "perl" => Some(Lang::Perl),
+            // php, lua and R: their calls (`system`, `shell_exec`, `os.execute`,
+            // `unlink`) are read with perl's rules.
+            "perl" | "php" | "lua" | "luajit" | "rscript" => Some(Lang::Perl),
             "ruby" | "irb" => Some(Lang::Ruby),
             _ => None,
         }
@@ -205,7 +208,10 @@ fn is_delete_call(lang: Lang, name: &str) -> bool {
                     | "emptyDirSync"
             ) || (matches!(l, "rm" | "rmdir" | "unlink" | "remove") && name.contains('.'))
         }
-        Lang::Perl => matches!(l, "unlink" | "rmtree" | "remove_tree" | "rmdir"),
+        Lang::Perl => {
+            matches!(l, "unlink" | "rmtree" | "remove_tree" | "rmdir")
+                || (l == "remove" && (name.starts_with("os.") || name.starts_with("file.")))
+        }
         Lang::Ruby => {
             matches!(
                 l,
@@ -273,7 +279,10 @@ fn is_exec_call(lang: Lang, name: &str) -> bool {
                 && !name.ends_with("re.exec")
                 && !name.contains("/")
         }
-        Lang::Perl => matches!(l, "system" | "exec"),
+        Lang::Perl => matches!(
+            l,
+            "system" | "exec" | "shell_exec" | "passthru" | "proc_open" | "popen" | "system2"
+        ) || (l == "execute" && name.starts_with("os.")),
         Lang::Ruby => matches!(
             l,
             "system"
@@ -376,15 +385,16 @@ impl Checker<'_> {
         code: &str,
     ) -> Result<Effects, Denial> {
         let toks = tokenize(code, lang);
-        let aliases = if lang == Lang::Python {
-            python_aliases(&toks)
-        } else {
-            Vec::new()
+        let aliases = match lang {
+            Lang::Python => python_aliases(&toks),
+            Lang::Node => node_aliases(&toks),
+            _ => Vec::new(),
         };
+        self.check_code_secrets(interp, lang, code, &toks)?;
         // Code that walks a whole tree (`os.walk`, `rglob('*')`,
         // `glob('**', recursive=True)`) and deletes what it finds without
         // picking by name deletes the tree, whatever each call names.
-        let walks = lang == Lang::Python && walks_whole_tree(&toks);
+        let walks = matches!(lang, Lang::Python | Lang::Ruby) && walks_whole_tree(&toks);
         for (i, t) in toks.iter().enumerate() {
             match t {
                 Tok::Cmd(s) => self.check_embedded(interp, s)?,
@@ -399,6 +409,9 @@ impl Checker<'_> {
                 Tok::Ident(name) => {
                     let resolved = resolve_alias(&aliases, name);
                     let name = &resolved;
+                    if lang == Lang::Python {
+                        self.check_python_dynamic(interp, name, &toks, i)?;
+                    }
                     let deletes = is_delete_call(lang, name);
                     let execs = !deletes && is_exec_call(lang, name);
                     if !deletes && !execs {
@@ -528,6 +541,129 @@ impl Checker<'_> {
     }
 }
 
+/// Node's `const { execSync: run } = require(...)`: each renamed binding.
+fn node_aliases(toks: &[Tok]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for w in toks.windows(3) {
+        if let [Tok::Ident(from), Tok::Punct(':'), Tok::Ident(to)] = w {
+            if is_exec_call(Lang::Node, from) || is_delete_call(Lang::Node, from) {
+                out.push((to.clone(), from.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Names whose output a program prints.
+fn prints(code: &str) -> bool {
+    ["print", "console.", "puts", "write", "say", "echo", "log(", "p ", "pp ", "dump", "repr("]
+        .iter()
+        .any(|w| code.contains(w))
+}
+
+impl Checker<'_> {
+    /// Python code run from a string (`exec('…')`, `eval(compile('…'))`) is
+    /// checked as python; a function looked up by name (`getattr(os,
+    /// 'system')`, `__import__('os').system`) is refused when the name is one
+    /// that deletes or runs commands.
+    fn check_python_dynamic(
+        &mut self,
+        interp: &str,
+        name: &str,
+        toks: &[Tok],
+        i: usize,
+    ) -> Result<(), Denial> {
+        let l = last(name);
+        if !matches!(l, "exec" | "eval" | "compile" | "getattr") || name.contains("os.") {
+            return Ok(());
+        }
+        let Some((strs, nonlit)) = call_args(toks, i + 1, Lang::Python) else {
+            return Ok(());
+        };
+        if l == "getattr" {
+            if let Some(f) = strs
+                .iter()
+                .find(|f| is_exec_call(Lang::Python, f) || is_delete_call(Lang::Python, &format!("os.{f}")) || matches!(f.as_str(), "rmtree" | "call" | "run"))
+            {
+                return Err(Denial::new(
+                    "dynamic-code",
+                    format!("{interp} code looks up `{f}` by name, so what it runs cannot be checked"),
+                ));
+            }
+            return Ok(());
+        }
+        if strs.is_empty() {
+            if nonlit && l != "compile" {
+                return Err(Denial::new(
+                    "dynamic-code",
+                    format!("{interp} code runs python built at run time with `{l}`"),
+                ));
+            }
+            return Ok(());
+        }
+        for s in strs.iter().filter(|s| s.len() < 64 * 1024) {
+            self.check_program_text(interp, Lang::Python, s)?;
+        }
+        Ok(())
+    }
+
+    /// A credential variable read by interpreter code that also prints:
+    /// `print(os.environ['OPENAI_API_KEY'])`, `console.log(process.env.X_TOKEN)`,
+    /// `puts ENV['…']`, `print $ENV{…}`.
+    fn check_code_secrets(
+        &mut self,
+        interp: &str,
+        lang: Lang,
+        code: &str,
+        toks: &[Tok],
+    ) -> Result<(), Denial> {
+        if !prints(code) {
+            return Ok(());
+        }
+        let _ = lang;
+        for (i, t) in toks.iter().enumerate() {
+            let var = match t {
+                // process.env.GITHUB_TOKEN, ENV.fetch, os.environ.get
+                Tok::Ident(n) if n.contains("env.") || n.contains("ENV.") => {
+                    let v = last(n);
+                    is_secret_var(v).then(|| v.to_owned())
+                }
+                Tok::Str(s) => {
+                    let before = toks[i.saturating_sub(3)..i].iter().any(|b| {
+                        matches!(b, Tok::Ident(n) if {
+                            let l = last(n);
+                            l == "environ" || l == "getenv" || l == "env" || l == "ENV"
+                                || n.ends_with("environ.get") || n.ends_with("ENV.fetch")
+                                || n.ends_with("env.get") || n == "Sys.getenv" || n == "os.getenv"
+                                || n.ends_with("$ENV")
+                        })
+                    });
+                    (before && is_secret_var(s)).then(|| s.clone())
+                }
+                _ => None,
+            };
+            if let Some(v) = var {
+                return Err(Denial::new(
+                    "secret-env",
+                    format!("{interp} code prints the variable {v}"),
+                ));
+            }
+        }
+        // perl's $ENV{NAME}
+        if let Some(pos) = code.find("$ENV{") {
+            let v: String = code[pos + 5..].chars().take_while(|c| *c != '}').collect();
+            let v = v.trim_matches(|c| c == '\'' || c == '"');
+            if is_secret_var(v) {
+                return Err(Denial::new(
+                    "secret-env",
+                    format!("{interp} code prints the variable {v}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether python code walks a whole tree without picking entries by name:
 /// `os.walk`, or `rglob`/`glob`/`iglob` of everything (`*`, `**`, `**/*`),
 /// with no `endswith`/`suffix`/`fnmatch`/`match` filter in sight.
@@ -537,6 +673,7 @@ fn walks_whole_tree(toks: &[Tok]) -> bool {
         let Tok::Ident(n) = t else { continue };
         match last(n) {
             "walk" if n.contains("os.") || n == "walk" => whole = true,
+            "find" if n.starts_with("Find.") => whole = true,
             "rglob" | "glob" | "iglob" => {
                 let pattern = toks.get(i + 2).and_then(|t| match t {
                     Tok::Str(s) => Some(s.as_str()),
@@ -549,7 +686,8 @@ fn walks_whole_tree(toks: &[Tok]) -> bool {
                     whole = true;
                 }
             }
-            "endswith" | "suffix" | "fnmatch" | "match" | "startswith" | "search" => return false,
+            "endswith" | "suffix" | "fnmatch" | "match" | "startswith" | "search" | "end_with?"
+            | "extname" | "start_with?" => return false,
             _ => {}
         }
     }

@@ -140,6 +140,11 @@ pub const RULES: &[Rule] = &[
         reason: "errand runs git on this checkout outside the sandbox; a planted hook or config entry would run the agent's code there, with errand's credentials",
     },
     Rule {
+        id: "git-metadata-write",
+        description: "writes over the repository's own records: .git/HEAD, .git/refs, .git/objects, .git/packed-refs, .git/index (redirections, tee, cp/mv/install/ln destinations)",
+        reason: "the repository's history, branches and staged work live there; git changes them safely, a raw write loses them",
+    },
+    Rule {
         id: "chmod-system",
         description: "chmod/chown/chgrp -R on /, /usr, /etc, /bin, /lib*, /var, /home, ~ and similar",
         reason: "recursive permission changes on system trees break the machine and can expose secrets",

@@ -125,6 +125,12 @@ pub(crate) struct Checker<'p> {
     pub git_elsewhere: bool,
     /// The command word of the simple command being checked (`./run.sh`).
     pub current_argv0: String,
+    /// What the last `echo`/`printf` printed, when every argument is known
+    /// (for a pipeline's next stage that runs its stdin as code).
+    pub piped_text: Option<String>,
+    /// The last command that runs its stdin as code: a shell (`None`) or an
+    /// interpreter of this language.
+    pub stdin_reader: Option<Option<crate::inline::Lang>>,
     opts: brush_parser::ParserOptions,
 }
 
@@ -169,6 +175,8 @@ impl<'p> Checker<'p> {
             start_cwd: Some(workspace.clone()),
             git_elsewhere: false,
             current_argv0: String::new(),
+            piped_text: None,
+            stdin_reader: None,
             secrets: cached_secret_patterns(&home),
             workspace,
             home,
@@ -360,10 +368,25 @@ impl<'p> Checker<'p> {
     fn check_pipeline(&mut self, p: &ast::Pipeline) -> Result<Effects, Denial> {
         let n = p.seq.len();
         let mut stages = Vec::with_capacity(n);
-        for cmd in &p.seq {
+        let mut printed: Vec<Option<String>> = Vec::with_capacity(n);
+        for (j, cmd) in p.seq.iter().enumerate() {
             // Stages of a real pipeline run in subshells.
             let saved = (n > 1).then(|| self.state.clone());
+            self.piped_text = None;
+            self.stdin_reader = None;
             let e = self.check_command(cmd)?;
+            // Known text piped into a stage that runs its stdin as code
+            // (`echo 'rm -rf ~' | sh`) is that code.
+            if let (Some(reader), Some(Some(text))) = (self.stdin_reader.take(), printed.get(j.wrapping_sub(1))) {
+                if e.stdin_interpreter {
+                    let text = text.clone();
+                    match reader {
+                        None => self.check_nested(&text, true).map(|_| ())?,
+                        Some(lang) => self.check_program_text("the piped program", lang, &text).map(|_| ())?,
+                    }
+                }
+            }
+            printed.push(self.piped_text.take());
             if let Some(mut s) = saved {
                 // Files written by a stage exist after the pipeline.
                 for (k, v) in std::mem::take(&mut self.state.written) {
