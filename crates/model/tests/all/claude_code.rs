@@ -5,8 +5,7 @@
 //! installs quick). Only when npm itself is missing does each test print
 //! "skipped: claude not installed" and pass.
 
-mod support;
-
+use crate::support;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};

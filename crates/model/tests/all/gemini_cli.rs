@@ -14,11 +14,10 @@
 //! tools, `--skip-trust` keeps `--yolo` in an untrusted folder, and
 //! `-m gemini-2.5-pro` skips the model-router side call.
 //!
-//! `ERRAND_TEST_SHOW=1 cargo test -p errand-model --test gemini_cli -- --nocapture`
+//! `ERRAND_TEST_SHOW=1 cargo test -p errand-model --test all gemini_cli:: -- --nocapture`
 //! prints each run's stdout, stderr and request log.
 
-mod support;
-
+use crate::support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};

@@ -7,8 +7,8 @@
 use errand_guard::{pretooluse_hook, Policy};
 use serde_json::Value;
 
-const CLAUDE: &str = include_str!("fixtures/claude_hook_stdin_samples.jsonl");
-const CODEX: &str = include_str!("fixtures/codex_hook_stdin_samples.jsonl");
+const CLAUDE: &str = include_str!("../fixtures/claude_hook_stdin_samples.jsonl");
+const CODEX: &str = include_str!("../fixtures/codex_hook_stdin_samples.jsonl");
 
 /// The probe repositories use `master` as their default branch.
 fn probe_policy() -> Policy {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use errand_guard::{check, pretooluse_hook, Policy};
 
-const CORPUS: &str = include_str!("corpus.jsonl");
+const CORPUS: &str = include_str!("../corpus.jsonl");
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);

@@ -15,11 +15,10 @@
 //! config change could). OpenCode first sends a title-generator request
 //! without tools, answered as a side call.
 //!
-//! `ERRAND_TEST_SHOW=1 cargo test -p errand-model --test opencode -- --nocapture`
+//! `ERRAND_TEST_SHOW=1 cargo test -p errand-model --test all opencode:: -- --nocapture`
 //! prints each run's stdout, stderr and request log.
 
-mod support;
-
+use crate::support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};

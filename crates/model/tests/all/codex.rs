@@ -12,11 +12,10 @@
 //! `CARGO_TARGET_TMPDIR`, not `/tmp`: codex refuses to put its helper binaries
 //! under a temporary directory.
 //!
-//! `ERRAND_TEST_SHOW=1 cargo test -p errand-model --test codex -- --nocapture`
+//! `ERRAND_TEST_SHOW=1 cargo test -p errand-model --test all codex:: -- --nocapture`
 //! prints each run's stdout, stderr and request log.
 
-mod support;
-
+use crate::support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};

@@ -8,7 +8,7 @@
 use errand_guard::{check, check_jsonl, Decision, Policy, RULES};
 use serde_json::Value;
 
-const CORPUS: &str = include_str!("corpus.jsonl");
+const CORPUS: &str = include_str!("../corpus.jsonl");
 
 struct Case {
     line: usize,

@@ -1,0 +1,13 @@
+//! The integration tests of errand-model, one test binary (linking the crate once).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod anthropic;
+mod claude_code;
+mod codex;
+mod gemini;
+mod gemini_cli;
+mod openai;
+mod openai_chat;
+mod opencode;

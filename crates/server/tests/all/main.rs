@@ -1,0 +1,5 @@
+//! The integration tests of errand-server, one test binary (linking the crate once).
+
+mod scopes;
+mod sse;
+mod store_errors;
