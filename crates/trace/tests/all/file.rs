@@ -11,9 +11,9 @@ use errand_trace::{
     TraceParser,
 };
 
-const CLAUDE_STREAM: &str = include_str!("fixtures/claude_event_examples.jsonl");
-const TRANSCRIPT: &str = include_str!("fixtures/claude_transcript_edits.jsonl");
-const ROLLOUT: &str = include_str!("fixtures/codex_rollout_patch.jsonl");
+const CLAUDE_STREAM: &str = include_str!("../fixtures/claude_event_examples.jsonl");
+const TRANSCRIPT: &str = include_str!("../fixtures/claude_transcript_edits.jsonl");
+const ROLLOUT: &str = include_str!("../fixtures/codex_rollout_patch.jsonl");
 
 const FIXTURES: &[(&str, &str, Option<TraceFormat>)] = &[
     (
@@ -23,7 +23,7 @@ const FIXTURES: &[(&str, &str, Option<TraceFormat>)] = &[
     ),
     (
         "claude transcript sample",
-        include_str!("fixtures/claude_session_transcript_sample.jsonl"),
+        include_str!("../fixtures/claude_session_transcript_sample.jsonl"),
         Some(TraceFormat::ClaudeTranscript),
     ),
     (
@@ -33,28 +33,28 @@ const FIXTURES: &[(&str, &str, Option<TraceFormat>)] = &[
     ),
     (
         "codex exec",
-        include_str!("fixtures/codex_event_examples.jsonl"),
+        include_str!("../fixtures/codex_event_examples.jsonl"),
         Some(TraceFormat::CodexExecJson),
     ),
     (
         "codex rollout sample",
-        include_str!("fixtures/codex_rollout_sample.jsonl"),
+        include_str!("../fixtures/codex_rollout_sample.jsonl"),
         Some(TraceFormat::CodexRollout),
     ),
     ("codex rollout", ROLLOUT, Some(TraceFormat::CodexRollout)),
     (
         "gemini",
-        include_str!("fixtures/gemini_scripted_tools.jsonl"),
+        include_str!("../fixtures/gemini_scripted_tools.jsonl"),
         Some(TraceFormat::GeminiStreamJson),
     ),
     (
         "opencode",
-        include_str!("fixtures/opencode_scripted_tools.jsonl"),
+        include_str!("../fixtures/opencode_scripted_tools.jsonl"),
         Some(TraceFormat::OpenCodeJson),
     ),
     (
         "gemini session (not a format errand reads)",
-        include_str!("fixtures/gemini_session_sample.jsonl"),
+        include_str!("../fixtures/gemini_session_sample.jsonl"),
         None,
     ),
 ];

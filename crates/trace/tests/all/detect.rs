@@ -6,73 +6,73 @@ use errand_trace::{detect_format, TraceFormat};
 const FIXTURES: &[(&str, &str, Option<TraceFormat>)] = &[
     (
         "claude_event_examples.jsonl",
-        include_str!("fixtures/claude_event_examples.jsonl"),
+        include_str!("../fixtures/claude_event_examples.jsonl"),
         Some(TraceFormat::ClaudeStreamJson),
     ),
     (
         "claude_session_transcript_sample.jsonl",
-        include_str!("fixtures/claude_session_transcript_sample.jsonl"),
+        include_str!("../fixtures/claude_session_transcript_sample.jsonl"),
         Some(TraceFormat::ClaudeTranscript),
     ),
     (
         "claude_transcript_edits.jsonl",
-        include_str!("fixtures/claude_transcript_edits.jsonl"),
+        include_str!("../fixtures/claude_transcript_edits.jsonl"),
         Some(TraceFormat::ClaudeTranscript),
     ),
     (
         "codex_rollout_patch.jsonl",
-        include_str!("fixtures/codex_rollout_patch.jsonl"),
+        include_str!("../fixtures/codex_rollout_patch.jsonl"),
         Some(TraceFormat::CodexRollout),
     ),
     (
         "codex_event_examples.jsonl",
-        include_str!("fixtures/codex_event_examples.jsonl"),
+        include_str!("../fixtures/codex_event_examples.jsonl"),
         Some(TraceFormat::CodexExecJson),
     ),
     (
         "codex_rollout_sample.jsonl",
-        include_str!("fixtures/codex_rollout_sample.jsonl"),
+        include_str!("../fixtures/codex_rollout_sample.jsonl"),
         Some(TraceFormat::CodexRollout),
     ),
     (
         "gemini_event_examples.jsonl",
-        include_str!("fixtures/gemini_event_examples.jsonl"),
+        include_str!("../fixtures/gemini_event_examples.jsonl"),
         Some(TraceFormat::GeminiStreamJson),
     ),
     (
         "gemini_scripted_tools.jsonl",
-        include_str!("fixtures/gemini_scripted_tools.jsonl"),
+        include_str!("../fixtures/gemini_scripted_tools.jsonl"),
         Some(TraceFormat::GeminiStreamJson),
     ),
     (
         "gemini_scripted_api_error.jsonl",
-        include_str!("fixtures/gemini_scripted_api_error.jsonl"),
+        include_str!("../fixtures/gemini_scripted_api_error.jsonl"),
         Some(TraceFormat::GeminiStreamJson),
     ),
     // Gemini CLI's own session file is not a format errand reads.
     (
         "gemini_session_sample.jsonl",
-        include_str!("fixtures/gemini_session_sample.jsonl"),
+        include_str!("../fixtures/gemini_session_sample.jsonl"),
         None,
     ),
     (
         "opencode_event_examples.jsonl",
-        include_str!("fixtures/opencode_event_examples.jsonl"),
+        include_str!("../fixtures/opencode_event_examples.jsonl"),
         Some(TraceFormat::OpenCodeJson),
     ),
     (
         "opencode_scripted_tools.jsonl",
-        include_str!("fixtures/opencode_scripted_tools.jsonl"),
+        include_str!("../fixtures/opencode_scripted_tools.jsonl"),
         Some(TraceFormat::OpenCodeJson),
     ),
     (
         "opencode_scripted_unavailable_tools.jsonl",
-        include_str!("fixtures/opencode_scripted_unavailable_tools.jsonl"),
+        include_str!("../fixtures/opencode_scripted_unavailable_tools.jsonl"),
         Some(TraceFormat::OpenCodeJson),
     ),
     (
         "opencode_scripted_api_error.jsonl",
-        include_str!("fixtures/opencode_scripted_api_error.jsonl"),
+        include_str!("../fixtures/opencode_scripted_api_error.jsonl"),
         Some(TraceFormat::OpenCodeJson),
     ),
 ];

@@ -18,9 +18,9 @@ use errand_trace::{GeminiOutcome, GeminiStreamParser};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-const EVENT_EXAMPLES: &str = include_str!("fixtures/gemini_event_examples.jsonl");
-const SCRIPTED_TOOLS: &str = include_str!("fixtures/gemini_scripted_tools.jsonl");
-const SCRIPTED_API_ERROR: &str = include_str!("fixtures/gemini_scripted_api_error.jsonl");
+const EVENT_EXAMPLES: &str = include_str!("../fixtures/gemini_event_examples.jsonl");
+const SCRIPTED_TOOLS: &str = include_str!("../fixtures/gemini_scripted_tools.jsonl");
+const SCRIPTED_API_ERROR: &str = include_str!("../fixtures/gemini_scripted_api_error.jsonl");
 
 /// Line `n` (from 1) of `text`.
 fn line_of(text: &'static str, n: usize) -> &'static str {

@@ -12,7 +12,7 @@ use errand_trace::{CodexOutcome, CodexStreamParser};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-const EVENT_EXAMPLES: &str = include_str!("fixtures/codex_event_examples.jsonl");
+const EVENT_EXAMPLES: &str = include_str!("../fixtures/codex_event_examples.jsonl");
 
 /// A scripted 400 as codex 0.169.0 reports it: the error body verbatim.
 const REAL_API_ERROR: &str = r#"{"type":"error","message":"{\"error\":{\"code\":null,\"message\":\"scripted refusal\",\"param\":null,\"type\":\"invalid_request_error\"}}"}"#;

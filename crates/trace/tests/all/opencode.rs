@@ -18,11 +18,11 @@ use errand_trace::{OpenCodeOutcome, OpenCodeStreamParser};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-const EVENT_EXAMPLES: &str = include_str!("fixtures/opencode_event_examples.jsonl");
-const SCRIPTED_TOOLS: &str = include_str!("fixtures/opencode_scripted_tools.jsonl");
+const EVENT_EXAMPLES: &str = include_str!("../fixtures/opencode_event_examples.jsonl");
+const SCRIPTED_TOOLS: &str = include_str!("../fixtures/opencode_scripted_tools.jsonl");
 const SCRIPTED_UNAVAILABLE: &str =
-    include_str!("fixtures/opencode_scripted_unavailable_tools.jsonl");
-const SCRIPTED_API_ERROR: &str = include_str!("fixtures/opencode_scripted_api_error.jsonl");
+    include_str!("../fixtures/opencode_scripted_unavailable_tools.jsonl");
+const SCRIPTED_API_ERROR: &str = include_str!("../fixtures/opencode_scripted_api_error.jsonl");
 
 const SESSION: &str = "ses_df57d1b65ffeMMxLqG33bo4izd";
 

@@ -13,7 +13,7 @@ use errand_core::{EventKind, Usage};
 use errand_trace::{AmpStreamParser, ClaudeStreamParser};
 use serde_json::{json, Value};
 
-const EVENT_EXAMPLES: &str = include_str!("fixtures/claude_event_examples.jsonl");
+const EVENT_EXAMPLES: &str = include_str!("../fixtures/claude_event_examples.jsonl");
 
 /// Line `n` (from 1) of the Claude captures.
 fn example(n: usize) -> &'static str {

@@ -17,8 +17,8 @@ use errand_trace::ClaudeTranscriptParser;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-const SAMPLE: &str = include_str!("fixtures/claude_session_transcript_sample.jsonl");
-const EDITS: &str = include_str!("fixtures/claude_transcript_edits.jsonl");
+const SAMPLE: &str = include_str!("../fixtures/claude_session_transcript_sample.jsonl");
+const EDITS: &str = include_str!("../fixtures/claude_transcript_edits.jsonl");
 
 fn parse_all(text: &str) -> Vec<EventKind> {
     let mut p = ClaudeTranscriptParser::new();

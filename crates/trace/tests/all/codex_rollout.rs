@@ -17,8 +17,8 @@ use errand_trace::CodexRolloutParser;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-const SAMPLE: &str = include_str!("fixtures/codex_rollout_sample.jsonl");
-const PATCH: &str = include_str!("fixtures/codex_rollout_patch.jsonl");
+const SAMPLE: &str = include_str!("../fixtures/codex_rollout_sample.jsonl");
+const PATCH: &str = include_str!("../fixtures/codex_rollout_patch.jsonl");
 
 fn parse_all(text: &str) -> Vec<EventKind> {
     let mut p = CodexRolloutParser::new();

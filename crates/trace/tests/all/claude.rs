@@ -11,8 +11,8 @@ use errand_trace::{ClaudeOutcome, ClaudeStreamParser};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-const EVENT_EXAMPLES: &str = include_str!("fixtures/claude_event_examples.jsonl");
-const TRANSCRIPT: &str = include_str!("fixtures/claude_session_transcript_sample.jsonl");
+const EVENT_EXAMPLES: &str = include_str!("../fixtures/claude_event_examples.jsonl");
+const TRANSCRIPT: &str = include_str!("../fixtures/claude_session_transcript_sample.jsonl");
 
 /// Line `n` (from 1) of the captured stream-json examples.
 fn example(n: usize) -> &'static str {
