@@ -202,8 +202,58 @@ pub enum Origin {
     },
 }
 
+/// How a request names its options when errand says what is wrong with them:
+/// the command line's flags or the API's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    Flags,
+    Fields,
+}
+
+impl Naming {
+    fn name(self, flag: &'static str, field: &'static str) -> &'static str {
+        match self {
+            Naming::Flags => flag,
+            Naming::Fields => field,
+        }
+    }
+}
+
 impl RunSpec {
     pub const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
+
+    /// Whether the run's push options fit together: a push needs a
+    /// repository; `agent_branches` and `allow_force_push` need `agent_git`,
+    /// whose repository must be GitHub's; branch names must be branch names.
+    /// The message names the options as `naming` does.
+    pub fn check_push_options(&self, naming: Naming) -> Result<(), String> {
+        let n = |flag, field| naming.name(flag, field);
+        if self.push && self.repo.is_none() {
+            return Err(format!(
+                "{} needs {}: a run without a repository has nowhere to push",
+                n("--push", "push"),
+                n("--repo", "repo")
+            ));
+        }
+        if !self.agent_git && (!self.agent_branches.is_empty() || self.allow_force_push) {
+            return Err(format!(
+                "{} and {} need {}: they say what the agent may push itself",
+                n("--agent-branch", "agent_branches"),
+                n("--allow-force-push", "allow_force_push"),
+                n("--agent-git", "agent_git")
+            ));
+        }
+        for name in &self.agent_branches {
+            check_branch_name(name).map_err(|e| format!("{}: {e}", n("--agent-branch", "agent_branches")))?;
+        }
+        if self.agent_git && self.repo.as_ref().is_none_or(|r| r.github().is_none()) {
+            return Err(format!(
+                "{} needs a github: repository: errand hands the agent a token only for its GitHub App",
+                n("--agent-git", "agent_git")
+            ));
+        }
+        Ok(())
+    }
     pub const DEFAULT_MAX_TURNS: u32 = 50;
 
     pub fn new(prompt: impl Into<String>, harness: impl Into<String>) -> Self {

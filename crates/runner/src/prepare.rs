@@ -18,29 +18,10 @@ impl Runner {
                 harness.name()
             )));
         }
-        if spec.push && spec.repo.is_none() {
-            return Err(RunError::invalid(
-                "--push needs --repo: a run without a repository has nowhere to push",
-            ));
-        }
-        if !spec.agent_git && (!spec.agent_branches.is_empty() || spec.allow_force_push) {
-            return Err(RunError::invalid(
-                "--agent-branch and --allow-force-push need --agent-git: they say what the agent may push itself",
-            ));
-        }
-        for name in &spec.agent_branches {
-            errand_core::check_branch_name(name)
-                .map_err(|e| RunError::invalid(format!("--agent-branch: {e}")))?;
-        }
-        if spec.agent_git {
-            if spec.repo.as_ref().is_none_or(|r| r.github().is_none()) {
-                return Err(RunError::invalid(
-                    "--agent-git needs a github: repository: errand hands the agent a token only for its GitHub App",
-                ));
-            }
-            if self.sandbox.name() == "kubernetes" {
-                self.kubernetes_git_proxy()?;
-            }
+        spec.check_push_options(errand_core::Naming::Flags)
+            .map_err(RunError::Invalid)?;
+        if spec.agent_git && self.sandbox.name() == "kubernetes" {
+            self.kubernetes_git_proxy()?;
         }
         Ok(())
     }

@@ -104,30 +104,14 @@ pub async fn create_run(
             harness.name()
         )));
     }
-    if b.push && b.repo.is_none() {
-        return Err(ApiError::invalid(
-            "push needs repo: a run without a repository has nowhere to push",
-        ));
-    }
-    if b.agent_git
-        && b.repo
-            .as_deref()
-            .map(RepoSource::parse)
-            .is_none_or(|r| r.github().is_none())
-    {
-        return Err(ApiError::invalid(
-            "agent_git needs a github: repository: errand hands the agent a token only for its GitHub App",
-        ));
-    }
-    if !b.agent_git && (!b.agent_branches.is_empty() || b.allow_force_push) {
-        return Err(ApiError::invalid(
-            "agent_branches and allow_force_push need agent_git: they say what the agent may push itself",
-        ));
-    }
-    for name in &b.agent_branches {
-        errand_core::check_branch_name(name)
-            .map_err(|e| ApiError::invalid(format!("agent_branches: {e}")))?;
-    }
+    let mut spec = RunSpec::new(b.prompt, b.harness);
+    spec.repo = b.repo.as_deref().map(RepoSource::parse);
+    spec.push = b.push;
+    spec.agent_git = b.agent_git;
+    spec.agent_branches = b.agent_branches;
+    spec.allow_force_push = b.allow_force_push;
+    spec.check_push_options(errand_core::Naming::Fields)
+        .map_err(ApiError::invalid)?;
     if let Some(base) = &b.base {
         if base.is_empty()
             || base.starts_with('-')
@@ -143,13 +127,8 @@ pub async fn create_run(
         Some(r) => Some(crate::repo::check(r, &st.local_repos).await?),
         None => None,
     };
-    let mut spec = RunSpec::new(b.prompt, b.harness);
     spec.repo = repo;
     spec.model = b.model;
-    spec.push = b.push;
-    spec.agent_git = b.agent_git;
-    spec.agent_branches = b.agent_branches;
-    spec.allow_force_push = b.allow_force_push;
     spec.base_branch = b.base;
     spec.timeout_secs = b
         .timeout_secs
