@@ -43,6 +43,7 @@ pub async fn serve(
     let pool = with_workers.then(|| tokio::spawn(service.pool.run(shutdown.clone())));
     // Scripts and tests read the address from this line.
     eprintln!("errand serve: listening on http://{bound}");
+    tracing::info!(address = %bound, "listening");
     axum::serve(listener, app(service.state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
