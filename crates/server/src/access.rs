@@ -26,16 +26,22 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRule {
+    /// The Slack workspace (team id) the rule applies to; `None`: any workspace.
     #[serde(default)]
     pub slack_team: Option<String>,
+    /// The Slack channels the rule applies to; empty: any channel. A rule
+    /// names a Slack requester by at least one of team, channels and users.
     #[serde(default)]
     pub slack_channels: Vec<String>,
+    /// The Slack users the rule applies to; empty: any user.
     #[serde(default)]
     pub slack_users: Vec<String>,
+    /// The GitHub logins the rule applies to (`*`: anyone); empty: no GitHub user.
     #[serde(default)]
     pub github_users: Vec<String>,
     /// `owner/repo`, `owner/*` or `*`.
     pub repos: Vec<String>,
+    /// Whether the rule also lets its requesters push (`--push`).
     #[serde(default)]
     pub push: bool,
 }
@@ -43,12 +49,18 @@ pub struct AccessRule {
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requester<'a> {
+    /// A Slack user in a channel.
     Slack {
+        /// The Slack workspace (team id).
         team: &'a str,
+        /// The channel the command came from.
         channel: &'a str,
+        /// The Slack user id.
         user: &'a str,
     },
+    /// A GitHub user (a comment mentioning errand).
     Github {
+        /// Their GitHub login.
         login: &'a str,
     },
 }
@@ -56,15 +68,24 @@ pub enum Requester<'a> {
 /// Why a request was refused; `Display` is meant for the person.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
+    /// No rule lets this requester run on `repo`.
     #[error("you may not start runs on {repo} from here (ask an errand admin to add an [[access]] rule)")]
-    Repo { repo: String },
+    Repo {
+        /// The repository asked for.
+        repo: String,
+    },
+    /// A rule lets this requester run on `repo`, but none lets them push.
     #[error("you may run on {repo} but not push to it: drop --push, or ask an errand admin for push access")]
-    Push { repo: String },
+    Push {
+        /// The repository asked for.
+        repo: String,
+    },
 }
 
 /// The configured rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessPolicy {
+    /// The `[[access]]` rules, in the order of the configuration.
     pub rules: Vec<AccessRule>,
 }
 
@@ -110,6 +131,7 @@ impl AccessRule {
 }
 
 impl AccessPolicy {
+    /// A policy of these rules.
     pub fn new(rules: Vec<AccessRule>) -> Self {
         AccessPolicy { rules }
     }

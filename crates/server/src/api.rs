@@ -14,21 +14,30 @@ use crate::{ApiError, AppState};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
+    /// What the agent is asked to do.
     pub prompt: String,
+    /// The repository to clone (a path, URL or `github:owner/repo`); `None`: an empty workspace.
     #[serde(default)]
     pub repo: Option<String>,
+    /// The harness to run (default: the server's default harness).
     #[serde(default = "default_harness")]
     pub harness: String,
+    /// The model the harness asks for; `None`: the harness's default.
     #[serde(default)]
     pub model: Option<String>,
+    /// Whether errand pushes the run's branch when it ends.
     #[serde(default)]
     pub push: bool,
+    /// The branch the run starts from; `None`: the remote's default branch.
     #[serde(default)]
     pub base: Option<String>,
+    /// The run's time limit, in seconds.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// At most this many agent turns.
     #[serde(default)]
     pub max_turns: Option<u32>,
+    /// A command run in the workspace after the agent finished; its result is recorded.
     #[serde(default)]
     pub test_cmd: Option<String>,
     /// Let the agent fetch and push the run's repository itself (github: repositories).
@@ -83,6 +92,7 @@ pub fn run_json(r: &RunRecord) -> serde_json::Value {
     })
 }
 
+/// `POST /api/runs`: queues a run (201, with the run).
 pub async fn create_run(
     State(st): State<AppState>,
     caller: Option<axum::Extension<errand_store::TokenInfo>>,
@@ -145,18 +155,26 @@ pub async fn create_run(
     Ok((StatusCode::CREATED, Json(run_json(&rec))).into_response())
 }
 
+/// The query of `GET /api/runs`.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
+    /// Only runs in this state.
     pub state: Option<String>,
+    /// Only runs of this repository.
     pub repo: Option<String>,
+    /// Only runs of this harness.
     pub harness: Option<String>,
+    /// Only runs of this fan-out group.
     pub group: Option<String>,
     /// Only runs asked for by this requester (`slack:T/U`, `github:login`…).
     pub requested_by: Option<String>,
+    /// At most this many runs (default 50, at most 500).
     pub limit: Option<u32>,
+    /// Skip this many runs first (paging).
     pub offset: Option<u32>,
 }
 
+/// `GET /api/runs`: runs, newest first, and the offset of the next page.
 pub async fn list_runs(
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -185,6 +203,7 @@ pub async fn list_runs(
     })))
 }
 
+/// `GET /api/runs/{id}`: one run (by id or unique prefix) with its state changes.
 pub async fn get_run(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -196,6 +215,7 @@ pub async fn get_run(
     Ok(Json(v))
 }
 
+/// `POST /api/runs/{id}/cancel`: cancels a queued or running run.
 pub async fn cancel_run(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -247,12 +267,15 @@ pub async fn cancel(st: &AppState, rec: RunRecord, why: &str) -> Result<RunRecor
     Ok(rec)
 }
 
+/// The body of `POST /api/runs/{id}/messages`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FollowUp {
+    /// The follow-up instruction for the run's next turn.
     pub message: String,
 }
 
+/// `POST /api/runs/{id}/messages`: queues a follow-up turn of a succeeded or failed run.
 pub async fn follow_up(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -293,10 +316,14 @@ pub async fn continue_run(
     Ok(st.store.requeue_for_follow_up(rec.id, message).await?)
 }
 
+/// The query of a run's events (`GET /api/runs/{id}/events` and of a share link).
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
+    /// Only events after this sequence number.
     pub after: Option<u64>,
+    /// `1` or `true`: the harness's raw lines instead of the normalized events.
     pub raw: Option<String>,
+    /// At most this many lines.
     pub limit: Option<u32>,
     /// Only the last N events (after `after`, if given too); not with `raw`.
     pub tail: Option<u32>,
@@ -312,6 +339,7 @@ pub async fn events(
     events_of(&st, rec.id, &q).await
 }
 
+/// The events (or raw lines) of run `id` that `q` asks for, as JSON lines.
 pub async fn events_of(st: &AppState, id: RunId, q: &EventsQuery) -> Result<Response, ApiError> {
     let raw = q.raw.as_deref().is_some_and(|r| r == "1" || r == "true");
     let (after, limit) = if q.tail.is_some() && !raw {
@@ -338,6 +366,7 @@ pub async fn events_of(st: &AppState, id: RunId, q: &EventsQuery) -> Result<Resp
     Ok(([("content-type", "application/x-ndjson")], body).into_response())
 }
 
+/// `GET /readyz`: `ready` once the store answers.
 pub async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     st.store
         .list_runs(&RunFilter {
@@ -348,6 +377,7 @@ pub async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError>
     Ok("ready")
 }
 
+/// The answer to a route the API does not have.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint (see /api/openapi.json)")
 }

@@ -106,6 +106,7 @@ pub async fn list_tokens(State(st): State<AppState>) -> Result<Json<serde_json::
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// The token's name (shown in listings).
     pub name: String,
     /// Default: read and run (what `errand token create` gives).
     #[serde(default)]
@@ -192,6 +193,7 @@ pub async fn shared_run(
     Ok(Json(run_json(&shared(&st, &token).await?)).into_response())
 }
 
+/// `GET /share/{token}/events`: a shared run's events, as `GET /api/runs/{id}/events`.
 pub async fn shared_events(
     State(st): State<AppState>,
     Path(token): Path<String>,
@@ -201,6 +203,7 @@ pub async fn shared_events(
     events_of(&st, rec.id, &q).await
 }
 
+/// `GET /share/{token}/events/stream`: a shared run's live event stream.
 pub async fn shared_stream(
     State(st): State<AppState>,
     Path(token): Path<String>,

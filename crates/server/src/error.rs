@@ -6,14 +6,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use errand_store::StoreError;
 
+/// An API error: its HTTP status and the JSON body `{"error":{"code":…,"message":…}}`.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// A stable, machine-readable code (`not_found`, `invalid_request`, …).
     pub code: &'static str,
+    /// What went wrong, for a person.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -21,15 +26,19 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// 401: no valid token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
+    /// 404: what was asked for does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    /// 422: the request is not valid.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
     }
+    /// 409: the request conflicts with the run's state.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }

@@ -41,15 +41,19 @@ use crate::AppState;
 
 /// Slack's side: the app's signing secret and its bot.
 pub struct SlackIntegration {
+    /// The secret Slack signs requests with.
     pub signing_secret: String,
+    /// The Web API client, as the app's bot.
     pub client: SlackClient,
 }
 
 /// GitHub's side: the webhook secret, the handle people mention, the App.
 pub struct GithubIntegration {
+    /// The secret GitHub signs webhook deliveries with.
     pub webhook_secret: String,
     /// `@errand` by default.
     pub mention: String,
+    /// The App: tokens, pull requests and comments.
     pub forge: Arc<GithubForge>,
 }
 
@@ -57,8 +61,11 @@ pub struct GithubIntegration {
 pub struct Integrations {
     /// The viewer's public address, for links (`https://errand.example`).
     pub public_url: String,
+    /// Slack, when configured.
     pub slack: Option<SlackIntegration>,
+    /// GitHub, when configured.
     pub github: Option<GithubIntegration>,
+    /// Who may start runs (and push) from Slack and GitHub.
     pub access: AccessPolicy,
     /// The harness a run uses when the request names none.
     pub default_harness: String,
@@ -100,6 +107,7 @@ fn body_hash(body: &[u8]) -> String {
 }
 
 impl Integrations {
+    /// The viewer's page of run `id`.
     pub fn run_url(&self, id: RunId) -> String {
         format!("{}/runs/{id}", self.public_url.trim_end_matches('/'))
     }
@@ -652,6 +660,7 @@ pub async fn github_webhook(
         .into_response()
 }
 
+/// The query GitHub redirects to `/github/manifest-callback` with.
 #[derive(serde::Deserialize)]
 pub struct ManifestCallback {
     code: Option<String>,
@@ -814,6 +823,8 @@ pub struct Notifier {
 const ENDINGS_REMEMBERED: usize = 10_000;
 
 impl Notifier {
+    /// Starts the task that tells Slack and GitHub about each run reported to
+    /// the returned notifier, in order.
     pub fn start(int: Arc<Integrations>, store: Arc<dyn errand_store::Store>) -> Arc<Notifier> {
         let (tx, mut rx) = mpsc::unbounded_channel::<RunRecord>();
         tokio::spawn(async move {

@@ -10,6 +10,8 @@
 //! * [`requestlog`] one info line per request (method, masked path, status, latency);
 //! * every error is JSON `{"error":{"code":…,"message":…}}` ([`ApiError`]).
 
+#![warn(missing_docs)]
+
 pub mod access;
 pub mod api;
 pub mod auth;
@@ -36,8 +38,11 @@ pub use worker::{WorkerConfig, WorkerPool};
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// Where runs, events and tokens live.
     pub store: Arc<dyn Store>,
+    /// The harnesses runs may use.
     pub harnesses: Registry,
+    /// The counters `/metrics` reports.
     pub metrics: Arc<metrics::Metrics>,
     /// How often streams look for new events when none are waiting.
     pub poll: std::time::Duration,
@@ -51,6 +56,7 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state of a server on `store` and `harnesses`, with no integrations and no local repositories allowed.
     pub fn new(store: Arc<dyn Store>, harnesses: Registry) -> Self {
         AppState {
             store,

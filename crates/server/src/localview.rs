@@ -90,6 +90,7 @@ impl LocalView {
         self.files.len()
     }
 
+    /// Whether there are no files.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }

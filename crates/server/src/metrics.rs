@@ -9,16 +9,22 @@ use errand_core::RunState;
 
 use crate::{ApiError, AppState};
 
+/// The counters of this process that `/metrics` reports beside the store's counts.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Event-stream clients connected now.
     pub sse_clients: AtomicI64,
+    /// Events sent to stream clients.
     pub events_streamed: AtomicU64,
+    /// Runs this process's workers started.
     pub runs_started: AtomicU64,
+    /// Runs this process's workers finished.
     pub runs_finished: AtomicU64,
     /// Sum of finished runs' durations, in milliseconds.
     pub run_millis: AtomicU64,
 }
 
+/// `GET /metrics`: the Prometheus text format.
 pub async fn render(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = st.store.count_by_state().await?;
     let mut out = String::new();

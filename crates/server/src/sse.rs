@@ -20,8 +20,10 @@ use serde::Deserialize;
 
 use crate::{ApiError, AppState};
 
+/// The query of an event stream.
 #[derive(Debug, Deserialize)]
 pub struct StreamQuery {
+    /// Resume after this sequence number (`Last-Event-ID` wins).
     pub after: Option<u64>,
 }
 
@@ -35,6 +37,7 @@ pub fn resume_point(headers: &HeaderMap, q: &StreamQuery) -> u64 {
         .unwrap_or(0)
 }
 
+/// `GET /api/runs/{id}/events/stream`: the run's events as server-sent events, live until it ends.
 pub async fn stream(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -94,6 +97,7 @@ impl Drop for ClientGuard {
     }
 }
 
+/// The server-sent events of `run` after sequence number `after`, ending with an `end` event when the run has ended.
 pub fn stream_of(
     st: AppState,
     run: RunId,

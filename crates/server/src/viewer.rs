@@ -192,6 +192,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(mode: Mode) -> Router<S> {
 pub struct LocalTrace {
     /// What the file is called (its path, for `errand view`).
     pub name: String,
+    /// The file's size, in bytes.
     pub size: u64,
     /// The format the parser recognised; `None` when none.
     pub format: Option<String>,

@@ -18,22 +18,30 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
+/// How a worker pool claims and runs queued runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Stable across restarts of the same worker (host and data directory).
     pub id: String,
     /// Runs this process executes at once.
     pub slots: usize,
+    /// How long a claim lasts without renewal; a run whose lease expires is released.
     pub lease: Duration,
+    /// How many runs may be claimed at once, in all and per repository.
     pub limits: QueueLimits,
     /// How often the queue is polled when idle.
     pub poll: Duration,
 }
 
+/// Workers that claim queued runs from the store and execute them.
 pub struct WorkerPool {
+    /// Where the queue is.
     pub store: Arc<dyn Store>,
+    /// Executes each claimed run.
     pub runner: Arc<Runner>,
+    /// The pool's settings.
     pub config: WorkerConfig,
+    /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
 }
 

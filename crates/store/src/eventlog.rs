@@ -86,6 +86,7 @@ impl EventLog {
         })
     }
 
+    /// The log's file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -120,6 +121,7 @@ pub struct RawLog {
 }
 
 impl RawLog {
+    /// Opens (creating it and its directory) the raw log at `path` for appending.
     pub fn open(path: &Path) -> Result<Self> {
         let (file, lines) = open_append(path)?;
         Ok(RawLog {
@@ -171,6 +173,7 @@ pub struct LogTail {
 }
 
 impl LogTail {
+    /// Follows `path` from its start; the file need not exist yet.
     pub fn new(path: &Path) -> Self {
         LogTail {
             path: path.to_path_buf(),
@@ -178,6 +181,8 @@ impl LogTail {
         }
     }
 
+    /// The complete lines added since the last poll (none while the file
+    /// does not exist); a line still being written waits for the next poll.
     pub fn poll(&mut self) -> Result<Vec<String>> {
         let mut file = match File::open(&self.path) {
             Ok(f) => f,

@@ -13,6 +13,8 @@
 //!   line at a time and read so that a torn final line (a crash mid-write) is
 //!   ignored, never fatal.
 
+#![warn(missing_docs)]
+
 mod common;
 mod eventlog;
 mod pg;
@@ -40,10 +42,13 @@ use serde::{Deserialize, Serialize};
 /// [`Unavailable`]: StoreError::Unavailable
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No run has this id, or no id starts with this prefix.
     #[error("no run matches '{0}'")]
     NotFound(String),
+    /// More than one run's id starts with this prefix.
     #[error("'{0}' matches more than one run; give more characters of the id")]
     Ambiguous(String),
+    /// The state machine does not allow the run's move to the new state.
     #[error(transparent)]
     InvalidTransition(#[from] InvalidTransition),
     /// A uniqueness violation (an event `seq` or raw line number stored
@@ -62,18 +67,25 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// A migration could not be applied when the store opened.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value that does not serialize for storing, or that the store holds
+    /// and that does not parse back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Reading or writing a run's log file failed.
     #[error("event log {path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
 }
 
+/// The result of every store operation.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
@@ -134,6 +146,7 @@ impl From<sqlx::Error> for StoreError {
 /// filters do not break callers.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// Only runs in this state.
     pub state: Option<RunState>,
     /// At most this many runs; 0 means 50.
     pub limit: u32,
@@ -176,8 +189,10 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, in order.
     pub const ALL: [Scope; 3] = [Scope::Read, Scope::Run, Scope::Admin];
 
+    /// The scope's name (`read`, `run`, `admin`), as stored and as tokens are created with.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
@@ -233,9 +248,13 @@ impl std::str::FromStr for Scope {
 /// An API token as the store keeps it (never the secret, only its hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenInfo {
+    /// The token's id (not its secret).
     pub id: String,
+    /// The name it was created with.
     pub name: String,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Whether it was revoked; a revoked token is refused.
     pub revoked: bool,
     /// Sorted, without repeats. Tokens from before scopes existed have
     /// `read,run` (what the API let them do then).
@@ -243,6 +262,7 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
+    /// Whether the token has `scope`.
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }
@@ -292,6 +312,7 @@ pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn Store>> {
 pub trait Store: Send + Sync {
     /// Inserts a new run in state `queued`, recording that transition.
     async fn create_run(&self, id: RunId, spec: &errand_core::RunSpec) -> Result<RunRecord>;
+    /// The run with this id.
     async fn get_run(&self, id: RunId) -> Result<RunRecord>;
     /// Finds a run by its full id or a unique prefix of it (as printed by `errand ls`).
     async fn find_run(&self, id_or_prefix: &str) -> Result<RunRecord>;
@@ -300,12 +321,16 @@ pub trait Store: Send + Sync {
     /// Moves a run to `to` if the state machine allows it from its current state,
     /// atomically (compare-and-set), and records the transition.
     async fn transition(&self, id: RunId, to: RunState, reason: Option<&str>) -> Result<RunRecord>;
+    /// The run's state changes, oldest first.
     async fn transitions(&self, id: RunId) -> Result<Vec<Transition>>;
+    /// Replaces the run's summary (branch, commit, cost, tokens, …).
     async fn update_summary(&self, id: RunId, summary: &RunSummary) -> Result<()>;
     /// Records where the run reports back (e.g. the Slack message, once posted).
     async fn set_origin(&self, id: RunId, origin: &errand_core::Origin) -> Result<()>;
     /// Marks a run for cancellation; the process executing it notices and stops it.
     async fn request_cancel(&self, id: RunId) -> Result<RunRecord>;
+    /// Records the process executing the run (`None`: no process), so a run
+    /// whose process died can be found and ended.
     async fn set_owner(&self, id: RunId, pid: Option<u32>) -> Result<()>;
 
     // ---- the queue and its leases ----
@@ -379,6 +404,7 @@ pub trait Store: Send + Sync {
 
     // ---- share links: read-only access to one run ----
 
+    /// Records a share link to `run`, by the hash of its secret.
     async fn create_share(&self, run: RunId, link_hash: &str) -> Result<()>;
     /// The run a link gives access to; `None` when unknown or revoked.
     async fn share_by_hash(&self, link_hash: &str) -> Result<Option<RunId>>;
