@@ -26,7 +26,6 @@ impl Runner {
     ) -> Result<Finished, RunError> {
         let Scope {
             rec,
-            inv,
             prepared,
             cancel,
             ..
@@ -76,64 +75,9 @@ impl Runner {
             tests_passed: None,
             pr_url: None,
         };
-        em.emit(
-            EventSource::Errand,
-            None,
-            EventKind::RunDiff {
-                base_commit: prepared.base_commit.clone(),
-                commit: collected.commit.clone(),
-                stat: collected.stat.clone(),
-                diff: collected.diff.clone(),
-                truncated: collected.diff_truncated,
-            },
-        )
-        .map_err(log_failed)?;
-        em.notice(format!(
-            "{} at {}: {} commit(s), {}",
-            prepared.branch,
-            short(&collected.commit),
-            collected.commits,
-            if collected.shortstat.is_empty() {
-                "no changes"
-            } else {
-                &collected.shortstat
-            }
-        ))
-        .map_err(log_failed)?;
+        record_diff(em, prepared, &collected)?;
         if let Some(cmd) = &spec.test_command {
-            // The repository's own tests, in the sandbox, without the harness's secrets.
-            let env: Vec<(String, String)> = sb
-                .env
-                .iter()
-                .filter(|(_, v)| !inv.secrets.contains(v))
-                .cloned()
-                .collect();
-            let test_spec = SandboxSpec {
-                env,
-                ..sb.clone()
-            };
-            em.notice(format!("running the test command: {cmd}"))
-                .map_err(log_failed)?;
-            let (passed, output) = self.sandboxed_output(&test_spec, cmd, &until).await?;
-            let tail: Vec<&str> = output
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            em.notice(format!(
-                "test command {}{}",
-                if passed { "passed" } else { "failed" },
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(":\n{}", tail.join("\n"))
-                }
-            ))
-            .map_err(log_failed)?;
-            summary.tests_passed = Some(passed);
+            summary.tests_passed = Some(self.run_tests(s, em, sb, cmd, &until).await?);
         }
         Ok(Finished {
             summary,
@@ -141,4 +85,81 @@ impl Runner {
             collected,
         })
     }
+
+    /// The repository's own tests, in the sandbox, without the harness's
+    /// secrets; their outcome and the end of their output become a notice.
+    async fn run_tests(
+        &self,
+        s: &Scope<'_>,
+        em: &mut Emitter,
+        sb: &SandboxSpec,
+        cmd: &str,
+        until: &Until,
+    ) -> Result<bool, RunError> {
+        let env: Vec<(String, String)> = sb
+            .env
+            .iter()
+            .filter(|(_, v)| !s.inv.secrets.contains(v))
+            .cloned()
+            .collect();
+        let test_spec = SandboxSpec {
+            env,
+            ..sb.clone()
+        };
+        em.notice(format!("running the test command: {cmd}"))
+            .map_err(log_failed)?;
+        let (passed, output) = self.sandboxed_output(&test_spec, cmd, until).await?;
+        let tail: Vec<&str> = output
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        em.notice(format!(
+            "test command {}{}",
+            if passed { "passed" } else { "failed" },
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(":\n{}", tail.join("\n"))
+            }
+        ))
+        .map_err(log_failed)?;
+        Ok(passed)
+    }
+}
+
+/// The run's diff as an event, and a one-line notice of where the branch is.
+fn record_diff(
+    em: &mut Emitter,
+    prepared: &errand_git::Prepared,
+    collected: &errand_git::Collected,
+) -> Result<(), RunError> {
+    em.emit(
+        EventSource::Errand,
+        None,
+        EventKind::RunDiff {
+            base_commit: prepared.base_commit.clone(),
+            commit: collected.commit.clone(),
+            stat: collected.stat.clone(),
+            diff: collected.diff.clone(),
+            truncated: collected.diff_truncated,
+        },
+    )
+    .map_err(log_failed)?;
+    em.notice(format!(
+        "{} at {}: {} commit(s), {}",
+        prepared.branch,
+        short(&collected.commit),
+        collected.commits,
+        if collected.shortstat.is_empty() {
+            "no changes"
+        } else {
+            &collected.shortstat
+        }
+    ))
+    .map_err(log_failed)?;
+    Ok(())
 }
