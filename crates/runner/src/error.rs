@@ -33,7 +33,10 @@ pub enum RunError {
     /// The run's deadline passed: while the agent worked (`after` its
     /// timeout), or in a step after it.
     #[error("{}", timed_out(*after))]
-    TimedOut { after: Option<u64> },
+    TimedOut {
+        /// The timeout, when it was the agent that was stopped.
+        after: Option<u64>,
+    },
     /// errand itself was interrupted (Ctrl-C, SIGTERM).
     #[error("cancelled (errand run was interrupted: Ctrl-C or SIGTERM)")]
     Interrupted,

@@ -56,10 +56,13 @@ pub const DEFAULT_MAX_PUSH: u64 = 1 << 30;
 /// Errors of the proxy's set-up and of a push's parsing.
 #[derive(Debug, thiserror::Error)]
 pub enum GitProxyError {
+    /// Its scratch directory or socket.
     #[error("git proxy: {0}")]
     Io(#[from] std::io::Error),
+    /// Its client to the remote could not be built.
     #[error("git proxy: http client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The remote is not an `http(s)://…/….git` URL.
     #[error("git proxy: bad upstream URL {0:?}")]
     Upstream(String),
 }
@@ -68,6 +71,7 @@ pub enum GitProxyError {
 pub struct Config {
     /// The repository as the sandbox names it: `/<owner>/<repo>.git`.
     pub owner: String,
+    /// See [`Config::owner`].
     pub repo: String,
     /// The real remote, `https://…/owner/repo.git`.
     pub upstream: String,
@@ -125,6 +129,7 @@ pub struct Serving {
 }
 
 impl Serving {
+    /// The socket it serves on.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -147,6 +152,8 @@ fn plain(status: StatusCode, text: &str) -> Response {
 }
 
 impl GitProxy {
+    /// A proxy for `cfg`'s repository (not yet served); fails on a remote
+    /// that is not an `http(s)://…/….git` URL.
     pub fn new(cfg: Config) -> Result<GitProxy, GitProxyError> {
         let up = cfg.upstream.trim_end_matches('/');
         if !(up.starts_with("https://") || up.starts_with("http://")) || !up.ends_with(".git") {

@@ -16,9 +16,12 @@ use std::path::{Path, PathBuf};
 
 use errand_core::RunId;
 
+/// Where errand's data lives (see the module's map).
 #[derive(Debug, Clone)]
 pub struct Paths {
+    /// `$ERRAND_HOME`: the database, runs and the secret key.
     pub home: PathBuf,
+    /// Installed harnesses and git mirrors, which can be rebuilt.
     pub cache: PathBuf,
 }
 
@@ -37,6 +40,7 @@ impl Paths {
         Paths { home, cache }
     }
 
+    /// Everything under `home`, the cache in `home/cache`.
     pub fn at(home: &Path) -> Paths {
         Paths {
             home: home.to_path_buf(),
@@ -44,18 +48,23 @@ impl Paths {
         }
     }
 
+    /// The SQLite database.
     pub fn db(&self) -> PathBuf {
         self.home.join("errand.db")
     }
+    /// Run `id`'s directory.
     pub fn run_dir(&self, id: RunId) -> PathBuf {
         self.home.join("runs").join(id.to_string())
     }
+    /// Run `id`'s normalized events.
     pub fn events(&self, id: RunId) -> PathBuf {
         self.run_dir(id).join("events.jsonl")
     }
+    /// Run `id`'s harness stdout, as it printed it.
     pub fn raw(&self, id: RunId) -> PathBuf {
         self.run_dir(id).join("raw.jsonl")
     }
+    /// Run `id`'s harness stderr.
     pub fn stderr(&self, id: RunId) -> PathBuf {
         self.run_dir(id).join("stderr.log")
     }

@@ -15,23 +15,31 @@ use errand_store::Store;
 
 const NONCE: usize = 24;
 
+/// Why a secret could not be sealed, opened or stored.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// The key is not 32 bytes of hex.
     #[error(
         "ERRAND_SECRET_KEY must be 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`"
     )]
     BadKey,
+    /// The key file could not be read or created.
     #[error("the secret key file {path}: {source}")]
     KeyFile {
+        /// The key file.
         path: String,
+        /// What the file system said.
         source: std::io::Error,
     },
+    /// A sealed secret that does not open with this key.
     #[error(
         "secret '{0}' cannot be opened: it was sealed with another key, or it was tampered with"
     )]
     Open(String),
+    /// A name that is not an environment variable's.
     #[error("secret names are environment variable names (A-Z, 0-9, _), not '{0}'")]
     BadName(String),
+    /// The store holding sealed secrets.
     #[error(transparent)]
     Store(#[from] errand_store::StoreError),
 }
@@ -104,6 +112,8 @@ impl SecretKey {
         out
     }
 
+    /// The value [`SecretKey::seal`] sealed under `name`; fails if another
+    /// key or name sealed it, or it was changed.
     pub fn open(&self, name: &str, sealed: &[u8]) -> Result<String, SecretError> {
         if sealed.len() <= NONCE {
             return Err(SecretError::Open(name.into()));
@@ -123,6 +133,7 @@ impl SecretKey {
     }
 }
 
+/// Secret names are environment variable names: `A-Z`, `0-9`, `_`.
 pub fn check_name(name: &str) -> Result<(), SecretError> {
     let ok = !name.is_empty()
         && name
