@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use errand_runner::{GithubForge, Paths, RunObserver, Runner};
+use errand_runner::{Forge, GithubForge, Paths, RunObserver, Runner};
 use errand_sandbox::Limits;
 use errand_server::{AppState, WorkerConfig, WorkerPool};
 use errand_store::{QueueLimits, Store};
@@ -90,7 +90,7 @@ pub async fn runner(
     Ok(Arc::new(Runner {
         store,
         sandbox: chosen.sandbox,
-        github: opts.github,
+        forge: opts.github.map(|g| g as Arc<dyn Forge>),
         public_url: opts.public_url,
         observer: opts.observer,
         paths: paths.clone(),

@@ -254,10 +254,10 @@ impl Runner {
         }
 
         // Git in the sandbox must never be handed an expired token, however long the agent works.
-        let renewer = match (&a.git_proxy, access, &self.github) {
-            (Some(_), Some(a), Some(gh)) => {
+        let renewer = match (&a.git_proxy, access, &self.forge) {
+            (Some(_), Some(a), Some(forge)) => {
                 let redactor = em.redactor.clone();
-                Some(forge::Renewer::start(gh.clone(), a.clone(), move |t| {
+                Some(forge::Renewer::start(forge.clone(), a.clone(), move |t| {
                     redactor.add(t)
                 }))
             }

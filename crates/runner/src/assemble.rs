@@ -605,7 +605,7 @@ impl Runner {
                         .chain(spec.agent_branches.iter().cloned())
                         .collect(),
                     allow_force: spec.allow_force_push,
-                    auth: Arc::new(move || current.token().basic_auth_header()),
+                    auth: Arc::new(move || current.credential().auth_header),
                     scratch: run_dir.join("git-proxy"),
                     max_push: gitproxy::DEFAULT_MAX_PUSH,
                 })

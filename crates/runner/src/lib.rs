@@ -12,6 +12,8 @@
 //!    sandbox), fetch the branch into the outbox, push it if asked (outside);
 //! 4. `→ succeeded`, or `failed | cancelled | timed_out` with a reason.
 
+#![warn(missing_docs)]
+
 mod agent;
 mod assemble;
 mod deliver;
@@ -29,7 +31,7 @@ pub mod secrets;
 mod steps;
 
 pub use error::RunError;
-pub use forge::GithubForge;
+pub use forge::{Forge, ForgeError, GithubForge};
 pub use limits::{MAX_EVENTS, MAX_EVENT_STRING, MAX_LINE_BYTES, MAX_RAW_BYTES, MAX_STDERR_BYTES};
 pub use paths::Paths;
 
@@ -56,8 +58,11 @@ use emit::{pump, Emitter, SharedRedactor};
 use finish::Finished;
 use steps::{finish_grace, Until};
 
+/// What keeps [`Runner::execute`] from recording a run's end (a run that
+/// fails ends `failed` with a reason instead).
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
+    /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,26 +78,31 @@ pub(crate) struct Scope<'a> {
     pub(crate) inv: &'a Invocation,
     pub(crate) prepared: &'a errand_git::Prepared,
     pub(crate) cancel: &'a CancellationToken,
-    /// The run's GitHub token, for `github:` repositories.
+    /// The run's access to its forge repository (`github:` repositories).
     pub(crate) access: Option<&'a forge::RepoAccess>,
 }
 
 /// Settings shared by every run this runner executes.
 pub struct Runner {
+    /// Where runs, their transitions and events are recorded.
     pub store: Arc<dyn Store>,
+    /// Where the harness and errand's steps inside the sandbox run.
     pub sandbox: Arc<dyn Sandbox>,
+    /// errand's data directories.
     pub paths: Paths,
     /// The variables harnesses may take their declared environment from.
     pub env: BTreeMap<String, String>,
     /// Directory that relative `--repo` paths are resolved against.
     pub cwd: PathBuf,
+    /// Each sandbox's memory, process and CPU limits.
     pub limits: Limits,
     /// Built-in and configured harnesses.
     pub harnesses: errand_harness::Registry,
     /// How often the store is asked whether someone cancelled the run.
     pub cancel_poll: Duration,
-    /// The GitHub App for `github:owner/repo` runs (`None`: not configured).
-    pub github: Option<Arc<GithubForge>>,
+    /// The forge for `github:owner/repo` runs, errand's GitHub App
+    /// ([`GithubForge`]); `None`: not configured.
+    pub forge: Option<Arc<dyn Forge>>,
     /// The viewer's public address (`https://errand.example`), for links.
     pub public_url: Option<String>,
     /// Told of every state a run enters (Slack cards, GitHub comments).
@@ -124,6 +134,7 @@ pub struct EgressSettings {
 /// Hears about each state a run enters, in order, from the process running it.
 /// Implementations must return at once (queue the work): the run does not wait.
 pub trait RunObserver: Send + Sync {
+    /// `run` has just entered `run.state`.
     fn state_changed(&self, run: &RunRecord);
 }
 
@@ -186,9 +197,9 @@ impl Runner {
                 &mut access,
             )
             .await;
-        // The run's GitHub token dies with the run, whatever happened.
-        if let (Some(gh), Some(a)) = (&self.github, &access) {
-            gh.revoke(a).await;
+        // The run's forge credential dies with the run, whatever happened.
+        if let (Some(forge), Some(a)) = (&self.forge, &access) {
+            forge.revoke(a).await;
             let _ = em.notice(format!(
                 "revoked the run's token for {}/{}",
                 a.owner, a.repo
@@ -325,7 +336,7 @@ impl Runner {
         let inv = invocation(&ctx).map_err(|e| RunError::harness(e.to_string()))?;
         let mut secrets = inv.secrets.clone();
         if let Some(a) = access.as_ref() {
-            secrets.push(a.token().token);
+            secrets.push(a.credential().secret);
         }
         em.redactor.set(Redactor::new(&secrets));
 
@@ -676,7 +687,7 @@ mod tests {
             limits: Limits::default(),
             harnesses: errand_harness::Registry::default(),
             cancel_poll: Duration::from_secs(1),
-            github: None,
+            forge: None,
             public_url: None,
             observer: None,
             egress: EgressSettings {

@@ -1,6 +1,7 @@
-//! The prepare phase: the request's cheap checks, the repository's token
-//! (GitHub), the harness's installation, the workspace cloned through the
-//! outbox, and the harness's files in the agent's home.
+//! The prepare phase: the request's cheap checks, the repository's forge
+//! credential ([`crate::Forge::grant`]), the harness's installation, the
+//! workspace cloned through the outbox, and the harness's files in the
+//! agent's home.
 
 use super::*;
 
@@ -26,8 +27,8 @@ impl Runner {
         Ok(())
     }
 
-    /// The repository's URL: for `github:` repositories with a token minted
-    /// for that repository alone (kept in `access`, revoked when the run ends).
+    /// The repository's URL: for `github:` repositories with the forge's
+    /// access to that repository alone (kept in `access`, revoked when the run ends).
     pub(crate) async fn remote(
         &self,
         spec: &errand_core::RunSpec,
@@ -38,18 +39,18 @@ impl Runner {
         let remote = match &spec.repo {
             Some(src) if src.github().is_some() => {
                 let (owner, repo) = src.github().unwrap_or_default();
-                let gh = self.github.as_ref().ok_or_else(|| {
+                let forge = self.forge.as_ref().ok_or_else(|| {
                     RunError::invalid(format!(
                         "{owner}/{repo} is a GitHub repository, and this errand has no GitHub App \
                          configured ([github] app_id and private_key_file in its config)"
                     ))
                 })?;
-                let a = gh.access(owner, repo, spec.push).await.map_err(|e| {
-                    RunError::forge(format!("no GitHub token for {owner}/{repo}: {e}"))
+                let a = forge.grant(owner, repo, spec.push).await.map_err(|e| {
+                    RunError::forge(format!("no {} token for {owner}/{repo}: {e}", forge.name()))
                 })?;
                 em.notice(format!(
                     "minted a token for {owner}/{repo} only ({}), revoked when the run ends",
-                    a.token()
+                    a.credential()
                         .permissions
                         .iter()
                         .map(|(k, v)| format!("{k}: {v}"))
