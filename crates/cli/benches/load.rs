@@ -10,6 +10,8 @@
 //! events (default 0.2), ERRAND_LOAD_DATABASES (default "sqlite,postgres";
 //! PostgreSQL from ERRAND_TEST_DATABASE_URL or the scripts/setup default).
 
+#![allow(clippy::disallowed_methods)] // benchmarks start their own fixtures
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -8,6 +8,8 @@
 //! `cargo bench -p errand-cli --bench overhead` (ERRAND_BENCH_ITERS samples per
 //! side, default 5; ERRAND_BENCH_HARNESSES, default "claude-code,codex,gemini,opencode").
 
+#![allow(clippy::disallowed_methods)] // benchmarks start their own fixtures
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -13,7 +13,9 @@
 //! Sizes: `ERRAND_BENCH_MB` (default 100). Needs /usr/bin/chromium and
 //! /usr/bin/chromedriver for (b) and (c); without them only (a) runs.
 
-#[path = "../tests/viewer_browser/mod.rs"]
+#![allow(clippy::disallowed_methods)] // benchmarks start their own fixtures
+
+#[path = "../tests/all/viewer_browser/mod.rs"]
 mod viewer_browser;
 
 use std::io::{BufRead, BufReader, Write};

@@ -5,8 +5,24 @@
 //! anything but empty, `0` or `false`) it is a failure, never a silent pass;
 //! elsewhere the test says `not run: …` on stderr and returns early, and is
 //! not counted as having checked anything.
+//!
+//! Beside that rule: the real harness CLIs, installed once per test process
+//! ([`harness`]); a fresh PostgreSQL database ([`postgres`]); with feature
+//! `model`, the scripted model started for a test (module `model`); with feature
+//! `fakes`, the fake GitHub and fake Slack (module `fakes`).
 
-use std::process::{Command, Stdio};
+#![warn(missing_docs)]
+
+#[cfg(feature = "fakes")]
+pub mod fakes;
+pub mod harness;
+#[cfg(feature = "model")]
+pub mod model;
+pub mod postgres;
+
+use std::process::Stdio;
+
+use errand_proc::Cmd;
 
 /// Whether this is CI: `CI` set to something other than empty, `0` or `false`.
 pub fn in_ci() -> bool {
@@ -39,8 +55,9 @@ pub fn need(what: &str, found: Result<(), String>) -> bool {
 
 /// Whether bubblewrap can make a user and PID namespace here.
 pub fn bubblewrap() -> Result<(), String> {
-    let out = Command::new("bwrap")
+    let out = Cmd::new("bwrap")
         .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
+        .inherit_env(&["PATH"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("bwrap cannot be started ({e}); install the bubblewrap package"))?;
@@ -56,8 +73,10 @@ pub fn bubblewrap() -> Result<(), String> {
 
 /// Whether `program --version` runs (a tool on PATH).
 pub fn on_path(program: &str) -> Result<(), String> {
-    match Command::new(program)
+    // The tool sees the test's whole environment, as the test's own use of it will.
+    match Cmd::new(program)
         .arg("--version")
+        .inherit_all_env()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -3,9 +3,7 @@
 //! (Gemini CLI) through the git/rm shims on PATH; the trace shows each refusal
 //! with its reason, the repository is unharmed, and the run still finishes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const DESTRUCTIVE: &str = r#"{"steps":[

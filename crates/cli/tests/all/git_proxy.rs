@@ -7,10 +7,8 @@
 //! refused there; the run's own branch is pushed; no token is anywhere in the
 //! sandbox (environment, files, `/proc`). On the local and Docker backends.
 
-mod common;
-
-use common::github::world;
-use common::*;
+use crate::common::github::world;
+use crate::common::*;
 
 /// The malicious agent (errand's own event format). `@DIRECT@` is the forge's
 /// clone URL. Its result is a list of `NAME=exit:proxy|other` (whether the

@@ -4,12 +4,10 @@
 //! the run but what the store holds, fails it and says so, once, on the run's
 //! card and in its thread.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::github::{world, World};
-use common::*;
+use crate::common::github::{world, World};
+use crate::common::*;
 use serde_json::Value;
 
 /// An agent that starts, then hangs until its sandbox is killed.

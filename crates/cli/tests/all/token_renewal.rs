@@ -7,12 +7,10 @@
 //! the pull request itself. Each old token is revoked when replaced, each new
 //! one is redacted like the first, and the last is revoked at the end.
 
-mod common;
-
 use std::time::Duration;
 
-use common::github::world_with;
-use common::*;
+use crate::common::github::world_with;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// How long the fake GitHub's tokens live.

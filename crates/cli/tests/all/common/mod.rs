@@ -7,9 +7,10 @@ pub mod github;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-use errand_model::{Scenario, ScriptedModel};
+use errand_model::ScriptedModel;
+pub use errand_test_support::in_ci;
+use errand_test_support::{harness, model as scripted};
 
 pub fn errand_bin() -> &'static str {
     env!("CARGO_BIN_EXE_errand")
@@ -20,78 +21,30 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("errand-cache")
 }
 
-/// Installs Claude Code into the shared cache once per test binary.
+/// Installs Claude Code into the shared cache once per test process.
 pub fn ensure_claude() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| install_harness("claude-code"));
+    harness::install(Path::new(errand_bin()), &cache_dir(), "claude-code");
 }
 
-/// Installs Codex into the shared cache once per test binary.
+/// Installs Codex into the shared cache once per test process.
 pub fn ensure_codex() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| install_harness("codex"));
+    harness::install(Path::new(errand_bin()), &cache_dir(), "codex");
 }
 
-/// Installs Gemini CLI into the shared cache once per test binary.
+/// Installs Gemini CLI into the shared cache once per test process.
 pub fn ensure_gemini() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| install_harness("gemini"));
+    harness::install(Path::new(errand_bin()), &cache_dir(), "gemini");
 }
 
-/// Installs OpenCode into the shared cache once per test binary.
+/// Installs OpenCode into the shared cache once per test process.
 pub fn ensure_opencode() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| install_harness("opencode"));
+    harness::install(Path::new(errand_bin()), &cache_dir(), "opencode");
 }
 
-fn install_harness(name: &str) {
-    let out = Command::new(errand_bin())
-        .args(["harness", "install", name])
-        .env("ERRAND_CACHE_DIR", cache_dir())
-        .env(
-            "ERRAND_HOME",
-            std::env::temp_dir().join("errand-install-home"),
-        )
-        .output()
-        .expect("run errand harness install");
-    assert!(
-        out.status.success(),
-        "harness install failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Whether bubblewrap works here; tests that need it say so when it does not.
+/// Whether bubblewrap works here; tests that need it say so when it does not
+/// (in CI a missing sandbox is a failure, never a silent pass).
 pub fn sandbox_available() -> bool {
-    let ok = Command::new("bwrap")
-        .args([
-            "--unshare-user",
-            "--unshare-pid",
-            "--ro-bind",
-            "/",
-            "/",
-            "--",
-            "true",
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        // In CI a missing sandbox is a failure, never a silent pass.
-        assert!(
-            !in_ci(),
-            "bubblewrap is not usable on this machine, and CI must run the sandboxed tests"
-        );
-        eprintln!(
-            "not run: bubblewrap is not usable on this machine (install the bubblewrap package)"
-        );
-    }
-    ok
-}
-
-/// Whether this is CI (`CI` set to something other than empty, 0 or false).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+    errand_test_support::need("bubblewrap", errand_test_support::bubblewrap())
 }
 
 pub struct Env {
@@ -113,27 +66,19 @@ impl Env {
 
     /// Points Codex at the scripted model's Responses API.
     pub fn with_openai_model(mut self, model: &ScriptedModel) -> Env {
-        self.vars
-            .push(("OPENAI_BASE_URL".into(), model.openai_base_url()));
-        self.vars
-            .push(("OPENAI_API_KEY".into(), "sk-test-openai-0123456789".into()));
+        self.vars.extend(scripted::openai_vars(model));
         self
     }
 
     /// Points Gemini CLI at the scripted model.
     pub fn with_gemini_model(mut self, model: &ScriptedModel) -> Env {
-        self.vars
-            .push(("GOOGLE_GEMINI_BASE_URL".into(), model.base_url()));
-        self.vars
-            .push(("GEMINI_API_KEY".into(), "sk-test-gemini-0123456789".into()));
+        self.vars.extend(scripted::gemini_vars(model));
         self
     }
 
+    /// Points Claude Code at the scripted model's Messages API.
     pub fn with_model(mut self, model: &ScriptedModel) -> Env {
-        self.vars
-            .push(("ANTHROPIC_BASE_URL".into(), model.base_url()));
-        self.vars
-            .push(("ANTHROPIC_API_KEY".into(), "sk-test-e2e-0123456789".into()));
+        self.vars.extend(scripted::anthropic_vars(model));
         self
     }
 
@@ -204,11 +149,9 @@ impl Env {
     }
 }
 
+/// The scripted model playing `scenario`, on a free loopback port.
 pub async fn model(scenario: &str) -> ScriptedModel {
-    let sc = Scenario::from_json(scenario).expect("scenario");
-    ScriptedModel::start(sc, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("start scripted model")
+    scripted::start(scenario).await
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -450,38 +393,9 @@ impl Backend {
     }
 }
 
-/// A fresh database named `{what}_…` on the test PostgreSQL
+/// A fresh database named `errand_{what}_…` on the test PostgreSQL
 /// (`ERRAND_TEST_DATABASE_URL`), or `None` (saying so) when there is none
 /// outside CI; in CI a missing PostgreSQL fails the test.
 pub fn fresh_postgres(what: &str) -> Option<String> {
-    let base = std::env::var("ERRAND_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://errand:errand@127.0.0.1:5432/errand_test".to_string());
-    let name = format!(
-        "errand_{what}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
-    let ok = Command::new("psql")
-        .args([
-            base.as_str(),
-            "-qAtX",
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            !in_ci(),
-            "PostgreSQL is not reachable at {base} (run scripts/setup)"
-        );
-        eprintln!("not run: PostgreSQL not reachable at {base}");
-        return None;
-    }
-    let (prefix, _) = base.rsplit_once('/').expect("database url");
-    Some(format!("{prefix}/{name}"))
+    errand_test_support::postgres::fresh_database(what)
 }

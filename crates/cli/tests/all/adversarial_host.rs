@@ -14,14 +14,12 @@
 //! On the local (bubblewrap) and Docker backends; in CI a missing backend
 //! fails instead of skipping.
 
-mod common;
-
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn euid() -> u32 {
     // SAFETY: plain system call.
@@ -309,7 +307,7 @@ async fn github_token_holds(backend: Backend) {
     let Some(extra) = backend.args(&env) else {
         return;
     };
-    let w = common::github::world(env).await;
+    let w = crate::common::github::world(env).await;
     let (env, github) = (w.env, w.github);
     let canary = env.dir.path().join("canary");
     let canary_text = unique("CANARY");

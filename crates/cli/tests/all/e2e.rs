@@ -1,9 +1,7 @@
 //! End-to-end: the real `errand` binary runs the real Claude Code CLI, driven by
 //! errand's scripted model, inside the local sandbox, against real git repos.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn claude_code_reads_edits_runs_and_errand_pushes_the_branch() {

@@ -6,17 +6,14 @@
 //! Without Chromium (`/usr/bin/chromium`, `/usr/bin/chromedriver`) the tests
 //! skip with a reason, except under CI (`CI` set), where they fail.
 
-mod common;
-mod viewer_browser;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::viewer_browser::{free_port, Browser};
 use serde_json::{json, Value};
-use viewer_browser::{free_port, Browser};
 
 const MINUTE: Duration = Duration::from_secs(60);
 

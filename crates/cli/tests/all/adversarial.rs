@@ -6,13 +6,11 @@
 //! timeout, with errand's memory bounded. Every case runs on the local
 //! (bubblewrap) and Docker backends; in CI a missing backend fails.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Writes `script` as the harness `evil` (errand's own event format) and
 /// returns the environment that declares it.

@@ -9,11 +9,9 @@
 //! (see the escape suite in crates/sandbox/tests).
 //! Skipped when no Docker engine is reachable, unless `CI` is set.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// `errand sandbox prepare docker` (quick when the image exists), or `false`
 /// (skipped) when no engine is reachable outside CI.
@@ -165,7 +163,7 @@ async fn a_harness_killed_for_memory_fails_the_run_saying_so() {
 /// reachable, and the token is revoked and written nowhere.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_git_run_in_docker_pushes_its_branch_and_nothing_else() {
-    use common::github::{the_runs_write_token, world};
+    use crate::common::github::{the_runs_write_token, world};
 
     let env = Env::new();
     if !docker_ready(&env) {

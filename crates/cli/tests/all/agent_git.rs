@@ -9,12 +9,10 @@
 //! not reachable. Afterwards the token is revoked and is nowhere on disk, in
 //! the events or in the API.
 
-mod common;
-
 use std::path::Path;
 
-use common::github::{the_runs_write_token, world};
-use common::*;
+use crate::common::github::{the_runs_write_token, world};
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// The scripted agent: each shell step prints a marker the test looks for.

@@ -10,12 +10,10 @@
 //! and the requested repository, and serves real git over HTTP that accepts
 //! only a valid, unrevoked token with the needed permission.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::github::{the_runs_write_token, world, World, APP_ID, WEBHOOK_SECRET};
-use common::*;
+use crate::common::github::{the_runs_write_token, world, World, APP_ID, WEBHOOK_SECRET};
+use crate::common::*;
 use serde_json::{json, Value};
 
 const API_KEY: &str = "sk-test-e2e-0123456789";

@@ -1,9 +1,7 @@
 //! From inside a real run, the agent cannot read the host's home, another run's
 //! workspace or errand's database, and sees only its declared environment.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_sees_only_its_workspace_and_declared_environment() {

@@ -7,12 +7,10 @@
 //! * a captured Slack command or GitHub delivery, sent again (re-signed, with
 //!   a new or no delivery id), starts nothing, even after errand restarts.
 
-mod common;
-
 use std::path::Path;
 
-use common::github::{world, WEBHOOK_SECRET};
-use common::*;
+use crate::common::github::{world, WEBHOOK_SECRET};
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn call(
@@ -419,7 +417,7 @@ async fn run_count(http: &reqwest::Client, base: &str, token: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replayed_webhooks_and_slack_commands_run_once_across_a_restart() {
-    let common::github::World {
+    let crate::common::github::World {
         env,
         github: _github,
         slack,
@@ -478,7 +476,7 @@ async fn replays_are_refused_by_every_node_sharing_postgresql() {
     let Some(url) = fresh_postgres("replay") else {
         return;
     };
-    let common::github::World {
+    let crate::common::github::World {
         env,
         github: _github,
         slack,

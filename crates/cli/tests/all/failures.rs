@@ -1,12 +1,10 @@
 //! Failure paths: each ends in the right state, with a reason a person can act
 //! on, and a non-zero exit status; nothing is left running.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Whether any process on the machine has `needle` in its command line.
 fn process_running(needle: &str) -> bool {

@@ -1,9 +1,7 @@
 //! Custom harnesses from the configuration file, and harnesses that crash or
 //! print garbage: every run still ends in a recorded state with a reason.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Writes `script` as an executable `agent.sh` in a fresh directory and a
 /// configuration declaring it as harness `name` with `format`.

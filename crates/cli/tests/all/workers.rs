@@ -1,13 +1,11 @@
 //! Several `errand worker` processes sharing one PostgreSQL: every run is
 //! executed exactly once, by one of them.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 struct Proc(Child);
 

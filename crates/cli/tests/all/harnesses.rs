@@ -2,9 +2,7 @@
 //! scripted model in the local sandbox: each edits a file, runs a command and
 //! commits on the run's branch, and the normalized traces have the same shape.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const EDIT_RUN_COMMIT: &str = r#"{"steps":[

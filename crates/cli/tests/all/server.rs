@@ -2,11 +2,9 @@
 //! auth, share links, follow-ups and restarts, with the real Claude Code
 //! under the scripted model in the local sandbox.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 struct Server {
