@@ -20,9 +20,7 @@ pub mod harness;
 pub mod model;
 pub mod postgres;
 
-use std::process::Stdio;
-
-use errand_proc::Cmd;
+use std::process::{Command, Stdio};
 
 /// Whether this is CI: `CI` set to something other than empty, `0` or `false`.
 pub fn in_ci() -> bool {
@@ -55,9 +53,8 @@ pub fn need(what: &str, found: Result<(), String>) -> bool {
 
 /// Whether bubblewrap can make a user and PID namespace here.
 pub fn bubblewrap() -> Result<(), String> {
-    let out = Cmd::new("bwrap")
+    let out = Command::new("bwrap")
         .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
-        .inherit_env(&["PATH"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("bwrap cannot be started ({e}); install the bubblewrap package"))?;
@@ -73,10 +70,8 @@ pub fn bubblewrap() -> Result<(), String> {
 
 /// Whether `program --version` runs (a tool on PATH).
 pub fn on_path(program: &str) -> Result<(), String> {
-    // The tool sees the test's whole environment, as the test's own use of it will.
-    match Cmd::new(program)
+    match Command::new(program)
         .arg("--version")
-        .inherit_all_env()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
