@@ -15,10 +15,12 @@
 //! names); granting, renewing and revoking a run's access are the trait's own
 //! methods, one policy for every forge. [`GithubForge`] is the GitHub App.
 //! GitLab is one more implementation: a `gitlab.rs` beside `github.rs` whose
-//! `mint` creates a project access token (its `auth_header` git's Basic
-//! `oauth2:<token>`), whose `revoke_credential` revokes it and whose
-//! `open_change` opens a merge request, a [`ForgeError`] variant for its
-//! client's errors, and the `Runner` choosing it for `gitlab:` repositories.
+//! `mint` creates a short-lived project access token (its `auth_header` HTTP
+//! Basic with the token as password), whose `revoke_credential` revokes it,
+//! whose `open_change` opens a merge request (`change_name`: `merge
+//! request`), a [`ForgeError`] variant for its client's errors, and the
+//! `Runner` choosing it for `gitlab:` repositories (today its one `forge`
+//! serves `github:` ones).
 
 mod github;
 
