@@ -12,6 +12,8 @@
 //! (local and Docker backends) they reach the network only through errand's
 //! egress proxy, and only the allowlisted destinations ([`egress`]).
 
+#![warn(missing_docs)]
+
 pub mod docker;
 pub mod egress;
 pub mod kubernetes;
@@ -53,12 +55,16 @@ pub mod paths {
     pub const GUARD_LOG: &str = "/home/agent/.errand/guard-denials.jsonl";
 }
 
+/// Why a sandbox could not be checked or started.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The backend cannot run here; the message says how to fix it.
     #[error("{0}")]
     Unavailable(String),
+    /// Starting the process failed.
     #[error("could not start the sandboxed process: {0}")]
     Spawn(#[source] std::io::Error),
+    /// Preparing the sandbox (directories, mounts, objects, the egress proxy) failed.
     #[error("sandbox set-up failed: {0}")]
     Setup(String),
 }
@@ -66,7 +72,9 @@ pub enum SandboxError {
 /// Resource limits. `None` leaves a resource unlimited.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
+    /// Memory, in bytes (swap included where the backend can).
     pub memory_bytes: Option<u64>,
+    /// Processes (and threads) at once.
     pub max_pids: Option<u64>,
     /// CPU time, in CPUs (1.5 = one and a half cores). Applied by the Docker
     /// backend; the local backend reports it as not applied.
@@ -88,6 +96,7 @@ pub struct SandboxSpec {
     pub ro_mounts: Vec<(PathBuf, PathBuf)>,
     /// The whole environment of the process; nothing else is passed.
     pub env: Vec<(String, String)>,
+    /// Resource limits.
     pub limits: Limits,
     /// The network: the backend's own ([`NetworkPolicy::Open`]), or none but
     /// an allowlist through errand's egress proxy ([`egress`]).
@@ -117,13 +126,16 @@ impl SandboxSpec {
 /// A program and its arguments, as seen inside the sandbox.
 #[derive(Debug, Clone)]
 pub struct CommandLine {
+    /// The program, a name on PATH or a path inside.
     pub program: String,
+    /// Its arguments.
     pub args: Vec<String>,
     /// Working directory inside; [`paths::WORKSPACE`] when `None`.
     pub cwd: Option<String>,
 }
 
 impl CommandLine {
+    /// `program` with `args`, in [`paths::WORKSPACE`].
     pub fn new(
         program: impl Into<String>,
         args: impl IntoIterator<Item = impl Into<String>>,
@@ -172,7 +184,9 @@ impl std::fmt::Display for ExitInfo {
 /// What a backend hands back for one started process.
 #[async_trait]
 pub trait ProcessHandle: Send {
+    /// The process's stdout; `None` once taken.
     fn take_stdout(&mut self) -> Option<OutputStream>;
+    /// The process's stderr; `None` once taken.
     fn take_stderr(&mut self) -> Option<OutputStream>;
     /// Waits for the main process to exit, then makes sure nothing it started
     /// lives on and releases the sandbox's resources.
@@ -191,6 +205,7 @@ pub struct SandboxProcess {
 }
 
 impl SandboxProcess {
+    /// A started process, with what could not be applied (`notices`).
     pub fn new(notices: Vec<String>, handle: Box<dyn ProcessHandle>) -> Self {
         SandboxProcess {
             notices,
@@ -234,6 +249,7 @@ impl SandboxProcess {
     }
 }
 
+/// A backend: where and how sandboxed processes run.
 #[async_trait]
 pub trait Sandbox: Send + Sync {
     /// The backend's name, as given to `--sandbox`.

@@ -69,6 +69,7 @@ const SYSTEM_DIRS: &[&str] = &[
 /// The uid and gid the agent has inside (mapped to errand's own outside).
 const AGENT_UID: u32 = 1000;
 
+/// The local backend: bubblewrap on this machine, one sandbox per process.
 pub struct LocalSandbox {
     bwrap: Option<PathBuf>,
 }

@@ -233,6 +233,7 @@ impl PrivateFile {
         Ok(file)
     }
 
+    /// Where the file is.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -252,14 +253,20 @@ fn peers() -> &'static Peers {
     PEERS.get_or_init(Default::default)
 }
 
+/// Why a socket could not be given to a uid ([`give_to`]).
 #[derive(Debug, thiserror::Error)]
 pub enum GiveError {
+    /// The path is not a socket errand is serving.
     #[error("{0} is not a socket of errand's that is still listening")]
     NotOurs(PathBuf),
+    /// Changing its owner failed.
     #[error("cannot give {path} to uid {uid}: {source}")]
     Chown {
+        /// The socket.
         path: PathBuf,
+        /// The uid it was to be given to.
         uid: u32,
+        /// What the system said.
         #[source]
         source: io::Error,
     },

@@ -11,11 +11,13 @@ const BUILD_LOCAL_SH: &str = include_str!("../../../../docker/build-local.sh");
 /// What `errand sandbox prepare docker` did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PrepareReport {
+    /// The image's name (`repository:tag`).
     pub image: String,
     /// The image's id in the engine.
     pub id: String,
     /// Whether it was built now (false: it was there already).
     pub built: bool,
+    /// Its size in the engine, when the engine says.
     pub size_bytes: Option<i64>,
     /// The engine's name and version.
     pub engine: String,

@@ -123,6 +123,7 @@ impl DockerConfig {
     }
 }
 
+/// The Docker backend: one container per sandboxed process (see the module).
 pub struct DockerSandbox {
     config: DockerConfig,
     client: tokio::sync::OnceCell<Docker>,
@@ -160,6 +161,7 @@ impl DockerSandbox {
         }
     }
 
+    /// Its configuration.
     pub fn config(&self) -> &DockerConfig {
         &self.config
     }

@@ -90,7 +90,9 @@ pub(crate) fn is_loopback(ip: IpAddr) -> bool {
 /// A block of addresses, `net/len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
+    /// The block's first address.
     pub net: IpAddr,
+    /// The prefix length, in bits.
     pub len: u8,
     /// What it is, for refusals.
     pub what: &'static str,
@@ -115,6 +117,7 @@ impl Block {
         }
     }
 
+    /// Whether `ip` (an IPv4-mapped address as its IPv4 address) is in the block.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.net, canonical(ip)) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {

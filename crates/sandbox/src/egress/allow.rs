@@ -10,6 +10,7 @@ use super::address::canonical;
 pub enum Host {
     /// Lowercase, without a trailing dot.
     Name(String),
+    /// An address, however the client spelled it.
     Ip(IpAddr),
 }
 

@@ -48,6 +48,7 @@ pub struct BridgeOptions {
 }
 
 impl BridgeOptions {
+    /// Parses the bridge's arguments; the error says what is wrong.
     pub fn parse(args: &[String]) -> Result<BridgeOptions, String> {
         let mut socket = None;
         let mut listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));

@@ -99,6 +99,7 @@ pub struct Egress {
     /// address and port. An unspecified address (`0.0.0.0:8080`) stands for
     /// every address of this machine.
     pub protected: Vec<SocketAddr>,
+    /// How the bridge is started inside.
     pub bridge: Bridge,
 }
 
@@ -106,7 +107,9 @@ pub struct Egress {
 /// and the arguments that select it (`["sandbox", "bridge"]` for errand).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bridge {
+    /// The program on the host, bound in at [`BRIDGE`].
     pub exe: PathBuf,
+    /// The arguments before the bridge's own.
     pub args: Vec<String>,
 }
 

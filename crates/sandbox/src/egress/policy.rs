@@ -236,7 +236,9 @@ pub enum Denied {
 pub struct Refusal {
     /// `host:port` as the sandbox asked for it.
     pub destination: String,
+    /// Why it was refused (the first time).
     pub reason: String,
+    /// How many times it was refused.
     pub count: u64,
 }
 

@@ -292,6 +292,7 @@ fn inferred_source() -> String {
     "no configuration (neither KUBECONFIG, ~/.kube/config nor an in-cluster service account)".into()
 }
 
+/// The Kubernetes backend: one Pod per sandboxed process (see the module).
 pub struct KubernetesSandbox {
     config: KubernetesConfig,
     client: tokio::sync::OnceCell<Client>,
@@ -334,6 +335,7 @@ impl KubernetesSandbox {
         Ok(sb)
     }
 
+    /// Its configuration.
     pub fn config(&self) -> &KubernetesConfig {
         &self.config
     }

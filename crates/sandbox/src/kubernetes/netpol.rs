@@ -127,11 +127,14 @@ impl KubernetesSandbox {
 /// An address block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
+    /// The block's address, host bits cleared by [`Cidr::parse`].
     pub addr: IpAddr,
+    /// The prefix length, in bits.
     pub prefix: u8,
 }
 
 impl Cidr {
+    /// The block of the one address `addr` (/32 or /128).
     pub fn host(addr: IpAddr) -> Cidr {
         let prefix = if addr.is_ipv4() { 32 } else { 128 };
         Cidr { addr, prefix }
@@ -215,6 +218,7 @@ pub(super) fn parse_destination(s: &str) -> Option<Destination> {
 /// A destination a Pod may reach: an address block, on one TCP port or on any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowed {
+    /// The addresses.
     pub cidr: Cidr,
     /// `None`: every port and protocol.
     pub port: Option<u16>,
