@@ -12,6 +12,7 @@ use crate::{
     OutputParser, RunContext,
 };
 
+/// Amp (`@sourcegraph/amp`).
 pub struct Amp;
 
 const PACKAGE: NpmPackage = NpmPackage {

@@ -12,6 +12,7 @@ use crate::{
     OutputParser, RunContext,
 };
 
+/// Claude Code (`@anthropic-ai/claude-code`).
 pub struct ClaudeCode;
 
 const PACKAGE: NpmPackage = NpmPackage {

@@ -15,6 +15,7 @@ use crate::{
     OutputParser, RunContext,
 };
 
+/// OpenAI's Codex CLI (`@openai/codex`).
 pub struct Codex;
 
 const PACKAGE: NpmPackage = NpmPackage {

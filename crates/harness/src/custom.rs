@@ -28,6 +28,7 @@ use crate::{
     RunContext,
 };
 
+/// What a custom harness prints (`format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CustomFormat {
@@ -37,14 +38,20 @@ pub enum CustomFormat {
     ClaudeStreamJson,
 }
 
+/// A harness declared in errand's configuration (`[[harness]]`, see the module).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomHarness {
+    /// The name `--harness` takes; not a built-in one.
     pub name: String,
+    /// The command line inside, `{prompt}` and `{branch}` replaced.
     pub command: Vec<String>,
+    /// What it prints.
     pub format: CustomFormat,
+    /// The variables it takes from errand's environment; all required.
     #[serde(default)]
     pub env: Vec<String>,
+    /// A host directory mounted read-only at `/opt/errand/harness`.
     #[serde(default)]
     pub dir: Option<PathBuf>,
 }

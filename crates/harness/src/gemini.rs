@@ -13,6 +13,7 @@ use crate::{
     OutputParser, RunContext,
 };
 
+/// Google's Gemini CLI (`@google/gemini-cli`).
 pub struct GeminiCli;
 
 const PACKAGE: NpmPackage = NpmPackage {

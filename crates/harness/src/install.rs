@@ -15,13 +15,16 @@ use crate::HarnessError;
 /// A pinned npm package and the executable it provides.
 #[derive(Debug, Clone, Copy)]
 pub struct NpmPackage {
+    /// The package's name on npm.
     pub name: &'static str,
+    /// The pinned version.
     pub version: &'static str,
     /// Path of the executable relative to the install directory.
     pub bin: &'static str,
 }
 
 impl NpmPackage {
+    /// `name@version`, as npm takes it.
     pub fn spec(&self) -> String {
         format!("{}@{}", self.name, self.version)
     }

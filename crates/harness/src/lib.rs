@@ -5,6 +5,8 @@
 //! headless command line and generated settings for an unattended run, and which
 //! parser turns its output into normalized events. [`by_name`] is the registry.
 
+#![warn(missing_docs)]
+
 mod amp;
 mod claude;
 pub mod codex;
@@ -27,26 +29,51 @@ use std::path::PathBuf;
 use errand_core::{EventKind, Usage};
 use errand_sandbox::CommandLine;
 
+/// Why a harness cannot be found, started or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
+    /// No harness has that name.
     #[error("unknown harness '{name}' (available: {known})")]
-    Unknown { name: String, known: String },
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The names there are, comma-separated.
+        known: String,
+    },
+    /// A required environment variable is not set (or empty).
     #[error("{var} is not set: {harness} needs it{hint}")]
     MissingEnv {
+        /// The harness.
         harness: &'static str,
+        /// The variable.
         var: &'static str,
+        /// More on how to set it (empty, or starting with its own separator).
         hint: &'static str,
     },
+    /// Installing the harness's npm package failed.
     #[error("installing {package} failed: {detail}")]
-    Install { package: String, detail: String },
+    Install {
+        /// The package, `name@version`.
+        package: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The harness cannot do what the run asks.
     #[error("{harness} does not support {what}")]
-    Unsupported { harness: &'static str, what: String },
+    Unsupported {
+        /// The harness.
+        harness: &'static str,
+        /// What it cannot do.
+        what: String,
+    },
 }
 
 /// An environment variable a harness declares.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvVar {
+    /// The variable's name.
     pub name: &'static str,
+    /// The harness cannot run without it.
     pub required: bool,
     /// Never shown in logs or errors.
     pub secret: bool,
@@ -55,9 +82,13 @@ pub struct EnvVar {
 /// What a harness can do, so errand can refuse requests it cannot honour.
 #[derive(Debug, Clone, Copy)]
 pub struct Capabilities {
+    /// A finished session can be continued with a new prompt.
     pub follow_up: bool,
+    /// Its output says what the run cost.
     pub reports_cost: bool,
+    /// The model can be chosen for a run.
     pub model_choice: bool,
+    /// The number of turns can be capped.
     pub max_turns: bool,
     /// The harness asks errand's guard before each shell command (a
     /// PreToolUse hook). Every harness is guarded by the git/rm shims too.
@@ -67,9 +98,13 @@ pub struct Capabilities {
 /// Everything a harness needs to build its command line for one run.
 #[derive(Debug, Clone)]
 pub struct RunContext {
+    /// The instruction.
     pub prompt: String,
+    /// The model asked for; the harness's default when `None`.
     pub model: Option<String>,
+    /// The most turns the agent may take, where the harness can cap them.
     pub max_turns: u32,
+    /// The run's branch, checked out in the workspace.
     pub branch: String,
     /// The values of errand's environment (and config) that the harness may take from.
     pub env: BTreeMap<String, String>,
@@ -88,7 +123,9 @@ pub struct RunContext {
 /// create under the sandbox's HOME before it starts.
 #[derive(Debug, Clone)]
 pub struct Invocation {
+    /// The command line inside the sandbox.
     pub command: CommandLine,
+    /// Its whole environment.
     pub env: Vec<(String, String)>,
     /// (path relative to HOME, contents)
     pub home_files: Vec<(String, String)>,
@@ -99,16 +136,23 @@ pub struct Invocation {
 /// The harness's own verdict on the run, from its final output.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
+    /// The harness says the run failed.
     pub is_error: bool,
+    /// Why, when it says.
     pub error: Option<String>,
+    /// The agent's final message.
     pub text: Option<String>,
+    /// How many turns it took, when reported.
     pub turns: Option<u32>,
+    /// Tokens and cost, as far as reported.
     pub usage: Usage,
+    /// The session to continue for a follow-up, when there is one.
     pub session_id: Option<String>,
 }
 
 /// A stateful parser of one harness process's stdout.
 pub trait OutputParser: Send {
+    /// The events one line of output stands for (none, one or several).
     fn push_line(&mut self, line: &str) -> Vec<EventKind>;
     /// `None` until the harness has printed its final result.
     fn outcome(&self) -> Option<Outcome>;
@@ -119,7 +163,9 @@ pub trait OutputParser: Send {
     }
 }
 
+/// One agent CLI: how to install it, start it unattended and read its output.
 pub trait Harness: Send + Sync {
+    /// The name `--harness` takes.
     fn name(&self) -> &'static str;
     /// The pinned npm package errand installs; `None` for harnesses that bring
     /// their own command (custom harnesses).
@@ -129,7 +175,9 @@ pub trait Harness: Send + Sync {
     fn host_dir(&self) -> Option<std::path::PathBuf> {
         None
     }
+    /// The environment variables it may take from errand's; no others enter its sandbox.
     fn env_vars(&self) -> &'static [EnvVar];
+    /// What it can do.
     fn capabilities(&self) -> Capabilities;
     /// The command line and environment for a run; fails when a required variable is missing.
     fn invocation(&self, ctx: &RunContext) -> Result<Invocation, HarnessError>;
@@ -145,6 +193,7 @@ pub trait Harness: Send + Sync {
             what: "follow-ups".into(),
         })
     }
+    /// A parser of its output.
     fn parser(&self) -> Box<dyn OutputParser>;
     /// The parser for one run (harnesses that price tokens need the run's model).
     fn parser_for(&self, _ctx: &RunContext) -> Box<dyn OutputParser> {
@@ -206,6 +255,7 @@ pub const KNOWN: &[&str] = &["claude-code", "codex", "gemini", "opencode", "amp"
 /// The harnesses a runner can use: the built-in ones and those configured.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
+    /// The harnesses from errand's configuration (`[[harness]]`).
     pub custom: Vec<CustomHarness>,
 }
 

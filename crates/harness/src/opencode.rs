@@ -14,6 +14,7 @@ use crate::{
     OutputParser, RunContext,
 };
 
+/// OpenCode (`opencode-ai`).
 pub struct OpenCode;
 
 const PACKAGE: NpmPackage = NpmPackage {
