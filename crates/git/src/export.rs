@@ -24,7 +24,7 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
-use crate::{git, GitError, Prepared, Result, SAFE_CONFIG};
+use crate::{git, GitError, Prepared, Result};
 
 /// The largest bundle errand takes from a sandbox (decoded).
 pub const MAX_EXPORT_BYTES: u64 = 1 << 30;
@@ -58,6 +58,7 @@ pub fn export_script(prepared: &Prepared) -> String {
 /// What the sandbox's export said: the branch's commit, and whether a bundle came with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The branch's tip commit, as the export named it.
     pub tip: String,
     /// The bundle's size in bytes (0: the branch did not move).
     pub bundle_bytes: u64,
@@ -335,18 +336,14 @@ async fn index_pack(outbox: &Path, spool: &Path, offset: u64) -> Result<()> {
         .map_err(|e| bad(format!("cannot read {}: {e}", spool.display())))?;
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| bad(format!("cannot read {}: {e}", spool.display())))?;
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.args(SAFE_CONFIG)
-        .arg("-C")
+    let mut cmd = crate::host_git();
+    cmd.arg("-C")
         .arg(outbox)
         .args(["index-pack", "--stdin", "--fix-thin", "--strict"])
         .stdin(Stdio::from(file))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE");
-    let out = cmd.output().await.map_err(GitError::Spawn)?;
+        .stderr(Stdio::piped());
+    let out = cmd.tokio().output().await.map_err(GitError::Spawn)?;
     if out.status.success() {
         Ok(())
     } else {

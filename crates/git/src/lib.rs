@@ -20,6 +20,8 @@
 //! credentials (the user's own git credentials, later a GitHub App token) are
 //! used only by these host-side commands, so none ever enters the sandbox.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -29,32 +31,58 @@ pub mod export;
 pub mod pktline;
 pub use export::{export_script, import, receive, Received, MAX_EXPORT_BYTES};
 
+/// What went wrong in errand's git work; each message says which repository
+/// or command, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    /// The repository (or the commit a run was pinned to) could not be cloned.
     #[error("repository '{repo}' could not be cloned: {detail}")]
-    Clone { repo: String, detail: String },
-    #[error("base branch '{branch}' does not exist in '{repo}' (branches: {available})")]
-    BaseNotFound {
+    Clone {
+        /// The repository as the user named it (credentials removed).
         repo: String,
-        branch: String,
-        available: String,
-    },
-    #[error("repository '{0}' has no commits yet, so there is no base branch to start from")]
-    EmptyRepo(String),
-    #[error("push of {branch} to '{repo}' failed: {detail}")]
-    Push {
-        repo: String,
-        branch: String,
+        /// git's own explanation.
         detail: String,
     },
+    /// The requested base branch is not in the repository.
+    #[error("base branch '{branch}' does not exist in '{repo}' (branches: {available})")]
+    BaseNotFound {
+        /// The repository.
+        repo: String,
+        /// The branch asked for.
+        branch: String,
+        /// The branches it has, comma-separated.
+        available: String,
+    },
+    /// The repository has no branch at all.
+    #[error("repository '{0}' has no commits yet, so there is no base branch to start from")]
+    EmptyRepo(String),
+    /// Pushing the run's branch failed.
+    #[error("push of {branch} to '{repo}' failed: {detail}")]
+    Push {
+        /// The remote.
+        repo: String,
+        /// The run's branch.
+        branch: String,
+        /// git's own explanation.
+        detail: String,
+    },
+    /// A git command exited with an error.
     #[error("git {args} failed: {detail}")]
-    Command { args: String, detail: String },
+    Command {
+        /// Its arguments.
+        args: String,
+        /// What it printed on stderr.
+        detail: String,
+    },
+    /// The run's commits, as the sandbox handed them out, were refused.
     #[error("the run's commits were refused: {0}")]
     Export(String),
+    /// git could not be started at all.
     #[error("git could not be started (is git installed?): {0}")]
     Spawn(#[source] std::io::Error),
 }
 
+/// A result whose error is a [`GitError`].
 pub type Result<T> = std::result::Result<T, GitError>;
 
 /// Configuration that host-side git commands run with: no hooks, no fsmonitor,
@@ -74,6 +102,7 @@ const SAFE_CONFIG: &[&str] = &[
 
 /// The author errand uses for commits it makes.
 pub const AUTHOR_NAME: &str = "errand";
+/// The email of [`AUTHOR_NAME`].
 pub const AUTHOR_EMAIL: &str = "errand@localhost";
 
 /// A credential for host-side git commands that talk to a remote: an HTTP
@@ -98,6 +127,56 @@ impl std::fmt::Debug for GitAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("GitAuth([redacted])")
     }
+}
+
+/// What host-side git keeps of errand's environment: where programs and the
+/// user's git configuration are (credential helpers, `insteadOf`), how it
+/// reaches a remote (ssh agent, proxies, certificates), git's own variables,
+/// the locale and the time zone; never errand's API keys or tokens. A name
+/// ending in `*` is a prefix. `GIT_DIR` and `GIT_WORK_TREE` are then removed.
+pub const HOST_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "TZ",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "XDG_*",
+    "GIT_*",
+    "SSH_AUTH_SOCK",
+    "SSH_ASKPASS",
+    "DISPLAY",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "GCM_*",
+    "GH_*",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    "NIX_SSL_CERT_FILE",
+];
+
+/// A host-side git command: [`HOST_ENV`] without `GIT_DIR` and
+/// `GIT_WORK_TREE` (a repository named by errand's own environment is never
+/// the one meant), no prompts, and [`SAFE_CONFIG`].
+fn host_git() -> errand_proc::Cmd {
+    let mut cmd = errand_proc::Cmd::new("git");
+    cmd.inherit_env(HOST_ENV)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .args(SAFE_CONFIG);
+    cmd
 }
 
 async fn git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
@@ -162,26 +241,22 @@ async fn git_with(dir: Option<&Path>, args: &[&str], auth: Option<&GitAuth>) -> 
     let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let args = &args[..];
     let auth = auth.or(url_auth.as_ref());
-    let mut cmd = tokio::process::Command::new("git");
+    let mut cmd = host_git();
     if let Some(a) = auth {
         cmd.env("GIT_CONFIG_COUNT", "1")
             .env("GIT_CONFIG_KEY_0", "http.extraHeader")
             .env("GIT_CONFIG_VALUE_0", &a.header);
     }
-    cmd.args(SAFE_CONFIG);
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
     }
     cmd.args(args)
         .stdin(Stdio::null())
-        .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_AUTHOR_NAME", AUTHOR_NAME)
         .env("GIT_AUTHOR_EMAIL", AUTHOR_EMAIL)
         .env("GIT_COMMITTER_NAME", AUTHOR_NAME)
-        .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE");
-    let out = cmd.output().await.map_err(GitError::Spawn)?;
+        .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL);
+    let out = cmd.tokio().output().await.map_err(GitError::Spawn)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
     } else {
@@ -195,7 +270,10 @@ async fn git_with(dir: Option<&Path>, args: &[&str], auth: Option<&GitAuth>) -> 
 /// What [`prepare`] set up (kept beside the run so follow-ups reuse it).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Prepared {
+    /// The bare repository only errand touches: cloned from the remote, it
+    /// receives the run's commits and is what errand diffs and pushes.
     pub outbox: PathBuf,
+    /// The agent's checkout (the sandbox's `/workspace`), cloned from the outbox.
     pub workspace: PathBuf,
     /// The branch the run started from.
     pub base_branch: String,
@@ -234,8 +312,11 @@ pub fn resolve_source(source: &RepoSource, cwd: &Path) -> Result<String> {
 /// git uses for it, and the cache of mirrors to start from.
 #[derive(Debug, Clone, Copy)]
 pub struct Remote<'a> {
+    /// The remote as git takes it (a URL or an absolute path).
     pub url: &'a str,
+    /// The credential host-side git sends to it, if any.
     pub auth: Option<&'a GitAuth>,
+    /// The mirror cache to clone through, if any.
     pub mirrors: Option<&'a Mirrors>,
 }
 
@@ -261,6 +342,7 @@ pub struct Mirrors {
 }
 
 impl Mirrors {
+    /// Mirrors kept under `root` (made when first needed).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Mirrors { root: root.into() }
     }
@@ -414,121 +496,157 @@ pub async fn prepare(
     branch: &str,
 ) -> Result<Prepared> {
     let outbox = run_dir.join("outbox.git");
-    let remote_url = remote.map(|r| r.url);
-    let (base_branch, remote_owned) = match remote {
-        Some(Remote {
-            url: remote,
-            auth,
-            mirrors,
-        }) => {
-            // From the mirror (a local copy of its packs) when there is one.
-            let (source, auth) = match mirrors.filter(|_| Mirrors::wants(remote)) {
-                Some(m) => (
-                    m.refresh(remote, auth)
-                        .await?
-                        .to_string_lossy()
-                        .into_owned(),
-                    None,
-                ),
-                None => (remote.to_string(), auth),
-            };
-            git_with(
-                None,
-                &[
-                    "clone",
-                    "--bare",
-                    "--quiet",
-                    "--no-hardlinks",
-                    &source,
-                    &outbox.to_string_lossy(),
-                ],
-                auth,
-            )
-            .await
-            .map_err(|e| GitError::Clone {
-                repo: remote.to_string(),
-                detail: detail(e),
-            })?;
-            let heads = git(
-                Some(&outbox),
-                &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
-            )
-            .await?;
-            if heads.is_empty() {
-                return Err(GitError::EmptyRepo(remote.to_string()));
-            }
-            let base_branch = match base {
-                Some(b) => {
-                    if !heads.lines().any(|h| h == b) {
-                        return Err(GitError::BaseNotFound {
-                            repo: remote.to_string(),
-                            branch: b.to_string(),
-                            available: heads.lines().collect::<Vec<_>>().join(", "),
-                        });
-                    }
-                    b.to_string()
-                }
-                None => git(Some(&outbox), &["symbolic-ref", "--short", "HEAD"]).await?,
-            };
-            git(
-                None,
-                &[
-                    "clone",
-                    "--quiet",
-                    "--no-hardlinks",
-                    "--branch",
-                    &base_branch,
-                    &outbox.to_string_lossy(),
-                    &workspace.to_string_lossy(),
-                ],
-            )
-            .await?;
-            // The agent sees the real remote's address, not the host-only outbox path.
-            git(
-                Some(workspace),
-                &["remote", "set-url", "origin", &redact_url(remote)],
-            )
-            .await?;
-            (base_branch, Some(remote.to_string()))
-        }
-        None => {
-            // The first commit is made in the outbox, so the base every later
-            // check starts from is errand's own, and cloned like any repository.
-            let base_branch = base.unwrap_or("main").to_string();
-            git(
-                None,
-                &["init", "--quiet", "--bare", &outbox.to_string_lossy()],
-            )
-            .await?;
-            let empty_tree = git(
-                Some(&outbox),
-                &["hash-object", "-w", "-t", "tree", "/dev/null"],
-            )
-            .await?;
-            let first = git(
-                Some(&outbox),
-                &["commit-tree", &empty_tree, "-m", "Initial commit"],
-            )
-            .await?;
-            let head = format!("refs/heads/{base_branch}");
-            git(Some(&outbox), &["update-ref", &head, &first]).await?;
-            git(Some(&outbox), &["symbolic-ref", "HEAD", &head]).await?;
-            git(
-                None,
-                &[
-                    "clone",
-                    "--quiet",
-                    "--no-hardlinks",
-                    &outbox.to_string_lossy(),
-                    &workspace.to_string_lossy(),
-                ],
-            )
-            .await?;
-            // The agent has no remote to see (the outbox is a host path).
-            git(Some(workspace), &["remote", "remove", "origin"]).await?;
-            (base_branch, None)
-        }
+    let base_branch = match remote {
+        Some(r) => clone_remote(r, base, &outbox, workspace).await?,
+        None => start_empty(base, &outbox, workspace).await?,
     };
+    let remote_url = remote.map(|r| r.url);
+    start_branch(workspace, branch, at_commit, remote_url).await?;
+    let base_commit = git(Some(workspace), &["rev-parse", "HEAD"]).await?;
+    Ok(Prepared {
+        outbox,
+        workspace: workspace.to_path_buf(),
+        base_branch,
+        base_commit,
+        branch: branch.to_string(),
+        remote: remote_url.map(str::to_string),
+    })
+}
+
+/// Clones `remote` into a fresh bare `outbox` (from its mirror when there is
+/// one), then the base branch from the outbox into `workspace`; the base branch.
+async fn clone_remote(
+    remote: Remote<'_>,
+    base: Option<&str>,
+    outbox: &Path,
+    workspace: &Path,
+) -> Result<String> {
+    let url = remote.url;
+    clone_outbox(remote, outbox).await?;
+    let base_branch = base_branch_of(outbox, url, base).await?;
+    git(
+        None,
+        &[
+            "clone",
+            "--quiet",
+            "--no-hardlinks",
+            "--branch",
+            &base_branch,
+            &outbox.to_string_lossy(),
+            &workspace.to_string_lossy(),
+        ],
+    )
+    .await?;
+    // The agent sees the real remote's address, not the host-only outbox path.
+    git(
+        Some(workspace),
+        &["remote", "set-url", "origin", &redact_url(url)],
+    )
+    .await?;
+    Ok(base_branch)
+}
+
+/// `git clone --bare` of `remote` into `outbox`: from the mirror (a local copy
+/// of its packs) when there is one, else from the remote with its credential.
+async fn clone_outbox(remote: Remote<'_>, outbox: &Path) -> Result<()> {
+    let Remote { url, auth, mirrors } = remote;
+    let (source, auth) = match mirrors.filter(|_| Mirrors::wants(url)) {
+        Some(m) => (
+            m.refresh(url, auth).await?.to_string_lossy().into_owned(),
+            None,
+        ),
+        None => (url.to_string(), auth),
+    };
+    git_with(
+        None,
+        &[
+            "clone",
+            "--bare",
+            "--quiet",
+            "--no-hardlinks",
+            &source,
+            &outbox.to_string_lossy(),
+        ],
+        auth,
+    )
+    .await
+    .map_err(|e| GitError::Clone {
+        repo: url.to_string(),
+        detail: detail(e),
+    })?;
+    Ok(())
+}
+
+/// The branch a run of `url` starts from: `base` if the outbox has it, else
+/// the remote's default branch; an error for an empty repository or a base
+/// it does not have.
+async fn base_branch_of(outbox: &Path, url: &str, base: Option<&str>) -> Result<String> {
+    let heads = git(
+        Some(outbox),
+        &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
+    )
+    .await?;
+    if heads.is_empty() {
+        return Err(GitError::EmptyRepo(url.to_string()));
+    }
+    match base {
+        Some(b) if heads.lines().any(|h| h == b) => Ok(b.to_string()),
+        Some(b) => Err(GitError::BaseNotFound {
+            repo: url.to_string(),
+            branch: b.to_string(),
+            available: heads.lines().collect::<Vec<_>>().join(", "),
+        }),
+        None => git(Some(outbox), &["symbolic-ref", "--short", "HEAD"]).await,
+    }
+}
+
+/// A new project without a remote: the first commit is made in the outbox,
+/// so the base every later check starts from is errand's own, and cloned like
+/// any repository. The base branch (`base`, or `main`).
+async fn start_empty(base: Option<&str>, outbox: &Path, workspace: &Path) -> Result<String> {
+    let base_branch = base.unwrap_or("main").to_string();
+    git(
+        None,
+        &["init", "--quiet", "--bare", &outbox.to_string_lossy()],
+    )
+    .await?;
+    let empty_tree = git(
+        Some(outbox),
+        &["hash-object", "-w", "-t", "tree", "/dev/null"],
+    )
+    .await?;
+    let first = git(
+        Some(outbox),
+        &["commit-tree", &empty_tree, "-m", "Initial commit"],
+    )
+    .await?;
+    let head = format!("refs/heads/{base_branch}");
+    git(Some(outbox), &["update-ref", &head, &first]).await?;
+    git(Some(outbox), &["symbolic-ref", "HEAD", &head]).await?;
+    git(
+        None,
+        &[
+            "clone",
+            "--quiet",
+            "--no-hardlinks",
+            &outbox.to_string_lossy(),
+            &workspace.to_string_lossy(),
+        ],
+    )
+    .await?;
+    // The agent has no remote to see (the outbox is a host path).
+    git(Some(workspace), &["remote", "remove", "origin"]).await?;
+    Ok(base_branch)
+}
+
+/// Checks out the run's `branch` in `workspace`, at `at_commit` or the base's
+/// tip, with the agent's commit identity.
+async fn start_branch(
+    workspace: &Path,
+    branch: &str,
+    at_commit: Option<&str>,
+    remote_url: Option<&str>,
+) -> Result<()> {
     match at_commit {
         Some(c) => git(Some(workspace), &["checkout", "--quiet", "-b", branch, c])
             .await
@@ -544,15 +662,7 @@ pub async fn prepare(
         &["config", "user.email", "agent@errand.invalid"],
     )
     .await?;
-    let base_commit = git(Some(workspace), &["rev-parse", "HEAD"]).await?;
-    Ok(Prepared {
-        outbox,
-        workspace: workspace.to_path_buf(),
-        base_branch,
-        base_commit,
-        branch: branch.to_string(),
-        remote: remote_owned,
-    })
+    Ok(())
 }
 
 fn detail(e: GitError) -> String {
@@ -655,11 +765,13 @@ pub fn commit_message(final_text: Option<&str>, prompt: &str, run_short: &str) -
 /// What the run's branch holds, read in the outbox after [`import`] put it there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collected {
+    /// The branch's tip commit.
     pub commit: String,
     /// `git diff --shortstat` of base..branch, e.g. "1 file changed, 2 insertions(+)"; empty when nothing changed.
     pub shortstat: String,
     /// `git diff --stat` of base..branch.
     pub stat: String,
+    /// How many commits the branch has on top of the base.
     pub commits: u32,
     /// The unified diff of base..branch, cut at [`MAX_DIFF_BYTES`] (on a line boundary).
     pub diff: String,
@@ -1046,13 +1158,12 @@ mod tests {
     /// Runs the export script in the workspace (as the sandbox would) and
     /// imports what it printed into the outbox.
     async fn take_export(p: &Prepared) -> Result<()> {
-        let out = tokio::process::Command::new("sh")
-            .arg("-c")
+        let mut sh = errand_proc::Cmd::new("sh");
+        sh.arg("-c")
             .arg(export_script(p))
             .current_dir(&p.workspace)
-            .output()
-            .await
-            .map_err(GitError::Spawn)?;
+            .inherit_all_env();
+        let out = sh.tokio().output().await.map_err(GitError::Spawn)?;
         assert!(
             out.status.success(),
             "{}",

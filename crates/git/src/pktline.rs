@@ -19,14 +19,19 @@ pub const ZERO_SHA1: &str = "0000000000000000000000000000000000000000";
 /// Why a pkt-line section could not be read.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PktError {
+    /// The input ended inside a packet or before the section's flush.
     #[error("truncated pkt-line")]
     Truncated,
+    /// A length prefix that is not four hex digits of a valid length.
     #[error("bad pkt-line length {0:?}")]
     BadLength(String),
+    /// The section is larger than [`MAX_COMMANDS`].
     #[error("pkt-line section larger than {MAX_COMMANDS} bytes")]
     TooLarge,
+    /// A command line that is not `<old> <new> <ref>`.
     #[error("malformed command line: {0}")]
     BadCommand(String),
+    /// A push that updates nothing.
     #[error("no ref-update commands")]
     Empty,
 }
@@ -34,6 +39,7 @@ pub enum PktError {
 /// One pkt-line: data, or one of the special packets.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pkt<'a> {
+    /// A data packet's payload.
     Data(&'a [u8]),
     /// `0000`
     Flush,
@@ -78,12 +84,16 @@ pub fn pkt(data: &[u8]) -> Vec<u8> {
 /// One ref update of a push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
+    /// The id the ref has now (all zeros: it is created).
     pub old: String,
+    /// The id the ref is to have (all zeros: it is deleted).
     pub new: String,
+    /// The ref, e.g. `refs/heads/main`.
     pub name: String,
 }
 
 impl Update {
+    /// Whether the update deletes the ref.
     pub fn is_delete(&self) -> bool {
         is_zero(&self.new)
     }
@@ -102,13 +112,16 @@ pub fn is_oid(s: &str) -> bool {
 /// The command section of a receive-pack request.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Commands {
+    /// The ref updates, in order.
     pub updates: Vec<Update>,
+    /// The capabilities the client asked for (after the first command's NUL).
     pub capabilities: Vec<String>,
     /// Bytes of the request before the pack (commands, push options, flushes).
     pub consumed: usize,
 }
 
 impl Commands {
+    /// Whether the client asked for capability `cap`.
     pub fn has(&self, cap: &str) -> bool {
         self.capabilities.iter().any(|c| c == cap)
     }
