@@ -14,6 +14,8 @@
 //!
 //! Nothing here logs or `Debug`-prints a token or private key.
 
+#![warn(missing_docs)]
+
 mod auth;
 mod client;
 mod error;

@@ -36,14 +36,20 @@ pub fn app_manifest(name: &str, url: &str, webhook_url: &str) -> Value {
 /// key and webhook secret. `Debug` hides both secrets.
 #[derive(Clone, serde::Deserialize)]
 pub struct CreatedApp {
+    /// The App's id (the JWT's issuer).
     pub id: u64,
+    /// Its URL name, e.g. `errand-acme`.
     #[serde(default)]
     pub slug: Option<String>,
+    /// Its page on GitHub.
     #[serde(default)]
     pub html_url: Option<String>,
+    /// Its OAuth client id.
     #[serde(default)]
     pub client_id: Option<String>,
+    /// Its private key (PEM), shown by GitHub this once.
     pub pem: String,
+    /// The secret GitHub signs its webhooks with.
     #[serde(default)]
     pub webhook_secret: Option<String>,
 }

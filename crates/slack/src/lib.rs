@@ -22,6 +22,8 @@
 //!   [`blocks::escape`] (Slack's `&`, `<`, `>` rule).
 //! - This crate depends on no other errand crate.
 
+#![warn(missing_docs)]
+
 #![deny(missing_docs)]
 
 pub mod blocks;

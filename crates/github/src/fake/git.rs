@@ -165,7 +165,7 @@ struct Cgi<'a> {
 impl Cgi<'_> {
     async fn run(&self, body: Bytes) -> io::Result<Response> {
         let header = |name: HeaderName| self.headers.get(name).and_then(|v| v.to_str().ok());
-        let mut cmd = tokio::process::Command::from(git_command(None));
+        let mut cmd = git_command(None).tokio();
         cmd.arg("http-backend")
             .env("GIT_PROJECT_ROOT", self.root)
             .env("GIT_HTTP_EXPORT_ALL", "1")
@@ -272,7 +272,7 @@ pub(super) async fn branch_exists(dir: &FsPath, branch: &str) -> bool {
     if !valid {
         return false;
     }
-    let mut cmd = tokio::process::Command::from(git_command(Some(dir)));
+    let mut cmd = git_command(Some(dir)).tokio();
     cmd.args(["rev-parse", "--verify", "--quiet"])
         .arg(format!("refs/heads/{branch}"))
         .stdin(Stdio::null())

@@ -24,10 +24,11 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use errand_proc::Cmd;
 use jsonwebtoken::DecodingKey;
 use tokio::sync::oneshot;
 
@@ -518,11 +519,18 @@ pub fn test_keypair() -> (String, String) {
 }
 
 fn openssl(args: &[&str], stdin: Option<&str>) -> io::Result<String> {
-    run(Command::new("openssl").args(args), stdin.map(str::as_bytes))
+    run(
+        Cmd::new("openssl").args(args).inherit_env(FAKE_ENV),
+        stdin.map(str::as_bytes),
+    )
 }
 
+/// What the fake's `openssl` and `git` keep of the test's environment: where
+/// programs are, and the basics; the fake's own variables are set per command.
+const FAKE_ENV: &[&str] = &["PATH", "HOME", "TMPDIR", "LANG", "LC_*"];
+
 /// Runs `cmd`, feeding `stdin`; returns stdout, or an error with stderr on failure.
-fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> io::Result<String> {
+fn run(cmd: &mut Cmd, stdin: Option<&[u8]>) -> io::Result<String> {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -548,9 +556,10 @@ fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> io::Result<String> {
 }
 
 /// Runs git with the user's and system config ignored.
-fn git_command(git_dir: Option<&Path>) -> Command {
-    let mut cmd = Command::new("git");
-    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+fn git_command(git_dir: Option<&Path>) -> Cmd {
+    let mut cmd = Cmd::new("git");
+    cmd.inherit_env(FAKE_ENV)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null");
     if let Some(dir) = git_dir {
         cmd.arg("--git-dir").arg(dir);
