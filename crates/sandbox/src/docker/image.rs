@@ -1,9 +1,16 @@
 //! The agent image: `errand sandbox prepare docker` builds its root filesystem
 //! from the host's mirror and imports it into the engine.
 
+use std::path::Path;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::*;
+use bollard::query_parameters::CreateImageOptions;
+use bollard::Docker;
+use futures::StreamExt;
+
+use super::{api_error, DockerSandbox, AGENT_UID};
+use crate::{paths, SandboxError};
 
 /// The script that builds the image's root filesystem without a registry.
 const BUILD_LOCAL_SH: &str = include_str!("../../../../docker/build-local.sh");

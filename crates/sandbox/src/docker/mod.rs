@@ -49,7 +49,6 @@ pub use image::PrepareReport;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::models::{
@@ -57,17 +56,13 @@ use bollard::models::{
     MountBindOptionsPropagationEnum, MountType,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
-    ListContainersOptions, RemoveContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
 use bollard::Docker;
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use crate::socket::PrivateFile;
 use crate::{
-    egress, paths, CommandLine, ExitInfo, NetworkPolicy, OutputStream, ProcessHandle, Sandbox,
-    SandboxError, SandboxProcess, SandboxSpec,
+    egress, paths, CommandLine, NetworkPolicy, Sandbox, SandboxError, SandboxProcess, SandboxSpec,
 };
 use owner::{agent_ids, give_socket, give_tree, id_files};
 use process::DockerProcess;

@@ -4,9 +4,12 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::rc::Rc;
 
-use super::*;
+use super::AGENT_UID;
+use crate::socket::PrivateFile;
+use crate::{paths, SandboxError};
 
 /// The uid:gid the agent runs as: [`AGENT_UID`] when errand is root, else errand's own.
 pub(super) fn agent_ids() -> (u32, u32) {
@@ -203,6 +206,8 @@ pub(super) fn give_socket(path: &Path, uid: u32) -> Result<(), SandboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::{DockerConfig, DockerSandbox};
+    use crate::{CommandLine, NetworkPolicy, Sandbox, SandboxSpec};
 
     #[test]
     fn the_workspace_top_and_git_stay_errands() {

@@ -1,7 +1,17 @@
 //! A started container as a process: its attach stream as stdout and stderr,
 //! waiting for its exit status, killing and removing it ([`DockerProcess`]).
 
-use super::*;
+use async_trait::async_trait;
+use bollard::query_parameters::{
+    AttachContainerOptions, KillContainerOptions, RemoveContainerOptions, WaitContainerOptions,
+};
+use bollard::Docker;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::{api_error, is_not_found};
+use crate::socket::PrivateFile;
+use crate::{ExitInfo, OutputStream, ProcessHandle, SandboxError};
 
 /// Docker reports a process ended by signal N as status 128+N.
 fn exit_info(code: i64, oom_killed: bool) -> ExitInfo {

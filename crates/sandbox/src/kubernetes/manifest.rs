@@ -2,7 +2,20 @@
 //! security context, limits) and its Secret; names and labels as Kubernetes
 //! accepts them.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource, Pod,
+    PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use super::{KubernetesSandbox, CONTAINER, VOLUME};
+use crate::docker::AGENT_UID;
+use crate::{paths, CommandLine, Limits, SandboxError, SandboxSpec};
 
 impl KubernetesSandbox {
     /// `path` relative to the runs root, checked without touching the disk:

@@ -102,35 +102,18 @@ pub use netpol::{allowlist_destinations, egress_blocks, Allowed, Cidr};
 pub use pod::{pod_outcome, PodOutcome};
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::AsyncReadExt as _;
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, Namespace, PersistentVolumeClaim,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, ResourceRequirements,
-    SeccompProfile, Secret, SecretKeySelector, SecurityContext, Volume, VolumeMount,
-};
-use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::Client;
-use tokio::io::AsyncWriteExt;
 
 use crate::docker::AGENT_UID;
-use crate::egress::{canonical, is_loopback, refused_address, AllowEntry, Pattern};
-use crate::{
-    paths, CommandLine, ExitInfo, Limits, OutputStream, ProcessHandle, Sandbox, SandboxError,
-    SandboxProcess, SandboxSpec,
-};
+use crate::{CommandLine, Sandbox, SandboxError, SandboxProcess, SandboxSpec};
 use manifest::{check_resolved, has_dots, is_dns_label, is_dns_subdomain, object_name};
 use netpol::{loopback_urls, parse_destination};
 use pod::KubernetesProcess;

@@ -2,7 +2,20 @@
 //! `sandbox.kubernetes_egress` resolved to address blocks, never the metadata
 //! endpoints.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{KubernetesSandbox, METADATA};
+use crate::egress::{canonical, is_loopback, refused_address, AllowEntry, Pattern};
+use crate::SandboxError;
 
 impl KubernetesSandbox {
     /// The NetworkPolicy of Pod `name`, allowing egress to `allowed` (and DNS):

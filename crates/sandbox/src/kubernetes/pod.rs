@@ -1,7 +1,18 @@
 //! A started Pod as a process: its state read as an outcome, its log as
 //! stdout, waiting and killing ([`KubernetesProcess`]).
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::AsyncReadExt as _;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, LogParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use tokio::io::AsyncWriteExt;
+
+use super::{api_error, delete_now, is_not_found, KubernetesSandbox, CONTAINER};
+use crate::{ExitInfo, OutputStream, ProcessHandle, SandboxError};
 
 /// Where a Pod is, as far as errand cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
