@@ -57,7 +57,7 @@ fn v4_refusal(v4: Ipv4Addr) -> Option<&'static str> {
 
 /// Why `ip` is never reached unless allowlisted by address and port exactly,
 /// or `None`. Loopback, internal and this machine's own addresses are judged
-/// by [`Policy`].
+/// by [`Policy`](super::Policy).
 pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
     match canonical(ip) {
         IpAddr::V4(v4) => v4_refusal(v4),

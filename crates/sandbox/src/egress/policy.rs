@@ -95,10 +95,10 @@ impl Policy {
     /// - An `address:port` entry opens exactly that, whatever it is (errand's
     ///   own API included), to a client that asks for that address: a name
     ///   that resolves there, through another entry, is judged as below.
-    /// - [`refused_address`] (metadata, link-local, unspecified, broadcast,
+    /// - [`refused_address`](super::refused_address) (metadata, link-local, unspecified, broadcast,
     ///   multicast) and errand's own API addresses: nothing else opens them.
     /// - Public addresses: any entry.
-    /// - Loopback, this machine's own addresses, [`INTERNAL`]: an address
+    /// - Loopback, this machine's own addresses, [`INTERNAL`](super::INTERNAL): an address
     ///   entry (any port when it has none) opens the address it names; a
     ///   wildcard (`*`, `*.suffix`) never, since the client picks the name and
     ///   anyone's DNS can point a name anywhere. An exact name entry is

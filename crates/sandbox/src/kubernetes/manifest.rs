@@ -82,7 +82,7 @@ impl KubernetesSandbox {
         Ok(out)
     }
 
-    /// The Pod for `spec` and `cmd`, named `name`: what [`Sandbox::spawn`]
+    /// The Pod for `spec` and `cmd`, named `name`: what [`Sandbox::spawn`](crate::Sandbox::spawn)
     /// creates. Paths are checked (see the module docs) without touching the disk.
     pub fn pod_spec(
         &self,

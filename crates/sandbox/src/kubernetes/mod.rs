@@ -30,7 +30,7 @@
 //! pod `securityContext` {runAsNonRoot, runAsUser/runAsGroup/fsGroup 10001,
 //! seccomp `RuntimeDefault`}; the container's {allowPrivilegeEscalation false,
 //! readOnlyRootFilesystem, capabilities drop ALL, privileged false}. Memory and
-//! CPU limits (requests equal to them) come from [`Limits`]; Kubernetes has no
+//! CPU limits (requests equal to them) come from [`Limits`](crate::Limits); Kubernetes has no
 //! per-pod process limit, so `max_pids` is reported as a notice (the kubelet's
 //! `--pod-max-pids` is the cluster-wide equivalent). The command and its
 //! arguments are escaped (`$` → `$$`) so Kubernetes' `$(VAR)` expansion leaves
@@ -85,7 +85,7 @@
 //! and is subject to the kubelet's rotation (`containerLogMaxSize`, 10 MiB by
 //! default), so output written much faster than errand reads it can be cut.
 //! Waiting polls the Pod (backing off to `poll`; a watch would need more of the
-//! API for little gain) until its container has terminated; [`ExitInfo`]
+//! API for little gain) until its container has terminated; [`ExitInfo`](crate::ExitInfo)
 //! comes from `state.terminated` (`exitCode`, `signal`, 128+N as signal N,
 //! `reason: OOMKilled`), a Pod ended by its deadline (`reason:
 //! DeadlineExceeded`) as signal 9. A container that cannot start (image pull,
