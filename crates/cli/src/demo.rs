@@ -4,10 +4,10 @@
 //! edits it, runs it and summarises.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use errand_model::Scenario;
+use errand_proc::Cmd;
 
 pub const PROMPT: &str =
     "Add a --version flag to hello.py that prints the version, and check that it works.";
@@ -56,7 +56,10 @@ pub fn make_repo(dir: &Path) -> Result<PathBuf> {
             "Initial commit",
         ],
     ] {
-        let st = Command::new("git")
+        let st = Cmd::new("git")
+            .inherit_env(errand_git::HOST_ENV)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
             .arg("-C")
             .arg(&repo)
             .args(args)

@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use errand_guard::{Decision, Policy};
+use errand_proc::Cmd;
 use landlock::{
     AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreated, RulesetCreatedAttr, ABI,
@@ -119,14 +120,20 @@ pub fn enter(real: &Path, shim: &Path, policy: Policy, require: bool, cmd: &[Str
             eprintln!(
                 "errand guard: git is not confined here ({e}); the shim on PATH still checks it"
             );
-            let err = Command::new(program).args(args).exec();
+            // The command carries on this process's session: its whole environment.
+            let err = Cmd::new(program).args(args).inherit_all_env().exec();
             eprintln!("errand guard enter: cannot run {program}: {err}");
             return ExitCode::from(127);
         }
     };
     let ruleset = gate.ruleset.as_raw_fd();
-    let mut child = Command::new(program);
-    child.args(args).env(GATE_ENV, &gate.socket);
+    let mut child = Cmd::new(program);
+    // The command carries on this process's session: its whole environment.
+    child
+        .args(args)
+        .env(GATE_ENV, &gate.socket)
+        .inherit_all_env();
+    let mut child = child.std();
     // SAFETY: only async-signal-safe system calls between fork and exec.
     unsafe { child.pre_exec(move || confine(ruleset)) };
     let mut child = match child.spawn() {
@@ -197,10 +204,9 @@ impl Gate {
         }
         let git = memfd_copy(real)?;
         let git_path = format!("/proc/self/fd/{}", git.as_raw_fd());
-        let exec_path = Command::new(&git_path)
+        let exec_path = Cmd::new(&git_path)
             .arg0("git")
             .arg("--exec-path")
-            .env_clear()
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
@@ -442,10 +448,9 @@ fn handle(gate: &Gate, policy: &Policy, conn: &UnixStream) -> Result<i32, String
     let cwd_fd = cwd.as_raw_fd();
     let ruleset = gate.ruleset.as_raw_fd();
     let run = |args: &[String], stdio: Option<(OwnedFd, OwnedFd, OwnedFd)>| {
-        let mut c = Command::new(&git);
+        let mut c = Cmd::new(&git);
         c.arg0("git")
             .args(args)
-            .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(format!("/proc/self/fd/{cwd_fd}"));
         match stdio {
@@ -460,13 +465,10 @@ fn handle(gate: &Gate, policy: &Policy, conn: &UnixStream) -> Result<i32, String
                     .stderr(Stdio::piped());
             }
         }
+        // Killed with the gate (Cmd's parent-death signal), then confined.
+        let mut c = c.std();
         // SAFETY: only async-signal-safe system calls between fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                confine(ruleset)
-            })
-        };
+        unsafe { c.pre_exec(move || confine(ruleset)) };
         c
     };
 

@@ -4,7 +4,6 @@
 //! guarded too). The decisions themselves are `errand-guard`'s.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -185,9 +184,11 @@ pub fn run(cmd: GuardCmd) -> anyhow::Result<ExitCode> {
             let policy = Policy::from(policy);
             match cli::shim(name.clone(), args.clone(), policy) {
                 Decision::Allow => {
-                    let err = std::process::Command::new(&real)
+                    // The real tool carries on the caller's session: its whole environment.
+                    let err = errand_proc::Cmd::new(&real)
                         .arg0(&name)
                         .args(&args)
+                        .inherit_all_env()
                         .exec();
                     eprintln!("errand guard: cannot run {}: {err}", real.display());
                     Ok(ExitCode::from(127))

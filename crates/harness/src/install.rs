@@ -61,32 +61,29 @@ pub async fn install_npm(
     let staging = parent.join(format!(".{}-{}-{n}", pkg.version, std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     progress(&format!("installing {} with npm…", pkg.spec()));
-    let mut child = tokio::process::Command::new("npm")
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--no-update-notifier",
-            "--loglevel=error",
-            "--prefix",
-        ])
-        .arg(&staging)
-        .arg(pkg.spec())
-        // Package install scripts run here, on the host: they get what npm
-        // needs (PATH, HOME, its own settings, proxies, certificates), never
-        // errand's API keys or tokens.
-        .env_clear()
-        .envs(std::env::vars_os().filter(|(k, _)| npm_may_see(&k.to_string_lossy())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            fail(format!(
-                "npm could not be started (is Node.js installed?): {e}"
-            ))
-        })?;
+    let mut npm = errand_proc::Cmd::new("npm");
+    npm.args([
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--no-update-notifier",
+        "--loglevel=error",
+        "--prefix",
+    ])
+    .arg(&staging)
+    .arg(pkg.spec())
+    // Package install scripts run here, on the host: they get what npm
+    // needs (PATH, HOME, its own settings, proxies, certificates), never
+    // errand's API keys or tokens.
+    .envs(std::env::vars_os().filter(|(k, _)| npm_may_see(&k.to_string_lossy())))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = npm.tokio().spawn().map_err(|e| {
+        fail(format!(
+            "npm could not be started (is Node.js installed?): {e}"
+        ))
+    })?;
     let mut err_lines = Vec::new();
     if let Some(stderr) = child.stderr.take() {
         let mut lines = BufReader::new(stderr).lines();

@@ -608,15 +608,17 @@ async fn git(
     auth: Option<&str>,
     stdin: Option<std::fs::File>,
 ) -> std::io::Result<bool> {
-    let mut cmd = tokio::process::Command::new("git");
+    let mut cmd = errand_proc::Cmd::new("git");
     cmd.current_dir(dir)
         .args(args)
+        .inherit_env(errand_git::HOST_ENV)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     if let Some(a) = auth {
         cmd.env("GIT_CONFIG_COUNT", "1")
             .env("GIT_CONFIG_KEY_0", "http.extraHeader")
@@ -626,7 +628,7 @@ async fn git(
         Some(f) => cmd.stdin(Stdio::from(f)),
         None => cmd.stdin(Stdio::null()),
     };
-    let out = cmd.output().await?;
+    let out = cmd.tokio().output().await?;
     if !out.status.success() {
         tracing::debug!(?args, stderr = %String::from_utf8_lossy(&out.stderr), "git proxy: git failed");
     }

@@ -20,7 +20,9 @@ pub mod harness;
 pub mod model;
 pub mod postgres;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use errand_proc::Cmd;
 
 /// Whether this is CI: `CI` set to something other than empty, `0` or `false`.
 pub fn in_ci() -> bool {
@@ -53,8 +55,9 @@ pub fn need(what: &str, found: Result<(), String>) -> bool {
 
 /// Whether bubblewrap can make a user and PID namespace here.
 pub fn bubblewrap() -> Result<(), String> {
-    let out = Command::new("bwrap")
+    let out = Cmd::new("bwrap")
         .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
+        .inherit_env(&["PATH"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("bwrap cannot be started ({e}); install the bubblewrap package"))?;
@@ -70,8 +73,10 @@ pub fn bubblewrap() -> Result<(), String> {
 
 /// Whether `program --version` runs (a tool on PATH).
 pub fn on_path(program: &str) -> Result<(), String> {
-    match Command::new(program)
+    // The tool sees the test's whole environment, as the test's own use of it will.
+    match Cmd::new(program)
         .arg("--version")
+        .inherit_all_env()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

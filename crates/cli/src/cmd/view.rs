@@ -64,8 +64,12 @@ fn open_browser(url: &str) {
     if !display {
         return;
     }
-    let spawned = std::process::Command::new("xdg-open")
+    // The user's desktop opens it: xdg-open needs the session's environment,
+    // and the browser it starts may outlive this viewer.
+    let spawned = errand_proc::Cmd::new("xdg-open")
         .arg(url)
+        .inherit_all_env()
+        .die_with_parent(false)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
