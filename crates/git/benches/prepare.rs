@@ -11,6 +11,8 @@
 //! `cargo bench -p errand-git --bench prepare` — ERRAND_PREP_FILES (default
 //! 100000), ERRAND_PREP_ROUNDS (default 3).
 
+#![allow(clippy::disallowed_methods)] // tests start their own fixtures
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! End-to-end: the client against the fake GitHub, with real `git` over HTTP.
 
+#![allow(clippy::disallowed_methods)] // tests start their own fixtures
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;

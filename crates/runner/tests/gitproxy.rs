@@ -1,6 +1,8 @@
 //! The git proxy against a real `git http-backend` remote (the fake GitHub),
 //! driven by real `git` clients holding no token.
 
+#![allow(clippy::disallowed_methods)] // tests start their own fixtures
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! The integration tests of errand-model, one test binary (linking the crate once).
 
+#![allow(clippy::disallowed_methods)] // tests start their own fixtures
+
 #[path = "../support/mod.rs"]
 mod support;
 
