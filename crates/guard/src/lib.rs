@@ -21,6 +21,8 @@
 //! rulesets are the boundary (see docs/security.md §3f). Known limits are
 //! listed on [`check`] and in the crate README.
 
+#![warn(missing_docs)]
+
 mod classes;
 pub mod cli;
 mod commands;
