@@ -279,21 +279,18 @@ impl Sandbox for LocalSandbox {
 
     async fn check(&self) -> Result<(), SandboxError> {
         let bwrap = self.bwrap()?;
-        let out = tokio::process::Command::new(bwrap)
-            .args([
-                "--unshare-user",
-                "--unshare-pid",
-                "--ro-bind",
-                "/",
-                "/",
-                "--",
-                "true",
-            ])
-            .env_clear()
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(SandboxError::Spawn)?;
+        let mut cmd = errand_proc::Cmd::new(bwrap);
+        cmd.args([
+            "--unshare-user",
+            "--unshare-pid",
+            "--ro-bind",
+            "/",
+            "/",
+            "--",
+            "true",
+        ])
+        .stdin(Stdio::null());
+        let out = cmd.tokio().output().await.map_err(SandboxError::Spawn)?;
         if out.status.success() {
             Ok(())
         } else {
@@ -356,15 +353,16 @@ impl Sandbox for LocalSandbox {
         // descriptor: bwrap's command line is visible to every user in `ps`.
         let options = memfd(c"errand-bwrap-args", &args.options_data()?)?;
         let args_fd = options.as_raw_fd();
-        let mut command = tokio::process::Command::new(&bwrap);
+        // An empty environment (the sandbox's own reaches bwrap through the
+        // options descriptor), killed with errand and when dropped.
+        let mut command = errand_proc::Cmd::new(&bwrap);
         command
             .args(args.argv(args_fd))
-            .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
+        let mut command = command.tokio();
+        command.process_group(0);
         // SAFETY: the closure runs in the child between fork and exec and only
         // makes async-signal-safe system calls on data prepared before the fork.
         unsafe {

@@ -11,6 +11,7 @@
 //! reason, unless `CI` is set, where they fail. A missing agent image is built
 //! first (`DockerSandbox::prepare_image`, cached under `$ERRAND_CACHE_DIR/docker`
 //! or the target directory).
+#![allow(clippy::disallowed_methods)] // tests start their own fixtures
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

@@ -1,5 +1,6 @@
 //! The local sandbox against the real bubblewrap: what a process inside can
 //! and cannot see, and that killing it kills everything it started.
+#![allow(clippy::disallowed_methods)] // tests start their own fixtures
 
 use std::time::Duration;
 

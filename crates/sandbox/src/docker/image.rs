@@ -13,6 +13,25 @@ use super::{api_error, DockerSandbox, AGENT_UID};
 use crate::{paths, SandboxError};
 
 /// The script that builds the image's root filesystem without a registry.
+/// What the image build inherits of errand's environment.
+const BUILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "TZ",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SUDO_ASKPASS",
+];
 const BUILD_LOCAL_SH: &str = include_str!("../../../../docker/build-local.sh");
 
 /// What `errand sandbox prepare docker` did.
@@ -132,8 +151,11 @@ async fn build_rootfs(
     std::fs::write(&script, BUILD_LOCAL_SH)
         .map_err(|e| SandboxError::Setup(format!("cannot write {}: {e}", script.display())))?;
     let rootfs = cache_dir.join("errand-agent-rootfs.tar");
-    let mut cmd = tokio::process::Command::new("bash");
-    cmd.arg(&script)
+    // The build's own tools (debootstrap, sudo) need the session's paths,
+    // locale and proxies to reach the Debian mirror; nothing else of errand's.
+    let mut cmd = errand_proc::Cmd::new("bash");
+    cmd.inherit_env(BUILD_ENV)
+        .arg(&script)
         .arg("--cache")
         .arg(cache_dir)
         .arg("--out")
@@ -144,7 +166,7 @@ async fn build_rootfs(
     if let Ok(exe) = std::env::current_exe() {
         cmd.arg("--check-bin").arg(exe);
     }
-    let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+    let mut child = cmd.tokio().spawn().map_err(SandboxError::Spawn)?;
     let mut lines = Vec::new();
     if let Some(err) = child.stderr.take() {
         let mut reader = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(err));

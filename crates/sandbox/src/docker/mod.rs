@@ -67,6 +67,9 @@ use crate::{
 use owner::{agent_ids, give_socket, give_tree, id_files};
 use process::DockerProcess;
 
+/// How long one request to the engine may take before it counts as unreachable.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The uid and gid the agent runs as when errand runs as root.
 pub const AGENT_UID: u32 = 10001;
 
@@ -173,7 +176,11 @@ impl DockerSandbox {
                 } else {
                     Docker::connect_with_podman_defaults()
                 }
-                .map_err(unreachable)?;
+                .map_err(unreachable)?
+                // bollard's 2 minutes per request is too short for a busy
+                // host: a container's create or start waited out behind
+                // builds is not a dead engine.
+                .with_timeout(REQUEST_TIMEOUT);
                 docker.negotiate_version().await.map_err(unreachable)
             })
             .await

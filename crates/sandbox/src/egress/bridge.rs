@@ -126,8 +126,9 @@ pub async fn bridge(opts: BridgeOptions) -> std::io::Result<std::process::ExitSt
     let proxy = format!("http://{}", listener.local_addr()?);
     tokio::spawn(proxy_loop(listener, socket));
 
-    let mut cmd = tokio::process::Command::new(&opts.command[0]);
-    cmd.args(&opts.command[1..]);
+    // Inside the sandbox: the agent's command keeps the sandbox's environment.
+    let mut cmd = errand_proc::Cmd::new(&opts.command[0]);
+    cmd.inherit_all_env().args(&opts.command[1..]);
     for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
         cmd.env(k, &proxy);
     }
@@ -137,7 +138,7 @@ pub async fn bridge(opts: BridgeOptions) -> std::io::Result<std::process::ExitSt
     cmd.env("NO_PROXY", "").env("no_proxy", "");
     // Node.js 24+: its own fetch and http honour the variables too.
     cmd.env("NODE_USE_ENV_PROXY", "1");
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = cmd.tokio().spawn().map_err(|e| {
         std::io::Error::new(e.kind(), format!("cannot start {}: {e}", opts.command[0]))
     })?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
