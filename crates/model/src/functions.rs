@@ -93,8 +93,11 @@ impl Functions {
 
 /// One harness's shell and file tools, as a wire protocol names them.
 pub struct ToolNames {
+    /// The tool that runs a shell command (a `shell` step).
     pub shell: &'static str,
+    /// The tool that reads a file (a `read` step).
     pub read: &'static str,
+    /// The tool that writes a file (a `write` step).
     pub write: &'static str,
     /// Spellings of the path parameter, most likely first.
     pub path_params: &'static [&'static str],

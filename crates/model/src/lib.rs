@@ -38,6 +38,8 @@
 //! `GET /v1/models`: Codex 0.169.0 with a custom provider never asks for it,
 //! and it stays a 404 as before.
 
+#![warn(missing_docs)]
+
 pub mod anthropic;
 pub mod functions;
 pub mod gemini;

@@ -276,32 +276,7 @@ fn parse_step(v: &Value) -> Result<Step, String> {
             type_name(v)
         ));
     };
-    let kinds: Vec<&str> = STEP_KINDS
-        .iter()
-        .copied()
-        .filter(|k| obj.contains_key(*k))
-        .collect();
-    let kind = match kinds.as_slice() {
-        [kind] => *kind,
-        [] => {
-            let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-            return Err(format!(
-                "no step kind found (keys: {}); expected exactly one of: {}",
-                if keys.is_empty() {
-                    "none".to_string()
-                } else {
-                    keys.join(", ")
-                },
-                expected_kinds()
-            ));
-        }
-        several => {
-            return Err(format!(
-                "has several step kinds ({}); a step must have exactly one",
-                several.join(", ")
-            ))
-        }
-    };
+    let kind = step_kind(obj)?;
     let allowed: &[&str] = if kind == "tool" {
         &["tool", "input", "comment"]
     } else {
@@ -326,101 +301,138 @@ fn parse_step(v: &Value) -> Result<Step, String> {
         "read" => Ok(Step::Read {
             path: non_empty_string(field, "read", "the file path to read")?,
         }),
-        "write" => {
-            let Value::Object(w) = field else {
-                return Err(format!(
-                    "\"write\" must be an object {{\"path\": ..., \"content\": ...}}, found {}",
-                    type_name(field)
-                ));
-            };
-            reject_unknown_keys(w, &["path", "content"], "\"write\"")?;
-            let path = match w.get("path") {
-                Some(p) => non_empty_string(p, "write.path", "the file path to write")?,
-                None => return Err("\"write\" is missing \"path\"".to_string()),
-            };
-            let content = match w.get("content") {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => {
-                    return Err(format!(
-                        "\"write.content\" must be a string, found {}",
-                        type_name(other)
-                    ))
-                }
-                None => return Err("\"write\" is missing \"content\"".to_string()),
-            };
-            Ok(Step::Write { path, content })
-        }
-        "tool" => {
-            let name = non_empty_string(field, "tool", "the harness's tool name")?;
-            let input = match obj.get("input") {
-                None => Value::Object(Map::new()),
-                Some(i @ Value::Object(_)) => i.clone(),
-                Some(other) => {
-                    return Err(format!(
-                        "\"input\" of tool {name:?} must be an object, found {}",
-                        type_name(other)
-                    ))
-                }
-            };
-            Ok(Step::Tool { name, input })
-        }
+        "write" => parse_write(field),
+        "tool" => parse_tool(field, obj.get("input")),
         "text" => Ok(Step::Text {
             text: non_empty_string(field, "text", "the final answer text")?,
         }),
-        "error" => {
-            let Value::Object(e) = field else {
-                return Err(format!(
-                    "\"error\" must be an object {{\"status\": 400, \"message\": ...}}, found {}",
-                    type_name(field)
-                ));
-            };
-            reject_unknown_keys(e, &["status", "message", "type"], "\"error\"")?;
-            let status = match e.get("status") {
-                Some(Value::Number(n)) => match n.as_u64() {
-                    Some(s @ 400..=599) => s as u16,
-                    _ => {
-                        return Err(format!(
-                            "\"error.status\" must be an HTTP error status 400..=599, found {n}"
-                        ))
-                    }
-                },
-                Some(other) => {
-                    return Err(format!(
-                        "\"error.status\" must be a number, found {}",
-                        type_name(other)
-                    ))
-                }
-                None => return Err("\"error\" is missing \"status\"".to_string()),
-            };
-            let message = match e.get("message") {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => {
-                    return Err(format!(
-                        "\"error.message\" must be a string, found {}",
-                        type_name(other)
-                    ))
-                }
-                None => return Err("\"error\" is missing \"message\"".to_string()),
-            };
-            let error_type = match e.get("type") {
-                None => None,
-                Some(t) => Some(non_empty_string(
-                    t,
-                    "error.type",
-                    "the provider error type",
-                )?),
-            };
-            Ok(Step::Error {
-                status,
-                message,
-                error_type,
-            })
-        }
+        "error" => parse_error(field),
         _ => Err(format!(
             "unknown step kind; expected one of: {}",
             expected_kinds()
         )),
     }
+}
+
+/// The one step kind among the keys of a step (`shell`, `read`, …).
+fn step_kind(obj: &Map<String, Value>) -> Result<&'static str, String> {
+    let kinds: Vec<&'static str> = STEP_KINDS
+        .iter()
+        .copied()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
+    match kinds.as_slice() {
+        [kind] => Ok(*kind),
+        [] => {
+            let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+            Err(format!(
+                "no step kind found (keys: {}); expected exactly one of: {}",
+                if keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    keys.join(", ")
+                },
+                expected_kinds()
+            ))
+        }
+        several => Err(format!(
+            "has several step kinds ({}); a step must have exactly one",
+            several.join(", ")
+        )),
+    }
+}
+
+/// `{"write": {"path": …, "content": …}}`.
+fn parse_write(field: &Value) -> Result<Step, String> {
+    let Value::Object(w) = field else {
+        return Err(format!(
+            "\"write\" must be an object {{\"path\": ..., \"content\": ...}}, found {}",
+            type_name(field)
+        ));
+    };
+    reject_unknown_keys(w, &["path", "content"], "\"write\"")?;
+    let path = match w.get("path") {
+        Some(p) => non_empty_string(p, "write.path", "the file path to write")?,
+        None => return Err("\"write\" is missing \"path\"".to_string()),
+    };
+    let content = match w.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "\"write.content\" must be a string, found {}",
+                type_name(other)
+            ))
+        }
+        None => return Err("\"write\" is missing \"content\"".to_string()),
+    };
+    Ok(Step::Write { path, content })
+}
+
+/// `{"tool": NAME, "input": {…}}` (`input` defaults to `{}`).
+fn parse_tool(field: &Value, input: Option<&Value>) -> Result<Step, String> {
+    let name = non_empty_string(field, "tool", "the harness's tool name")?;
+    let input = match input {
+        None => Value::Object(Map::new()),
+        Some(i @ Value::Object(_)) => i.clone(),
+        Some(other) => {
+            return Err(format!(
+                "\"input\" of tool {name:?} must be an object, found {}",
+                type_name(other)
+            ))
+        }
+    };
+    Ok(Step::Tool { name, input })
+}
+
+/// `{"error": {"status": 400..=599, "message": …, "type": …}}`.
+fn parse_error(field: &Value) -> Result<Step, String> {
+    let Value::Object(e) = field else {
+        return Err(format!(
+            "\"error\" must be an object {{\"status\": 400, \"message\": ...}}, found {}",
+            type_name(field)
+        ));
+    };
+    reject_unknown_keys(e, &["status", "message", "type"], "\"error\"")?;
+    let status = match e.get("status") {
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(s @ 400..=599) => s as u16,
+            _ => {
+                return Err(format!(
+                    "\"error.status\" must be an HTTP error status 400..=599, found {n}"
+                ))
+            }
+        },
+        Some(other) => {
+            return Err(format!(
+                "\"error.status\" must be a number, found {}",
+                type_name(other)
+            ))
+        }
+        None => return Err("\"error\" is missing \"status\"".to_string()),
+    };
+    let message = match e.get("message") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "\"error.message\" must be a string, found {}",
+                type_name(other)
+            ))
+        }
+        None => return Err("\"error\" is missing \"message\"".to_string()),
+    };
+    let error_type = match e.get("type") {
+        None => None,
+        Some(t) => Some(non_empty_string(
+            t,
+            "error.type",
+            "the provider error type",
+        )?),
+    };
+    Ok(Step::Error {
+        status,
+        message,
+        error_type,
+    })
 }
 
 fn reject_unknown_keys(
