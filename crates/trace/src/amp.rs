@@ -51,6 +51,7 @@ const USAGE_KEYS: [&str; 4] = [
 ];
 
 impl AmpStreamParser {
+    /// A parser at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }

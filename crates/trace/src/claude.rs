@@ -31,15 +31,21 @@ use crate::diff::{DiffBuilder, FileDiff};
 /// as `subtype: "success"` with `is_error: true`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClaudeOutcome {
+    /// The session id (what `--resume` takes).
     pub session_id: Option<String>,
     /// `success`, `error_max_turns`, `error_during_execution`, …
     pub subtype: Option<String>,
+    /// `is_error`: whether the run failed.
     pub is_error: bool,
     /// The final answer (`result`); for an API error, its message.
     pub result: Option<String>,
+    /// `num_turns`: how many turns the session took.
     pub num_turns: Option<u32>,
+    /// `duration_ms`: how long the session took.
     pub duration_ms: Option<u64>,
+    /// `total_cost_usd`, as Claude Code prices the session.
     pub total_cost_usd: Option<f64>,
+    /// Token usage from `usage`, with the cost above.
     pub usage: Usage,
     /// `errors[]`, e.g. `Reached maximum number of turns (2)`.
     pub errors: Vec<String>,
@@ -98,6 +104,7 @@ pub struct ClaudeStreamParser {
 }
 
 impl ClaudeStreamParser {
+    /// A parser at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }

@@ -108,6 +108,7 @@ impl Parsed {
 }
 
 impl ClaudeTranscriptParser {
+    /// A parser at the start of a transcript.
     pub fn new() -> Self {
         Self::default()
     }

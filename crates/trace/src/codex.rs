@@ -201,6 +201,7 @@ pub struct CodexStreamParser {
 }
 
 impl CodexStreamParser {
+    /// A parser at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }
@@ -350,6 +351,7 @@ impl CodexStreamParser {
         events
     }
 
+    /// An `item.*` line: its events by item type (`None`: not understood).
     fn item(
         &mut self,
         phase: Phase,
@@ -358,129 +360,14 @@ impl CodexStreamParser {
     ) -> Option<Vec<EventKind>> {
         let item = obj.get("item")?.as_object()?;
         match str_field(item, "type")? {
-            "agent_message" => {
-                let text = str_field(item, "text")?;
-                if phase != Phase::Completed {
-                    return Some(Vec::new());
-                }
-                if text.trim().is_empty() {
-                    return Some(Vec::new());
-                }
-                self.turn_message = Some(text.to_owned());
-                Some(vec![EventKind::AssistantMessage {
-                    text: text.to_owned(),
-                }])
-            }
-            "reasoning" => {
-                let text = str_field(item, "text")?;
-                if phase != Phase::Completed || text.trim().is_empty() {
-                    return Some(Vec::new());
-                }
-                Some(vec![EventKind::Thinking {
-                    text: text.to_owned(),
-                }])
-            }
-            "error" => {
-                let message = str_field(item, "message")?;
-                if phase != Phase::Completed {
-                    return Some(vec![raw(line)]);
-                }
-                self.warnings.push(message.to_owned());
-                Some(vec![EventKind::Warning {
-                    message: message.to_owned(),
-                }])
-            }
-            "command_execution" => {
-                let command = str_field(item, "command")?;
-                let call = ("Bash", json!({ "command": command }));
-                self.tool_item(phase, item, call, || {
-                    let exit_code = item
-                        .get("exit_code")
-                        .and_then(Value::as_i64)
-                        .and_then(|c| i32::try_from(c).ok());
-                    let is_error = failed_status(item) || exit_code.is_some_and(|c| c != 0);
-                    let output = str_field(item, "aggregated_output").unwrap_or("");
-                    (output.to_owned(), is_error, exit_code, Vec::new())
-                })
-            }
-            "file_change" => {
-                let changes = item.get("changes")?.as_array()?;
-                let mut parsed = Vec::new();
-                for change in changes {
-                    let path = change.get("path").and_then(Value::as_str)?;
-                    let kind = change
-                        .get("kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or("update");
-                    let diff = change.get("diff").and_then(Value::as_str);
-                    parsed.push((path, kind, diff));
-                }
-                let call = ("apply_patch", json!({ "changes": changes }));
-                self.tool_item(phase, item, call, || {
-                    let is_error = status(item).is_some_and(|s| s != "completed");
-                    let output = parsed
-                        .iter()
-                        .map(|(path, kind, _)| format!("{kind} {path}"))
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    let edits = if is_error {
-                        Vec::new()
-                    } else {
-                        parsed
-                            .iter()
-                            .map(|(path, _, diff)| file_edit(path, *diff))
-                            .collect()
-                    };
-                    (output, is_error, None, edits)
-                })
-            }
-            "mcp_tool_call" => {
-                let server = str_field(item, "server")?;
-                let tool = str_field(item, "tool")?;
-                let name = format!("mcp__{server}__{tool}");
-                let input = item.get("arguments").cloned().unwrap_or(Value::Null);
-                self.tool_item(phase, item, (name.as_str(), input), || {
-                    let error = item
-                        .get("error")
-                        .and_then(|e| e.get("message"))
-                        .and_then(Value::as_str);
-                    let output = match (error, item.get("result")) {
-                        (Some(message), _) => message.to_owned(),
-                        (None, Some(result)) => mcp_result_text(result),
-                        (None, None) => String::new(),
-                    };
-                    let is_error = failed_status(item) || error.is_some();
-                    (output, is_error, None, Vec::new())
-                })
-            }
-            "collab_tool_call" => {
-                let tool = str_field(item, "tool")?;
-                let mut input = Map::new();
-                for key in ["prompt", "sender_thread_id", "receiver_thread_ids"] {
-                    if let Some(v) = item.get(key).filter(|v| !v.is_null()) {
-                        input.insert(key.to_owned(), v.clone());
-                    }
-                }
-                self.tool_item(phase, item, (tool, Value::Object(input)), || {
-                    let output = item
-                        .get("agents_states")
-                        .filter(|s| !s.is_null())
-                        .map(value_text)
-                        .unwrap_or_default();
-                    (output, failed_status(item), None, Vec::new())
-                })
-            }
-            "web_search" => {
-                let mut input = Map::new();
-                for key in ["query", "action"] {
-                    if let Some(v) = item.get(key).filter(|v| !v.is_null()) {
-                        input.insert(key.to_owned(), v.clone());
-                    }
-                }
-                self.tool_item(phase, item, ("web_search", Value::Object(input)), || {
-                    (String::new(), failed_status(item), None, Vec::new())
-                })
-            }
+            "agent_message" => self.agent_message(phase, item),
+            "reasoning" => Self::reasoning(phase, item),
+            "error" => self.warning_item(phase, item, line),
+            "command_execution" => self.command_execution(phase, item),
+            "file_change" => self.file_change(phase, item),
+            "mcp_tool_call" => self.mcp_tool_call(phase, item),
+            "collab_tool_call" => self.collab_tool_call(phase, item),
+            "web_search" => self.web_search(phase, item),
             "todo_list" => {
                 let id = str_field(item, "id")?;
                 let items = item.get("items")?.as_array()?;
@@ -488,6 +375,158 @@ impl CodexStreamParser {
             }
             _ => None,
         }
+    }
+
+    /// `agent_message`: the turn's answer so far, given when completed.
+    fn agent_message(&mut self, phase: Phase, item: &Map<String, Value>) -> Option<Vec<EventKind>> {
+        let text = str_field(item, "text")?;
+        if phase != Phase::Completed {
+            return Some(Vec::new());
+        }
+        if text.trim().is_empty() {
+            return Some(Vec::new());
+        }
+        self.turn_message = Some(text.to_owned());
+        Some(vec![EventKind::AssistantMessage {
+            text: text.to_owned(),
+        }])
+    }
+
+    /// `reasoning`: the model's reasoning, given when completed.
+    fn reasoning(phase: Phase, item: &Map<String, Value>) -> Option<Vec<EventKind>> {
+        let text = str_field(item, "text")?;
+        if phase != Phase::Completed || text.trim().is_empty() {
+            return Some(Vec::new());
+        }
+        Some(vec![EventKind::Thinking {
+            text: text.to_owned(),
+        }])
+    }
+
+    /// An `error` item: a warning that did not stop the turn.
+    fn warning_item(
+        &mut self,
+        phase: Phase,
+        item: &Map<String, Value>,
+        line: &str,
+    ) -> Option<Vec<EventKind>> {
+        let message = str_field(item, "message")?;
+        if phase != Phase::Completed {
+            return Some(vec![raw(line)]);
+        }
+        self.warnings.push(message.to_owned());
+        Some(vec![EventKind::Warning {
+            message: message.to_owned(),
+        }])
+    }
+
+    /// `command_execution`: a `Bash` call and its output and exit code.
+    fn command_execution(
+        &mut self,
+        phase: Phase,
+        item: &Map<String, Value>,
+    ) -> Option<Vec<EventKind>> {
+        let command = str_field(item, "command")?;
+        let call = ("Bash", json!({ "command": command }));
+        self.tool_item(phase, item, call, || {
+            let exit_code = item
+                .get("exit_code")
+                .and_then(Value::as_i64)
+                .and_then(|c| i32::try_from(c).ok());
+            let is_error = failed_status(item) || exit_code.is_some_and(|c| c != 0);
+            let output = str_field(item, "aggregated_output").unwrap_or("");
+            (output.to_owned(), is_error, exit_code, Vec::new())
+        })
+    }
+
+    /// `file_change`: an `apply_patch` call; on success a `FileEdit` per change.
+    fn file_change(&mut self, phase: Phase, item: &Map<String, Value>) -> Option<Vec<EventKind>> {
+        let changes = item.get("changes")?.as_array()?;
+        let mut parsed = Vec::new();
+        for change in changes {
+            let path = change.get("path").and_then(Value::as_str)?;
+            let kind = change
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("update");
+            let diff = change.get("diff").and_then(Value::as_str);
+            parsed.push((path, kind, diff));
+        }
+        let call = ("apply_patch", json!({ "changes": changes }));
+        self.tool_item(phase, item, call, || {
+            let is_error = status(item).is_some_and(|s| s != "completed");
+            let output = parsed
+                .iter()
+                .map(|(path, kind, _)| format!("{kind} {path}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let edits = if is_error {
+                Vec::new()
+            } else {
+                parsed
+                    .iter()
+                    .map(|(path, _, diff)| file_edit(path, *diff))
+                    .collect()
+            };
+            (output, is_error, None, edits)
+        })
+    }
+
+    /// `mcp_tool_call`: a call of `mcp__SERVER__TOOL` and its result or error.
+    fn mcp_tool_call(&mut self, phase: Phase, item: &Map<String, Value>) -> Option<Vec<EventKind>> {
+        let server = str_field(item, "server")?;
+        let tool = str_field(item, "tool")?;
+        let name = format!("mcp__{server}__{tool}");
+        let input = item.get("arguments").cloned().unwrap_or(Value::Null);
+        self.tool_item(phase, item, (name.as_str(), input), || {
+            let error = item
+                .get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str);
+            let output = match (error, item.get("result")) {
+                (Some(message), _) => message.to_owned(),
+                (None, Some(result)) => mcp_result_text(result),
+                (None, None) => String::new(),
+            };
+            let is_error = failed_status(item) || error.is_some();
+            (output, is_error, None, Vec::new())
+        })
+    }
+
+    /// `collab_tool_call`: a sub-agent tool (`spawn_agent`, …) and the agents' states.
+    fn collab_tool_call(
+        &mut self,
+        phase: Phase,
+        item: &Map<String, Value>,
+    ) -> Option<Vec<EventKind>> {
+        let tool = str_field(item, "tool")?;
+        let mut input = Map::new();
+        for key in ["prompt", "sender_thread_id", "receiver_thread_ids"] {
+            if let Some(v) = item.get(key).filter(|v| !v.is_null()) {
+                input.insert(key.to_owned(), v.clone());
+            }
+        }
+        self.tool_item(phase, item, (tool, Value::Object(input)), || {
+            let output = item
+                .get("agents_states")
+                .filter(|s| !s.is_null())
+                .map(value_text)
+                .unwrap_or_default();
+            (output, failed_status(item), None, Vec::new())
+        })
+    }
+
+    /// `web_search`: a `web_search` call with an empty result.
+    fn web_search(&mut self, phase: Phase, item: &Map<String, Value>) -> Option<Vec<EventKind>> {
+        let mut input = Map::new();
+        for key in ["query", "action"] {
+            if let Some(v) = item.get(key).filter(|v| !v.is_null()) {
+                input.insert(key.to_owned(), v.clone());
+            }
+        }
+        self.tool_item(phase, item, ("web_search", Value::Object(input)), || {
+            (String::new(), failed_status(item), None, Vec::new())
+        })
     }
 
     /// Events of a tool-like item: its `ToolCall` once, and on completion

@@ -133,6 +133,7 @@ pub struct CodexRolloutParser {
 }
 
 impl CodexRolloutParser {
+    /// A parser at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }

@@ -11,7 +11,9 @@ const CONTEXT: usize = 3;
 pub struct FileDiff {
     /// `--- a/PATH` / `+++ b/PATH` then hunks; `None` when nothing changed.
     pub diff: Option<String>,
+    /// Lines added.
     pub added: u32,
+    /// Lines removed.
     pub removed: u32,
 }
 
@@ -24,6 +26,7 @@ pub struct DiffBuilder {
 }
 
 impl DiffBuilder {
+    /// A builder with no hunks yet.
     pub fn new() -> Self {
         Self::default()
     }

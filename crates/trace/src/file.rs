@@ -48,6 +48,7 @@ pub struct TraceEvent {
     pub ts: Option<DateTime<Utc>>,
     /// `Harness`, except for errand's own events read back from its log.
     pub source: EventSource,
+    /// The event.
     pub kind: EventKind,
 }
 
@@ -68,6 +69,7 @@ impl TraceEvent {
 /// Something wrong with one line (or, at line 0, the whole file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
+    /// The line (from 1), or 0 for the whole file.
     pub line: usize,
     /// A whole sentence, naming the line: `line 12 is not JSON: …`.
     pub message: String,
@@ -84,7 +86,9 @@ impl std::fmt::Display for Problem {
 pub struct ParsedTrace {
     /// `None` when no line told it; then there are no events.
     pub format: Option<TraceFormat>,
+    /// The events, in the order of the lines that gave them.
     pub events: Vec<TraceEvent>,
+    /// What could not be read, line by line.
     pub problems: Vec<Problem>,
     /// Lines in the file, blank ones included.
     pub lines: usize,

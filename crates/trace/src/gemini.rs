@@ -76,6 +76,7 @@ pub struct GeminiOutcome {
     pub last_message: Option<String>,
     /// Token usage from `result.stats` (cached input counted apart).
     pub usage: Usage,
+    /// `result.stats.duration_ms`: how long the session took.
     pub duration_ms: Option<u64>,
     /// `result.stats.tool_calls`.
     pub tool_calls: Option<u32>,
@@ -119,6 +120,7 @@ pub struct GeminiStreamParser {
 }
 
 impl GeminiStreamParser {
+    /// A parser at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }

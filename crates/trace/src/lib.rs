@@ -37,6 +37,8 @@
 //! Also [`estimate_cost_usd`] ([`pricing`]): a cost estimate from token usage
 //! for harnesses that report none.
 
+#![warn(missing_docs)]
+
 pub mod amp;
 pub mod claude;
 pub mod claude_transcript;

@@ -116,6 +116,7 @@ pub struct OpenCodeStreamParser {
 }
 
 impl OpenCodeStreamParser {
+    /// A parser at the start of a stream.
     pub fn new() -> Self {
         Self::default()
     }
