@@ -14,14 +14,19 @@ use crate::run::RunState;
 /// Token usage and cost, as far as the harness reports them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Input tokens, not counting those read from or written to the cache.
     #[serde(default)]
     pub input_tokens: u64,
+    /// Output tokens.
     #[serde(default)]
     pub output_tokens: u64,
+    /// Input tokens read from the prompt cache.
     #[serde(default)]
     pub cache_read_tokens: u64,
+    /// Input tokens written to the prompt cache.
     #[serde(default)]
     pub cache_write_tokens: u64,
+    /// Cost in US dollars, when the harness reports it or errand can price it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
 }
@@ -32,92 +37,132 @@ pub struct Usage {
 pub enum EventKind {
     /// errand's own lifecycle: the run entered `state`.
     State {
+        /// The state entered.
         state: RunState,
+        /// The transition's reason, when errand records one (e.g. why the run failed).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// A note from errand itself (cloning, committing, limits not applied…).
     Notice {
+        /// The note, for people.
         message: String,
     },
     /// The harness started a session.
     SessionStart {
+        /// The harness's session (or thread) id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session_id: Option<String>,
+        /// The model it uses.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         model: Option<String>,
+        /// The directory it works in.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cwd: Option<String>,
+        /// The tools it offers the model.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tools: Vec<String>,
     },
     /// The instruction given to the agent (first turn or a follow-up).
     UserMessage {
+        /// The instruction.
         text: String,
     },
+    /// Text the model wrote to the user.
     AssistantMessage {
+        /// The text.
         text: String,
     },
+    /// The model's reasoning, when the harness shows it.
     Thinking {
+        /// The reasoning text.
         text: String,
     },
+    /// The agent called a tool (a shell command, a file read or edit …).
     ToolCall {
+        /// The call's id, which its [`EventKind::ToolResult`] repeats.
         id: String,
+        /// The tool's name, as the harness calls it (`Bash`, `Read` …).
         name: String,
+        /// The call's arguments.
         input: Value,
         /// Set when the call was made by a sub-agent: the id of the parent call.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent_id: Option<String>,
     },
+    /// What a tool call returned.
     ToolResult {
+        /// The id of the [`EventKind::ToolCall`] it answers.
         id: String,
+        /// The output given back to the model.
         output: String,
+        /// The tool reported a failure.
         is_error: bool,
+        /// A shell command's exit status, when the harness reports it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
     },
     /// A file the agent changed, with a unified diff when the harness gives one.
     FileEdit {
+        /// The file's path.
         path: String,
+        /// The change as a unified diff.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         diff: Option<String>,
+        /// Lines added.
         #[serde(default)]
         added: u32,
+        /// Lines removed.
         #[serde(default)]
         removed: u32,
     },
+    /// Token usage and cost reported during the run.
     Usage(Usage),
     /// The harness's final word on the run.
     Result {
+        /// The harness reports that the run failed.
         is_error: bool,
+        /// Its final message.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
+        /// How many turns the session took.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         turns: Option<u32>,
+        /// How long the session took, in milliseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration_ms: Option<u64>,
+        /// The session's total usage.
         usage: Usage,
     },
+    /// An error the harness reported.
     Error {
+        /// The error message.
         message: String,
     },
     /// Something the harness flagged that did not stop it (e.g. Codex's
     /// warning-only `error` items). Never a reason for a run to fail.
     Warning {
+        /// The warning.
         message: String,
     },
     /// The whole run's change against its base, recorded by errand when the
     /// run's branch is collected (`truncated` when the diff was cut to size).
     RunDiff {
+        /// The commit the run started from.
         base_commit: String,
+        /// The run's last commit.
         commit: String,
+        /// `git diff --stat` of the change.
         stat: String,
+        /// The change as a unified diff.
         diff: String,
+        /// `diff` was cut to size.
         #[serde(default)]
         truncated: bool,
     },
     /// A line the parser did not recognise (or could not parse), kept as it was.
     Raw {
+        /// The line, exactly as it was fed to the parser.
         line: String,
     },
 }
@@ -126,7 +171,9 @@ pub enum EventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventSource {
+    /// errand itself (lifecycle, notices, the run's diff).
     Errand,
+    /// The harness, through its parser.
     Harness,
 }
 
@@ -135,11 +182,14 @@ pub enum EventSource {
 pub struct Event {
     /// Position in the run's log, from 1, without gaps.
     pub seq: u64,
+    /// When it was recorded.
     pub ts: DateTime<Utc>,
+    /// Who produced it.
     pub source: EventSource,
     /// For harness events: the line number (from 1) in the raw harness log it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_line: Option<u64>,
+    /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
 }

@@ -4,6 +4,8 @@
 //! Invariant: this crate does no I/O, so nothing in it can fail for reasons
 //! outside its inputs.
 
+#![warn(missing_docs)]
+
 pub mod event;
 pub mod redact;
 pub mod run;

@@ -52,6 +52,7 @@ impl Redactor {
         self.secrets.push(s.to_vec());
     }
 
+    /// Whether it knows no secret (and so redacts nothing).
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
     }

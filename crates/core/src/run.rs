@@ -11,6 +11,7 @@ use std::str::FromStr;
 pub struct RunId(pub uuid::Uuid);
 
 impl RunId {
+    /// A new random id.
     pub fn new() -> Self {
         RunId(uuid::Uuid::new_v4())
     }
@@ -106,7 +107,9 @@ impl fmt::Display for RepoSource {
 pub struct RunSpec {
     /// `None` starts an empty project with git initialised.
     pub repo: Option<RepoSource>,
+    /// The instruction given to the agent.
     pub prompt: String,
+    /// The harness that runs the agent (`claude`, `codex` …).
     pub harness: String,
     /// `None` lets the harness use its own default model.
     pub model: Option<String>,
@@ -114,7 +117,9 @@ pub struct RunSpec {
     pub push: bool,
     /// Branch to start from; `None` means the remote's default branch.
     pub base_branch: Option<String>,
+    /// How long the run may take, in seconds.
     pub timeout_secs: u64,
+    /// The most turns the agent may take.
     pub max_turns: u32,
     /// Start from exactly this commit (fan-out runs share one), not the branch's tip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,26 +183,38 @@ pub fn check_branch_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Origin {
+    /// The command line.
     Cli {
+        /// The user who ran it.
         user: String,
     },
+    /// The HTTP API.
     Api {
+        /// The name of the API token used.
         token: String,
     },
     /// A Slack slash command: the run's message is `message_ts` in `channel`
     /// (set once posted); follow-ups arrive as replies in that thread.
     Slack {
+        /// The workspace (team) id.
         team: String,
+        /// The channel the command was given in.
         channel: String,
+        /// The user who gave it.
         user: String,
+        /// The timestamp of errand's message about the run.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_ts: Option<String>,
     },
     /// An `@errand` comment on an issue or pull request.
     Github {
+        /// The repository's owner.
         owner: String,
+        /// The repository's name.
         repo: String,
+        /// The issue or pull request number.
         issue: u64,
+        /// Who wrote the comment.
         author: String,
     },
 }
@@ -206,7 +223,9 @@ pub enum Origin {
 /// the command line's flags or the API's fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Naming {
+    /// As command-line flags (`--agent-git`).
     Flags,
+    /// As API fields (`agent_git`).
     Fields,
 }
 
@@ -220,6 +239,7 @@ impl Naming {
 }
 
 impl RunSpec {
+    /// The timeout of a run that sets none: 30 minutes.
     pub const DEFAULT_TIMEOUT_SECS: u64 = 30 * 60;
 
     /// Whether the run's push options fit together: a push needs a
@@ -254,8 +274,10 @@ impl RunSpec {
         }
         Ok(())
     }
+    /// The turn limit of a run that sets none.
     pub const DEFAULT_MAX_TURNS: u32 = 50;
 
+    /// A spec for `prompt` on `harness`, with no repository and the defaults.
     pub fn new(prompt: impl Into<String>, harness: impl Into<String>) -> Self {
         RunSpec {
             repo: None,
@@ -288,17 +310,26 @@ impl RunSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
+    /// Waiting to start.
     Queued,
+    /// Getting ready: checking the settings, cloning the repository, setting up the sandbox.
     Preparing,
+    /// The agent is working.
     Running,
+    /// Collecting the agent's work (commit, diff, tests, push).
     Finishing,
+    /// Finished with the agent's work collected.
     Succeeded,
+    /// Stopped by an error.
     Failed,
+    /// Stopped on request.
     Cancelled,
+    /// Stopped at its timeout.
     TimedOut,
 }
 
 impl RunState {
+    /// Every state, in the order of the diagram above.
     pub const ALL: [RunState; 8] = [
         RunState::Queued,
         RunState::Preparing,
@@ -310,6 +341,7 @@ impl RunState {
         RunState::TimedOut,
     ];
 
+    /// The state's name, as stored and shown (`timed_out`).
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Queued => "queued",
@@ -323,6 +355,7 @@ impl RunState {
         }
     }
 
+    /// Whether the run is over: succeeded, failed, cancelled or timed out.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -370,17 +403,22 @@ impl FromStr for RunState {
     }
 }
 
+/// A state change the state machine does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a run cannot move from {from} to {to}")]
 pub struct InvalidTransition {
+    /// The state the run was in.
     pub from: RunState,
+    /// The state it was asked to move to.
     pub to: RunState,
 }
 
 /// One recorded state change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
+    /// The state entered.
     pub state: RunState,
+    /// When.
     pub at: DateTime<Utc>,
     /// For failures, cancels and timeouts: what happened and what to do about it.
     pub reason: Option<String>,
@@ -390,15 +428,25 @@ pub struct Transition {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunSummary {
+    /// The run's branch.
     pub branch: Option<String>,
+    /// The branch's last commit.
     pub commit: Option<String>,
+    /// `git diff --shortstat` of the run's change.
     pub diffstat: Option<String>,
+    /// Whether errand pushed the branch.
     pub pushed: bool,
+    /// How many turns the agent took.
     pub turns: Option<u32>,
+    /// Input tokens used, as the harness reports them.
     pub input_tokens: Option<u64>,
+    /// Output tokens used.
     pub output_tokens: Option<u64>,
+    /// Cost in US dollars, when known.
     pub cost_usd: Option<f64>,
+    /// The agent's final message.
     pub result_text: Option<String>,
+    /// The harness's session id.
     pub session_id: Option<String>,
     /// Whether the spec's test command passed after the agent finished.
     pub tests_passed: Option<bool>,
@@ -409,20 +457,30 @@ pub struct RunSummary {
 /// A run as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// The run's id.
     pub id: RunId,
+    /// What was asked for.
     pub spec: RunSpec,
+    /// Where the run is now.
     pub state: RunState,
+    /// The latest reason recorded with a state change (why it failed …).
     pub reason: Option<String>,
+    /// When the run was queued.
     pub created_at: DateTime<Utc>,
+    /// When it started preparing.
     pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// What it produced so far.
     pub summary: RunSummary,
+    /// Someone asked for the run to be cancelled.
     pub cancel_requested: bool,
     /// Process id of the errand process that executes the run, while it does.
     pub owner_pid: Option<u32>,
 }
 
 impl RunRecord {
+    /// How long the run took since it started (so far, while it is not over).
     pub fn duration(&self) -> Option<chrono::Duration> {
         let start = self.started_at?;
         Some(self.finished_at.unwrap_or_else(Utc::now) - start)
