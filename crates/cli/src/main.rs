@@ -25,6 +25,12 @@ use clap::Parser;
 
 use args::{Cli, Command};
 
+/// The system allocator with a memory budget for guard decisions: a shell
+/// line the parser would allocate on without bound is denied, not a crash
+/// that the harness reads as "no decision".
+#[global_allocator]
+static ALLOC: errand_guard::budget::Budgeted = errand_guard::budget::Budgeted;
+
 fn main() -> ExitCode {
     // Inside a sandbox, in front of the harness: the egress bridge, started before anything else.
     let argv: Vec<String> = std::env::args_os()

@@ -10,11 +10,11 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::{check_in, hook_deny_json, pretooluse_hook, shim_decision, Decision, Policy};
+use crate::{budget, check_in, hook_deny_json, pretooluse_hook, shim_decision, Decision, Policy};
 
 /// The policy, from flags or the `ERRAND_GUARD_*` variables errand sets in a sandbox.
 #[derive(Args, Debug, Clone)]
@@ -80,28 +80,74 @@ pub fn deadline() -> Duration {
 
 /// `work`'s answer, or `late()` when it takes longer than `deadline` (or no
 /// thread can be started for it).
+///
+/// `work` runs with a memory budget of [`budget::BYTES`] where the binary
+/// uses [`budget::Budgeted`]: past it, the answer is `late()` at once (the
+/// parser has had inputs it allocates on without bound, and a process that
+/// aborts or is OOM-killed gives no decision at all).
 pub fn within<T: Send + 'static>(
     deadline: Duration,
     work: impl FnOnce() -> T + Send + 'static,
     late: impl FnOnce() -> T,
 ) -> T {
     let (tx, rx) = mpsc::channel();
+    let id = budget::new_id();
     let spawned = std::thread::Builder::new()
         .name("errand-guard-check".to_owned())
         .spawn(move || {
+            budget::limit(budget::BYTES, id);
             let _ = tx.send(work());
         });
     if spawned.is_err() {
-        return late();
+        return late_because(Late::Time, late);
     }
-    rx.recv_timeout(deadline).unwrap_or_else(|_| late())
+    let start = Instant::now();
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left.min(POLL)) {
+            Ok(answer) => return answer,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return late_because(Late::Time, late),
+            Err(mpsc::RecvTimeoutError::Timeout) if budget::went_over(id) => {
+                return late_because(Late::Memory, late)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
+                return late_because(Late::Time, late)
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+/// How often [`within`] looks whether the decision went over its budget.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Why [`within`] had no answer.
+#[derive(Clone, Copy)]
+enum Late {
+    Time,
+    Memory,
+}
+
+thread_local! {
+    static LATE: std::cell::Cell<Late> = const { std::cell::Cell::new(Late::Time) };
+}
+
+fn late_because<T>(why: Late, late: impl FnOnce() -> T) -> T {
+    LATE.with(|l| l.set(why));
+    late()
 }
 
 fn no_decision() -> String {
-    format!(
-        "too-complex: no decision within {} ms",
-        deadline().as_millis()
-    )
+    match LATE.with(|l| l.get()) {
+        Late::Time => format!(
+            "too-complex: no decision within {} ms",
+            deadline().as_millis()
+        ),
+        Late::Memory => format!(
+            "too-complex: no decision within {} MiB of memory",
+            budget::BYTES >> 20
+        ),
+    }
 }
 
 fn late_denial() -> Decision {

@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod budget;
 mod classes;
 pub mod cli;
 mod commands;

@@ -37,6 +37,12 @@ enum Cmd {
     },
 }
 
+/// The system allocator with a memory budget for guard decisions: a shell
+/// line the parser would allocate on without bound is denied, not a crash
+/// that the harness reads as "no decision".
+#[global_allocator]
+static ALLOC: errand_guard::budget::Budgeted = errand_guard::budget::Budgeted;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {

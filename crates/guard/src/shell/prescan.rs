@@ -227,7 +227,14 @@ fn heredoc_tag_with_arith(s: &str) -> bool {
             // brush-parser also loops on a tag holding a control character
             // (`<<\x0c<<`, found by cargo-fuzz): no real delimiter has one.
             let control = tag.bytes().any(|c| c.is_ascii_control());
-            if unquoted_empty || control || ["$(", "$[", "${", "`"].iter().any(|m| tag.contains(m))
+            // The tag ran into a parenthesis: `E$(( )`, `E(`: an expansion or
+            // a syntax error inside the word, never a real delimiter
+            // (brush-parser allocates without bound on `<<-E$(( )\\`).
+            let into_paren = !tag.is_empty() && b.get(j) == Some(&b'(');
+            if unquoted_empty
+                || control
+                || into_paren
+                || ["$(", "$[", "${", "`"].iter().any(|m| tag.contains(m))
             {
                 return true;
             }

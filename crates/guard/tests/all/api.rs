@@ -235,6 +235,12 @@ fn oversized_and_deeply_nested_input_is_refused_without_crashing() {
         "<<'' ",
         "<<\"\" ",
         "cat <<'' > x",
+        // brush-parser allocated without bound (gigabytes in seconds) on
+        // these: the tag runs into a parenthesis.
+        "c <<< t <<-E$(( )\\",
+        "c <<-E$(( )\\",
+        "c <<E$( x)\\",
+        "c <<E( )",
     ] {
         assert_eq!(deny_rule(w, &p).as_deref(), Some("parse-error"), "{w}");
     }

@@ -2,7 +2,12 @@
 
 #![allow(clippy::disallowed_methods)] // tests start their own fixtures
 
+/// As in errand's binaries: decisions run under a memory budget.
+#[global_allocator]
+static ALLOC: errand_guard::budget::Budgeted = errand_guard::budget::Budgeted;
+
 mod api;
+mod budget;
 mod cli;
 mod corpus;
 mod fuzz_smoke;
