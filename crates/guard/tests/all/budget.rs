@@ -2,7 +2,7 @@
 //! allocates on without bound, and a guard process that aborts or is
 //! OOM-killed gives no decision, which the harnesses read as "run it".
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use errand_guard::budget;
 use errand_guard::cli::within;
@@ -15,24 +15,22 @@ fn the_test_binary_uses_the_budgeted_allocator() {
 }
 
 #[test]
-fn a_decision_that_allocates_without_bound_is_answered_late_at_once() {
-    let start = Instant::now();
+fn a_decision_that_allocates_past_the_budget_is_answered_late() {
+    // Twice the budget in 1 MiB steps: without the budget this finishes in
+    // well under a second and answers "allocated"; the deadline is far away,
+    // so only the budget can make the answer the late one.
     let out = within(
         Duration::from_secs(600),
         || {
             let mut held: Vec<Vec<u8>> = Vec::new();
-            loop {
+            while held.len() < 2 * (budget::BYTES >> 20) {
                 held.push(vec![1u8; 1 << 20]);
-                if held.len() == usize::MAX {
-                    return "unbounded";
-                }
             }
+            "allocated"
         },
         || "denied",
     );
     assert_eq!(out, "denied");
-    // Well before the deadline: the budget answered, not the clock.
-    assert!(start.elapsed() < Duration::from_secs(300), "{:?}", start.elapsed());
 }
 
 #[test]
