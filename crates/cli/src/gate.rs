@@ -45,8 +45,8 @@ use std::sync::Arc;
 use errand_guard::{Decision, Policy};
 use errand_proc::Cmd;
 use landlock::{
-    AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreated, RulesetCreatedAttr, ABI,
+    AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreated,
+    RulesetCreatedAttr, ABI,
 };
 
 /// The variable that tells the shim where its gate listens.
@@ -237,11 +237,19 @@ impl Gate {
         let mut dirs: Vec<PathBuf> = path_dirs;
         dirs.extend(KNOWN_EXEC_DIRS.iter().map(PathBuf::from));
         dirs.extend(exec_path.iter().cloned());
-        dirs.extend(candidates.iter().filter_map(|c| c.parent().map(Path::to_path_buf)));
+        dirs.extend(
+            candidates
+                .iter()
+                .filter_map(|c| c.parent().map(Path::to_path_buf)),
+        );
         let mut denied: HashSet<PathBuf> = HashSet::new();
         for d in &dirs {
-            let Ok(canon) = std::fs::canonicalize(d) else { continue };
-            let Ok(entries) = std::fs::read_dir(&canon) else { continue };
+            let Ok(canon) = std::fs::canonicalize(d) else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(&canon) else {
+                continue;
+            };
             for e in entries.flatten() {
                 if let Ok(m) = e.metadata() {
                     if m.is_file() && inodes.contains(&(m.dev(), m.ino())) {
@@ -280,12 +288,8 @@ fn memfd_copy(real: &Path) -> Result<OwnedFd, String> {
         return Err(format!("{} is not a git binary", real.display()));
     }
     // SAFETY: memfd_create with a valid C string; the fd is owned below.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"git".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
+    let fd =
+        unsafe { libc::memfd_create(c"git".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(format!("memfd: {}", std::io::Error::last_os_error()));
     }
@@ -297,7 +301,8 @@ fn memfd_copy(real: &Path) -> Result<OwnedFd, String> {
     let fd = OwnedFd::from(dst);
     // SAFETY: fcntl/fchmod on an fd we own.
     unsafe {
-        let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        let seals =
+            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
         if libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) != 0 {
             return Err(format!("memfd seals: {}", std::io::Error::last_os_error()));
         }
@@ -337,7 +342,9 @@ fn grant_all_but(
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for e in entries.flatten() {
             let path = e.path();
-            let Ok(m) = std::fs::symlink_metadata(&path) else { continue };
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             if m.file_type().is_symlink() || denied.contains(&path) {
                 continue;
             }
@@ -390,8 +397,8 @@ fn make_exec_dir(
                 if name.as_bytes() == b"git" {
                     continue;
                 }
-                let is_git = std::fs::metadata(e.path())
-                    .is_ok_and(|m| inodes.contains(&(m.dev(), m.ino())));
+                let is_git =
+                    std::fs::metadata(e.path()).is_ok_and(|m| inodes.contains(&(m.dev(), m.ino())));
                 if is_git {
                     link(shim, &name)?;
                 } else {
@@ -505,7 +512,11 @@ fn handle(gate: &Gate, policy: &Policy, conn: &UnixStream) -> Result<i32, String
     };
     if let Decision::Deny { reason, .. } = decision {
         let mut err = std::fs::File::from(stderr);
-        let _ = writeln!(err, "errand guard: refused `git {}`: {reason}", args.join(" "));
+        let _ = writeln!(
+            err,
+            "errand guard: refused `git {}`: {reason}",
+            args.join(" ")
+        );
         return Ok(1);
     }
     let mut child = run(&args, Some((stdin, stdout, stderr)))
@@ -573,7 +584,8 @@ fn code_of(s: std::process::ExitStatus) -> i32 {
 }
 
 /// Keys whose values the guard judges, as `git config --get-regexp` matches them.
-const SETTINGS_REGEX: &str = "^(alias|credential|core|sequence|diff|gpg|uploadpack|pager|filter|merge|remote|push|clean)\\.";
+const SETTINGS_REGEX: &str =
+    "^(alias|credential|core|sequence|diff|gpg|uploadpack|pager|filter|merge|remote|push|clean)\\.";
 
 fn settings_args() -> Vec<String> {
     ["config", "--null", "--get-regexp", SETTINGS_REGEX]
@@ -678,7 +690,8 @@ fn receive(conn: &UnixStream) -> Result<Request, String> {
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(c).cast::<RawFd>();
-                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
+                let count =
+                    ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
                 for i in 0..count {
                     fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
                 }
@@ -759,12 +772,22 @@ pub fn call(socket: &Path, name: &str, args: &[String]) -> Result<i32, String> {
     let conn =
         UnixStream::connect(socket).map_err(|e| format!("cannot reach the git gate: {e}"))?;
     let env: Vec<(String, String)> = std::env::vars_os()
-        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
         .collect();
     let body = encode(name, args, &env);
     let dot = CString::new(".").map_err(|e| e.to_string())?;
     // SAFETY: open(2) of "." with O_PATH; the fd is owned below.
-    let cwd = unsafe { libc::open(dot.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let cwd = unsafe {
+        libc::open(
+            dot.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if cwd < 0 {
         return Err(format!(
             "cannot open the current directory: {}",
@@ -796,7 +819,10 @@ pub fn call(socket: &Path, name: &str, args: &[String]) -> Result<i32, String> {
         libc::sendmsg(conn.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
     };
     if sent < 0 {
-        return Err(format!("cannot reach the git gate: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot reach the git gate: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let mut w = &conn;
     w.write_all(&body[sent as usize..])
@@ -830,7 +856,13 @@ mod tests {
 
     #[test]
     fn judged_keys_are_the_ones_that_run_code_or_push() {
-        for k in ["alias.p", "core.sshcommand", "remote.origin.push", "filter.x.smudge", "push.default"] {
+        for k in [
+            "alias.p",
+            "core.sshcommand",
+            "remote.origin.push",
+            "filter.x.smudge",
+            "push.default",
+        ] {
             assert!(judged(k), "{k}");
         }
         for k in ["core.bare", "remote.origin.url", "user.name", "merge.ff"] {

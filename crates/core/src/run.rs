@@ -264,7 +264,8 @@ impl RunSpec {
             ));
         }
         for name in &self.agent_branches {
-            check_branch_name(name).map_err(|e| format!("{}: {e}", n("--agent-branch", "agent_branches")))?;
+            check_branch_name(name)
+                .map_err(|e| format!("{}: {e}", n("--agent-branch", "agent_branches")))?;
         }
         if self.agent_git && self.repo.as_ref().is_none_or(|r| r.github().is_none()) {
             return Err(format!(
@@ -496,8 +497,22 @@ mod tests {
             assert!(check_branch_name(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "-f", "a..b", "a b", "x.lock", "a:b", "HEAD", "refs/heads/x", "a/", "/a",
-            "a~1", "a^", "a@{1}", "a\\b", ".hidden", "a/.b",
+            "",
+            "-f",
+            "a..b",
+            "a b",
+            "x.lock",
+            "a:b",
+            "HEAD",
+            "refs/heads/x",
+            "a/",
+            "/a",
+            "a~1",
+            "a^",
+            "a@{1}",
+            "a\\b",
+            ".hidden",
+            "a/.b",
         ] {
             assert!(check_branch_name(bad).is_err(), "{bad:?}");
         }

@@ -89,7 +89,10 @@ fn loose_ipv4(w: &str) -> Option<[u8; 4]> {
             return loose_ipv4(rest);
         }
         let (hi, lo) = rest.split_once(':')?;
-        let (hi, lo) = (u16::from_str_radix(hi, 16).ok()?, u16::from_str_radix(lo, 16).ok()?);
+        let (hi, lo) = (
+            u16::from_str_radix(hi, 16).ok()?,
+            u16::from_str_radix(lo, 16).ok()?,
+        );
         return Some(((u32::from(hi) << 16) | u32::from(lo)).to_be_bytes());
     }
     if w.contains(':') {
@@ -112,7 +115,9 @@ fn loose_ipv4(w: &str) -> Option<[u8; 4]> {
         [a] if *a > 0xffffff => *a,
         [a, b] if *a < 256 && *b < 1 << 24 => (a << 24) | b,
         [a, b, c] if *a < 256 && *b < 256 && *c < 1 << 16 => (a << 24) | (b << 16) | c,
-        [a, b, c, d] if [a, b, c, d].iter().all(|x| **x < 256) => (a << 24) | (b << 16) | (c << 8) | d,
+        [a, b, c, d] if [a, b, c, d].iter().all(|x| **x < 256) => {
+            (a << 24) | (b << 16) | (c << 8) | d
+        }
         _ => return None,
     };
     u32::try_from(n).ok().map(u32::to_be_bytes)
@@ -614,9 +619,11 @@ fn editor_shell(cmd: &str) -> Option<&str> {
         .find_map(|p| c.strip_prefix(p))
         .unwrap_or(c)
         .trim_start();
-    after_rw
-        .strip_prefix('!')
-        .or_else(|| c.find("!").filter(|_| c.starts_with(['%', '.', '\'', '$', '0', '1'])).map(|i| &c[i + 1..]))
+    after_rw.strip_prefix('!').or_else(|| {
+        c.find("!")
+            .filter(|_| c.starts_with(['%', '.', '\'', '$', '0', '1']))
+            .map(|i| &c[i + 1..])
+    })
 }
 
 impl Checker<'_> {
@@ -634,10 +641,16 @@ impl Checker<'_> {
                         .strip_prefix("--checkpoint-action=exec=")
                         .or_else(|| a.strip_prefix("--checkpoint-action=exec:"))
                     {
-                        Some(Arg { text: v.to_owned(), ..rest[i].clone() })
+                        Some(Arg {
+                            text: v.to_owned(),
+                            ..rest[i].clone()
+                        })
                     } else if a == "--checkpoint-action" {
                         rest.get(i + 1).and_then(|n| {
-                            n.text.strip_prefix("exec=").map(|v| Arg { text: v.to_owned(), ..n.clone() })
+                            n.text.strip_prefix("exec=").map(|v| Arg {
+                                text: v.to_owned(),
+                                ..n.clone()
+                            })
                         })
                     } else {
                         option_value(
@@ -657,12 +670,18 @@ impl Checker<'_> {
                 "vim" | "vi" | "nvim" | "ex" | "view" | "vimdiff" | "rvim" => {
                     let t = rest[i].text.as_str();
                     let cmd = if let Some(c) = t.strip_prefix('+') {
-                        Some(rest[i].clone()).map(|a| Arg { text: c.to_owned(), ..a })
+                        Some(rest[i].clone()).map(|a| Arg {
+                            text: c.to_owned(),
+                            ..a
+                        })
                     } else {
                         option_value(rest, i, &["--cmd"], &["-c"])
                     };
                     cmd.and_then(|c| {
-                        editor_shell(&c.text).map(|s| Arg { text: s.to_owned(), ..c.clone() })
+                        editor_shell(&c.text).map(|s| Arg {
+                            text: s.to_owned(),
+                            ..c.clone()
+                        })
                     })
                 }
                 "ssh" | "scp" | "sftp" => option_value(rest, i, &[], &["-o"]).and_then(|o| {
@@ -671,7 +690,10 @@ impl Checker<'_> {
                         k.to_ascii_lowercase().as_str(),
                         "proxycommand" | "localcommand" | "knownhostscommand"
                     )
-                    .then(|| Arg { text: v.trim().to_owned(), ..o.clone() })
+                    .then(|| Arg {
+                        text: v.trim().to_owned(),
+                        ..o.clone()
+                    })
                 }),
                 "rsync" => option_value(rest, i, &["--rsh", "--rsync-path"], &["-e"]),
                 "zip" => option_value(rest, i, &["--unzip-command"], &["-TT"]),
@@ -679,7 +701,12 @@ impl Checker<'_> {
             };
             if let Some(code) = code {
                 self.check_code_arg(&code, &format!("{base} option {}", rest[i].text))
-                    .map_err(|d| wrapped(d, &format!("{base} runs `{}` through its options", code.text)))?;
+                    .map_err(|d| {
+                        wrapped(
+                            d,
+                            &format!("{base} runs `{}` through its options", code.text),
+                        )
+                    })?;
             }
         }
         if matches!(base, "awk" | "gawk" | "mawk" | "nawk" | "busybox-awk") {
@@ -695,7 +722,10 @@ impl Checker<'_> {
         let mut program = None;
         while i < rest.len() {
             let t = rest[i].text.as_str();
-            if matches!(t, "-F" | "-v" | "-f" | "--file" | "--assign" | "--field-separator") {
+            if matches!(
+                t,
+                "-F" | "-v" | "-f" | "--file" | "--assign" | "--field-separator"
+            ) {
                 i += 2;
                 continue;
             }
@@ -712,12 +742,18 @@ impl Checker<'_> {
         while let Some(pos) = rest_code.find("system") {
             let after = rest_code[pos + 6..].trim_start();
             rest_code = &rest_code[pos + 6..];
-            let Some(args) = after.strip_prefix('(') else { continue };
+            let Some(args) = after.strip_prefix('(') else {
+                continue;
+            };
             let inner = args.trim_start();
-            match inner.strip_prefix('"').and_then(|s| s.find('"').map(|e| &s[..e])) {
+            match inner
+                .strip_prefix('"')
+                .and_then(|s| s.find('"').map(|e| &s[..e]))
+            {
                 Some(lit) if inner[lit.len() + 2..].trim_start().starts_with(')') => {
-                    self.check_nested(lit, true)
-                        .map_err(|d| wrapped(d, &format!("{base} code runs `{lit}` with system()")))?;
+                    self.check_nested(lit, true).map_err(|d| {
+                        wrapped(d, &format!("{base} code runs `{lit}` with system()"))
+                    })?;
                 }
                 _ => {
                     return Err(Denial::new(
@@ -749,13 +785,18 @@ impl Checker<'_> {
         }
         for (start, end, s) in strings {
             let before = bytes[..start].iter().rev().find(|c| !c.is_whitespace());
-            let after = bytes.get(end + 1..).and_then(|r| r.iter().find(|c| !c.is_whitespace()));
+            let after = bytes
+                .get(end + 1..)
+                .and_then(|r| r.iter().find(|c| !c.is_whitespace()));
             if before == Some(&'|') || after == Some(&'|') {
                 let first = s.split_whitespace().next().unwrap_or("");
                 let first = first.rsplit('/').next().unwrap_or(first);
                 if before == Some(&'|')
                     && (crate::commands::SHELLS.contains(&first)
-                        || crate::inline::Lang::of(first.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')).is_some())
+                        || crate::inline::Lang::of(
+                            first.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.'),
+                        )
+                        .is_some())
                 {
                     return Err(Denial::new(
                         "dynamic-code",

@@ -62,7 +62,11 @@ impl From<PolicyArgs> for Policy {
             default_branch: a.default_branch,
             allow_force_push_to_run_branch: a.allow_force_push_to_run_branch,
             push_only_run_branch: a.push_only_run_branch,
-            push_branches: a.push_branches.into_iter().filter(|b| !b.is_empty()).collect(),
+            push_branches: a
+                .push_branches
+                .into_iter()
+                .filter(|b| !b.is_empty())
+                .collect(),
             current_branch: a.current_branch.filter(|b| !b.is_empty()),
             extra_rules: Vec::new(),
         }

@@ -279,10 +279,12 @@ fn is_exec_call(lang: Lang, name: &str) -> bool {
                 && !name.ends_with("re.exec")
                 && !name.contains("/")
         }
-        Lang::Perl => matches!(
-            l,
-            "system" | "exec" | "shell_exec" | "passthru" | "proc_open" | "popen" | "system2"
-        ) || (l == "execute" && name.starts_with("os.")),
+        Lang::Perl => {
+            matches!(
+                l,
+                "system" | "exec" | "shell_exec" | "passthru" | "proc_open" | "popen" | "system2"
+            ) || (l == "execute" && name.starts_with("os."))
+        }
         Lang::Ruby => matches!(
             l,
             "system"
@@ -556,9 +558,11 @@ fn node_aliases(toks: &[Tok]) -> Vec<(String, String)> {
 
 /// Names whose output a program prints.
 fn prints(code: &str) -> bool {
-    ["print", "console.", "puts", "write", "say", "echo", "log(", "p ", "pp ", "dump", "repr("]
-        .iter()
-        .any(|w| code.contains(w))
+    [
+        "print", "console.", "puts", "write", "say", "echo", "log(", "p ", "pp ", "dump", "repr(",
+    ]
+    .iter()
+    .any(|w| code.contains(w))
 }
 
 impl Checker<'_> {
@@ -581,13 +585,16 @@ impl Checker<'_> {
             return Ok(());
         };
         if l == "getattr" {
-            if let Some(f) = strs
-                .iter()
-                .find(|f| is_exec_call(Lang::Python, f) || is_delete_call(Lang::Python, &format!("os.{f}")) || matches!(f.as_str(), "rmtree" | "call" | "run"))
-            {
+            if let Some(f) = strs.iter().find(|f| {
+                is_exec_call(Lang::Python, f)
+                    || is_delete_call(Lang::Python, &format!("os.{f}"))
+                    || matches!(f.as_str(), "rmtree" | "call" | "run")
+            }) {
                 return Err(Denial::new(
                     "dynamic-code",
-                    format!("{interp} code looks up `{f}` by name, so what it runs cannot be checked"),
+                    format!(
+                        "{interp} code looks up `{f}` by name, so what it runs cannot be checked"
+                    ),
                 ));
             }
             return Ok(());
@@ -680,8 +687,7 @@ fn walks_whole_tree(toks: &[Tok]) -> bool {
                     _ => None,
                 });
                 let everything = matches!(pattern, Some("*" | "**" | "**/*" | "./**" | "./**/*"));
-                let recursive = last(n) == "rglob"
-                    || pattern.is_some_and(|p| p.contains("**"));
+                let recursive = last(n) == "rglob" || pattern.is_some_and(|p| p.contains("**"));
                 if everything && recursive {
                     whole = true;
                 }

@@ -301,10 +301,7 @@ mod tests {
     #[test]
     fn the_environment_is_empty_unless_named() {
         assert_eq!(env_of(&mut Cmd::new(ENV)), Vec::<String>::new());
-        assert_eq!(
-            env_of(Cmd::new(ENV).env("A", "1")),
-            vec!["A=1".to_string()]
-        );
+        assert_eq!(env_of(Cmd::new(ENV).env("A", "1")), vec!["A=1".to_string()]);
         assert_eq!(
             env_of(Cmd::new(ENV).inherit_env(&["PATH", "ERRAND_PROC_NO_SUCH_VAR"])),
             vec![format!("PATH={}", path())]
@@ -320,7 +317,10 @@ mod tests {
         let set = env_of(Cmd::new(ENV).env("PATH", "/x").inherit_env(&["PATH"]));
         assert_eq!(set, vec!["PATH=/x".to_string()]);
         let removed = env_of(Cmd::new(ENV).env_remove("PATH").inherit_all_env());
-        assert!(!removed.iter().any(|v| v.starts_with("PATH=")), "{removed:?}");
+        assert!(
+            !removed.iter().any(|v| v.starts_with("PATH=")),
+            "{removed:?}"
+        );
         let all = env_of(Cmd::new(ENV).inherit_all_env());
         assert!(all.contains(&format!("PATH={}", path())), "{all:?}");
     }
@@ -404,7 +404,10 @@ mod tests {
             .lines()
             .map_while(Result::ok)
             // The harness's "test … ... " may come first on the line.
-            .find_map(|l| l.rsplit_once("child ").and_then(|(_, p)| p.trim().parse().ok()))
+            .find_map(|l| {
+                l.rsplit_once("child ")
+                    .and_then(|(_, p)| p.trim().parse().ok())
+            })
             .expect("the parent names its child");
         assert!(!gone(pid));
         parent.kill().expect("kill");

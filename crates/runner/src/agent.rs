@@ -157,7 +157,10 @@ impl Runner {
         let mut denials = match guard_log {
             Some(path) => DenialLog::new(
                 sb.home.clone(),
-                PathBuf::from(path.trim_start_matches(inside::HOME).trim_start_matches('/')),
+                PathBuf::from(
+                    path.trim_start_matches(inside::HOME)
+                        .trim_start_matches('/'),
+                ),
             ),
             None => DenialLog::none(),
         };
@@ -207,7 +210,10 @@ impl Runner {
             }
             return Err(stop);
         }
-        let status = proc.wait().await.map_err(|e| RunError::sandbox(e.to_string()))?;
+        let status = proc
+            .wait()
+            .await
+            .map_err(|e| RunError::sandbox(e.to_string()))?;
         if let Some(n) = refusal_notice(&proc.egress_refusals()) {
             em.notice(n).map_err(log_failed)?;
         }
@@ -249,8 +255,7 @@ impl Runner {
         let (id, spec) = (rec.id, &rec.spec);
         let run_dir = self.paths.run_dir(id);
         if spec.repo.is_none() && !is_follow_up {
-            self.make_venv(&a.spec, a.has_uv, em, &a.until)
-                .await?;
+            self.make_venv(&a.spec, a.has_uv, em, &a.until).await?;
         }
 
         // Git in the sandbox must never be handed an expired token, however long the agent works.
@@ -268,7 +273,16 @@ impl Runner {
         let parser = harness.parser_for(ctx);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_secs);
         let outcome = self
-            .run_harness(id, &a.spec, inv, parser, em, cancel, spec.timeout_secs, harness.guard_log())
+            .run_harness(
+                id,
+                &a.spec,
+                inv,
+                parser,
+                em,
+                cancel,
+                spec.timeout_secs,
+                harness.guard_log(),
+            )
             .await;
         if let Some(r) = renewer {
             for note in r.finish().await {
@@ -313,37 +327,35 @@ async fn keep_stderr(
     stderr_path: PathBuf,
     redactor: SharedRedactor,
 ) -> Vec<String> {
-        use tokio::io::AsyncWriteExt;
-        let mut tail: std::collections::VecDeque<String> = Default::default();
-        let mut file = tokio::fs::File::create(&stderr_path).await.ok();
-        let mut written: u64 = 0;
-        let mut reader = BufReader::new(stderr);
-        let mut lines = limits::LineReader::default();
-        while let Ok(Some((bytes, _dropped))) =
-            lines.next(&mut reader, limits::MAX_LINE_BYTES).await
-        {
-            let line = redactor.redact(String::from_utf8_lossy(&bytes).trim_end_matches('\r'));
-            if let Some(f) = file.as_mut() {
-                if written + (line.len() as u64) < MAX_STDERR_BYTES {
-                    written += line.len() as u64 + 1;
-                    let _ = f.write_all(line.as_bytes()).await;
-                    let _ = f.write_all(b"\n").await;
-                } else {
-                    let _ = f
-                        .write_all(b"[stderr truncated by errand: it passed its size cap]\n")
-                        .await;
-                    file = None;
-                }
-            }
-            tail.push_back(line.chars().take(2000).collect());
-            if tail.len() > 20 {
-                tail.pop_front();
+    use tokio::io::AsyncWriteExt;
+    let mut tail: std::collections::VecDeque<String> = Default::default();
+    let mut file = tokio::fs::File::create(&stderr_path).await.ok();
+    let mut written: u64 = 0;
+    let mut reader = BufReader::new(stderr);
+    let mut lines = limits::LineReader::default();
+    while let Ok(Some((bytes, _dropped))) = lines.next(&mut reader, limits::MAX_LINE_BYTES).await {
+        let line = redactor.redact(String::from_utf8_lossy(&bytes).trim_end_matches('\r'));
+        if let Some(f) = file.as_mut() {
+            if written + (line.len() as u64) < MAX_STDERR_BYTES {
+                written += line.len() as u64 + 1;
+                let _ = f.write_all(line.as_bytes()).await;
+                let _ = f.write_all(b"\n").await;
+            } else {
+                let _ = f
+                    .write_all(b"[stderr truncated by errand: it passed its size cap]\n")
+                    .await;
+                file = None;
             }
         }
-        if let Some(mut f) = file {
-            let _ = f.flush().await;
+        tail.push_back(line.chars().take(2000).collect());
+        if tail.len() > 20 {
+            tail.pop_front();
         }
-        Vec::from(tail)
+    }
+    if let Some(mut f) = file {
+        let _ = f.flush().await;
+    }
+    Vec::from(tail)
 }
 
 /// One line of the harness's stdout: the guard's refusals recorded before
@@ -358,36 +370,41 @@ async fn on_line(
     dropped: usize,
     cut_lines: &mut u64,
 ) -> Result<(), RunError> {
-        // A refusal recorded by the guard hook precedes whatever the harness does next.
-        for kind in denials.poll().await {
-            em.emit(EventSource::Errand, None, kind).map_err(log_failed)?;
-        }
-        if dropped > 0 {
-            *cut_lines += 1;
-            if *cut_lines <= 10 {
-                em.errand(EventKind::Warning { message: format!(
+    // A refusal recorded by the guard hook precedes whatever the harness does next.
+    for kind in denials.poll().await {
+        em.emit(EventSource::Errand, None, kind)
+            .map_err(log_failed)?;
+    }
+    if dropped > 0 {
+        *cut_lines += 1;
+        if *cut_lines <= 10 {
+            em.errand(EventKind::Warning {
+                message: format!(
                     "a line of the harness's output was cut to {} MiB ({dropped} bytes dropped)",
-                    MAX_LINE_BYTES >> 20) }).map_err(log_failed)?;
-            }
+                    MAX_LINE_BYTES >> 20
+                ),
+            })
+            .map_err(log_failed)?;
         }
-        let text = String::from_utf8_lossy(bytes);
-        let line = em.redactor.redact(text.trim_end_matches('\r'));
-        let n = match em.budget.take_raw(line.len()) {
-            Ok(()) => {
-                let n = raw.append(&line).map_err(log_failed)?;
-                em.raw(n, &line);
-                Some(n)
-            }
-            Err(warning) => {
-                if let Some(w) = warning {
-                    em.errand(w).map_err(log_failed)?;
-                }
-                None
-            }
-        };
-        for kind in parser.push_line(&line) {
-            em.emit(EventSource::Harness, n, kind).map_err(log_failed)?;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let line = em.redactor.redact(text.trim_end_matches('\r'));
+    let n = match em.budget.take_raw(line.len()) {
+        Ok(()) => {
+            let n = raw.append(&line).map_err(log_failed)?;
+            em.raw(n, &line);
+            Some(n)
         }
+        Err(warning) => {
+            if let Some(w) = warning {
+                em.errand(w).map_err(log_failed)?;
+            }
+            None
+        }
+    };
+    for kind in parser.push_line(&line) {
+        em.emit(EventSource::Harness, n, kind).map_err(log_failed)?;
+    }
     Ok(())
 }
 

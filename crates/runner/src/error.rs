@@ -98,7 +98,10 @@ mod tests {
 
     #[test]
     fn each_error_ends_the_run_in_its_state_with_its_reason() {
-        assert_eq!(RunError::TimedOut { after: None }.state(), RunState::TimedOut);
+        assert_eq!(
+            RunError::TimedOut { after: None }.state(),
+            RunState::TimedOut
+        );
         assert_eq!(RunError::Interrupted.state(), RunState::Cancelled);
         assert_eq!(RunError::CancelRequested.state(), RunState::Cancelled);
         assert_eq!(RunError::Git("x".into()).state(), RunState::Failed);

@@ -56,8 +56,7 @@ impl Runner {
         if !out.trim().is_empty() {
             em.notice(out.trim().to_string()).map_err(log_failed)?;
         }
-        self.export_branch(sb, prepared, &run_dir, &until)
-            .await?;
+        self.export_branch(sb, prepared, &run_dir, &until).await?;
         let collected = errand_git::collect(prepared)
             .await
             .map_err(|e| RunError::git(e.to_string()))?;
@@ -102,10 +101,7 @@ impl Runner {
             .filter(|(_, v)| !s.inv.secrets.contains(v))
             .cloned()
             .collect();
-        let test_spec = SandboxSpec {
-            env,
-            ..sb.clone()
-        };
+        let test_spec = SandboxSpec { env, ..sb.clone() };
         em.notice(format!("running the test command: {cmd}"))
             .map_err(log_failed)?;
         let (passed, output) = self.sandboxed_output(&test_spec, cmd, until).await?;

@@ -258,8 +258,14 @@ mod tests {
             read_beneath(&root, Path::new("sub/log"), 2, 4).unwrap(),
             Some(b"2345".to_vec())
         );
-        assert_eq!(read_beneath(&root, Path::new("sub/none"), 0, 4).unwrap(), None);
-        assert_eq!(read_beneath(&root, Path::new("nodir/x"), 0, 4).unwrap(), None);
+        assert_eq!(
+            read_beneath(&root, Path::new("sub/none"), 0, 4).unwrap(),
+            None
+        );
+        assert_eq!(
+            read_beneath(&root, Path::new("nodir/x"), 0, 4).unwrap(),
+            None
+        );
         let canary = d.path().join("canary");
         std::fs::write(&canary, "secret").unwrap();
         symlink(&canary, root.join("link")).unwrap();

@@ -141,7 +141,6 @@ pub trait RunObserver: Send + Sync {
 /// Receives install progress while the harness is being installed.
 pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 
-
 /// Events this process has written to the store (for `/metrics`).
 pub static EVENTS_STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -317,7 +316,9 @@ impl Runner {
                 }
                 ctx.prompt = message.to_string();
                 Some(rec.summary.session_id.clone().ok_or_else(|| {
-                    RunError::harness("the run's first turn recorded no harness session to continue")
+                    RunError::harness(
+                        "the run's first turn recorded no harness session to continue",
+                    )
                 })?)
             }
             None => None,
@@ -341,7 +342,13 @@ impl Runner {
         em.redactor.set(Redactor::new(&secrets));
 
         let prepared = self
-            .workspace(rec, session.is_some(), remote.as_deref(), access.as_ref(), em)
+            .workspace(
+                rec,
+                session.is_some(),
+                remote.as_deref(),
+                access.as_ref(),
+                em,
+            )
             .await?;
         write_home_files(&home, &inv).await?;
         let scope = Scope {

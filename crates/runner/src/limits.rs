@@ -223,12 +223,18 @@ mod tests {
         input.extend_from_slice(b"\nafter\nno newline");
         let mut r = tokio::io::BufReader::with_capacity(1024, &input[..]);
         let mut lines = LineReader::default();
-        assert_eq!(lines.next(&mut r, 10).await.unwrap(), Some((b"short".to_vec(), 0)));
+        assert_eq!(
+            lines.next(&mut r, 10).await.unwrap(),
+            Some((b"short".to_vec(), 0))
+        );
         assert_eq!(
             lines.next(&mut r, 10).await.unwrap(),
             Some((b"xxxxxxxxxx".to_vec(), 99_990))
         );
-        assert_eq!(lines.next(&mut r, 10).await.unwrap(), Some((b"after".to_vec(), 0)));
+        assert_eq!(
+            lines.next(&mut r, 10).await.unwrap(),
+            Some((b"after".to_vec(), 0))
+        );
         assert_eq!(
             lines.next(&mut r, 10).await.unwrap(),
             Some((b"no newline".to_vec(), 0))
@@ -253,7 +259,10 @@ mod tests {
         for _ in 0..MAX_EVENTS {
             assert!(matches!(b.take_event(), Take::Yes));
         }
-        assert!(matches!(b.take_event(), Take::LastOne(EventKind::Warning { .. })));
+        assert!(matches!(
+            b.take_event(),
+            Take::LastOne(EventKind::Warning { .. })
+        ));
         assert!(matches!(b.take_event(), Take::No));
         let mut b = TraceBudget::default();
         assert!(b.take_raw(MAX_RAW_BYTES as usize).is_ok());
@@ -286,7 +295,9 @@ mod tests {
 
     #[tokio::test]
     async fn tails_keep_the_end() {
-        let data: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 10).to_string().into_bytes()).collect();
+        let data: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 10).to_string().into_bytes())
+            .collect();
         let stream: errand_sandbox::OutputStream = Box::new(std::io::Cursor::new(data.clone()));
         let t = read_tail(Some(stream), 1000).await;
         assert!(t.starts_with("[… earlier output cut by errand]\n"));

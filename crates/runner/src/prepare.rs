@@ -100,8 +100,9 @@ impl Runner {
             // A command from the system: mount an empty directory in the harness's place.
             (None, None) => {
                 let empty = run_dir.join("no-harness-dir");
-                std::fs::create_dir_all(&empty)
-                    .map_err(|e| RunError::host(format!("cannot create {}: {e}", empty.display())))?;
+                std::fs::create_dir_all(&empty).map_err(|e| {
+                    RunError::host(format!("cannot create {}: {e}", empty.display()))
+                })?;
                 empty
             }
         };
@@ -138,15 +139,8 @@ impl Runner {
             prepared
         } else {
             let auth = access.map(|a| a.git_auth());
-            self.prepare_repo(
-                rec,
-                remote,
-                auth.as_ref(),
-                &run_dir,
-                &workspace,
-                em,
-            )
-            .await?
+            self.prepare_repo(rec, remote, auth.as_ref(), &run_dir, &workspace, em)
+                .await?
         };
         if let Ok(json) = serde_json::to_string(&prepared) {
             write_file(&prepared_file, &json)?;
@@ -204,16 +198,16 @@ impl Runner {
 /// follow-up finds what it left there): each replaces whatever is in its
 /// place and never follows a link.
 pub(crate) async fn write_home_files(home: &Path, inv: &Invocation) -> Result<(), RunError> {
-        std::fs::create_dir_all(home)
-            .map_err(|e| RunError::host(format!("cannot create {}: {e}", home.display())))?;
-        for (rel, contents) in &inv.home_files {
-            let (root, rel_path, bytes) = (home.to_path_buf(), PathBuf::from(rel), contents.clone());
-            tokio::task::spawn_blocking(move || {
-                hostfs::write_beneath(&root, &rel_path, bytes.as_bytes())
-            })
-            .await
-            .map_err(|e| RunError::host(format!("writing {rel} failed: {e}")))?
-            .map_err(|e| RunError::host(format!("cannot write {rel} in the agent's home: {e}")))?;
-        }
+    std::fs::create_dir_all(home)
+        .map_err(|e| RunError::host(format!("cannot create {}: {e}", home.display())))?;
+    for (rel, contents) in &inv.home_files {
+        let (root, rel_path, bytes) = (home.to_path_buf(), PathBuf::from(rel), contents.clone());
+        tokio::task::spawn_blocking(move || {
+            hostfs::write_beneath(&root, &rel_path, bytes.as_bytes())
+        })
+        .await
+        .map_err(|e| RunError::host(format!("writing {rel} failed: {e}")))?
+        .map_err(|e| RunError::host(format!("cannot write {rel} in the agent's home: {e}")))?;
+    }
     Ok(())
 }

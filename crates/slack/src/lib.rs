@@ -23,7 +23,6 @@
 //! - This crate depends on no other errand crate.
 
 #![warn(missing_docs)]
-
 #![deny(missing_docs)]
 
 pub mod blocks;

@@ -56,7 +56,15 @@ pub fn need(what: &str, found: Result<(), String>) -> bool {
 /// Whether bubblewrap can make a user and PID namespace here.
 pub fn bubblewrap() -> Result<(), String> {
     let out = Cmd::new("bwrap")
-        .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
+        .args([
+            "--unshare-user",
+            "--unshare-pid",
+            "--ro-bind",
+            "/",
+            "/",
+            "--",
+            "true",
+        ])
         .inherit_env(&["PATH"])
         .stdin(Stdio::null())
         .output()

@@ -161,7 +161,10 @@ pub(super) fn coerce(kind: Kind, value: toml::Value) -> std::result::Result<toml
 }
 
 /// The valid name nearest to `unknown` among `candidates`, when it is near enough to be a typo.
-pub(super) fn nearest<'a>(unknown: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(super) fn nearest<'a>(
+    unknown: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let u = unknown.to_ascii_lowercase();
     candidates
         .into_iter()

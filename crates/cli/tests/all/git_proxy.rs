@@ -198,10 +198,20 @@ async fn malicious_agent_is_held_by_the_proxy(backend: Backend) {
     assert!(reached >= 3, "too few git paths in the sandbox: {result}");
     let obeyed: Vec<&str> = result
         .split_whitespace()
-        .filter(|w| w.starts_with("REACH:") && (w.contains("obeyed") || w.contains("=0/") || w.ends_with("/0")))
+        .filter(|w| {
+            w.starts_with("REACH:")
+                && (w.contains("obeyed") || w.contains("=0/") || w.ends_with("/0"))
+        })
         .collect();
-    assert!(obeyed.is_empty(), "a real git obeyed the agent: {obeyed:?} in {result}");
-    assert_ne!(field(&result, "SELFEXE"), "0", "git read its own binary: {result}");
+    assert!(
+        obeyed.is_empty(),
+        "a real git obeyed the agent: {obeyed:?} in {result}"
+    );
+    assert_ne!(
+        field(&result, "SELFEXE"),
+        "0",
+        "git read its own binary: {result}"
+    );
 
     // The run's own branch, pushed by the agent through the proxy.
     assert_eq!(field(&result, "RUN"), "0:other", "{result}");
@@ -318,25 +328,58 @@ async fn configured_branches_and_force_are_the_proxys_to_allow() {
 
     // The default branch is never the agent's, and the flags need --agent-git.
     let (ok, v) = env.run_json(&[
-        "--harness", "malicious", "--agent-git", "--push", "--agent-branch", "main",
-        "--repo", "github:acme/widgets", "x",
+        "--harness",
+        "malicious",
+        "--agent-git",
+        "--push",
+        "--agent-branch",
+        "main",
+        "--repo",
+        "github:acme/widgets",
+        "x",
     ]);
     assert!(!ok, "{v:#}");
     assert!(
         v["error"].as_str().unwrap_or("").contains("default branch"),
         "{v:#}"
     );
-    let out = env.run(&["run", "--agent-branch", "feat/x", "--repo", "github:acme/widgets", "x"]);
+    let out = env.run(&[
+        "run",
+        "--agent-branch",
+        "feat/x",
+        "--repo",
+        "github:acme/widgets",
+        "x",
+    ]);
     assert!(!out.status.success());
     let (ok, v) = env.run_json(&[
-        "--harness", "malicious", "--agent-git", "--agent-branch", "bad..name",
-        "--repo", "github:acme/widgets", "x",
+        "--harness",
+        "malicious",
+        "--agent-git",
+        "--agent-branch",
+        "bad..name",
+        "--repo",
+        "github:acme/widgets",
+        "x",
     ]);
-    assert!(!ok && v["error"].as_str().unwrap_or("").contains("not a valid branch name"), "{v:#}");
+    assert!(
+        !ok && v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a valid branch name"),
+        "{v:#}"
+    );
 
     let mut args = vec![
-        "--harness", "malicious", "--agent-git", "--push", "--agent-branch", "feat/extra",
-        "--agent-branch", "feat/more", "--allow-force-push",
+        "--harness",
+        "malicious",
+        "--agent-git",
+        "--push",
+        "--agent-branch",
+        "feat/extra",
+        "--agent-branch",
+        "feat/more",
+        "--allow-force-push",
     ];
     args.extend(extra);
     args.extend(["--repo", "github:acme/widgets", "push what you may"]);
@@ -346,14 +389,23 @@ async fn configured_branches_and_force_are_the_proxys_to_allow() {
     assert!(ok, "{v:#}");
     let result = v["result"].as_str().unwrap_or("").to_string();
     for ok_step in ["RUN", "EXTRA", "FORCE", "SHIMEXTRA"] {
-        assert!(field(&result, ok_step).starts_with("0:"), "{ok_step}: {result}");
+        assert!(
+            field(&result, ok_step).starts_with("0:"),
+            "{ok_step}: {result}"
+        );
     }
     refused_by_proxy(&result, "UNLISTED");
     refused_by_proxy(&result, "DELETE");
     let branch = v["branch"].as_str().expect("branch").to_string();
     let rewritten = field(&result, "REWRITTEN").to_string();
-    assert_eq!(git(&bare, &["rev-parse", &format!("refs/heads/{branch}")]), rewritten);
-    let heads = git(&bare, &["for-each-ref", "--format=%(refname)", "refs/heads"]);
+    assert_eq!(
+        git(&bare, &["rev-parse", &format!("refs/heads/{branch}")]),
+        rewritten
+    );
+    let heads = git(
+        &bare,
+        &["for-each-ref", "--format=%(refname)", "refs/heads"],
+    );
     assert!(heads.contains("refs/heads/feat/extra"), "{heads}");
     assert!(!heads.contains("refs/heads/feat/other"), "{heads}");
     assert_eq!(git(&bare, &["rev-parse", "refs/heads/main"]), main_before);

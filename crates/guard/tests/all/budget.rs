@@ -35,11 +35,7 @@ fn a_decision_that_allocates_past_the_budget_is_answered_late() {
 
 #[test]
 fn one_huge_allocation_is_answered_late_too() {
-    let out = within(
-        Duration::from_secs(600),
-        || vec![0u8; 8 << 30].len(),
-        || 0,
-    );
+    let out = within(Duration::from_secs(600), || vec![0u8; 8 << 30].len(), || 0);
     assert_eq!(out, 0);
 }
 

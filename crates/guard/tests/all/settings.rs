@@ -41,30 +41,36 @@ fn denied(args: &[&str], settings: &[(&str, &str)]) {
 
 fn allowed(args: &[&str], settings: &[(&str, &str)]) {
     let d = decide(args, settings);
-    assert!(matches!(d, Decision::Allow), "git {args:?} with {settings:?}: {d}");
+    assert!(
+        matches!(d, Decision::Allow),
+        "git {args:?} with {settings:?}: {d}"
+    );
 }
 
 #[test]
 fn aliases_from_config_files_expand_to_what_git_runs() {
     denied(&["p", "origin", "HEAD:main"], &[("alias.p", "push")]);
     denied(&["zap"], &[("alias.zap", "reset --hard")]);
-    denied(&["up", "origin", "errand/run-1"], &[("alias.up", "push --force")]);
+    denied(
+        &["up", "origin", "errand/run-1"],
+        &[("alias.up", "push --force")],
+    );
     denied(&["nuke", "-fdx"], &[("alias.nuke", "clean")]);
     // An alias of an alias.
     denied(&["a"], &[("alias.a", "b"), ("alias.b", "reset --hard")]);
     // Aliases that do ordinary work stay allowed.
     allowed(&["st"], &[("alias.st", "status --short")]);
     allowed(&["co", "-b", "topic"], &[("alias.co", "checkout")]);
-    allowed(
-        &["p", "origin", "errand/run-1"],
-        &[("alias.p", "push")],
-    );
+    allowed(&["p", "origin", "errand/run-1"], &[("alias.p", "push")]);
 }
 
 #[test]
 fn shell_aliases_are_judged_with_their_arguments() {
     denied(&["sh", "rm -rf /workspace/.git"], &[("alias.sh", "!sh -c")]);
-    denied(&["run", "git push --force origin main"], &[("alias.run", "!bash -c")]);
+    denied(
+        &["run", "git push --force origin main"],
+        &[("alias.run", "!bash -c")],
+    );
     denied(&["wipe"], &[("alias.wipe", "!rm -rf ~")]);
     allowed(&["hello"], &[("alias.hello", "!echo hello")]);
 }
@@ -81,5 +87,8 @@ fn commands_saved_in_config_are_checked_as_code() {
 fn push_settings_in_config_apply_to_a_bare_push() {
     denied(&["push"], &[("remote.origin.push", "HEAD:refs/heads/main")]);
     denied(&["push"], &[("remote.origin.mirror", "true")]);
-    allowed(&["status"], &[("remote.origin.push", "HEAD:refs/heads/main")]);
+    allowed(
+        &["status"],
+        &[("remote.origin.push", "HEAD:refs/heads/main")],
+    );
 }

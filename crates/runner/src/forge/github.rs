@@ -109,7 +109,12 @@ impl Forge for GithubForge {
         };
         let pr = self
             .client
-            .create_pull(&token(access, &access.credential()), &access.owner, &access.repo, &pull)
+            .create_pull(
+                &token(access, &access.credential()),
+                &access.owner,
+                &access.repo,
+                &pull,
+            )
             .await?;
         Ok(Change {
             number: pr.number,

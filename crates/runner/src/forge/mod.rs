@@ -124,8 +124,11 @@ pub trait Forge: Send + Sync {
     ) -> Result<(), ForgeError>;
 
     /// Opens the change request for a pushed branch with the run's credential.
-    async fn open_change(&self, access: &RepoAccess, change: &NewChange)
-        -> Result<Change, ForgeError>;
+    async fn open_change(
+        &self,
+        access: &RepoAccess,
+        change: &NewChange,
+    ) -> Result<Change, ForgeError>;
 
     /// A run's access to `owner/repo`: read-only unless the run may push.
     async fn grant(&self, owner: &str, repo: &str, push: bool) -> Result<RepoAccess, ForgeError> {

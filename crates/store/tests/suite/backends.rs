@@ -43,7 +43,6 @@ where
 /// Why PostgreSQL was found unreachable, once per test process.
 static UNREACHABLE: OnceLock<String> = OnceLock::new();
 
-
 /// A database of one test's own.
 pub struct TestDb {
     admin: PgConnectOptions,
