@@ -114,6 +114,7 @@ impl Renderer {
                 exit_code,
             } => self.tool_result(ev.ts, id, output, *is_error, *exit_code),
             EventKind::Usage(_) => vec![],
+            EventKind::ModelCall(call) => self.model_call(call),
             EventKind::RunDiff { stat, .. } => {
                 let files = stat.lines().count().saturating_sub(1);
                 vec![dim
@@ -177,6 +178,25 @@ impl Renderer {
     }
 
     /// A file edit, on the line of the call that made it when there is one.
+    /// A model request is shown only when it failed or was refused: the
+    /// successful ones are many, and their sum is in the run's result.
+    fn model_call(&mut self, call: &errand_core::ModelCall) -> Vec<String> {
+        if call.status < 400 && call.error.is_none() {
+            return vec![];
+        }
+        let why = call.error.as_deref().unwrap_or("request failed");
+        vec![self
+            .style(Style::new().yellow())
+            .apply_to(format!(
+                "model  {} {} → {}: {}",
+                call.provider,
+                call.model,
+                call.status,
+                first_line(why, 90)
+            ))
+            .to_string()]
+    }
+
     fn file_edit(&mut self, path: &str, added: u32, removed: u32) -> Vec<String> {
         let path = display_path(path);
         if let Some(id) = self.last_call.clone() {

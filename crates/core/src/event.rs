@@ -31,6 +31,34 @@ pub struct Usage {
     pub cost_usd: Option<f64>,
 }
 
+/// One model request as the gateway saw it: what was asked, what the provider
+/// answered and what it cost. Token counts come from the provider's own answer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelCall {
+    /// The provider family (`anthropic`, `openai`, `gemini`).
+    pub provider: String,
+    /// The model the request named (or the answer reported).
+    #[serde(default)]
+    pub model: String,
+    /// The HTTP status the harness received.
+    pub status: u16,
+    /// Tokens and cost, from the provider's answer and errand's price table.
+    #[serde(default)]
+    pub usage: Usage,
+    /// Milliseconds from the request to the first byte of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<u64>,
+    /// Milliseconds from the request to the end of the answer.
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// The answer was a stream (SSE).
+    #[serde(default)]
+    pub streamed: bool,
+    /// Why the gateway refused or the provider failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// What happened. Tagged by `type` in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -160,6 +188,9 @@ pub enum EventKind {
         #[serde(default)]
         truncated: bool,
     },
+    /// One request the model gateway forwarded for the run, with the usage the
+    /// provider itself reported in its answer (errand's exact figures).
+    ModelCall(ModelCall),
     /// A line the parser did not recognise (or could not parse), kept as it was.
     Raw {
         /// The line, exactly as it was fed to the parser.
@@ -212,6 +243,7 @@ impl EventKind {
             EventKind::Error { .. } => "error",
             EventKind::Warning { .. } => "warning",
             EventKind::RunDiff { .. } => "run_diff",
+            EventKind::ModelCall(_) => "model_call",
             EventKind::Raw { .. } => "raw",
         }
     }

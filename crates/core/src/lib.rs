@@ -10,7 +10,7 @@ pub mod event;
 pub mod redact;
 pub mod run;
 
-pub use event::{Event, EventKind, EventSource, Usage};
+pub use event::{Event, EventKind, EventSource, ModelCall, Usage};
 pub use redact::Redactor;
 pub use run::{
     check_branch_name, InvalidTransition, Naming, Origin, RepoSource, RunId, RunRecord, RunSpec,
