@@ -103,7 +103,7 @@ impl fmt::Display for RepoSource {
 }
 
 /// Everything a run needs to be started; fixed once the run is queued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
     /// `None` starts an empty project with git initialised.
     pub repo: Option<RepoSource>,
@@ -151,6 +151,14 @@ pub struct RunSpec {
     /// may push. Deletions stay refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_force_push: bool,
+    /// The most the run's model requests may cost, in US dollars, as metered
+    /// by errand's model gateway (`--max-cost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// The most tokens (input, output and cache) the run's model requests may
+    /// use, as metered by the gateway (`--max-tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
 }
 
 /// Why a name cannot be a branch the agent pushes.
@@ -297,6 +305,8 @@ impl RunSpec {
             agent_git: false,
             agent_branches: Vec::new(),
             allow_force_push: false,
+            max_cost_usd: None,
+            max_tokens: None,
         }
     }
 }
@@ -453,6 +463,23 @@ pub struct RunSummary {
     pub tests_passed: Option<bool>,
     /// The pull request errand opened for the run's branch.
     pub pr_url: Option<String>,
+    /// Tokens read from the prompt cache (metered runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<u64>,
+    /// Tokens written to the prompt cache (metered runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<u64>,
+    /// The tokens and cost above come from errand's model gateway, which read
+    /// them from the provider's own answers; `false`: from the harness's report.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub metered: bool,
+    /// On a metered run, what the harness itself reported, kept beside the
+    /// gateway's figures (the viewer shows both when they differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub harness_usage: Option<crate::Usage>,
+    /// How many model requests the gateway forwarded (metered runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_requests: Option<u64>,
 }
 
 /// A run as the store keeps it.
@@ -478,6 +505,13 @@ pub struct RunRecord {
     pub cancel_requested: bool,
     /// Process id of the errand process that executes the run, while it does.
     pub owner_pid: Option<u32>,
+    /// When retention removed the run's workspace (and its agent's home); a
+    /// follow-up re-creates it from the run's branch. `None`: still on disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_pruned_at: Option<DateTime<Utc>>,
+    /// When retention removed the run's event and raw logs. `None`: kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_pruned_at: Option<DateTime<Utc>>,
 }
 
 impl RunRecord {

@@ -37,6 +37,11 @@ pub enum RunError {
         /// The timeout, when it was the agent that was stopped.
         after: Option<u64>,
     },
+    /// The run's model requests reached its budget (`--max-cost`,
+    /// `--max-tokens`): the gateway refused the next one and errand stopped the
+    /// agent. The reason reads "budget exceeded ($X of $Y)".
+    #[error("{0}")]
+    Budget(String),
     /// errand itself was interrupted (Ctrl-C, SIGTERM).
     #[error("cancelled (errand run was interrupted: Ctrl-C or SIGTERM)")]
     Interrupted,

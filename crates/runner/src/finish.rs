@@ -73,6 +73,7 @@ impl Runner {
             session_id: outcome.session_id.clone(),
             tests_passed: None,
             pr_url: None,
+            ..Default::default()
         };
         record_diff(em, prepared, &collected)?;
         if let Some(cmd) = &spec.test_command {
