@@ -1,0 +1,1 @@
+//! Provider-shaped error answers.

@@ -1,0 +1,1 @@
+//! Usage extraction from provider answers, per protocol.
