@@ -29,7 +29,9 @@ use errand_core::RepoSource;
 
 pub mod export;
 pub mod pktline;
+mod retention;
 pub use export::{export_script, import, receive, Received, MAX_EXPORT_BYTES};
+pub use retention::{restore, MirrorUse, RestoredFrom};
 
 /// What went wrong in errand's git work; each message says which repository
 /// or command, and why.
@@ -410,6 +412,7 @@ impl Mirrors {
                     if let Some(head) = head {
                         point_head_at(&path, &head).await;
                     }
+                    Self::mark_used(&path);
                     return Ok(path);
                 }
                 // A broken mirror is cloned afresh below; if the remote itself
@@ -444,6 +447,7 @@ impl Mirrors {
             args: "mirror".into(),
             detail: format!("cannot move the new mirror into place: {e}"),
         })?;
+        Self::mark_used(&path);
         Ok(path)
     }
 }

@@ -27,6 +27,7 @@ mod limits;
 mod paths;
 mod prepare;
 use prepare::write_home_files;
+pub mod retention;
 pub mod secrets;
 mod steps;
 
@@ -159,6 +160,14 @@ impl Runner {
         tx: Option<mpsc::UnboundedSender<Event>>,
         progress: Option<ProgressFn>,
     ) -> Result<RunRecord, RunnerError> {
+        // Retention leaves a run alone while this is held (and is waited for).
+        let run_dir = self.paths.run_dir(id);
+        let _executing = retention::RunLock::executing(&run_dir)
+            .await
+            .map_err(|source| StoreError::Io {
+                path: run_dir.join(".lock").display().to_string(),
+                source,
+            })?;
         let log = EventLog::open(&self.paths.events(id))?;
         let (sink, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -314,12 +323,19 @@ impl Runner {
                         harness.name()
                     )));
                 }
-                ctx.prompt = message.to_string();
-                Some(rec.summary.session_id.clone().ok_or_else(|| {
-                    RunError::harness(
-                        "the run's first turn recorded no harness session to continue",
-                    )
-                })?)
+                if prepare::workspace_kept(&run_dir) {
+                    ctx.prompt = message.to_string();
+                    Some(rec.summary.session_id.clone().ok_or_else(|| {
+                        RunError::harness(
+                            "the run's first turn recorded no harness session to continue",
+                        )
+                    })?)
+                } else {
+                    // Retention removed the workspace and the agent's home, its
+                    // session with it: a new session, told what came before.
+                    ctx.prompt = prepare::resumed_prompt(rec, message);
+                    None
+                }
             }
             None => None,
         };
@@ -344,7 +360,7 @@ impl Runner {
         let prepared = self
             .workspace(
                 rec,
-                session.is_some(),
+                follow_up.is_some(),
                 remote.as_deref(),
                 access.as_ref(),
                 em,

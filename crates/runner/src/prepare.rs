@@ -131,11 +131,16 @@ impl Runner {
             let prepared: errand_git::Prepared = serde_json::from_str(&text).map_err(|e| {
                 RunError::host(format!("{} is corrupt: {e}", prepared_file.display()))
             })?;
-            em.notice(format!(
-                "continuing on {} in the same workspace",
-                prepared.branch
-            ))
-            .map_err(log_failed)?;
+            if workspace_kept(&run_dir) {
+                em.notice(format!(
+                    "continuing on {} in the same workspace",
+                    prepared.branch
+                ))
+                .map_err(log_failed)?;
+            } else {
+                self.restore_workspace(rec, &prepared, remote, access, em)
+                    .await?;
+            }
             prepared
         } else {
             let auth = access.map(|a| a.git_auth());
@@ -146,6 +151,62 @@ impl Runner {
             write_file(&prepared_file, &json)?;
         }
         Ok(prepared)
+    }
+
+    /// Re-creates a follow-up's workspace that retention removed, from the
+    /// run's outbox or its pushed branch, and says so in the trace.
+    async fn restore_workspace(
+        &self,
+        rec: &RunRecord,
+        prepared: &errand_git::Prepared,
+        remote: Option<&str>,
+        access: Option<&forge::RepoAccess>,
+        em: &mut Emitter,
+    ) -> Result<(), RunError> {
+        // What is left of it (retention may have been interrupted) goes first.
+        let run_dir = self.paths.run_dir(rec.id);
+        for part in ["workspace", "home", "tmp"] {
+            crate::retention::remove_tree(&run_dir, std::ffi::OsStr::new(part))
+                .map_err(|e| RunError::host(format!("cannot clear the run's {part}: {e}")))?;
+        }
+        let auth = access.map(|a| a.git_auth());
+        let mirrors = errand_git::Mirrors::new(self.paths.cache.join("mirrors"));
+        let remote = remote.map(|url| errand_git::Remote {
+            url,
+            auth: auth.as_ref(),
+            mirrors: Some(&mirrors),
+        });
+        let from = errand_git::restore(prepared, remote)
+            .await
+            .map_err(|e| RunError::git(format!("re-creating the run's workspace failed: {e}")))?;
+        let from = match from {
+            errand_git::RestoredFrom::Outbox => "the run's outbox".to_string(),
+            errand_git::RestoredFrom::Remote => format!(
+                "{} (the branch errand pushed)",
+                prepared
+                    .remote
+                    .as_deref()
+                    .map(errand_git::redact_url)
+                    .unwrap_or_default()
+            ),
+        };
+        let when = rec
+            .workspace_pruned_at
+            .map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_default();
+        em.errand(EventKind::Warning {
+            message: format!(
+                "the run's workspace was removed by retention{when}: re-created it from {from} \
+                 on {}; the agent's earlier session went with it, so this turn starts a new \
+                 session told the original request and the last result",
+                prepared.branch
+            ),
+        })
+        .map_err(log_failed)?;
+        self.store
+            .set_pruned(rec.id, errand_store::Pruned::Workspace, None)
+            .await
+            .map_err(|e| RunError::host(e.to_string()))
     }
 
     pub(crate) async fn prepare_repo(
@@ -192,6 +253,33 @@ impl Runner {
         .map_err(log_failed)?;
         Ok(prepared)
     }
+}
+
+/// Whether the run's workspace is still on disk (retention removes it,
+/// the agent's home with it).
+pub(crate) fn workspace_kept(run_dir: &Path) -> bool {
+    ["workspace", "home"]
+        .iter()
+        .all(|p| std::fs::symlink_metadata(run_dir.join(p)).is_ok_and(|m| m.is_dir()))
+}
+
+/// The prompt of a follow-up whose harness session is gone: the original
+/// request and the last result, then the new message.
+pub(crate) fn resumed_prompt(rec: &RunRecord, message: &str) -> String {
+    let last = rec
+        .summary
+        .result_text
+        .as_deref()
+        .unwrap_or("(no final message was recorded)");
+    format!(
+        "You are continuing earlier work in this repository. The workspace is on the branch {}, \
+         with the commits of the earlier turns; the earlier conversation is no longer available.\n\n\
+         The original request was:\n{}\n\nThe last turn ended with:\n{}\n\nNow:\n{}",
+        rec.id.branch(),
+        rec.spec.prompt,
+        last,
+        message
+    )
 }
 
 /// The harness's files in the agent's HOME, which is the agent's (a

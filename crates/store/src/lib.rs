@@ -175,6 +175,17 @@ pub struct QueueLimits {
     pub per_repo: Option<u32>,
 }
 
+/// What of a run retention removes, each recorded with its time
+/// ([`Store::set_pruned`], `RunRecord::{workspace,logs}_pruned_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pruned {
+    /// The agent's workspace, home and tmp (and the outbox once the branch was pushed).
+    Workspace,
+    /// The event log, raw log and stderr, on disk and in the store.
+    Logs,
+}
+
 /// What an API token may do. Scopes are independent: each route of the API
 /// needs exactly one, and a token holds any set of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -422,6 +433,14 @@ pub trait Store: Send + Sync {
     async fn pending_message(&self, id: RunId) -> Result<Option<String>>;
     /// Takes (returns and clears) the pending follow-up message, atomically.
     async fn take_pending_message(&self, id: RunId) -> Result<Option<String>>;
+
+    // ---- retention ----
+
+    /// Records when retention removed the run's `what` (`None`: it is back,
+    /// e.g. a follow-up re-created the workspace).
+    async fn set_pruned(&self, id: RunId, what: Pruned, at: Option<DateTime<Utc>>) -> Result<()>;
+    /// Deletes the run's stored events and raw lines; returns how many rows.
+    async fn delete_logs(&self, id: RunId) -> Result<u64>;
 
     // ---- secrets, sealed by the caller (the store never sees plaintext) ----
 

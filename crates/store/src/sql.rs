@@ -112,6 +112,8 @@ macro_rules! impl_store {
                     summary,
                     cancel_requested: row.try_get("cancel_requested")?,
                     owner_pid: owner.and_then(|p| u32::try_from(p).ok()),
+                    workspace_pruned_at: opt_time(row.try_get("workspace_pruned_at")?)?,
+                    logs_pruned_at: opt_time(row.try_get("logs_pruned_at")?)?,
                 })
             }
 
@@ -819,6 +821,43 @@ macro_rules! impl_store {
                 .await?
                 .ok_or_else(|| $crate::StoreError::NotFound(id.to_string()))?;
                 Ok(row.try_get("pending_message")?)
+            }
+
+            async fn set_pruned(
+                &self,
+                id: errand_core::RunId,
+                what: $crate::Pruned,
+                at: Option<chrono::DateTime<chrono::Utc>>,
+            ) -> $crate::Result<()> {
+                let column = match what {
+                    $crate::Pruned::Workspace => "workspace_pruned_at",
+                    $crate::Pruned::Logs => "logs_pruned_at",
+                };
+                let sql = format!("UPDATE runs SET {column} = $1 WHERE id = $2");
+                let done = sqlx::query(&Self::DIALECT.sql(&sql))
+                    .bind(at.map($crate::common::millis))
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound(id.to_string()));
+                }
+                Ok(())
+            }
+
+            async fn delete_logs(&self, id: errand_core::RunId) -> $crate::Result<u64> {
+                let d = Self::DIALECT;
+                let mut tx = self.pool.begin().await?;
+                let events = sqlx::query(&d.sql("DELETE FROM run_events WHERE run_id = $1"))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let raw = sqlx::query(&d.sql("DELETE FROM run_raw_lines WHERE run_id = $1"))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(events.rows_affected() + raw.rows_affected())
             }
 
             async fn take_pending_message(&self, id: errand_core::RunId) -> $crate::Result<Option<String>> {
