@@ -18,6 +18,7 @@
 mod common;
 mod eventlog;
 mod pg;
+mod release;
 mod sql;
 mod sqlite;
 
@@ -374,6 +375,17 @@ pub trait Store: Send + Sync {
     /// had claimed fails with `reason`, except `queued` ones, which are
     /// unclaimed. Returns every run released (failed or unclaimed).
     async fn release_worker(&self, worker: &str, reason: &str) -> Result<Vec<RunId>>;
+    /// Gives back a run `worker` holds and will not finish (its node is
+    /// draining): a `preparing`/`running`/`finishing` run goes back to
+    /// `queued` with `reason` (the transition is recorded, the owner cleared).
+    /// The run stays claimed by `worker`, so no other worker starts it while
+    /// this one stops it; [`Store::unclaim`] then lets it go (and if the worker
+    /// dies first, its lease expiring does). `true` when the run is now queued
+    /// and held by `worker`; `false` when `worker` does not hold it or it ended.
+    async fn release_claim(&self, id: RunId, worker: &str, reason: &str) -> Result<bool>;
+    /// Lets go of a `queued` run `worker` holds, so any worker may claim it at
+    /// once; `false` when `worker` does not hold it or it is not queued.
+    async fn unclaim(&self, id: RunId, worker: &str) -> Result<bool>;
     /// Who holds a run and until when; `None` when it is not claimed.
     async fn claim_info(&self, id: RunId) -> Result<Option<(String, DateTime<Utc>)>>;
 

@@ -46,3 +46,4 @@ impl PgStore {
 }
 
 crate::sql::impl_store!(PgStore, sqlx::Postgres, crate::sql::Dialect::Postgres);
+crate::release::impl_release!(PgStore, sqlx::Postgres);

@@ -564,6 +564,19 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
+            async fn release_claim(
+                &self,
+                id: errand_core::RunId,
+                worker: &str,
+                reason: &str,
+            ) -> $crate::Result<bool> {
+                self.release_claim_sql(id, worker, reason).await
+            }
+
+            async fn unclaim(&self, id: errand_core::RunId, worker: &str) -> $crate::Result<bool> {
+                self.unclaim_sql(id, worker).await
+            }
+
             async fn claim_info(
                 &self,
                 id: errand_core::RunId,

@@ -79,6 +79,7 @@ impl SqliteStore {
 }
 
 crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, crate::sql::Dialect::Sqlite);
+crate::release::impl_release!(SqliteStore, sqlx::Sqlite);
 
 #[cfg(test)]
 mod tests {

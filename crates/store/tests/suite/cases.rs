@@ -1238,3 +1238,58 @@ pub async fn store_errors_are_sorted_into_kinds(s: Arc<dyn Store>) {
     let err = s.create_share(missing, "link").await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
 }
+
+pub async fn release_claim_requeues_a_held_run_and_unclaim_lets_any_worker_take_it(
+    s: Arc<dyn Store>,
+) {
+    let held = new_run(&s, &spec("held")).await;
+    let waiting = new_run(&s, &spec("waiting")).await;
+    let theirs = new_run(&s, &spec("theirs")).await;
+    for w in ["w1", "w1", "w2"] {
+        s.claim_next(w, LEASE, &no_limits()).await.unwrap().unwrap();
+    }
+    run_to(&s, held, RunState::Running).await;
+    s.set_owner(held, Some(42)).await.unwrap();
+    run_to(&s, theirs, RunState::Running).await;
+    let reason = "released: node draining";
+
+    // Only the holder may give a run back, and a claimed run not yet started counts.
+    assert!(!s.release_claim(theirs, "w1", reason).await.unwrap());
+    assert_eq!(s.get_run(theirs).await.unwrap().state, RunState::Running);
+    assert!(s.release_claim(waiting, "w1", reason).await.unwrap());
+    assert!(s.release_claim(held, "w1", reason).await.unwrap());
+    let rec = s.get_run(held).await.unwrap();
+    assert_eq!(rec.state, RunState::Queued);
+    assert_eq!(rec.reason.as_deref(), Some(reason));
+    assert_eq!(rec.owner_pid, None);
+    let last = s.transitions(held).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.state, last.reason.as_deref()),
+        (RunState::Queued, Some(reason))
+    );
+
+    // Still held until unclaimed: nobody else may start it meanwhile.
+    assert_eq!(s.claim_info(held).await.unwrap().unwrap().0, "w1");
+    assert!(s
+        .claim_next("w3", LEASE, &no_limits())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!s.unclaim(held, "w2").await.unwrap());
+    assert!(s.unclaim(held, "w1").await.unwrap());
+    assert!(s.unclaim(waiting, "w1").await.unwrap());
+    let mut taken = HashSet::new();
+    while let Some(r) = s.claim_next("w3", LEASE, &no_limits()).await.unwrap() {
+        taken.insert(r.id);
+    }
+    assert_eq!(taken, HashSet::from([held, waiting]));
+    // A released run starts again like any queued one.
+    s.transition(held, RunState::Preparing, None).await.unwrap();
+
+    // A finished run is not given back.
+    for st in [RunState::Finishing, RunState::Succeeded] {
+        s.transition(theirs, st, None).await.unwrap();
+    }
+    assert!(!s.release_claim(theirs, "w2", reason).await.unwrap());
+    assert!(!s.unclaim(theirs, "w2").await.unwrap());
+}

@@ -68,6 +68,7 @@ on_every_backend!(
     replay_keys_expire_exactly_at_their_time,
     set_origin_changes_only_the_origin,
     store_errors_are_sorted_into_kinds,
+    release_claim_requeues_a_held_run_and_unclaim_lets_any_worker_take_it,
 );
 
 mod urls {
