@@ -105,6 +105,21 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8087")]
         listen: std::net::SocketAddr,
     },
+    /// Prune this machine's finished runs and unused git mirrors as [retention] says, and report what was freed.
+    Gc(GcArgs),
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Decide as if it were this time (RFC 3339), not now: for tests and rehearsals.
+    #[arg(long, hide = true)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Subcommand)]

@@ -17,6 +17,7 @@ use errand_runner::Paths;
 use serde::{Deserialize, Serialize};
 
 mod mask;
+pub mod retention;
 mod schema;
 
 pub(crate) use schema::ARRAYS;
@@ -54,6 +55,9 @@ pub struct Config {
     pub access: Vec<errand_server::access::AccessRule>,
     #[serde(default)]
     pub log: Log,
+    /// How long finished runs' workspaces and logs are kept (`errand gc`).
+    #[serde(default)]
+    pub retention: retention::Retention,
 }
 
 /// `[log]`: how errand writes its own log to stderr.
@@ -721,6 +725,7 @@ impl Config {
         self.sandbox_problems(&mut out);
         self.integration_problems(&mut out);
         self.storage_problems(&mut out);
+        out.extend(self.retention.problems());
         out
     }
 

@@ -16,6 +16,19 @@ fn age(t: chrono::DateTime<chrono::Utc>) -> String {
     }
 }
 
+/// What retention removed of the run: `workspace`, `logs`, both, or nothing.
+fn pruned(r: &errand_core::RunRecord) -> String {
+    let gone: Vec<&str> = [
+        ("workspace", r.workspace_pruned_at.is_some()),
+        ("logs", r.logs_pruned_at.is_some()),
+    ]
+    .iter()
+    .filter(|(_, g)| *g)
+    .map(|(w, _)| *w)
+    .collect();
+    gone.join(",")
+}
+
 pub async fn cmd_ls(store: &dyn Store, args: LsArgs) -> Result<std::process::ExitCode> {
     let runs = store
         .list_runs(&RunFilter {
@@ -34,7 +47,7 @@ pub async fn cmd_ls(store: &dyn Store, args: LsArgs) -> Result<std::process::Exi
         return Ok(std::process::ExitCode::SUCCESS);
     }
     println!(
-        "{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}",
+        "{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}  PRUNED",
         "ID", "STATE", "REPO", "HARNESS", "AGE", "DURATION", "COST"
     );
     for r in runs {
@@ -68,14 +81,15 @@ pub async fn cmd_ls(store: &dyn Store, args: LsArgs) -> Result<std::process::Exi
             .map(|c| format!("${c:.4}"))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}",
+            "{:<8}  {:<10}  {:<32}  {:<11}  {:>5}  {:>8}  {:>8}  {}",
             r.id.short(),
             r.state.as_str(),
             repo,
             r.spec.harness,
             age(r.created_at),
             dur,
-            cost
+            cost,
+            pruned(&r)
         );
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 
 mod cancel;
 mod config;
+mod gc;
 mod github;
 mod harness;
 mod logs;
@@ -94,6 +95,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Config(ConfigCmd::Check) => config::check(&paths),
         Command::Config(ConfigCmd::Show { json }) => config::show(&paths, json),
         Command::View(args) => view::run(args).await,
+        Command::Gc(args) => gc::cmd_gc(&paths, args).await,
         Command::MockModel { scenario, listen } => {
             let sc = errand_model::Scenario::load(&scenario)?;
             errand_model::serve_forever(sc, listen).await?;

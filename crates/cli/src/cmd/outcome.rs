@@ -76,6 +76,8 @@ pub fn run_json(rec: &RunRecord, events: Option<usize>) -> serde_json::Value {
         "started_at": rec.started_at,
         "finished_at": rec.finished_at,
         "duration_secs": rec.duration().map(|d| d.num_milliseconds() as f64 / 1000.0),
+        "workspace_pruned_at": rec.workspace_pruned_at,
+        "logs_pruned_at": rec.logs_pruned_at,
     })
 }
 

@@ -40,6 +40,7 @@ pub async fn serve(
     )
     .await?;
     let shutdown = signal::shutdown_token();
+    let _gc = super::gc::schedule(paths, service.pool.store.clone(), shutdown.clone())?;
     let pool = with_workers.then(|| tokio::spawn(service.pool.run(shutdown.clone())));
     // Scripts and tests read the address from this line.
     eprintln!("errand serve: listening on http://{bound}");
@@ -72,6 +73,7 @@ pub async fn worker(
     )
     .await?;
     let shutdown = signal::shutdown_token();
+    let _gc = super::gc::schedule(paths, service.pool.store.clone(), shutdown.clone())?;
     eprintln!("errand worker {}: waiting for runs", service.pool.config.id);
     service.pool.run(shutdown).await;
     Ok(std::process::ExitCode::SUCCESS)

@@ -41,6 +41,19 @@ pub async fn cmd_show(store: &dyn Store, run: &str, json: bool) -> Result<std::p
             );
         }
         print_outcome(&rec);
+        let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+        if let Some(t) = rec.workspace_pruned_at {
+            println!(
+                "workspace: removed by retention on {} (a follow-up re-creates it from the run's branch)",
+                when(t)
+            );
+        }
+        if let Some(t) = rec.logs_pruned_at {
+            println!(
+                "logs:      removed by retention on {} (the trace is gone)",
+                when(t)
+            );
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -67,6 +67,12 @@ pub(super) const KEYS: &[(&str, Kind)] = {
         ("slack.bot_token", Str),
         ("slack.api_url", Str),
         ("log.format", Str),
+        ("retention.workspaces", Str),
+        ("retention.follow_up_window", Str),
+        ("retention.logs", Str),
+        ("retention.max_disk", Str),
+        ("retention.mirrors", Str),
+        ("retention.interval", Str),
     ]
 };
 
