@@ -96,7 +96,8 @@ pub enum Why {
 /// One thing [`plan`] removes from one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Item {
-    /// The run.
+    /// The run (its id as errand prints it).
+    #[serde(serialize_with = "as_text")]
     pub run: RunId,
     /// What of it.
     pub what: Pruned,
@@ -106,6 +107,10 @@ pub struct Item {
     pub bytes: u64,
     /// Why.
     pub why: Why,
+}
+
+fn as_text<S: serde::Serializer>(id: &RunId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
 }
 
 /// What is left of each run while planning.

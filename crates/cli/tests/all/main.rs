@@ -22,6 +22,7 @@ mod failures;
 mod git_proxy;
 mod guard;
 mod harnesses;
+mod retention;
 mod logs_file;
 mod sandbox;
 mod server;
