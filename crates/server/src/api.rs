@@ -7,20 +7,26 @@ use axum::Json;
 use errand_core::{RepoSource, RunId, RunRecord, RunSpec, RunState};
 use errand_store::RunFilter;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
+use crate::views::{ErrorBody, RunDetail, RunList, RunView};
 use crate::{ApiError, AppState};
 
-/// The body of `POST /api/runs`: the same fields as `errand run`.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/runs`: the same fields as `errand run`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRun {
     /// What the agent is asked to do.
     pub prompt: String,
-    /// The repository to clone (a path, URL or `github:owner/repo`); `None`: an empty workspace.
+    /// The repository to clone: github:owner/repo, or an https://, http://, ssh:// or
+    /// git@host:path URL; absent: an empty workspace. A local path or file:/// URL only if it
+    /// resolves (symlinks and .. followed) under a directory of the server's
+    /// server.local_repos (default none); otherwise 403 local_repo_not_allowed.
     #[serde(default)]
     pub repo: Option<String>,
     /// The harness to run (default: the server's default harness).
     #[serde(default = "default_harness")]
+    #[schema(default = "claude-code")]
     pub harness: String,
     /// The model the harness asks for; `None`: the harness's default.
     #[serde(default)]
@@ -49,50 +55,29 @@ pub struct CreateRun {
     /// With agent_git: the agent may force-push the branches it may push.
     #[serde(default)]
     pub allow_force_push: bool,
+    /// Stop the run when its model requests cost this many US dollars (metered by the gateway).
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// Stop the run when its model requests used this many tokens (metered by the gateway).
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
 }
 
 fn default_harness() -> String {
     "claude-code".into()
 }
 
-/// A run as the API shows it.
+/// A run as the API shows it ([`RunView`]), as JSON.
 pub fn run_json(r: &RunRecord) -> serde_json::Value {
-    let s = &r.summary;
-    serde_json::json!({
-        "id": r.id.to_string(),
-        "short_id": r.id.short(),
-        "state": r.state,
-        "reason": r.reason,
-        "prompt": r.spec.prompt,
-        "repo": r.spec.repo.as_ref().map(|x| x.to_string()),
-        "harness": r.spec.harness,
-        "model": r.spec.model,
-        "push": r.spec.push,
-        "agent_git": r.spec.agent_git,
-        "agent_branches": r.spec.agent_branches,
-        "allow_force_push": r.spec.allow_force_push,
-        "group": r.spec.group,
-        "requested_by": r.spec.requested_by,
-        "origin": r.spec.origin,
-        "pr_url": s.pr_url,
-        "branch": s.branch,
-        "commit": s.commit,
-        "diffstat": s.diffstat,
-        "pushed": s.pushed,
-        "turns": s.turns,
-        "input_tokens": s.input_tokens,
-        "output_tokens": s.output_tokens,
-        "cost_usd": s.cost_usd,
-        "result": s.result_text,
-        "tests_passed": s.tests_passed,
-        "cancel_requested": r.cancel_requested,
-        "created_at": r.created_at,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-    })
+    serde_json::to_value(RunView::from(r)).unwrap_or_default()
 }
 
-/// `POST /api/runs`: queues a run (201, with the run).
+/// `POST /api/v1/runs`: queues a run (201, with the run).
+#[utoipa::path(post, path = "/runs", summary = "Queue a run", request_body = CreateRun, responses(
+    (status = 201, description = "The queued run", body = RunView),
+    (status = 403, description = "insufficient_scope, or local_repo_not_allowed", body = ErrorBody),
+    (status = 422, description = "invalid_request", body = ErrorBody),
+))]
 pub async fn create_run(
     State(st): State<AppState>,
     caller: Option<axum::Extension<errand_store::TokenInfo>>,
@@ -120,6 +105,16 @@ pub async fn create_run(
     spec.agent_git = b.agent_git;
     spec.agent_branches = b.agent_branches;
     spec.allow_force_push = b.allow_force_push;
+    if b.max_cost_usd.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+        return Err(ApiError::invalid(
+            "max_cost_usd must be a positive number of US dollars",
+        ));
+    }
+    if b.max_tokens == Some(0) {
+        return Err(ApiError::invalid("max_tokens must be positive"));
+    }
+    spec.max_cost_usd = b.max_cost_usd;
+    spec.max_tokens = b.max_tokens;
     spec.check_push_options(errand_core::Naming::Fields)
         .map_err(ApiError::invalid)?;
     if let Some(base) = &b.base {
@@ -152,11 +147,12 @@ pub async fn create_run(
     }
     let rec = st.store.create_run(RunId::new(), &spec).await?;
     tracing::info!(run = %rec.id, "queued");
-    Ok((StatusCode::CREATED, Json(run_json(&rec))).into_response())
+    Ok((StatusCode::CREATED, Json(RunView::from(&rec))).into_response())
 }
 
-/// The query of `GET /api/runs`.
-#[derive(Debug, Deserialize)]
+/// The query of `GET /api/v1/runs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only runs in this state.
     pub state: Option<String>,
@@ -174,11 +170,15 @@ pub struct ListQuery {
     pub offset: Option<u32>,
 }
 
-/// `GET /api/runs`: runs, newest first, and the offset of the next page.
+/// `GET /api/v1/runs`: runs, newest first, and the offset of the next page.
+#[utoipa::path(get, path = "/runs", summary = "List runs, newest first", params(ListQuery), responses(
+    (status = 200, description = "A page of runs", body = RunList),
+    (status = 422, description = "invalid_request", body = ErrorBody),
+))]
 pub async fn list_runs(
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RunList>, ApiError> {
     let state = match q.state.as_deref() {
         Some(s) => Some(s.parse::<RunState>().map_err(ApiError::invalid)?),
         None => None,
@@ -197,32 +197,42 @@ pub async fn list_runs(
     };
     let runs = st.store.list_runs(&filter).await?;
     let next = (runs.len() as u32 == limit).then(|| offset + limit);
-    Ok(Json(serde_json::json!({
-        "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
-        "next_offset": next,
-    })))
+    Ok(Json(RunList {
+        runs: runs.iter().map(RunView::from).collect(),
+        next_offset: next,
+    }))
 }
 
-/// `GET /api/runs/{id}`: one run (by id or unique prefix) with its state changes.
+/// `GET /api/v1/runs/{id}`: one run (by id or unique prefix) with its state changes.
+#[utoipa::path(get, path = "/runs/{id}", summary = "One run, with its state changes", params(("id" = String, Path, description = "The run's id or a unique prefix of it")), responses(
+    (status = 200, description = "The run", body = RunDetail),
+    (status = 404, description = "not_found", body = ErrorBody),
+))]
 pub async fn get_run(
     State(st): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RunDetail>, ApiError> {
     let rec = st.store.find_run(&id).await?;
-    let mut v = run_json(&rec);
-    v["transitions"] =
-        serde_json::to_value(st.store.transitions(rec.id).await?).unwrap_or_default();
-    Ok(Json(v))
+    let transitions = st.store.transitions(rec.id).await?;
+    Ok(Json(RunDetail {
+        run: RunView::from(&rec),
+        transitions: transitions.into_iter().map(Into::into).collect(),
+    }))
 }
 
-/// `POST /api/runs/{id}/cancel`: cancels a queued or running run.
+/// `POST /api/v1/runs/{id}/cancel`: cancels a queued or running run.
+#[utoipa::path(post, path = "/runs/{id}/cancel", summary = "Cancel a queued or running run", params(("id" = String, Path, description = "The run's id or a unique prefix of it")), responses(
+    (status = 200, description = "The run", body = RunView),
+    (status = 404, description = "not_found", body = ErrorBody),
+    (status = 409, description = "conflict: the run already ended", body = ErrorBody),
+))]
 pub async fn cancel_run(
     State(st): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RunView>, ApiError> {
     let rec = st.store.find_run(&id).await?;
     let rec = cancel(&st, rec, "cancelled through the API before it started").await?;
-    Ok(Json(run_json(&rec)))
+    Ok(Json(RunView::from(&rec)))
 }
 
 /// Cancels `rec`: at once if nobody runs it yet (`why` is the reason recorded),
@@ -267,15 +277,21 @@ pub async fn cancel(st: &AppState, rec: RunRecord, why: &str) -> Result<RunRecor
     Ok(rec)
 }
 
-/// The body of `POST /api/runs/{id}/messages`.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/runs/{id}/messages`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FollowUp {
     /// The follow-up instruction for the run's next turn.
     pub message: String,
 }
 
-/// `POST /api/runs/{id}/messages`: queues a follow-up turn of a succeeded or failed run.
+/// `POST /api/v1/runs/{id}/messages`: queues a follow-up turn of a succeeded or failed run.
+#[utoipa::path(post, path = "/runs/{id}/messages", summary = "Continue a finished run with a follow-up instruction (same session, same workspace, same trace)", params(("id" = String, Path, description = "The run's id or a unique prefix of it")), request_body = FollowUp, responses(
+    (status = 202, description = "The run, queued again", body = RunView),
+    (status = 404, description = "not_found", body = ErrorBody),
+    (status = 409, description = "conflict: the run has not finished, or was cancelled", body = ErrorBody),
+    (status = 422, description = "invalid_request", body = ErrorBody),
+))]
 pub async fn follow_up(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -287,7 +303,7 @@ pub async fn follow_up(
     }
     let rec = st.store.find_run(&id).await?;
     let rec = continue_run(&st, rec, &b.message).await?;
-    Ok((StatusCode::ACCEPTED, Json(run_json(&rec))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(RunView::from(&rec))).into_response())
 }
 
 /// Queues `message` as the next turn of the finished run `rec`.
@@ -316,8 +332,9 @@ pub async fn continue_run(
     Ok(st.store.requeue_for_follow_up(rec.id, message).await?)
 }
 
-/// The query of a run's events (`GET /api/runs/{id}/events` and of a share link).
-#[derive(Debug, Deserialize)]
+/// The query of a run's events (`GET /api/v1/runs/{id}/events` and of a share link).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events after this sequence number.
     pub after: Option<u64>,
@@ -329,7 +346,11 @@ pub struct EventsQuery {
     pub tail: Option<u32>,
 }
 
-/// `GET /api/runs/{id}/events?after=SEQ[&limit=N][&tail=N][&raw=1]`: JSON lines.
+/// `GET /api/v1/runs/{id}/events?after=SEQ[&limit=N][&tail=N][&raw=1]`: JSON lines.
+#[utoipa::path(get, path = "/runs/{id}/events", summary = "The run's events as JSON lines", params(("id" = String, Path, description = "The run's id or a unique prefix of it"), EventsQuery), responses(
+    (status = 200, description = "One event per line (or the harness's raw lines with raw=1)", content_type = "application/x-ndjson", body = String),
+    (status = 404, description = "not_found", body = ErrorBody),
+))]
 pub async fn events(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -367,6 +388,10 @@ pub async fn events_of(st: &AppState, id: RunId, q: &EventsQuery) -> Result<Resp
 }
 
 /// `GET /readyz`: `ready` once the store answers.
+#[utoipa::path(get, path = "/readyz", summary = "Readiness: the database answers", responses(
+    (status = 200, description = "ready", content_type = "text/plain", body = String),
+    (status = 503, description = "unavailable", body = ErrorBody),
+))]
 pub async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     st.store
         .list_runs(&RunFilter {
@@ -379,5 +404,5 @@ pub async fn ready(State(st): State<AppState>) -> Result<&'static str, ApiError>
 
 /// The answer to a route the API does not have.
 pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint (see /api/openapi.json)")
+    ApiError::not_found("no such endpoint (see /api/v1/openapi.json)")
 }

@@ -18,7 +18,10 @@ use errand_store::{Scope, TokenInfo};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::{events_of, run_json, EventsQuery};
+use crate::api::{events_of, EventsQuery};
+use crate::views::{
+    ErrorBody, NewToken, RevokedShares, RevokedToken, RunView, ShareLink, TokenList, TokenView,
+};
 use crate::{ApiError, AppState};
 
 /// A new random secret with a recognisable prefix (`errand_…`, `share_…`).
@@ -84,36 +87,34 @@ async fn require_scope(scope: Scope, req: Request, next: Next) -> Result<Respons
     }
 }
 
-fn token_json(t: &TokenInfo) -> serde_json::Value {
-    serde_json::json!({
-        "id": t.id,
-        "name": t.name,
-        "created_at": t.created_at,
-        "revoked": t.revoked,
-        "scopes": t.scopes,
-    })
-}
-
-/// `GET /api/tokens` (admin): every token, never a secret.
-pub async fn list_tokens(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/v1/tokens` (admin): every token, never a secret.
+#[utoipa::path(get, path = "/tokens", summary = "List API tokens (never their secrets)", responses(
+    (status = 200, description = "Every token", body = TokenList),
+))]
+pub async fn list_tokens(State(st): State<AppState>) -> Result<Json<TokenList>, ApiError> {
     let tokens = st.store.list_tokens().await?;
-    Ok(Json(serde_json::json!({
-        "tokens": tokens.iter().map(token_json).collect::<Vec<_>>()
-    })))
+    Ok(Json(TokenList {
+        tokens: tokens.iter().map(TokenView::from).collect(),
+    }))
 }
 
-/// The body of `POST /api/tokens`.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/tokens`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// The token's name (shown in listings).
     pub name: String,
     /// Default: read and run (what `errand token create` gives).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::views::ScopeName>>)]
     pub scopes: Option<Vec<Scope>>,
 }
 
-/// `POST /api/tokens` (admin): a new token, its secret shown only in this answer.
+/// `POST /api/v1/tokens` (admin): a new token, its secret shown only in this answer.
+#[utoipa::path(post, path = "/tokens", summary = "Create an API token; its secret is shown only in this answer", request_body = CreateToken, responses(
+    (status = 201, description = "The token, with its secret", body = NewToken),
+    (status = 422, description = "invalid_request", body = ErrorBody),
+))]
 pub async fn create_token(
     State(st): State<AppState>,
     body: Result<Json<CreateToken>, axum::extract::rejection::JsonRejection>,
@@ -133,23 +134,33 @@ pub async fn create_token(
         .store
         .create_token(&b.name, &hash(&secret), &scopes)
         .await?;
-    let mut v = token_json(&t);
-    v["token"] = serde_json::Value::String(secret);
+    let v = NewToken {
+        info: TokenView::from(&t),
+        token: secret,
+    };
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-/// `DELETE /api/tokens/{id}` (admin).
+/// `DELETE /api/v1/tokens/{id}` (admin).
+#[utoipa::path(delete, path = "/tokens/{id}", summary = "Revoke an API token", params(("id" = String, Path, description = "The token's id")), responses(
+    (status = 200, description = "The token is revoked", body = RevokedToken),
+    (status = 404, description = "not_found", body = ErrorBody),
+))]
 pub async fn revoke_token(
     State(st): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RevokedToken>, ApiError> {
     if !st.store.revoke_token(&id).await? {
         return Err(ApiError::not_found(format!("no token with id '{id}'")));
     }
-    Ok(Json(serde_json::json!({ "revoked": id })))
+    Ok(Json(RevokedToken { revoked: id }))
 }
 
-/// `POST /api/runs/{id}/share`: a new read-only link to the run's trace.
+/// `POST /api/v1/runs/{id}/share`: a new read-only link to the run's trace.
+#[utoipa::path(post, path = "/runs/{id}/share", summary = "Create a read-only share link to the run", params(("id" = String, Path, description = "The run's id or a unique prefix of it")), responses(
+    (status = 201, description = "The link (shown once)", body = ShareLink),
+    (status = 404, description = "not_found", body = ErrorBody),
+))]
 pub async fn create_share(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -157,18 +168,26 @@ pub async fn create_share(
     let rec = st.store.find_run(&id).await?;
     let secret = new_secret("share");
     st.store.create_share(rec.id, &hash(&secret)).await?;
-    let body = serde_json::json!({ "run": rec.id.to_string(), "token": secret, "path": format!("/share/{secret}") });
+    let body = ShareLink {
+        run: rec.id.to_string(),
+        path: format!("/share/{secret}"),
+        token: secret,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// `DELETE /api/runs/{id}/share`: revokes every link to the run.
+/// `DELETE /api/v1/runs/{id}/share`: revokes every link to the run.
+#[utoipa::path(delete, path = "/runs/{id}/share", summary = "Revoke every share link of the run", params(("id" = String, Path, description = "The run's id or a unique prefix of it")), responses(
+    (status = 200, description = "How many were revoked", body = RevokedShares),
+    (status = 404, description = "not_found", body = ErrorBody),
+))]
 pub async fn revoke_share(
     State(st): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RevokedShares>, ApiError> {
     let rec = st.store.find_run(&id).await?;
     let n = st.store.revoke_shares(rec.id).await?;
-    Ok(Json(serde_json::json!({ "revoked": n })))
+    Ok(Json(RevokedShares { revoked: n }))
 }
 
 async fn shared(st: &AppState, token: &str) -> Result<errand_core::RunRecord, ApiError> {
@@ -182,6 +201,12 @@ async fn shared(st: &AppState, token: &str) -> Result<errand_core::RunRecord, Ap
 
 /// `GET /share/{token}`: the run page in share mode for a browser (`Accept:
 /// text/html`; the page checks the link itself), the run as JSON otherwise.
+#[utoipa::path(get, path = "/share/{token}", summary = "The shared run: its page for a browser, JSON otherwise",
+    description = "A request whose Accept header prefers text/html (a browser opening the link) gets the viewer's run page in share mode, which reads /share/{token}/events and /share/{token}/events/stream; any other request gets the run as JSON.",
+    params(("token" = String, Path, description = "The share link's secret")), responses(
+    (status = 200, description = "The run", body = RunView),
+    (status = 404, description = "not_found: no such link, or it was revoked", body = ErrorBody),
+))]
 pub async fn shared_run(
     State(st): State<AppState>,
     Path(token): Path<String>,
@@ -190,10 +215,14 @@ pub async fn shared_run(
     if crate::viewer::wants_html(&headers) {
         return Ok(crate::viewer::page(crate::viewer::Mode::Serve));
     }
-    Ok(Json(run_json(&shared(&st, &token).await?)).into_response())
+    Ok(Json(RunView::from(&shared(&st, &token).await?)).into_response())
 }
 
-/// `GET /share/{token}/events`: a shared run's events, as `GET /api/runs/{id}/events`.
+/// `GET /share/{token}/events`: a shared run's events, as `GET /api/v1/runs/{id}/events`.
+#[utoipa::path(get, path = "/share/{token}/events", summary = "The shared run's events as JSON lines", params(("token" = String, Path, description = "The share link's secret"), EventsQuery), responses(
+    (status = 200, description = "One event per line", content_type = "application/x-ndjson", body = String),
+    (status = 404, description = "not_found", body = ErrorBody),
+))]
 pub async fn shared_events(
     State(st): State<AppState>,
     Path(token): Path<String>,
@@ -204,6 +233,10 @@ pub async fn shared_events(
 }
 
 /// `GET /share/{token}/events/stream`: a shared run's live event stream.
+#[utoipa::path(get, path = "/share/{token}/events/stream", summary = "The shared run's events, live", params(("token" = String, Path, description = "The share link's secret"), crate::sse::StreamQuery, crate::sse::LastEventId), responses(
+    (status = 200, description = "Server-Sent Events, as /api/v1/runs/{id}/events/stream", content_type = "text/event-stream", body = String),
+    (status = 404, description = "not_found", body = ErrorBody),
+))]
 pub async fn shared_stream(
     State(st): State<AppState>,
     Path(token): Path<String>,

@@ -2,7 +2,9 @@
 //! streams, and runs a pool of workers that claim queued runs from the store.
 //!
 //! * [`app`] builds the router (`fn app(state) -> Router`, so tests call it
-//!   without a socket);
+//!   without a socket); [`routes`] holds the API's routes under `/api/v1`
+//!   (and their deprecated `/api` aliases) and generates the OpenAPI document
+//!   from them, [`views`] the types the API answers;
 //! * [`api`] holds the handlers, [`sse`] the resumable event streams,
 //!   [`auth`] bearer tokens and share links, [`worker`] the pool;
 //! * [`viewer`] the web pages (runs, a run's trace, a fan-out group), their
@@ -21,13 +23,15 @@ pub mod localview;
 pub mod metrics;
 pub mod repo;
 pub mod requestlog;
+pub mod routes;
 pub mod sse;
 pub mod viewer;
+pub mod views;
 pub mod worker;
 
 use std::sync::Arc;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use errand_harness::Registry;
 use errand_store::Store;
@@ -70,62 +74,16 @@ impl AppState {
     }
 }
 
-/// The OpenAPI document describing the API.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI document describing the API, generated from its routes ([`routes::openapi`]).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::openapi()
+}
 
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
-    use auth::scoped;
-    use errand_store::Scope::{Admin, Read, Run};
-    // Every route names the one scope it needs.
-    let authed = Router::new()
-        .route(
-            "/api/runs",
-            scoped(Run, post(api::create_run)).merge(scoped(Read, get(api::list_runs))),
-        )
-        .route("/api/runs/{id}", scoped(Read, get(api::get_run)))
-        .route("/api/runs/{id}/cancel", scoped(Run, post(api::cancel_run)))
-        .route("/api/runs/{id}/messages", scoped(Run, post(api::follow_up)))
-        .route("/api/runs/{id}/events", scoped(Read, get(api::events)))
-        .route(
-            "/api/runs/{id}/events/stream",
-            scoped(Read, get(sse::stream)),
-        )
-        .route(
-            "/api/local/parse",
-            scoped(
-                Read,
-                post(viewer::parse_upload)
-                    .layer(axum::extract::DefaultBodyLimit::max(viewer::MAX_UPLOAD)),
-            ),
-        )
-        .route(
-            "/api/runs/{id}/share",
-            scoped(Run, post(auth::create_share).delete(auth::revoke_share)),
-        )
-        .route(
-            "/api/tokens",
-            scoped(Admin, get(auth::list_tokens).post(auth::create_token)),
-        )
-        .route(
-            "/api/tokens/{id}",
-            scoped(Admin, delete(auth::revoke_token)),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+    // The API (each route names the one scope it needs) and its documented public routes.
+    let api = routes::mount(&state);
     let public = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(api::ready))
-        .route("/metrics", get(metrics::render))
-        .route(
-            "/api/openapi.json",
-            get(|| async { ([("content-type", "application/json")], OPENAPI) }),
-        )
-        .route("/share/{token}", get(auth::shared_run))
-        .route("/share/{token}/events", get(auth::shared_events))
-        .route("/share/{token}/events/stream", get(auth::shared_stream))
         // Verified by their own signatures, not by API tokens.
         .route("/slack/commands", post(integrations::slack_command))
         .route("/slack/interactions", post(integrations::slack_interaction))
@@ -135,8 +93,7 @@ pub fn app(state: AppState) -> Router {
             errand_github::MANIFEST_REDIRECT_PATH,
             get(integrations::github_manifest_callback),
         );
-    authed
-        .merge(public)
+    api.merge(public)
         .merge(viewer::routes(viewer::Mode::Serve))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn(requestlog::log))

@@ -5,10 +5,10 @@
 //! Files are parsed with `errand_trace::parse_trace` (through [`LocalTrace`])
 //! and served from memory, with the same pages as `errand serve` plus
 //! local-only routes: `/local` (the files), `/local/{n}` (one file's trace),
-//! backed by `/api/local/files`, `/api/local/files/{n}` and
-//! `/api/local/files/{n}/events`. A file dropped on a page goes to
-//! `POST /api/local/parse` on this same loopback server and never leaves the
-//! machine. Requests must name a loopback host (`Host:`), so a web page cannot
+//! backed by `/api/v1/local/files`, `/api/v1/local/files/{n}` and
+//! `/api/v1/local/files/{n}/events` (also answered without `v1`, as before).
+//! A file dropped on a page goes to `POST /api/v1/local/parse` on this same
+//! loopback server and never leaves the machine. Requests must name a loopback host (`Host:`), so a web page cannot
 //! reach the server through DNS rebinding. The CLI finds the files, binds
 //! 127.0.0.1 and serves [`LocalView::router`].
 
@@ -182,17 +182,19 @@ impl LocalView {
     /// The viewer's pages and the local routes, for requests to a loopback name only.
     pub fn router(self) -> Router {
         let api = Router::new()
-            .route("/api/local/files", get(list_files))
-            .route("/api/local/files/{n}", get(file_info))
-            .route("/api/local/files/{n}/events", get(file_events))
+            .route("/local/files", get(list_files))
+            .route("/local/files/{n}", get(file_info))
+            .route("/local/files/{n}/events", get(file_events))
             .route(
-                "/api/local/parse",
+                "/local/parse",
                 post(viewer::parse_upload)
                     .layer(axum::extract::DefaultBodyLimit::max(viewer::MAX_UPLOAD)),
             )
             .with_state(self);
+        // Under /api/v1 like the server's API, and under /api as before.
         viewer::routes::<()>(Mode::Local)
-            .merge(api)
+            .nest(crate::routes::V1, api.clone())
+            .nest(crate::routes::DEPRECATED, api)
             .fallback(|| async { ApiError::not_found("no such page or endpoint") })
             .layer(axum::middleware::from_fn(loopback_only))
     }

@@ -25,6 +25,9 @@ pub struct Metrics {
 }
 
 /// `GET /metrics`: the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics", responses(
+    (status = 200, description = "The Prometheus text format", content_type = "text/plain", body = String),
+))]
 pub async fn render(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let counts = st.store.count_by_state().await?;
     let mut out = String::new();

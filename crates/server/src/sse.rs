@@ -1,4 +1,4 @@
-//! `GET /api/runs/{id}/events/stream`: the run's events as Server-Sent Events.
+//! `GET /api/v1/runs/{id}/events/stream`: the run's events as Server-Sent Events.
 //!
 //! Each SSE message's `id` is the event's sequence number, so a client that
 //! reconnects with `Last-Event-ID: N` (or `?after=N`) gets exactly the events
@@ -21,10 +21,20 @@ use serde::Deserialize;
 use crate::{ApiError, AppState};
 
 /// The query of an event stream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Resume after this sequence number (`Last-Event-ID` wins).
     pub after: Option<u64>,
+}
+
+/// The header a reconnecting client resumes with (documentation only: read by [`resume_point`]).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct LastEventId {
+    /// Resume after this sequence number (wins over `after`).
+    #[param(rename = "Last-Event-ID")]
+    pub last_event_id: Option<u64>,
 }
 
 /// Where a (re)connecting client resumes: `Last-Event-ID` wins over `?after=`.
@@ -37,7 +47,11 @@ pub fn resume_point(headers: &HeaderMap, q: &StreamQuery) -> u64 {
         .unwrap_or(0)
 }
 
-/// `GET /api/runs/{id}/events/stream`: the run's events as server-sent events, live until it ends.
+/// `GET /api/v1/runs/{id}/events/stream`: the run's events as server-sent events, live until it ends.
+#[utoipa::path(get, path = "/runs/{id}/events/stream", summary = "The run's events, live", params(("id" = String, Path, description = "The run's id or a unique prefix of it"), StreamQuery, LastEventId), responses(
+    (status = 200, description = "Server-Sent Events: `event: event` with `id` = sequence number and the event as data; `event: end` after the final state", content_type = "text/event-stream", body = String),
+    (status = 404, description = "not_found", body = crate::views::ErrorBody),
+))]
 pub async fn stream(
     State(st): State<AppState>,
     Path(id): Path<String>,

@@ -11,7 +11,7 @@
 //! * Every page carries `Content-Security-Policy: default-src 'self'`: no
 //!   inline script or style, no third-party origin.
 //! * [`LocalTrace`] is a trace file parsed in memory (`errand view`, and
-//!   files dropped on a page: `POST /api/local/parse`), answered in the same
+//!   files dropped on a page: `POST /api/v1/local/parse`), answered in the same
 //!   JSON-lines shape as a run's events.
 
 use axum::body::Bytes;
@@ -33,7 +33,7 @@ struct Assets;
 pub const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; \
 base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-/// The largest trace file a page may send to `POST /api/local/parse`.
+/// The largest trace file a page may send to `POST /api/v1/local/parse`.
 pub const MAX_UPLOAD: usize = 512 << 20;
 
 /// Which server serves the pages; the scripts read it from the page.
@@ -325,8 +325,15 @@ pub fn window(q: &EventsQuery, total: u64) -> (u64, u32) {
     (after, limit)
 }
 
-/// `POST /api/local/parse`: a trace file sent by a page (dropped on it),
+/// `POST /api/v1/local/parse`: a trace file sent by a page (dropped on it),
 /// parsed in memory and answered at once; nothing is stored.
+#[utoipa::path(post, path = "/local/parse", summary = "Parse a trace file in memory (a file dropped on a viewer page)",
+    description = "The body is a whole trace file (Claude Code transcript or stream-json, Codex rollout or exec --json, Gemini CLI, OpenCode, errand event log). It is parsed in memory and answered at once; nothing is stored. At most 512 MiB.",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses(
+    (status = 200, description = "The parsed trace: its events and the problems met", content_type = "application/json", body = Object),
+    (status = 413, description = "The file is larger than 512 MiB"),
+    (status = 422, description = "invalid_request: the file is empty", body = crate::views::ErrorBody),
+))]
 pub async fn parse_upload(body: Bytes) -> Result<Response, ApiError> {
     if body.is_empty() {
         return Err(ApiError::invalid("the file is empty"));
@@ -511,7 +518,7 @@ mod tests {
                 .filter_map(|v| v["seq"].as_u64())
                 .collect()
         };
-        let q = |s: &str| format!("/api/runs/{id}/events?{s}");
+        let q = |s: &str| format!("/api/v1/runs/{id}/events?{s}");
         let h = [("authorization", auth.as_str())];
         assert_eq!(
             seqs(body(get(&st, &q("tail=3"), &h).await).await),
@@ -540,7 +547,7 @@ mod tests {
     async fn dropped_files_are_parsed_in_memory_for_token_holders() {
         let (st, token, _) = setup().await;
         let post = |body: &'static str, auth: Option<String>| {
-            let mut req = Request::post("/api/local/parse");
+            let mut req = Request::post("/api/v1/local/parse");
             if let Some(a) = auth {
                 req = req.header("authorization", a);
             }

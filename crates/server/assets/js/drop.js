@@ -1,5 +1,5 @@
 // Viewing a trace file dropped on the page (or chosen): it is sent to this
-// server's POST /api/local/parse, parsed in memory, shown, and not stored.
+// server's POST /api/v1/local/parse, parsed in memory, shown, and not stored.
 
 import { h, fmtBytes, problemText } from './util.js';
 import { mode, request, loginIfUnauthorized, getToken } from './api.js';
@@ -23,7 +23,7 @@ export async function viewDropped(file, root) {
   }
   let parsed;
   try {
-    const resp = await request('/api/local/parse', { method: 'POST', body: file, headers: { 'Content-Type': 'application/octet-stream' } });
+    const resp = await request('/api/v1/local/parse', { method: 'POST', body: file, headers: { 'Content-Type': 'application/octet-stream' } });
     parsed = await resp.json();
   } catch (e) {
     if (loginIfUnauthorized(e)) return;

@@ -90,7 +90,7 @@ const MAX_STREAMS = 4;
 let streams = 0;
 
 function follow(id, onEvent, onEnd) {
-  const url = `/api/runs/${encodeURIComponent(id)}`;
+  const url = `/api/v1/runs/${encodeURIComponent(id)}`;
   if (streams < MAX_STREAMS) {
     streams += 1;
     streamEvents(`${url}/events/stream`, {
@@ -138,7 +138,7 @@ export async function groupPage(root, group) {
   const load = async () => {
     let v;
     try {
-      v = await getJson(`/api/runs?group=${encodeURIComponent(group)}&limit=100`);
+      v = await getJson(`/api/v1/runs?group=${encodeURIComponent(group)}&limit=100`);
     } catch (e) {
       if (loginIfUnauthorized(e)) return;
       msg.textContent = `Could not load the group: ${e.message}`;

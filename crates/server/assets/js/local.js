@@ -21,7 +21,7 @@ export async function localPage(root) {
   const load = async () => {
     let v;
     try {
-      v = await getJson('/api/local/files');
+      v = await getJson('/api/v1/local/files');
     } catch (e) {
       msg.textContent = `Could not list the files: ${e.message}`;
       msg.className = 'msg-line bad';

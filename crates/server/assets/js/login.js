@@ -28,7 +28,7 @@ export function loginPage(root) {
     const before = getToken();
     setToken(t);
     try {
-      await getJson('/api/runs?limit=1');
+      await getJson('/api/v1/runs?limit=1');
       msg.className = 'msg-line ok';
       msg.textContent = 'Token accepted.';
       location.assign(safeNext);

@@ -37,7 +37,7 @@ function rawFetcher(eventsUrl) {
 
 /** A run of the API (needs the token). */
 export function apiSource(id) {
-  const base = `/api/runs/${encodeURIComponent(id)}`;
+  const base = `/api/v1/runs/${encodeURIComponent(id)}`;
   return {
     kind: 'api',
     meta: () => getJson(base),
@@ -63,7 +63,7 @@ export function shareSource(token) {
 
 /** A trace file served by `errand view`. */
 export function localSource(n) {
-  const base = `/api/local/files/${encodeURIComponent(n)}`;
+  const base = `/api/v1/local/files/${encodeURIComponent(n)}`;
   return {
     kind: 'local',
     meta: () => getJson(base),

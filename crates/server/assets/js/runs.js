@@ -96,7 +96,7 @@ export async function runsPage(root) {
     p.set('offset', String(offset));
     let v;
     try {
-      v = await getJson(`/api/runs?${p}`);
+      v = await getJson(`/api/v1/runs?${p}`);
     } catch (e) {
       if (loginIfUnauthorized(e)) return;
       msg.textContent = `Could not load runs: ${e.message}`;
@@ -131,7 +131,7 @@ export async function runsPage(root) {
     for (const id of Array.from(rows.keys())) if (!seen.has(id)) rows.delete(id);
     const same = order.length === tbody.children.length && order.every((tr, i) => tbody.children[i] === tr);
     if (!same) tbody.replaceChildren(...order);
-    if (!order.length) tbody.replaceChildren(h('tr', null, h('td', { colspan: 14, class: 'dim empty' }, Object.values(f).some(Boolean) ? 'No run matches these filters.' : 'No runs yet. Start one with `errand run --server …` or POST /api/runs.')));
+    if (!order.length) tbody.replaceChildren(h('tr', null, h('td', { colspan: 14, class: 'dim empty' }, Object.values(f).some(Boolean) ? 'No run matches these filters.' : 'No runs yet. Start one with `errand run --server …` or POST /api/v1/runs.')));
     newer.disabled = offset === 0;
     older.disabled = nextOffset === null;
     info.textContent = order.length ? `${offset + 1}–${offset + order.length}` : '';

@@ -71,46 +71,34 @@ async fn every_route_needs_its_scope_and_only_that() {
         .create_token("victim", &auth::hash("victim-secret"), &[Scope::Read])
         .await
         .unwrap();
-    let routes: Vec<(&str, String, Option<Value>, Scope)> = vec![
-        ("GET", "/api/runs".into(), None, Scope::Read),
-        ("GET", format!("/api/runs/{run}"), None, Scope::Read),
-        ("GET", format!("/api/runs/{run}/events"), None, Scope::Read),
-        (
-            "GET",
-            format!("/api/runs/{run}/events/stream?after=999"),
-            None,
-            Scope::Read,
-        ),
-        (
-            "POST",
-            "/api/runs".into(),
-            Some(json!({"prompt": "x"})),
-            Scope::Run,
-        ),
-        (
-            "POST",
-            format!("/api/runs/{run}/messages"),
-            Some(json!({"message": "more"})),
-            Scope::Run,
-        ),
-        ("POST", format!("/api/runs/{run}/share"), None, Scope::Run),
-        ("DELETE", format!("/api/runs/{run}/share"), None, Scope::Run),
-        ("GET", "/api/tokens".into(), None, Scope::Admin),
-        (
-            "POST",
-            "/api/tokens".into(),
-            Some(json!({"name": "mine", "scopes": ["admin"]})),
-            Scope::Admin,
-        ),
-        (
-            "DELETE",
-            format!("/api/tokens/{}", victim.id),
-            None,
-            Scope::Admin,
-        ),
-        // Last: it ends the run the routes above use.
-        ("POST", format!("/api/runs/{run}/cancel"), None, Scope::Run),
-    ];
+    // Every route that needs a token, from the table the router is built
+    // from, with a concrete path and (where it needs one) a body.
+    let mut routes: Vec<(String, String, Option<Value>, Scope)> = errand_server::routes::table()
+        .into_iter()
+        .filter_map(|(method, template, scope)| {
+            let path = if template.starts_with("/api/v1/tokens/") {
+                template.replace("{id}", &victim.id)
+            } else {
+                template.replace("{id}", &run.to_string())
+            };
+            let body = match (method.as_str(), template.as_str()) {
+                ("POST", "/api/v1/runs") => Some(json!({"prompt": "x"})),
+                ("POST", "/api/v1/runs/{id}/messages") => Some(json!({"message": "more"})),
+                ("POST", "/api/v1/tokens") => Some(json!({"name": "mine", "scopes": ["admin"]})),
+                _ => None,
+            };
+            // (Of a stream that is let through, `call` reads only the headers.)
+            let path = if path.ends_with("/stream") {
+                format!("{path}?after=999")
+            } else {
+                path
+            };
+            Some((method, path, body, scope?))
+        })
+        .collect();
+    // Last: cancelling ends the run the other routes use.
+    routes.sort_by_key(|(_, path, _, _)| path.ends_with("/cancel"));
+    assert!(routes.len() >= 13, "{routes:?}");
     let mut tokens = Vec::new();
     for scope in Scope::ALL {
         let others: Vec<Scope> = Scope::ALL.into_iter().filter(|s| *s != scope).collect();
@@ -167,22 +155,29 @@ async fn tokens_created_through_the_api_hold_their_scopes() {
         &st,
         &admin,
         "POST",
-        "/api/tokens",
+        "/api/v1/tokens",
         Some(json!({"name": "ro", "scopes": ["read"]})),
     )
     .await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["scopes"], json!(["read"]));
     let ro = v["token"].as_str().unwrap().to_string();
-    assert_eq!(call(&st, &ro, "GET", "/api/runs", None).await.0, 200);
-    let (status, v) = call(&st, &ro, "POST", "/api/runs", Some(json!({"prompt": "x"}))).await;
+    assert_eq!(call(&st, &ro, "GET", "/api/v1/runs", None).await.0, 200);
+    let (status, v) = call(
+        &st,
+        &ro,
+        "POST",
+        "/api/v1/runs",
+        Some(json!({"prompt": "x"})),
+    )
+    .await;
     assert!(refused_for_scope(status, &v), "{status} {v}");
     // The default is read and run, never admin; an unknown scope is refused.
     let (_, v) = call(
         &st,
         &admin,
         "POST",
-        "/api/tokens",
+        "/api/v1/tokens",
         Some(json!({"name": "d"})),
     )
     .await;
@@ -191,7 +186,7 @@ async fn tokens_created_through_the_api_hold_their_scopes() {
         &st,
         &admin,
         "POST",
-        "/api/tokens",
+        "/api/v1/tokens",
         Some(json!({"name": "x", "scopes": ["root"]})),
     )
     .await;
@@ -200,7 +195,7 @@ async fn tokens_created_through_the_api_hold_their_scopes() {
         (422, json!("invalid_request"))
     );
     // Listing never shows a secret.
-    let (_, v) = call(&st, &admin, "GET", "/api/tokens", None).await;
+    let (_, v) = call(&st, &admin, "GET", "/api/v1/tokens", None).await;
     assert!(!v.to_string().contains(&ro));
 }
 
@@ -235,7 +230,7 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
             &st,
             &runner,
             "POST",
-            "/api/runs",
+            "/api/v1/runs",
             Some(create(repo.clone())),
         )
         .await;
@@ -254,7 +249,7 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
         &st,
         &runner,
         "POST",
-        "/api/runs",
+        "/api/v1/runs",
         Some(create(p(&allowed.join("ok")))),
     )
     .await;
@@ -265,7 +260,7 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
             &st,
             &runner,
             "POST",
-            "/api/runs",
+            "/api/v1/runs",
             Some(create(repo.clone())),
         )
         .await;
@@ -281,23 +276,33 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
 
 #[test]
 fn the_openapi_document_names_each_routes_scope_and_the_new_codes() {
-    let doc: Value = serde_json::from_str(errand_server::OPENAPI).unwrap();
+    let doc = serde_json::to_value(errand_server::openapi()).unwrap();
     for (path, method, scope) in [
-        ("/api/runs", "get", "read"),
-        ("/api/runs", "post", "run"),
-        ("/api/runs/{id}/cancel", "post", "run"),
-        ("/api/runs/{id}/events/stream", "get", "read"),
-        ("/api/tokens", "get", "admin"),
-        ("/api/tokens", "post", "admin"),
-        ("/api/tokens/{id}", "delete", "admin"),
+        ("/api/v1/runs", "get", "read"),
+        ("/api/v1/runs", "post", "run"),
+        ("/api/v1/runs/{id}/cancel", "post", "run"),
+        ("/api/v1/runs/{id}/events/stream", "get", "read"),
+        ("/api/v1/local/parse", "post", "read"),
+        ("/api/v1/tokens", "get", "admin"),
+        ("/api/v1/tokens", "post", "admin"),
+        ("/api/v1/tokens/{id}", "delete", "admin"),
     ] {
+        let op = &doc["paths"][path][method];
+        assert_eq!(op["x-errand-scope"], scope, "{method} {path}");
         assert_eq!(
-            doc["paths"][path][method]["x-errand-scope"], scope,
+            op["security"],
+            json!([{ "bearer": [scope] }]),
             "{method} {path}"
         );
+        for status in ["401", "403"] {
+            assert_eq!(
+                op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Error",
+                "{method} {path} {status}"
+            );
+        }
     }
-    let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
-        ["enum"]
+    let codes = doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["description"]
         .to_string();
     assert!(codes.contains("insufficient_scope") && codes.contains("local_repo_not_allowed"));
 }

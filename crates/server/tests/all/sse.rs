@@ -38,7 +38,7 @@ async fn setup() -> (AppState, String, RunId) {
 }
 
 async fn read_stream(st: AppState, token: &str, id: RunId, after: Option<u64>) -> String {
-    let mut req = Request::get(format!("/api/runs/{id}/events/stream"))
+    let mut req = Request::get(format!("/api/v1/runs/{id}/events/stream"))
         .header("authorization", format!("Bearer {token}"));
     if let Some(a) = after {
         req = req.header("last-event-id", a.to_string());
@@ -120,7 +120,7 @@ async fn a_stream_waits_for_the_final_events_of_a_run_already_marked_finished() 
 async fn missing_and_wrong_tokens_are_refused_with_json() {
     let (st, _token, id) = setup().await;
     for auth in [None, Some("Bearer nope"), Some("Basic abc")] {
-        let mut req = Request::get(format!("/api/runs/{id}"));
+        let mut req = Request::get(format!("/api/v1/runs/{id}"));
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }

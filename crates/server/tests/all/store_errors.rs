@@ -42,7 +42,7 @@ async fn a_missing_run_is_404() {
         .await
         .unwrap();
     let st = AppState::new(store, Default::default());
-    let (status, body) = get(&st, Some(&secret), "/api/runs/0123abcd").await;
+    let (status, body) = get(&st, Some(&secret), "/api/v1/runs/0123abcd").await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "not_found");
     assert!(body["error"]["message"]
@@ -61,7 +61,7 @@ async fn an_unreachable_database_is_503() {
         .unwrap();
     sqlite.close().await;
     let st = AppState::new(Arc::new(sqlite), Default::default());
-    for (token, path) in [(None, "/readyz"), (Some(secret.as_str()), "/api/runs")] {
+    for (token, path) in [(None, "/readyz"), (Some(secret.as_str()), "/api/v1/runs")] {
         let (status, body) = get(&st, token, path).await;
         assert_eq!(status, 503, "{path}: {body}");
         assert_eq!(body["error"]["code"], "unavailable", "{path}");
