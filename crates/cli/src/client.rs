@@ -86,7 +86,7 @@ impl Client {
     pub async fn follow_quietly(&self, id: &str) -> Result<()> {
         loop {
             let v = self
-                .json(reqwest::Method::GET, &format!("/api/runs/{id}"), None)
+                .json(reqwest::Method::GET, &format!("/api/v1/runs/{id}"), None)
                 .await?;
             if v["state"]
                 .as_str()
@@ -108,7 +108,7 @@ impl Client {
             let rb = self
                 .req(
                     reqwest::Method::GET,
-                    &format!("/api/runs/{id}/events/stream"),
+                    &format!("/api/v1/runs/{id}/events/stream"),
                 )
                 .header("last-event-id", after.to_string());
             let resp = match self.send(rb).await {
