@@ -91,6 +91,13 @@ impl EventLog {
         &self.path
     }
 
+    /// Numbers the next event after `seq` if that is further on: a run that
+    /// an earlier attempt on another node (given back to the queue when that
+    /// node drained) left events of in the store continues after them.
+    pub fn continue_after(&mut self, seq: u64) {
+        self.next_seq = self.next_seq.max(seq.saturating_add(1));
+    }
+
     /// Appends one event and returns it as written.
     pub fn append(
         &mut self,
@@ -235,6 +242,22 @@ mod tests {
         let evs = read_events(&p).unwrap();
         assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(evs[2].raw_line, Some(7));
+    }
+
+    #[test]
+    fn continue_after_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run/events.jsonl");
+        let mut log = EventLog::open(&p).unwrap();
+        log.continue_after(5);
+        let seq = |log: &mut EventLog| {
+            log.append(EventSource::Errand, None, notice("x"))
+                .unwrap()
+                .seq
+        };
+        assert_eq!(seq(&mut log), 6);
+        log.continue_after(2);
+        assert_eq!(seq(&mut log), 7);
     }
 
     #[test]

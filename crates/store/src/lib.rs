@@ -17,12 +17,14 @@
 
 mod common;
 mod eventlog;
+mod moving;
 mod pg;
 mod release;
 mod sql;
 mod sqlite;
 
 pub use common::LEASE_EXPIRED_REASON;
+pub use moving::{backup_sqlite, copy_to_postgres, sqlite_path, TableCount};
 pub use eventlog::{read_events, read_raw_lines, EventLog, LogTail, RawLog};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;

@@ -38,6 +38,11 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// The connections, for copies (`moving.rs`).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Closes every connection (waiting for those in use to be returned);
     /// calls made afterwards fail with [`crate::StoreError::Unavailable`].
     pub async fn close(&self) {

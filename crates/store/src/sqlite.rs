@@ -66,6 +66,11 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// The connections, for backups and copies (`moving.rs`).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// A private in-memory database, for tests.
     pub async fn in_memory() -> Result<Self> {
         let opts = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);

@@ -13,6 +13,7 @@
 
 mod backends;
 mod cases;
+mod moving;
 
 /// Defines `sqlite::<case>` and `postgres::<case>` for each case in `cases`.
 macro_rules! on_every_backend {
