@@ -93,6 +93,76 @@ pub fn router(scenario: Scenario, log: RequestLog) -> Router {
         .with_state(state)
 }
 
+/// [`router`], answering 401 in the provider's error shape (and logging it
+/// as [`Served::Unauthorized`]) to any request that does not carry `key` in
+/// `x-api-key`, `Authorization: Bearer`, `x-goog-api-key` or `?key=`: the
+/// real provider's check, for tests of what stands between a harness and
+/// the provider (errand's model gateway).
+pub fn router_requiring_key(scenario: Scenario, log: RequestLog, key: String) -> Router {
+    let required = Arc::new(RequiredKey {
+        key,
+        log: log.clone(),
+    });
+    router(scenario, log).layer(axum::middleware::from_fn_with_state(required, require_key))
+}
+
+struct RequiredKey {
+    key: String,
+    log: RequestLog,
+}
+
+/// Whether the request carries `key` where a provider SDK puts it.
+fn carries_key(req: &Request, key: &str) -> bool {
+    let headers = req.headers();
+    let header_is = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().ok() == Some(key))
+    };
+    let bearer = headers
+        .get_all(axum::http::header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.strip_prefix("Bearer ") == Some(key));
+    let query = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| pair.strip_prefix("key=") == Some(key));
+    header_is("x-api-key") || header_is("x-goog-api-key") || bearer || query
+}
+
+async fn require_key(
+    State(required): State<Arc<RequiredKey>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if carries_key(&req, &required.key) {
+        return next.run(req).await;
+    }
+    let at = Instant::now();
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    tracing::warn!(
+        method,
+        path,
+        "scripted model: request without the required key"
+    );
+    let message = "invalid API key (the scripted model requires a specific key)";
+    let response = if path.starts_with("/v1beta/") {
+        gemini::error_response(401, "UNAUTHENTICATED", message)
+    } else if path.starts_with("/v1/responses") || path.starts_with("/v1/chat/") {
+        openai::error_response(401, "invalid_request_error", message)
+    } else {
+        anthropic::error_response(401, "authentication_error", message)
+    };
+    required
+        .log
+        .record(at, &method, &path, Served::Unauthorized, 401);
+    response
+}
+
 /// The whole request body, or why it could not be read.
 async fn read_body(body: Body) -> Result<axum::body::Bytes, String> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
@@ -206,10 +276,31 @@ impl ScriptedModel {
     /// Bind `listen` (port 0 picks a free port) and serve `scenario` in the
     /// background on the current tokio runtime.
     pub async fn start(scenario: Scenario, listen: SocketAddr) -> std::io::Result<ScriptedModel> {
-        let listener = TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
         let log = RequestLog::new();
         let app = router(scenario, log.clone());
+        ScriptedModel::serve(app, log, listen).await
+    }
+
+    /// Like [`ScriptedModel::start`], but every request must carry `key`
+    /// (see [`router_requiring_key`]); others get 401 and are logged as
+    /// [`Served::Unauthorized`].
+    pub async fn start_requiring_key(
+        scenario: Scenario,
+        listen: SocketAddr,
+        key: impl Into<String>,
+    ) -> std::io::Result<ScriptedModel> {
+        let log = RequestLog::new();
+        let app = router_requiring_key(scenario, log.clone(), key.into());
+        ScriptedModel::serve(app, log, listen).await
+    }
+
+    async fn serve(
+        app: Router,
+        log: RequestLog,
+        listen: SocketAddr,
+    ) -> std::io::Result<ScriptedModel> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -23,6 +23,9 @@ pub enum Served {
     Rejected,
     /// Unknown endpoint or method (HTTP 404).
     NotFound,
+    /// The request lacked the key the server was started to require (HTTP
+    /// 401; only with `ScriptedModel::start_requiring_key`).
+    Unauthorized,
 }
 
 /// One received request.
