@@ -101,12 +101,12 @@ async fn each_token_does_only_what_its_scopes_allow() {
 
     // A run-scoped token starts a run (and sees it in the answer), but cannot
     // list runs or manage tokens.
-    let (status, created) = call(&http, &base, &run, M::POST, "/api/runs", new_run()).await;
+    let (status, created) = call(&http, &base, &run, M::POST, "/api/v1/runs", new_run()).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id").to_string();
     for (method, path) in [
-        (M::GET, "/api/runs".to_string()),
-        (M::GET, format!("/api/runs/{id}/events")),
+        (M::GET, "/api/v1/runs".to_string()),
+        (M::GET, format!("/api/v1/runs/{id}/events")),
     ] {
         let (status, v) = call(&http, &base, &run, method, &path, None).await;
         assert_eq!((status, code(&v)), (403, "insufficient_scope"), "{path}");
@@ -115,16 +115,16 @@ async fn each_token_does_only_what_its_scopes_allow() {
     // Token management: admin only.
     let admin_calls = |victim: String| {
         vec![
-            (M::GET, "/api/tokens".to_string(), None),
+            (M::GET, "/api/v1/tokens".to_string(), None),
             (
                 M::POST,
-                "/api/tokens".to_string(),
+                "/api/v1/tokens".to_string(),
                 Some(json!({"name": "escalated", "scopes": ["read", "run", "admin"]})),
             ),
-            (M::DELETE, format!("/api/tokens/{victim}"), None),
+            (M::DELETE, format!("/api/v1/tokens/{victim}"), None),
         ]
     };
-    let (_, tokens) = call(&http, &base, &admin, M::GET, "/api/tokens", None).await;
+    let (_, tokens) = call(&http, &base, &admin, M::GET, "/api/v1/tokens", None).await;
     let admin_id = tokens["tokens"]
         .as_array()
         .expect("tokens")
@@ -150,43 +150,43 @@ async fn each_token_does_only_what_its_scopes_allow() {
         &base,
         &read,
         M::GET,
-        &format!("/api/runs/{id}"),
+        &format!("/api/v1/runs/{id}"),
         None,
     )
     .await;
     assert_eq!(status, 200, "{v}");
     for (method, path, body) in [
-        (M::POST, "/api/runs".to_string(), new_run()),
-        (M::POST, format!("/api/runs/{id}/cancel"), None),
+        (M::POST, "/api/v1/runs".to_string(), new_run()),
+        (M::POST, format!("/api/v1/runs/{id}/cancel"), None),
         (
             M::POST,
-            format!("/api/runs/{id}/messages"),
+            format!("/api/v1/runs/{id}/messages"),
             Some(json!({"message": "more"})),
         ),
-        (M::POST, format!("/api/runs/{id}/share"), None),
-        (M::DELETE, format!("/api/runs/{id}/share"), None),
+        (M::POST, format!("/api/v1/runs/{id}/share"), None),
+        (M::DELETE, format!("/api/v1/runs/{id}/share"), None),
     ] {
         let (status, v) = call(&http, &base, &read, method, &path, body).await;
         assert_eq!((status, code(&v)), (403, "insufficient_scope"), "{path}");
     }
     // An admin token administers, and neither reads nor starts runs.
     for (method, path, body) in [
-        (M::GET, "/api/runs".to_string(), None),
-        (M::POST, "/api/runs".to_string(), new_run()),
+        (M::GET, "/api/v1/runs".to_string(), None),
+        (M::POST, "/api/v1/runs".to_string(), new_run()),
     ] {
         let (status, v) = call(&http, &base, &admin, method, &path, body).await;
         assert_eq!((status, code(&v)), (403, "insufficient_scope"), "{path}");
     }
     // The default token reads and runs.
-    let (status, _) = call(&http, &base, &default, M::GET, "/api/runs", None).await;
+    let (status, _) = call(&http, &base, &default, M::GET, "/api/v1/runs", None).await;
     assert_eq!(status, 200);
-    let (status, v) = call(&http, &base, &default, M::POST, "/api/runs", new_run()).await;
+    let (status, v) = call(&http, &base, &default, M::POST, "/api/v1/runs", new_run()).await;
     assert_eq!(status, 201, "{v}");
 
     // None of the refused requests changed anything.
-    let (_, runs) = call(&http, &base, &read, M::GET, "/api/runs", None).await;
+    let (_, runs) = call(&http, &base, &read, M::GET, "/api/v1/runs", None).await;
     assert_eq!(runs["runs"].as_array().map(Vec::len), Some(2), "{runs:#}");
-    let (_, tokens) = call(&http, &base, &admin, M::GET, "/api/tokens", None).await;
+    let (_, tokens) = call(&http, &base, &admin, M::GET, "/api/v1/tokens", None).await;
     let tokens = tokens["tokens"].as_array().cloned().unwrap_or_default();
     assert!(tokens
         .iter()
@@ -197,12 +197,12 @@ async fn each_token_does_only_what_its_scopes_allow() {
         &base,
         &admin,
         M::DELETE,
-        &format!("/api/tokens/{admin_id}"),
+        &format!("/api/v1/tokens/{admin_id}"),
         None,
     )
     .await;
     assert_eq!(status, 200, "{v}");
-    let (status, _) = call(&http, &base, &admin, M::GET, "/api/tokens", None).await;
+    let (status, _) = call(&http, &base, &admin, M::GET, "/api/v1/tokens", None).await;
     assert_eq!(status, 401, "a revoked token is refused");
     drop(server);
 }
@@ -271,7 +271,7 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
             &base,
             &token,
             reqwest::Method::POST,
-            "/api/runs",
+            "/api/v1/runs",
             create(form),
         )
         .await;
@@ -292,7 +292,7 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
             &base,
             &token,
             reqwest::Method::POST,
-            "/api/runs",
+            "/api/v1/runs",
             create(&form),
         )
         .await;
@@ -307,7 +307,7 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
         &base,
         &token,
         reqwest::Method::GET,
-        "/api/runs",
+        "/api/v1/runs",
         None,
     )
     .await;
@@ -326,7 +326,7 @@ async fn local_repositories_are_refused_unless_under_local_repos() {
             &base,
             &token,
             reqwest::Method::POST,
-            "/api/runs",
+            "/api/v1/runs",
             create(&ok),
         )
         .await;
@@ -411,7 +411,15 @@ async fn slack_command(
 }
 
 async fn run_count(http: &reqwest::Client, base: &str, token: &str) -> usize {
-    let (_, v) = call(http, base, token, reqwest::Method::GET, "/api/runs", None).await;
+    let (_, v) = call(
+        http,
+        base,
+        token,
+        reqwest::Method::GET,
+        "/api/v1/runs",
+        None,
+    )
+    .await;
     v["runs"].as_array().map_or(0, Vec::len)
 }
 

@@ -45,7 +45,7 @@ impl Api {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (_, v) = self
-                .call(reqwest::Method::GET, &format!("/api/runs/{id}"), None)
+                .call(reqwest::Method::GET, &format!("/api/v1/runs/{id}"), None)
                 .await;
             if pred(&v) {
                 return v;
@@ -127,7 +127,7 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
 
     // Authentication: none, wrong, revoked → 401 with a stable code.
     let r = http
-        .get(format!("{}/api/runs", server.base))
+        .get(format!("{}/api/v1/runs", server.base))
         .send()
         .await
         .unwrap();
@@ -143,14 +143,17 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
         }
     };
     assert_eq!(
-        wrong.call(reqwest::Method::GET, "/api/runs", None).await.0,
+        wrong
+            .call(reqwest::Method::GET, "/api/v1/runs", None)
+            .await
+            .0,
         401
     );
     // Bad input gets a clear 422.
     let (s, v) = api
         .call(
             reqwest::Method::POST,
-            "/api/runs",
+            "/api/v1/runs",
             Some(json!({"prompt": "x", "harness": "devin"})),
         )
         .await;
@@ -159,26 +162,26 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     let (s, _) = api
         .call(
             reqwest::Method::POST,
-            "/api/runs",
+            "/api/v1/runs",
             Some(json!({"prompt": " "})),
         )
         .await;
     assert_eq!(s, 422);
     let (s, v) = api
-        .call(reqwest::Method::GET, "/api/runs/ffffffff", None)
+        .call(reqwest::Method::GET, "/api/v1/runs/ffffffff", None)
         .await;
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
 
     // Create and stream live.
     let (s, run) = api
-        .call(reqwest::Method::POST, "/api/runs", Some(json!({"prompt": "fix the typo", "repo": bare.to_string_lossy(), "model": "claude-sonnet-4-5"})))
+        .call(reqwest::Method::POST, "/api/v1/runs", Some(json!({"prompt": "fix the typo", "repo": bare.to_string_lossy(), "model": "claude-sonnet-4-5"})))
         .await;
     assert_eq!(s, 201, "{run:#}");
     assert_eq!(run["requested_by"], "api:tests", "runs record who asked");
     assert_eq!(run["origin"]["kind"], "api");
     let id = run["id"].as_str().unwrap().to_string();
     let (events, ended) = api
-        .stream(&format!("/api/runs/{id}/events/stream"), None)
+        .stream(&format!("/api/v1/runs/{id}/events/stream"), None)
         .await;
     assert!(ended);
     let seqs: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
@@ -202,7 +205,7 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     let n = events.len() as u64;
     for k in 0..=n {
         let (rest, ended) = api
-            .stream(&format!("/api/runs/{id}/events/stream"), Some(k))
+            .stream(&format!("/api/v1/runs/{id}/events/stream"), Some(k))
             .await;
         assert!(ended, "from {k}");
         assert_eq!(
@@ -213,7 +216,7 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     }
     // The same events as JSON lines, and the raw harness lines.
     let body = http
-        .get(format!("{}/api/runs/{id}/events?after=2", server.base))
+        .get(format!("{}/api/v1/runs/{id}/events?after=2", server.base))
         .bearer_auth(&token)
         .send()
         .await
@@ -223,7 +226,7 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
         .unwrap();
     assert_eq!(body.lines().count() as u64, n - 2);
     let raw = http
-        .get(format!("{}/api/runs/{id}/events?raw=1", server.base))
+        .get(format!("{}/api/v1/runs/{id}/events?raw=1", server.base))
         .bearer_auth(&token)
         .send()
         .await
@@ -243,13 +246,13 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     let (s, v) = api
         .call(
             reqwest::Method::POST,
-            &format!("/api/runs/{id}/messages"),
+            &format!("/api/v1/runs/{id}/messages"),
             Some(json!({"message": "now add NOTES.txt"})),
         )
         .await;
     assert_eq!(s, 202, "{v:#}");
     let (more, ended) = api
-        .stream(&format!("/api/runs/{id}/events/stream"), Some(n))
+        .stream(&format!("/api/v1/runs/{id}/events/stream"), Some(n))
         .await;
     assert!(ended);
     assert_eq!(
@@ -278,7 +281,7 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     let (s, share) = api
         .call(
             reqwest::Method::POST,
-            &format!("/api/runs/{id}/share"),
+            &format!("/api/v1/runs/{id}/share"),
             None,
         )
         .await;
@@ -309,7 +312,7 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     };
     assert_eq!(
         as_bearer
-            .call(reqwest::Method::GET, "/api/runs", None)
+            .call(reqwest::Method::GET, "/api/v1/runs", None)
             .await
             .0,
         401,
@@ -317,14 +320,14 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     );
     assert_eq!(
         as_bearer
-            .call(reqwest::Method::GET, &format!("/api/runs/{id}"), None)
+            .call(reqwest::Method::GET, &format!("/api/v1/runs/{id}"), None)
             .await
             .0,
         401
     );
     api.call(
         reqwest::Method::DELETE,
-        &format!("/api/runs/{id}/share"),
+        &format!("/api/v1/runs/{id}/share"),
         None,
     )
     .await;
@@ -342,13 +345,13 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
     let (_, list) = api
         .call(
             reqwest::Method::GET,
-            "/api/runs?state=succeeded&harness=claude-code",
+            "/api/v1/runs?state=succeeded&harness=claude-code",
             None,
         )
         .await;
     assert_eq!(list["runs"].as_array().map(|r| r.len()), Some(1));
     let doc: Value = http
-        .get(format!("{}/api/openapi.json", server.base))
+        .get(format!("{}/api/v1/openapi.json", server.base))
         .send()
         .await
         .unwrap()
@@ -356,9 +359,9 @@ async fn the_api_creates_streams_resumes_follows_up_and_shares_runs() {
         .await
         .unwrap();
     for p in [
-        "/api/runs",
-        "/api/runs/{id}/events/stream",
-        "/api/runs/{id}/messages",
+        "/api/v1/runs",
+        "/api/v1/runs/{id}/events/stream",
+        "/api/v1/runs/{id}/messages",
         "/share/{token}",
     ] {
         assert!(doc["paths"][p].is_object(), "{p} is documented");
@@ -438,7 +441,7 @@ async fn cancel_works_queued_and_running_and_a_killed_server_accounts_for_every_
             token: api.token.clone(),
         };
         async move {
-            api.call(reqwest::Method::POST, "/api/runs", Some(body))
+            api.call(reqwest::Method::POST, "/api/v1/runs", Some(body))
                 .await
                 .1["id"]
                 .as_str()
@@ -455,7 +458,7 @@ async fn cancel_works_queued_and_running_and_a_killed_server_accounts_for_every_
     let (s, v) = api
         .call(
             reqwest::Method::POST,
-            &format!("/api/runs/{third}/cancel"),
+            &format!("/api/v1/runs/{third}/cancel"),
             None,
         )
         .await;
@@ -471,7 +474,7 @@ async fn cancel_works_queued_and_running_and_a_killed_server_accounts_for_every_
     }
     api.call(
         reqwest::Method::POST,
-        &format!("/api/runs/{first}/cancel"),
+        &format!("/api/v1/runs/{first}/cancel"),
         None,
     )
     .await;
@@ -521,7 +524,7 @@ async fn cancel_works_queued_and_running_and_a_killed_server_accounts_for_every_
     for id in [&first, &second, &third, &fourth] {
         let body = api
             .http
-            .get(format!("{}/api/runs/{id}/events", api.base))
+            .get(format!("{}/api/v1/runs/{id}/events", api.base))
             .bearer_auth(&api.token)
             .send()
             .await
@@ -584,7 +587,7 @@ async fn codex_follow_ups_continue_its_thread() {
     let (s, run) = api
         .call(
             reqwest::Method::POST,
-            "/api/runs",
+            "/api/v1/runs",
             Some(
                 json!({"prompt": "write one", "harness": "codex", "repo": bare.to_string_lossy()}),
             ),
@@ -597,19 +600,19 @@ async fn codex_follow_ups_continue_its_thread() {
         .await;
     assert_eq!(first["state"], "succeeded", "{first:#}");
     let (turn1, _) = api
-        .stream(&format!("/api/runs/{id}/events/stream"), None)
+        .stream(&format!("/api/v1/runs/{id}/events/stream"), None)
         .await;
     let n = turn1.last().map(|(s, _)| *s).unwrap_or(0);
     let (s, v) = api
         .call(
             reqwest::Method::POST,
-            &format!("/api/runs/{id}/messages"),
+            &format!("/api/v1/runs/{id}/messages"),
             Some(json!({"message": "now write two"})),
         )
         .await;
     assert_eq!(s, 202, "{v:#}");
     let (turn2, ended) = api
-        .stream(&format!("/api/runs/{id}/events/stream"), Some(n))
+        .stream(&format!("/api/v1/runs/{id}/events/stream"), Some(n))
         .await;
     assert!(ended);
     assert_eq!(turn2.first().map(|(s, _)| *s), Some(n + 1));
