@@ -213,7 +213,7 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
     let mut clients = Vec::new();
     for i in 0..n {
         let r: serde_json::Value = http
-            .post(format!("{base}/api/runs"))
+            .post(format!("{base}/api/v1/runs"))
             .bearer_auth(&token)
             .json(&serde_json::json!({"prompt": format!("load {i}"), "harness": "synthetic", "repo": repo.to_string_lossy()}))
             .send()
@@ -228,7 +228,7 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
         clients.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let Ok(resp) = http
-                .get(format!("{base}/api/runs/{id}/events/stream"))
+                .get(format!("{base}/api/v1/runs/{id}/events/stream"))
                 .bearer_auth(&token)
                 .send()
                 .await
