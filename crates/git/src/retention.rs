@@ -192,6 +192,107 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    async fn commit_all(dir: &Path, message: &str) {
+        git(Some(dir), &["add", "-A"]).await.unwrap();
+        git(
+            Some(dir),
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "-m",
+                message,
+            ],
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn check(ws: &Path, origin: &str, from: RestoredFrom) {
+        assert_eq!(
+            std::fs::read_to_string(ws.join("a.txt")).unwrap(),
+            "run\n",
+            "{from:?}"
+        );
+        let head = git(Some(ws), &["symbolic-ref", "--short", "HEAD"])
+            .await
+            .unwrap();
+        assert_eq!(head, "errand/abc");
+        let url = git(Some(ws), &["remote", "get-url", "origin"])
+            .await
+            .unwrap();
+        assert_eq!(url, redact_url(origin), "the agent sees the real remote");
+    }
+
+    #[tokio::test]
+    async fn a_removed_workspace_comes_back_from_the_outbox_or_the_pushed_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = dir.path().join("seed");
+        std::fs::create_dir_all(&seed).unwrap();
+        std::fs::write(seed.join("a.txt"), "base\n").unwrap();
+        git(Some(&seed), &["init", "-q", "-b", "main"])
+            .await
+            .unwrap();
+        commit_all(&seed, "base").await;
+        let origin = dir.path().join("origin.git");
+        let o = origin.to_string_lossy().into_owned();
+        git(
+            None,
+            &["clone", "-q", "--bare", &seed.to_string_lossy(), &o],
+        )
+        .await
+        .unwrap();
+        let run_dir = dir.path().join("run");
+        let ws = run_dir.join("workspace");
+        let prepared = crate::prepare(
+            Some(Remote::plain(&o)),
+            None,
+            None,
+            &run_dir,
+            &ws,
+            "errand/abc",
+        )
+        .await
+        .unwrap();
+        // The run's commit, in the outbox and pushed.
+        std::fs::write(ws.join("a.txt"), "run\n").unwrap();
+        commit_all(&ws, "run").await;
+        let outbox = prepared.outbox.to_string_lossy().into_owned();
+        git(Some(&ws), &["push", "-q", &outbox, "errand/abc"])
+            .await
+            .unwrap();
+        git(Some(&ws), &["push", "-q", &o, "errand/abc"])
+            .await
+            .unwrap();
+
+        std::fs::remove_dir_all(&ws).unwrap();
+        let from = restore(&prepared, None).await.unwrap();
+        assert_eq!(from, RestoredFrom::Outbox);
+        check(&ws, &o, from).await;
+
+        std::fs::remove_dir_all(&ws).unwrap();
+        std::fs::remove_dir_all(&prepared.outbox).unwrap();
+        assert!(
+            restore(&prepared, None).await.is_err(),
+            "nowhere to restore from"
+        );
+        let from = restore(&prepared, Some(Remote::plain(&o))).await.unwrap();
+        assert_eq!(from, RestoredFrom::Remote);
+        check(&ws, &o, from).await;
+
+        // Not pushed and the outbox gone: the branch starts again at the base.
+        std::fs::remove_dir_all(&ws).unwrap();
+        std::fs::remove_dir_all(&prepared.outbox).unwrap();
+        git(Some(&origin), &["branch", "-D", "errand/abc"])
+            .await
+            .unwrap();
+        restore(&prepared, Some(Remote::plain(&o))).await.unwrap();
+        assert_eq!(std::fs::read_to_string(ws.join("a.txt")).unwrap(), "base\n");
+    }
+
     #[test]
     fn mirrors_are_listed_by_last_use_and_removed_only_when_still_unused() {
         let dir = tempfile::tempdir().unwrap();
