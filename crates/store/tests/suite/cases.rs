@@ -1293,3 +1293,46 @@ pub async fn release_claim_requeues_a_held_run_and_unclaim_lets_any_worker_take_
     assert!(!s.release_claim(theirs, "w2", reason).await.unwrap());
     assert!(!s.unclaim(theirs, "w2").await.unwrap());
 }
+
+pub async fn pruning_is_recorded_and_deletes_only_that_runs_logs(s: Arc<dyn Store>) {
+    use errand_store::Pruned;
+    let run = new_run(&s, &spec("p")).await;
+    let other = new_run(&s, &spec("o")).await;
+    s.append_events(run, &[event(1, "a"), event(2, "b")])
+        .await
+        .unwrap();
+    s.append_raw(run, 1, "raw").await.unwrap();
+    s.append_events(other, &[event(1, "kept")]).await.unwrap();
+    let fresh = s.get_run(run).await.unwrap();
+    assert_eq!(
+        (fresh.workspace_pruned_at, fresh.logs_pruned_at),
+        (None, None)
+    );
+
+    let at = Utc::now() - TimeDelta::days(3);
+    s.set_pruned(run, Pruned::Workspace, Some(at))
+        .await
+        .unwrap();
+    assert_eq!(s.delete_logs(run).await.unwrap(), 3);
+    s.set_pruned(run, Pruned::Logs, Some(at)).await.unwrap();
+    let r = s.get_run(run).await.unwrap();
+    assert_eq!(
+        r.workspace_pruned_at.map(|t| t.timestamp_millis()),
+        Some(at.timestamp_millis())
+    );
+    assert_eq!(
+        r.logs_pruned_at.map(|t| t.timestamp_millis()),
+        Some(at.timestamp_millis())
+    );
+    assert!(s.events_after(run, 0, 0).await.unwrap().is_empty());
+    assert!(s.raw_after(run, 0, 0).await.unwrap().is_empty());
+    assert_eq!(s.events_after(other, 0, 0).await.unwrap().len(), 1);
+    assert_eq!(s.get_run(other).await.unwrap().logs_pruned_at, None);
+    // A follow-up that re-creates the workspace clears its mark.
+    s.set_pruned(run, Pruned::Workspace, None).await.unwrap();
+    assert_eq!(s.get_run(run).await.unwrap().workspace_pruned_at, None);
+    assert!(matches!(
+        s.set_pruned(RunId::new(), Pruned::Logs, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
