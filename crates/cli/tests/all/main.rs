@@ -16,6 +16,7 @@ mod adversarial_host;
 mod agent_git;
 mod config_env;
 mod custom;
+mod deploy;
 mod docker;
 mod e2e;
 mod failures;
