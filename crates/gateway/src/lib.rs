@@ -8,6 +8,26 @@
 //! provider's own answer, cost from errand's price table). It enforces each
 //! run's budget, model allowlist and request rate.
 //!
+//! What a harness is given: the run key as its API key and, as its base URL,
+//! `<gateway>/<upstream id>` plus whatever prefix the provider's base URL
+//! has for that harness (e.g. `…/openai` for an upstream whose `base_url`
+//! already ends in `/v1`). A request to `<gateway>/<id>/<rest>` goes to
+//! `<base_url>/<rest>` with the query string kept (minus `key=`).
+//!
+//! Behaviour in brief (details in each module):
+//! - unknown or revoked key, or no upstream with the path's id: 401 in the
+//!   provider's error shape, and no upstream request;
+//! - refusals by policy (allowlist 403, budget 400, rate 429 with
+//!   `retry-after`), 413 for bodies over [`forward::MAX_BODY_BYTES`] and 502
+//!   for an unreachable provider are provider-shaped and recorded as calls;
+//! - answers stream through unbuffered, byte for byte; the one change to a
+//!   request body is `stream_options.include_usage` on streaming Chat
+//!   Completions requests, so their usage is exact;
+//! - [`GatewayEvent::BudgetExceeded`] is sent once per run: when a completed
+//!   call takes the totals to a limit, or (if that never happened) when a
+//!   request is refused for the budget;
+//! - [`Gateway::revoke`] ends the run's in-flight requests and streams.
+//!
 //! Code map:
 //! - this file: the public types and [`Gateway`].
 //! - [`key`]: run keys and the registry of live grants.
@@ -134,6 +154,9 @@ pub enum GatewayEvent {
     },
 }
 
+/// How long the gateway waits to connect to a provider before answering 502.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The gateway: one per errand process.
 pub struct Gateway {
     pub(crate) client: reqwest::Client,
@@ -145,8 +168,11 @@ impl Gateway {
     /// A gateway with its own HTTP client (rustls, no proxy from the
     /// environment, no automatic decompression).
     pub fn new() -> Arc<Gateway> {
+        // No overall timeout: answers stream for as long as the model writes.
         let client = reqwest::Client::builder()
             .no_proxy()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
             .build()
             // Building fails only when the TLS backend cannot start, which is
             // not something a caller can act on (reqwest::Client::new panics

@@ -327,3 +327,33 @@ async fn an_oversized_body_is_413_without_an_upstream_request() -> TestResult {
     assert!(f.events.try_recv().is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn serves_on_a_unix_socket() -> TestResult {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut f = fixture(Limits::default()).await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("gateway.sock");
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    tokio::spawn(Arc::clone(&f.gateway).serve_unix(listener));
+
+    let body = serde_json::to_string(&anthropic("claude-sonnet-4-5", false).body)?;
+    let request = format!(
+        "POST /anthropic/v1/messages HTTP/1.1\r\nhost: gateway\r\nx-api-key: {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        f.key.secret(),
+        body.len()
+    );
+    let mut socket = tokio::net::UnixStream::connect(&path).await?;
+    socket.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    tokio::time::timeout(HANG_GUARD, socket.read_to_string(&mut answer)).await??;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let want = reported_usage(Protocol::Anthropic, json, false);
+    let call = next_call(&mut f.events).await;
+    assert_eq!(call.usage.input_tokens, want.input_tokens);
+    assert_eq!(call.usage.output_tokens, want.output_tokens);
+    Ok(())
+}
