@@ -131,3 +131,57 @@ impl Registry {
         self.runs.write().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Credential, Limits, Protocol, Upstream};
+
+    fn grant() -> Grant {
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        Grant {
+            run: "r1".into(),
+            harness: "codex".into(),
+            upstreams: vec![Upstream {
+                id: "openai".into(),
+                protocol: Protocol::OpenAi,
+                base_url: "http://127.0.0.1:9/v1".into(),
+                credential: Credential::ApiKey("sk-real".into()),
+            }],
+            limits: Limits::default(),
+            events,
+        }
+    }
+
+    #[test]
+    fn keys_are_random_prefixed_and_never_printed() {
+        let registry = Registry::default();
+        let (a, b) = (registry.grant(grant()), registry.grant(grant()));
+        assert_ne!(a.secret(), b.secret());
+        let hex = a.secret().strip_prefix(KEY_PREFIX).unwrap();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.bytes().all(|c| c.is_ascii_hexdigit()));
+        let shown = format!("{a:?} {:?}", a.state.grant.upstreams);
+        assert!(
+            !shown.contains(a.secret()) && !shown.contains("sk-real"),
+            "{shown}"
+        );
+        assert_eq!(a.run(), "r1");
+    }
+
+    #[test]
+    fn lookup_revoke_and_totals_per_registry() {
+        let registry = Registry::default();
+        let key = registry.grant(grant());
+        assert!(registry.lookup(key.secret()).is_some());
+        assert!(registry.lookup("errand-run-00").is_none());
+        registry.revoke(&key);
+        assert!(registry.lookup(key.secret()).is_none());
+        assert!(key.state.revoked.is_cancelled());
+        assert_eq!(registry.totals(&key), Some(Usage::default()));
+        // Another gateway's registry knows nothing of this key.
+        let other = Registry::default();
+        assert_eq!(other.totals(&key), None);
+        other.revoke(&key);
+    }
+}

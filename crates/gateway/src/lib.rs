@@ -219,3 +219,27 @@ impl Gateway {
         self.metrics.rows()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_names() {
+        let names: Vec<String> = [Protocol::Anthropic, Protocol::OpenAi, Protocol::Gemini]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["anthropic", "openai", "gemini"]);
+    }
+
+    #[test]
+    fn credentials_are_masked() {
+        let shown = format!(
+            "{:?} {:?}",
+            Credential::ApiKey("sk-secret".into()),
+            Credential::Bearer("oauth-secret".into())
+        );
+        assert_eq!(shown, "ApiKey(***) Bearer(***)");
+    }
+}
