@@ -107,6 +107,41 @@ pub enum Command {
     },
     /// Prune this machine's finished runs and unused git mirrors as [retention] says, and report what was freed.
     Gc(GcArgs),
+    /// Back up errand's database, or move it from SQLite to PostgreSQL.
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+#[derive(Subcommand)]
+pub enum DbCmd {
+    /// Write a consistent copy of the SQLite database to FILE while errand keeps
+    /// running (PostgreSQL: use pg_dump).
+    Backup {
+        /// Where to write the copy (mode 0600); an existing file is an error unless --force.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The database to back up (database.url; default $ERRAND_HOME/errand.db).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Copy every run, event, token, secret… from the SQLite database into an empty
+    /// PostgreSQL database, check each table's row count, and print them.
+    MigrateTo {
+        /// postgres://user:password@host/db, or - to read it from stdin (keeps the
+        /// password off the command line).
+        target: String,
+        /// The SQLite database to copy (database.url; default $ERRAND_HOME/errand.db).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Empty the target's tables first, when it already has rows.
+        #[arg(long)]
+        replace: bool,
+        /// Print the counts as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -175,6 +210,14 @@ pub struct RunArgs {
     /// (deletions stay refused).
     #[arg(long, requires = "agent_git")]
     pub allow_force_push: bool,
+    /// Stop the run when its model requests have cost this many US dollars
+    /// (metered by errand's model gateway from the provider's answers).
+    #[arg(long, value_name = "USD", value_parser = parse_usd)]
+    pub max_cost: Option<f64>,
+    /// Stop the run when its model requests have used this many tokens
+    /// (input, output and cache, metered by the gateway).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: Option<u64>,
     /// Branch to start from (default: the repository's default branch).
     #[arg(long)]
     pub base: Option<String>,
@@ -318,4 +361,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     num.parse::<u64>()
         .map(|n| n * mult)
         .map_err(|_| format!("'{s}' is not a size (use e.g. 512M, 4G)"))
+}
+
+/// A positive amount of US dollars (`2`, `0.50`, `$3`).
+fn parse_usd(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("'{s}' is not an amount of US dollars such as 2.50"))?;
+    if v > 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("'{s}': the budget must be more than $0"))
+    }
 }

@@ -298,6 +298,9 @@ pub struct Server {
 
 /// A list of paths, or one string of `:`-separated paths (from the environment).
 fn paths_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    /// On SIGTERM, how long runs may finish before they are stopped and
+    /// given back to the queue for another node.
+    pub drain_grace_secs: u64,
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {
@@ -327,6 +330,7 @@ impl Default for Server {
     }
 }
 
+            drain_grace_secs: 60,
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {

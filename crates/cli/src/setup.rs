@@ -197,3 +197,4 @@ fn worker_config(
         poll: Duration::from_millis(200),
     }
 }
+        drain_grace: Duration::from_secs(cfg.server.drain_grace_secs),

@@ -168,7 +168,9 @@ impl Runner {
                 path: run_dir.join(".lock").display().to_string(),
                 source,
             })?;
-        let log = EventLog::open(&self.paths.events(id))?;
+        let mut log = EventLog::open(&self.paths.events(id))?;
+        // An attempt on another node may have stored events this node has not.
+        log.continue_after(self.store.last_event_seq(id).await?);
         let (sink, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let pump = tokio::spawn(pump(self.store.clone(), id, rx, backlog.clone()));
@@ -220,9 +222,16 @@ impl Runner {
             }
             Err(stop) => (stop.state(), Some(stop.to_string())),
         };
-        // A concurrent `errand cancel` of an orphan may have ended the run already.
+        // A concurrent `errand cancel` of an orphan may have ended the run
+        // already; a run its draining worker gave back to the queue
+        // (`Store::release_claim`) is left queued for the next worker.
         let current = self.store.get_run(id).await?;
-        if !current.state.is_terminal() {
+        if current.state == RunState::Queued {
+            em.errand(EventKind::State {
+                state: RunState::Queued,
+                reason: current.reason.clone(),
+            })?;
+        } else if !current.state.is_terminal() {
             self.store.transition(id, state, reason.as_deref()).await?;
             em.errand(EventKind::State { state, reason })?;
         }

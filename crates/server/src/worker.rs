@@ -6,6 +6,12 @@
 //! `failed`, since its sandbox died with the worker. A worker restarting
 //! under the same id first fails the runs it held ("orchestrator restarted").
 //! The store's claim is atomic, so no run is ever executed twice.
+//!
+//! Stopping (SIGTERM, for an upgrade) drains: the pool stops claiming, lets
+//! its runs finish for up to [`WorkerConfig::drain_grace`], then stops those
+//! still going in their sandboxes and gives them back to the queue
+//! ([`Store::release_claim`], then [`Store::unclaim`]) with
+//! [`DRAIN_RELEASE_REASON`], so another node claims them at once.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,7 +37,14 @@ pub struct WorkerConfig {
     pub limits: QueueLimits,
     /// How often the queue is polled when idle.
     pub poll: Duration,
+    /// How long a stopping pool lets its runs finish before it stops them
+    /// and gives them back to the queue.
+    pub drain_grace: Duration,
 }
+
+/// The reason recorded when a draining worker gives a run back to the queue.
+pub const DRAIN_RELEASE_REASON: &str =
+    "released: node draining (errand stopped); the run starts again on the next worker";
 
 /// Workers that claim queued runs from the store and execute them.
 pub struct WorkerPool {
@@ -46,7 +59,8 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Runs until `shutdown` is cancelled; then stops claiming and cancels what it runs.
+    /// Runs until `shutdown` is cancelled; then stops claiming, lets its runs
+    /// finish for up to [`WorkerConfig::drain_grace`] and gives back the rest.
     pub async fn run(self, shutdown: CancellationToken) {
         let cfg = &self.config;
         match self
@@ -71,6 +85,8 @@ impl WorkerPool {
             Err(e) => tracing::error!("releasing this worker's old runs failed: {e}"),
         }
         let mut tasks = tokio::task::JoinSet::new();
+        // Cancelled when the grace period of a drain ends.
+        let release = CancellationToken::new();
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -104,7 +120,7 @@ impl WorkerPool {
                                 cfg.clone(),
                                 self.metrics.clone(),
                                 rec.id,
-                                shutdown.clone(),
+                                release.clone(),
                             )
                             .instrument(span),
                         );
@@ -124,6 +140,34 @@ impl WorkerPool {
                 }
             }
         }
+        drain(&mut tasks, cfg, &release).await;
+    }
+}
+
+/// Waits for the pool's runs, for up to the grace period; then has those
+/// still going given back to the queue, and waits for them to stop.
+async fn drain(
+    tasks: &mut tokio::task::JoinSet<()>,
+    cfg: &WorkerConfig,
+    release: &CancellationToken,
+) {
+    if !tasks.is_empty() {
+        tracing::info!(
+            runs = tasks.len(),
+            grace_secs = cfg.drain_grace.as_secs(),
+            "draining: no new runs; waiting for those running"
+        );
+    }
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(cfg.drain_grace, all_done)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            runs = tasks.len(),
+            "drain grace period over: giving the remaining runs back to the queue"
+        );
+        release.cancel();
         while tasks.join_next().await.is_some() {}
     }
 }
@@ -198,7 +242,7 @@ async fn execute(
     cfg: WorkerConfig,
     metrics: Arc<Metrics>,
     id: errand_core::RunId,
-    shutdown: CancellationToken,
+    release: CancellationToken,
 ) {
     // A run cancelled while queued was claimed anyway: nothing to do.
     if let Ok(r) = store.get_run(id).await {
@@ -209,18 +253,24 @@ async fn execute(
     metrics.runs_started.fetch_add(1, Ordering::Relaxed);
     let lost = CancellationToken::new();
     let cancel = CancellationToken::new();
-    // Keep the lease while the run executes; stop the run if the lease is lost.
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Keep the lease while the run executes; stop the run if the lease is
+    // lost, or give it back when the pool's drain ends.
     let renew = {
         let store = store.clone();
         let cfg = cfg.clone();
         let lost = lost.clone();
         let cancel = cancel.clone();
-        let shutdown = shutdown.clone();
+        let released = released.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.lease / 3) => {}
-                    _ = shutdown.cancelled() => { cancel.cancel(); return; }
+                    _ = release.cancelled() => {
+                        give_back(store.as_ref(), id, &cfg.id, &released).await;
+                        cancel.cancel();
+                        return;
+                    }
                 }
                 match store.renew_lease(id, &cfg.id, cfg.lease).await {
                     Ok(true) => {}
@@ -248,6 +298,33 @@ async fn execute(
         Err(e) => tracing::error!("the run could not be executed: {e}"),
     }
     renew.abort();
+    if released.load(Ordering::SeqCst) {
+        // Stopped in its sandbox: now any worker may claim it.
+        match store.unclaim(id, &cfg.id).await {
+            Ok(true) => tracing::info!("given back to the queue"),
+            Ok(false) => tracing::warn!("the released run was no longer held by this worker"),
+            Err(e) => {
+                tracing::error!("unclaiming the released run failed (its lease will expire): {e}")
+            }
+        }
+    }
+}
+
+/// Puts the run back to `queued` while this worker still holds it, before it
+/// is stopped, so the runner records no end for it.
+async fn give_back(
+    store: &dyn Store,
+    id: errand_core::RunId,
+    worker: &str,
+    released: &std::sync::atomic::AtomicBool,
+) {
+    match store.release_claim(id, worker, DRAIN_RELEASE_REASON).await {
+        Ok(true) => released.store(true, Ordering::SeqCst),
+        Ok(false) => tracing::info!(run = %id, "not released: the run ended or is no longer held"),
+        Err(e) => {
+            tracing::error!(run = %id, "releasing the run failed; it is stopped and ends cancelled: {e}")
+        }
+    }
 }
 
 #[cfg(test)]

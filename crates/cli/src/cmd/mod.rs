@@ -4,6 +4,7 @@
 
 mod cancel;
 mod config;
+mod db;
 mod gc;
 mod github;
 mod harness;
@@ -96,6 +97,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Config(ConfigCmd::Show { json }) => config::show(&paths, json),
         Command::View(args) => view::run(args).await,
         Command::Gc(args) => gc::cmd_gc(&paths, args).await,
+        Command::Db(cmd) => db::run(&paths, cmd).await,
         Command::MockModel { scenario, listen } => {
             let sc = errand_model::Scenario::load(&scenario)?;
             errand_model::serve_forever(sc, listen).await?;

@@ -32,6 +32,7 @@ pub(super) const KEYS: &[(&str, Kind)] = {
         ("server.public_url", Str),
         ("server.default_harness", Str),
         ("server.local_repos", Paths),
+        ("server.drain_grace_secs", Int),
         ("database.url", Str),
         ("queue.global_limit", Int),
         ("queue.per_repo_limit", Int),
