@@ -10,7 +10,13 @@
 //!     stderr.log                the harness's stderr
 //!     outbox.git/               host-only bare repo errand fetches into and pushes from
 //!     workspace/  home/  tmp/   what the sandbox sees as /workspace, HOME and /tmp
+//!     prepared.json             the branch and base a follow-up (or a re-created workspace) needs
+//!     .lock                     held while the run executes, so retention leaves it alone
+//!   cache/mirrors/HASH.git      bare mirrors of network remotes; HASH.used stamps their last use
 //! ```
+//!
+//! `[retention]` prunes finished runs' workspaces, logs and outboxes and
+//! unused mirrors ([`crate::retention`]).
 
 use std::path::{Path, PathBuf};
 
