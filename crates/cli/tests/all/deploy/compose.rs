@@ -1,7 +1,9 @@
 //! deploy/compose: the stack (errand serve, PostgreSQL, the docker sandbox)
 //! built from local images, started with `docker-compose` under a project name
-//! of its own, until errand answers `/readyz` from PostgreSQL; always taken
-//! down again with its volumes (a drop guard), whatever the test's outcome.
+//! of its own, until errand answers `/readyz` from PostgreSQL; then a run from
+//! inside the stack whose agent is a sibling container (the demo: the real
+//! Claude Code against errand's scripted model, on the docker sandbox); always
+//! taken down again with its volumes (a drop guard), whatever the outcome.
 //!
 //! The images are built once and tagged by the hash of what goes into them
 //! (Dockerfile, entrypoint, base image, errand binary), so a second run with
@@ -142,20 +144,18 @@ fn build_once(name: &str, hash: &str, context: &Path, base: &str) -> String {
 /// taken down with its volumes when dropped.
 struct Stack {
     project: String,
-    file: PathBuf,
+    files: Vec<PathBuf>,
     env_file: PathBuf,
 }
 
 impl Stack {
     fn compose(&self) -> Command {
         let mut c = cmd("docker-compose");
-        c.arg("--no-ansi")
-            .arg("-p")
-            .arg(&self.project)
-            .arg("-f")
-            .arg(&self.file)
-            .arg("--env-file")
-            .arg(&self.env_file);
+        c.arg("--no-ansi").arg("-p").arg(&self.project);
+        for f in &self.files {
+            c.arg("-f").arg(f);
+        }
+        c.arg("--env-file").arg(&self.env_file);
         c
     }
 
@@ -243,6 +243,7 @@ fn the_compose_stack_serves_readyz_from_postgresql() {
     if !need("Docker engine", engine()) || !need("docker-compose", on_path("docker-compose")) {
         return;
     }
+    ensure_claude();
     let dir = super::deploy_dir().join("compose");
     let (agent, agent_id) = agent_image();
 
@@ -295,13 +296,25 @@ fn the_compose_stack_serves_readyz_from_postgresql() {
         ),
     )
     .expect("write the env file");
+    // The test's one addition: the host's harness cache (Claude Code, installed
+    // once per test process) instead of an install from npm inside the stack,
+    // bound at the same path, as everything errand mounts into a sandbox must be.
+    let cache = cache_dir();
+    std::fs::write(
+        tmp.path().join("test.yaml"),
+        format!(
+            "services:\n  errand:\n    environment:\n      ERRAND_CACHE_DIR: {c}\n    volumes:\n      - {c}:{c}\n",
+            c = cache.display()
+        ),
+    )
+    .expect("write the test's compose file");
     let stack = Stack {
         project: format!(
             "errand-deploy-test-{}-{}",
             std::process::id(),
             &password[..6]
         ),
-        file: dir.join("compose.yaml"),
+        files: vec![dir.join("compose.yaml"), tmp.path().join("test.yaml")],
         env_file,
     };
 
@@ -356,6 +369,39 @@ fn the_compose_stack_serves_readyz_from_postgresql() {
         !home.join("errand.db").exists(),
         "errand used SQLite, not PostgreSQL"
     );
+
+    // A run from inside the stack whose agent is a sibling container: the demo
+    // (the real Claude Code against errand's scripted model) on the docker sandbox.
+    let out = output(stack.compose().args([
+        "exec",
+        "-T",
+        "errand",
+        "errand",
+        "run",
+        "--json",
+        "--demo",
+        "--sandbox",
+        "docker",
+    ]));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "errand run --demo printed no JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        out.status.success() && run["state"] == "succeeded",
+        "the demo run in the compose stack: {run:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // errand removed its sandbox containers.
+    let left = checked(
+        cmd("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=errand.scope={}", home.display())),
+    );
+    assert!(left.is_empty(), "sandbox containers left: {left}");
 
     // Ready because PostgreSQL answers: without it, errand is not ready.
     checked(stack.compose().args(["stop", "-t", "5", "postgres"]));
