@@ -142,6 +142,11 @@ impl Runner {
             .ok_or_else(|| RunError::sandbox("harness stderr was not captured"))?;
         let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
         let stderr_path = self.paths.stderr(id);
+        // An attempt on another node (its node drained) may have stored lines this node has not.
+        let stored = self.store.raw_after(id, raw.lines(), 0).await;
+        if let Some((n, _)) = stored.ok().and_then(|more| more.last().cloned()) {
+            raw.continue_after(n);
+        }
         let stderr_task = tokio::spawn(keep_stderr(stderr, stderr_path, em.redactor.clone()));
 
         let deadline = tokio::time::sleep(Duration::from_secs(timeout_secs));

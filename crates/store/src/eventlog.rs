@@ -138,6 +138,18 @@ impl RawLog {
         })
     }
 
+    /// How many lines the log has (the last line's number).
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Numbers the next line after `line_no` if that is further on: a run
+    /// that an earlier attempt on another node left raw lines of in the
+    /// store continues after them.
+    pub fn continue_after(&mut self, line_no: u64) {
+        self.lines = self.lines.max(line_no);
+    }
+
     /// Appends one line (newlines inside it are replaced so a line stays a line);
     /// returns its line number, from 1.
     pub fn append(&mut self, line: &str) -> Result<u64> {
@@ -242,6 +254,18 @@ mod tests {
         let evs = read_events(&p).unwrap();
         assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(evs[2].raw_line, Some(7));
+    }
+
+    #[test]
+    fn raw_lines_continue_after_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run/raw.jsonl");
+        let mut raw = RawLog::open(&p).unwrap();
+        assert_eq!(raw.append("a").unwrap(), 1);
+        raw.continue_after(4);
+        assert_eq!((raw.lines(), raw.append("b").unwrap()), (4, 5));
+        raw.continue_after(2);
+        assert_eq!(raw.append("c").unwrap(), 6);
     }
 
     #[test]

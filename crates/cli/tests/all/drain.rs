@@ -152,4 +152,44 @@ async fn sigterm_finishes_a_short_run_and_gives_a_long_one_to_the_next_node() {
         .filter(|t| t["state"] == "preparing")
         .count();
     assert_eq!(preparing, 2, "{done:#}");
+
+    // One event log across both nodes: numbered without gaps or repeats, the
+    // release and both starts in it.
+    let body = reqwest::Client::new()
+        .get(format!("{base_b}/api/runs/{long}/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "{body}"
+    );
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "state")
+        .filter_map(|e| e["state"].as_str())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "preparing",
+            "running",
+            "queued",
+            "preparing",
+            "running",
+            "finishing",
+            "succeeded"
+        ],
+        "{body}"
+    );
 }
