@@ -215,7 +215,7 @@ async fn the_provider_sees_the_real_credential_and_none_of_the_run_key() -> Test
         base_url: base.clone(),
         credential,
     };
-    let (g, _events) = grant(
+    let (g, mut events) = grant(
         vec![
             up(
                 "a",
@@ -236,7 +236,7 @@ async fn the_provider_sees_the_real_credential_and_none_of_the_run_key() -> Test
         .header("anthropic-beta", "fine-grained-tool-streaming-2025-05-14")
         .header("accept-encoding", "gzip, br")
         .header("x-custom", "kept")
-        .body(r#"{"model":"claude-haiku-4-5"}"#)
+        .body(r#"{"max_tokens":1}"#)
         .send()
         .await?;
     assert_eq!(resp.status(), 200);
@@ -248,6 +248,15 @@ async fn the_provider_sees_the_real_credential_and_none_of_the_run_key() -> Test
         .send()
         .await?;
     assert_eq!(resp.status(), 200);
+
+    // The request named no model: the answer's model is recorded.
+    let call = next_call(&mut events).await;
+    assert_eq!(
+        (call.model.as_str(), call.usage.input_tokens),
+        ("claude-haiku-4-5", 3)
+    );
+    // Gemini's model is in the path, whatever the answer says.
+    assert_eq!(next_call(&mut events).await.model, "gemini-2.5-flash");
 
     let seen = seen.lock().unwrap().clone();
     let by_path: HashMap<&str, &HeaderMap> = seen
