@@ -183,8 +183,10 @@ impl Runner {
             budget: limits::TraceBudget::default(),
         };
         let rec = self.store.get_run(id).await?;
-        // A follow-up continues a finished run: same workspace, same harness session.
-        let follow_up = self.store.take_pending_message(id).await?;
+        // A follow-up continues a finished run: same workspace, same harness
+        // session. Its message is taken once the run ends, so a run given
+        // back to the queue midway keeps it for the next worker.
+        let follow_up = self.store.pending_message(id).await?;
         self.store.set_owner(id, Some(std::process::id())).await?;
         let preparing = self.store.transition(id, RunState::Preparing, None).await?;
         self.observe(&preparing);
@@ -260,6 +262,9 @@ impl Runner {
         let mut env = BTreeMap::new();
         if !names.is_empty() {
             let key = secrets::SecretKey::load(&self.paths.home)
+        if follow_up.is_some() && current.state != RunState::Queued {
+            self.store.take_pending_message(id).await?;
+        }
                 .map_err(|e| RunError::host(e.to_string()))?;
             env = secrets::load_all(self.store.as_ref(), &key)
                 .await
