@@ -1166,6 +1166,7 @@ mod tests {
             ("models", serde_json::to_value(&c.models).unwrap()),
             ("database", serde_json::to_value(&c.database).unwrap()),
             ("log", serde_json::to_value(&c.log).unwrap()),
+            ("retention", serde_json::to_value(&c.retention).unwrap()),
         ] {
             for field in v.as_object().unwrap().keys() {
                 assert!(

@@ -68,6 +68,7 @@ impl Loaded {
                 "github" => c.github.as_ref().and_then(|g| serde_json::to_value(g).ok()),
                 "slack" => c.slack.as_ref().and_then(|s| serde_json::to_value(s).ok()),
                 "log" => serde_json::to_value(&c.log).ok(),
+                "retention" => serde_json::to_value(&c.retention).ok(),
                 _ => None,
             }
         };
