@@ -294,13 +294,13 @@ pub struct Server {
     /// takes them `:`-separated. The local `errand run` is not limited.
     #[serde(deserialize_with = "paths_or_list")]
     pub local_repos: Vec<PathBuf>,
+    /// On SIGTERM, how long runs may finish before they are stopped and
+    /// given back to the queue for another node.
+    pub drain_grace_secs: u64,
 }
 
 /// A list of paths, or one string of `:`-separated paths (from the environment).
 fn paths_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
-    /// On SIGTERM, how long runs may finish before they are stopped and
-    /// given back to the queue for another node.
-    pub drain_grace_secs: u64,
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {
@@ -326,11 +326,11 @@ impl Default for Server {
             public_url: None,
             default_harness: "claude-code".into(),
             local_repos: Vec::new(),
+            drain_grace_secs: 60,
         }
     }
 }
 
-            drain_grace_secs: 60,
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {

@@ -195,6 +195,6 @@ fn worker_config(
             per_repo: nonzero(cfg.queue.per_repo_limit),
         },
         poll: Duration::from_millis(200),
+        drain_grace: Duration::from_secs(cfg.server.drain_grace_secs),
     }
 }
-        drain_grace: Duration::from_secs(cfg.server.drain_grace_secs),

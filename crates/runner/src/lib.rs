@@ -237,6 +237,9 @@ impl Runner {
             self.store.transition(id, state, reason.as_deref()).await?;
             em.errand(EventKind::State { state, reason })?;
         }
+        if follow_up.is_some() && current.state != RunState::Queued {
+            self.store.take_pending_message(id).await?;
+        }
         self.store.set_owner(id, None).await?;
         drop(em);
         let _ = pump.await;
@@ -262,9 +265,6 @@ impl Runner {
         let mut env = BTreeMap::new();
         if !names.is_empty() {
             let key = secrets::SecretKey::load(&self.paths.home)
-        if follow_up.is_some() && current.state != RunState::Queued {
-            self.store.take_pending_message(id).await?;
-        }
                 .map_err(|e| RunError::host(e.to_string()))?;
             env = secrets::load_all(self.store.as_ref(), &key)
                 .await
