@@ -151,7 +151,7 @@ struct Stack {
 impl Stack {
     fn compose(&self) -> Command {
         let mut c = cmd("docker-compose");
-        c.arg("--no-ansi").arg("-p").arg(&self.project);
+        c.args(["--ansi", "never"]).arg("-p").arg(&self.project);
         for f in &self.files {
             c.arg("-f").arg(f);
         }
@@ -371,10 +371,11 @@ fn the_compose_stack_serves_readyz_from_postgresql() {
     );
 
     // A run from inside the stack whose agent is a sibling container: the demo
-    // (the real Claude Code against errand's scripted model) on the docker sandbox.
-    let out = output(stack.compose().args([
-        "exec",
-        "-T",
+    // (the real Claude Code against errand's scripted model) on the docker
+    // sandbox. Its own SQLite store: a local `errand run` on the server's
+    // database would be queued there, where the server's workers claim it too.
+    let demo_db = format!("ERRAND_DATABASE_URL={}", home.join("demo.db").display());
+    let out = output(stack.compose().args(["exec", "-T", "-e", &demo_db]).args([
         "errand",
         "errand",
         "run",
