@@ -15,7 +15,7 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
     match cmd {
         Command::Run(args) => run(&c, server, args).await.map(Some),
         Command::Ls(args) => {
-            let mut path = format!("/api/runs?limit={}", args.limit);
+            let mut path = format!("/api/v1/runs?limit={}", args.limit);
             if let Some(s) = args.state {
                 path.push_str(&format!("&state={s}"));
             }
@@ -46,7 +46,7 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
         }
         Command::Show { run, .. } => {
             let v = c
-                .json(Method::GET, &format!("/api/runs/{run}"), None)
+                .json(Method::GET, &format!("/api/v1/runs/{run}"), None)
                 .await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(Some(ok))
@@ -58,7 +58,7 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
             } else {
                 let raw = if args.raw { "&raw=1" } else { "" };
                 let body = c
-                    .text(&format!("/api/runs/{}/events?after=0{raw}", args.run))
+                    .text(&format!("/api/v1/runs/{}/events?after=0{raw}", args.run))
                     .await?;
                 if args.raw || args.json {
                     print!("{body}");
@@ -77,7 +77,7 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
         }
         Command::Cancel { run } => {
             let v = c
-                .json(Method::POST, &format!("/api/runs/{run}/cancel"), None)
+                .json(Method::POST, &format!("/api/v1/runs/{run}/cancel"), None)
                 .await?;
             println!(
                 "{} {}",
@@ -117,7 +117,7 @@ async fn run(c: &Client, server: &str, args: &RunArgs) -> Result<std::process::E
     if args.allow_force_push {
         body["allow_force_push"] = serde_json::Value::Bool(true);
     }
-    let run = c.json(Method::POST, "/api/runs", Some(body)).await?;
+    let run = c.json(Method::POST, "/api/v1/runs", Some(body)).await?;
     let id = run["id"].as_str().unwrap_or_default().to_string();
     if !args.json {
         eprintln!(
@@ -130,7 +130,7 @@ async fn run(c: &Client, server: &str, args: &RunArgs) -> Result<std::process::E
         c.follow_quietly(&id).await?;
     }
     let run = c
-        .json(Method::GET, &format!("/api/runs/{id}"), None)
+        .json(Method::GET, &format!("/api/v1/runs/{id}"), None)
         .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&run)?);
