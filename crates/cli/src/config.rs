@@ -16,6 +16,7 @@ use errand_harness::{CustomHarness, Registry};
 use errand_runner::Paths;
 use serde::{Deserialize, Serialize};
 
+pub mod gateway;
 mod mask;
 pub mod retention;
 mod schema;
@@ -58,6 +59,9 @@ pub struct Config {
     /// How long finished runs' workspaces and logs are kept (`errand gc`).
     #[serde(default)]
     pub retention: retention::Retention,
+    /// The model gateway: per-run keys, exact usage, budgets, model policy.
+    #[serde(default)]
+    pub gateway: gateway::Gateway,
 }
 
 /// `[log]`: how errand writes its own log to stderr.
@@ -730,6 +734,7 @@ impl Config {
         self.integration_problems(&mut out);
         self.storage_problems(&mut out);
         out.extend(self.retention.problems());
+        out.extend(self.gateway.problems());
         out
     }
 
@@ -1167,6 +1172,7 @@ mod tests {
             ("database", serde_json::to_value(&c.database).unwrap()),
             ("log", serde_json::to_value(&c.log).unwrap()),
             ("retention", serde_json::to_value(&c.retention).unwrap()),
+            ("gateway", serde_json::to_value(&c.gateway).unwrap()),
         ] {
             for field in v.as_object().unwrap().keys() {
                 assert!(

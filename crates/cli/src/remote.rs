@@ -117,6 +117,12 @@ async fn run(c: &Client, server: &str, args: &RunArgs) -> Result<std::process::E
     if args.allow_force_push {
         body["allow_force_push"] = serde_json::Value::Bool(true);
     }
+    if let Some(c) = args.max_cost {
+        body["max_cost_usd"] = serde_json::json!(c);
+    }
+    if let Some(t) = args.max_tokens {
+        body["max_tokens"] = serde_json::json!(t);
+    }
     let run = c.json(Method::POST, "/api/v1/runs", Some(body)).await?;
     let id = run["id"].as_str().unwrap_or_default().to_string();
     if !args.json {

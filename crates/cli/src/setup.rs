@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use errand_runner::{Forge, GithubForge, Paths, RunObserver, Runner};
+use errand_runner::{Forge, GatewaySettings, GithubForge, Paths, RunObserver, Runner};
 use errand_sandbox::Limits;
 use errand_server::{AppState, WorkerConfig, WorkerPool};
 use errand_store::{QueueLimits, Store};
@@ -106,6 +106,45 @@ pub async fn runner(
         egress: cfg.egress(&opts.protected),
         kubernetes_git_proxy_listen: cfg.sandbox.kubernetes_git_proxy_listen.clone(),
         kubernetes_git_proxy_url: cfg.sandbox.kubernetes_git_proxy_url.clone(),
+        gateway: gateway(cfg).await?,
+    }))
+}
+
+/// The process's model gateway (`[gateway]`), listening on the host's
+/// loopback; `None` when it is turned off.
+async fn gateway(cfg: &Config) -> Result<Option<GatewaySettings>> {
+    let g = &cfg.gateway;
+    if !g.enabled {
+        return Ok(None);
+    }
+    let listen: SocketAddr = g
+        .listen
+        .parse()
+        .with_context(|| format!("gateway.listen '{}'", g.listen))?;
+    if !listen.ip().is_loopback() {
+        anyhow::bail!("gateway.listen {listen}: must be a loopback address");
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("the model gateway cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let gateway = errand_gateway::Gateway::new();
+    let router = gateway.router();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!("the model gateway stopped: {e}");
+        }
+    });
+    Ok(Some(GatewaySettings {
+        gateway,
+        addr,
+        defaults: errand_gateway::Limits {
+            max_cost_usd: g.max_cost_usd,
+            max_tokens: g.max_tokens,
+            models: (!g.models.is_empty()).then(|| g.models.clone()),
+            requests_per_minute: g.requests_per_minute,
+        },
+        direct: g.direct.clone(),
     }))
 }
 
@@ -165,6 +204,9 @@ pub async fn service(paths: &Paths, opts: ServiceOptions<'_>) -> Result<Service>
     runner_opts.public_url = Some(public_url);
     runner_opts.protected = opts.api.to_vec();
     let runner = runner(&cfg, paths, store.clone(), runner_opts).await?;
+    if let Some(g) = &runner.gateway {
+        state.metrics.gateway.set(g.gateway.clone());
+    }
     let pool = WorkerPool {
         store,
         runner,

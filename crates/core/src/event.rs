@@ -190,7 +190,7 @@ pub enum EventKind {
     },
     /// One request the model gateway forwarded for the run, with the usage the
     /// provider itself reported in its answer (errand's exact figures).
-    ModelCall(ModelCall),
+    ModelCall(Box<ModelCall>),
     /// A line the parser did not recognise (or could not parse), kept as it was.
     Raw {
         /// The line, exactly as it was fed to the parser.

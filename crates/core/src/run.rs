@@ -159,6 +159,10 @@ pub struct RunSpec {
     /// use, as metered by the gateway (`--max-tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u64>,
+    /// The models this run may use, from the access rule that let it start
+    /// (exact names or prefixes ending in `*`); empty: the configuration's list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_models: Vec<String>,
 }
 
 /// Why a name cannot be a branch the agent pushes.
@@ -307,6 +311,7 @@ impl RunSpec {
             allow_force_push: false,
             max_cost_usd: None,
             max_tokens: None,
+            allowed_models: Vec::new(),
         }
     }
 }

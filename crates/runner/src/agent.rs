@@ -125,6 +125,7 @@ impl Runner {
         cancel: &CancellationToken,
         timeout_secs: u64,
         guard_log: Option<&'static str>,
+        mut metered: Option<&mut meter::Metered>,
     ) -> Result<errand_harness::Outcome, RunError> {
         let mut proc = self
             .sandbox
@@ -141,12 +142,12 @@ impl Runner {
             .take_stderr()
             .ok_or_else(|| RunError::sandbox("harness stderr was not captured"))?;
         let mut raw = RawLog::open(&self.paths.raw(id)).map_err(log_failed)?;
-        let stderr_path = self.paths.stderr(id);
         // An attempt on another node (its node drained) may have stored lines this node has not.
         let stored = self.store.raw_after(id, raw.lines(), 0).await;
         if let Some((n, _)) = stored.ok().and_then(|more| more.last().cloned()) {
             raw.continue_after(n);
         }
+        let stderr_path = self.paths.stderr(id);
         let stderr_task = tokio::spawn(keep_stderr(stderr, stderr_path, em.redactor.clone()));
 
         let deadline = tokio::time::sleep(Duration::from_secs(timeout_secs));
@@ -195,6 +196,15 @@ impl Runner {
                     break;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(20)), if backed_up => {}
+                ev = async { match metered.as_deref_mut() { Some(m) => m.next().await, None => std::future::pending().await } } => {
+                    if let Some(m) = metered.as_deref_mut() {
+                        m.record(em, ev)?;
+                        if let Some(reason) = m.exceeded.clone() {
+                            stop = Some(RunError::Budget(reason));
+                            break;
+                        }
+                    }
+                }
                 _ = poll.tick() => {
                     for kind in denials.poll().await {
                         em.emit(EventSource::Errand, None, kind).map_err(log_failed)?;
@@ -227,6 +237,14 @@ impl Runner {
                 .map_err(log_failed)?;
         }
         let tail = stderr_task.await.unwrap_or_default();
+        // What the gateway told while the harness was ending, in order
+        // before the harness's result; a budget reached on the last request
+        // still fails the run.
+        if let Some(m) = metered {
+            if let Some(reason) = m.drain(em)? {
+                return Err(RunError::Budget(reason));
+            }
+        }
         // Harnesses that print no final result get one synthesized now.
         for kind in parser.finish(status.success()) {
             em.emit(EventSource::Harness, None, kind)
@@ -246,6 +264,7 @@ impl Runner {
         s: &Scope<'_>,
         em: &mut Emitter,
         a: &mut Assembled,
+        metered: Option<&mut meter::Metered>,
     ) -> Result<(errand_harness::Outcome, tokio::time::Instant), RunError> {
         let Scope {
             rec,
@@ -287,6 +306,7 @@ impl Runner {
                 cancel,
                 spec.timeout_secs,
                 harness.guard_log(),
+                metered,
             )
             .await;
         if let Some(r) = renewer {

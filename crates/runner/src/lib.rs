@@ -24,6 +24,7 @@ pub mod forge;
 pub mod gitproxy;
 mod hostfs;
 mod limits;
+mod meter;
 mod paths;
 mod prepare;
 use prepare::write_home_files;
@@ -34,6 +35,7 @@ mod steps;
 pub use error::RunError;
 pub use forge::{Forge, ForgeError, GithubForge};
 pub use limits::{MAX_EVENTS, MAX_EVENT_STRING, MAX_LINE_BYTES, MAX_RAW_BYTES, MAX_STDERR_BYTES};
+pub use meter::GatewaySettings;
 pub use paths::Paths;
 
 use std::collections::BTreeMap;
@@ -115,6 +117,9 @@ pub struct Runner {
     pub kubernetes_git_proxy_listen: Option<String>,
     /// The base URL pods reach that listener at (`[sandbox] kubernetes_git_proxy_url`).
     pub kubernetes_git_proxy_url: Option<String>,
+    /// errand's model gateway (`[gateway]`): runs reach their provider through
+    /// it with a key of their own; `None`: harnesses get the real keys.
+    pub gateway: Option<GatewaySettings>,
 }
 
 /// What a run's sandbox may reach (`[sandbox] egress`, `egress_allow`, `egress_git_host`).
@@ -199,6 +204,7 @@ impl Runner {
         })?;
 
         let mut access = None;
+        let mut metered = None;
         let outcome = self
             .drive(
                 &rec,
@@ -206,9 +212,22 @@ impl Runner {
                 &mut em,
                 &cancel,
                 progress,
-                &mut access,
+                (&mut access, &mut metered),
             )
             .await;
+        // The run's gateway key dies with the run too; what it metered is the run's usage.
+        let metered_summary = match metered.take() {
+            Some(mut m) => {
+                let _ = m.drain(&mut em);
+                let mut summary = match &outcome {
+                    Ok(s) => s.clone(),
+                    Err(_) => self.store.get_run(id).await?.summary,
+                };
+                m.apply(&mut summary);
+                Some(summary)
+            }
+            None => None,
+        };
         // The run's forge credential dies with the run, whatever happened.
         if let (Some(forge), Some(a)) = (&self.forge, &access) {
             forge.revoke(a).await;
@@ -219,10 +238,16 @@ impl Runner {
         }
         let (state, reason) = match outcome {
             Ok(summary) => {
+                let summary = metered_summary.unwrap_or(summary);
                 self.store.update_summary(id, &summary).await?;
                 (RunState::Succeeded, None)
             }
-            Err(stop) => (stop.state(), Some(stop.to_string())),
+            Err(stop) => {
+                if let Some(summary) = &metered_summary {
+                    self.store.update_summary(id, summary).await?;
+                }
+                (stop.state(), Some(stop.to_string()))
+            }
         };
         // A concurrent `errand cancel` of an orphan may have ended the run
         // already; a run its draining worker gave back to the queue
@@ -295,7 +320,7 @@ impl Runner {
         em: &mut Emitter,
         cancel: &CancellationToken,
         progress: Option<ProgressFn>,
-        access: &mut Option<forge::RepoAccess>,
+        (access, metered): (&mut Option<forge::RepoAccess>, &mut Option<meter::Metered>),
     ) -> Result<RunSummary, RunError> {
         let id = rec.id;
         let spec = &rec.spec;
@@ -353,6 +378,8 @@ impl Runner {
             }
             None => None,
         };
+        // The provider keys go to the gateway; the harness gets the run's own.
+        *metered = self.meter(rec, harness.as_ref(), &mut ctx, em)?;
         let invocation = |ctx: &RunContext| match &session {
             Some(s) => harness.follow_up_invocation(ctx, s),
             None => harness.invocation(ctx),
@@ -366,6 +393,9 @@ impl Runner {
             .await?;
         let inv = invocation(&ctx).map_err(|e| RunError::harness(e.to_string()))?;
         let mut secrets = inv.secrets.clone();
+        if let Some(m) = metered.as_ref() {
+            secrets.extend(m.secrets.iter().cloned());
+        }
         if let Some(a) = access.as_ref() {
             secrets.push(a.credential().secret);
         }
@@ -391,7 +421,7 @@ impl Runner {
             cancel,
             access: access.as_ref(),
         };
-        self.run_prepared(&scope, em).await
+        self.run_prepared(&scope, em, metered.as_mut()).await
     }
 
     /// A run's work once its repository is prepared: its phases in order.
@@ -399,9 +429,10 @@ impl Runner {
         &self,
         scope: &Scope<'_>,
         em: &mut Emitter,
+        metered: Option<&mut meter::Metered>,
     ) -> Result<RunSummary, RunError> {
         let mut assembled = self.assemble(scope, em).await?;
-        let (outcome, deadline) = self.run_agent(scope, em, &mut assembled).await?;
+        let (outcome, deadline) = self.run_agent(scope, em, &mut assembled, metered).await?;
         let mut finished = self
             .finish(scope, em, &assembled.spec, outcome, deadline)
             .await?;
@@ -733,6 +764,7 @@ mod tests {
             },
             kubernetes_git_proxy_listen: listen.map(String::from),
             kubernetes_git_proxy_url: url.map(String::from),
+            gateway: None,
         }
     }
 

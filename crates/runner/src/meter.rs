@@ -101,6 +101,10 @@ pub(crate) struct Metered {
     /// A budget was reported exceeded: the reason.
     pub(crate) exceeded: Option<String>,
     requests: u64,
+    /// The real credentials the gateway holds for the run: never in the
+    /// sandbox, but redacted from its logs all the same (a model or a
+    /// harness going direct may still print one).
+    pub(crate) secrets: Vec<String>,
 }
 
 impl Drop for Metered {
@@ -134,7 +138,8 @@ impl Metered {
         match ev {
             GatewayEvent::Call(call) => {
                 self.requests += 1;
-                em.errand(EventKind::ModelCall(call)).map_err(log_failed)
+                em.errand(EventKind::ModelCall(Box::new(call)))
+                    .map_err(log_failed)
             }
             GatewayEvent::BudgetExceeded { reason } => {
                 if self.exceeded.is_none() {
@@ -168,7 +173,11 @@ impl Metered {
         summary.output_tokens = Some(total.output_tokens);
         summary.cache_read_tokens = Some(total.cache_read_tokens);
         summary.cache_write_tokens = Some(total.cache_write_tokens);
-        summary.cost_usd = total.cost_usd.or(Some(0.0));
+        // A model the price table does not know has no metered cost: the
+        // harness's own figure (kept beside) is then the best there is.
+        summary.cost_usd = total
+            .cost_usd
+            .or(summary.harness_usage.as_ref().and_then(|h| h.cost_usd));
         summary.metered = true;
         summary.model_requests = Some(self.requests);
     }
@@ -179,7 +188,13 @@ fn limits_for(spec: &RunSpec, defaults: &Limits) -> Limits {
     Limits {
         max_cost_usd: spec.max_cost_usd.or(defaults.max_cost_usd),
         max_tokens: spec.max_tokens.or(defaults.max_tokens),
-        models: defaults.models.clone(),
+        // An access rule's list is the run's own (and checked against the
+        // configuration's before the run starts).
+        models: if spec.allowed_models.is_empty() {
+            defaults.models.clone()
+        } else {
+            Some(spec.allowed_models.clone())
+        },
         requests_per_minute: defaults.requests_per_minute,
     }
 }
@@ -226,6 +241,7 @@ impl Runner {
         };
         let limits = limits_for(spec, &gw.defaults);
         check_model(spec.model.as_deref(), &limits)?;
+        check_model(spec.model.as_deref(), &gw.defaults)?;
         let declared: Vec<&str> = harness.env_vars().iter().map(|v| v.name).collect();
         let mut direct = |why: String| -> Result<Option<Metered>, RunError> {
             if spec.max_cost_usd.is_some() || spec.max_tokens.is_some() {
@@ -298,6 +314,12 @@ impl Runner {
             limits: limits.clone(),
             events: tx,
         });
+        let secrets: Vec<String> = upstreams
+            .iter()
+            .map(|(_, u)| match &u.credential {
+                Credential::ApiKey(k) | Credential::Bearer(k) => k.clone(),
+            })
+            .collect();
         for (p, _) in &upstreams {
             ctx.env.insert(p.key.to_string(), key.secret().to_string());
             if let Some(b) = p.bearer {
@@ -329,6 +351,7 @@ impl Runner {
             events: rx,
             exceeded: None,
             requests: 0,
+            secrets,
         }))
     }
 

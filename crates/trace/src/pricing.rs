@@ -63,13 +63,17 @@ const fn price(
 }
 
 /// The price table (October 2025 list prices; see the module docs).
-pub const PRICES: [ModelPrice; 9] = [
+pub const PRICES: [ModelPrice; 11] = [
     price("gpt-5", 1.25, 0.125, 1.25, 10.0),
     price("gpt-5-codex", 1.25, 0.125, 1.25, 10.0),
     price("gpt-5-mini", 0.25, 0.025, 0.25, 2.0),
     price("o4-mini", 1.10, 0.275, 1.10, 4.40),
     price("claude-sonnet-4-5", 3.0, 0.30, 3.75, 15.0),
     price("claude-opus-4", 15.0, 1.50, 18.75, 75.0),
+    // Opus 4.5 and later list at $5/$25; Claude Code 2.1's default, opus-4-8,
+    // is priced so by Claude Code itself (its total_cost_usd on real runs).
+    price("claude-opus-4-5", 5.0, 0.50, 6.25, 25.0),
+    price("claude-opus-4-8", 5.0, 0.50, 6.25, 25.0),
     price("claude-haiku-4-5", 1.0, 0.10, 1.25, 5.0),
     price("gemini-2.5-pro", 1.25, 0.125, 1.25, 10.0),
     price("gemini-2.5-flash", 0.30, 0.03, 0.30, 2.50),
@@ -84,6 +88,11 @@ pub const PRICES: [ModelPrice; 9] = [
 pub fn model_price(model: &str) -> Option<&'static ModelPrice> {
     let name = model.trim().to_ascii_lowercase();
     let name = name.rsplit('/').next().unwrap_or(&name);
+    // Claude Code names a long-context variant `model[1m]`: same price table entry.
+    let name = match name.find('[') {
+        Some(i) if name.ends_with(']') => &name[..i],
+        _ => name,
+    };
     PRICES.iter().find(|p| {
         name.strip_prefix(p.model)
             .is_some_and(|rest| rest.is_empty() || is_snapshot_suffix(rest))

@@ -67,6 +67,13 @@ pub fn run_json(rec: &RunRecord, events: Option<usize>) -> serde_json::Value {
         "input_tokens": s.input_tokens,
         "output_tokens": s.output_tokens,
         "cost_usd": s.cost_usd,
+        "cache_read_tokens": s.cache_read_tokens,
+        "cache_write_tokens": s.cache_write_tokens,
+        "metered": s.metered,
+        "model_requests": s.model_requests,
+        "harness_usage": s.harness_usage,
+        "max_cost_usd": rec.spec.max_cost_usd,
+        "max_tokens": rec.spec.max_tokens,
         "result": s.result_text,
         "tests_passed": s.tests_passed,
         "group": rec.spec.group,
@@ -116,6 +123,19 @@ pub fn print_outcome(rec: &RunRecord) {
             s.input_tokens.unwrap_or(0),
             s.output_tokens.unwrap_or(0),
             s.cost_usd.unwrap_or(0.0)
+        );
+    }
+    if s.metered {
+        let _ = writeln!(
+            o,
+            "  metered: {} model request(s) through errand's gateway; the figures above are the provider's{}",
+            s.model_requests.unwrap_or(0),
+            match &s.harness_usage {
+                Some(h) if h.cost_usd.is_some_and(|c| (c - s.cost_usd.unwrap_or(0.0)).abs() > 0.00005) => {
+                    format!(" (the harness reported ${:.4})", h.cost_usd.unwrap_or(0.0))
+                }
+                _ => String::new(),
+            }
         );
     }
     if let Some(t) = &s.result_text {

@@ -120,6 +120,8 @@ fn apply_flags(base: &mut RunSpec, args: &RunArgs) {
     base.agent_git = args.agent_git;
     base.agent_branches = args.agent_branches.clone();
     base.allow_force_push = args.allow_force_push;
+    base.max_cost_usd = args.max_cost;
+    base.max_tokens = args.max_tokens;
     base.base_branch = args.base.clone();
     base.timeout_secs = args.timeout.as_secs().max(1);
     base.max_turns = args.max_turns;

@@ -69,6 +69,7 @@ impl Loaded {
                 "slack" => c.slack.as_ref().and_then(|s| serde_json::to_value(s).ok()),
                 "log" => serde_json::to_value(&c.log).ok(),
                 "retention" => serde_json::to_value(&c.retention).ok(),
+                "gateway" => serde_json::to_value(&c.gateway).ok(),
                 _ => None,
             }
         };

@@ -74,6 +74,13 @@ pub(super) const KEYS: &[(&str, Kind)] = {
         ("retention.max_disk", Str),
         ("retention.mirrors", Str),
         ("retention.interval", Str),
+        ("gateway.enabled", Bool),
+        ("gateway.listen", Str),
+        ("gateway.max_cost_usd", Float),
+        ("gateway.max_tokens", Int),
+        ("gateway.models", List),
+        ("gateway.requests_per_minute", Int),
+        ("gateway.direct", List),
     ]
 };
 
