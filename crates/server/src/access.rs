@@ -23,7 +23,7 @@
 use serde::Deserialize;
 
 /// One `[[access]]` rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRule {
     /// The Slack workspace (team id) the rule applies to; `None`: any workspace.
@@ -44,6 +44,59 @@ pub struct AccessRule {
     /// Whether the rule also lets its requesters push (`--push`).
     #[serde(default)]
     pub push: bool,
+    /// The most a run of its requesters may cost in US dollars (metered by the
+    /// model gateway); a smaller budget of the run itself still applies.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// The most tokens a run of its requesters may use.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// The models its requesters' runs may use (exact names or prefixes ending
+    /// in `*`); empty: those the configuration allows.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+/// What the rule that lets a request run says of its budget and models.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleLimits {
+    /// The rule's budget in US dollars.
+    pub max_cost_usd: Option<f64>,
+    /// The rule's budget in tokens.
+    pub max_tokens: Option<u64>,
+    /// The rule's model allowlist; empty: no rule of its own.
+    pub models: Vec<String>,
+}
+
+impl RuleLimits {
+    /// Puts the rule's limits on `spec`: the smaller budget wins, and a model
+    /// the run names must be on the rule's list. The error is for the person.
+    pub fn apply(&self, spec: &mut errand_core::RunSpec) -> Result<(), String> {
+        spec.max_cost_usd = match (spec.max_cost_usd, self.max_cost_usd) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        spec.max_tokens = match (spec.max_tokens, self.max_tokens) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        if !self.models.is_empty() {
+            if let Some(m) = &spec.model {
+                let ok = self.models.iter().any(|a| match a.strip_suffix('*') {
+                    Some(prefix) => m.starts_with(prefix),
+                    None => a == m,
+                });
+                if !ok {
+                    return Err(format!(
+                        "model {m} is not allowed for you here (allowed: {})",
+                        self.models.join(", ")
+                    ));
+                }
+            }
+            spec.allowed_models = self.models.clone();
+        }
+        Ok(())
+    }
 }
 
 /// Who is asking.
@@ -83,7 +136,7 @@ pub enum Denied {
 }
 
 /// The configured rules.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccessPolicy {
     /// The `[[access]]` rules, in the order of the configuration.
     pub rules: Vec<AccessRule>,
@@ -154,6 +207,21 @@ impl AccessPolicy {
         })
     }
 
+    /// The budget and models of the first rule that lets `who` run on `repo`
+    /// (the rule [`AccessPolicy::check`] grants by).
+    pub fn limits(&self, who: Requester<'_>, repo: &str, push: bool) -> RuleLimits {
+        self.rules
+            .iter()
+            .filter(|r| r.applies_to(who))
+            .find(|r| r.repos.iter().any(|p| repo_matches(p, repo)) && (r.push || !push))
+            .map(|r| RuleLimits {
+                max_cost_usd: r.max_cost_usd,
+                max_tokens: r.max_tokens,
+                models: r.models.clone(),
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether `who` may push to `repo` (a GitHub comment run pushes when allowed).
     pub fn may_push(&self, who: Requester<'_>, repo: &str) -> bool {
         self.check(who, repo, true).is_ok()
@@ -193,6 +261,36 @@ mod tests {
             channel,
             user: "U1",
         }
+    }
+
+    #[test]
+    fn a_rule_s_budget_and_models_go_on_the_run() {
+        let p = AccessPolicy::new(vec![AccessRule {
+            slack_team: Some("T1".into()),
+            repos: vec!["acme/*".into()],
+            max_cost_usd: Some(2.0),
+            max_tokens: Some(1000),
+            models: vec!["claude-sonnet-*".into()],
+            ..Default::default()
+        }]);
+        let limits = p.limits(slack("T1", "C9"), "acme/app", false);
+        let mut spec = errand_core::RunSpec::new("x", "claude-code");
+        spec.max_cost_usd = Some(5.0);
+        spec.max_tokens = Some(10);
+        limits.apply(&mut spec).unwrap();
+        assert_eq!(spec.max_cost_usd, Some(2.0));
+        assert_eq!(spec.max_tokens, Some(10));
+        assert_eq!(spec.allowed_models, ["claude-sonnet-*"]);
+        spec.model = Some("gpt-5".into());
+        assert_eq!(
+            limits.apply(&mut spec).err().as_deref(),
+            Some("model gpt-5 is not allowed for you here (allowed: claude-sonnet-*)")
+        );
+        // Another team's requester is held by no rule.
+        assert_eq!(
+            p.limits(slack("T2", "C9"), "acme/app", false),
+            RuleLimits::default()
+        );
     }
 
     #[test]

@@ -228,6 +228,9 @@ pub async fn slack_command(
                 user: cmd.user_id.clone(),
                 message_ts: None,
             });
+            if let Err(msg) = int.access.limits(who, &req.repo, req.push).apply(&mut spec) {
+                return ephemeral(msg);
+            }
             let rec = match st.store.create_run(RunId::new(), &spec).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -641,6 +644,15 @@ pub async fn github_webhook(
     spec.push = push;
     spec.requested_by = Some(format!("github:{}", mention.author));
     spec.origin = Some(origin.clone());
+    if let Err(msg) = int.access.limits(who, &repo, false).apply(&mut spec) {
+        let forge = gh.forge.clone();
+        let text = format!("@{} {msg}", mention.author);
+        tokio::spawn(async move { comment(&forge, &origin, &text).await });
+        return plain(
+            StatusCode::FORBIDDEN,
+            "refused: see the comment in the thread",
+        );
+    }
     let rec = match st.store.create_run(RunId::new(), &spec).await {
         Ok(r) => r,
         Err(e) => return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

@@ -22,6 +22,108 @@ pub struct Metrics {
     pub runs_finished: AtomicU64,
     /// Sum of finished runs' durations, in milliseconds.
     pub run_millis: AtomicU64,
+    /// This process's model gateway, whose tokens and cost by model and
+    /// harness `/metrics` reports (set once the runner exists).
+    pub gateway: GatewaySlot,
+}
+
+/// Where the process's model gateway is put once it exists.
+#[derive(Default)]
+pub struct GatewaySlot(std::sync::OnceLock<std::sync::Arc<errand_gateway::Gateway>>);
+
+impl GatewaySlot {
+    /// Reports `gateway`'s counters from now on (the first one set stays).
+    pub fn set(&self, gateway: std::sync::Arc<errand_gateway::Gateway>) {
+        let _ = self.0.set(gateway);
+    }
+}
+
+impl std::fmt::Debug for GatewaySlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "GatewaySlot(set)"
+        } else {
+            "GatewaySlot(empty)"
+        })
+    }
+}
+
+/// The most (model, harness) series `/metrics` shows; the rest are summed as
+/// model `other`. Model names come from requests an agent makes, so their
+/// number is the agent's to choose.
+const MODEL_SERIES: usize = 200;
+
+/// A Prometheus label value: `\`, `"` and newlines escaped, at most 200 characters.
+fn label(v: &str) -> String {
+    v.chars()
+        .take(200)
+        .flat_map(|c| match c {
+            '\\' => vec!['\\', '\\'],
+            '"' => vec!['\\', '"'],
+            '\n' => vec!['\\', 'n'],
+            c if c.is_control() => vec![],
+            c => vec![c],
+        })
+        .collect()
+}
+
+/// The gateway's counters by model and harness, in the Prometheus text format.
+fn model_usage(out: &mut String, gateway: &errand_gateway::Gateway) {
+    let mut rows = gateway.metrics();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.requests));
+    if rows.len() > MODEL_SERIES {
+        let rest = rows.split_off(MODEL_SERIES - 1);
+        let mut other = errand_gateway::MetricRow {
+            model: "other".into(),
+            harness: "other".into(),
+            ..Default::default()
+        };
+        for r in rest {
+            other.requests += r.requests;
+            other.input_tokens += r.input_tokens;
+            other.output_tokens += r.output_tokens;
+            other.cache_read_tokens += r.cache_read_tokens;
+            other.cache_write_tokens += r.cache_write_tokens;
+            other.cost_usd += r.cost_usd;
+        }
+        rows.push(other);
+    }
+    let _ = writeln!(out, "# HELP errand_model_requests_total Model requests the gateway forwarded, by model and harness.\n# TYPE errand_model_requests_total counter");
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "errand_model_requests_total{{model=\"{}\",harness=\"{}\"}} {}",
+            label(&r.model),
+            label(&r.harness),
+            r.requests
+        );
+    }
+    let _ = writeln!(out, "# HELP errand_model_tokens_total Tokens the providers reported, by model, harness and kind.\n# TYPE errand_model_tokens_total counter");
+    for r in &rows {
+        for (kind, n) in [
+            ("input", r.input_tokens),
+            ("output", r.output_tokens),
+            ("cache_read", r.cache_read_tokens),
+            ("cache_write", r.cache_write_tokens),
+        ] {
+            let _ = writeln!(
+                out,
+                "errand_model_tokens_total{{model=\"{}\",harness=\"{}\",kind=\"{kind}\"}} {n}",
+                label(&r.model),
+                label(&r.harness)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP errand_model_cost_usd_total Cost of the model requests from errand's price table, in US dollars.\n# TYPE errand_model_cost_usd_total counter");
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "errand_model_cost_usd_total{{model=\"{}\",harness=\"{}\"}} {:.6}",
+            label(&r.model),
+            label(&r.harness),
+            r.cost_usd
+        );
+    }
 }
 
 /// `GET /metrics`: the Prometheus text format.
@@ -58,5 +160,19 @@ pub async fn render(State(st): State<AppState>) -> Result<impl IntoResponse, Api
     );
     let finished = m.runs_finished.load(Ordering::Relaxed);
     let _ = writeln!(out, "# HELP errand_run_duration_seconds Durations of runs this process's workers finished.\n# TYPE errand_run_duration_seconds summary\nerrand_run_duration_seconds_count {finished}\nerrand_run_duration_seconds_sum {:.3}", m.run_millis.load(Ordering::Relaxed) as f64 / 1000.0);
+    if let Some(g) = m.gateway.0.get() {
+        model_usage(&mut out, g);
+    }
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_break_out_of_their_quotes() {
+        assert_eq!(label("a\"b\\c\nd\r"), "a\\\"b\\\\c\\nd");
+        assert_eq!(label(&"m".repeat(500)).len(), 200);
+    }
 }

@@ -111,6 +111,22 @@ pub struct RunView {
     pub output_tokens: Option<u64>,
     /// Cost in US dollars, when known.
     pub cost_usd: Option<f64>,
+    /// Tokens read from the prompt cache (metered runs).
+    pub cache_read_tokens: Option<u64>,
+    /// Tokens written to the prompt cache (metered runs).
+    pub cache_write_tokens: Option<u64>,
+    /// The tokens and cost come from errand's model gateway, read from the
+    /// provider's own answers; `false`: as the harness reported them.
+    pub metered: bool,
+    /// On a metered run: how many model requests the gateway forwarded.
+    pub model_requests: Option<u64>,
+    /// On a metered run: what the harness itself reported, kept beside.
+    #[schema(value_type = Option<Object>)]
+    pub harness_usage: Option<errand_core::Usage>,
+    /// The run's budget in US dollars (`--max-cost`), when it has one.
+    pub max_cost_usd: Option<f64>,
+    /// The run's budget in tokens (`--max-tokens`), when it has one.
+    pub max_tokens: Option<u64>,
     /// The agent's final message.
     pub result: Option<String>,
     /// Whether the test command passed after the agent finished.
@@ -157,6 +173,13 @@ impl From<&RunRecord> for RunView {
             input_tokens: s.input_tokens,
             output_tokens: s.output_tokens,
             cost_usd: s.cost_usd,
+            cache_read_tokens: s.cache_read_tokens,
+            cache_write_tokens: s.cache_write_tokens,
+            metered: s.metered,
+            model_requests: s.model_requests,
+            harness_usage: s.harness_usage.clone(),
+            max_cost_usd: r.spec.max_cost_usd,
+            max_tokens: r.spec.max_tokens,
             result: s.result_text.clone(),
             tests_passed: s.tests_passed,
             cancel_requested: r.cancel_requested,

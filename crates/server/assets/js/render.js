@@ -301,6 +301,18 @@ function body(e, ctx) {
       if (Array.isArray(ev.tools) && ev.tools.length) bits.push(`${ev.tools.length} tools`);
       return [systemLine(`· ${bits.join(' · ')}`, 'notice')];
     }
+    case 'model': {
+      const u = ev.usage || {};
+      const bits = [`model ${ev.provider || ''} ${ev.model || ''}`.trim(), String(ev.status || '')];
+      bits.push(`${fmtCount(u.input_tokens || 0)} in / ${fmtCount(u.output_tokens || 0)} out tokens`);
+      if (u.cache_read_tokens || u.cache_write_tokens) bits.push(`cache ${fmtCount(u.cache_read_tokens || 0)} read / ${fmtCount(u.cache_write_tokens || 0)} written`);
+      if (typeof u.cost_usd === 'number') bits.push(fmtCost(u.cost_usd));
+      if (typeof ev.ttfb_ms === 'number') bits.push(`first byte ${fmtDuration(ev.ttfb_ms)}`);
+      if (ev.duration_ms) bits.push(fmtDuration(ev.duration_ms));
+      if (ev.error) bits.push(ev.error);
+      const bad = (ev.status || 0) >= 400 || ev.error;
+      return [systemLine(`· ${bits.join(' · ')}`, bad ? 'notice bad model' : 'notice model')];
+    }
     case 'usage':
       return [systemLine(`· ${fmtCount(ev.input_tokens || 0)} in / ${fmtCount(ev.output_tokens || 0)} out tokens${typeof ev.cost_usd === 'number' ? ` · ${fmtCost(ev.cost_usd)}` : ''}`, 'notice')];
     case 'result': {

@@ -246,7 +246,18 @@ export async function runPage(root, source, { title } = {}) {
     if (tok) tok.textContent = `${fmtCount(inTok)} in / ${fmtCount(outTok)} out`;
     const cost = headBox.querySelector('.cost');
     const c = meta && typeof meta.cost_usd === 'number' ? Math.max(meta.cost_usd, tot.cost || 0) : tot.cost;
-    if (cost) cost.textContent = c !== null && c !== undefined ? fmtCost(c) : '–';
+    if (cost) {
+      cost.textContent = c !== null && c !== undefined ? fmtCost(c) : '–';
+      // A metered run's cost is the gateway's; the harness's own figure is shown beside it when it differs.
+      const h = tot.metered ? tot.harness : meta && meta.harness_usage ? { cost: meta.harness_usage.cost_usd } : null;
+      const metered = tot.metered || (meta && meta.metered);
+      if (metered) {
+        const differs = h && typeof h.cost === 'number' && c !== null && c !== undefined && Math.abs(h.cost - c) >= 0.00005;
+        if (differs) cost.textContent += ` (harness: ${fmtCost(h.cost)})`;
+        cost.title = `metered by errand's model gateway from the provider's answers${differs ? `; the harness reported ${fmtCost(h.cost)}` : ''}`;
+        cost.dataset.metered = 'true';
+      }
+    }
     const el = headBox.querySelector('.elapsed');
     if (el && meta) {
       const s = parseTime(meta.started_at) ?? parseTime(meta.created_at);

@@ -122,6 +122,7 @@ const KIND = {
   error: 'error',
   warning: 'warning',
   run_diff: 'diff',
+  model_call: 'model',
   raw: 'raw',
 };
 
@@ -213,6 +214,7 @@ export class Trace {
     this.maxSeq = 0;
     this.version = 0;
     this.usage = { input: 0, output: 0, cost: 0, hasCost: false };
+    this.metered = { requests: 0, input: 0, output: 0, cost: 0, hasCost: false };
     this.result = null;
     this.texts = new Map();
     this._visible = null;
@@ -241,6 +243,15 @@ export class Trace {
           this.usage.cost += ev.cost_usd;
           this.usage.hasCost = true;
         }
+      } else if (ev.type === 'model_call') {
+        const u = ev.usage || {};
+        this.metered.requests += 1;
+        this.metered.input += Number(u.input_tokens) || 0;
+        this.metered.output += Number(u.output_tokens) || 0;
+        if (typeof u.cost_usd === 'number') {
+          this.metered.cost += u.cost_usd;
+          this.metered.hasCost = true;
+        }
       } else if (ev.type === 'result' && (!this.result || this.result.seq < seq)) this.result = ev;
     }
     if (!fresh.length) return false;
@@ -263,8 +274,20 @@ export class Trace {
     this.entries = b.entries;
   }
 
-  /** Tokens and cost so far: the usage events, or the final result's totals when larger. */
+  /**
+   * Tokens and cost so far. A metered run's figures are the gateway's
+   * (`model_call` events: the provider's own answers), with the harness's
+   * report beside them as `harness`; otherwise the harness's usage events, or
+   * its final result's totals when larger.
+   */
   totals() {
+    const harness = this.harnessTotals();
+    const m = this.metered;
+    if (!m.requests) return harness;
+    return { input: m.input, output: m.output, cost: m.hasCost ? m.cost : 0, metered: true, requests: m.requests, harness };
+  }
+
+  harnessTotals() {
     let { input, output, cost, hasCost } = this.usage;
     const r = this.result && this.result.usage;
     if (r) {
@@ -345,6 +368,9 @@ export class Trace {
           break;
         case 'raw':
           parts.push(ev.line || '');
+          break;
+        case 'model_call':
+          parts.push(ev.provider || '', ev.model || '', String(ev.status || ''), ev.error || '');
           break;
         default:
           break;
