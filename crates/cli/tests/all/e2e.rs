@@ -193,7 +193,17 @@ async fn a_stored_secret_is_encrypted_at_rest_and_given_to_the_harness_that_need
     ensure_claude();
     const KEY: &str = "sk-stored-secret-0123456789";
     // The guard refuses printing a credential, so the agent compares instead.
-    let model = model(r#"{"steps":[{"shell":"[ \"$ANTHROPIC_API_KEY\" = \"sk-stored-secret-0123456789\" ] && echo key=stored; [ -z \"${GITHUB_TOKEN+x}\" ] && echo gh=none"},{"text":"ok"}]}"#).await;
+    // The stored key goes to errand's model gateway (the provider refuses any
+    // request without it); the harness holds a key for its run only.
+    let scenario = errand_model::Scenario::from_json(r#"{"steps":[{"shell":"[ \"$ANTHROPIC_API_KEY\" = \"sk-stored-secret-0123456789\" ] && echo key=stored; case \"$ANTHROPIC_API_KEY\" in errand-run-*) echo key=run;; esac; [ -z \"${GITHUB_TOKEN+x}\" ] && echo gh=none"},{"text":"ok"}]}"#)
+        .expect("scenario");
+    let model = errand_model::ScriptedModel::start_requiring_key(
+        scenario,
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        KEY,
+    )
+    .await
+    .expect("the scripted model starts");
     let env = Env::new();
     let bare = bare_repo(env.dir.path());
     // Only the base URL comes from the environment; the key is stored.
@@ -241,8 +251,12 @@ async fn a_stored_secret_is_encrypted_at_rest_and_given_to_the_harness_that_need
         .unwrap_or("")
         .to_string();
     assert!(
-        out.contains("key=stored"),
-        "the harness got the stored key: {out}"
+        out.contains("key=run") && !out.contains("key=stored"),
+        "the harness got a key for its run, not the stored one: {out}"
+    );
+    assert!(
+        !model.requests().is_empty() && model.requests().iter().all(|r| r.status < 400),
+        "the stored key reached the provider through the gateway"
     );
     let all = serde_json::to_string(&events).expect("events");
     assert!(

@@ -389,3 +389,72 @@ async fn models_outside_the_allowlist_are_refused_with_a_clear_message() {
         .count();
     assert_eq!(model.requests().len(), passed);
 }
+
+/// A run started from the API goes through the same gateway: its view says
+/// what was metered and its budget, and `/metrics` counts the tokens and cost
+/// by model and harness.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_meters_runs_and_reports_tokens_and_cost_in_metrics() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    let key = format!("sk-canary-{}", canary_suffix());
+    let model = provider(
+        r#"{"steps":[{"shell":"echo hi"},{"text":"Said hi."}]}"#,
+        &key,
+    )
+    .await;
+    let env = env_for("claude-code", &model, &key).allow_local_repos();
+    let bare = bare_repo(env.dir.path());
+    let token = api_token(&env, "metrics");
+    let (_server, base) = serve(&env, "1");
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/api/v1/runs"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "prompt": "say hi", "repo": bare.to_string_lossy(), "max_cost_usd": 5.0
+        }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("run JSON");
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["max_cost_usd"], 5.0, "{created:#}");
+    let run = wait_ended(&base, &token, &id).await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    assert_eq!(run["metered"], true, "{run:#}");
+    let requests = run["model_requests"].as_u64().unwrap_or(0);
+    assert!(requests >= 1, "{run:#}");
+    assert_eq!(requests as usize, model.requests().len());
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counted: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("errand_model_requests_total{") && l.contains("harness=\"claude-code\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, requests, "{metrics}");
+    let input: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("errand_model_tokens_total{") && l.contains("kind=\"input\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(Some(input), run["input_tokens"].as_u64(), "{metrics}");
+    assert!(
+        metrics.contains("errand_model_cost_usd_total{"),
+        "{metrics}"
+    );
+}

@@ -6,6 +6,7 @@
 //! commands it starts. One area: `cargo test -p errand-cli --test all e2e::`.
 
 #![allow(clippy::disallowed_methods)] // tests start their own fixtures
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
 mod viewer_browser;
@@ -22,11 +23,12 @@ mod docker;
 mod drain;
 mod e2e;
 mod failures;
+mod gateway;
 mod git_proxy;
 mod guard;
 mod harnesses;
-mod retention;
 mod logs_file;
+mod retention;
 mod sandbox;
 mod server;
 mod slack;
