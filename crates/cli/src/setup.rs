@@ -135,6 +135,20 @@ async fn gateway(cfg: &Config) -> Result<Option<GatewaySettings>> {
             tracing::error!("the model gateway stopped: {e}");
         }
     });
+    // Agent pods reach the same gateway over the cluster's network.
+    let mut pod_url = None;
+    if let (Some(l), Some(u)) = (&g.kubernetes_listen, &g.kubernetes_url) {
+        let pods = tokio::net::TcpListener::bind(l.as_str())
+            .await
+            .with_context(|| format!("the model gateway cannot listen for pods on {l}"))?;
+        let router = gateway.router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(pods, router).await {
+                tracing::error!("the model gateway's pod listener stopped: {e}");
+            }
+        });
+        pod_url = Some(u.trim_end_matches('/').to_string());
+    }
     Ok(Some(GatewaySettings {
         gateway,
         addr,
@@ -145,6 +159,7 @@ async fn gateway(cfg: &Config) -> Result<Option<GatewaySettings>> {
             requests_per_minute: g.requests_per_minute,
         },
         direct: g.direct.clone(),
+        pod_url,
     }))
 }
 

@@ -842,4 +842,92 @@ mod tests {
             }]
         );
     }
+
+    /// An emitter writing to a scratch log, for phases tested alone.
+    fn scratch_emitter(dir: &Path) -> Emitter {
+        let (sink, _rx) = mpsc::unbounded_channel();
+        Emitter {
+            log: EventLog::open(&dir.join("events.jsonl")).unwrap(),
+            tx: None,
+            redactor: SharedRedactor::default(),
+            sink,
+            backlog: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            budget: limits::TraceBudget::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn pods_reach_the_gateway_at_its_cluster_url_and_never_get_the_key() {
+        let gateway = errand_gateway::Gateway::new();
+        let mut r = pods_runner(None, None).await;
+        r.gateway = Some(GatewaySettings {
+            gateway,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            defaults: Default::default(),
+            direct: vec![],
+            pod_url: Some("http://10.0.0.5:8472".into()),
+        });
+        let rec = r
+            .store
+            .create_run(RunId::new(), &errand_core::RunSpec::new("p", "claude-code"))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut em = scratch_emitter(dir.path());
+        let mut ctx = RunContext {
+            prompt: "p".into(),
+            model: None,
+            max_turns: 1,
+            branch: "b".into(),
+            env: BTreeMap::from([("ANTHROPIC_API_KEY".to_string(), "sk-real".to_string())]),
+            install_dir: PathBuf::new(),
+            extra_path: vec![],
+            extra_env: vec![],
+            agent_git: false,
+        };
+        let metered = r
+            .meter(&rec, &errand_harness::ClaudeCode, &mut ctx, &mut em)
+            .unwrap()
+            .expect("metered");
+        assert_eq!(
+            ctx.env["ANTHROPIC_BASE_URL"],
+            "http://10.0.0.5:8472/anthropic"
+        );
+        assert!(ctx.env["ANTHROPIC_API_KEY"].starts_with("errand-run-"));
+        assert_eq!(metered.secrets, ["sk-real"]);
+        // The pod's allowlist is errand's address, not the provider's.
+        let inv = Invocation {
+            command: CommandLine::new("x", Vec::<String>::new()),
+            env: vec![],
+            home_files: vec![],
+            secrets: vec![],
+        };
+        assert_eq!(
+            model_endpoints(&errand_harness::ClaudeCode, &ctx, &inv),
+            ["10.0.0.5:8472"]
+        );
+
+        // Without a cluster URL, a pod gets the key directly, and the trace says why.
+        r.gateway.as_mut().unwrap().pod_url = None;
+        let mut ctx2 = ctx.clone();
+        ctx2.env = BTreeMap::from([("ANTHROPIC_API_KEY".to_string(), "sk-real".to_string())]);
+        assert!(r
+            .meter(&rec, &errand_harness::ClaudeCode, &mut ctx2, &mut em)
+            .unwrap()
+            .is_none());
+        assert_eq!(ctx2.env["ANTHROPIC_API_KEY"], "sk-real");
+        // A budget cannot be kept there: refused rather than ignored.
+        let mut spec = errand_core::RunSpec::new("p", "claude-code");
+        spec.max_cost_usd = Some(1.0);
+        let rec2 = r.store.create_run(RunId::new(), &spec).await.unwrap();
+        let err = r
+            .meter(&rec2, &errand_harness::ClaudeCode, &mut ctx2, &mut em)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("--max-cost and --max-tokens need the model gateway"),
+            "{err}"
+        );
+    }
 }

@@ -39,6 +39,9 @@ pub struct GatewaySettings {
     /// Harnesses that talk to their provider directly, with the real key
     /// (`gateway.direct`); the run's trace says so.
     pub direct: Vec<String>,
+    /// Where kubernetes pods reach the gateway (`gateway.kubernetes_url`);
+    /// `None`: pods get the provider's key directly.
+    pub pod_url: Option<String>,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -295,13 +298,18 @@ impl Runner {
                 harness.name()
             ));
         }
-        if !self.sandbox_reaches_gateway() {
+        let base = if self.sandbox_reaches_gateway() {
+            format!("http://{}", gw.addr)
+        } else if let (Some(url), "kubernetes") = (&gw.pod_url, self.sandbox.name()) {
+            url.clone()
+        } else {
             return direct(format!(
                 "the {} sandbox cannot reach the gateway on errand's host (it needs errand's egress proxy: \
-                 sandbox.egress = \"allowlist\" on the local or docker sandbox)",
+                 sandbox.egress = \"allowlist\" on the local or docker sandbox, or \
+                 gateway.kubernetes_listen and gateway.kubernetes_url for pods)",
                 self.sandbox.name()
             ));
-        }
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let names: Vec<String> = upstreams
             .iter()
@@ -326,7 +334,7 @@ impl Runner {
                 ctx.env.remove(b);
             }
             ctx.env
-                .insert(p.base.to_string(), format!("http://{}/{}", gw.addr, p.id));
+                .insert(p.base.to_string(), format!("{base}/{}", p.id));
         }
         let mut budget = Vec::new();
         if let Some(c) = limits.max_cost_usd {

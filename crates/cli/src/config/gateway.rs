@@ -24,6 +24,12 @@ pub struct Gateway {
     /// Harnesses that must talk to their provider directly (they get the real
     /// key, and their runs' traces say so).
     pub direct: Vec<String>,
+    /// For the kubernetes sandbox: where errand also serves the gateway to
+    /// agent pods (`0.0.0.0:8472`); pods cannot reach the host's loopback.
+    pub kubernetes_listen: Option<String>,
+    /// The base URL pods reach that listener at
+    /// (`http://errand-git.errand.svc.cluster.local:8472`).
+    pub kubernetes_url: Option<String>,
 }
 
 impl Default for Gateway {
@@ -36,6 +42,8 @@ impl Default for Gateway {
             models: Vec::new(),
             requests_per_minute: None,
             direct: Vec::new(),
+            kubernetes_listen: None,
+            kubernetes_url: None,
         }
     }
 }
@@ -63,6 +71,24 @@ impl Gateway {
         }
         if self.max_tokens == Some(0) {
             out.push("gateway.max_tokens: must be positive".into());
+        }
+        match (&self.kubernetes_listen, &self.kubernetes_url) {
+            (Some(l), Some(u)) => {
+                if l.parse::<std::net::SocketAddr>().is_err() {
+                    out.push(format!(
+                        "gateway.kubernetes_listen '{l}': not an address such as 0.0.0.0:8472"
+                    ));
+                }
+                if !u.starts_with("http://") || u.trim_start_matches("http://").is_empty() {
+                    out.push(format!(
+                        "gateway.kubernetes_url '{u}': an http:// URL pods reach errand at"
+                    ));
+                }
+            }
+            (None, None) => {}
+            _ => {
+                out.push("gateway.kubernetes_listen and gateway.kubernetes_url go together".into())
+            }
         }
         if self.requests_per_minute == Some(0) {
             out.push("gateway.requests_per_minute: must be positive".into());

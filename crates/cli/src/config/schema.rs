@@ -81,6 +81,8 @@ pub(super) const KEYS: &[(&str, Kind)] = {
         ("gateway.models", List),
         ("gateway.requests_per_minute", Int),
         ("gateway.direct", List),
+        ("gateway.kubernetes_listen", Str),
+        ("gateway.kubernetes_url", Str),
     ]
 };
 

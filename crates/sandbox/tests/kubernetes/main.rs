@@ -1060,6 +1060,37 @@ fn the_manifests_parse_and_agree() {
     );
     assert_eq!(url, host);
     assert_eq!(git_service["spec"]["ports"][0]["targetPort"], "git-proxy");
+    // The model gateway: its pod listener on the container port the same
+    // headless Service targets, at the URL pods are given.
+    let listen = env("ERRAND_GATEWAY_KUBERNETES_LISTEN")["value"].clone();
+    let gw_port: u64 = listen
+        .as_str()
+        .and_then(|l| l.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .expect("listen is host:port");
+    let container_port = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "model-gateway")
+        .expect("a model-gateway port")
+        .clone();
+    assert_eq!(container_port["containerPort"], gw_port);
+    let service_port = git_service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["targetPort"] == "model-gateway")
+        .expect("the Service targets the gateway")
+        .clone();
+    assert_eq!(service_port["port"], gw_port);
+    assert_eq!(
+        env("ERRAND_GATEWAY_KUBERNETES_URL")["value"],
+        format!(
+            "http://{}.errand.svc.cluster.local:{gw_port}",
+            git_service["metadata"]["name"].as_str().unwrap()
+        )
+    );
     assert_eq!(
         pod["securityContext"]["runAsUser"], 10001,
         "the agents' uid"
