@@ -24,8 +24,8 @@ mod sql;
 mod sqlite;
 
 pub use common::LEASE_EXPIRED_REASON;
-pub use moving::{backup_sqlite, copy_to_postgres, sqlite_path, TableCount};
 pub use eventlog::{read_events, read_raw_lines, EventLog, LogTail, RawLog};
+pub use moving::{backup_sqlite, copy_to_postgres, sqlite_path, TableCount};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -326,6 +326,16 @@ pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn Store>> {
 pub trait Store: Send + Sync {
     /// Inserts a new run in state `queued`, recording that transition.
     async fn create_run(&self, id: RunId, spec: &errand_core::RunSpec) -> Result<RunRecord>;
+    /// Like [`Store::create_run`], for a run this process executes itself
+    /// (`errand run`): it is claimed by `by` from the start, with no lease, so
+    /// no worker sharing the database claims it too. A dead owner is found by
+    /// its pid, as before, not by a lease.
+    async fn create_own_run(
+        &self,
+        id: RunId,
+        spec: &errand_core::RunSpec,
+        by: &str,
+    ) -> Result<RunRecord>;
     /// The run with this id.
     async fn get_run(&self, id: RunId) -> Result<RunRecord>;
     /// Finds a run by its full id or a unique prefix of it (as printed by `errand ls`).

@@ -180,21 +180,23 @@ macro_rules! impl_store {
             }
         }
 
-        #[async_trait::async_trait]
-        impl $crate::Store for $store {
-            async fn create_run(
+        impl $store {
+            /// A new queued run, claimed from the start by `claimed_by` when given.
+            async fn insert_run(
                 &self,
                 id: errand_core::RunId,
                 spec: &errand_core::RunSpec,
+                claimed_by: Option<&str>,
             ) -> $crate::Result<errand_core::RunRecord> {
+                use $crate::Store;
                 let now = $crate::common::millis(chrono::Utc::now());
                 let spec_json = serde_json::to_string(spec).map_err(|e| {
                     $crate::StoreError::Corrupt(format!("spec does not serialize: {e}"))
                 })?;
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(&Self::DIALECT.sql(
-                    "INSERT INTO runs (id, spec, repo, harness, model, state, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6)",
+                    "INSERT INTO runs (id, spec, repo, harness, model, state, created_at, claimed_by) \
+                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
                 ))
                 .bind(id.to_string())
                 .bind(spec_json)
@@ -202,11 +204,32 @@ macro_rules! impl_store {
                 .bind(&spec.harness)
                 .bind(&spec.model)
                 .bind(now)
+                .bind(claimed_by)
                 .execute(&mut *tx)
                 .await?;
                 Self::record_transition(&mut tx, id, errand_core::RunState::Queued, now, None).await?;
                 tx.commit().await?;
                 self.get_run(id).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn create_run(
+                &self,
+                id: errand_core::RunId,
+                spec: &errand_core::RunSpec,
+            ) -> $crate::Result<errand_core::RunRecord> {
+                self.insert_run(id, spec, None).await
+            }
+
+            async fn create_own_run(
+                &self,
+                id: errand_core::RunId,
+                spec: &errand_core::RunSpec,
+                by: &str,
+            ) -> $crate::Result<errand_core::RunRecord> {
+                self.insert_run(id, spec, Some(by)).await
             }
 
             async fn get_run(&self, id: errand_core::RunId) -> $crate::Result<errand_core::RunRecord> {

@@ -175,7 +175,11 @@ async fn create_runs(
                 spec.model = None;
             }
             let id = RunId::new();
-            store.create_run(id, &spec).await?;
+            // This process runs it: claimed from the start, so a server's
+            // workers on the same database never start it as well.
+            store
+                .create_own_run(id, &spec, &format!("cli:{}", std::process::id()))
+                .await?;
             let label = match (&spec.model, models.len() > 1) {
                 (Some(m), true) => format!("{h}/{m}"),
                 _ => h.clone(),

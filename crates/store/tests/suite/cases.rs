@@ -1336,3 +1336,15 @@ pub async fn pruning_is_recorded_and_deletes_only_that_runs_logs(s: Arc<dyn Stor
         Err(StoreError::NotFound(_))
     ));
 }
+
+/// A run `errand run` executes itself is never claimed by a worker on the same database.
+pub async fn an_own_run_is_never_claimed_by_a_worker(s: Arc<dyn Store>) {
+    let own = RunId::new();
+    s.create_own_run(own, &spec("own"), "cli:42").await.unwrap();
+    let queued = new_run(&s, &spec("queued")).await;
+    let first = s.claim_next("w1", LEASE, &no_limits()).await.unwrap();
+    assert_eq!(first.map(|r| r.id), Some(queued));
+    let second = s.claim_next("w1", LEASE, &no_limits()).await.unwrap();
+    assert!(second.is_none(), "the own run was claimed: {second:?}");
+    assert_eq!(s.get_run(own).await.unwrap().state, RunState::Queued);
+}

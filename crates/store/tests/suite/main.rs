@@ -43,6 +43,7 @@ on_every_backend!(
     transitions_follow_the_state_machine_and_are_recorded,
     concurrent_transitions_of_one_run_let_exactly_one_win,
     cancel_flag_summary_and_owner,
+    an_own_run_is_never_claimed_by_a_worker,
     concurrent_runs_move_through_their_states_without_lock_errors,
     list_filters_and_paging,
     runs_are_found_by_requester_and_slack_message,

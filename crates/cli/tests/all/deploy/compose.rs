@@ -372,10 +372,9 @@ fn the_compose_stack_serves_readyz_from_postgresql() {
 
     // A run from inside the stack whose agent is a sibling container: the demo
     // (the real Claude Code against errand's scripted model) on the docker
-    // sandbox. Its own SQLite store: a local `errand run` on the server's
-    // database would be queued there, where the server's workers claim it too.
-    let demo_db = format!("ERRAND_DATABASE_URL={}", home.join("demo.db").display());
-    let out = output(stack.compose().args(["exec", "-T", "-e", &demo_db]).args([
+    // sandbox, recorded in the server's PostgreSQL database, where the
+    // server's workers must leave it to the process that runs it.
+    let out = output(stack.compose().args(["exec", "-T"]).args([
         "errand",
         "errand",
         "run",
