@@ -207,8 +207,21 @@ pub enum UsageError {
     },
 }
 
+/// A typed part as it appears inside a one-line message: line breaks, tabs
+/// and other control characters become one space each run (the message must
+/// stay one line whatever was typed), then it is cut and escaped.
 fn shown(value: &str) -> String {
-    text::escape(&text::truncate(value, 60))
+    let mut flat = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c.is_control() || c.is_whitespace() {
+            if !flat.ends_with(' ') {
+                flat.push(' ');
+            }
+        } else {
+            flat.push(c);
+        }
+    }
+    text::escape(&text::truncate(flat.trim(), 60))
 }
 
 fn value_example(flag: &str) -> &'static str {
@@ -569,6 +582,30 @@ mod tests {
             Err(e) => e,
             Ok(other) => panic!("{text:?} parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn usage_errors_stay_on_one_line_whatever_was_typed() {
+        // Found by the slack fuzz target: `status` followed by a line break
+        // and a control character.
+        for text in [
+            "status\n\u{fffd}\n\u{1e}%",
+            "cancel abc\r\nmore",
+            "cancel a\u{85}b",
+            "--model\tx y\u{2028}z acme/widgets go",
+            "--base a\x0bb acme/widgets go",
+            "no/\u{7}repo/x\nfix",
+        ] {
+            let message = err(text).to_string();
+            assert!(
+                !message.contains(|c: char| c.is_control() || c == '\u{2028}'),
+                "{text:?} → {message:?}"
+            );
+        }
+        assert_eq!(
+            err("status\n  two\n\nlines").to_string(),
+            "`status` takes no further arguments, but got `two lines`"
+        );
     }
 
     const SLACK_FORM: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
