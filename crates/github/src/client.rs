@@ -31,6 +31,13 @@ pub enum Access {
     Write,
     /// `issues: write`, `metadata: read`: comment on issues and pull requests, nothing else.
     Comment,
+    /// `issues: read`, `pull_requests: read`, `metadata: read`: read an issue or a
+    /// pull request (title, body, labels, discussion, changed files, review
+    /// comments) and a collaborator's permission, to give a run its context.
+    Thread,
+    /// `checks: read`, `actions: read`, `metadata: read`: read a failed check,
+    /// its job's steps and its log, for a run that fixes CI.
+    Ci,
 }
 
 /// What to ask for when minting an installation token.
@@ -69,6 +76,16 @@ impl TokenRequest {
         Access::Comment.into()
     }
 
+    /// Reading issues and pull requests only.
+    pub fn thread() -> Self {
+        Access::Thread.into()
+    }
+
+    /// Reading checks and Actions jobs (and their logs) only.
+    pub fn ci() -> Self {
+        Access::Ci.into()
+    }
+
     /// The same request plus `workflows: write`.
     pub fn with_workflows(self) -> Self {
         Self {
@@ -91,6 +108,14 @@ impl TokenRequest {
             }
             Access::Comment => {
                 p.insert("issues".to_string(), "write".to_string());
+            }
+            Access::Thread => {
+                p.insert("issues".to_string(), "read".to_string());
+                p.insert("pull_requests".to_string(), "read".to_string());
+            }
+            Access::Ci => {
+                p.insert("checks".to_string(), "read".to_string());
+                p.insert("actions".to_string(), "read".to_string());
             }
         }
         if self.workflows {
@@ -270,7 +295,7 @@ impl GithubClient {
         sign(&self.key, &self.app_id, Utc::now())
     }
 
-    fn request(&self, method: Method, path: &str, bearer: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str, bearer: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.api_base))
             .bearer_auth(bearer)
@@ -449,7 +474,10 @@ fn level_rank(level: &str) -> u8 {
 }
 
 /// Parses a success body as `T`, or turns the status into an error.
-async fn parse<T: DeserializeOwned>(resp: reqwest::Response, endpoint: &'static str) -> Result<T> {
+pub(crate) async fn parse<T: DeserializeOwned>(
+    resp: reqwest::Response,
+    endpoint: &'static str,
+) -> Result<T> {
     if !resp.status().is_success() {
         return Err(status_error(resp).await);
     }
@@ -461,7 +489,7 @@ async fn parse<T: DeserializeOwned>(resp: reqwest::Response, endpoint: &'static 
 }
 
 /// Maps a non-success response to the matching [`GithubError`] variant.
-async fn status_error(resp: reqwest::Response) -> GithubError {
+pub(crate) async fn status_error(resp: reqwest::Response) -> GithubError {
     let status = resp.status();
     let message = error_message(resp).await;
     match status {

@@ -7,7 +7,11 @@
 //!   (any API base URL).
 //! - [`basic_auth_header`] / [`git_url`] build what host-side git needs to clone
 //!   and push with a token without writing it to `.git/config`.
-//! - [`webhook`] verifies `X-Hub-Signature-256` and extracts `@errand` mentions.
+//! - reading issues, pull requests, review comments, checks and job logs, and
+//!   editing comments (`threads.rs`), for a run's context and errand's answers.
+//! - [`webhook`] verifies `X-Hub-Signature-256` and extracts what errand acts
+//!   on: `@errand` mentions (comments, review comments, reviews), a trigger
+//!   label, failed checks.
 //! - [`app_manifest`] describes the App for GitHub's manifest registration flow.
 //! - `fake` (feature `fake`): a local GitHub that enforces the same rules, for
 //!   end-to-end tests.
@@ -20,6 +24,7 @@ mod auth;
 mod client;
 mod error;
 mod manifest;
+mod threads;
 pub mod webhook;
 
 #[cfg(feature = "fake")]
@@ -31,8 +36,16 @@ pub use client::{
     GITHUB_API_VERSION, USER_AGENT,
 };
 pub use error::{GithubError, Result};
-pub use manifest::{app_manifest, convert_manifest, CreatedApp, MANIFEST_REDIRECT_PATH};
-pub use webhook::{Mention, WebhookError};
+pub use manifest::{
+    app_manifest, convert_manifest, CreatedApp, EVENTS as APP_EVENTS, MANIFEST_REDIRECT_PATH,
+    PERMISSIONS as APP_PERMISSIONS,
+};
+pub use threads::{
+    Account, CheckApp, CheckOutput, CheckRun, Issue, IssueComment, Job, JobStep, Label,
+    PostedComment, PullEnd, PullFile, PullRequest, RecentComments, RepoName, ReviewComment,
+    MAX_LOG_DOWNLOAD,
+};
+pub use webhook::{CheckFailure, Event, Labeled, Mention, ReviewSpot, WebhookError};
 
 use base64::Engine as _;
 

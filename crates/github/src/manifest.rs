@@ -6,11 +6,46 @@ use serde_json::{json, Value};
 /// manifest flow; exchange the code with `POST /app-manifests/{code}/conversions`.
 pub const MANIFEST_REDIRECT_PATH: &str = "/github/manifest-callback";
 
+/// The permissions errand's App asks for, and what each is for:
+///
+/// - `contents: write`: clone the repository and push the run's branch;
+/// - `pull_requests: write`: open the pull request; read a pull request's
+///   head, changed files and review comments for a run's context;
+/// - `issues: write`: the one status comment per request, edited in place;
+///   read an issue's title, body, labels and discussion for a run's context;
+/// - `checks: read`: read a failed check on errand's pull request (and
+///   receive `check_run`/`check_suite` events) for CI fixes;
+/// - `actions: read`: read the failed Actions job's steps and log (and receive
+///   `workflow_run` events) for CI fixes;
+/// - `metadata: read`: required of every App; also tells whether a requester
+///   may push to a repository.
+///
+/// No `workflows`, so pushes touching `.github/workflows/` are refused by GitHub.
+pub const PERMISSIONS: [(&str, &str); 6] = [
+    ("contents", "write"),
+    ("pull_requests", "write"),
+    ("issues", "write"),
+    ("checks", "read"),
+    ("actions", "read"),
+    ("metadata", "read"),
+];
+
+/// The events errand's App subscribes to: mentions in comments, review
+/// comments and reviews; the trigger label on issues; failed checks.
+pub const EVENTS: [&str; 7] = [
+    "issue_comment",
+    "pull_request_review_comment",
+    "pull_request_review",
+    "issues",
+    "check_run",
+    "check_suite",
+    "workflow_run",
+];
+
 /// A GitHub App manifest (see GitHub's "Registering a GitHub App from a manifest").
 ///
-/// Permissions are exactly `contents: write`, `pull_requests: write`, `issues: write`,
-/// `metadata: read` — no `workflows`, so pushes touching `.github/workflows/` are
-/// refused by GitHub. Subscribes to `issue_comment`; private (`public: false`).
+/// Permissions are exactly [`PERMISSIONS`] and events exactly [`EVENTS`];
+/// private (`public: false`).
 pub fn app_manifest(name: &str, url: &str, webhook_url: &str) -> Value {
     let base = url.trim_end_matches('/');
     json!({
@@ -22,13 +57,11 @@ pub fn app_manifest(name: &str, url: &str, webhook_url: &str) -> Value {
         "public": false,
         "request_oauth_on_install": false,
         "setup_on_update": false,
-        "default_permissions": {
-            "contents": "write",
-            "pull_requests": "write",
-            "issues": "write",
-            "metadata": "read"
-        },
-        "default_events": ["issue_comment"]
+        "default_permissions": PERMISSIONS
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect::<serde_json::Map<String, Value>>(),
+        "default_events": EVENTS
     })
 }
 

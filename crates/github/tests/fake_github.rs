@@ -556,3 +556,207 @@ async fn large_fetch_requests_are_gzipped_and_still_served() {
     );
     assert_eq!(String::from_utf8_lossy(&refs.stdout).lines().count(), 61);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn threads_and_checks_are_read_only_with_the_permission_each_needs() {
+    let w = world();
+    let write = w
+        .client
+        .mint_token("acme", "widgets", TokenRequest::write())
+        .await
+        .expect("mint");
+    assert_ok(&clone(&w, &write, "widgets", "c"), "clone");
+    assert_ok(
+        &commit_and_push(&w, &write, "c", "topic", "src/topic.txt"),
+        "push",
+    );
+    let issue = w.fake.open_issue(
+        "acme",
+        "widgets",
+        "monalisa",
+        "Crash on empty input",
+        "It panics.",
+        &["bug"],
+    );
+    for i in 0..105 {
+        w.fake
+            .add_comment("acme", "widgets", issue, "octocat", &format!("comment {i}"));
+    }
+    let pull = w.fake.open_pull(
+        "acme", "widgets", "monalisa", "topic", "main", "Topic", None,
+    );
+    w.fake.add_review_comment(
+        "acme",
+        "widgets",
+        pull,
+        "octocat",
+        "why?",
+        "src/topic.txt",
+        None,
+        1,
+        "@@ -0,0 +1 @@\n+x",
+    );
+    let check = w.fake.add_check(
+        "acme",
+        "widgets",
+        "topic",
+        "abc",
+        "test",
+        "failure",
+        &[("checkout", "success"), ("cargo test", "failure")],
+        &format!("{}\nerror: the last line\n", "noise\n".repeat(10_000)),
+    );
+
+    let thread = w
+        .client
+        .mint_token("acme", "widgets", TokenRequest::thread())
+        .await
+        .expect("mint a thread token");
+    let got = w
+        .client
+        .issue(&thread, "acme", "widgets", issue)
+        .await
+        .expect("issue");
+    assert_eq!(
+        (got.title.as_str(), got.comments),
+        ("Crash on empty input", 105)
+    );
+    assert_eq!(got.labels[0].name, "bug");
+    let recent = w
+        .client
+        .recent_comments(&thread, "acme", "widgets", issue, got.comments, 20)
+        .await
+        .expect("comments");
+    assert_eq!(recent.omitted, 85);
+    assert_eq!(recent.comments.len(), 20);
+    assert_eq!(
+        recent.comments.last().and_then(|c| c.body.as_deref()),
+        Some("comment 104")
+    );
+    assert_eq!(recent.comments[0].body.as_deref(), Some("comment 85"));
+    let pr = w
+        .client
+        .pull(&thread, "acme", "widgets", pull)
+        .await
+        .expect("pull");
+    assert_eq!(pr.head.branch, "topic");
+    assert!(!pr.is_from_fork("acme", "widgets"));
+    let files = w
+        .client
+        .pull_files(&thread, "acme", "widgets", pull, 50)
+        .await
+        .expect("files");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].filename, "src/topic.txt");
+    let reviews = w
+        .client
+        .review_comments(&thread, "acme", "widgets", pull, 3)
+        .await
+        .expect("reviews");
+    assert_eq!(reviews[0].path, "src/topic.txt");
+    assert_eq!(
+        w.client
+            .permission(&thread, "acme", "widgets", "nobody")
+            .await
+            .expect("perm"),
+        "none"
+    );
+    w.fake
+        .set_permission("acme", "widgets", "monalisa", "write");
+    assert_eq!(
+        w.client
+            .permission(&thread, "acme", "widgets", "monalisa")
+            .await
+            .expect("perm"),
+        "write"
+    );
+    // A thread token reads no checks, and cannot comment.
+    let err = w
+        .client
+        .check_run(&thread, "acme", "widgets", check.id)
+        .await
+        .expect_err("no checks");
+    assert_eq!(err.status(), Some(403), "{err}");
+    let err = w
+        .client
+        .post_comment(&thread, "acme", "widgets", issue, "hi")
+        .await
+        .expect_err("read only");
+    assert_eq!(err.status(), Some(403), "{err}");
+
+    let ci = w
+        .client
+        .mint_token("acme", "widgets", TokenRequest::ci())
+        .await
+        .expect("mint a CI token");
+    let run = w
+        .client
+        .check_run(&ci, "acme", "widgets", check.id)
+        .await
+        .expect("check run");
+    assert!(run.failed());
+    let job = w
+        .client
+        .job(&ci, "acme", "widgets", check.id)
+        .await
+        .expect("job")
+        .expect("a job");
+    assert_eq!(
+        job.failed_step().map(|s| s.name.as_str()),
+        Some("cargo test")
+    );
+    let jobs = w
+        .client
+        .workflow_jobs(&ci, "acme", "widgets", check.workflow_run_id)
+        .await
+        .expect("jobs");
+    assert_eq!(jobs.len(), 1);
+    let tail = w
+        .client
+        .job_log_tail(&ci, "acme", "widgets", check.id, 200)
+        .await
+        .expect("log");
+    assert!(
+        tail.len() <= 200 && tail.ends_with("error: the last line\n"),
+        "{tail:?}"
+    );
+    assert!(tail.starts_with("noise\n"), "cut at a line start: {tail:?}");
+    let err = w
+        .client
+        .issue(&ci, "acme", "widgets", issue)
+        .await
+        .expect_err("no issues");
+    assert_eq!(err.status(), Some(403), "{err}");
+
+    // The App edits only its own comments, with a token that may write issues.
+    let comment = w
+        .client
+        .mint_token("acme", "widgets", TokenRequest::comment())
+        .await
+        .expect("mint");
+    let posted = w
+        .client
+        .post_comment(&comment, "acme", "widgets", issue, "queued")
+        .await
+        .expect("post");
+    let edited = w
+        .client
+        .edit_comment(&comment, "acme", "widgets", posted.id, "running")
+        .await
+        .expect("edit");
+    assert_eq!(edited.id, posted.id);
+    let theirs = recent.comments[0].id;
+    let err = w
+        .client
+        .edit_comment(&comment, "acme", "widgets", theirs, "x")
+        .await
+        .expect_err("not ours");
+    assert_eq!(err.status(), Some(403), "{err}");
+    let c = w
+        .fake
+        .comments()
+        .into_iter()
+        .find(|c| c.id == posted.id)
+        .expect("recorded");
+    assert_eq!((c.body.as_str(), c.edits), ("running", 1));
+}

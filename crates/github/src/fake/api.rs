@@ -18,9 +18,7 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{
-    git, has, rank, Denied, IssuedToken, RecordedComment, RecordedPull, Shared, TokenStyle,
-};
+use super::{git, has, rank, threads, Denied, IssuedToken, RecordedPull, Shared, TokenStyle};
 
 const API: &str = "/api/v3";
 
@@ -41,7 +39,55 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             &format!("{API}/repos/{{owner}}/{{repo}}/issues/{{number}}/comments"),
-            post(create_comment),
+            post(create_comment).get(threads::list_comments),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/issues/{{number}}"),
+            get(threads::get_issue),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/issues/comments/{{id}}"),
+            axum::routing::patch(threads::edit_comment),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/pulls/{{number}}"),
+            get(threads::get_pull),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/pulls/{{number}}/files"),
+            get(threads::pull_files),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/pulls/{{number}}/comments"),
+            get(threads::review_comments),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/collaborators/{{login}}/permission"),
+            get(threads::permission),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/check-runs/{{id}}"),
+            get(threads::check_run),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/check-suites/{{id}}/check-runs"),
+            get(threads::suite_runs),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/actions/runs/{{id}}/jobs"),
+            get(threads::workflow_jobs),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/actions/jobs/{{id}}"),
+            get(threads::job),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/actions/jobs/{{id}}/logs"),
+            get(threads::job_logs),
+        )
+        .route(
+            &format!("{API}/_fake/logs/{{code}}"),
+            get(threads::log_download),
         )
         .route(
             &format!("{API}/app-manifests/{{code}}/conversions"),
@@ -63,7 +109,7 @@ async fn log_request(State(s): State<Arc<Shared>>, req: Request, next: Next) -> 
 }
 
 /// A GitHub-style JSON error.
-fn gh_error(status: StatusCode, message: &str) -> Response {
+pub(super) fn gh_error(status: StatusCode, message: &str) -> Response {
     (
         status,
         Json(json!({ "message": message, "documentation_url": "https://docs.github.com/rest" })),
@@ -87,7 +133,7 @@ async fn not_found() -> Response {
     gh_error(StatusCode::NOT_FOUND, "Not Found")
 }
 
-fn denied(d: Denied) -> Response {
+pub(super) fn denied(d: Denied) -> Response {
     match d {
         Denied::Unauthorized => gh_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
         Denied::NotCovered => gh_error(StatusCode::NOT_FOUND, "Not Found"),
@@ -99,7 +145,7 @@ fn denied(d: Denied) -> Response {
 }
 
 /// The credential after `Bearer ` or `token ` in `Authorization`.
-fn credential(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn credential(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
@@ -170,7 +216,7 @@ async fn installation(
             "app_id": s.app_id,
             "repository_selection": "selected",
             "permissions": s.granted,
-            "events": ["issue_comment"],
+            "events": crate::manifest::EVENTS,
         }))
         .into_response(),
         None => gh_error(StatusCode::NOT_FOUND, "Not Found"),
@@ -181,6 +227,11 @@ async fn installation(
 struct TokenReq {
     repositories: Option<Vec<String>>,
     permissions: Option<BTreeMap<String, String>>,
+}
+
+/// A random code for a one-time download address.
+pub(super) fn random_code() -> String {
+    random_chars(32)
 }
 
 fn random_chars(n: usize) -> String {
@@ -393,7 +444,8 @@ async fn create_pull(
             "A pull request already exists for {owner}:{head}."
         ));
     }
-    let number = st.next_number(&full, true);
+    let body = req.body.unwrap_or_default();
+    let number = st.add_issue(&full, true, &title, &body, "errand[bot]", &[]);
     let html_url = format!("{}/{full}/pull/{number}", s.base_url);
     st.pulls.push(RecordedPull {
         owner,
@@ -402,8 +454,10 @@ async fn create_pull(
         title,
         head: head.clone(),
         base: base.clone(),
-        body: req.body.unwrap_or_default(),
+        body,
         draft: req.draft,
+        head_repo: full.clone(),
+        author: "errand[bot]".into(),
     });
     (
         StatusCode::CREATED,
@@ -453,20 +507,10 @@ async fn create_comment(
     if !st.issue_exists(&full, number) {
         return gh_error(StatusCode::NOT_FOUND, "Not Found");
     }
-    st.next_comment_id += 1;
-    let id = st.next_comment_id;
-    let html_url = format!("{}/{full}/issues/{number}#issuecomment-{id}", s.base_url);
-    st.comments.push(RecordedComment {
-        owner,
-        repo,
-        issue_number: number,
-        id,
-        body: text.clone(),
-        html_url: html_url.clone(),
-    });
+    let c = st.push_comment(&owner, &repo, number, "errand[bot]", &text, &s.base_url);
     (
         StatusCode::CREATED,
-        Json(json!({ "id": id, "html_url": html_url, "body": text })),
+        Json(json!({ "id": c.id, "html_url": c.html_url, "body": text })),
     )
         .into_response()
 }

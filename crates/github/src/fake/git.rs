@@ -281,6 +281,79 @@ pub(super) async fn branch_exists(dir: &FsPath, branch: &str) -> bool {
     matches!(cmd.status().await, Ok(s) if s.success())
 }
 
+fn valid_branch(branch: &str) -> bool {
+    !branch.is_empty()
+        && !branch.starts_with(['-', '/'])
+        && !branch.contains("..")
+        && branch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+}
+
+async fn git_output(dir: &FsPath, args: &[&str]) -> Option<String> {
+    let mut cmd = git_command(Some(dir)).tokio();
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let out = cmd.output().await.ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The commit `refs/heads/{branch}` points at.
+pub(super) async fn branch_sha(dir: &FsPath, branch: &str) -> Option<String> {
+    if !valid_branch(branch) {
+        return None;
+    }
+    git_output(
+        dir,
+        &["rev-parse", "--verify", &format!("refs/heads/{branch}")],
+    )
+    .await
+    .map(|s| s.trim().to_string())
+}
+
+/// What `head` changes against its merge base with `base`: (status, added, removed, path).
+pub(super) async fn changed_files(
+    dir: &FsPath,
+    base: &str,
+    head: &str,
+) -> Vec<(String, u64, u64, String)> {
+    if !valid_branch(base) || !valid_branch(head) {
+        return Vec::new();
+    }
+    let range = format!("refs/heads/{base}...refs/heads/{head}");
+    let Some(numstat) = git_output(dir, &["diff", "--numstat", &range]).await else {
+        return Vec::new();
+    };
+    let statuses = git_output(dir, &["diff", "--name-status", &range])
+        .await
+        .unwrap_or_default();
+    numstat
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, '\t');
+            let added = parts.next()?.parse().unwrap_or(0);
+            let removed = parts.next()?.parse().unwrap_or(0);
+            let path = parts.next()?.to_string();
+            let status = statuses
+                .lines()
+                .find(|s| s.ends_with(&format!("\t{path}")))
+                .and_then(|s| s.chars().next())
+                .map(|c| match c {
+                    'A' => "added",
+                    'D' => "removed",
+                    'R' => "renamed",
+                    _ => "modified",
+                })
+                .unwrap_or("modified");
+            Some((status.to_string(), added, removed, path))
+        })
+        .collect()
+}
+
 /// `git init --bare` with one commit holding a README on `branch`, push over HTTP
 /// enabled, and the workflow hook.
 pub(super) fn create_bare_repo(

@@ -19,6 +19,7 @@
 
 mod api;
 mod git;
+mod threads;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -32,13 +33,16 @@ use errand_proc::Cmd;
 use jsonwebtoken::DecodingKey;
 use tokio::sync::oneshot;
 
-/// The permissions the fake App is granted unless configured otherwise:
-/// `contents: write`, `pull_requests: write`, `issues: write`, `metadata: read`.
+/// The permissions the fake App is granted unless configured otherwise, those
+/// errand's manifest asks for: `contents: write`, `pull_requests: write`,
+/// `issues: write`, `checks: read`, `actions: read`, `metadata: read`.
 pub fn default_permissions() -> BTreeMap<String, String> {
     [
         ("contents", "write"),
         ("pull_requests", "write"),
         ("issues", "write"),
+        ("checks", "read"),
+        ("actions", "read"),
         ("metadata", "read"),
     ]
     .into_iter()
@@ -166,6 +170,10 @@ pub struct RecordedPull {
     pub body: String,
     /// Draft flag.
     pub draft: bool,
+    /// `owner/repo` the head branch lives in (a fork's, when not this one).
+    pub head_repo: String,
+    /// Who opened it.
+    pub author: String,
 }
 
 /// An issue or pull request comment posted on the fake.
@@ -183,6 +191,86 @@ pub struct RecordedComment {
     pub body: String,
     /// Web URL returned to the client.
     pub html_url: String,
+    /// Who wrote it (`errand[bot]` for what the App posted).
+    pub author: String,
+    /// When it was posted.
+    pub created_at: DateTime<Utc>,
+    /// How many times it was edited (`PATCH`).
+    pub edits: u32,
+}
+
+/// An issue (or a pull request's issue side) on the fake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedIssue {
+    /// Its number.
+    pub number: u64,
+    /// Whether it is a pull request.
+    pub is_pull: bool,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Who opened it.
+    pub author: String,
+    /// Labels.
+    pub labels: Vec<String>,
+}
+
+/// A review comment on the fake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedReviewComment {
+    /// Owner.
+    pub owner: String,
+    /// Repository.
+    pub repo: String,
+    /// The pull request.
+    pub pull: u64,
+    /// Its id.
+    pub id: u64,
+    /// Who wrote it.
+    pub author: String,
+    /// Text.
+    pub body: String,
+    /// The file.
+    pub path: String,
+    /// The first line of a multi-line comment.
+    pub start_line: Option<u64>,
+    /// The (last) line.
+    pub line: u64,
+    /// The diff around it.
+    pub diff_hunk: String,
+    /// The commit it was made on.
+    pub commit_id: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A failed (or passed) check on the fake: an Actions job, its check run, its
+/// suite and its workflow run share the ids below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeCheck {
+    /// Owner.
+    pub owner: String,
+    /// Repository.
+    pub repo: String,
+    /// The check run's (and job's) id.
+    pub id: u64,
+    /// The check suite's id.
+    pub suite_id: u64,
+    /// The workflow run's id.
+    pub workflow_run_id: u64,
+    /// The job's name.
+    pub name: String,
+    /// The commit checked.
+    pub head_sha: String,
+    /// The branch checked.
+    pub head_branch: String,
+    /// `success`, `failure`, …
+    pub conclusion: String,
+    /// Steps: name and conclusion.
+    pub steps: Vec<(String, String)>,
+    /// The job's log.
+    pub log: String,
 }
 
 #[derive(Default)]
@@ -192,27 +280,81 @@ struct State {
     pulls: Vec<RecordedPull>,
     comments: Vec<RecordedComment>,
     requests: Vec<String>,
-    /// Lowercased `owner/repo` → one entry per number (true for pull requests).
-    issues: BTreeMap<String, Vec<bool>>,
+    /// Lowercased `owner/repo` → one entry per number.
+    issues: BTreeMap<String, Vec<RecordedIssue>>,
     next_comment_id: u64,
+    review_comments: Vec<RecordedReviewComment>,
+    checks: Vec<FakeCheck>,
+    next_check_id: u64,
+    /// (lowercased `owner/repo`, lowercased login) → permission.
+    collaborators: BTreeMap<(String, String), String>,
+    /// One-time log download codes → the job's log.
+    log_links: BTreeMap<String, String>,
 }
 
 impl State {
     fn next_number(&mut self, full_name: &str, is_pull: bool) -> u64 {
+        self.add_issue(full_name, is_pull, "", "", "octocat", &[])
+    }
+
+    fn add_issue(
+        &mut self,
+        full_name: &str,
+        is_pull: bool,
+        title: &str,
+        body: &str,
+        author: &str,
+        labels: &[&str],
+    ) -> u64 {
         let list = self
             .issues
             .entry(full_name.to_ascii_lowercase())
             .or_default();
-        list.push(is_pull);
-        list.len() as u64
+        let number = list.len() as u64 + 1;
+        list.push(RecordedIssue {
+            number,
+            is_pull,
+            title: title.to_string(),
+            body: body.to_string(),
+            author: author.to_string(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        });
+        number
+    }
+
+    fn issue(&self, full_name: &str, number: u64) -> Option<&RecordedIssue> {
+        let list = self.issues.get(&full_name.to_ascii_lowercase())?;
+        list.get(usize::try_from(number).ok()?.checked_sub(1)?)
     }
 
     fn issue_exists(&self, full_name: &str, number: u64) -> bool {
-        let count = self
-            .issues
-            .get(&full_name.to_ascii_lowercase())
-            .map_or(0, Vec::len) as u64;
-        number >= 1 && number <= count
+        self.issue(full_name, number).is_some()
+    }
+
+    fn push_comment(
+        &mut self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        author: &str,
+        body: &str,
+        base_url: &str,
+    ) -> RecordedComment {
+        self.next_comment_id += 1;
+        let id = self.next_comment_id;
+        let c = RecordedComment {
+            owner: owner.to_string(),
+            repo: repo.to_string(),
+            issue_number: number,
+            id,
+            body: body.to_string(),
+            html_url: format!("{base_url}/{owner}/{repo}/issues/{number}#issuecomment-{id}"),
+            author: author.to_string(),
+            created_at: Utc::now(),
+            edits: 0,
+        };
+        self.comments.push(c.clone());
+        c
     }
 }
 
@@ -460,6 +602,159 @@ impl FakeGithub {
         self.shared
             .lock()
             .next_number(&format!("{owner}/{repo}"), false)
+    }
+
+    /// Opens an issue with a title, body, author and labels; returns its number.
+    pub fn open_issue(
+        &self,
+        owner: &str,
+        repo: &str,
+        author: &str,
+        title: &str,
+        body: &str,
+        labels: &[&str],
+    ) -> u64 {
+        self.shared.lock().add_issue(
+            &format!("{owner}/{repo}"),
+            false,
+            title,
+            body,
+            author,
+            labels,
+        )
+    }
+
+    /// Someone comments on issue or pull request `number`; returns the comment's id.
+    pub fn add_comment(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        author: &str,
+        body: &str,
+    ) -> u64 {
+        let base = self.shared.base_url.clone();
+        self.shared
+            .lock()
+            .push_comment(owner, repo, number, author, body, &base)
+            .id
+    }
+
+    /// Opens a pull request by `author` from `head` (a branch of `head_repo`,
+    /// `owner/repo` itself when `None`: then the branch must exist) into `base`; returns its number.
+    pub fn open_pull(
+        &self,
+        owner: &str,
+        repo: &str,
+        author: &str,
+        head: &str,
+        base: &str,
+        title: &str,
+        head_repo: Option<&str>,
+    ) -> u64 {
+        let full = format!("{owner}/{repo}");
+        let mut st = self.shared.lock();
+        let number = st.add_issue(&full, true, title, "", author, &[]);
+        st.pulls.push(RecordedPull {
+            owner: owner.into(),
+            repo: repo.into(),
+            number,
+            title: title.into(),
+            head: head.into(),
+            base: base.into(),
+            body: String::new(),
+            draft: false,
+            head_repo: head_repo.unwrap_or(&full).to_string(),
+            author: author.into(),
+        });
+        number
+    }
+
+    /// A review comment by `author` on `line` (from `start_line`) of `path` in pull request `pull`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_review_comment(
+        &self,
+        owner: &str,
+        repo: &str,
+        pull: u64,
+        author: &str,
+        body: &str,
+        path: &str,
+        start_line: Option<u64>,
+        line: u64,
+        diff_hunk: &str,
+    ) -> RecordedReviewComment {
+        let mut st = self.shared.lock();
+        st.next_comment_id += 1;
+        let c = RecordedReviewComment {
+            owner: owner.into(),
+            repo: repo.into(),
+            pull,
+            id: st.next_comment_id,
+            author: author.into(),
+            body: body.into(),
+            path: path.into(),
+            start_line,
+            line,
+            diff_hunk: diff_hunk.into(),
+            commit_id: String::new(),
+            created_at: Utc::now(),
+        };
+        st.review_comments.push(c.clone());
+        c
+    }
+
+    /// An Actions job that ran on `head_sha` of `head_branch`, with its check
+    /// run, suite and workflow run; `steps` are (name, conclusion).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_check(
+        &self,
+        owner: &str,
+        repo: &str,
+        head_branch: &str,
+        head_sha: &str,
+        name: &str,
+        conclusion: &str,
+        steps: &[(&str, &str)],
+        log: &str,
+    ) -> FakeCheck {
+        let mut st = self.shared.lock();
+        st.next_check_id += 1;
+        let id = 9_000_000 + st.next_check_id;
+        let c = FakeCheck {
+            owner: owner.into(),
+            repo: repo.into(),
+            id,
+            suite_id: id + 100_000,
+            workflow_run_id: id + 200_000,
+            name: name.into(),
+            head_sha: head_sha.into(),
+            head_branch: head_branch.into(),
+            conclusion: conclusion.into(),
+            steps: steps
+                .iter()
+                .map(|(n, c)| (n.to_string(), c.to_string()))
+                .collect(),
+            log: log.into(),
+        };
+        st.checks.push(c.clone());
+        c
+    }
+
+    /// What `login` may do in `owner/repo` (`admin`, `write`, `read`, …); others have `none`.
+    pub fn set_permission(&self, owner: &str, repo: &str, login: &str, level: &str) {
+        self.shared.lock().collaborators.insert(
+            (
+                format!("{owner}/{repo}").to_ascii_lowercase(),
+                login.to_ascii_lowercase(),
+            ),
+            level.to_string(),
+        );
+    }
+
+    /// Every review comment so far.
+    pub fn review_comments(&self) -> Vec<RecordedReviewComment> {
+        self.shared.lock().review_comments.clone()
     }
 
     /// Makes `token` expired; returns whether it was known.
