@@ -13,6 +13,6 @@ pub mod run;
 pub use event::{Event, EventKind, EventSource, ModelCall, Usage};
 pub use redact::Redactor;
 pub use run::{
-    check_branch_name, InvalidTransition, Naming, Origin, RepoSource, RunId, RunRecord, RunSpec,
-    RunState, RunSummary, Transition,
+    check_branch_name, InvalidTransition, Naming, Origin, RepoSource, ReviewSpot, RunId, RunRecord,
+    RunSpec, RunState, RunSummary, ThreadRef, Transition,
 };

@@ -163,6 +163,57 @@ pub struct RunSpec {
     /// (exact names or prefixes ending in `*`); empty: the configuration's list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_models: Vec<String>,
+    /// The forge issue or pull request the run was asked for in: its
+    /// context (title, body, labels, discussion …) is gathered into the
+    /// agent's instruction, and for a pull request the run may work on its branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadRef>,
+}
+
+/// An issue or pull request a run was asked for in ([`RunSpec::thread`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadRef {
+    /// Its number in the run's repository.
+    pub number: u64,
+    /// Whether it is a pull request.
+    #[serde(default)]
+    pub pull_request: bool,
+    /// The comment that asked for the run (its whole text, someone else's
+    /// words: the agent gets it as data, marked as the request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Its author's login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_author: Option<String>,
+    /// The comment's id, so it is not repeated among the discussion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<u64>,
+    /// For a review comment: the file, lines and diff hunk it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewSpot>,
+    /// Work on this existing branch of the repository (the pull request's
+    /// head): start from its tip, push there, open no second change request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_branch: Option<String>,
+}
+
+/// Where a review comment is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewSpot {
+    /// The file.
+    pub path: String,
+    /// The first line of a multi-line comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_line: Option<u64>,
+    /// The (last) line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// `RIGHT` (the change) or `LEFT` (the base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<String>,
+    /// The diff around the lines.
+    #[serde(default)]
+    pub diff_hunk: String,
 }
 
 /// Why a name cannot be a branch the agent pushes.
@@ -228,6 +279,9 @@ pub enum Origin {
         issue: u64,
         /// Who wrote the comment.
         author: String,
+        /// errand's comment there that it edits with the run's state (set once posted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status_comment: Option<u64>,
     },
 }
 
@@ -312,6 +366,7 @@ impl RunSpec {
             max_cost_usd: None,
             max_tokens: None,
             allowed_models: Vec::new(),
+            thread: None,
         }
     }
 }
