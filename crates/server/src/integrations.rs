@@ -629,6 +629,7 @@ pub async fn github_webhook(
         repo: mention.repo.clone(),
         issue: mention.issue_number,
         author: mention.author.clone(),
+        status_comment: None,
     };
     if let Some(denied) = refusal {
         let forge = gh.forge.clone();
