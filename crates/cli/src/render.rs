@@ -149,6 +149,14 @@ impl Renderer {
                 .style(Style::new().yellow())
                 .apply_to(format!("warning: {}", first_line(message, 110)))
                 .to_string()],
+            EventKind::Image {
+                media_type, bytes, ..
+            } => vec![dim
+                .apply_to(format!("·  image ({media_type}, {bytes} bytes)"))
+                .to_string()],
+            EventKind::Note { text, .. } => vec![dim
+                .apply_to(format!("·  {}", first_line(text, 110)))
+                .to_string()],
             EventKind::Raw { line } => vec![dim
                 .apply_to(format!("?  {}", first_line(line, 100)))
                 .to_string()],

@@ -191,6 +191,31 @@ pub enum EventKind {
     /// One request the model gateway forwarded for the run, with the usage the
     /// provider itself reported in its answer (errand's exact figures).
     ModelCall(Box<ModelCall>),
+    /// An image the user or a tool gave the model, as the trace holds it
+    /// (base64 inside the file: never a link, never fetched). Follows the
+    /// [`EventKind::UserMessage`] or [`EventKind::ToolResult`] it belongs to.
+    Image {
+        /// Its media type as the trace names it (`image/png` …).
+        media_type: String,
+        /// The image, base64; `None` when it was larger than the parser's
+        /// cap, not base64, or of a type not shown as an image.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<String>,
+        /// Its size in bytes (decoded; estimated from the base64 length).
+        bytes: u64,
+        /// The tool call whose result holds it; `None` in a user message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_id: Option<String>,
+    },
+    /// A harness's own bookkeeping line that is worth one compact line in a
+    /// trace (a hook's start and answer, a status change, a compaction), not
+    /// part of the conversation.
+    Note {
+        /// What kind of line it was (`hook_response`, `status` …).
+        what: String,
+        /// The line in short, for people.
+        text: String,
+    },
     /// A line the parser did not recognise (or could not parse), kept as it was.
     Raw {
         /// The line, exactly as it was fed to the parser.
@@ -244,6 +269,8 @@ impl EventKind {
             EventKind::Warning { .. } => "warning",
             EventKind::RunDiff { .. } => "run_diff",
             EventKind::ModelCall(_) => "model_call",
+            EventKind::Image { .. } => "image",
+            EventKind::Note { .. } => "note",
             EventKind::Raw { .. } => "raw",
         }
     }
