@@ -67,10 +67,21 @@ struct Cursor {
     run: RunId,
     after: u64,
     done: bool,
+    /// The run's events as they are stored, pushed by the store; `None`
+    /// until the first read.
+    live: Option<errand_store::Subscription>,
+    /// Whether the store must be read before waiting on `live` (on start,
+    /// after a gap, a lag or a quiet spell).
+    catch_up: bool,
     /// When the run was first seen finished with nothing new to send.
     quiet_since: Option<std::time::Instant>,
     _guard: ClientGuard,
 }
+
+/// How long a stream waits for a pushed batch before it looks at the store
+/// itself: a safety net for a wake-up the database lost (and for runs that
+/// ended without a final state event), not the way events arrive.
+const RECHECK: Duration = Duration::from_secs(5);
 
 /// Whether a client that has everything up to `c.after` has the whole run.
 /// The run's state in the store changes just before its final events are
@@ -111,7 +122,50 @@ impl Drop for ClientGuard {
     }
 }
 
+/// The SSE messages of `events` the client does not hold yet, in order from
+/// `c.after + 1` (from the store: in its order), stopping after a final state event (with `end`), and
+/// whether the events left a gap after what the client holds (then the
+/// store has the rest). Advances `c.after`.
+fn messages(
+    c: &mut Cursor,
+    events: &[errand_core::Event],
+    from_store: bool,
+) -> (Vec<Result<SseEvent, Infallible>>, bool) {
+    let mut out = Vec::new();
+    for ev in events {
+        if ev.seq <= c.after {
+            continue;
+        }
+        // The store is the truth: a hole in it (which errand never writes)
+        // is not waited for. A pushed batch ahead of the client is.
+        if ev.seq != c.after + 1 && !from_store {
+            return (out, true);
+        }
+        c.after = ev.seq;
+        let terminal = matches!(&ev.kind, EventKind::State { state, .. } if state.is_terminal());
+        let data = serde_json::to_string(ev).unwrap_or_default();
+        out.push(Ok(SseEvent::default()
+            .id(ev.seq.to_string())
+            .event("event")
+            .data(data)));
+        if terminal {
+            // More events may follow a final state only in a follow-up turn,
+            // which a client opens a new stream for.
+            c.done = true;
+            out.push(Ok(SseEvent::default().event("end").data("{}")));
+            break;
+        }
+    }
+    (out, false)
+}
+
 /// The server-sent events of `run` after sequence number `after`, ending with an `end` event when the run has ended.
+///
+/// Events are pushed: the stream subscribes to the store's live events of
+/// the run first, then reads from the store what was stored before (catch-up,
+/// resume), then sends what is pushed. A pushed batch that does not follow
+/// what the client holds (it lagged, or the push lost one) sends it back to
+/// the store, so there is never a gap or a duplicate.
 pub fn stream_of(
     st: AppState,
     run: RunId,
@@ -124,6 +178,8 @@ pub fn stream_of(
         run,
         after,
         done: false,
+        live: None,
+        catch_up: true,
         quiet_since: None,
         _guard: guard,
     };
@@ -131,16 +187,26 @@ pub fn stream_of(
         if c.done {
             return None;
         }
+        if c.live.is_none() {
+            c.live = Some(c.st.store.subscribe(c.run).await);
+        }
         loop {
-            let batch = match c.st.store.events_after(c.run, c.after, 500).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(run = %c.run, "stream read failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
+            if c.catch_up {
+                let batch = match c.st.store.events_after(c.run, c.after, 500).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(run = %c.run, "stream read failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                if !batch.is_empty() {
+                    c.quiet_since = None;
+                    let (out, _) = messages(&mut c, &batch, true);
+                    count(&c, &out);
+                    return Some((out, c));
                 }
-            };
-            if batch.is_empty() {
+                c.catch_up = false;
                 if c.quiet_since.is_none() {
                     if let Ok(r) = c.st.store.get_run(c.run).await {
                         if r.state.is_terminal() {
@@ -153,34 +219,41 @@ pub fn stream_of(
                     let end = SseEvent::default().event("end").data("{}");
                     return Some((vec![Ok(end)], c));
                 }
-                tokio::time::sleep(c.st.poll).await;
-                continue;
             }
-            c.quiet_since = None;
-            let mut out = Vec::with_capacity(batch.len() + 1);
-            for ev in &batch {
-                c.after = ev.seq;
-                let terminal =
-                    matches!(&ev.kind, EventKind::State { state, .. } if state.is_terminal());
-                let data = serde_json::to_string(ev).unwrap_or_default();
-                out.push(Ok(SseEvent::default()
-                    .id(ev.seq.to_string())
-                    .event("event")
-                    .data(data)));
-                if terminal {
-                    // More events may follow a final state only in a follow-up turn,
-                    // which a client opens a new stream for.
-                    c.done = true;
-                    out.push(Ok(SseEvent::default().event("end").data("{}")));
-                    break;
+            let live = c.live.as_mut()?;
+            let pushed = if c.quiet_since.is_some() {
+                // A finished run that never wrote its final state event ends
+                // after a quiet moment: look again soon.
+                tokio::time::timeout(Duration::from_secs(1), live.recv()).await
+            } else {
+                tokio::time::timeout(RECHECK, live.recv()).await
+            };
+            match pushed {
+                Ok(Ok(batch)) => {
+                    let (out, gap) = messages(&mut c, &batch, false);
+                    c.catch_up |= gap;
+                    if !out.is_empty() {
+                        c.quiet_since = None;
+                        count(&c, &out);
+                        return Some((out, c));
+                    }
                 }
+                // Fell behind the push: what it missed is in the store.
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => c.catch_up = true,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                    c.live = Some(c.st.store.subscribe(c.run).await);
+                    c.catch_up = true;
+                }
+                Err(_quiet) => c.catch_up = true,
             }
-            c.st.metrics
-                .events_streamed
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
-            return Some((out, c));
         }
     })
     .flat_map(stream::iter);
     Sse::new(s).keep_alive(KeepAlive::default())
+}
+
+fn count(c: &Cursor, out: &[Result<SseEvent, Infallible>]) {
+    c.st.metrics
+        .events_streamed
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
 }

@@ -17,6 +17,7 @@
 
 mod common;
 mod eventlog;
+mod live;
 mod moving;
 mod pg;
 mod release;
@@ -25,6 +26,7 @@ mod sqlite;
 
 pub use common::LEASE_EXPIRED_REASON;
 pub use eventlog::{read_events, read_raw_lines, EventLog, LogTail, RawLog};
+pub use live::{Batch, Subscription};
 pub use moving::{backup_sqlite, copy_to_postgres, sqlite_path, TableCount};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -406,6 +408,14 @@ pub trait Store: Send + Sync {
     /// Stores events (all or none). An event whose `(run, seq)` is already
     /// stored is an error ([`StoreError::is_conflict`]).
     async fn append_events(&self, run: RunId, events: &[Event]) -> Result<()>;
+    /// `run`'s events as they are stored from now on, by this process or any
+    /// other sharing the database, pushed (no polling per watcher): a batch
+    /// is sent once it is stored. When this returns, events stored later are
+    /// on their way to the receiver, so a watcher subscribes first and then
+    /// reads what it missed with [`Store::events_after`]. Delivery is best
+    /// effort: a receiver that lags, or gets a batch that does not follow
+    /// what it holds, reads the gap from the store.
+    async fn subscribe(&self, run: RunId) -> Subscription;
     /// Events with `seq > after_seq`, in order, at most `limit` (0: no limit).
     async fn events_after(&self, run: RunId, after_seq: u64, limit: u32) -> Result<Vec<Event>>;
     /// The highest stored `seq`, 0 when there is none.

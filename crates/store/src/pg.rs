@@ -17,6 +17,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    live: std::sync::Arc<crate::live::Live>,
 }
 
 impl PgStore {
@@ -35,7 +36,10 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            live: Default::default(),
+        })
     }
 
     /// The connections, for copies (`moving.rs`).
@@ -47,6 +51,76 @@ impl PgStore {
     /// calls made afterwards fail with [`crate::StoreError::Unavailable`].
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+impl PgStore {
+    /// The hub's watcher: `LISTEN`s for what any node's `append_events`
+    /// notifies and publishes the watched runs' new events (read from the
+    /// store: a notification carries only the run and the range).
+    async fn watch(live: std::sync::Weak<crate::live::Live>, pool: PgPool) {
+        use crate::live::{parse_notice, resume_after, PG_CHANNEL};
+        let listening = async {
+            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            l.listen(PG_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        }
+        .await;
+        let Some(hub) = live.upgrade() else { return };
+        let mut listener = match listening {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("event watcher could not listen: {e}");
+                hub.watcher_stopped();
+                return;
+            }
+        };
+        hub.set_primed();
+        drop(hub);
+        loop {
+            let next =
+                tokio::time::timeout(std::time::Duration::from_secs(1), listener.try_recv()).await;
+            let Some(hub) = live.upgrade() else { return };
+            if pool.is_closed() {
+                hub.watcher_stopped();
+                return;
+            }
+            let store = PgStore {
+                pool: pool.clone(),
+                live: hub,
+            };
+            match next {
+                Err(_quiet) => {}
+                Ok(Ok(Some(n))) => {
+                    let Some((run, first, last)) = parse_notice(n.payload()) else {
+                        continue;
+                    };
+                    if let Some(published) = store.live.published(run) {
+                        if last > published {
+                            let after = resume_after(published, first);
+                            if let Err(e) = store.publish_stored(run, after).await {
+                                tracing::warn!(run = %run, "event watcher: {e}");
+                            }
+                        }
+                    }
+                }
+                // The connection dropped (sqlx reconnects on the next call):
+                // notifications may be lost, so catch up every watched run
+                // the hub already follows; subscribers that got nothing yet
+                // read the store themselves.
+                Ok(Ok(None)) => {
+                    for (run, published) in store.live.watched() {
+                        if published > 0 {
+                            let _ = store.publish_stored(run, published).await;
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("event watcher: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 }
 

@@ -88,6 +88,23 @@ macro_rules! impl_store {
         impl $store {
             const DIALECT: $crate::sql::Dialect = $dialect;
 
+            /// Publishes to the hub what is stored of `run` after `after`
+            /// (for the watcher: events another process stored).
+            async fn publish_stored(&self, run: errand_core::RunId, mut after: u64) -> $crate::Result<()> {
+                use $crate::Store as _;
+                loop {
+                    let batch = self.events_after(run, after, 1000).await?;
+                    let Some(last) = batch.last() else {
+                        return Ok(());
+                    };
+                    after = last.seq;
+                    self.live.publish(run, &batch);
+                    if batch.len() < 1000 {
+                        return Ok(());
+                    }
+                }
+            }
+
             fn row_to_run(row: &<$db as sqlx::Database>::Row) -> $crate::Result<errand_core::RunRecord> {
                 use sqlx::Row;
                 use $crate::common::{from_millis, opt_time, parse_run_id, parse_state};
@@ -626,25 +643,53 @@ macro_rules! impl_store {
                 events: &[errand_core::Event],
             ) -> $crate::Result<()> {
                 use $crate::common::{encode_event, millis, to_i64};
-                if events.is_empty() {
+                let (Some(first), Some(last)) = (events.first(), events.last()) else {
                     return Ok(());
-                }
-                let sql = Self::DIALECT.sql(
-                    "INSERT INTO run_events (run_id, seq, ts, kind, body) VALUES ($1, $2, $3, $4, $5)",
-                );
-                let mut tx = self.pool.begin().await?;
+                };
+                let run_text = run.to_string();
+                let mut rows = Vec::with_capacity(events.len());
                 for e in events {
-                    sqlx::query(&sql)
-                        .bind(run.to_string())
-                        .bind(to_i64(e.seq, "event seq")?)
-                        .bind(millis(e.ts))
-                        .bind(e.kind.name())
-                        .bind(encode_event(e)?)
+                    rows.push((to_i64(e.seq, "event seq")?, millis(e.ts), e.kind.name(), encode_event(e)?));
+                }
+                let mut tx = self.pool.begin().await?;
+                // One statement per chunk, not per event (5 parameters a row,
+                // well inside both databases' limits).
+                for chunk in rows.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO run_events (run_id, seq, ts, kind, body) ",
+                    );
+                    q.push_values(chunk, |mut b, (seq, ts, kind, body)| {
+                        b.push_bind(run_text.as_str())
+                            .push_bind(*seq)
+                            .push_bind(*ts)
+                            .push_bind(*kind)
+                            .push_bind(body.as_str());
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                if Self::DIALECT == $crate::sql::Dialect::Postgres {
+                    // Delivered to every listening node when (and only if) this commits.
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind($crate::live::PG_CHANNEL)
+                        .bind(format!("{run_text} {} {}", first.seq, last.seq))
                         .execute(&mut *tx)
                         .await?;
                 }
                 tx.commit().await?;
+                self.live.publish(run, events);
                 Ok(())
+            }
+
+            async fn subscribe(&self, run: errand_core::RunId) -> $crate::Subscription {
+                let rx = self.live.subscribe(run);
+                if self.live.start_watching() {
+                    tokio::spawn(Self::watch(
+                        std::sync::Arc::downgrade(&self.live),
+                        self.pool.clone(),
+                    ));
+                }
+                self.live.wait_primed(std::time::Duration::from_secs(2)).await;
+                rx
             }
 
             async fn events_after(

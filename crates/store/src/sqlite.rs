@@ -16,6 +16,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    live: std::sync::Arc<crate::live::Live>,
 }
 
 impl SqliteStore {
@@ -57,7 +58,10 @@ impl SqliteStore {
         let migrated = migrator.run(&pool).await;
         drop(locked);
         migrated?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            live: Default::default(),
+        })
     }
 
     /// Closes every connection (waiting for those in use to be returned);
@@ -79,7 +83,102 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            live: Default::default(),
+        })
+    }
+}
+
+/// How often the watcher looks for rows other processes stored while anyone
+/// watches (one query per process, whatever the number of watchers), and how
+/// often it notes where the table ends while nobody does.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+const IDLE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl SqliteStore {
+    /// The hub's watcher: SQLite has no notifications, so one task per
+    /// process follows the events table's rowid (new rows only, an index
+    /// range) and publishes the watched runs' new events, whoever stored them.
+    async fn watch(live: std::sync::Weak<crate::live::Live>, pool: SqlitePool) {
+        use std::collections::HashMap;
+        let start: std::result::Result<i64, sqlx::Error> =
+            sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM run_events")
+                .fetch_one(&pool)
+                .await;
+        let Some(hub) = live.upgrade() else { return };
+        let mut last = match start {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("event watcher could not start: {e}");
+                hub.watcher_stopped();
+                return;
+            }
+        };
+        hub.set_primed();
+        drop(hub);
+        let mut idle_since = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(WATCH_EVERY).await;
+            let Some(hub) = live.upgrade() else { return };
+            let watched = hub.watched();
+            if watched.is_empty() {
+                if idle_since.elapsed() >= IDLE_EVERY {
+                    idle_since = std::time::Instant::now();
+                    if let Ok(v) = sqlx::query_scalar::<_, i64>(
+                        "SELECT COALESCE(MAX(rowid), 0) FROM run_events",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    {
+                        last = last.max(v);
+                    }
+                }
+                continue;
+            }
+            let rows: Vec<(i64, String, i64)> = match sqlx::query_as(
+                "SELECT rowid, run_id, seq FROM run_events WHERE rowid > ?1 ORDER BY rowid LIMIT 5000",
+            )
+            .bind(last)
+            .fetch_all(&pool)
+            .await
+            {
+                Ok(rows) => rows,
+                Err(sqlx::Error::PoolClosed) => {
+                    hub.watcher_stopped();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("event watcher: {e}");
+                    continue;
+                }
+            };
+            let Some((end, _, _)) = rows.last() else {
+                continue;
+            };
+            last = *end;
+            let mut seen: HashMap<&str, (u64, u64)> = HashMap::new();
+            for (_, run, seq) in &rows {
+                let seq = u64::try_from(*seq).unwrap_or(0);
+                let e = seen.entry(run.as_str()).or_insert((seq, seq));
+                e.0 = e.0.min(seq);
+                e.1 = e.1.max(seq);
+            }
+            let store = SqliteStore {
+                pool: pool.clone(),
+                live: hub,
+            };
+            for (run, published) in watched {
+                if let Some(&(first, newest)) = seen.get(run.to_string().as_str()) {
+                    if newest > published {
+                        let after = crate::live::resume_after(published, first);
+                        if let Err(e) = store.publish_stored(run, after).await {
+                            tracing::warn!(run = %run, "event watcher: {e}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod backends;
 mod cases;
+mod live;
 mod moving;
 
 /// Defines `sqlite::<case>` and `postgres::<case>` for each case in `cases`.
