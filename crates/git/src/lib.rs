@@ -824,6 +824,17 @@ pub async fn collect(prepared: &Prepared) -> Result<Collected> {
 
 /// Pushes the run's branch from the outbox to the remote (never forced).
 pub async fn push(prepared: &Prepared, auth: Option<&GitAuth>) -> Result<()> {
+    push_to(prepared, auth, &prepared.branch).await
+}
+
+/// Pushes the run's branch from the outbox to `remote_branch` of the remote
+/// (an existing branch, such as a pull request's head: fast-forward only, so
+/// work someone pushed there meanwhile is never overwritten).
+pub async fn push_to(
+    prepared: &Prepared,
+    auth: Option<&GitAuth>,
+    remote_branch: &str,
+) -> Result<()> {
     let Some(remote) = prepared.remote.as_deref() else {
         return Err(GitError::Push {
             repo: "(none)".into(),
@@ -831,7 +842,14 @@ pub async fn push(prepared: &Prepared, auth: Option<&GitAuth>) -> Result<()> {
             detail: "this run has no repository to push to".into(),
         });
     };
-    let refspec = format!("refs/heads/{b}:refs/heads/{b}", b = prepared.branch);
+    if errand_core::check_branch_name(remote_branch).is_err() {
+        return Err(GitError::Push {
+            repo: redact_url(remote),
+            branch: remote_branch.to_string(),
+            detail: "not a branch name errand pushes to".into(),
+        });
+    }
+    let refspec = format!("refs/heads/{}:refs/heads/{remote_branch}", prepared.branch);
     git_with(
         Some(&prepared.outbox),
         &["push", "--quiet", remote, &refspec],

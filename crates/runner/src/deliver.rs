@@ -22,14 +22,31 @@ impl Runner {
         if let (Some(forge), Some(a)) = (&self.forge, access) {
             self.renew_before_push(forge.as_ref(), a, em).await?;
         }
-        em.notice(format!("pushing {}", prepared.branch))
-            .map_err(log_failed)?;
+        // A run on an existing pull request pushes to its branch, which updates it.
+        let thread = s.rec.spec.thread.as_ref();
+        let target = thread.and_then(|t| t.head_branch.as_deref());
         let auth = access.map(|a| a.git_auth());
-        errand_git::push(prepared, auth.as_ref())
-            .await
-            .map_err(|e| RunError::git(e.to_string()))?;
+        match target {
+            Some(head) => {
+                em.notice(format!(
+                    "pushing {} to the pull request's branch {head}",
+                    prepared.branch
+                ))
+                .map_err(log_failed)?;
+                errand_git::push_to(prepared, auth.as_ref(), head).await
+            }
+            None => {
+                em.notice(format!("pushing {}", prepared.branch))
+                    .map_err(log_failed)?;
+                errand_git::push(prepared, auth.as_ref()).await
+            }
+        }
+        .map_err(|e| RunError::git(e.to_string()))?;
         f.summary.pushed = true;
         f.summary.pr_url = s.rec.summary.pr_url.clone();
+        if let (Some(forge), Some(a), Some(t), Some(_)) = (&self.forge, access, thread, target) {
+            f.summary.pr_url = Some(forge.change_url(&a.owner, &a.repo, t.number));
+        }
         if let (Some(forge), Some(a), None) = (&self.forge, access, &f.summary.pr_url) {
             f.summary.pr_url = self.open_change(s, em, f, forge.as_ref(), a).await?;
         }
@@ -79,17 +96,22 @@ impl Runner {
             .public_url
             .as_ref()
             .map(|u| format!("{}/runs/{id}", u.trim_end_matches('/')));
+        let mut body = forge::change_body(
+            &spec.prompt,
+            f.summary.result_text.as_deref(),
+            &f.collected.shortstat,
+            trace.as_deref(),
+            spec.requested_by.as_deref(),
+        );
+        // A run asked for in an issue closes it when merged.
+        if let Some(t) = spec.thread.as_ref().filter(|t| !t.pull_request) {
+            body.push_str(&format!("\nCloses #{}\n", t.number));
+        }
         let change = forge::NewChange {
             title: forge::change_title(&f.message),
             head: prepared.branch.clone(),
             base: prepared.base_branch.clone(),
-            body: em.redactor.redact(&forge::change_body(
-                &spec.prompt,
-                f.summary.result_text.as_deref(),
-                &f.collected.shortstat,
-                trace.as_deref(),
-                spec.requested_by.as_deref(),
-            )),
+            body: em.redactor.redact(&body),
         };
         let opened = forge.open_change(a, &change).await.map_err(|e| {
             RunError::forge(format!(

@@ -16,6 +16,7 @@
 
 mod agent;
 mod assemble;
+mod context;
 mod deliver;
 mod emit;
 mod error;
@@ -33,7 +34,7 @@ pub mod secrets;
 mod steps;
 
 pub use error::RunError;
-pub use forge::{Forge, ForgeError, GithubForge};
+pub use forge::{Forge, ForgeError, GithubForge, ThreadContext};
 pub use limits::{MAX_EVENTS, MAX_EVENT_STRING, MAX_LINE_BYTES, MAX_RAW_BYTES, MAX_STDERR_BYTES};
 pub use meter::GatewaySettings;
 pub use paths::Paths;
@@ -388,6 +389,9 @@ impl Runner {
         invocation(&ctx).map_err(|e| RunError::harness(e.to_string()))?;
         // Only now, with the cheap checks passed, is a repository token minted.
         let remote = self.remote(spec, em, access).await?;
+        if follow_up.is_none() {
+            self.context(rec, &mut ctx, em).await?;
+        }
         ctx.install_dir = self
             .install_harness(harness.as_ref(), &run_dir, em, progress.as_ref())
             .await?;

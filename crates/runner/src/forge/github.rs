@@ -4,7 +4,17 @@
 
 use errand_github::{GithubClient, NewPull, RepoToken, TokenRequest};
 
-use super::{Change, Credential, Forge, ForgeError, NewChange, RepoAccess};
+use super::{
+    Change, Credential, Forge, ForgeError, NewChange, RepoAccess, ThreadComment, ThreadContext,
+    ThreadReviewComment,
+};
+
+/// The most comments of a thread read for a run's context (the newest).
+pub const MAX_THREAD_COMMENTS: usize = 50;
+/// The most changed files of a pull request listed.
+pub const MAX_PULL_FILES: usize = 100;
+/// The most pages (of 100) of review comments read.
+const MAX_REVIEW_PAGES: u32 = 3;
 
 /// The GitHub App errand acts as.
 pub struct GithubForge {
@@ -40,6 +50,102 @@ impl GithubForge {
     }
 }
 
+impl GithubForge {
+    /// Reads what [`Forge::thread`] gives, with a token that may only read
+    /// issues and pull requests of `owner/repo`, revoked right after.
+    async fn read_thread(
+        &self,
+        owner: &str,
+        repo: &str,
+        thread: &errand_core::ThreadRef,
+    ) -> Result<ThreadContext, errand_github::GithubError> {
+        let token = self
+            .client
+            .mint_token(owner, repo, TokenRequest::thread())
+            .await?;
+        let result = self.read_with(&token, owner, repo, thread.number).await;
+        if let Err(e) = self.client.revoke(&token).await {
+            tracing::warn!("revoking a thread-reading token failed: {e}");
+        }
+        result
+    }
+
+    async fn read_with(
+        &self,
+        token: &RepoToken,
+        owner: &str,
+        repo: &str,
+        number: u64,
+    ) -> Result<ThreadContext, errand_github::GithubError> {
+        let c = &self.client;
+        let issue = c.issue(token, owner, repo, number).await?;
+        let recent = c
+            .recent_comments(
+                token,
+                owner,
+                repo,
+                number,
+                issue.comments,
+                MAX_THREAD_COMMENTS,
+            )
+            .await?;
+        let login = |a: &Option<errand_github::Account>| {
+            a.as_ref().map(|a| a.login.clone()).unwrap_or_default()
+        };
+        let mut out = ThreadContext {
+            number,
+            pull_request: issue.is_pull_request(),
+            url: issue.html_url.clone(),
+            title: issue.title.clone(),
+            body: issue.body.clone().unwrap_or_default(),
+            author: login(&issue.user),
+            labels: issue.labels.iter().map(|l| l.name.clone()).collect(),
+            comments: recent
+                .comments
+                .iter()
+                .rev()
+                .map(|cm| ThreadComment {
+                    id: cm.id,
+                    author: login(&cm.user),
+                    at: cm.created_at.to_rfc3339(),
+                    body: cm.body.clone().unwrap_or_default(),
+                })
+                .collect(),
+            older_comments: recent.omitted,
+            ..ThreadContext::default()
+        };
+        if out.pull_request {
+            let pull = c.pull(token, owner, repo, number).await?;
+            out.head = Some((pull.head.branch.clone(), pull.is_from_fork(owner, repo)));
+            out.base = Some(pull.base.branch.clone());
+            let files = c
+                .pull_files(token, owner, repo, number, MAX_PULL_FILES + 1)
+                .await?;
+            out.more_files = files.len() > MAX_PULL_FILES;
+            out.files = files
+                .into_iter()
+                .take(MAX_PULL_FILES)
+                .map(|f| (f.status, f.filename, f.additions, f.deletions))
+                .collect();
+            let reviews = c
+                .review_comments(token, owner, repo, number, MAX_REVIEW_PAGES)
+                .await?;
+            out.review_comments = reviews
+                .into_iter()
+                .rev()
+                .map(|r| ThreadReviewComment {
+                    id: r.id,
+                    author: login(&r.user),
+                    path: r.path,
+                    lines: (r.start_line, r.line),
+                    body: r.body.unwrap_or_default(),
+                })
+                .collect();
+        }
+        Ok(out)
+    }
+}
+
 /// The installation token a credential of `access` is, as the client takes it.
 fn token(access: &RepoAccess, credential: &Credential) -> RepoToken {
     RepoToken {
@@ -64,6 +170,22 @@ impl Forge for GithubForge {
 
     fn clone_url(&self, owner: &str, repo: &str) -> String {
         errand_github::git_url(&self.git_base, owner, repo)
+    }
+
+    fn change_url(&self, owner: &str, repo: &str, number: u64) -> String {
+        format!(
+            "{}/{owner}/{repo}/pull/{number}",
+            self.git_base.trim_end_matches('/')
+        )
+    }
+
+    async fn thread(
+        &self,
+        owner: &str,
+        repo: &str,
+        thread: &errand_core::ThreadRef,
+    ) -> Result<ThreadContext, ForgeError> {
+        Ok(self.read_thread(owner, repo, thread).await?)
     }
 
     /// An installation token for `owner/repo` alone: `contents: read`, or

@@ -40,6 +40,71 @@ pub enum ForgeError {
     /// GitHub's.
     #[error(transparent)]
     Github(#[from] errand_github::GithubError),
+    /// The forge cannot do this.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What an issue or pull request says, read for a run's context
+/// ([`Forge::thread`]). All of it was written by people on the forge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadContext {
+    /// Its number.
+    pub number: u64,
+    /// Whether it is a pull request.
+    pub pull_request: bool,
+    /// Its web address.
+    pub url: String,
+    /// Title.
+    pub title: String,
+    /// Body (empty when none).
+    pub body: String,
+    /// Who opened it.
+    pub author: String,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// The newest comments, newest first.
+    pub comments: Vec<ThreadComment>,
+    /// Comments not read (older than those read).
+    pub older_comments: u64,
+    /// For a pull request: its head branch and whether it is a fork's.
+    pub head: Option<(String, bool)>,
+    /// For a pull request: the base branch.
+    pub base: Option<String>,
+    /// For a pull request: the changed files (status, path, added, removed).
+    pub files: Vec<(String, String, u64, u64)>,
+    /// Whether there are more changed files than listed.
+    pub more_files: bool,
+    /// For a pull request: review comments, newest first.
+    pub review_comments: Vec<ThreadReviewComment>,
+}
+
+/// A comment in a thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadComment {
+    /// Its id.
+    pub id: u64,
+    /// Who wrote it.
+    pub author: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// What it says.
+    pub body: String,
+}
+
+/// A review comment on lines of a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadReviewComment {
+    /// Its id.
+    pub id: u64,
+    /// Who wrote it.
+    pub author: String,
+    /// The file.
+    pub path: String,
+    /// First and last line.
+    pub lines: (Option<u64>, Option<u64>),
+    /// What it says.
+    pub body: String,
 }
 
 /// A secret that lets host-side git and the forge's API act on one repository.
@@ -129,6 +194,31 @@ pub trait Forge: Send + Sync {
         access: &RepoAccess,
         change: &NewChange,
     ) -> Result<Change, ForgeError>;
+
+    /// What issue or pull request `thread.number` of `owner/repo` says
+    /// (title, body, labels, the newest comments; for a pull request its
+    /// branches, changed files and review comments), read with a credential
+    /// that may only read them, revoked right after.
+    async fn thread(
+        &self,
+        owner: &str,
+        repo: &str,
+        thread: &errand_core::ThreadRef,
+    ) -> Result<ThreadContext, ForgeError> {
+        let _ = (owner, repo, thread);
+        Err(ForgeError::Unsupported(format!(
+            "{} cannot read issues for a run's context",
+            self.name()
+        )))
+    }
+
+    /// The web address of change request `number` (a pull request's page).
+    fn change_url(&self, owner: &str, repo: &str, number: u64) -> String {
+        format!(
+            "{}/{owner}/{repo}/{number}",
+            self.clone_url(owner, repo).trim_end_matches(".git")
+        )
+    }
 
     /// A run's access to `owner/repo`: read-only unless the run may push.
     async fn grant(&self, owner: &str, repo: &str, push: bool) -> Result<RepoAccess, ForgeError> {
