@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .build_server(true)
+        .generate_default_stubs(true)
         .server_mod_attribute(".", "#[cfg(feature = \"fake\")]")
         .compile_fds(fds)?;
     Ok(())
