@@ -24,6 +24,7 @@ mod drain;
 mod e2e;
 mod failures;
 mod gateway;
+mod live_nodes;
 mod git_proxy;
 mod guard;
 mod harnesses;
