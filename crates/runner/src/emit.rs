@@ -73,6 +73,7 @@ pub(crate) async fn pump(
 ) {
     use std::sync::atomic::Ordering;
     let mut events: Vec<Event> = Vec::new();
+    let mut raws: Vec<(u64, String)> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 500 {
@@ -85,13 +86,22 @@ pub(crate) async fn pump(
             backlog.fetch_sub(p.size(), Ordering::Relaxed);
             match p {
                 Persist::Event(e) => events.push(e),
-                Persist::Raw(n, line) => {
-                    // Raw lines precede the events parsed from them.
-                    if let Err(e) = store.append_raw(run, n, &line).await {
+                Persist::Raw(n, line) => raws.push((n, line)),
+            }
+        }
+        // Raw lines precede the events parsed from them; both are one
+        // write each, committed with other runs' writes (the store's group
+        // commit).
+        if !raws.is_empty() {
+            if store.append_raw_lines(run, &raws).await.is_err() {
+                // One bad line loses only itself.
+                for (n, line) in &raws {
+                    if let Err(e) = store.append_raw(run, *n, line).await {
                         tracing::error!(run = %run, "storing raw line {n} failed: {e}");
                     }
                 }
             }
+            raws.clear();
         }
         if !events.is_empty() {
             let n = events.len() as u64;

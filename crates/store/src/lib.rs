@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod commit;
 mod common;
 mod eventlog;
 mod live;
@@ -406,7 +407,9 @@ pub trait Store: Send + Sync {
     // ---- durable events and raw lines, shared by every node ----
 
     /// Stores events (all or none). An event whose `(run, seq)` is already
-    /// stored is an error ([`StoreError::is_conflict`]).
+    /// stored is an error ([`StoreError::is_conflict`]). Writes of every run
+    /// are committed together (group commit) and the call returns once its
+    /// own are stored; they are then pushed to [`Store::subscribe`]rs.
     async fn append_events(&self, run: RunId, events: &[Event]) -> Result<()>;
     /// `run`'s events as they are stored from now on, by this process or any
     /// other sharing the database, pushed (no polling per watcher): a batch
@@ -423,6 +426,9 @@ pub trait Store: Send + Sync {
     /// Stores raw harness line number `line_no` (from 1); a line number already
     /// stored is an error. NUL characters are replaced by U+FFFD.
     async fn append_raw(&self, run: RunId, line_no: u64, line: &str) -> Result<()>;
+    /// Stores raw harness lines `(number, text)` (all or none), as
+    /// [`Store::append_raw`] does one.
+    async fn append_raw_lines(&self, run: RunId, lines: &[(u64, String)]) -> Result<()>;
     /// Raw lines numbered after `after_line`, in order, at most `limit` (0: no limit).
     async fn raw_after(
         &self,

@@ -18,6 +18,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PgStore {
     pool: PgPool,
     live: std::sync::Arc<crate::live::Live>,
+    writer: std::sync::Arc<crate::commit::Writer>,
 }
 
 impl PgStore {
@@ -39,6 +40,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             live: Default::default(),
+            writer: Default::default(),
         })
     }
 
@@ -88,6 +90,7 @@ impl PgStore {
             let store = PgStore {
                 pool: pool.clone(),
                 live: hub,
+                writer: Default::default(),
             };
             match next {
                 Err(_quiet) => {}

@@ -88,6 +88,115 @@ macro_rules! impl_store {
         impl $store {
             const DIALECT: $crate::sql::Dialect = $dialect;
 
+            /// Stores `rows` through the store's writer task (group commit,
+            /// `commit.rs`) and waits until they are stored or refused.
+            async fn write(&self, run: errand_core::RunId, rows: $crate::commit::Rows) -> $crate::Result<()> {
+                let (done, answer) = tokio::sync::oneshot::channel();
+                let write = $crate::commit::Write { run, rows, done };
+                self.writer.send(write, |queue| {
+                    tokio::spawn(Self::writer_task(self.pool.clone(), self.live.clone(), queue));
+                });
+                answer.await.unwrap_or_else(|_| {
+                    Err($crate::StoreError::Unavailable("the event writer stopped".into()))
+                })
+            }
+
+            /// The writer task: one transaction per group of waiting writes,
+            /// then each caller's answer and the events pushed to watchers.
+            async fn writer_task(
+                pool: sqlx::Pool<$db>,
+                live: std::sync::Arc<$crate::live::Live>,
+                mut queue: tokio::sync::mpsc::UnboundedReceiver<$crate::commit::Write>,
+            ) {
+                while let Some(group) = $crate::commit::next_group(&mut queue).await {
+                    let outcome = Self::store_group(&pool, &group).await;
+                    let answers: Vec<$crate::Result<()>> = match outcome {
+                        Ok(()) => group.iter().map(|_| Ok(())).collect(),
+                        Err(e) if group.len() == 1 => vec![Err(e)],
+                        // One write spoiled the group: each alone, for its own answer.
+                        Err(_) => {
+                            let mut v = Vec::with_capacity(group.len());
+                            for w in &group {
+                                v.push(Self::store_group(&pool, std::slice::from_ref(w)).await);
+                            }
+                            v
+                        }
+                    };
+                    for (w, answer) in group.into_iter().zip(answers) {
+                        if answer.is_ok() {
+                            if let $crate::commit::Rows::Events(events) = &w.rows {
+                                live.publish(w.run, events);
+                            }
+                        }
+                        // A caller that stopped waiting needs no answer.
+                        let _ = w.done.send(answer);
+                    }
+                }
+            }
+
+            /// Stores a group of writes in one transaction (all or none).
+            async fn store_group(
+                pool: &sqlx::Pool<$db>,
+                group: &[$crate::commit::Write],
+            ) -> $crate::Result<()> {
+                use $crate::commit::Rows;
+                use $crate::common::{clean_line, encode_event, millis, to_i64};
+                let mut tx = pool.begin().await?;
+                for w in group {
+                    let run = w.run.to_string();
+                    match &w.rows {
+                        Rows::Events(events) => {
+                            let mut rows = Vec::with_capacity(events.len());
+                            for e in events {
+                                rows.push((to_i64(e.seq, "event seq")?, millis(e.ts), e.kind.name(), encode_event(e)?));
+                            }
+                            // One statement per chunk, not per event (5
+                            // parameters a row, well inside both limits).
+                            for chunk in rows.chunks(500) {
+                                let mut q = sqlx::QueryBuilder::<$db>::new(
+                                    "INSERT INTO run_events (run_id, seq, ts, kind, body) ",
+                                );
+                                q.push_values(chunk, |mut b, (seq, ts, kind, body)| {
+                                    b.push_bind(run.as_str())
+                                        .push_bind(*seq)
+                                        .push_bind(*ts)
+                                        .push_bind(*kind)
+                                        .push_bind(body.as_str());
+                                });
+                                q.build().execute(&mut *tx).await?;
+                            }
+                            if let (Some(first), Some(last), $crate::sql::Dialect::Postgres) =
+                                (events.first(), events.last(), Self::DIALECT)
+                            {
+                                // Delivered to every listening node when (and only if) this commits.
+                                sqlx::query("SELECT pg_notify($1, $2)")
+                                    .bind($crate::live::PG_CHANNEL)
+                                    .bind(format!("{run} {} {}", first.seq, last.seq))
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                        }
+                        Rows::Raw(lines) => {
+                            let mut rows = Vec::with_capacity(lines.len());
+                            for (n, line) in lines {
+                                rows.push((to_i64(*n, "raw line number")?, clean_line(line)));
+                            }
+                            for chunk in rows.chunks(1000) {
+                                let mut q = sqlx::QueryBuilder::<$db>::new(
+                                    "INSERT INTO run_raw_lines (run_id, line_no, line) ",
+                                );
+                                q.push_values(chunk, |mut b, (n, line)| {
+                                    b.push_bind(run.as_str()).push_bind(*n).push_bind(line.as_ref());
+                                });
+                                q.build().execute(&mut *tx).await?;
+                            }
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
             /// Publishes to the hub what is stored of `run` after `after`
             /// (for the watcher: events another process stored).
             async fn publish_stored(&self, run: errand_core::RunId, mut after: u64) -> $crate::Result<()> {
@@ -642,42 +751,10 @@ macro_rules! impl_store {
                 run: errand_core::RunId,
                 events: &[errand_core::Event],
             ) -> $crate::Result<()> {
-                use $crate::common::{encode_event, millis, to_i64};
-                let (Some(first), Some(last)) = (events.first(), events.last()) else {
+                if events.is_empty() {
                     return Ok(());
-                };
-                let run_text = run.to_string();
-                let mut rows = Vec::with_capacity(events.len());
-                for e in events {
-                    rows.push((to_i64(e.seq, "event seq")?, millis(e.ts), e.kind.name(), encode_event(e)?));
                 }
-                let mut tx = self.pool.begin().await?;
-                // One statement per chunk, not per event (5 parameters a row,
-                // well inside both databases' limits).
-                for chunk in rows.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO run_events (run_id, seq, ts, kind, body) ",
-                    );
-                    q.push_values(chunk, |mut b, (seq, ts, kind, body)| {
-                        b.push_bind(run_text.as_str())
-                            .push_bind(*seq)
-                            .push_bind(*ts)
-                            .push_bind(*kind)
-                            .push_bind(body.as_str());
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
-                if Self::DIALECT == $crate::sql::Dialect::Postgres {
-                    // Delivered to every listening node when (and only if) this commits.
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind($crate::live::PG_CHANNEL)
-                        .bind(format!("{run_text} {} {}", first.seq, last.seq))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                self.live.publish(run, events);
-                Ok(())
+                self.write(run, $crate::commit::Rows::Events(events.to_vec())).await
             }
 
             async fn subscribe(&self, run: errand_core::RunId) -> $crate::Subscription {
@@ -734,15 +811,18 @@ macro_rules! impl_store {
                 line_no: u64,
                 line: &str,
             ) -> $crate::Result<()> {
-                sqlx::query(&Self::DIALECT.sql(
-                    "INSERT INTO run_raw_lines (run_id, line_no, line) VALUES ($1, $2, $3)",
-                ))
-                .bind(run.to_string())
-                .bind($crate::common::to_i64(line_no, "raw line number")?)
-                .bind($crate::common::clean_line(line).as_ref())
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                self.write(run, $crate::commit::Rows::Raw(vec![(line_no, line.to_string())])).await
+            }
+
+            async fn append_raw_lines(
+                &self,
+                run: errand_core::RunId,
+                lines: &[(u64, String)],
+            ) -> $crate::Result<()> {
+                if lines.is_empty() {
+                    return Ok(());
+                }
+                self.write(run, $crate::commit::Rows::Raw(lines.to_vec())).await
             }
 
             async fn raw_after(

@@ -17,6 +17,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     live: std::sync::Arc<crate::live::Live>,
+    writer: std::sync::Arc<crate::commit::Writer>,
 }
 
 impl SqliteStore {
@@ -61,6 +62,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             live: Default::default(),
+            writer: Default::default(),
         })
     }
 
@@ -86,6 +88,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             live: Default::default(),
+            writer: Default::default(),
         })
     }
 }
@@ -167,6 +170,7 @@ impl SqliteStore {
             let store = SqliteStore {
                 pool: pool.clone(),
                 live: hub,
+                writer: Default::default(),
             };
             for (run, published) in watched {
                 if let Some(&(first, newest)) = seen.get(run.to_string().as_str()) {

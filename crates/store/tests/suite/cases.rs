@@ -1348,3 +1348,61 @@ pub async fn an_own_run_is_never_claimed_by_a_worker(s: Arc<dyn Store>) {
     assert!(second.is_none(), "the own run was claimed: {second:?}");
     assert_eq!(s.get_run(own).await.unwrap().state, RunState::Queued);
 }
+
+/// Writes of many runs at once are committed in groups; each caller still
+/// gets its own answer (a duplicate in one run's batch fails only that
+/// batch), and what was answered `Ok` is stored, in order, raw lines too.
+pub async fn concurrent_writes_are_grouped_and_each_answered(s: Arc<dyn Store>) {
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        runs.push(new_run(&s, &spec(&format!("r{i}"))).await);
+    }
+    s.append_events(runs[0], &[event(1, "first")])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (i, run) in runs.iter().copied().enumerate() {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let start = if i == 0 { 2 } else { 1 };
+            for round in 0..10u64 {
+                let from = start + round * 7;
+                let lines: Vec<(u64, String)> = (from..from + 7)
+                    .map(|n| (n, format!("raw {n} of {i}")))
+                    .collect();
+                s.append_raw_lines(run, &lines).await.unwrap();
+                let evs: Vec<Event> = (from..from + 7).map(|n| event(n, "e")).collect();
+                s.append_events(run, &evs).await.unwrap();
+            }
+            start + 69
+        }));
+    }
+    // Meanwhile a batch that repeats a stored seq of run 0 is refused alone.
+    let bad = s
+        .append_events(runs[0], &[event(1, "again"), event(1000, "x")])
+        .await
+        .unwrap_err();
+    assert!(bad.is_conflict(), "{bad}");
+    for (run, t) in runs.iter().zip(tasks) {
+        let last = t.await.unwrap();
+        let evs = s.events_after(*run, 0, 0).await.unwrap();
+        assert_eq!(
+            evs.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=last).collect::<Vec<_>>()
+        );
+        let raw = s.raw_after(*run, 0, 0).await.unwrap();
+        assert_eq!(raw.len() as u64, 70, "raw lines of {run}");
+        assert!(raw.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+    assert_eq!(
+        s.events_after(runs[0], 0, 1).await.unwrap()[0].kind,
+        event(1, "first").kind
+    );
+    // A batch of raw lines is all or none.
+    let err = s
+        .append_raw_lines(runs[1], &[(500, "new".into()), (3, "stored".into())])
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert!(s.raw_after(runs[1], 70, 0).await.unwrap().is_empty());
+}

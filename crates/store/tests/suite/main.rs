@@ -73,6 +73,7 @@ on_every_backend!(
     store_errors_are_sorted_into_kinds,
     release_claim_requeues_a_held_run_and_unclaim_lets_any_worker_take_it,
     pruning_is_recorded_and_deletes_only_that_runs_logs,
+    concurrent_writes_are_grouped_and_each_answered,
 );
 
 mod urls {
