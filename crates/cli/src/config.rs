@@ -106,6 +106,19 @@ pub struct Github {
     /// Let runs that push change `.github/workflows/` (asks for `workflows: write`).
     #[serde(default)]
     pub workflows: bool,
+    /// Adding this label to an issue starts a run that resolves it (e.g. `errand`); none by default.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// When a check fails on a pull request errand opened, errand tries to fix it (off by default).
+    #[serde(default)]
+    pub fix_ci: bool,
+    /// With `fix_ci`: at most this many fixes per pull request.
+    #[serde(default = "default_fix_ci_attempts")]
+    pub fix_ci_attempts: u32,
+}
+
+fn default_fix_ci_attempts() -> u32 {
+    2
 }
 
 fn default_github_api() -> String {
@@ -697,6 +710,8 @@ impl Config {
                 webhook_secret: secret.clone(),
                 mention: gh.mention.clone(),
                 forge,
+                label: gh.label.clone().filter(|l| !l.trim().is_empty()),
+                fix_ci_attempts: if gh.fix_ci { gh.fix_ci_attempts } else { 0 },
             }),
             _ => None,
         };

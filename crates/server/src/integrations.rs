@@ -55,6 +55,11 @@ pub struct GithubIntegration {
     pub mention: String,
     /// The App: tokens, pull requests and comments.
     pub forge: Arc<GithubForge>,
+    /// A label that starts a run on the issue it is added to (`github.label`); `None`: none does.
+    pub label: Option<String>,
+    /// How many times errand tries to fix a failed check on its own pull
+    /// request (`github.fix_ci` and `github.fix_ci_attempts`); 0: never.
+    pub fix_ci_attempts: u32,
 }
 
 /// Everything the Slack and GitHub routes need.
@@ -82,7 +87,7 @@ pub const GITHUB_REPLAY_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Whether this is the first time any node sees `key`; `None` when the store
 /// could not tell (the caller then acts on nothing).
-async fn first_time(st: &AppState, key: &str, keep: Duration) -> Option<bool> {
+pub(crate) async fn first_time(st: &AppState, key: &str, keep: Duration) -> Option<bool> {
     match st.store.first_time(key, chrono::Utc::now(), keep).await {
         Ok(first) => {
             if !first {
@@ -228,6 +233,11 @@ pub async fn slack_command(
                 user: cmd.user_id.clone(),
                 message_ts: None,
             });
+            if let Some(t) = &req.thread {
+                if let Err(msg) = slack_thread(&int, &req.repo, t, &mut spec).await {
+                    return ephemeral(msg);
+                }
+            }
             if let Err(msg) = int.access.limits(who, &req.repo, req.push).apply(&mut spec) {
                 return ephemeral(msg);
             }
@@ -255,6 +265,69 @@ pub async fn slack_command(
             ))
         }
     }
+}
+
+/// A Slack request that names an issue or pull request by its address: the
+/// run is given its context, and a pull request's run works on its branch
+/// (when it pushes). The address must be the configured GitHub's; a pull
+/// request from a fork is refused.
+async fn slack_thread(
+    int: &Integrations,
+    repo: &str,
+    t: &errand_slack::ThreadUrl,
+    spec: &mut RunSpec,
+) -> Result<(), String> {
+    let Some(gh) = &int.github else {
+        return Err("errand has no GitHub App configured, so it cannot read that issue".into());
+    };
+    let host = |url: &str| {
+        url.split_once("://")
+            .map(|(_, rest)| {
+                rest.split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default()
+    };
+    let configured = host(&gh.forge.git_base);
+    let named = t.host.trim_start_matches("www.");
+    if named != configured.trim_start_matches("www.") {
+        return Err(format!(
+            "that address is on {}, and errand works with the GitHub at {configured}",
+            t.host
+        ));
+    }
+    let mut thread = errand_core::ThreadRef {
+        number: t.number,
+        pull_request: t.pull_request,
+        request: None,
+        request_author: None,
+        request_id: None,
+        review: None,
+        head_branch: None,
+    };
+    if t.pull_request {
+        let (owner, name) = repo.split_once('/').unwrap_or_default();
+        let pull = gh.forge.pull(owner, name, t.number).await.map_err(|e| {
+            format!(
+                "errand could not read pull request #{} of {repo}: {e}",
+                t.number
+            )
+        })?;
+        if pull.is_from_fork(owner, name) {
+            return Err(format!(
+                "pull request #{} of {repo} comes from a fork: errand neither runs on code from forks nor pushes to them",
+                t.number
+            ));
+        }
+        if spec.push {
+            thread.head_branch = Some(pull.head.branch.clone());
+            spec.base_branch = Some(pull.head.branch);
+        }
+    }
+    spec.thread = Some(thread);
+    Ok(())
 }
 
 /// Posts the run's card in its channel and remembers the message, whose
@@ -607,70 +680,27 @@ pub async fn github_webhook(
             "ignored: the comment is older than errand remembers deliveries",
         );
     }
-    let mention = match errand_github::webhook::parse_mention(&event, &body, &gh.mention) {
-        Ok(Some(m)) => m,
-        Ok(None) => return plain(StatusCode::ACCEPTED, "ignored: not a mention of errand"),
-        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let repo = format!("{}/{}", mention.owner, mention.repo);
-    let who = Requester::Github {
-        login: &mention.author,
-    };
-    if mention.instruction.trim().is_empty() {
-        return plain(
-            StatusCode::ACCEPTED,
-            "ignored: nothing to do after the mention",
-        );
+    let parsed =
+        errand_github::webhook::parse_event(&event, &body, &gh.mention, gh.label.as_deref());
+    match parsed {
+        Ok(Some(errand_github::Event::Mention(m))) => {
+            crate::github::mention(&st, &int, gh, m).await
+        }
+        Ok(Some(errand_github::Event::Labeled(l))) => {
+            crate::github::labeled(&st, &int, gh, l).await
+        }
+        Ok(Some(errand_github::Event::CheckFailed(f))) => {
+            if gh.fix_ci_attempts == 0 {
+                return plain(StatusCode::ACCEPTED, "ignored: github.fix_ci is off");
+            }
+            // Reading the check's log takes longer than GitHub waits for an answer.
+            let (st, int) = (st.clone(), int.clone());
+            tokio::spawn(async move { crate::github::check_failed(st, int, f).await });
+            plain(StatusCode::ACCEPTED, "looking at the failed check")
+        }
+        Ok(None) => plain(StatusCode::ACCEPTED, "ignored: nothing for errand"),
+        Err(e) => plain(StatusCode::BAD_REQUEST, e.to_string()),
     }
-    let refusal = int.access.check(who, &repo, false).err();
-    let push = refusal.is_none() && int.access.may_push(who, &repo);
-    let origin = Origin::Github {
-        owner: mention.owner.clone(),
-        repo: mention.repo.clone(),
-        issue: mention.issue_number,
-        author: mention.author.clone(),
-        status_comment: None,
-    };
-    if let Some(denied) = refusal {
-        let forge = gh.forge.clone();
-        let text = format!("@{} {denied}", mention.author);
-        tokio::spawn(async move { comment(&forge, &origin, &text).await });
-        return plain(
-            StatusCode::FORBIDDEN,
-            "refused: see the comment in the thread",
-        );
-    }
-    let mut spec = RunSpec::new(mention.instruction.clone(), int.default_harness.clone());
-    spec.repo = Some(RepoSource::Github(repo.clone()));
-    spec.push = push;
-    spec.requested_by = Some(format!("github:{}", mention.author));
-    spec.origin = Some(origin.clone());
-    if let Err(msg) = int.access.limits(who, &repo, false).apply(&mut spec) {
-        let forge = gh.forge.clone();
-        let text = format!("@{} {msg}", mention.author);
-        tokio::spawn(async move { comment(&forge, &origin, &text).await });
-        return plain(
-            StatusCode::FORBIDDEN,
-            "refused: see the comment in the thread",
-        );
-    }
-    let rec = match st.store.create_run(RunId::new(), &spec).await {
-        Ok(r) => r,
-        Err(e) => return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
-    tracing::info!(run = %rec.id, repo = %repo, "queued from a GitHub comment");
-    let forge = gh.forge.clone();
-    let text = format!(
-        "On it: run {} is queued. Follow it live at {}",
-        rec.id.short(),
-        int.run_url(rec.id)
-    );
-    tokio::spawn(async move { comment(&forge, &origin, &text).await });
-    (
-        StatusCode::CREATED,
-        Json(json!({ "run": rec.id.to_string() })),
-    )
-        .into_response()
 }
 
 /// The query GitHub redirects to `/github/manifest-callback` with.
@@ -781,6 +811,25 @@ async fn update_card(int: &Integrations, rec: &RunRecord) {
     }
 }
 
+/// The status comment's text for a run as it is now: its state and the live
+/// trace while it works, how it went once it is over.
+pub fn status_text(int: &Integrations, rec: &RunRecord, author: &str) -> String {
+    if rec.state.is_terminal() {
+        return outcome_text(int, rec, &format!("@{author}"));
+    }
+    let doing = match rec.state {
+        RunState::Queued => "queued",
+        RunState::Preparing => "preparing (cloning, reading the thread)",
+        RunState::Running => "working",
+        _ => "finishing (committing, pushing)",
+    };
+    format!(
+        "errand run `{}` for @{author} is {doing}. [Live trace]({})",
+        rec.id.short(),
+        int.run_url(rec.id)
+    )
+}
+
 /// One paragraph on how a run ended.
 pub fn outcome_text(int: &Integrations, rec: &RunRecord, who: &str) -> String {
     let s = &rec.summary;
@@ -869,6 +918,20 @@ impl Notifier {
                 };
                 match &rec.spec.origin {
                     Some(Origin::Slack { .. }) => update_card(&int, &rec).await,
+                    Some(Origin::Github {
+                        owner,
+                        repo,
+                        author,
+                        status_comment: Some(id),
+                        ..
+                    }) => {
+                        if let Some(gh) = &int.github {
+                            let text = status_text(&int, &rec, author);
+                            if let Err(e) = gh.forge.edit_status(owner, repo, *id, &text).await {
+                                tracing::warn!(run = %rec.id, "editing the status comment failed: {e}");
+                            }
+                        }
+                    }
                     Some(origin @ Origin::Github { author, .. }) if rec.state.is_terminal() => {
                         if let Some(gh) = &int.github {
                             let text = outcome_text(&int, &rec, &format!("@{author}"));

@@ -18,6 +18,7 @@ pub mod access;
 pub mod api;
 pub mod auth;
 pub mod error;
+mod github;
 pub mod integrations;
 pub mod localview;
 pub mod metrics;

@@ -144,6 +144,22 @@ pub struct RunRequest {
     /// What the agent should do, as plain text (Slack markup decoded,
     /// line breaks kept).
     pub instruction: String,
+    /// The issue or pull request the text names by its address
+    /// (`https://github.com/owner/repo/issues/12`): the run is given its
+    /// context. Its host is checked against the configured GitHub by the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<ThreadUrl>,
+}
+
+/// An issue or pull request named by its web address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadUrl {
+    /// The address's host, lowercased (`github.com`, a GitHub Enterprise host, with its port if any).
+    pub host: String,
+    /// The issue or pull request number.
+    pub number: u64,
+    /// Whether the address is a pull request's (`/pull/N`).
+    pub pull_request: bool,
 }
 
 /// Why the text after `/agent` could not be understood. `Display` is a
@@ -237,6 +253,8 @@ const USAGE: &str = "\
 Usage:
   /agent [--push] [--harness NAME] [--model NAME] [--base BRANCH] owner/repo instruction…
       start an agent on owner/repo (options go before the repo)
+  /agent [options] [instruction…] https://github.com/owner/repo/issues/N
+      start an agent on an issue (or a pull request: …/pull/N), given what it says
   /agent status        list runs
   /agent cancel RUN_ID cancel a run
   /agent help          show this help
@@ -343,19 +361,46 @@ fn parse_run(text: &str) -> Result<RunRequest, UsageError> {
         };
         let token = fix_dashes(token);
         if !token.starts_with('-') {
-            let repo = parse_repo(&token)?;
-            let instruction = clean_instruction(after);
-            if instruction.is_empty() {
-                return Err(UsageError::MissingInstruction { repo });
-            }
-            return Ok(RunRequest {
+            let run = |repo: String, instruction: String, thread: Option<ThreadUrl>| RunRequest {
                 push,
-                harness,
-                model,
-                base,
+                harness: harness.clone(),
+                model: model.clone(),
+                base: base.clone(),
                 repo,
                 instruction,
-            });
+                thread,
+            };
+            // `/agent https://github.com/o/r/issues/12 [instruction…]`
+            if let Some((repo, thread)) = parse_thread_url(&token) {
+                let mut instruction = clean_instruction(after);
+                if instruction.is_empty() {
+                    instruction = default_instruction(&thread);
+                }
+                return Ok(run(repo, instruction, Some(thread)));
+            }
+            return match parse_repo(&token) {
+                Ok(repo) => {
+                    let instruction = clean_instruction(after);
+                    if instruction.is_empty() {
+                        return Err(UsageError::MissingInstruction { repo });
+                    }
+                    // An address of an issue of the same repository in the instruction.
+                    let thread = instruction
+                        .split_whitespace()
+                        .filter_map(parse_thread_url)
+                        .find(|(r, _)| r.eq_ignore_ascii_case(&repo))
+                        .map(|(_, t)| t);
+                    Ok(run(repo, instruction, thread))
+                }
+                // `/agent fix https://github.com/o/r/issues/12`: the address names the repository.
+                Err(e) => {
+                    let instruction = clean_instruction(rest);
+                    match instruction.split_whitespace().find_map(parse_thread_url) {
+                        Some((repo, thread)) => Ok(run(repo, instruction, Some(thread))),
+                        None => Err(e),
+                    }
+                }
+            };
         }
 
         let (name, inline_value) = match token.split_once('=') {
@@ -551,6 +596,76 @@ fn parse_repo(token: &str) -> Result<String, UsageError> {
         return Err(invalid("the repository name cannot be . or contain .."));
     }
     Ok(format!("{owner}/{repo}"))
+}
+
+/// `http(s)://HOST/owner/repo/issues/N` or `…/pull/N` (anything after the
+/// number, a query or a fragment ignored; quotes and trailing punctuation
+/// around it too): the repository and the thread. Never panics.
+fn parse_thread_url(token: &str) -> Option<(String, ThreadUrl)> {
+    let mut s = token.trim_end_matches([',', ';', ':', '.', ')', '>']);
+    s = s.trim_start_matches(['(', '<']);
+    loop {
+        let stripped = ['"', '\'', '`']
+            .iter()
+            .find_map(|q| s.strip_prefix(*q).and_then(|inner| inner.strip_suffix(*q)));
+        match stripped {
+            Some(inner) => s = inner,
+            None => break,
+        }
+    }
+    let scheme_len = if s
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+    {
+        8
+    } else if s
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+    {
+        7
+    } else {
+        return None;
+    };
+    let rest = s.get(scheme_len..)?;
+    let (host, path) = rest.split_once('/')?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    if !host_ok {
+        return None;
+    }
+    let path = path.split(['?', '#']).next()?;
+    let mut parts = path.split('/');
+    let (owner, repo, kind, number) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let pull_request = match kind {
+        "issues" => false,
+        "pull" | "pulls" => true,
+        _ => return None,
+    };
+    if number.is_empty() || number.len() > 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number: u64 = number.parse().ok().filter(|n| *n > 0)?;
+    let repo = parse_repo(&format!("{owner}/{repo}")).ok()?;
+    Some((
+        repo,
+        ThreadUrl {
+            host: host.to_ascii_lowercase(),
+            number,
+            pull_request,
+        },
+    ))
+}
+
+/// The instruction of a command that gives only an issue's or pull request's address.
+fn default_instruction(thread: &ThreadUrl) -> String {
+    if thread.pull_request {
+        format!("Address what pull request #{} asks for.", thread.number)
+    } else {
+        format!("Resolve issue #{}.", thread.number)
+    }
 }
 
 /// Trims, and removes one pair of quotes wrapping the whole instruction.
@@ -753,8 +868,49 @@ mod tests {
                 base: None,
                 repo: "acme/widgets".into(),
                 instruction: "fix the flaky test".into(),
+                thread: None,
             }
         );
+    }
+
+    #[test]
+    fn issue_and_pull_request_addresses_name_the_repository_and_the_thread() {
+        let r = run("fix https://github.com/o/r/issues/12");
+        assert_eq!(r.repo, "o/r");
+        assert_eq!(r.instruction, "fix https://github.com/o/r/issues/12");
+        let t = r.thread.expect("a thread");
+        assert_eq!(
+            (t.host.as_str(), t.number, t.pull_request),
+            ("github.com", 12, false)
+        );
+        let r = run("--push https://GHE.example:8443/Acme/widgets/pull/7/files?x=1#y");
+        assert!(r.push);
+        assert_eq!(r.repo, "Acme/widgets");
+        assert_eq!(r.instruction, "Address what pull request #7 asks for.");
+        let t = r.thread.expect("a thread");
+        assert_eq!(
+            (t.host.as_str(), t.number, t.pull_request),
+            ("ghe.example:8443", 7, true)
+        );
+        // Slack's link markup, and an address in the instruction of a named repository.
+        let r = run("acme/widgets please look at <https://github.com/acme/widgets/issues/3>");
+        assert_eq!(r.thread.map(|t| t.number), Some(3));
+        let r = run("acme/widgets see https://github.com/other/repo/issues/3");
+        assert_eq!(
+            r.thread, None,
+            "another repository's issue is not this run's thread"
+        );
+        // Not a thread's address: the usual errors, on one line.
+        for text in [
+            "fix https://github.com/o/r/blob/main/x",
+            "fix https://github.com/o/r/issues/0",
+            "fix https://github.com/o/r/issues/+1",
+            "fix https://github.com/../r/issues/1",
+            "fix https:///o/r/issues/1",
+        ] {
+            let e = err(text).to_string();
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]
@@ -837,7 +993,7 @@ mod tests {
         for input in [
             "widgets",
             "acme/widgets/extra",
-            "https://github.com/acme/widgets/pull/3",
+            "https://github.com/acme/widgets/tree/3",
             "https://github.com/acme",
             "https://gitlab.com/acme/widgets",
             "<https://example.com/acme/widgets|acme/widgets>",

@@ -40,7 +40,9 @@ mod error;
 
 pub use blocks::{run_message, RunCard, CANCEL_ACTION_ID};
 pub use client::{Message, Posted, SlackClient, SlackError, DEFAULT_API_BASE};
-pub use command::{parse_agent_text, usage, AgentCommand, RunRequest, SlashCommand, UsageError};
+pub use command::{
+    parse_agent_text, usage, AgentCommand, RunRequest, SlashCommand, ThreadUrl, UsageError,
+};
 pub use error::PayloadError;
 pub use events::{EventEnvelope, InnerEvent, ThreadReply};
 pub use interaction::{Action, Interaction};
