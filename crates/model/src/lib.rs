@@ -179,7 +179,10 @@ async fn messages(State(state): Shared, req: Request) -> Response {
     let at = Instant::now();
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     let (response, served) = match read_body(req.into_body()).await {
-        Ok(bytes) => anthropic::messages(&state.scenario, &bytes),
+        Ok(bytes) => {
+            state.log.record_body(&bytes);
+            anthropic::messages(&state.scenario, &bytes)
+        }
         Err(message) => anthropic_unreadable(&message),
     };
     finish(&state, at, &method, &path, served, response)
@@ -277,6 +280,17 @@ impl ScriptedModel {
     /// background on the current tokio runtime.
     pub async fn start(scenario: Scenario, listen: SocketAddr) -> std::io::Result<ScriptedModel> {
         let log = RequestLog::new();
+        let app = router(scenario, log.clone());
+        ScriptedModel::serve(app, log, listen).await
+    }
+
+    /// Like [`ScriptedModel::start`], appending to `log` (e.g. one made with
+    /// [`RequestLog::keeping_bodies`]).
+    pub async fn start_with_log(
+        scenario: Scenario,
+        listen: SocketAddr,
+        log: RequestLog,
+    ) -> std::io::Result<ScriptedModel> {
         let app = router(scenario, log.clone());
         ScriptedModel::serve(app, log, listen).await
     }

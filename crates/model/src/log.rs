@@ -50,12 +50,43 @@ pub struct LoggedRequest {
 #[derive(Debug, Clone, Default)]
 pub struct RequestLog {
     entries: Arc<Mutex<Vec<LoggedRequest>>>,
+    /// Request bodies, kept only by a log made with [`RequestLog::keeping_bodies`].
+    bodies: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl RequestLog {
     /// An empty log.
     pub fn new() -> RequestLog {
         RequestLog::default()
+    }
+
+    /// An empty log that also keeps each request's body (for tests that check
+    /// what a harness sent; a long-running server should not keep them).
+    pub fn keeping_bodies() -> RequestLog {
+        RequestLog {
+            bodies: Some(Arc::default()),
+            ..RequestLog::default()
+        }
+    }
+
+    /// Keeps `body` if this log keeps bodies.
+    pub fn record_body(&self, body: &[u8]) {
+        if let Some(b) = &self.bodies {
+            b.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(String::from_utf8_lossy(body).into_owned());
+        }
+    }
+
+    /// The bodies kept so far (none unless made with [`RequestLog::keeping_bodies`]).
+    pub fn bodies(&self) -> Vec<String> {
+        match &self.bodies {
+            Some(b) => b
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+            None => Vec::new(),
+        }
     }
 
     /// Append an entry.

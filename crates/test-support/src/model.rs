@@ -14,6 +14,17 @@ pub async fn start(scenario: &str) -> ScriptedModel {
         .unwrap_or_else(|e| panic!("the scripted model could not start: {e}"))
 }
 
+/// [`start`], keeping each Messages request's body (`model.log().bodies()`),
+/// for tests that check what the harness sent the model.
+pub async fn start_recording(scenario: &str) -> ScriptedModel {
+    let sc = Scenario::from_json(scenario)
+        .unwrap_or_else(|e| panic!("the test's scenario is not valid: {e}"));
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    ScriptedModel::start_with_log(sc, listen, errand_model::RequestLog::keeping_bodies())
+        .await
+        .unwrap_or_else(|e| panic!("the scripted model could not start: {e}"))
+}
+
 /// Points Claude Code at `model` (Anthropic Messages API), with a test key.
 pub fn anthropic_vars(model: &ScriptedModel) -> [(String, String); 2] {
     [

@@ -50,7 +50,165 @@ impl GithubForge {
     }
 }
 
+/// A failed check, as errand tells an agent about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiFailure {
+    /// The failing check's (job's) name.
+    pub check: String,
+    /// The failing step, when the check is an Actions job that names one.
+    pub step: Option<String>,
+    /// The end of its log (or the check's own report when it has no Actions log), bounded.
+    pub log_tail: String,
+}
+
+/// How much of a failing job's log a CI fix is given.
+pub const CI_LOG_TAIL: usize = 8 * 1024;
+
 impl GithubForge {
+    /// Runs `f` with a token of `request` for `owner/repo` alone, revoked right after.
+    async fn with_token<T, F, Fut>(
+        &self,
+        owner: &str,
+        repo: &str,
+        request: TokenRequest,
+        f: F,
+    ) -> Result<T, errand_github::GithubError>
+    where
+        F: FnOnce(RepoToken) -> Fut,
+        Fut: std::future::Future<Output = Result<T, errand_github::GithubError>>,
+    {
+        let token = self.client.mint_token(owner, repo, request).await?;
+        let result = f(token.clone()).await;
+        if let Err(e) = self.client.revoke(&token).await {
+            tracing::warn!("revoking a short-lived token failed: {e}");
+        }
+        result
+    }
+
+    /// A pull request (its head and base), read with a token that may only read.
+    pub async fn pull(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+    ) -> Result<errand_github::PullRequest, errand_github::GithubError> {
+        self.with_token(owner, repo, TokenRequest::thread(), |t| async move {
+            self.client.pull(&t, owner, repo, number).await
+        })
+        .await
+    }
+
+    /// What `login` may do in `owner/repo` on GitHub (`admin`, `maintain`, `write`, …, `none`).
+    pub async fn permission(
+        &self,
+        owner: &str,
+        repo: &str,
+        login: &str,
+    ) -> Result<String, errand_github::GithubError> {
+        self.with_token(owner, repo, TokenRequest::thread(), |t| async move {
+            self.client.permission(&t, owner, repo, login).await
+        })
+        .await
+    }
+
+    /// Posts a comment that errand later edits; its id.
+    pub async fn post_status(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        body: &str,
+    ) -> Result<u64, errand_github::GithubError> {
+        self.with_token(owner, repo, TokenRequest::comment(), |t| async move {
+            self.client
+                .post_comment(&t, owner, repo, number, body)
+                .await
+        })
+        .await
+        .map(|c| c.id)
+    }
+
+    /// Replaces the text of errand's comment `id`.
+    pub async fn edit_status(
+        &self,
+        owner: &str,
+        repo: &str,
+        id: u64,
+        body: &str,
+    ) -> Result<(), errand_github::GithubError> {
+        self.with_token(owner, repo, TokenRequest::comment(), |t| async move {
+            self.client.edit_comment(&t, owner, repo, id, body).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// What failed in `failure`: the first failed job (of a workflow run or
+    /// check suite, or the check run's own), its failed step and the end of
+    /// its log, read with a token that may only read checks and Actions.
+    pub async fn ci_failure(
+        &self,
+        failure: &errand_github::CheckFailure,
+    ) -> Result<CiFailure, errand_github::GithubError> {
+        let (owner, repo) = (failure.owner.as_str(), failure.repo.as_str());
+        self.with_token(owner, repo, TokenRequest::ci(), |t| async move {
+            let c = &self.client;
+            let job_id = match failure.kind {
+                "workflow_run" => c
+                    .workflow_jobs(&t, owner, repo, failure.id)
+                    .await?
+                    .into_iter()
+                    .find(|j| matches!(j.conclusion.as_deref(), Some("failure" | "timed_out")))
+                    .map(|j| j.id),
+                "check_suite" => c
+                    .suite_check_runs(&t, owner, repo, failure.id)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.failed())
+                    .map(|r| r.id),
+                _ => Some(failure.id),
+            };
+            let Some(job_id) = job_id else {
+                return Ok(CiFailure {
+                    check: failure.name.clone(),
+                    step: None,
+                    log_tail: format!("({} {} reported no failed job)", failure.kind, failure.name),
+                });
+            };
+            let run = c.check_run(&t, owner, repo, job_id).await?;
+            match c.job(&t, owner, repo, job_id).await? {
+                Some(job) => {
+                    let log_tail = c.job_log_tail(&t, owner, repo, job.id, CI_LOG_TAIL).await?;
+                    Ok(CiFailure {
+                        check: job.name.clone(),
+                        step: job.failed_step().map(|s| s.name.clone()),
+                        log_tail,
+                    })
+                }
+                // Not an Actions job: what the check reported is all there is.
+                None => {
+                    let o = &run.output;
+                    let report = [&o.title, &o.summary, &o.text]
+                        .iter()
+                        .filter_map(|x| x.as_deref())
+                        .collect::<Vec<_>>()
+                        .join("\n\n");
+                    let tail_start = report.len().saturating_sub(CI_LOG_TAIL);
+                    let mut start = tail_start;
+                    while !report.is_char_boundary(start) {
+                        start += 1;
+                    }
+                    Ok(CiFailure {
+                        check: run.name.clone(),
+                        step: None,
+                        log_tail: report[start..].to_string(),
+                    })
+                }
+            }
+        })
+        .await
+    }
+
     /// Reads what [`Forge::thread`] gives, with a token that may only read
     /// issues and pull requests of `owner/repo`, revoked right after.
     async fn read_thread(

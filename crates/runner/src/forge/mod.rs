@@ -24,7 +24,7 @@
 
 mod github;
 
-pub use github::GithubForge;
+pub use github::{CiFailure, GithubForge, CI_LOG_TAIL};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
