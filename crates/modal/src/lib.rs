@@ -12,6 +12,8 @@ pub mod api;
 pub mod client;
 pub mod config;
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod router;
 pub mod sandbox;
 
