@@ -26,6 +26,7 @@ mod failures;
 mod gateway;
 mod live_nodes;
 mod git_proxy;
+mod github_threads;
 mod guard;
 mod harnesses;
 mod logs_file;
