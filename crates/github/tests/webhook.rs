@@ -235,7 +235,7 @@ fn review_comment(body: &str, sender: &str) -> Vec<u8> {
         },
         "repository": repository, "sender": sender, "installation": { "id": 7 }
     }))
-    .unwrap()
+    .expect("well-formed test input")
 }
 
 #[test]
@@ -258,24 +258,24 @@ fn review_comments_carry_their_file_lines_and_hunk() {
     assert_eq!(head.branch, "errand/3f2a9c1b");
     assert_eq!(head.repo.as_deref(), Some("octo-org/hello-world"));
     // Edited comments and bots are not requests.
-    let mut edited: Value =
-        serde_json::from_slice(&review_comment("@errand x", "monalisa")).unwrap();
+    let mut edited: Value = serde_json::from_slice(&review_comment("@errand x", "monalisa"))
+        .expect("well-formed test input");
     edited["action"] = json!("edited");
     assert_eq!(
         parse_mention(
             "pull_request_review_comment",
-            &serde_json::to_vec(&edited).unwrap(),
+            &serde_json::to_vec(&edited).expect("well-formed test input"),
             "@errand"
         ),
         Ok(None)
     );
-    let mut bot: Value =
-        serde_json::from_slice(&review_comment("@errand x", "errand[bot]")).unwrap();
+    let mut bot: Value = serde_json::from_slice(&review_comment("@errand x", "errand[bot]"))
+        .expect("well-formed test input");
     bot["sender"]["type"] = json!("Bot");
     assert_eq!(
         parse_mention(
             "pull_request_review_comment",
-            &serde_json::to_vec(&bot).unwrap(),
+            &serde_json::to_vec(&bot).expect("well-formed test input"),
             "@errand"
         ),
         Ok(None)
@@ -291,9 +291,9 @@ fn a_review_whose_body_mentions_errand_is_a_request() {
         "pull_request": { "number": 8, "head": { "ref": "feature", "sha": "ecdd80bb", "repo": { "full_name": "mallory/hello-world" } }, "base": { "ref": "main", "sha": "x" } },
         "repository": repository, "sender": sender
     }))
-    .unwrap();
+    .expect("well-formed test input");
     let Some(Event::Mention(m)) =
-        parse_event("pull_request_review", &body, "@errand", None).unwrap()
+        parse_event("pull_request_review", &body, "@errand", None).expect("well-formed test input")
     else {
         panic!("a mention")
     };
@@ -315,7 +315,7 @@ fn the_configured_label_on_an_issue_is_a_trigger() {
             "label": { "name": name },
             "repository": repository.clone(), "sender": sender.clone(), "installation": { "id": 7 }
         }))
-        .unwrap()
+        .expect("well-formed test input")
     };
     let Some(Event::Labeled(l)) = parse_event(
         "issues",
@@ -323,7 +323,7 @@ fn the_configured_label_on_an_issue_is_a_trigger() {
         "@errand",
         Some("errand"),
     )
-    .unwrap() else {
+    .expect("well-formed test input") else {
         panic!("a label trigger")
     };
     assert_eq!(
@@ -382,8 +382,9 @@ fn failed_checks_of_every_kind_are_recognized_and_passing_ones_are_not() {
     for (event, mut v) in bodies {
         v["repository"] = repository.clone();
         v["sender"] = sender.clone();
-        let body = serde_json::to_vec(&v).unwrap();
-        let Some(Event::CheckFailed(f)) = parse_event(event, &body, "@errand", None).unwrap()
+        let body = serde_json::to_vec(&v).expect("well-formed test input");
+        let Some(Event::CheckFailed(f)) =
+            parse_event(event, &body, "@errand", None).expect("well-formed test input")
         else {
             panic!("{event}: a failure")
         };
@@ -396,7 +397,12 @@ fn failed_checks_of_every_kind_are_recognized_and_passing_ones_are_not() {
             }
         }
         assert_eq!(
-            parse_event(event, &serde_json::to_vec(&v).unwrap(), "@errand", None),
+            parse_event(
+                event,
+                &serde_json::to_vec(&v).expect("well-formed test input"),
+                "@errand",
+                None
+            ),
             Ok(None),
             "{event}"
         );

@@ -67,6 +67,7 @@ async fn run_of_branch(st: &AppState, repo: &str, branch: &str) -> Option<RunRec
 
 /// Posts the request's status comment and remembers it in the run's origin,
 /// so the notifier edits it as the run moves.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn post_status(
     st: &AppState,
     int: &Integrations,

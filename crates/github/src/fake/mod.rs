@@ -642,6 +642,7 @@ impl FakeGithub {
 
     /// Opens a pull request by `author` from `head` (a branch of `head_repo`,
     /// `owner/repo` itself when `None`: then the branch must exist) into `base`; returns its number.
+    #[allow(clippy::too_many_arguments)]
     pub fn open_pull(
         &self,
         owner: &str,

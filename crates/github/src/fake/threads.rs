@@ -38,6 +38,7 @@ impl Page {
 }
 
 /// Checks the bearer token for `owner/repo` with `allowed`; the error is the response.
+#[allow(clippy::result_large_err)] // the error is the answer, sent at once
 fn auth(
     s: &Shared,
     headers: &HeaderMap,
