@@ -160,8 +160,8 @@ pub struct Models {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxSection {
-    /// `local` (bubblewrap), `docker` (one container per process) or
-    /// `kubernetes` (one pod per process).
+    /// `local` (bubblewrap), `docker` (one container per process),
+    /// `kubernetes` (one pod per process) or `modal` (one Modal Sandbox per run).
     pub backend: String,
     /// The agent image of the docker backend; default `errand-agent:<version>`.
     pub docker_image: Option<String>,
@@ -194,6 +194,18 @@ pub struct SandboxSection {
     /// `http://errand.errand.svc.cluster.local:8471`); allowed in each
     /// `--agent-git` pod's NetworkPolicy by address.
     pub kubernetes_git_proxy_url: Option<String>,
+    /// The modal backend's Modal app (created if missing).
+    pub modal_app: String,
+    /// The modal backend's agent image: a registry tag Modal can pull.
+    pub modal_image: Option<String>,
+    /// Dockerfile commands to build the modal agent image from instead (a list).
+    #[serde(deserialize_with = "list")]
+    pub modal_dockerfile_commands: Vec<String>,
+    /// A Modal sandbox's longest life: a backstop behind the run's timeout.
+    pub modal_timeout_secs: u32,
+    /// CIDRs every isolated Modal sandbox may reach besides the run's allowlist.
+    #[serde(deserialize_with = "list")]
+    pub modal_cidrs: Vec<String>,
     /// `allowlist` (default): the local and docker sandboxes get no network but
     /// errand's egress proxy to the harness's model endpoint, `egress_allow`
     /// and (with `egress_git_host`) the run's git host; `open`: the backend's
@@ -224,6 +236,11 @@ impl Default for SandboxSection {
             kubernetes_deadline_secs: errand_sandbox::KubernetesConfig::default().deadline_secs,
             kubernetes_git_proxy_listen: None,
             kubernetes_git_proxy_url: None,
+            modal_app: "errand".into(),
+            modal_image: None,
+            modal_dockerfile_commands: Vec::new(),
+            modal_timeout_secs: errand_modal::ModalConfig::default().timeout_secs,
+            modal_cidrs: Vec::new(),
             egress: "allowlist".into(),
             egress_allow: Vec::new(),
             egress_git_host: false,
@@ -673,6 +690,19 @@ impl Config {
         c
     }
 
+    /// The modal backend's settings; `scope` marks this installation's sandboxes.
+    pub fn modal_config(&self, paths: Option<&Paths>) -> errand_modal::ModalConfig {
+        let s = &self.sandbox;
+        errand_modal::ModalConfig {
+            app: s.modal_app.clone(),
+            image: s.modal_image.clone().unwrap_or_default(),
+            dockerfile_commands: s.modal_dockerfile_commands.clone(),
+            timeout_secs: s.modal_timeout_secs,
+            cidrs: s.modal_cidrs.clone(),
+            scope: self.docker_config(paths).scope,
+        }
+    }
+
     /// The GitHub App, when `[github]` is configured.
     pub fn github_forge(&self) -> Result<Option<std::sync::Arc<errand_runner::GithubForge>>> {
         let Some(gh) = &self.github else {
@@ -789,9 +819,9 @@ impl Config {
 
     /// `[sandbox]`.
     fn sandbox_problems(&self, out: &mut Vec<String>) {
-        if !["local", "docker", "kubernetes"].contains(&self.sandbox.backend.as_str()) {
+        if !["local", "docker", "kubernetes", "modal"].contains(&self.sandbox.backend.as_str()) {
             out.push(format!(
-                "sandbox.backend '{}' is not local, docker or kubernetes",
+                "sandbox.backend '{}' is not local, docker, kubernetes or modal",
                 self.sandbox.backend
             ));
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use clap::{Subcommand, ValueEnum};
 use errand_core::RunState;
+use errand_modal::ModalSandbox;
 use errand_runner::Paths;
 use errand_sandbox::{DockerSandbox, KubernetesSandbox, LocalSandbox, Sandbox};
 use errand_store::{RunFilter, Store};
@@ -21,12 +22,15 @@ pub enum Backend {
     Docker,
     /// One pod per process through the Kubernetes API (kubeconfig or in-cluster).
     Kubernetes,
+    /// One Modal Sandbox per run through Modal's gRPC API (MODAL_TOKEN_ID/_SECRET or ~/.modal.toml).
+    Modal,
 }
 
 #[derive(Subcommand)]
 pub enum SandboxCmd {
     /// Get a backend ready: for docker, check the engine and build the agent image if it is missing;
-    /// for kubernetes, check that the API is reachable and the namespace and runs claim exist.
+    /// for kubernetes, check that the API is reachable and the namespace and runs claim exist;
+    /// for modal, check the token, the app and the image (built if missing, or with --rebuild).
     Prepare {
         backend: Backend,
         /// Build the image again even if it exists (the cached Debian base is reused).
@@ -43,6 +47,7 @@ pub struct Chosen {
     pub sandbox: Arc<dyn Sandbox>,
     pub docker: Option<Arc<DockerSandbox>>,
     pub kubernetes: Option<Arc<KubernetesSandbox>>,
+    pub modal: Option<Arc<ModalSandbox>>,
 }
 
 /// `--sandbox` wins over `sandbox.backend`.
@@ -53,7 +58,8 @@ pub fn choose(cfg: &Config, paths: &Paths, flag: Option<Backend>) -> Result<Chos
             "local" => Backend::Local,
             "docker" => Backend::Docker,
             "kubernetes" => Backend::Kubernetes,
-            other => bail!("sandbox.backend '{other}' is not local, docker or kubernetes"),
+            "modal" => Backend::Modal,
+            other => bail!("sandbox.backend '{other}' is not local, docker, kubernetes or modal"),
         },
     };
     Ok(match backend {
@@ -61,6 +67,7 @@ pub fn choose(cfg: &Config, paths: &Paths, flag: Option<Backend>) -> Result<Chos
             sandbox: Arc::new(LocalSandbox::new()),
             docker: None,
             kubernetes: None,
+            modal: None,
         },
         Backend::Docker => {
             let config = cfg.docker_config(Some(paths));
@@ -73,6 +80,7 @@ pub fn choose(cfg: &Config, paths: &Paths, flag: Option<Backend>) -> Result<Chos
                 sandbox: docker.clone(),
                 docker: Some(docker),
                 kubernetes: None,
+                modal: None,
             }
         }
         Backend::Kubernetes => {
@@ -86,6 +94,21 @@ pub fn choose(cfg: &Config, paths: &Paths, flag: Option<Backend>) -> Result<Chos
                 sandbox: kubernetes.clone(),
                 docker: None,
                 kubernetes: Some(kubernetes),
+                modal: None,
+            }
+        }
+        Backend::Modal => {
+            let config = cfg.modal_config(Some(paths));
+            let problems = config.problems();
+            if !problems.is_empty() {
+                bail!("{}", problems.join("; "));
+            }
+            let modal = Arc::new(ModalSandbox::new(config));
+            Chosen {
+                sandbox: modal.clone(),
+                docker: None,
+                kubernetes: None,
+                modal: Some(modal),
             }
         }
     })
@@ -99,7 +122,7 @@ pub fn cpus(cfg: &Config) -> Option<f64> {
 /// With the docker or kubernetes backend: ends runs whose errand died (as `errand ls`
 /// does) and removes the containers or pods of every run that is not live any more.
 pub async fn clean_up(store: &dyn Store, chosen: &Chosen) {
-    if chosen.docker.is_none() && chosen.kubernetes.is_none() {
+    if chosen.docker.is_none() && chosen.kubernetes.is_none() && chosen.modal.is_none() {
         return;
     }
     if let Err(e) = errand_runner::reap_orphans(store).await {
@@ -139,6 +162,18 @@ pub async fn clean_up(store: &dyn Store, chosen: &Chosen) {
             Ok(_) => {}
             // The run itself reports an unreachable cluster, with how to fix it.
             Err(e) => tracing::debug!("pod clean-up skipped: {e}"),
+        }
+    }
+    if let Some(modal) = &chosen.modal {
+        match modal.cleanup_orphans(&live).await {
+            Ok(removed) if !removed.is_empty() => tracing::warn!(
+                "terminated {} Modal sandbox(es) left by runs that are over: {}",
+                removed.len(),
+                removed.join(", ")
+            ),
+            Ok(_) => {}
+            // The run itself reports unusable credentials, with how to fix them.
+            Err(e) => tracing::debug!("Modal sandbox clean-up skipped: {e}"),
         }
     }
     let Some(docker) = &chosen.docker else {
@@ -237,8 +272,88 @@ pub async fn run(paths: &Paths, cfg: &Config, cmd: SandboxCmd) -> Result<std::pr
                 );
             }
         }
+        Backend::Modal => return prepare_modal(cfg.modal_config(Some(paths)), rebuild, json).await,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `errand sandbox prepare modal`: every check runs, and what is missing is
+/// printed as one list (non-zero exit when anything is).
+async fn prepare_modal(
+    config: errand_modal::ModalConfig,
+    rebuild: bool,
+    json: bool,
+) -> Result<std::process::ExitCode> {
+    let show = !json || std::io::stderr().is_terminal();
+    let say = move |line: &str| {
+        if show {
+            eprintln!("{line}");
+        }
+    };
+    let mut missing = config.problems();
+    let profile = errand_modal::Profile::from_env();
+    let (mut app_id, mut image_id) = (None, None);
+    match &profile {
+        Err(e) => missing.push(e.to_string()),
+        Ok(p) => missing.extend(p.missing()),
+    }
+    if missing.is_empty() {
+        let modal = ModalSandbox::with_profile(config.clone(), profile.map_err(|e| e.to_string()));
+        say("modal: checking the token…");
+        match modal.check().await {
+            Err(e) => missing.push(e.to_string()),
+            Ok(()) => {
+                say(&format!("modal: the app {}…", config.app));
+                match modal.app_id().await {
+                    Err(e) => missing.push(format!("the Modal app {}: {e}", config.app)),
+                    Ok(id) => {
+                        app_id = Some(id);
+                        say(&format!(
+                            "modal: the image ({}){}…",
+                            config.image_commands().join("; "),
+                            if rebuild { ", building it again" } else { "" }
+                        ));
+                        let progress = |l: &str| say(&format!("  {l}"));
+                        match modal.image_id(rebuild, &progress).await {
+                            Ok(id) => image_id = Some(id),
+                            Err(e) => missing.push(format!("the agent image: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "backend": "modal",
+                "ready": missing.is_empty(),
+                "app": config.app,
+                "app_id": app_id,
+                "image": config.image_commands(),
+                "image_id": image_id,
+                "missing": missing,
+            })
+        );
+    } else if missing.is_empty() {
+        println!(
+            "modal sandbox: ready (app {} {}, image {})",
+            config.app,
+            app_id.unwrap_or_default(),
+            image_id.unwrap_or_default()
+        );
+    } else {
+        println!("modal sandbox: not ready; missing:");
+        for m in &missing {
+            println!("  - {m}");
+        }
+    }
+    Ok(if missing.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
 }
 
 /// `errand sandbox bridge --socket PATH [--forward HOST:PORT]… -- PROGRAM [ARG]…`:

@@ -237,25 +237,6 @@ impl ModalSandbox {
         Ok(removed)
     }
 
-    /// Ends the run's Modal Sandbox, if it has one (the run is over).
-    pub async fn release(&self, run: &str) {
-        let cell = self
-            .runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(run);
-        if let Some(rb) = cell.and_then(|c| c.get().cloned()) {
-            if let Ok(client) = self.client().await {
-                if let Err(e) = client.sandbox_terminate(&rb.sandbox_id).await {
-                    tracing::warn!(
-                        "terminating the Modal sandbox {} failed: {e}",
-                        rb.sandbox_id
-                    );
-                }
-            }
-        }
-    }
-
     /// The `network_access` of `spec`, with notices for what it cannot express.
     async fn network(
         &self,
@@ -494,6 +475,25 @@ impl Sandbox for ModalSandbox {
 
     fn allowlists_by_address(&self) -> bool {
         true
+    }
+
+    /// Ends the run's Modal Sandbox, if it has one (the run is over).
+    async fn release(&self, run: &str) {
+        let cell = self
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(run);
+        if let Some(rb) = cell.and_then(|c| c.get().cloned()) {
+            if let Ok(client) = self.client().await {
+                if let Err(e) = client.sandbox_terminate(&rb.sandbox_id).await {
+                    tracing::warn!(
+                        "terminating the Modal sandbox {} failed: {e}",
+                        rb.sandbox_id
+                    );
+                }
+            }
+        }
     }
 
     /// The credentials work, the app and the image exist.

@@ -535,9 +535,9 @@ impl Runner {
                 entry.extend(shim_policy.iter().cloned());
                 entry.extend(["--real".into(), real_git.to_string_lossy().into_owned()]);
                 // Where this machine's kernel confines, a sandbox that cannot is
-                // a failure, never a silent fallback (the kubernetes nodes' kernels
-                // are not this one's).
-                if confinable && self.sandbox.name() != "kubernetes" {
+                // a failure, never a silent fallback (the kubernetes nodes' and
+                // Modal's kernels are not this one's).
+                if confinable && !matches!(self.sandbox.name(), "kubernetes" | "modal") {
                     entry.push("--require".into());
                 }
                 entry.push("--".into());

@@ -229,6 +229,8 @@ impl Runner {
             }
             None => None,
         };
+        // What the backend keeps for the run (Modal's sandbox) ends with it.
+        self.sandbox.release(&id.short()).await;
         // The run's forge credential dies with the run, whatever happened.
         if let (Some(forge), Some(a)) = (&self.forge, &access) {
             forge.revoke(a).await;

@@ -2,7 +2,8 @@
 //!
 //! [`Sandbox`] is the interface every backend implements: [`LocalSandbox`]
 //! (bubblewrap), [`DockerSandbox`] (one container per process; Docker or
-//! Podman), [`KubernetesSandbox`] (one Pod per process). A backend is given a
+//! Podman), [`KubernetesSandbox`] (one Pod per process), and outside this
+//! crate `errand_modal::ModalSandbox` (one Modal Sandbox per run). A backend is given a
 //! [`SandboxSpec`] (host directories to expose, the complete environment, limits)
 //! and a [`CommandLine`] to run inside, and hands back a [`SandboxProcess`]
 //! whose stdout and stderr errand reads and which it can kill as a whole tree.
@@ -267,6 +268,9 @@ pub trait Sandbox: Send + Sync {
     fn allowlists_by_address(&self) -> bool {
         false
     }
+    /// The run named `run` (a spec's `name`) is over: a backend that keeps
+    /// something per run (Modal's one sandbox per run) ends it.
+    async fn release(&self, _run: &str) {}
     /// Starts `cmd` inside a new sandbox described by `spec`, with stdin closed
     /// and stdout/stderr piped.
     async fn spawn(
