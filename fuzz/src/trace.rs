@@ -157,6 +157,7 @@ impl Parser {
             Parser::Gemini(GeminiStreamParser::new()),
             Parser::OpenCode(OpenCodeStreamParser::new()),
             Parser::File(TraceParser::new(TraceFormat::ErrandEvents)),
+            Parser::File(TraceParser::new(TraceFormat::GeminiChat)),
             Parser::File(TraceParser::for_lines(TraceFormat::ClaudeStreamJson, first)),
         ]
     }

@@ -5,15 +5,16 @@
 //! | line | events |
 //! |---|---|
 //! | `system` / `init` | `SessionStart` |
-//! | other `system` subtypes (`status`, `hook_started`, `hook_response`, …) | `Raw` |
+//! | other `system` subtypes (`hook_started`, `hook_response`, `status`, `compact_boundary`, …) | `Note`, one line (a hook's answer with its outcome, exit code and output) |
+//! | `control_response` (the answer to a control request on stdin) | `Note` |
 //! | `assistant` | per content block: `text` → `AssistantMessage`, `thinking` → `Thinking`, `tool_use` → `ToolCall` (+ `FileEdit` for `Edit`, `MultiEdit`, `Write`, `NotebookEdit`) |
-//! | `user` | per content block: `tool_result` → `ToolResult`, `text` → `UserMessage`; string content → `UserMessage` |
+//! | `user` | per content block: `tool_result` → `ToolResult` (then `Image` per image in its content), `text` → `UserMessage`, `image` → `Image` ([`crate::image`]; one given by URL is a `Note`, never fetched); string content → `UserMessage` |
 //! | `result` | `Usage`, `Result`, and `Error` when `is_error` |
 //! | `stream_event` (partial messages) | nothing: the full `assistant` line repeats them |
 //! | anything else, malformed or unexpected JSON | `Raw` |
 //!
 //! A line whose known parts map to events but which also holds a content
-//! block this parser does not know (an image, `redacted_thinking`, …) gives
+//! block this parser does not know (a server tool, `redacted_thinking`, …) gives
 //! those events and then a `Raw` of the whole line, so nothing is lost.
 
 use std::collections::HashMap;
@@ -128,6 +129,7 @@ impl ClaudeStreamParser {
             Some("user") => self.user(&obj),
             Some("result") => self.result(&obj),
             Some("stream_event") => Some(Parsed::default()),
+            Some("control_response") => Some(Parsed::from(vec![control_response(&obj)])),
             _ => None,
         };
         match parsed {
@@ -158,7 +160,7 @@ impl ClaudeStreamParser {
 
     fn system(&mut self, obj: &Map<String, Value>) -> Option<Parsed> {
         if str_field(obj, "subtype") != Some("init") {
-            return None;
+            return system_note(obj).map(|note| Parsed::from(vec![note]));
         }
         let session_id = str_field(obj, "session_id").map(str::to_owned);
         if session_id.is_some() {
@@ -253,6 +255,14 @@ impl ClaudeStreamParser {
                             None => out.partial = true,
                         },
                         Some("tool_result") => match self.tool_result(block, tool_use_result) {
+                            Some(event) => {
+                                out.events.push(event);
+                                let id = block.get("tool_use_id").and_then(Value::as_str);
+                                out.events.extend(result_images(block, id));
+                            }
+                            None => out.partial = true,
+                        },
+                        Some("image") => match image_block(block, None) {
                             Some(event) => out.events.push(event),
                             None => out.partial = true,
                         },
@@ -514,6 +524,134 @@ pub(crate) fn value_text(value: &Value) -> String {
 /// A `tool_result`'s `content` as text: a string as it is; an array of
 /// blocks joined by newlines (`text` blocks by their text, images as
 /// `[image]`, other blocks as compact JSON); absent or null as "".
+/// Longest text a [`EventKind::Note`] keeps of a hook's output.
+const NOTE_OUTPUT: usize = 2000;
+
+/// The `Note` of a `system` line other than `init`; `None` without a subtype.
+pub(crate) fn system_note(obj: &Map<String, Value>) -> Option<EventKind> {
+    let subtype = str_field(obj, "subtype")?;
+    let hook = str_field(obj, "hook_name")
+        .or_else(|| str_field(obj, "hook_event"))
+        .unwrap_or("?");
+    let text = match subtype {
+        "hook_started" => format!("hook {hook} started"),
+        "hook_response" => {
+            let mut text = format!("hook {hook}");
+            if let Some(outcome) = str_field(obj, "outcome") {
+                text.push_str(&format!(": {outcome}"));
+            }
+            if let Some(code) = obj.get("exit_code").and_then(Value::as_i64) {
+                text.push_str(&format!(" (exit {code})"));
+            }
+            let output = [str_field(obj, "output"), str_field(obj, "stderr")]
+                .into_iter()
+                .flatten()
+                .map(str::trim)
+                .find(|o| !o.is_empty());
+            if let Some(output) = output {
+                text.push('\n');
+                text.extend(output.chars().take(NOTE_OUTPUT));
+            }
+            text
+        }
+        "status" => match str_field(obj, "status") {
+            Some(status) => format!("status: {status}"),
+            None => "status".to_owned(),
+        },
+        "compact_boundary" => {
+            let meta = obj
+                .get("compact_metadata")
+                .or_else(|| obj.get("compactMetadata"));
+            let trigger = meta.and_then(|m| m.get("trigger")).and_then(Value::as_str);
+            let tokens = meta
+                .and_then(|m| m.get("pre_tokens").or_else(|| m.get("preTokens")))
+                .and_then(Value::as_u64);
+            match (trigger, tokens) {
+                (Some(t), Some(n)) => format!("context compacted ({t}, {n} tokens before)"),
+                (Some(t), None) => format!("context compacted ({t})"),
+                _ => "context compacted".to_owned(),
+            }
+        }
+        other => {
+            let said = ["message", "content", "text"]
+                .iter()
+                .find_map(|k| str_field(obj, k))
+                .map(|m| m.chars().take(NOTE_OUTPUT).collect::<String>());
+            match said {
+                Some(m) => format!("{other}: {m}"),
+                None => other.replace('_', " "),
+            }
+        }
+    };
+    Some(EventKind::Note {
+        what: subtype.chars().take(64).collect(),
+        text,
+    })
+}
+
+/// The `Note` of a `control_response` line.
+fn control_response(obj: &Map<String, Value>) -> EventKind {
+    let response = obj.get("response");
+    let subtype = response
+        .and_then(|r| r.get("subtype"))
+        .and_then(Value::as_str)
+        .unwrap_or("answer");
+    let error = response
+        .and_then(|r| r.get("error"))
+        .and_then(Value::as_str);
+    EventKind::Note {
+        what: "control_response".to_owned(),
+        text: match error {
+            Some(e) => format!("control request answered: {subtype}: {e}"),
+            None => format!("control request answered: {subtype}"),
+        },
+    }
+}
+
+/// The event of an `image` content block: `Image` for base64 data, a
+/// `Note` for one given by URL (never fetched); `None` for other shapes.
+pub(crate) fn image_block(block: &Value, tool_id: Option<&str>) -> Option<EventKind> {
+    let source = block.get("source")?;
+    match source.get("type").and_then(Value::as_str)? {
+        "base64" => Some(crate::image::image_event(
+            source
+                .get("media_type")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            source.get("data")?.as_str()?,
+            tool_id,
+        )),
+        "url" => Some(EventKind::Note {
+            what: "image".to_owned(),
+            text: format!(
+                "image at {} (not fetched)",
+                source
+                    .get("url")?
+                    .as_str()?
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            ),
+        }),
+        _ => None,
+    }
+}
+
+/// The images in a `tool_result` block's content.
+pub(crate) fn result_images(block: &Value, tool_id: Option<&str>) -> Vec<EventKind> {
+    block
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|parts| {
+            parts
+                .iter()
+                .filter(|p| is_block(p, "image"))
+                .filter_map(|p| image_block(p, tool_id))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn content_text(content: Option<&Value>) -> String {
     match content {
         None | Some(Value::Null) => String::new(),

@@ -12,7 +12,8 @@
 //! |---|---|
 //! | first `user`/`assistant`/`system` line of a session (and of each new `sessionId`) | `SessionStart` (`session_id`, `cwd`; `model` when it is an assistant line) first |
 //! | `user` with string content, or `text` blocks | `UserMessage` (not on sidechain lines: that is the sub-agent's prompt, already in its `Task` call) |
-//! | `user` `tool_result` blocks | `FileEdit` for a file-changing call that did not fail, then `ToolResult` (`exit_code` 0 for a Bash call that ran to its end; `N` from an error starting `Exit code N`) |
+//! | `user` `image` blocks | `Image` ([`crate::image`]; one given by URL is a `Note`, never fetched) |
+//! | `user` `tool_result` blocks | `FileEdit` for a file-changing call that did not fail, then `ToolResult`, then `Image` per image in its content (`exit_code` 0 for a Bash call that ran to its end; `N` from an error starting `Exit code N`) |
 //! | `user` with `isMeta` or `isCompactSummary` | nothing (Claude Code's own caveats and context summaries) |
 //! | `assistant` blocks | `text` → `AssistantMessage`, `thinking` → `Thinking`, `redacted_thinking` → nothing, `tool_use` → `ToolCall` |
 //! | `assistant` with `isApiErrorMessage` | `Error` with its text |
@@ -28,7 +29,9 @@
 //!   message, each repeating the message's `usage` (the later ones may have
 //!   grown). The `Usage` of a line is what its `message.id` had not yet
 //!   reported (per counter), so a split message counts once. Transcripts
-//!   carry no cost: `cost_usd` stays `None` (see [`crate::pricing`]).
+//!   carry no cost: `cost_usd` is errand's estimate for the line's
+//!   `message.model` ([`crate::pricing`]), `None` for a model it does not
+//!   price.
 //! - **File edits**: an `Edit`, `MultiEdit`, `Write` or `NotebookEdit` call
 //!   gives its `FileEdit` when its result arrives, and only when the result is
 //!   not an error: from `toolUseResult.structuredPatch` when it has hunks
@@ -43,7 +46,7 @@
 //!   whose `prompt` it repeats, else to the only open one. Otherwise
 //!   `parent_id` stays `None` (as in a sub-agent's own transcript file).
 //! - A line whose known parts map to events but which also holds a content
-//!   block this parser does not know (an image, a server tool, …) gives
+//!   block this parser does not know (a server tool, …) gives
 //!   those events and then a `Raw` of the whole line, so nothing is lost.
 
 use std::collections::HashMap;
@@ -52,8 +55,8 @@ use errand_core::{EventKind, Usage};
 use serde_json::{Map, Value};
 
 use crate::claude::{
-    as_u64, bash_success, content_text, header_path, is_block, leading_exit_code, raw, str_field,
-    tool_file_edit,
+    as_u64, bash_success, content_text, header_path, image_block, is_block, leading_exit_code, raw,
+    result_images, str_field, tool_file_edit,
 };
 use crate::diff;
 
@@ -259,7 +262,15 @@ impl ClaudeTranscriptParser {
                             None => out.partial = true,
                         },
                         Some("tool_result") => match self.tool_result(block, tool_use_result) {
-                            Some(events) => out.events.extend(events),
+                            Some(events) => {
+                                out.events.extend(events);
+                                let id = block.get("tool_use_id").and_then(Value::as_str);
+                                out.events.extend(result_images(block, id));
+                            }
+                            None => out.partial = true,
+                        },
+                        Some("image") if !sidechain && !meta => match image_block(block, None) {
+                            Some(event) => out.events.push(event),
                             None => out.partial = true,
                         },
                         _ if meta => {}
@@ -414,7 +425,11 @@ impl ClaudeTranscriptParser {
             cost_usd: None,
         };
         let Some(id) = str_field(message, "id") else {
-            return (now != Usage::default()).then_some(now);
+            let cost = str_field(message, "model").and_then(|m| crate::estimate_cost_usd(m, &now));
+            return (now != Usage::default()).then_some(Usage {
+                cost_usd: cost,
+                ..now
+            });
         };
         let seen = self.usage_seen.entry(id.to_owned()).or_default();
         let delta = Usage {
@@ -430,7 +445,14 @@ impl ClaudeTranscriptParser {
         seen.output_tokens = seen.output_tokens.max(now.output_tokens);
         seen.cache_read_tokens = seen.cache_read_tokens.max(now.cache_read_tokens);
         seen.cache_write_tokens = seen.cache_write_tokens.max(now.cache_write_tokens);
-        (delta != Usage::default()).then_some(delta)
+        if delta == Usage::default() {
+            return None;
+        }
+        let cost = str_field(message, "model").and_then(|m| crate::estimate_cost_usd(m, &delta));
+        Some(Usage {
+            cost_usd: cost,
+            ..delta
+        })
     }
 
     fn system(&mut self, obj: &Map<String, Value>) -> Option<Parsed> {

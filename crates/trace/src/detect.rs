@@ -14,10 +14,12 @@
 //! | [`TraceFormat::CodexRollout`] | `type` `session_meta` / `event_msg` / `response_item` / `turn_context` / `world_state` / `compacted` with a `payload` |
 //! | [`TraceFormat::GeminiStreamJson`] | an ISO-string `timestamp` with `type` `init` + `session_id`, `message` + `role`, `tool_use` + `tool_name`, `tool_result` + `tool_id`, `result` + `stats`, or `error` + `severity` |
 //! | [`TraceFormat::OpenCodeJson`] | a `sessionID` (capital `ID`) with a numeric `timestamp` |
+//! | [`TraceFormat::GeminiChat`] | a `sessionId` with a `projectHash`, a `$set` or `$rewindTo` record, or a message record (`id`, ISO `timestamp`, `type` `user` / `gemini` / `info` / `warning` / `error`, `content`) without Claude's `uuid` |
 //! | [`TraceFormat::ErrandEvents`] | a numeric `seq`, a string `ts`, `source` `errand` / `harness` and a `type` |
 //!
-//! Gemini CLI's own session files (`~/.gemini/tmp/…/chats/*.jsonl`) are none
-//! of these and give `None`.
+//! Gemini CLI's older saved chats (`session-*.json`) are one JSON document
+//! spread over many lines: no line decides, and [`crate::parse_trace`] reads
+//! such a file whole.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -39,6 +41,9 @@ pub enum TraceFormat {
     GeminiStreamJson,
     /// `opencode run --format json` ([`crate::OpenCodeStreamParser`]).
     OpenCodeJson,
+    /// Gemini CLI's saved chat (`~/.gemini/tmp/…/chats/session-*.jsonl`, or
+    /// the older one-document `session-*.json`) ([`crate::GeminiChatParser`]).
+    GeminiChat,
     /// errand's own event log (`events.jsonl` of a run, `errand logs RUN
     /// --json`): one serialized [`errand_core::Event`] per line.
     ErrandEvents,
@@ -86,6 +91,13 @@ fn classify(line: &str) -> Option<TraceFormat> {
     if is_str("sessionID") && timestamp.is_some_and(Value::is_number) {
         return Some(TraceFormat::OpenCodeJson);
     }
+    if (is_str("sessionId") && has("projectHash"))
+        || has("$set")
+        || has("$rewindTo")
+        || is_gemini_chat_message(kind, &obj)
+    {
+        return Some(TraceFormat::GeminiChat);
+    }
     let kind = kind?;
     if ROLLOUT_TYPES.contains(&kind) && has("payload") {
         return Some(TraceFormat::CodexRollout);
@@ -106,6 +118,15 @@ fn classify(line: &str) -> Option<TraceFormat> {
         return Some(TraceFormat::ClaudeTranscript);
     }
     None
+}
+
+fn is_gemini_chat_message(kind: Option<&str>, obj: &Map<String, Value>) -> bool {
+    matches!(kind, Some("user" | "gemini" | "info" | "warning" | "error"))
+        && obj.get("id").is_some_and(Value::is_string)
+        && obj.get("timestamp").is_some_and(Value::is_string)
+        && obj.contains_key("content")
+        && !obj.contains_key("uuid")
+        && !obj.contains_key("sessionId")
 }
 
 fn is_gemini(kind: &str, obj: &Map<String, Value>) -> bool {

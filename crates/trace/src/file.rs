@@ -19,7 +19,7 @@
 //! (Claude transcripts, Codex rollouts, Gemini CLI, OpenCode, errand's own
 //! events), that line's timestamp.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use chrono::{DateTime, Utc};
 use errand_core::{Event, EventKind, EventSource};
@@ -29,11 +29,15 @@ use serde_json::Value;
 use crate::detect::{detect_format, TraceFormat};
 use crate::{
     AmpStreamParser, ClaudeStreamParser, ClaudeTranscriptParser, CodexRolloutParser,
-    CodexStreamParser, GeminiStreamParser, OpenCodeStreamParser,
+    CodexStreamParser, GeminiChatParser, GeminiStreamParser, OpenCodeStreamParser,
 };
 
 /// How many non-blank lines are looked at to tell the format.
 const DETECT_LINES: usize = 50;
+
+/// The largest one-document file (Gemini CLI's older `session-*.json`)
+/// [`parse_reader`] reads whole: 1 GiB.
+const MAX_DOCUMENT: u64 = 1 << 30;
 
 /// The start of the problem reported when the format cannot be told.
 pub const UNKNOWN_FORMAT: &str = "could not tell the format of this file";
@@ -110,10 +114,125 @@ pub fn parse_trace(text: &str) -> ParsedTrace {
         .take(DETECT_LINES)
         .collect();
     let mut reader = Reader::new(&first);
+    if reader.parser.is_none() {
+        if let Some(doc) = parse_document(text) {
+            return doc;
+        }
+    }
     for (line, terminated) in split_lines(text) {
         reader.line(line, terminated);
     }
     reader.finish()
+}
+
+/// A file that is one JSON document over many lines (Gemini CLI's older
+/// saved chats), when it is one: each event on the line where its message
+/// starts, with the message's timestamp.
+fn parse_document(text: &str) -> Option<ParsedTrace> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let doc: Value = match serde_json::from_str(text) {
+        Ok(doc) => doc,
+        Err(e) => return damaged_document(text, &e),
+    };
+    let mut parser = GeminiChatParser::new();
+    let events = parser.push_document(&doc)?;
+    let stamps: std::collections::HashMap<&str, Option<DateTime<Utc>>> = doc
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let id = m.get("id")?.as_str()?;
+            let ts = m
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            Some((id, ts))
+        })
+        .collect();
+    let mut out = ParsedTrace {
+        format: Some(TraceFormat::GeminiChat),
+        lines: split_lines(text).count(),
+        ..ParsedTrace::default()
+    };
+    // Each message's line: where its `"id": "…"` first appears after the
+    // previous message's.
+    let mut from = 0usize;
+    let mut line_of = |id: &str| -> usize {
+        let needle = format!("\"{id}\"");
+        if let Some(at) = text.get(from..).and_then(|rest| rest.find(&needle)) {
+            from += at;
+        }
+        text[..from].matches('\n').count() + 1
+    };
+    let mut cost = CostFill::default();
+    for (id, mut kind) in events {
+        let (line, ts) = match id.as_deref() {
+            Some(id) => (line_of(id), stamps.get(id).copied().flatten()),
+            None => (1, None),
+        };
+        cost.fill(&mut kind);
+        out.events.push(TraceEvent {
+            line,
+            ts,
+            source: EventSource::Harness,
+            kind,
+        });
+    }
+    Some(out)
+}
+
+/// A saved chat document that does not parse (cut short while written, or
+/// damaged): its format, told from its opening keys, and the problem.
+fn damaged_document(text: &str, e: &serde_json::Error) -> Option<ParsedTrace> {
+    let head: String = text.chars().take(4096).collect();
+    if !(head.contains("\"sessionId\"") && head.contains("\"projectHash\"")) {
+        return None;
+    }
+    let lines = split_lines(text).count();
+    let message = if e.is_eof() {
+        format!("line {lines} is truncated: the file is one JSON document and it ends in the middle of it")
+    } else {
+        format!(
+            "line {} is not JSON: the file is one JSON document and it is damaged there ({e})",
+            e.line()
+        )
+    };
+    Some(ParsedTrace {
+        format: Some(TraceFormat::GeminiChat),
+        events: Vec::new(),
+        problems: vec![Problem {
+            line: if e.is_eof() { lines } else { e.line() },
+            message,
+        }],
+        lines,
+    })
+}
+
+/// Prices the usage of a trace that names its model but not its cost (Claude
+/// Code transcripts, Codex rollouts): the model of the latest session start.
+#[derive(Debug, Default)]
+struct CostFill {
+    model: Option<String>,
+}
+
+impl CostFill {
+    fn fill(&mut self, kind: &mut EventKind) {
+        match kind {
+            EventKind::SessionStart {
+                model: Some(model), ..
+            } => self.model = Some(model.clone()),
+            EventKind::Usage(usage) if usage.cost_usd.is_none() => {
+                if let Some(model) = &self.model {
+                    usage.cost_usd = crate::estimate_cost_usd(model, usage);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Parses a whole trace file from `reader`, a line at a time (only the
@@ -148,6 +267,25 @@ pub fn parse_reader<R: BufRead>(mut reader: R) -> std::io::Result<ParsedTrace> {
         };
         match parsing.as_mut() {
             Some(r) => r.read_line(&line, terminated, utf8),
+            None if !line.trim().is_empty()
+                && pending.iter().all(|(l, ..)| l.trim().is_empty())
+                && line.trim_start().starts_with('{')
+                && serde_json::from_str::<serde::de::IgnoredAny>(line.trim()).is_err() =>
+            {
+                // One JSON document over many lines (an older Gemini CLI
+                // saved chat): read whole, within a cap.
+                let mut text: Vec<u8> = Vec::new();
+                for (l, ..) in pending.drain(..) {
+                    text.extend_from_slice(l.as_bytes());
+                    text.push(b'\n');
+                }
+                text.extend_from_slice(line.as_bytes());
+                if terminated {
+                    text.push(b'\n');
+                }
+                reader.take(MAX_DOCUMENT).read_to_end(&mut text)?;
+                return Ok(parse_trace(&String::from_utf8_lossy(&text)));
+            }
             None => {
                 pending.push((line, terminated, utf8));
                 let decided = pending
@@ -181,6 +319,7 @@ enum Inner {
     CodexExec(CodexStreamParser),
     CodexRollout(CodexRolloutParser),
     Gemini(GeminiStreamParser),
+    GeminiChat(GeminiChatParser),
     OpenCode(OpenCodeStreamParser),
     Errand,
 }
@@ -196,6 +335,7 @@ impl TraceParser {
             TraceFormat::CodexRollout => Inner::CodexRollout(CodexRolloutParser::new()),
             TraceFormat::GeminiStreamJson => Inner::Gemini(GeminiStreamParser::new()),
             TraceFormat::OpenCodeJson => Inner::OpenCode(OpenCodeStreamParser::new()),
+            TraceFormat::GeminiChat => Inner::GeminiChat(GeminiChatParser::new()),
             TraceFormat::ErrandEvents => Inner::Errand,
         };
         TraceParser { inner }
@@ -235,6 +375,7 @@ impl TraceParser {
             Inner::CodexExec(p) => p.push_line(line),
             Inner::CodexRollout(p) => p.push_line(line),
             Inner::Gemini(p) => p.push_line(line),
+            Inner::GeminiChat(p) => p.push_line(line),
             Inner::OpenCode(p) => p.push_line(line),
             Inner::Errand => {
                 if line.trim().is_empty() {
@@ -288,6 +429,7 @@ struct Reader {
     parser: Option<TraceParser>,
     /// Whether lines of this format carry a `timestamp`.
     stamped: bool,
+    cost: CostFill,
     out: ParsedTrace,
 }
 
@@ -302,9 +444,11 @@ impl Reader {
                     TraceFormat::ClaudeTranscript
                         | TraceFormat::CodexRollout
                         | TraceFormat::GeminiStreamJson
+                        | TraceFormat::GeminiChat
                         | TraceFormat::OpenCodeJson
                 )
             ),
+            cost: CostFill::default(),
             out: ParsedTrace {
                 format,
                 ..ParsedTrace::default()
@@ -381,7 +525,8 @@ impl Reader {
         }
     }
 
-    fn push(&mut self, line: usize, ts: Option<DateTime<Utc>>, kind: EventKind) {
+    fn push(&mut self, line: usize, ts: Option<DateTime<Utc>>, mut kind: EventKind) {
+        self.cost.fill(&mut kind);
         self.out.events.push(TraceEvent {
             line,
             ts,

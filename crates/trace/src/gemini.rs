@@ -360,7 +360,7 @@ impl GeminiStreamParser {
 }
 
 /// The `FileEdit` of a successful file-changing call.
-fn file_edit(name: &str, parameters: &Value) -> Option<EventKind> {
+pub(crate) fn file_edit(name: &str, parameters: &Value) -> Option<EventKind> {
     let string = |key: &str| parameters.get(key).and_then(Value::as_str);
     let path = string("file_path").or_else(|| string("absolute_path"))?;
     let diff = match name {
@@ -385,7 +385,7 @@ fn file_edit(name: &str, parameters: &Value) -> Option<EventKind> {
 
 /// The exit code a shell tool's output states: `Command exited with code: N`
 /// or `Exit Code: N` (also inside `[Exit Code: N]`).
-fn shell_exit_code(output: &str) -> Option<i32> {
+pub(crate) fn shell_exit_code(output: &str) -> Option<i32> {
     ["Command exited with code:", "Exit Code:"]
         .iter()
         .find_map(|marker| {

@@ -22,6 +22,12 @@
 //!   (`~/.claude/projects/…/SESSION.jsonl`).
 //! - [`CodexRolloutParser`]: Codex's rollout
 //!   (`$CODEX_HOME/sessions/…/rollout-*.jsonl`).
+//! - [`GeminiChatParser`]: Gemini CLI's saved chats
+//!   (`~/.gemini/tmp/…/chats/session-*.jsonl`, and the older one-document
+//!   `session-*.json`).
+//!
+//! Images inside any of them become [`errand_core::EventKind::Image`]
+//! events ([`image`]: raster types only, size-capped, never fetched).
 //!
 //! Every parser takes one line at a time (`push_line`), keeping what it needs
 //! across lines (tool names, open calls, usage so far).
@@ -48,6 +54,8 @@ pub mod detect;
 pub mod diff;
 pub mod file;
 pub mod gemini;
+pub mod gemini_chat;
+pub mod image;
 pub mod opencode;
 pub mod pricing;
 mod summary;
@@ -60,6 +68,7 @@ pub use codex_rollout::CodexRolloutParser;
 pub use detect::{detect_format, TraceFormat};
 pub use file::{parse_reader, parse_trace, ParsedTrace, Problem, TraceEvent, TraceParser};
 pub use gemini::{GeminiOutcome, GeminiStreamParser};
+pub use gemini_chat::GeminiChatParser;
 pub use opencode::{OpenCodeOutcome, OpenCodeStreamParser};
 pub use pricing::estimate_cost_usd;
 pub use summary::summarize_tool_call;

@@ -574,7 +574,6 @@ fn non_object_json_is_raw() {
 #[test]
 fn unknown_types_are_raw() {
     for line in [
-        example(11), // control_response
         "{\"type\":\"brand_new\",\"session_id\":\"s\"}",
         "{\"type\":42}",
         "{\"no_type\":true}",
@@ -585,11 +584,35 @@ fn unknown_types_are_raw() {
 }
 
 #[test]
-fn other_system_subtypes_are_raw() {
-    // hook_started, hook_response, status
-    for line in [example(8), example(9), example(15)] {
-        assert_eq!(parse_all(&[line]), vec![raw(line)], "{line}");
-    }
+fn hook_status_and_control_lines_are_one_line_notes() {
+    let note = |line: &str| match &parse_all(&[line])[..] {
+        [EventKind::Note { what, text }] => (what.clone(), text.clone()),
+        other => panic!("{line}: {other:?}"),
+    };
+    assert_eq!(
+        note(example(8)),
+        ("hook_started".into(), "hook PreToolUse:Bash started".into())
+    );
+    let (what, text) = note(example(9));
+    assert_eq!(what, "hook_response");
+    assert!(
+        text.starts_with("hook PreToolUse:Bash: success (exit 0)\n")
+            && text.contains("force-push is forbidden"),
+        "{text}"
+    );
+    assert_eq!(
+        note(example(15)),
+        ("status".into(), "status: requesting".into())
+    );
+    assert_eq!(note(example(11)).0, "control_response");
+    // A subtype not seen yet is still a note, with what it says.
+    assert_eq!(
+        note(r#"{"type":"system","subtype":"api_retry","message":"overloaded","session_id":"s"}"#),
+        ("api_retry".into(), "api_retry: overloaded".into())
+    );
+    // A system line without a subtype is not understood.
+    let line = r#"{"type":"system","session_id":"s"}"#;
+    assert_eq!(parse_all(&[line]), vec![raw(line)]);
 }
 
 #[test]

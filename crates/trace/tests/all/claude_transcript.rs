@@ -200,6 +200,15 @@ fn a_real_session_gives_calls_results_edits_and_usage() {
         Some(&EventKind::Usage(Usage {
             input_tokens: 29277,
             output_tokens: 17,
+            // Not in the transcript: errand's estimate for its model.
+            cost_usd: errand_trace::estimate_cost_usd(
+                "claude-sonnet-4-5",
+                &Usage {
+                    input_tokens: 29277,
+                    output_tokens: 17,
+                    ..Usage::default()
+                }
+            ),
             ..Usage::default()
         }))
     );

@@ -49,11 +49,21 @@ const FIXTURES: &[(&str, &str, Option<TraceFormat>)] = &[
         include_str!("../fixtures/gemini_scripted_api_error.jsonl"),
         Some(TraceFormat::GeminiStreamJson),
     ),
-    // Gemini CLI's own session file is not a format errand reads.
+    // Gemini CLI's saved chats (`~/.gemini/tmp/…/chats/`).
     (
         "gemini_session_sample.jsonl",
         include_str!("../fixtures/gemini_session_sample.jsonl"),
-        None,
+        Some(TraceFormat::GeminiChat),
+    ),
+    (
+        "gemini_chat_0.61_tools.jsonl",
+        include_str!("../fixtures/gemini_chat_0.61_tools.jsonl"),
+        Some(TraceFormat::GeminiChat),
+    ),
+    (
+        "gemini_chat_0.61_image.jsonl",
+        include_str!("../fixtures/gemini_chat_0.61_image.jsonl"),
+        Some(TraceFormat::GeminiChat),
     ),
     (
         "opencode_event_examples.jsonl",

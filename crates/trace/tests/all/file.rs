@@ -53,9 +53,14 @@ const FIXTURES: &[(&str, &str, Option<TraceFormat>)] = &[
         Some(TraceFormat::OpenCodeJson),
     ),
     (
-        "gemini session (not a format errand reads)",
+        "gemini saved chat",
         include_str!("../fixtures/gemini_session_sample.jsonl"),
-        None,
+        Some(TraceFormat::GeminiChat),
+    ),
+    (
+        "gemini saved chat, one document",
+        include_str!("../fixtures/gemini_chat_0.20_tools.json"),
+        Some(TraceFormat::GeminiChat),
     ),
 ];
 
@@ -145,7 +150,10 @@ fn transcripts_and_rollouts_give_tool_calls() {
 
 #[test]
 fn a_truncated_last_line_is_reported_and_the_rest_is_read() {
-    for (name, text, _) in FIXTURES.iter().filter(|f| f.2.is_some()) {
+    for (name, text, _) in FIXTURES
+        .iter()
+        .filter(|f| f.2.is_some() && !f.0.ends_with("one document"))
+    {
         let whole = parse_trace(text);
         let n = text.lines().count();
         let last = text.lines().last().expect("lines");
@@ -349,4 +357,26 @@ fn amp_stream_json_is_read_by_amps_parser() {
     assert!(t
         .kinds()
         .any(|k| matches!(k, EventKind::FileEdit { path, .. } if path == "/w/a.txt")));
+}
+
+#[test]
+fn a_cut_one_document_chat_says_so() {
+    let text = include_str!("../fixtures/gemini_chat_0.20_tools.json");
+    let cut = &text[..text.len() / 2];
+    for t in [
+        parse_trace(cut),
+        parse_reader(BufReader::new(cut.as_bytes())).expect("reads"),
+    ] {
+        assert_eq!(t.format, Some(TraceFormat::GeminiChat));
+        assert_eq!(t.lines, cut.lines().count());
+        assert_eq!(t.problems.len(), 1, "{:?}", t.problems);
+        assert!(
+            t.problems[0].message.contains("one JSON document"),
+            "{:?}",
+            t.problems
+        );
+    }
+    // A document that is no saved chat is still of no known format.
+    let t = parse_trace("{\n  \"a\": [1,\n 2]\n}\n");
+    assert_eq!(t.format, None);
 }

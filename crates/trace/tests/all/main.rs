@@ -6,6 +6,8 @@ mod claude_transcript;
 mod codex;
 mod codex_rollout;
 mod detect;
+mod every_fixture;
 mod file;
 mod gemini;
+mod gemini_chat;
 mod opencode;
