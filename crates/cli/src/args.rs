@@ -284,8 +284,8 @@ pub struct LogsArgs {
 
 #[derive(Args)]
 pub struct ViewArgs {
-    /// Trace files, or directories searched for *.jsonl (e.g. ~/.claude/projects, ~/.codex/sessions).
-    #[arg(required = true)]
+    /// Trace files, or directories searched for *.jsonl and Gemini CLI's chats/session-*.json.
+    /// None: your own sessions (~/.claude/projects, ~/.codex/sessions, ~/.gemini/tmp).
     pub paths: Vec<PathBuf>,
     /// Port on 127.0.0.1 (default: a free one).
     #[arg(long, default_value_t = 0)]

@@ -56,6 +56,39 @@ pub struct LocalView {
     hot: Hot,
 }
 
+/// The project a session file belongs to, told from where the harness keeps
+/// it: Claude Code's `projects/<cwd with / as ->/`, Gemini CLI's
+/// `tmp/<project>/chats/`; Codex files by date (`sessions/YYYY/MM/DD/`) and
+/// others by their directory.
+fn project_of(path: &Path) -> Option<String> {
+    let parts: Vec<&str> = path
+        .parent()?
+        .components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .collect();
+    let after = |dir: &str| {
+        parts
+            .iter()
+            .rposition(|p| *p == dir)
+            .and_then(|i| parts.get(i + 1))
+            .map(|p| (*p).to_owned())
+    };
+    if parts.contains(&"projects") {
+        if let Some(p) = after("projects") {
+            return Some(p);
+        }
+    }
+    if parts.last() == Some(&"chats") && parts.len() >= 2 {
+        return Some(parts[parts.len() - 2].to_owned());
+    }
+    if let Some(i) = parts.iter().rposition(|p| *p == "sessions") {
+        if parts.len() > i + 1 {
+            return Some(format!("codex {}", parts[i + 1..].join("-")));
+        }
+    }
+    parts.last().map(|p| (*p).to_owned())
+}
+
 fn rfc3339(t: Option<SystemTime>) -> Option<String> {
     t.map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
 }
@@ -166,6 +199,7 @@ impl LocalView {
         let mut v = serde_json::json!({
             "n": n,
             "name": f.path.display().to_string(),
+            "project": project_of(&f.path),
             "size": f.size,
             "modified": rfc3339(f.modified),
             "parsed": summary.is_some(),
@@ -272,5 +306,28 @@ async fn loopback_only(req: Request, next: Next) -> Response {
             "errand view answers only requests to 127.0.0.1 or localhost",
         )
         .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projects_are_told_from_where_each_harness_keeps_sessions() {
+        let p = |s: &str| project_of(Path::new(s));
+        assert_eq!(
+            p("/h/.claude/projects/-work-app/1.jsonl").as_deref(),
+            Some("-work-app")
+        );
+        assert_eq!(
+            p("/h/.gemini/tmp/app/chats/session-1.json").as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            p("/h/.codex/sessions/2026/12/05/rollout-1.jsonl").as_deref(),
+            Some("codex 2026-12-05")
+        );
+        assert_eq!(p("/tmp/traces/x.jsonl").as_deref(), Some("traces"));
     }
 }

@@ -571,3 +571,117 @@ async fn errand_view_renders_claude_and_codex_files_and_dropped_files() {
     browser.screenshot("").await;
     browser.close().await;
 }
+
+/// `errand view` with no argument shows the user's own sessions (here a
+/// HOME holding real captures): Gemini CLI's saved chats (0.61's JSONL and
+/// 0.20's one-document JSON) and a Claude Code transcript, by project; the
+/// images in them are drawn from the file's own data.
+#[tokio::test(flavor = "multi_thread")]
+async fn errand_view_opens_your_own_gemini_chats_and_images() {
+    let Some(browser) = Browser::launch("errand_view_own").await else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let put = |rel: &str, fixture_name: &str| {
+        let to = home.path().join(rel);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(fixture(fixture_name), &to).expect("copy");
+    };
+    put(
+        ".gemini/tmp/w61/chats/session-2026-12-05T15-17-21dc15e0.jsonl",
+        "gemini_chat_0.61_image.jsonl",
+    );
+    put(
+        ".gemini/tmp/48ec4f9c/chats/session-2026-12-05T15-17-e57014ad.json",
+        "gemini_chat_0.20_tools.json",
+    );
+    put(
+        ".claude/projects/-tmp-gcap-w61/eeb4485c-d124-4654-8158-149a95fb3aaf.jsonl",
+        "claude_transcript_image.jsonl",
+    );
+    // Not a chat: Gemini CLI's settings.
+    std::fs::write(home.path().join(".gemini/settings.json"), "{}").expect("write");
+
+    let mut child = std::process::Command::new(errand_bin())
+        .args(["view", "--no-open", "--json"])
+        .env("HOME", home.path())
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .env_remove("CODEX_HOME")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn errand view");
+    let stdout = child.stdout.take().expect("stdout");
+    let _view = Proc(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the JSON line");
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let files = v["files"].as_array().expect("files").clone();
+    assert_eq!(files.len(), 3, "{v:#}");
+    for f in &files {
+        assert_eq!(f["problems"], json!([]), "{f:#}");
+    }
+    let find = |suffix: &str| {
+        files
+            .iter()
+            .find(|f| f["name"].as_str().is_some_and(|n| n.ends_with(suffix)))
+            .unwrap_or_else(|| panic!("{suffix}: {v:#}"))
+            .clone()
+    };
+    let (jsonl, json_doc, claude) = (find(".jsonl"), find(".json"), find("aaf.jsonl"));
+    let jsonl = if jsonl == claude {
+        find("21dc15e0.jsonl")
+    } else {
+        jsonl
+    };
+    assert_eq!(jsonl["format"], "gemini_chat");
+    assert_eq!(json_doc["format"], "gemini_chat");
+    assert_eq!(claude["format"], "claude_transcript");
+    assert_eq!(jsonl["project"], "w61");
+    assert_eq!(claude["project"], "-tmp-gcap-w61");
+    let url = v["url"].as_str().expect("url").to_string();
+    let origin = url.trim_end_matches("/local").to_string();
+
+    // The list, by project.
+    browser.goto(&url).await;
+    browser.wait_text("gemini chat", MINUTE).await;
+    let groups = browser
+        .js(
+            "return [...document.querySelectorAll('tr.group-row')].map(r => r.textContent)",
+            vec![],
+        )
+        .await;
+    let groups = groups.to_string();
+    for p in ["w61", "48ec4f9c", "-tmp-gcap-w61"] {
+        assert!(groups.contains(p), "{groups}");
+    }
+    browser.screenshot("list").await;
+
+    // Each file: its tool calls, and its images decoded (8×8 pixels) from the file.
+    for (f, tool, pictures, shot) in [
+        (&jsonl, "read_file", 2, "gemini-jsonl"),
+        (&json_doc, "write_file", 0, "gemini-json"),
+        (&claude, "Read", 1, "claude-image"),
+    ] {
+        browser.goto(&format!("{origin}/local/{}", f["n"])).await;
+        let script = format!(
+            "const s = window.__errand && window.__errand.stats(); if (!s || !s.complete) return null; \
+             const tools = [...document.querySelectorAll('.entry.k-tool')].some(e => e.textContent.includes({tool})); \
+             const imgs = [...document.querySelectorAll('img.trace-img')]; \
+             if (!tools || imgs.length < {pictures} || !imgs.every(i => i.complete && i.naturalWidth === 8)) return null; \
+             return {{events: s.events, images: imgs.length, srcs: imgs.map(i => i.src.slice(0, 22)), raw: document.querySelectorAll('.entry.k-raw').length}}",
+            tool = serde_json::to_string(tool).unwrap_or_default(),
+        );
+        let got = browser.wait_for(shot, &script, MINUTE).await;
+        assert_eq!(got["events"], f["events"], "{shot}: {got}");
+        assert_eq!(got["images"], pictures, "{shot}: {got}");
+        assert_eq!(got["raw"], 0, "{shot}: no unrecognised line: {got}");
+        for src in got["srcs"].as_array().into_iter().flatten() {
+            assert_eq!(src, "data:image/png;base64,", "{shot}: {got}");
+        }
+        browser.screenshot(shot).await;
+    }
+    browser.close().await;
+}

@@ -55,7 +55,7 @@ export function dropZone() {
     'div',
     { class: 'drop-zone' },
     h('strong', null, 'View a trace file: '),
-    'drop a .jsonl file (Claude Code, Codex, Gemini CLI, OpenCode, errand) anywhere on this page, or ',
+    'drop a trace file (Claude Code, Codex, Gemini CLI, OpenCode, errand) anywhere on this page, or ',
     h('label', { class: 'file-label' }, 'choose one', inputEl),
     '. ',
     h('span', { class: 'dim where' }, where()),

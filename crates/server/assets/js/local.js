@@ -28,8 +28,21 @@ export async function localPage(root) {
       return true;
     }
     const now = Date.now();
-    const rows = (v.files || []).map((f) =>
-      h(
+    // By project (the one with the newest session first), newest first within.
+    const groups = new Map();
+    for (const f of v.files || []) {
+      const key = f.project || '';
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(f);
+    }
+    const grouped = groups.size > 1 || (groups.size === 1 && !groups.has(''));
+    const rows = [];
+    for (const [project, files] of groups) {
+      if (grouped) rows.push(h('tr', { class: 'group-row' }, h('th', { colspan: 6, scope: 'rowgroup' }, project || 'other', h('span', { class: 'dim' }, ` · ${files.length} session${files.length === 1 ? '' : 's'}`))));
+      for (const f of files) rows.push(row(f));
+    }
+    function row(f) {
+      return h(
         'tr',
         { 'data-n': f.n },
         h('td', null, h('a', { href: `/local/${f.n}` }, f.name)),
@@ -38,8 +51,8 @@ export async function localPage(root) {
         h('td', { class: 'num' }, f.modified ? fmtAge(parseTime(f.modified), now) : ''),
         h('td', { class: 'num' }, f.parsed ? fmtCount(f.events) : ''),
         h('td', { class: 'num' }, f.parsed ? (f.problems ? h('span', { class: 'warn' }, String(f.problems)) : '0') : ''),
-      ),
-    );
+      );
+    }
     tbody.replaceChildren(...rows);
     if (!rows.length) tbody.replaceChildren(h('tr', null, h('td', { colspan: 6, class: 'dim empty' }, 'No trace files.')));
     return (v.files || []).every((f) => f.parsed);

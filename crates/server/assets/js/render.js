@@ -3,7 +3,7 @@
 // run's diff. Every entry has a "raw" toggle showing its normalized events
 // and the harness's own lines.
 
-import { h, fmtDuration, fmtCount, fmtCost, parseTime, fmtClock, lines as splitLines } from './util.js';
+import { h, fmtBytes, fmtDuration, fmtCount, fmtCost, parseTime, fmtClock, lines as splitLines } from './util.js';
 import { markdown } from './md.js';
 import { highlight, langOf } from './hl.js';
 import { ansiToFragment } from './ansi.js';
@@ -253,6 +253,24 @@ function toolHead(e, ctx) {
   return parts;
 }
 
+const SHOWN_IMAGES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
+
+/** An image event as a picture (a data URI of the trace's own base64: nothing is fetched), or a line saying why not. */
+export function imageEl(ev) {
+  const type = String(ev.media_type || '');
+  const size = fmtBytes(Number(ev.bytes) || 0);
+  const data = typeof ev.data === 'string' ? ev.data : '';
+  if (SHOWN_IMAGES.includes(type) && data && /^[A-Za-z0-9+/]+={0,2}$/.test(data)) {
+    const img = h('img', { class: 'trace-img', src: `data:${type};base64,${data}`, alt: `image (${type}, ${size})`, title: `${type}, ${size}`, loading: 'lazy', decoding: 'async' });
+    return h('figure', { class: 'trace-fig' }, img, h('figcaption', { class: 'dim' }, `${type} · ${size}`));
+  }
+  return h('div', { class: 'sysline notice img-omitted' }, `· image (${type || 'unknown type'}, ${size}) not shown: too large or not a picture`);
+}
+
+function images(e) {
+  return (e.images || []).map(imageEl);
+}
+
 function systemLine(text, cls) {
   return h('div', { class: `sysline ${cls || ''}` }, text);
 }
@@ -261,7 +279,20 @@ function body(e, ctx) {
   const ev = e.events[0];
   switch (e.kind) {
     case 'user':
-      return [h('div', { class: 'who' }, ctx.isFirstUser(e) ? 'Prompt' : 'User'), md(ev.text)];
+      return [h('div', { class: 'who' }, ctx.isFirstUser(e) ? 'Prompt' : 'User'), md(ev.text), ...images(e)];
+    case 'image':
+      return [h('div', { class: 'who' }, ev.tool_id ? 'Image (tool result)' : 'Image'), imageEl(ev)];
+    case 'note': {
+      const text = String(ev.text || '');
+      const nl = text.indexOf('\n');
+      if (nl < 0) return [systemLine(`· ${text}`, 'notice note')];
+      const d = h('details', { class: 'sysline notice note' }, h('summary', null, `· ${text.slice(0, nl)}`), h('pre', { class: 'msg' }, text.slice(nl + 1)));
+      if (e.ui.open) d.open = true;
+      d.addEventListener('toggle', () => {
+        e.ui.open = d.open;
+      });
+      return [d];
+    }
     case 'assistant':
       return [md(ev.text)];
     case 'thinking': {
@@ -274,7 +305,7 @@ function body(e, ctx) {
       return [d];
     }
     case 'tool':
-      return [h('div', { class: 'e-head' }, toolHead(e, ctx)), toolBody(e, ctx)];
+      return [h('div', { class: 'e-head' }, toolHead(e, ctx)), toolBody(e, ctx), ...images(e)];
     case 'orphan': {
       const out = [h('div', { class: 'e-head' }, h('span', { class: 'tool-name' }, 'result'), h('span', { class: 'summary dim' }, `of call ${ev.id} (its call is not loaded yet)`))];
       if (ev.output) out.push(folded(ev.output, e, ctx, { ansi: true, cls: ev.is_error ? 'out err' : 'out' }));

@@ -123,6 +123,8 @@ const KIND = {
   warning: 'warning',
   run_diff: 'diff',
   model_call: 'model',
+  note: 'note',
+  image: 'image',
   raw: 'raw',
 };
 
@@ -189,6 +191,16 @@ class Builder {
           t.edits.push(ev);
           this.attach(t, ev);
         } else this.entry('edit', ev);
+        return;
+      }
+      case 'image': {
+        // With the tool result or the user message it belongs to.
+        const call = ev.tool_id ? this.calls.get(ev.tool_id) : null;
+        const owner = call || (!ev.tool_id && this.last && this.last.kind === 'user' ? this.last : null);
+        if (owner) {
+          (owner.images = owner.images || []).push(ev);
+          this.attach(owner, ev);
+        } else this.entry('image', ev);
         return;
       }
       case 'usage': {
@@ -368,6 +380,12 @@ export class Trace {
           break;
         case 'raw':
           parts.push(ev.line || '');
+          break;
+        case 'note':
+          parts.push(ev.text || '');
+          break;
+        case 'image':
+          parts.push(`image ${ev.media_type || ''}`);
           break;
         case 'model_call':
           parts.push(ev.provider || '', ev.model || '', String(ev.status || ''), ev.error || '');
