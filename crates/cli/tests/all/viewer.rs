@@ -209,6 +209,14 @@ async fn the_run_page_shows_a_live_run_and_loses_nothing_across_reconnects() {
             2 * MINUTE,
         )
         .await;
+    // The tab's title followed the run to its end (a background tab shows it).
+    browser
+        .wait_for(
+            "the title to say succeeded",
+            "return document.title.includes('succeeded') ? document.title : null",
+            MINUTE,
+        )
+        .await;
     let events = api.events(&id).await;
     let calls = events.iter().filter(|e| e["type"] == "tool_call").count();
     println!(

@@ -529,6 +529,8 @@ export async function runPage(root, source, { title } = {}) {
       const was = meta ? meta.state : null;
       meta = m;
       if (m.state !== was) {
+        // The tab's title follows the state, so a background tab tells when the run finished.
+        if (!title && source.kind !== 'local' && source.kind !== 'memory') document.title = `${m.short_id} ${String(m.state).replace('_', ' ')} · errand`;
         drawHeader();
         drawActions();
       } else updateHeader();
