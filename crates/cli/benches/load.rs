@@ -12,39 +12,14 @@
 
 #![allow(clippy::disallowed_methods)] // benchmarks start their own fixtures
 
+mod common;
+use common::{now_ns, pct, rss_kib};
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-
-const PG_DEFAULT: &str = "postgres://errand:errand@127.0.0.1:5432/errand_test";
-
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -98,33 +73,8 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
         ),
     )
     .map_err(|e| e.to_string())?;
-    let url = match db {
-        "postgres" => {
-            let base =
-                std::env::var("ERRAND_TEST_DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.into());
-            let name = format!("errand_load_{}_{}", std::process::id(), n);
-            let ok = Command::new("psql")
-                .args([
-                    base.as_str(),
-                    "-qAtX",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS {name}"),
-                    "-c",
-                    &format!("CREATE DATABASE {name}"),
-                ])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if !ok {
-                return Err(format!("PostgreSQL not reachable at {base}"));
-            }
-            format!(
-                "{}/{name}",
-                base.rsplit_once('/').map(|x| x.0).unwrap_or(&base)
-            )
-        }
-        _ => tmp.path().join("errand.db").to_string_lossy().into_owned(),
-    };
+    let name = format!("errand_load_{}_{}", std::process::id(), n);
+    let url = common::database_url(db, &name, tmp.path())?;
     let config = tmp.path().join("config.toml");
     std::fs::write(
         &config,
