@@ -262,17 +262,22 @@ pub trait Forge: Send + Sync {
     }
 
     /// Revokes everything granted to the run: its credential, and those it
-    /// replaced that are still alive (forges refuse to revoke expired ones);
-    /// failures are logged, not fatal (each expires on its own).
+    /// replaced unless they expired long ago; failures are logged, not fatal
+    /// (each expires on its own).
+    ///
+    /// A replaced credential that looks just expired is revoked all the same:
+    /// the forge states expiry to the second (GitHub drops the fraction) and
+    /// its clock is not ours, so "expired" here can still be valid there. A
+    /// forge answers an already invalid one as revoked.
     async fn revoke(&self, access: &RepoAccess) {
         let Current {
             credential,
             retired,
             ..
         } = access.lock().clone();
-        let now = Utc::now();
+        let surely_dead = Utc::now() - EXPIRY_SLACK;
         let repo = format!("{}/{}", access.owner, access.repo);
-        for old in retired.iter().filter(|c| !c.is_expired(now)) {
+        for old in retired.iter().filter(|c| !c.is_expired(surely_dead)) {
             if let Err(e) = self.revoke_credential(access, old).await {
                 tracing::warn!(%repo, "revoking a replaced {} token failed: {e}", self.name());
             }
@@ -298,6 +303,10 @@ pub struct RepoAccess {
     pub push: bool,
     current: Arc<Mutex<Current>>,
 }
+
+/// How long past its stated expiry a credential may still be valid at the
+/// forge: its expiry is given to the second, and clocks differ.
+const EXPIRY_SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// The credential in use, and when errand minted it (to know its lifetime).
 #[derive(Clone)]
@@ -413,9 +422,17 @@ impl Renewer {
     }
 
     /// Stops renewing (after a renewal under way) and returns what happened.
-    pub async fn finish(self) -> Vec<String> {
+    pub async fn finish(mut self) -> Vec<String> {
         self.stop.cancel();
-        self.task.await.unwrap_or_default()
+        (&mut self.task).await.unwrap_or_default()
+    }
+}
+
+impl Drop for Renewer {
+    /// A run that leaves early (an error between start and finish) must not
+    /// leave renewals going after its credentials are revoked.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -479,6 +496,73 @@ mod tests {
         // A token already past its expiry is due at once.
         let past = renew_at(minted, minted - chrono::TimeDelta::seconds(1)).unwrap();
         assert!(past <= minted);
+    }
+
+    /// Mints credentials whose stated expiry is set by the test, and records
+    /// which ones it was asked to revoke.
+    struct Recording {
+        expiries: Mutex<Vec<DateTime<Utc>>>,
+        revoked: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Forge for Recording {
+        fn name(&self) -> &'static str {
+            "Test"
+        }
+        fn change_name(&self) -> &'static str {
+            "change"
+        }
+        fn clone_url(&self, owner: &str, repo: &str) -> String {
+            format!("https://forge.test/{owner}/{repo}.git")
+        }
+        async fn mint(&self, _: &str, _: &str, _: bool) -> Result<Credential, ForgeError> {
+            let mut e = self.expiries.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = e.len();
+            let at = e.remove(0);
+            Ok(Credential {
+                secret: format!("secret-{}", 3 - n),
+                auth_header: String::new(),
+                expires_at: Some(at),
+                permissions: BTreeMap::new(),
+            })
+        }
+        async fn revoke_credential(
+            &self,
+            _: &RepoAccess,
+            c: &Credential,
+        ) -> Result<(), ForgeError> {
+            self.revoked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(c.secret.clone());
+            Ok(())
+        }
+        async fn open_change(&self, _: &RepoAccess, _: &NewChange) -> Result<Change, ForgeError> {
+            Err(ForgeError::Unsupported("no".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn replaced_credentials_that_only_look_expired_are_revoked_too() {
+        let now = Utc::now();
+        let forge = Recording {
+            // Each is due for renewal at once; the forge states expiry to the
+            // second, so one "expired" a moment ago may be valid there still.
+            expiries: Mutex::new(vec![
+                now - chrono::TimeDelta::hours(2),
+                now - chrono::TimeDelta::milliseconds(500),
+                now + chrono::TimeDelta::hours(1),
+            ]),
+            revoked: Mutex::new(Vec::new()),
+        };
+        let access = forge.grant("o", "r", true).await.expect("grant");
+        assert!(forge.renew_if_expiring(&access, &|_| {}).await.expect("renew"));
+        assert!(forge.renew_if_expiring(&access, &|_| {}).await.expect("renew"));
+        forge.revoke(&access).await;
+        let revoked = forge.revoked.into_inner().unwrap_or_else(PoisonError::into_inner);
+        // Long dead: not asked; just expired: revoked; the current one: revoked.
+        assert_eq!(revoked, ["secret-1", "secret-2"], "{revoked:?}");
     }
 
     #[test]
