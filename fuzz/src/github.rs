@@ -8,12 +8,21 @@
 //! - The whole input as an `issue_comment` body for [`parse_mention`], with
 //!   errand's handle and with handles that are odd (non-ASCII, markup,
 //!   a lone `@`).
+//! - The whole input as a delivery of every event errand reads and some it
+//!   does not, for [`parse_event`] (review comments and reviews, `issues`
+//!   with a configured label or none, `check_run`, `check_suite`,
+//!   `workflow_run`).
 //!
 //! Invariants checked: nothing panics; a mention comes only from a
 //! `created` comment whose body names the handle, and its instruction is
-//! trimmed text that follows the mention in that body.
+//! trimmed text that follows the mention in that body; [`parse_event`]
+//! agrees with [`parse_mention`] for comments and reviews; a label trigger
+//! comes only from an `issues` delivery whose action is `labeled`, whose
+//! label is the configured one (any case), and whose sender is not a bot;
+//! a check failure only from a `completed` delivery of its own kind whose
+//! conclusion is `failure` or `timed_out`; any other event is nothing.
 
-use errand_github::webhook::{parse_mention, verify_signature};
+use errand_github::webhook::{parse_event, parse_mention, verify_signature, Event};
 use errand_github::WebhookError;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -26,6 +35,7 @@ pub fn run(data: &[u8]) {
     for handle in ["@errand", "@Errand-Bot", "@", "@é", "<@U1>"] {
         mention(data, handle);
     }
+    events(data);
     if let Some((first, body)) = split_line(data) {
         if let Ok(handle) = std::str::from_utf8(first) {
             mention(body, handle);
@@ -61,6 +71,114 @@ fn mention(body: &[u8], handle: &str) {
         text.contains(&m.instruction),
         "an instruction that is not in the comment"
     );
+}
+
+/// Every event name errand reads, and some it must ignore.
+const EVENTS: &[&str] = &[
+    "issue_comment",
+    "pull_request_review_comment",
+    "pull_request_review",
+    "issues",
+    "check_run",
+    "check_suite",
+    "workflow_run",
+    "pull_request",
+    "push",
+    "",
+];
+
+fn events(body: &[u8]) {
+    for event in EVENTS {
+        for label in [None, Some("errand"), Some(" Errand "), Some(""), Some("é")] {
+            let got = parse_event(event, body, "@errand", label);
+            match *event {
+                "issue_comment" | "pull_request_review_comment" | "pull_request_review" => {
+                    let alone =
+                        parse_mention(event, body, "@errand").map(|m| m.map(Event::Mention));
+                    assert_eq!(
+                        got, alone,
+                        "parse_event and parse_mention disagree on {event}"
+                    );
+                }
+                _ => {}
+            }
+            let Ok(Some(found)) = got else { continue };
+            match found {
+                Event::Mention(_) => assert!(
+                    matches!(
+                        *event,
+                        "issue_comment" | "pull_request_review_comment" | "pull_request_review"
+                    ),
+                    "a mention from a {event:?} delivery"
+                ),
+                Event::Labeled(l) => {
+                    assert_eq!(
+                        *event, "issues",
+                        "a label trigger from a {event:?} delivery"
+                    );
+                    let wanted = label.map(str::trim).unwrap_or_default();
+                    assert!(
+                        !wanted.is_empty(),
+                        "a label trigger with no label configured"
+                    );
+                    assert!(
+                        l.label.eq_ignore_ascii_case(wanted),
+                        "{:?} is not {wanted:?}",
+                        l.label
+                    );
+                    let Ok(d) = serde_json::from_slice::<LabelDelivery>(body) else {
+                        panic!("a label trigger from a body that is not a delivery");
+                    };
+                    assert_eq!(d.action.as_deref(), Some("labeled"));
+                    assert_eq!(
+                        d.label.and_then(|x| x.name).as_deref(),
+                        Some(l.label.as_str())
+                    );
+                    let kind = d.sender.and_then(|x| x.kind).unwrap_or_default();
+                    assert!(!kind.eq_ignore_ascii_case("bot"), "a label added by a bot");
+                }
+                Event::CheckFailed(f) => {
+                    assert_eq!(
+                        f.kind, *event,
+                        "a {} failure from a {event:?} delivery",
+                        f.kind
+                    );
+                    assert!(
+                        matches!(f.conclusion.as_str(), "failure" | "timed_out"),
+                        "a check that {:?} is not a failure",
+                        f.conclusion
+                    );
+                    let Ok(d) = serde_json::from_slice::<ActionDelivery>(body) else {
+                        panic!("a check failure from a body that is not a delivery");
+                    };
+                    assert_eq!(d.action.as_deref(), Some("completed"));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionDelivery {
+    action: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LabelDelivery {
+    action: Option<String>,
+    label: Option<Named>,
+    sender: Option<Sender>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Sender {
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
