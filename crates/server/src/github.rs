@@ -66,7 +66,8 @@ async fn run_of_branch(st: &AppState, repo: &str, branch: &str) -> Option<RunRec
 }
 
 /// Posts the request's status comment and remembers it in the run's origin,
-/// so the notifier edits it as the run moves.
+/// so the notifier edits it as the run moves (unless the run was asked for
+/// in Slack, whose thread stays its home).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn post_status(
     st: &AppState,
@@ -91,6 +92,12 @@ pub(crate) async fn post_status(
             None
         }
     };
+    // A run asked for in Slack keeps its Slack thread: it hears every turn,
+    // this one too, and its channel stays what errand's access rules check.
+    // The comment above is then not edited as the run moves.
+    if matches!(rec.spec.origin, Some(Origin::Slack { .. })) {
+        return;
+    }
     let origin = Origin::Github {
         owner: owner.to_string(),
         repo: repo.to_string(),
@@ -414,33 +421,32 @@ pub(crate) async fn labeled(
     .await
 }
 
-/// Whether the requester of `rec` may still push to its repository.
+/// Whether the requester of `rec` may still push to its repository: errand's
+/// access rules for a Slack or GitHub requester; a run asked for through the
+/// API or the command line was allowed by errand's own token or the local
+/// user, which the access rules do not govern.
 fn requester_may_push(int: &Integrations, rec: &RunRecord, repo: &str) -> bool {
-    match (&rec.spec.requested_by, &rec.spec.origin) {
-        (
-            _,
-            Some(Origin::Slack {
-                team,
-                channel,
-                user,
-                ..
-            }),
-        ) => int.access.may_push(
+    if let Some(Origin::Slack {
+        team,
+        channel,
+        user,
+        ..
+    }) = &rec.spec.origin
+    {
+        return int.access.may_push(
             Requester::Slack {
                 team,
                 channel,
                 user,
             },
             repo,
-        ),
-        (Some(by), _) if by.starts_with("github:") => int.access.may_push(
-            Requester::Github {
-                login: &by["github:".len()..],
-            },
-            repo,
-        ),
-        _ => false,
+        );
     }
+    let by = rec.spec.requested_by.as_deref().unwrap_or_default();
+    if let Some(login) = by.strip_prefix("github:") {
+        return int.access.may_push(Requester::Github { login }, repo);
+    }
+    by.starts_with("api:") || by.starts_with("cli:")
 }
 
 /// Removes what changes from one run of the same failure to the next

@@ -528,3 +528,289 @@ async fn a_label_and_a_slack_address_start_runs_given_the_issue_and_a_forks_pull
         .iter()
         .any(|p| p.body.contains(&format!("Closes #{issue2}"))));
 }
+
+/// A new conversation starts at the first step: each run appends a line of
+/// its own to NOTES.md, so each has a commit to push; a follow-up turn
+/// (the CI fix) goes on to the third.
+const NOTE_THEN_FIX: &str = r#"{"steps":[
+    {"shell":"date +%s%N >> NOTES.md && echo NOTED"},
+    {"text":"Noted."},
+    {"write":{"path":"CI1.md","content":"first ci fix\n"}},
+    {"text":"Fixed the check."}
+]}"#;
+
+/// Someone else's pull request of the same repository: a mention pushes to its
+/// branch only when GitHub lets the requester push there; Slack's `/agent`
+/// with the pull request's address works on the same branch; a check that
+/// keeps failing in new ways stops after `github.fix_ci_attempts` tries.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_pull_request_gets_commits_on_its_branch_and_ci_fixes_stop_after_their_attempts() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    let model = errand_test_support::model::start_recording(NOTE_THEN_FIX).await;
+    let env = Env::new()
+        .with_model(&model)
+        .var("ERRAND_GITHUB_FIX_CI", "true")
+        .var("ERRAND_GITHUB_FIX_CI_ATTEMPTS", "1");
+    let w = world(env).await;
+    let token = api_token(&w.env, "tests");
+    let (_server, base) = serve(&w.env, "2");
+    let bare = w.github.repo_path("acme", "widgets");
+    git(&bare, &["branch", "feature", "main"]);
+    let pr = w.github.open_pull(
+        "acme",
+        "widgets",
+        "monalisa",
+        "feature",
+        "main",
+        "Add the feature",
+        None,
+    );
+
+    // errand's access rules let octocat push, GitHub does not (yet): refused, nothing runs.
+    let ask = "@errand add a note";
+    let cid = w.github.add_comment("acme", "widgets", pr, "octocat", ask);
+    let (status, body) = deliver(
+        &base,
+        "issue_comment",
+        &issue_comment(pr, cid, "octocat", ask, true),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let refusal = wait_comment(&w, |c| {
+        c.issue_number == pr && c.author == "errand[bot]" && c.body.contains("may not push")
+    })
+    .await;
+    assert!(refusal.body.contains("`feature`"), "{}", refusal.body);
+    assert_eq!(model.log().bodies().len(), 0, "nothing ran");
+
+    // With write access on GitHub: the run works on the pull request's own branch.
+    w.github
+        .set_permission("acme", "widgets", "octocat", "write");
+    let cid = w.github.add_comment("acme", "widgets", pr, "octocat", ask);
+    let (status, body) = deliver(
+        &base,
+        "issue_comment",
+        &issue_comment(pr, cid, "octocat", ask, true),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let first = run_id(&body);
+    let run = wait_turns(&base, &token, &first, 1).await;
+    assert_eq!(run["state"], "succeeded", "{run:#}");
+    assert_eq!(
+        git(&bare, &["show", "feature:NOTES.md"]).lines().count(),
+        1,
+        "the run's commit is on the pull request's branch"
+    );
+    assert!(
+        told(&model, 0).contains(&esc("Add the feature")),
+        "the model was not told the pull request's title"
+    );
+
+    // Slack: /agent with the pull request's address pushes to the same branch.
+    let url = format!("{}/acme/widgets/pull/{pr}", w.github.git_base());
+    let before = model.log().bodies().len();
+    let fields =
+        w.slack
+            .agent_command_fields("U1", "C1", &format!("--push add a note {url}"), "t-pr");
+    let (headers, body) = w
+        .slack
+        .signed_command(&fields, chrono::Utc::now().timestamp());
+    let (status, body) = post(
+        &reqwest::Client::new(),
+        &format!("{base}/slack/commands"),
+        &headers,
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Queued run"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if git(&bare, &["show", "feature:NOTES.md"]).lines().count() == 2 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let v: Value = reqwest::Client::new()
+                .get(format!("{base}/api/runs"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            panic!("the Slack run never pushed to the branch: {v:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(told(&model, before).contains(&esc("Add the feature")));
+    assert_eq!(
+        w.github
+            .pulls()
+            .iter()
+            .filter(|p| p.author == "errand[bot]")
+            .count(),
+        0,
+        "errand opened no pull request of its own: {:#?}",
+        w.github.pulls()
+    );
+    // Wait for every run to end before the checks arrive.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let v: Value = reqwest::Client::new()
+            .get(format!("{base}/api/runs"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        let runs = v["runs"].as_array().cloned().unwrap_or_default();
+        if runs.len() == 2 && runs.iter().all(ended) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "runs never ended: {v:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // A failing check on someone else's pull request: errand fixes CI only on its own.
+    let check_run = |c: &errand_github::fake::FakeCheck, number: u64| {
+        json!({
+            "action": "completed",
+            "check_run": {
+                "id": c.id, "name": c.name, "head_sha": c.head_sha, "status": "completed", "conclusion": "failure",
+                "check_suite": { "id": c.suite_id, "head_branch": c.head_branch, "head_sha": c.head_sha },
+                "pull_requests": [{ "number": number }], "app": { "slug": "github-actions" }
+            },
+            "repository": repository(), "sender": json!({ "login": "github-actions[bot]", "type": "Bot" }),
+            "installation": { "id": 7 }
+        })
+    };
+    let steps = [("checkout", "success"), ("cargo test", "failure")];
+    let check = |branch: &str, log: &str| {
+        let sha = git(&bare, &["rev-parse", branch]);
+        w.github.add_check(
+            "acme", "widgets", branch, &sha, "test", "failure", &steps, log,
+        )
+    };
+    let before = model.log().bodies().len();
+    let theirs = check("feature", "test tests::zero ... FAILED\n");
+    assert_eq!(
+        deliver(&base, "check_run", &check_run(&theirs, pr)).await.0,
+        202
+    );
+
+    // errand's own pull request (a plain Slack request).
+    let fields =
+        w.slack
+            .agent_command_fields("U1", "C1", "--push acme/widgets add a note", "t-own");
+    let (headers, body) = w
+        .slack
+        .signed_command(&fields, chrono::Utc::now().timestamp());
+    let (status, body) = post(
+        &reqwest::Client::new(),
+        &format!("{base}/slack/commands"),
+        &headers,
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let runs_ended = |n: usize| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(240);
+            loop {
+                let v: Value = reqwest::Client::new()
+                    .get(format!("{base}/api/runs"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("list")
+                    .json()
+                    .await
+                    .expect("json");
+                let runs = v["runs"].as_array().cloned().unwrap_or_default();
+                if runs.len() == n && runs.iter().all(ended) {
+                    return runs;
+                }
+                assert!(Instant::now() < deadline, "runs never ended: {v:#}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    runs_ended(3).await;
+    // Only the new run spoke to the model: the check on `feature` started nothing.
+    assert_eq!(
+        model.log().bodies().len(),
+        before + 2,
+        "{}",
+        told(&model, before)
+    );
+    let own = w
+        .github
+        .pulls()
+        .into_iter()
+        .find(|p| p.author == "errand[bot]")
+        .expect("errand's pull request");
+
+    // A failing check on errand's pull request: one attempt (github.fix_ci_attempts = 1).
+    let before = model.log().bodies().len();
+    let first_failure = check(
+        &own.head,
+        "test tests::one ... FAILED\nassertion failed: one() == 1\n",
+    );
+    assert_eq!(
+        deliver(&base, "check_run", &check_run(&first_failure, own.number))
+            .await
+            .0,
+        202
+    );
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if git(&bare, &["ls-tree", "--name-only", &own.head]).contains("CI1.md") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the CI fix never pushed");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(told(&model, before).contains(&esc("assertion failed: one() == 1")));
+    assert!(told(&model, before).contains(&esc("attempt 1 of 1")));
+    let runs = runs_ended(3).await;
+    // The run asked for in Slack keeps its Slack thread through the fix.
+    let fixed = runs
+        .iter()
+        .find(|r| r["branch"] == own.head.as_str())
+        .expect("the fixed run");
+    assert_eq!(fixed["origin"]["kind"], "slack", "{fixed:#}");
+    assert_eq!(fixed["state"], "succeeded", "{fixed:#}");
+
+    // A new failure on the fixed commit: the one attempt is spent, errand stops and says so.
+    let before = model.log().bodies().len();
+    let second_failure = check(
+        &own.head,
+        "test tests::two ... FAILED\nassertion failed: two() == 2\n",
+    );
+    assert_eq!(
+        deliver(&base, "check_run", &check_run(&second_failure, own.number))
+            .await
+            .0,
+        202
+    );
+    let stop = wait_comment(&w, |c| {
+        c.issue_number == own.number && c.body.contains("stops here")
+    })
+    .await;
+    assert!(stop.body.contains("1 attempt(s)"), "{}", stop.body);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(model.log().bodies().len(), before, "no further turn ran");
+    assert!(
+        w.github.tokens().iter().all(|t| t.revoked),
+        "{:#?}",
+        w.github.tokens()
+    );
+}
