@@ -10,21 +10,6 @@ use crate::common::github::{world, World, WEBHOOK_SECRET};
 use crate::common::*;
 use serde_json::{json, Value};
 
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    headers: &[(String, String)],
-    body: String,
-) -> (u16, String) {
-    let mut rb = http.post(url).body(body);
-    for (k, v) in headers {
-        rb = rb.header(k, v);
-    }
-    let resp = rb.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
-}
-
 fn hub_signature(body: &str) -> String {
     use hmac::Mac;
     let mut mac =
@@ -112,6 +97,20 @@ async fn wait_turns(base: &str, token: &str, id: &str, turns: usize) -> Value {
             return v;
         }
         assert!(Instant::now() < deadline, "turn {turns} never ended: {v:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until there are `n` runs and every one has ended; returns them.
+/// The limit only detects a hang.
+async fn runs_ended(base: &str, token: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let runs = list_runs(base, token).await;
+        if runs.len() == n && runs.iter().all(ended) {
+            return runs;
+        }
+        assert!(Instant::now() < deadline, "runs never ended: {runs:#?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -481,19 +480,8 @@ async fn a_label_and_a_slack_address_start_runs_given_the_issue_and_a_forks_pull
     assert_eq!(run["requested_by"], "github:octocat");
     let deadline = Instant::now() + Duration::from_secs(240);
     let slack_run = loop {
-        let v: Value = reqwest::Client::new()
-            .get(format!("{base}/api/runs"))
-            .bearer_auth(&token)
-            .send()
+        let found = list_runs(&base, &token)
             .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        let found = v["runs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
             .into_iter()
             .find(|r| r["requested_by"] == "slack:T0FAKE/U1");
         if let Some(r) = found.filter(ended) {
@@ -634,16 +622,8 @@ async fn another_pull_request_gets_commits_on_its_branch_and_ci_fixes_stop_after
             break;
         }
         if Instant::now() >= deadline {
-            let v: Value = reqwest::Client::new()
-                .get(format!("{base}/api/runs"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("list")
-                .json()
-                .await
-                .expect("json");
-            panic!("the Slack run never pushed to the branch: {v:#}");
+            let runs = list_runs(&base, &token).await;
+            panic!("the Slack run never pushed to the branch: {runs:#?}");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -659,24 +639,7 @@ async fn another_pull_request_gets_commits_on_its_branch_and_ci_fixes_stop_after
         w.github.pulls()
     );
     // Wait for every run to end before the checks arrive.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let v: Value = reqwest::Client::new()
-            .get(format!("{base}/api/runs"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
-        let runs = v["runs"].as_array().cloned().unwrap_or_default();
-        if runs.len() == 2 && runs.iter().all(ended) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "runs never ended: {v:#}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    runs_ended(&base, &token, 2).await;
 
     // A failing check on someone else's pull request: errand fixes CI only on its own.
     let check_run = |c: &errand_github::fake::FakeCheck, number: u64| {
@@ -720,30 +683,7 @@ async fn another_pull_request_gets_commits_on_its_branch_and_ci_fixes_stop_after
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let runs_ended = |n: usize| {
-        let (base, token) = (base.clone(), token.clone());
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(240);
-            loop {
-                let v: Value = reqwest::Client::new()
-                    .get(format!("{base}/api/runs"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .expect("list")
-                    .json()
-                    .await
-                    .expect("json");
-                let runs = v["runs"].as_array().cloned().unwrap_or_default();
-                if runs.len() == n && runs.iter().all(ended) {
-                    return runs;
-                }
-                assert!(Instant::now() < deadline, "runs never ended: {v:#}");
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        }
-    };
-    runs_ended(3).await;
+    runs_ended(&base, &token, 3).await;
     // Only the new run spoke to the model: the check on `feature` started nothing.
     assert_eq!(
         model.log().bodies().len(),
@@ -780,7 +720,7 @@ async fn another_pull_request_gets_commits_on_its_branch_and_ci_fixes_stop_after
     }
     assert!(told(&model, before).contains(&esc("assertion failed: one() == 1")));
     assert!(told(&model, before).contains(&esc("attempt 1 of 1")));
-    let runs = runs_ended(3).await;
+    let runs = runs_ended(&base, &token, 3).await;
     // The run asked for in Slack keeps its Slack thread through the fix.
     let fixed = runs
         .iter()

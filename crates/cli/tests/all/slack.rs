@@ -33,21 +33,6 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    headers: &[(String, String)],
-    body: String,
-) -> (u16, String) {
-    let mut rb = http.post(url).body(body);
-    for (k, v) in headers {
-        rb = rb.header(k, v);
-    }
-    let resp = rb.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
-}
-
 async fn command(
     w: &World,
     http: &reqwest::Client,
@@ -65,34 +50,16 @@ fn token(env: &Env) -> String {
     api_token(env, "tests")
 }
 
-async fn runs(http: &reqwest::Client, base: &str, token: &str) -> Vec<Value> {
-    let v: Value = http
-        .get(format!("{base}/api/runs"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
-    v["runs"].as_array().cloned().unwrap_or_default()
-}
-
-async fn wait_run(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
+async fn wait_run(base: &str, token: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        if let Some(r) = runs(http, base, token).await.into_iter().find(|r| pred(r)) {
+        if let Some(r) = list_runs(base, token).await.into_iter().find(|r| pred(r)) {
             return r;
         }
         assert!(
             Instant::now() < deadline,
             "gave up waiting: {:#?}",
-            runs(http, base, token).await
+            list_runs(base, token).await
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -138,7 +105,7 @@ async fn a_slash_command_becomes_a_pull_request_and_the_thread_hears_how_it_went
         "{ack}"
     );
 
-    let run = wait_run(&http, &server.base, &api_token, ended).await;
+    let run = wait_run(&server.base, &api_token, ended).await;
     let id = run["id"].as_str().expect("id").to_string();
     assert_eq!(run["state"], "succeeded", "{run:#}");
     assert_eq!(run["requested_by"], "slack:T0FAKE/U1");
@@ -440,7 +407,7 @@ async fn refused_requests_create_no_run() {
     );
 
     assert!(
-        runs(&http, &server.base, &api_token).await.is_empty(),
+        list_runs(&server.base, &api_token).await.is_empty(),
         "a refused request created a run"
     );
     assert!(
@@ -477,7 +444,7 @@ async fn an_at_errand_comment_starts_a_run_and_answers_in_the_thread() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let run = runs(&http, &server.base, &api_token)
+    let run = list_runs(&server.base, &api_token)
         .await
         .into_iter()
         .next()
@@ -488,7 +455,12 @@ async fn an_at_errand_comment_starts_a_run_and_answers_in_the_thread() {
     // No model is configured, so the run fails; the thread's one status
     // comment says so, edited in place.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !w.github.comments().iter().any(|c| c.body.contains("failed")) {
+    while !w
+        .github
+        .comments()
+        .iter()
+        .any(|c| c.body.contains("failed"))
+    {
         assert!(Instant::now() < deadline, "{:#?}", w.github.comments());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

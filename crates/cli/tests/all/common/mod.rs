@@ -275,6 +275,36 @@ pub fn ended(run: &serde_json::Value) -> bool {
         .is_some_and(|s| ["succeeded", "failed", "cancelled", "timed_out"].contains(&s))
 }
 
+/// POSTs `body` with `headers` (a signed Slack or GitHub delivery); the status and the body.
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+    body: String,
+) -> (u16, String) {
+    let mut rb = http.post(url).body(body);
+    for (k, v) in headers {
+        rb = rb.header(k, v);
+    }
+    let resp = rb.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Every run `GET /api/runs` lists, newest first.
+pub async fn list_runs(base: &str, api_token: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/runs"))
+        .bearer_auth(api_token)
+        .send()
+        .await
+        .expect("list the runs")
+        .json()
+        .await
+        .expect("runs JSON");
+    v["runs"].as_array().cloned().unwrap_or_default()
+}
+
 /// Polls `GET /api/runs/{id}` until the run has ended, and returns it. The
 /// five-minute limit only detects a hang.
 pub async fn wait_ended(base: &str, api_token: &str, id: &str) -> serde_json::Value {
