@@ -113,6 +113,30 @@ async fn base_spec(
     Ok((spec, None))
 }
 
+/// Who runs this command: the login of the process's user from the system's
+/// user database, else `$USER`/`$LOGNAME`, else `uid-N`; never "unknown".
+fn local_user() -> String {
+    pick_user(
+        whoami::fallible::username().ok(),
+        |k| std::env::var(k).ok(),
+        // SAFETY: getuid has no preconditions and cannot fail.
+        unsafe { libc::getuid() },
+    )
+}
+
+fn pick_user(passwd: Option<String>, env: impl Fn(&str) -> Option<String>, uid: u32) -> String {
+    let usable = |s: &String| {
+        let s = s.trim();
+        !s.is_empty() && !s.eq_ignore_ascii_case("unknown") && !s.chars().any(char::is_control)
+    };
+    passwd
+        .filter(usable)
+        .or_else(|| env("USER").filter(usable))
+        .or_else(|| env("LOGNAME").filter(usable))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| format!("uid-{uid}"))
+}
+
 /// The flags every member shares, and who asked.
 fn apply_flags(base: &mut RunSpec, args: &RunArgs) {
     base.model = args.model.clone();
@@ -126,9 +150,7 @@ fn apply_flags(base: &mut RunSpec, args: &RunArgs) {
     base.timeout_secs = args.timeout.as_secs().max(1);
     base.max_turns = args.max_turns;
     base.test_command = args.test_cmd.clone();
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = local_user();
     base.requested_by = Some(format!("cli:{user}"));
     base.origin = Some(errand_core::Origin::Cli { user });
 }
@@ -318,4 +340,22 @@ fn report(
         print_outcome(rec);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_requester_is_a_real_user_never_unknown() {
+        let none = |_: &str| None;
+        let env = |k: &str| (k == "LOGNAME").then(|| "ada".to_string());
+        assert_eq!(pick_user(Some("root".into()), env, 0), "root");
+        assert_eq!(pick_user(None, env, 1000), "ada");
+        assert_eq!(pick_user(Some("Unknown".into()), none, 1000), "uid-1000");
+        assert_eq!(pick_user(Some(" \n".into()), none, 7), "uid-7");
+        // This process's user, as the system knows it.
+        let me = local_user();
+        assert!(!me.is_empty() && me != "unknown", "{me}");
+    }
 }
