@@ -211,7 +211,7 @@ impl Gateway {
         self: Arc<Self>,
         listener: tokio::net::UnixListener,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).await
+        axum::serve(listener, self.router().into_make_service()).await
     }
 
     /// Per (model, harness) counters since the gateway started.

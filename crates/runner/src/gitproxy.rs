@@ -220,7 +220,7 @@ impl GitProxy {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let router = self.router();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(listener, router.into_make_service()).await;
         });
         Ok(Serving {
             path: path.to_path_buf(),
@@ -818,7 +818,7 @@ impl Hub {
                 let addr = listener.local_addr()?;
                 let router = self.router();
                 tokio::spawn(async move {
-                    let _ = axum::serve(listener, router).await;
+                    let _ = axum::serve(listener, router.into_make_service()).await;
                 });
                 Ok::<_, GitProxyError>(addr)
             })

@@ -45,7 +45,7 @@ pub async fn serve(
     // Scripts and tests read the address from this line.
     eprintln!("errand serve: listening on http://{bound}");
     tracing::info!(address = %bound, "listening");
-    axum::serve(listener, app(service.state))
+    axum::serve(listener, app(service.state).into_make_service())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("the HTTP server failed")?;

@@ -167,7 +167,7 @@ pub async fn run(args: ViewArgs) -> Result<std::process::ExitCode> {
         open_browser(&url);
     }
     let shutdown = signal::shutdown_token();
-    axum::serve(listener, view.router())
+    axum::serve(listener, view.router().into_make_service())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("the viewer's HTTP server failed")?;
