@@ -243,10 +243,17 @@ impl Gate {
                 .filter_map(|c| c.parent().map(Path::to_path_buf)),
         );
         let mut denied: HashSet<PathBuf> = HashSet::new();
+        // Each directory once: `PATH`, the known places and the candidates'
+        // parents name the same few directories many times over (`/bin` is
+        // `/usr/bin` on most systems), and each scan stats every entry.
+        let mut scanned: HashSet<PathBuf> = HashSet::new();
         for d in &dirs {
             let Ok(canon) = std::fs::canonicalize(d) else {
                 continue;
             };
+            if !scanned.insert(canon.clone()) {
+                continue;
+            }
             let Ok(entries) = std::fs::read_dir(&canon) else {
                 continue;
             };
