@@ -72,6 +72,10 @@ const AGENT_UID: u32 = 1000;
 /// The local backend: bubblewrap on this machine, one sandbox per process.
 pub struct LocalSandbox {
     bwrap: Option<PathBuf>,
+    /// Set once bubblewrap has been seen to create namespaces here: a server
+    /// starting many runs probes once, not once per run (a failed probe is
+    /// tried again; a sandbox that later fails to start fails its run anyway).
+    usable: std::sync::OnceLock<()>,
 }
 
 impl LocalSandbox {
@@ -79,6 +83,7 @@ impl LocalSandbox {
     pub fn new() -> Self {
         LocalSandbox {
             bwrap: find_on_path("bwrap"),
+            usable: std::sync::OnceLock::new(),
         }
     }
 
@@ -279,6 +284,9 @@ impl Sandbox for LocalSandbox {
 
     async fn check(&self) -> Result<(), SandboxError> {
         let bwrap = self.bwrap()?;
+        if self.usable.get().is_some() {
+            return Ok(());
+        }
         let mut cmd = errand_proc::Cmd::new(bwrap);
         cmd.args([
             "--unshare-user",
@@ -292,6 +300,7 @@ impl Sandbox for LocalSandbox {
         .stdin(Stdio::null());
         let out = cmd.tokio().output().await.map_err(SandboxError::Spawn)?;
         if out.status.success() {
+            let _ = self.usable.set(());
             Ok(())
         } else {
             Err(SandboxError::Unavailable(format!(
@@ -647,6 +656,7 @@ mod tests {
     fn arguments_expose_only_what_the_spec_names() {
         let sb = LocalSandbox {
             bwrap: Some("/usr/bin/bwrap".into()),
+            usable: std::sync::OnceLock::new(),
         };
         let spec = SandboxSpec {
             name: "abc".into(),
@@ -791,5 +801,49 @@ mod tests {
         // bwrap closed both descriptors: nothing inside can read them again.
         assert!(!text.contains("memfd:"), "{text}");
         assert_eq!(std::fs::read_to_string(&canary).unwrap(), "canary");
+    }
+
+    /// A usable bubblewrap is probed once per sandbox (a server's runs share
+    /// it); an unusable one is probed again each time and keeps failing.
+    #[tokio::test]
+    async fn the_namespace_probe_is_remembered_only_when_it_succeeds() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let (fake, calls, verdict) = (
+            d.path().join("bwrap"),
+            d.path().join("calls"),
+            d.path().join("verdict"),
+        );
+        // A stand-in that counts its calls and exits as `verdict` says.
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho x >> {}\nexit $(cat {})\n",
+                calls.display(),
+                verdict.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let count = || {
+            std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        let sb = LocalSandbox {
+            bwrap: Some(fake.clone()),
+            usable: std::sync::OnceLock::new(),
+        };
+        std::fs::write(&verdict, "1").unwrap();
+        assert!(sb.check().await.is_err());
+        assert!(sb.check().await.is_err());
+        assert!(sb.usable.get().is_none());
+        std::fs::write(&verdict, "0").unwrap();
+        let before = count();
+        sb.check().await.unwrap();
+        sb.check().await.unwrap();
+        sb.check().await.unwrap();
+        assert_eq!(count(), before + 1, "probed once while it works");
     }
 }
