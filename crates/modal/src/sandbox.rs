@@ -376,6 +376,13 @@ impl ModalSandbox {
 
     /// Unpacks the workspace, HOME, `/tmp` and the read-only mounts inside.
     async fn ship_in(&self, rb: &RunBox, spec: &SandboxSpec) -> Result<(), SandboxError> {
+        // As the other backends do: the run's own directories exist (empty
+        // ones are shipped as empty directories).
+        for dir in [&spec.workspace, &spec.home, &spec.tmp] {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                SandboxError::Setup(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
         let mut entries: Vec<(PathBuf, String)> = vec![
             (spec.workspace.clone(), paths::WORKSPACE.to_string()),
             (spec.home.clone(), paths::HOME.to_string()),
@@ -453,11 +460,13 @@ fn pack(entries: &[(PathBuf, String)]) -> std::io::Result<Vec<u8>> {
     b.follow_symlinks(false);
     for (host, inside) in entries {
         let name = inside.trim_start_matches('/');
-        let meta = std::fs::symlink_metadata(host)?;
+        let at =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", host.display()));
+        let meta = std::fs::symlink_metadata(host).map_err(at)?;
         if meta.is_dir() {
-            b.append_dir_all(name, host)?;
+            b.append_dir_all(name, host).map_err(at)?;
         } else {
-            b.append_path_with_name(host, name)?;
+            b.append_path_with_name(host, name).map_err(at)?;
         }
     }
     b.into_inner()
