@@ -1,14 +1,23 @@
-//! Load benchmark of `errand serve`: N synthetic runs at once, each a scripted
-//! harness (no model) that emits events at a set rate from inside its sandbox,
-//! every run followed by its own SSE client. Prints, per N and per database:
-//! events per second ingested into the store, p50/p99 latency from an event's
-//! emission inside the sandbox to its arrival at an SSE client, and the
-//! server's resident memory per active run.
+//! Load benchmark of `errand serve`, in two modes (ERRAND_LOAD_MODE):
 //!
-//! `cargo bench -p errand-cli --bench load` — ERRAND_LOAD_N (default "10,100"),
-//! ERRAND_LOAD_EVENTS per run (default 20), ERRAND_LOAD_INTERVAL seconds between
-//! events (default 0.2), ERRAND_LOAD_DATABASES (default "sqlite,postgres";
-//! PostgreSQL from ERRAND_TEST_DATABASE_URL or the scripts/setup default).
+//! * `events` (default): N synthetic runs at once, each a scripted harness (no
+//!   model) that emits events at a set rate from inside its sandbox, every run
+//!   followed by its own SSE client. Prints, per N and per database: events per
+//!   second ingested into the store, p50/p99 latency from an event's emission
+//!   inside the sandbox to its arrival at an SSE client, and the server's
+//!   resident memory per active run. ERRAND_LOAD_N (default "10,100"),
+//!   ERRAND_LOAD_EVENTS per run (default 20), ERRAND_LOAD_INTERVAL seconds
+//!   between events (default 0.2).
+//! * `start`: run start throughput. ERRAND_LOAD_STARTS runs (default 200) are
+//!   queued at once through the API on a server with ERRAND_LOAD_WORKERS
+//!   workers (default "16"); each run's harness is trivial (it prints the time
+//!   it started, inside its local sandbox, and exits). Prints runs started per
+//!   second (first queued → last started) and p50/p99 from queued (the
+//!   request sent) to harness started (the time the harness printed).
+//!
+//! `cargo bench -p errand-cli --bench load`; ERRAND_LOAD_DATABASES (default
+//! "sqlite,postgres"; PostgreSQL from ERRAND_TEST_DATABASE_URL or the
+//! scripts/setup default).
 
 #![allow(clippy::disallowed_methods)] // benchmarks start their own fixtures
 
@@ -16,6 +25,7 @@ mod common;
 use common::{now_ns, pct, rss_kib};
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,6 +55,31 @@ fn main() {
         .unwrap_or(0.2);
     let dbs = std::env::var("ERRAND_LOAD_DATABASES").unwrap_or_else(|_| "sqlite,postgres".into());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    if std::env::var("ERRAND_LOAD_MODE").as_deref() == Ok("start") {
+        let runs: usize = std::env::var("ERRAND_LOAD_STARTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        let workers: Vec<usize> = std::env::var("ERRAND_LOAD_WORKERS")
+            .unwrap_or_else(|_| "16".into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+        println!("errand serve run start throughput: {runs} runs queued at once, trivial harness, local sandbox");
+        println!(
+            "{:<9} {:>7} {:>8} {:>10} {:>14} {:>14}",
+            "database", "workers", "runs", "runs/s", "p50 q→started", "p99 q→started"
+        );
+        for db in dbs.split(',').map(str::trim) {
+            for &w in &workers {
+                match rt.block_on(start(db, runs, w)) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => println!("{db:<9} {w:>7}  skipped: {e}"),
+                }
+            }
+        }
+        return;
+    }
     println!("errand serve under load: {events} events per run, one every {interval}s, one SSE client per run");
     println!(
         "{:<9} {:>5} {:>14} {:>12} {:>12} {:>16}",
@@ -60,21 +95,34 @@ fn main() {
     }
 }
 
-async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String, String> {
+/// A running `errand serve` with its own home, database, repository and a
+/// `synthetic` harness running `script`.
+struct Fixture {
+    base: String,
+    token: String,
+    pid: u32,
+    repo: PathBuf,
+    _server: Proc,
+    _tmp: tempfile::TempDir,
+}
+
+fn git(repo: &Path, args: &[&str]) -> Result<(), String> {
+    Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .status()
+        .map_err(|e| e.to_string())
+        .map(drop)
+}
+
+async fn serve(db: &str, name: &str, script: &str, workers: usize) -> Result<Fixture, String> {
     let errand = env!("CARGO_BIN_EXE_errand");
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let agent = tmp.path().join("agent");
     std::fs::create_dir_all(&agent).map_err(|e| e.to_string())?;
-    // Each event carries the time it was emitted inside the sandbox.
-    std::fs::write(
-        agent.join("agent.sh"),
-        format!(
-            "echo '{{\"type\":\"session_start\"}}'\ni=0\nwhile [ $i -lt {events} ]; do\n  echo \"{{\\\"type\\\":\\\"notice\\\",\\\"message\\\":\\\"$(date +%s%N)\\\"}}\"\n  i=$((i+1)); sleep {interval}\ndone\necho '{{\"type\":\"result\",\"is_error\":false,\"usage\":{{}}}}'\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let name = format!("errand_load_{}_{}", std::process::id(), n);
-    let url = common::database_url(db, &name, tmp.path())?;
+    std::fs::write(agent.join("agent.sh"), script).map_err(|e| e.to_string())?;
+    let url = common::database_url(db, name, tmp.path())?;
     let config = tmp.path().join("config.toml");
     std::fs::write(
         &config,
@@ -83,8 +131,9 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
     .map_err(|e| e.to_string())?;
     let repo = tmp.path().join("repo");
     std::fs::create_dir_all(&repo).map_err(|e| e.to_string())?;
-    for args in [
-        &["init", "-q", "-b", "main"][..],
+    git(&repo, &["init", "-q", "-b", "main"])?;
+    git(
+        &repo,
         &[
             "-c",
             "user.name=b",
@@ -96,14 +145,7 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
             "-m",
             "init",
         ],
-    ] {
-        Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(args)
-            .status()
-            .map_err(|e| e.to_string())?;
-    }
+    )?;
     let env = |c: &mut Command| {
         c.env("ERRAND_HOME", tmp.path().join("home"))
             .env("ERRAND_CONFIG", &config)
@@ -122,7 +164,7 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
             "--listen",
             "127.0.0.1:0",
             "--workers",
-            &n.to_string(),
+            &workers.to_string(),
         ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
@@ -140,8 +182,26 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let _server = Proc(child);
+    let server = Proc(child);
     tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(Fixture {
+        base,
+        token,
+        pid,
+        repo,
+        _server: server,
+        _tmp: tmp,
+    })
+}
+
+async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String, String> {
+    // Each event carries the time it was emitted inside the sandbox.
+    let script = format!(
+        "echo '{{\"type\":\"session_start\"}}'\ni=0\nwhile [ $i -lt {events} ]; do\n  echo \"{{\\\"type\\\":\\\"notice\\\",\\\"message\\\":\\\"$(date +%s%N)\\\"}}\"\n  i=$((i+1)); sleep {interval}\ndone\necho '{{\"type\":\"result\",\"is_error\":false,\"usage\":{{}}}}'\n"
+    );
+    let name = format!("errand_load_{}_{}", std::process::id(), n);
+    let fx = serve(db, &name, &script, n).await?;
+    let (base, token, pid, repo) = (fx.base.clone(), fx.token.clone(), fx.pid, fx.repo.clone());
     let idle_rss = rss_kib(pid);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(n + 10)
@@ -241,5 +301,102 @@ async fn one(db: &str, n: usize, events: usize, interval: f64) -> Result<String,
         p50,
         p99,
         per_run
+    ))
+}
+
+/// Run start throughput: `runs` runs queued at once, each harness printing
+/// the time it started and exiting.
+async fn start(db: &str, runs: usize, workers: usize) -> Result<String, String> {
+    let script = "echo \"{\\\"type\\\":\\\"notice\\\",\\\"message\\\":\\\"$(date +%s%N)\\\"}\"\necho '{\"type\":\"result\",\"is_error\":false,\"usage\":{}}'\n";
+    let name = format!("errand_start_{}_{}", std::process::id(), workers);
+    let fx = serve(db, &name, script, workers).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let repo = fx.repo.to_string_lossy().into_owned();
+    let first = now_ns();
+    let queued: Vec<(String, u128)> = futures::stream::iter(0..runs)
+        .map(|i| {
+            let (http, fx, repo) = (&http, &fx, &repo);
+            async move {
+                let sent = now_ns();
+                let r: serde_json::Value = http
+                    .post(format!("{}/api/v1/runs", fx.base))
+                    .bearer_auth(&fx.token)
+                    .json(&serde_json::json!({"prompt": format!("start {i}"), "harness": "synthetic", "repo": repo}))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let id = r["id"].as_str().ok_or("no id")?.to_string();
+                Ok::<_, String>((id, sent))
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    // Wait until every run has ended.
+    let deadline = Instant::now() + Duration::from_secs(120 + runs as u64);
+    loop {
+        let m = http
+            .get(format!("{}/metrics", fx.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let count = |state: &str| -> usize {
+            m.lines()
+                .find_map(|l| l.strip_prefix(&format!("errand_runs{{state=\"{state}\"}} ")))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let ended = count("succeeded") + count("failed") + count("cancelled") + count("timed_out");
+        if ended >= runs {
+            if count("succeeded") < runs {
+                return Err(format!(
+                    "only {} of {runs} runs succeeded",
+                    count("succeeded")
+                ));
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {ended} of {runs} runs ended in time"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut waits = Vec::new();
+    let mut last = 0u128;
+    for (id, sent) in &queued {
+        let body = http
+            .get(format!("{}/api/v1/runs/{id}/events", fx.base))
+            .bearer_auth(&fx.token)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let started = body
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["message"].as_str().and_then(|m| m.parse::<u128>().ok()))
+            .ok_or_else(|| format!("run {id} has no start time"))?;
+        last = last.max(started);
+        waits.push(started.saturating_sub(*sent) as f64 / 1e6);
+    }
+    let span = last.saturating_sub(first) as f64 / 1e9;
+    Ok(format!(
+        "{db:<9} {workers:>7} {runs:>8} {:>10.1} {:>11.1} ms {:>11.1} ms",
+        runs as f64 / span,
+        pct(&mut waits, 0.5),
+        pct(&mut waits, 0.99)
     ))
 }
