@@ -30,6 +30,7 @@ mod github_threads;
 mod guard;
 mod harnesses;
 mod logs_file;
+mod modal;
 mod retention;
 mod sandbox;
 mod server;
