@@ -102,7 +102,10 @@ async fn claude_code_commits_on_a_branch_in_a_modal_sandbox_on_the_fake() {
     assert_eq!(f.violations(), Vec::<String>::new());
     let calls = f.calls();
     for rpc in ["AppGetOrCreate", "SandboxCreate", "SandboxTerminate"] {
-        assert!(calls.iter().any(|c| c == rpc), "{rpc} not called: {calls:?}");
+        assert!(
+            calls.iter().any(|c| c == rpc),
+            "{rpc} not called: {calls:?}"
+        );
     }
     assert!(!f.injected().is_empty(), "no fault injected");
     // Nothing is left running.
