@@ -33,13 +33,36 @@ pub type Subscription = broadcast::Receiver<Batch>;
 /// payload `RUN_ID FIRST_SEQ LAST_SEQ`.
 pub(crate) const PG_CHANNEL: &str = "errand_events";
 
-/// Parses a [`PG_CHANNEL`] payload.
-pub(crate) fn parse_notice(payload: &str) -> Option<(RunId, u64, u64)> {
+/// A [`PG_CHANNEL`] payload: events `first..=last` of `run` were stored by
+/// the hub `origin` ([`Live::id`]).
+pub(crate) fn notice(run: RunId, first: u64, last: u64, origin: &str) -> String {
+    format!("{run} {first} {last} {origin}")
+}
+
+/// A parsed [`PG_CHANNEL`] payload.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Notice<'a> {
+    pub run: RunId,
+    pub first: u64,
+    pub last: u64,
+    /// The hub whose writer stored them; `None` from a node that does not say
+    /// (errand before the origin was added).
+    pub origin: Option<&'a str>,
+}
+
+/// Parses a [`PG_CHANNEL`] payload ([`notice`], or the older form without the origin).
+pub(crate) fn parse_notice(payload: &str) -> Option<Notice<'_>> {
     let mut parts = payload.split(' ');
     let run = parts.next()?.parse().ok()?;
     let first = parts.next()?.parse().ok()?;
     let last = parts.next()?.parse().ok()?;
-    (parts.next().is_none() && first <= last).then_some((run, first, last))
+    let origin = parts.next();
+    (parts.next().is_none() && first <= last).then_some(Notice {
+        run,
+        first,
+        last,
+        origin,
+    })
 }
 
 /// Where a watcher resumes publishing `run` when the database says events
@@ -61,6 +84,9 @@ const CAPACITY: usize = 256;
 /// The hub of one store: per watched run, a broadcast channel and the last
 /// sequence number published on it.
 pub(crate) struct Live {
+    /// This hub's random name, carried in its writer's notices so its own
+    /// watcher skips them: what this process stored it publishes itself.
+    pub(crate) id: String,
     runs: Mutex<HashMap<RunId, Entry>>,
     /// Whether the store's watcher task is running.
     watching: AtomicBool,
@@ -71,6 +97,7 @@ pub(crate) struct Live {
 impl Default for Live {
     fn default() -> Self {
         Live {
+            id: uuid::Uuid::new_v4().simple().to_string(),
             runs: Mutex::default(),
             watching: AtomicBool::new(false),
             primed: tokio::sync::watch::channel(false).0,
@@ -181,6 +208,23 @@ mod tests {
                 message: format!("e{seq}"),
             },
         }
+    }
+
+    #[test]
+    fn notices_name_their_hub_and_older_ones_still_parse() {
+        let run = RunId::new();
+        let a = Live::default();
+        assert_ne!(a.id, Live::default().id, "each hub has its own name");
+        let n = notice(run, 3, 7, &a.id);
+        let parsed = parse_notice(&n).expect("parses");
+        assert_eq!((parsed.run, parsed.first, parsed.last), (run, 3, 7));
+        assert_eq!(parsed.origin, Some(a.id.as_str()));
+        let older = format!("{run} 3 7");
+        let old = parse_notice(&older).expect("the older form parses");
+        assert_eq!(old.origin, None);
+        assert_eq!(parse_notice(&format!("{run} 7 3 x")), None, "first after last");
+        assert_eq!(parse_notice(&format!("{run} 3 7 x y")), None, "too many parts");
+        assert_eq!(parse_notice("nonsense 1 2"), None);
     }
 
     #[test]

@@ -95,9 +95,15 @@ impl PgStore {
             match next {
                 Err(_quiet) => {}
                 Ok(Ok(Some(n))) => {
-                    let Some((run, first, last)) = parse_notice(n.payload()) else {
+                    let Some(notice) = parse_notice(n.payload()) else {
                         continue;
                     };
+                    // This process's own writes: its writer publishes them
+                    // after the commit, so reading them back is waste.
+                    if notice.origin == Some(store.live.id.as_str()) {
+                        continue;
+                    }
+                    let (run, first, last) = (notice.run, notice.first, notice.last);
                     if let Some(published) = store.live.published(run) {
                         if last > published {
                             let after = resume_after(published, first);

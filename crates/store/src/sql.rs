@@ -109,7 +109,7 @@ macro_rules! impl_store {
                 mut queue: tokio::sync::mpsc::UnboundedReceiver<$crate::commit::Write>,
             ) {
                 while let Some(group) = $crate::commit::next_group(&mut queue).await {
-                    let outcome = Self::store_group(&pool, &group).await;
+                    let outcome = Self::store_group(&pool, &group, &live.id).await;
                     let answers: Vec<$crate::Result<()>> = match outcome {
                         Ok(()) => group.iter().map(|_| Ok(())).collect(),
                         Err(e) if group.len() == 1 => vec![Err(e)],
@@ -117,7 +117,7 @@ macro_rules! impl_store {
                         Err(_) => {
                             let mut v = Vec::with_capacity(group.len());
                             for w in &group {
-                                v.push(Self::store_group(&pool, std::slice::from_ref(w)).await);
+                                v.push(Self::store_group(&pool, std::slice::from_ref(w), &live.id).await);
                             }
                             v
                         }
@@ -134,10 +134,12 @@ macro_rules! impl_store {
                 }
             }
 
-            /// Stores a group of writes in one transaction (all or none).
+            /// Stores a group of writes in one transaction (all or none);
+            /// `origin` names the hub in PostgreSQL's notices.
             async fn store_group(
                 pool: &sqlx::Pool<$db>,
                 group: &[$crate::commit::Write],
+                origin: &str,
             ) -> $crate::Result<()> {
                 use $crate::commit::Rows;
                 use $crate::common::{clean_line, encode_event, millis, to_i64};
@@ -171,7 +173,7 @@ macro_rules! impl_store {
                                 // Delivered to every listening node when (and only if) this commits.
                                 sqlx::query("SELECT pg_notify($1, $2)")
                                     .bind($crate::live::PG_CHANNEL)
-                                    .bind(format!("{run} {} {}", first.seq, last.seq))
+                                    .bind($crate::live::notice(w.run, first.seq, last.seq, origin))
                                     .execute(&mut *tx)
                                     .await?;
                             }
