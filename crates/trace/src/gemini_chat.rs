@@ -38,6 +38,10 @@ pub struct GeminiChatParser {
     session_id: Option<String>,
     /// What each message id has given so far.
     seen: HashMap<String, Given>,
+    /// The record being read held a part that could not be read (a tool
+    /// call without id or name): the whole record is kept as `Raw` beside
+    /// the events of its readable parts.
+    unread: bool,
 }
 
 #[derive(Debug, Default)]
@@ -75,7 +79,14 @@ impl GeminiChatParser {
         let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
             return raw();
         };
-        self.record(&obj).unwrap_or_else(raw)
+        self.unread = false;
+        let mut events = self.record(&obj).unwrap_or_else(raw);
+        if std::mem::take(&mut self.unread)
+            && !events.iter().any(|e| matches!(e, EventKind::Raw { .. }))
+        {
+            events.extend(raw());
+        }
+        events
     }
 
     /// A whole `.json` chat (one document): its metadata and every message,
@@ -89,11 +100,17 @@ impl GeminiChatParser {
             self.metadata(obj).into_iter().map(|k| (None, k)).collect();
         for message in messages {
             let id = message.get("id").and_then(Value::as_str).map(str::to_owned);
+            self.unread = false;
+            let raw = EventKind::Raw {
+                line: message.to_string(),
+            };
             let events = match message.as_object().and_then(|m| self.message(m)) {
+                Some(mut events) if std::mem::take(&mut self.unread) => {
+                    events.push(raw);
+                    events
+                }
                 Some(events) => events,
-                None => vec![EventKind::Raw {
-                    line: message.to_string(),
-                }],
+                None => vec![raw],
             };
             out.extend(events.into_iter().map(|k| (id.clone(), k)));
         }
@@ -152,7 +169,7 @@ impl GeminiChatParser {
         let given = self.seen.entry(id).or_default();
         match kind {
             "user" => Some(user(given, obj)),
-            "gemini" => Some(gemini(given, obj)),
+            "gemini" => Some(gemini(given, obj, &mut self.unread)),
             "info" | "warning" | "error" => {
                 if given.user {
                     return Some(Vec::new());
@@ -203,7 +220,8 @@ fn user(given: &mut Given, obj: &Map<String, Value>) -> Vec<EventKind> {
 }
 
 /// A model message: thoughts, text, tool calls and their results, usage.
-fn gemini(given: &mut Given, obj: &Map<String, Value>) -> Vec<EventKind> {
+/// `unread` is set when a tool call could not be read.
+fn gemini(given: &mut Given, obj: &Map<String, Value>, unread: &mut bool) -> Vec<EventKind> {
     let mut events = Vec::new();
     if let Some(thoughts) = obj.get("thoughts").and_then(Value::as_array) {
         for thought in thoughts.iter().skip(given.thoughts) {
@@ -237,7 +255,10 @@ fn gemini(given: &mut Given, obj: &Map<String, Value>) -> Vec<EventKind> {
     let model = obj.get("model").and_then(Value::as_str);
     if let Some(calls) = obj.get("toolCalls").and_then(Value::as_array) {
         for call in calls {
-            events.extend(tool_call(given, call));
+            match tool_call(given, call) {
+                Some(more) => events.extend(more),
+                None => *unread = true,
+            }
         }
     }
     if let Some(usage) = obj.get("tokens").and_then(|t| usage(t, &given.usage)) {
@@ -251,15 +272,16 @@ fn gemini(given: &mut Given, obj: &Map<String, Value>) -> Vec<EventKind> {
     events
 }
 
-fn tool_call(given: &mut Given, call: &Value) -> Vec<EventKind> {
+/// The events of one tool call; `None` when it has no id or name (the
+/// caller keeps the whole record as `Raw`: a `Raw` always holds what was
+/// fed, never a piece of it).
+fn tool_call(given: &mut Given, call: &Value) -> Option<Vec<EventKind>> {
     let mut events = Vec::new();
     let (Some(id), Some(name)) = (
         call.get("id").and_then(Value::as_str),
         call.get("name").and_then(Value::as_str),
     ) else {
-        return vec![EventKind::Raw {
-            line: call.to_string(),
-        }];
+        return None;
     };
     let args = match call.get("args") {
         Some(a @ Value::Object(_)) => a.clone(),
@@ -283,7 +305,7 @@ fn tool_call(given: &mut Given, call: &Value) -> Vec<EventKind> {
     let result = call.get("result").and_then(Value::as_array);
     let done = result.is_some() || matches!(status, Some("success" | "error" | "cancelled"));
     if !done || given.results.contains(id) {
-        return events;
+        return Some(events);
     }
     given.results.insert(id.to_owned());
     let parts: &[Value] = result.map_or(&[], Vec::as_slice);
@@ -306,7 +328,7 @@ fn tool_call(given: &mut Given, call: &Value) -> Vec<EventKind> {
         exit_code,
     });
     events.extend(images(parts, Some(id)));
-    events
+    Some(events)
 }
 
 /// What a call gave back to the model: its function response's `output`
@@ -450,6 +472,14 @@ mod tests {
                 "{line}: {kinds:?}"
             );
         }
+        // A message whose one tool call cannot be read gives its readable
+        // parts and keeps the whole line, never a piece of it.
+        let partly = r#"{"id":"x3","type":"gemini","content":"hi","toolCalls":[{"id":"c9"},{"id":"c8","name":"run_shell_command","args":{"command":"ls"}}]}"#;
+        let kinds = p.push_line(partly);
+        assert!(
+            matches!(&kinds[..], [EventKind::AssistantMessage { .. }, EventKind::ToolCall { .. }, EventKind::Raw { line }] if line == partly),
+            "{kinds:?}"
+        );
         assert!(p.push_line(r#"{"$set":{"lastUpdated":"x"}}"#).is_empty());
         assert!(matches!(
             &p.push_line(r#"{"$rewindTo":"m1"}"#)[..],
