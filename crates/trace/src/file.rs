@@ -134,6 +134,10 @@ fn parse_document(text: &str) -> Option<ParsedTrace> {
     }
     let doc: Value = match serde_json::from_str(text) {
         Ok(doc) => doc,
+        // A first line that is JSON on its own starts lines of JSON, not
+        // one damaged document ([`parse_reader`] tells them apart the same
+        // way, so both read a file alike).
+        Err(_) if first_line_is_json(text) => return None,
         Err(e) => return damaged_document(text, &e),
     };
     let mut parser = GeminiChatParser::new();
@@ -183,6 +187,13 @@ fn parse_document(text: &str) -> Option<ParsedTrace> {
         });
     }
     Some(out)
+}
+
+/// Whether the first non-blank line of `text` is a JSON value by itself.
+fn first_line_is_json(text: &str) -> bool {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| serde_json::from_str::<serde::de::IgnoredAny>(l.trim()).is_ok())
 }
 
 /// A saved chat document that does not parse (cut short while written, or
@@ -601,6 +612,23 @@ mod tests {
         assert_eq!(lines, [("a", true), ("b", true), ("", true), ("c", false)]);
         assert_eq!(split_lines("a\n").count(), 1);
         assert_eq!(split_lines("").count(), 0);
+    }
+
+    #[test]
+    fn lines_of_json_with_a_damaged_one_are_read_alike_whole_and_streamed() {
+        // Found by the trace fuzz target: a first line that is a whole JSON
+        // object, then a broken line naming a Gemini chat's keys. Read whole
+        // it was a damaged one-document chat, streamed it was lines of JSON.
+        let text = "{\"type\":\"system\",\"subtype\":\"x\"}\n{\"$set\":{\"st{\"sessionId\":\"s\",\"projectHash\":\"p\"\n";
+        let whole = parse_trace(text);
+        let streamed = parse_reader(text.as_bytes()).ok();
+        assert_eq!(Some(&whole), streamed.as_ref());
+        assert_ne!(whole.format, Some(TraceFormat::GeminiChat), "{whole:?}");
+        // A chat document damaged after its first line is still told.
+        let damaged = "{\n  \"sessionId\": \"s\",\n  \"projectHash\": \"p\",\n  \"messages\": [ oops\n";
+        let whole = parse_trace(damaged);
+        assert_eq!(whole.format, Some(TraceFormat::GeminiChat));
+        assert_eq!(Some(&whole), parse_reader(damaged.as_bytes()).ok().as_ref());
     }
 
     #[test]
