@@ -130,7 +130,9 @@ fn server() {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
-            axum::serve(listener, errand_server::app(state).into_make_service()).await.ok();
+            axum::serve(listener, errand_server::app(state).into_make_service())
+                .await
+                .ok();
         });
         let ids: Vec<String> = runs.iter().map(|r| r.to_string()).collect();
         println!("ready {addr} {secret} {}", ids.join(" "));

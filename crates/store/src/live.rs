@@ -222,8 +222,16 @@ mod tests {
         let older = format!("{run} 3 7");
         let old = parse_notice(&older).expect("the older form parses");
         assert_eq!(old.origin, None);
-        assert_eq!(parse_notice(&format!("{run} 7 3 x")), None, "first after last");
-        assert_eq!(parse_notice(&format!("{run} 3 7 x y")), None, "too many parts");
+        assert_eq!(
+            parse_notice(&format!("{run} 7 3 x")),
+            None,
+            "first after last"
+        );
+        assert_eq!(
+            parse_notice(&format!("{run} 3 7 x y")),
+            None,
+            "too many parts"
+        );
         assert_eq!(parse_notice("nonsense 1 2"), None);
     }
 

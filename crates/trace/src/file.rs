@@ -625,7 +625,8 @@ mod tests {
         assert_eq!(Some(&whole), streamed.as_ref());
         assert_ne!(whole.format, Some(TraceFormat::GeminiChat), "{whole:?}");
         // A chat document damaged after its first line is still told.
-        let damaged = "{\n  \"sessionId\": \"s\",\n  \"projectHash\": \"p\",\n  \"messages\": [ oops\n";
+        let damaged =
+            "{\n  \"sessionId\": \"s\",\n  \"projectHash\": \"p\",\n  \"messages\": [ oops\n";
         let whole = parse_trace(damaged);
         assert_eq!(whole.format, Some(TraceFormat::GeminiChat));
         assert_eq!(Some(&whole), parse_reader(damaged.as_bytes()).ok().as_ref());

@@ -557,10 +557,19 @@ mod tests {
             revoked: Mutex::new(Vec::new()),
         };
         let access = forge.grant("o", "r", true).await.expect("grant");
-        assert!(forge.renew_if_expiring(&access, &|_| {}).await.expect("renew"));
-        assert!(forge.renew_if_expiring(&access, &|_| {}).await.expect("renew"));
+        assert!(forge
+            .renew_if_expiring(&access, &|_| {})
+            .await
+            .expect("renew"));
+        assert!(forge
+            .renew_if_expiring(&access, &|_| {})
+            .await
+            .expect("renew"));
         forge.revoke(&access).await;
-        let revoked = forge.revoked.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let revoked = forge
+            .revoked
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         // Long dead: not asked; just expired: revoked; the current one: revoked.
         assert_eq!(revoked, ["secret-1", "secret-2"], "{revoked:?}");
     }
