@@ -199,6 +199,20 @@ pub async fn service(paths: &Paths, opts: ServiceOptions<'_>) -> Result<Service>
         );
     }
     state.local_repos = Arc::new(local_repos);
+    state.policy = Arc::new(errand_server::newrun::RunPolicy {
+        models: cfg.gateway.models.clone(),
+        sandbox: cfg.sandbox.backend.clone(),
+        runs_here: opts.workers != Some(0),
+        env_set: cfg
+            .harness_env()
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| k)
+            .collect(),
+        default_timeout_secs: errand_core::RunSpec::DEFAULT_TIMEOUT_SECS,
+        max_cost_usd: cfg.gateway.max_cost_usd,
+        max_tokens: cfg.gateway.max_tokens,
+    });
     if let Some(gh) = &cfg.github {
         state.github_api = gh.api_url.clone();
     }

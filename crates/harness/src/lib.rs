@@ -260,6 +260,15 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Every harness's name: the built-in ones, then the configured ones.
+    pub fn names(&self) -> Vec<String> {
+        KNOWN
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.custom.iter().map(|c| c.name.clone()))
+            .collect()
+    }
+
     /// Looks a harness up by name; configured harnesses may not shadow built-in ones.
     pub fn get(&self, name: &str) -> Result<Box<dyn Harness>, HarnessError> {
         match by_name(name) {

@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use errand_core::{RepoSource, RunId, RunRecord, RunSpec, RunState};
+use errand_core::{RunId, RunRecord, RunSpec, RunState};
 use errand_store::RunFilter;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -61,10 +61,37 @@ pub struct CreateRun {
     /// Stop the run when its model requests used this many tokens (metered by the gateway).
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// The fan-out group this run belongs to (letters, digits, `-` and `_`,
+    /// at most 64): runs of one group are compared side by side.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
+/// The harness of a run that names none.
+pub const DEFAULT_HARNESS: &str = "claude-code";
+
 fn default_harness() -> String {
-    "claude-code".into()
+    DEFAULT_HARNESS.into()
+}
+
+/// The query of `POST /api/v1/runs`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CreateQuery {
+    /// Check the run as it would be queued (the same checks, and a missing
+    /// key where this server runs its runs) and queue nothing: 200 when it
+    /// would be queued, else the error it would get.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The answer to a dry run: the run would be queued.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct DryRun {
+    /// Always true (a request that would be refused gets its error).
+    pub valid: bool,
+    /// The harness the run would use.
+    pub harness: String,
 }
 
 /// A run as the API shows it ([`RunView`]), as JSON.
@@ -72,51 +99,111 @@ pub fn run_json(r: &RunRecord) -> serde_json::Value {
     serde_json::to_value(RunView::from(r)).unwrap_or_default()
 }
 
-/// `POST /api/v1/runs`: queues a run (201, with the run).
-#[utoipa::path(post, path = "/runs", summary = "Queue a run", request_body = CreateRun, responses(
+/// `POST /api/v1/runs`: queues a run (201, with the run); with `dry_run`,
+/// only checks it (200).
+#[utoipa::path(post, path = "/runs", summary = "Queue a run (or, with dry_run, check one)", params(CreateQuery), request_body = CreateRun, responses(
     (status = 201, description = "The queued run", body = RunView),
+    (status = 200, description = "dry_run: the run would be queued", body = DryRun),
     (status = 403, description = "insufficient_scope, or local_repo_not_allowed", body = ErrorBody),
-    (status = 422, description = "invalid_request", body = ErrorBody),
+    (status = 422, description = "invalid_request (its field names the request's field when there is one)", body = ErrorBody),
 ))]
 pub async fn create_run(
     State(st): State<AppState>,
+    Query(q): Query<CreateQuery>,
     caller: Option<axum::Extension<errand_store::TokenInfo>>,
     body: Result<Json<CreateRun>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
+    let spec = check_run(&st, b, caller.map(|axum::Extension(t)| t)).await?;
+    if q.dry_run {
+        let harness = st
+            .harnesses
+            .get(&spec.harness)
+            .map_err(|e| ApiError::invalid(e.to_string()).on("harness"))?;
+        let missing = st.policy.missing_env(harness.as_ref());
+        if !missing.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "{} needs {} and this server does not have it (set it in errand's environment or with `errand secret set`)",
+                harness.name(),
+                missing.join(", ")
+            ))
+            .on("harness"));
+        }
+        let v = DryRun {
+            valid: true,
+            harness: spec.harness,
+        };
+        return Ok((StatusCode::OK, Json(v)).into_response());
+    }
+    let rec = st.store.create_run(RunId::new(), &spec).await?;
+    tracing::info!(run = %rec.id, "queued");
+    Ok((StatusCode::CREATED, Json(RunView::from(&rec))).into_response())
+}
+
+/// The run `b` asks for, checked: each refusal names its field.
+async fn check_run(
+    st: &AppState,
+    b: CreateRun,
+    caller: Option<errand_store::TokenInfo>,
+) -> Result<RunSpec, ApiError> {
     if b.prompt.trim().is_empty() {
-        return Err(ApiError::invalid(
-            "prompt is empty: say what the agent should do",
-        ));
+        return Err(
+            ApiError::invalid("prompt is empty: say what the agent should do").on("prompt"),
+        );
     }
     let harness = st
         .harnesses
         .get(&b.harness)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+        .map_err(|e| ApiError::invalid(e.to_string()).on("harness"))?;
     if b.model.is_some() && !harness.capabilities().model_choice {
         return Err(ApiError::invalid(format!(
             "{} does not let errand choose the model; drop model",
             harness.name()
-        )));
+        ))
+        .on("model"));
     }
+    if b.model.as_deref().is_some_and(|m| {
+        m.is_empty() || m.starts_with('-') || m.chars().any(|c| c.is_control() || c.is_whitespace())
+    }) {
+        return Err(ApiError::invalid(
+            "model is not a model name (empty, starts with '-', or has spaces or control characters)",
+        )
+        .on("model"));
+    }
+    st.policy.check_model(b.model.as_deref())?;
     let mut spec = RunSpec::new(b.prompt, b.harness);
-    spec.repo = b.repo.as_deref().map(RepoSource::parse);
     spec.push = b.push;
     spec.agent_git = b.agent_git;
     spec.agent_branches = b.agent_branches;
     spec.allow_force_push = b.allow_force_push;
     if b.max_cost_usd.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
-        return Err(ApiError::invalid(
-            "max_cost_usd must be a positive number of US dollars",
-        ));
+        return Err(
+            ApiError::invalid("max_cost_usd must be a positive number of US dollars")
+                .on("max_cost_usd"),
+        );
     }
     if b.max_tokens == Some(0) {
-        return Err(ApiError::invalid("max_tokens must be positive"));
+        return Err(ApiError::invalid("max_tokens must be positive").on("max_tokens"));
+    }
+    if b.timeout_secs == Some(0) {
+        return Err(ApiError::invalid("timeout_secs must be positive").on("timeout_secs"));
+    }
+    if let Some(g) = &b.group {
+        if g.is_empty()
+            || g.len() > 64
+            || !g
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(
+                ApiError::invalid("group must be 1 to 64 letters, digits, '-' or '_'").on("group"),
+            );
+        }
     }
     spec.max_cost_usd = b.max_cost_usd;
     spec.max_tokens = b.max_tokens;
     spec.check_push_options(errand_core::Naming::Fields)
-        .map_err(ApiError::invalid)?;
+        .map_err(|e| ApiError::invalid(e).on("push"))?;
     if let Some(base) = &b.base {
         if base.is_empty()
             || base.starts_with('-')
@@ -124,30 +211,33 @@ pub async fn create_run(
         {
             return Err(ApiError::invalid(
                 "base is not a branch name (empty, starts with '-', or has spaces or control characters)",
-            ));
+            )
+            .on("base"));
         }
     }
     // A repository on the server's own filesystem only under server.local_repos.
-    let repo = match b.repo.as_deref() {
-        Some(r) => Some(crate::repo::check(r, &st.local_repos).await?),
+    spec.repo = match b.repo.as_deref() {
+        Some(r) => Some(
+            crate::repo::check(r, &st.local_repos)
+                .await
+                .map_err(|e| e.on("repo"))?,
+        ),
         None => None,
     };
-    spec.repo = repo;
     spec.model = b.model;
     spec.base_branch = b.base;
+    spec.group = b.group;
     spec.timeout_secs = b
         .timeout_secs
         .unwrap_or(RunSpec::DEFAULT_TIMEOUT_SECS)
         .max(1);
     spec.max_turns = b.max_turns.unwrap_or(RunSpec::DEFAULT_MAX_TURNS);
     spec.test_command = b.test_cmd;
-    if let Some(axum::Extension(t)) = caller {
+    if let Some(t) = caller {
         spec.requested_by = Some(format!("api:{}", t.name));
         spec.origin = Some(errand_core::Origin::Api { token: t.name });
     }
-    let rec = st.store.create_run(RunId::new(), &spec).await?;
-    tracing::info!(run = %rec.id, "queued");
-    Ok((StatusCode::CREATED, Json(RunView::from(&rec))).into_response())
+    Ok(spec)
 }
 
 /// The query of `GET /api/v1/runs`.

@@ -15,6 +15,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,
+    /// The request's field the error is about, when it is about one (a
+    /// form shows the message next to it).
+    pub field: Option<&'static str>,
 }
 
 impl ApiError {
@@ -24,7 +27,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
         }
+    }
+    /// The same error, about the request's `field`.
+    pub fn on(mut self, field: &'static str) -> Self {
+        self.field = Some(field);
+        self
     }
     /// 401: no valid token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -65,6 +74,7 @@ impl IntoResponse for ApiError {
             error: crate::views::ErrorDetail {
                 code: self.code,
                 message: self.message,
+                field: self.field,
             },
         };
         (self.status, Json(body)).into_response()

@@ -22,6 +22,7 @@ mod github;
 pub mod integrations;
 pub mod localview;
 pub mod metrics;
+pub mod newrun;
 pub mod repo;
 pub mod requestlog;
 pub mod routes;
@@ -58,6 +59,9 @@ pub struct AppState {
     /// Canonical directories under which a run from the API may clone a local
     /// path (`server.local_repos`; see [`repo`]). Empty: none.
     pub local_repos: Arc<Vec<std::path::PathBuf>>,
+    /// This server's rules for new runs (allowed models, defaults, which
+    /// keys its runs get).
+    pub policy: Arc<newrun::RunPolicy>,
 }
 
 impl AppState {
@@ -71,6 +75,10 @@ impl AppState {
             integrations: None,
             github_api: errand_github::DEFAULT_API_BASE.to_string(),
             local_repos: Arc::new(Vec::new()),
+            policy: Arc::new(newrun::RunPolicy {
+                default_timeout_secs: errand_core::RunSpec::DEFAULT_TIMEOUT_SECS,
+                ..newrun::RunPolicy::default()
+            }),
         }
     }
 }

@@ -26,7 +26,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-use crate::{api, auth, metrics, sse, viewer, AppState};
+use crate::{api, auth, metrics, newrun, sse, viewer, AppState};
 
 /// Where the current version of the API lives.
 pub const V1: &str = "/api/v1";
@@ -51,6 +51,14 @@ pub const API: &[ApiRoute] = &[
     ApiRoute {
         scope: Read,
         route: || routes!(api::list_runs),
+    },
+    ApiRoute {
+        scope: Read,
+        route: || routes!(newrun::me),
+    },
+    ApiRoute {
+        scope: Read,
+        route: || routes!(newrun::options),
     },
     ApiRoute {
         scope: Read,

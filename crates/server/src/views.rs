@@ -80,6 +80,14 @@ pub struct RunView {
     pub model: Option<String>,
     /// Whether errand pushes the run's branch when it ends.
     pub push: bool,
+    /// The branch the run starts from; `null`: the remote's default branch.
+    pub base: Option<String>,
+    /// The run's time limit, in seconds.
+    pub timeout_secs: u64,
+    /// At most this many agent turns.
+    pub max_turns: u32,
+    /// The command run in the workspace after the agent finished.
+    pub test_cmd: Option<String>,
     /// Whether the agent fetches and pushes the repository itself.
     pub agent_git: bool,
     /// With agent_git: other branches the agent may push.
@@ -158,6 +166,10 @@ impl From<&RunRecord> for RunView {
             harness: r.spec.harness.clone(),
             model: r.spec.model.clone(),
             push: r.spec.push,
+            base: r.spec.base_branch.clone(),
+            timeout_secs: r.spec.timeout_secs,
+            max_turns: r.spec.max_turns,
+            test_cmd: r.spec.test_command.clone(),
             agent_git: r.spec.agent_git,
             agent_branches: r.spec.agent_branches.clone(),
             allow_force_push: r.spec.allow_force_push,
@@ -325,6 +337,11 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// What went wrong and what to do about it.
     pub message: String,
+    /// The request's field the error is about, when it is about one
+    /// (`repo`, `harness`, `model`, `base`, `prompt`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "model")]
+    pub field: Option<&'static str>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The integration tests of errand-server, one test binary (linking the crate once).
 
+mod newrun;
 mod openapi;
 mod scopes;
 mod sse;

@@ -14,7 +14,7 @@ use errand_store::{Scope, SqliteStore, Store};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-async fn token(store: &Arc<dyn Store>, scopes: &[Scope]) -> String {
+pub(crate) async fn token(store: &Arc<dyn Store>, scopes: &[Scope]) -> String {
     let secret = auth::new_secret("errand");
     store
         .create_token("t", &auth::hash(&secret), scopes)
@@ -23,7 +23,7 @@ async fn token(store: &Arc<dyn Store>, scopes: &[Scope]) -> String {
     secret
 }
 
-async fn call(
+pub(crate) async fn call(
     st: &AppState,
     token: &str,
     method: &str,

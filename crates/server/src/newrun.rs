@@ -1,0 +1,226 @@
+//! What a client needs to start a run well, for the web app's New run form:
+//! who the caller is and what its token may do ([`me`]), the choices a run
+//! may take on this server ([`options`]), and the server's own checks of a
+//! run before anything is queued ([`RunPolicy::check`], and `dry_run` on
+//! `POST /api/v1/runs`).
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use errand_store::{RunFilter, TokenInfo};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::views::ErrorBody;
+use crate::{ApiError, AppState};
+
+/// This server's rules for the runs it queues, from its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunPolicy {
+    /// `gateway.models`: the models a run may ask for (`prefix*` allowed);
+    /// empty: any model.
+    pub models: Vec<String>,
+    /// The sandbox backend runs use (`sandbox.backend`).
+    pub sandbox: String,
+    /// Whether this process runs what it queues (it has workers): only then
+    /// does it know what its runs' harnesses are given, so only then is a
+    /// missing key reported before the run starts.
+    pub runs_here: bool,
+    /// The names of the non-empty variables runs' harnesses are given.
+    pub env_set: BTreeSet<String>,
+    /// A run's time limit when the request names none.
+    pub default_timeout_secs: u64,
+    /// `gateway.max_cost_usd`: a run's cost limit when it names none.
+    pub max_cost_usd: Option<f64>,
+    /// `gateway.max_tokens`: a run's token limit when it names none.
+    pub max_tokens: Option<u64>,
+}
+
+impl RunPolicy {
+    /// Whether `model` is one runs may ask for.
+    pub fn model_allowed(&self, model: &str) -> bool {
+        self.models.is_empty()
+            || self.models.iter().any(|a| match a.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => a == model,
+            })
+    }
+
+    /// The refusal of a model outside `gateway.models`, if it is.
+    pub fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
+        match model {
+            Some(m) if !self.model_allowed(m) => Err(ApiError::invalid(format!(
+                "model {m} is not allowed on this server (allowed: {})",
+                self.models.join(", ")
+            ))
+            .on("model")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The required variables `harness` needs that its runs would not get,
+    /// when this process runs them (else none: a worker elsewhere has its
+    /// own environment).
+    pub fn missing_env(&self, harness: &dyn errand_harness::Harness) -> Vec<&'static str> {
+        if !self.runs_here {
+            return Vec::new();
+        }
+        harness
+            .env_vars()
+            .iter()
+            .filter(|v| v.required && !self.env_set.contains(v.name))
+            .map(|v| v.name)
+            .collect()
+    }
+}
+
+/// The caller: its token's name and scopes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The token's name (runs it starts are requested by `api:<name>`).
+    pub name: String,
+    /// What the token may do: `read`, `run`, `admin`.
+    pub scopes: Vec<String>,
+}
+
+/// `GET /api/v1/me`: the caller's token name and scopes, so a client shows
+/// only what the token may do (the server refuses the rest anyway).
+#[utoipa::path(get, path = "/me", summary = "The calling token's name and scopes", responses(
+    (status = 200, description = "The caller", body = Me),
+    (status = 401, description = "unauthorized", body = ErrorBody),
+))]
+pub async fn me(caller: Option<Extension<TokenInfo>>) -> Result<Json<Me>, ApiError> {
+    let Some(Extension(t)) = caller else {
+        return Err(ApiError::unauthorized("no token"));
+    };
+    Ok(Json(Me {
+        name: t.name,
+        scopes: t.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+    }))
+}
+
+/// A harness a run may use, and what it can do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HarnessOption {
+    /// Its name (`claude-code`, `codex`, …, or a configured one).
+    pub name: String,
+    /// The model can be chosen.
+    pub model_choice: bool,
+    /// A finished run can be continued with a follow-up.
+    pub follow_up: bool,
+    /// Required variables its runs on this server would not get (a run
+    /// would fail at once); empty when all are there or unknown here.
+    pub missing_env: Vec<String>,
+}
+
+/// The choices a new run may take on this server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunOptions {
+    /// Every harness, built-in first.
+    pub harnesses: Vec<HarnessOption>,
+    /// The harness a run gets when it names none.
+    pub default_harness: String,
+    /// The models runs may ask for (`prefix*` is a prefix); empty: any.
+    pub models: Vec<String>,
+    /// The sandbox backend runs use on this server.
+    pub sandbox: String,
+    /// Repositories of recent runs, newest first, as `repo` takes them.
+    pub recent_repos: Vec<String>,
+    /// Whether a repository on the server's own filesystem may be given
+    /// (under `server.local_repos`).
+    pub local_repos: bool,
+    /// A run's time limit when it names none, in seconds.
+    pub default_timeout_secs: u64,
+    /// A run's cost limit when it names none (US dollars).
+    pub max_cost_usd: Option<f64>,
+    /// A run's token limit when it names none.
+    pub max_tokens: Option<u64>,
+}
+
+/// `GET /api/v1/options`: what a new run may choose on this server.
+#[utoipa::path(get, path = "/options", summary = "What a new run may choose here: harnesses, models, recent repositories, defaults", responses(
+    (status = 200, description = "The choices", body = RunOptions),
+))]
+pub async fn options(State(st): State<AppState>) -> Result<Json<RunOptions>, ApiError> {
+    let policy = &st.policy;
+    let harnesses = st
+        .harnesses
+        .names()
+        .into_iter()
+        .filter_map(|name| {
+            let h = st.harnesses.get(&name).ok()?;
+            let caps = h.capabilities();
+            Some(HarnessOption {
+                missing_env: policy
+                    .missing_env(h.as_ref())
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+                name,
+                model_choice: caps.model_choice,
+                follow_up: caps.follow_up,
+            })
+        })
+        .collect();
+    let recent = st
+        .store
+        .list_runs(&RunFilter {
+            limit: 200,
+            ..RunFilter::default()
+        })
+        .await?;
+    let mut seen = BTreeSet::new();
+    let recent_repos = recent
+        .iter()
+        .filter_map(|r| r.spec.repo.as_ref().map(ToString::to_string))
+        .filter(|r| seen.insert(r.clone()))
+        .take(20)
+        .collect();
+    Ok(Json(RunOptions {
+        harnesses,
+        default_harness: crate::api::DEFAULT_HARNESS.to_owned(),
+        models: policy.models.clone(),
+        sandbox: policy.sandbox.clone(),
+        recent_repos,
+        local_repos: !st.local_repos.is_empty(),
+        default_timeout_secs: policy.default_timeout_secs,
+        max_cost_usd: policy.max_cost_usd,
+        max_tokens: policy.max_tokens,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_are_checked_against_the_list_with_prefixes() {
+        let p = RunPolicy {
+            models: vec!["claude-haiku-*".into(), "gpt-5".into()],
+            ..RunPolicy::default()
+        };
+        assert!(p.model_allowed("claude-haiku-4-5"));
+        assert!(p.model_allowed("gpt-5"));
+        assert!(!p.model_allowed("gpt-5-codex"));
+        let e = p.check_model(Some("claude-opus-4-1")).err();
+        assert_eq!(e.as_ref().and_then(|e| e.field), Some("model"));
+        assert!(p.check_model(None).is_ok());
+        assert!(RunPolicy::default().model_allowed("anything"));
+    }
+
+    #[test]
+    fn missing_keys_are_known_only_where_runs_run() {
+        let claude = errand_harness::by_name("claude-code").expect("built in");
+        let mut p = RunPolicy {
+            runs_here: true,
+            ..RunPolicy::default()
+        };
+        assert_eq!(p.missing_env(claude.as_ref()), ["ANTHROPIC_API_KEY"]);
+        p.env_set.insert("ANTHROPIC_API_KEY".into());
+        assert!(p.missing_env(claude.as_ref()).is_empty());
+        p.env_set.clear();
+        p.runs_here = false;
+        assert!(p.missing_env(claude.as_ref()).is_empty());
+    }
+}
