@@ -179,6 +179,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(mode: Mode) -> Router<S> {
         .route("/assets/{*path}", get(asset));
     r = match mode {
         Mode::Serve => r
+            .route("/new", get(p))
             .route("/runs/{id}", get(p))
             .route("/groups/{group}", get(p)),
         Mode::Local => r.route("/local", get(p)).route("/local/{n}", get(p)),
@@ -432,7 +433,7 @@ mod tests {
     #[tokio::test]
     async fn pages_carry_the_policy_and_assets_an_etag() {
         let (st, _, _) = setup().await;
-        for path in ["/", "/runs/abc", "/groups/g1", "/login"] {
+        for path in ["/", "/new", "/runs/abc", "/groups/g1", "/login"] {
             let resp = get(&st, path, &[]).await;
             assert_eq!(resp.status(), 200, "{path}");
             assert!(header(&resp, "content-security-policy").starts_with("default-src 'self'"));

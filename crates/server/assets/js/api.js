@@ -44,10 +44,12 @@ export function takeTokenFromFragment() {
 }
 
 export class HttpError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, field = null) {
     super(message);
     this.status = status;
     this.code = code;
+    /** The request's field the error is about (`repo`, `model`, …), when the server says. */
+    this.field = field;
   }
 }
 
@@ -66,22 +68,46 @@ export async function request(path, { method = 'GET', body, headers = {}, signal
   if (!resp.ok) {
     let code = 'http';
     let message = `${resp.status} ${resp.statusText}`;
+    let field = null;
     try {
       const v = await resp.json();
       if (v && v.error) {
         code = v.error.code || code;
         message = v.error.message || message;
+        field = typeof v.error.field === 'string' ? v.error.field : null;
       }
     } catch {
       /* not JSON */
     }
-    throw new HttpError(resp.status, code, message);
+    throw new HttpError(resp.status, code, message, field);
   }
   return resp;
 }
 
 export async function getJson(path, opts) {
   return (await request(path, opts)).json();
+}
+
+/** POSTs `body` as JSON and reads the JSON answer. */
+export async function postJson(path, body) {
+  return getJson(path, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+}
+
+let caller = null;
+
+/**
+ * The token's name and scopes (`GET /api/v1/me`), asked once per page; a
+ * token the server does not know gives `null`. Pages show only what the
+ * token may do; the server refuses the rest anyway.
+ */
+export function whoAmI() {
+  if (!caller) caller = getToken() ? getJson('/api/v1/me').catch(() => null) : Promise.resolve(null);
+  return caller;
+}
+
+/** Whether `me` (from whoAmI) holds `scope`. */
+export function may(me, scope) {
+  return Boolean(me && Array.isArray(me.scopes) && me.scopes.includes(scope));
 }
 
 /** JSON lines as an array of values; unreadable lines are skipped. */

@@ -2,7 +2,7 @@
 // navigation loads the page again); data comes from the API.
 
 import { h } from './util.js';
-import { mode, getToken, setToken, takeTokenFromFragment } from './api.js';
+import { mode, getToken, setToken, takeTokenFromFragment, whoAmI, may } from './api.js';
 import { installDrop } from './drop.js';
 
 const root = document.getElementById('app');
@@ -21,6 +21,11 @@ function nav() {
     return;
   }
   if (getToken()) {
+    // Start is shown only to a token that may start runs (the server refuses the others anyway).
+    whoAmI().then((me) => {
+      if (may(me, 'run')) n.append(h('a', { href: '/new', class: 'new-run-link button', title: 'start a run (n)' }, 'New run'));
+      if (me) who.prepend(h('span', { class: 'dim me', title: `scopes: ${me.scopes.join(', ')}` }, me.name), ' ');
+    });
     const out = h('button', { type: 'button', class: 'linkish' }, 'log out');
     out.addEventListener('click', () => {
       setToken('');
@@ -62,7 +67,14 @@ async function main() {
   }
   if (path === '/login') return (await import('./login.js')).loginPage(root);
   if (needToken()) return undefined;
+  document.addEventListener('keydown', (ev) => {
+    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || ev.key !== 'n') return;
+    const t = ev.target;
+    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+    if (path !== '/new') location.assign('/new');
+  });
   if (path === '/') return (await import('./runs.js')).runsPage(root);
+  if (path === '/new') return (await import('./newrun.js')).newRunPage(root);
   if ((m = /^\/runs\/([^/]+)$/.exec(path))) {
     const run = await import('./run.js');
     return run.runPage(root, run.apiSource(decodeURIComponent(m[1])));

@@ -3,7 +3,7 @@
 // events first, then older ones in the background, then the live stream).
 
 import { h, fmtDuration, fmtCount, fmtCost, fmtBytes, parseTime, TERMINAL, stateBadge, copyText, debounce, safeUrl, problemText } from './util.js';
-import { getJson, getNdjson, request, streamEvents, HttpError, loginIfUnauthorized } from './api.js';
+import { getJson, getNdjson, postJson, request, streamEvents, HttpError, loginIfUnauthorized, whoAmI, may } from './api.js';
 import { Trace } from './trace.js';
 import { VList } from './vlist.js';
 import { renderEntry, entrySig, estimateHeight } from './render.js';
@@ -46,6 +46,7 @@ export function apiSource(id) {
     raw: rawFetcher(`${base}/events`),
     cancel: () => getJson(`${base}/cancel`, { method: 'POST' }),
     share: () => getJson(`${base}/share`, { method: 'POST' }),
+    followUp: (message) => postJson(`${base}/messages`, { message }),
   };
 }
 
@@ -170,6 +171,8 @@ export async function runPage(root, source, { title } = {}) {
   let firstUser = null;
   let lastVersion = -1;
   let disposed = false;
+  /** The token's name and scopes (API runs only): which buttons show. */
+  let me = null;
 
   const headBox = h('div', { class: 'head-box' });
   const problemsBox = h('div', { class: 'problems-box' });
@@ -190,13 +193,17 @@ export async function runPage(root, source, { title } = {}) {
     h('label', { class: 'follow', title: 'keep the newest events in view (End)' }, follow, ' follow'),
     diffBtn,
     h('span', { class: 'spacer' }),
-    h('span', { class: 'keys dim' }, 'j/k tool calls · / search · Esc clear'),
+    h('span', { class: 'keys dim' }, source.kind === 'api' ? 'j/k tool calls · / search · Esc clear · r re-run · n new run' : 'j/k tool calls · / search · Esc clear'),
     status,
   );
   const scroller = h('div', { class: 'trace-scroller', tabindex: '-1' });
   const minimap = h('div', { class: 'minimap' });
   const empty = h('div', { class: 'empty-trace dim' }, 'Loading the trace…');
-  const page = h('div', { class: 'run-page' }, headBox, problemsBox, toolbar, h('div', { class: 'trace-wrap' }, scroller, minimap, empty));
+  const followText = h('textarea', { class: 'follow-text', rows: 2, placeholder: 'Send a follow-up: the agent continues in the same session and workspace  (Ctrl-Enter)', 'aria-label': 'follow-up message' });
+  const followSend = h('button', { type: 'submit', class: 'primary' }, 'Send');
+  const followErr = h('div', { class: 'field-error', role: 'alert', hidden: true });
+  const followBox = h('form', { class: 'follow-up', hidden: true }, followText, followSend, followErr);
+  const page = h('div', { class: 'run-page' }, headBox, problemsBox, toolbar, h('div', { class: 'trace-wrap' }, scroller, minimap, empty), followBox);
   root.replaceChildren(page);
   if (title) document.title = title;
 
@@ -429,7 +436,10 @@ export async function runPage(root, source, { title } = {}) {
     if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const t = ev.target;
     if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-    if (ev.key === 'j' || ev.key === 'n') {
+    if (ev.key === 'r' && source.kind === 'api' && meta && may(me, 'run')) {
+      ev.preventDefault();
+      location.assign(`/new?from=${encodeURIComponent(meta.id)}`);
+    } else if (ev.key === 'j') {
       ev.preventDefault();
       jumpTool(1);
     } else if (ev.key === 'k' || ev.key === 'p') {
@@ -481,7 +491,11 @@ export async function runPage(root, source, { title } = {}) {
 
   const drawActions = () => {
     actions.replaceChildren();
-    if (source.kind !== 'api' || !meta) return;
+    followBox.hidden = true;
+    // Buttons only for a token that may use them; the server refuses the rest anyway.
+    if (source.kind !== 'api' || !meta || !may(me, 'run')) return;
+    followBox.hidden = !(meta.state === 'succeeded' || meta.state === 'failed');
+    actions.appendChild(h('a', { href: `/new?from=${encodeURIComponent(meta.id)}`, class: 'button rerun', title: 'start this run again, edited or not (r)' }, 'Re-run'));
     if (!TERMINAL.has(meta.state)) {
       const b = h('button', { type: 'button', class: 'danger cancel' }, meta.cancel_requested ? 'Cancelling…' : 'Cancel');
       b.disabled = Boolean(meta.cancel_requested);
@@ -515,6 +529,37 @@ export async function runPage(root, source, { title } = {}) {
     });
     actions.append(sb, shown);
   };
+
+  const sendFollowUp = async () => {
+    const text = followText.value;
+    if (!text.trim()) return;
+    followSend.disabled = true;
+    followErr.hidden = true;
+    try {
+      meta = { ...meta, ...(await source.followUp(text)) };
+      followText.value = '';
+      drawHeader();
+      drawActions();
+      // The run is queued again: follow it live from where the trace is.
+      await refreshMeta();
+    } catch (e) {
+      if (loginIfUnauthorized(e)) return;
+      followErr.textContent = `Not sent: ${e.message || e}`;
+      followErr.hidden = false;
+    } finally {
+      followSend.disabled = false;
+    }
+  };
+  followBox.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    sendFollowUp();
+  });
+  followText.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      sendFollowUp();
+    }
+  });
 
   const fail = (e) => {
     if (loginIfUnauthorized(e)) return;
@@ -636,7 +681,8 @@ export async function runPage(root, source, { title } = {}) {
   };
 
   try {
-    const [m, tail] = await Promise.all([source.meta(), source.events({ tail: TAIL })]);
+    const [m, tail, who] = await Promise.all([source.meta(), source.events({ tail: TAIL }), source.kind === 'api' ? whoAmI() : null]);
+    me = who;
     meta = m;
     live = source.streamUrl ? !TERMINAL.has(m.state) : false;
     if (!title) document.title = source.kind === 'local' || source.kind === 'memory' ? `${m.name} · errand` : `${m.short_id} ${m.state} · errand`;

@@ -22,18 +22,18 @@ function rowCells(r, now) {
   return [
     cell('c-state', stateBadge(r.state)),
     cell('c-run', h('a', { href: `/runs/${encodeURIComponent(r.id)}`, class: 'run-link' }, h('code', null, r.short_id)), ' ', h('span', { class: 'prompt dim', title: r.prompt || '' }, prompt.length > 60 ? `${prompt.slice(0, 60)}…` : prompt)),
-    cell('c-repo', r.repo ? h('span', { title: r.repo }, shortRepo(r.repo)) : h('span', { class: 'dim' }, 'new project')),
-    cell('c-branch', r.branch ? h('code', null, r.branch) : ''),
+    cell('c-repo', r.repo ? h('span', { class: 'cut', title: r.repo }, shortRepo(r.repo)) : h('span', { class: 'dim' }, 'new project')),
+    cell('c-branch', r.branch ? h('code', { class: 'cut', title: r.branch }, r.branch) : ''),
     cell('c-harness', r.harness || ''),
-    cell('c-model', r.model || h('span', { class: 'dim' }, 'default')),
-    cell('c-who', r.requested_by || ''),
+    cell('c-model', r.model ? h('span', { class: 'cut', title: r.model }, r.model) : h('span', { class: 'dim' }, 'default')),
+    cell('c-who', r.requested_by ? h('span', { class: 'cut', title: r.requested_by }, r.requested_by) : ''),
     cell('c-age num', created !== null ? h('span', { title: r.created_at }, fmtAge(created, now)) : ''),
     cell('c-dur num', dur !== null ? fmtDuration(dur) : ''),
     cell('c-turns num', r.turns ?? ''),
     cell('c-tokens num', tokens ? fmtCount(tokens) : ''),
     cell('c-cost num', fmtCost(r.cost_usd)),
     cell('c-pr', pr ? h('a', { href: pr, target: '_blank', rel: 'noopener noreferrer' }, 'PR') : ''),
-    cell('c-group', r.group ? h('a', { href: `/groups/${encodeURIComponent(r.group)}` }, r.group) : ''),
+    cell('c-group', r.group ? h('a', { href: `/groups/${encodeURIComponent(r.group)}`, class: 'cut', title: r.group }, r.group) : ''),
   ];
 }
 
@@ -70,7 +70,7 @@ export async function runsPage(root) {
   const table = h(
     'table',
     { class: 'runs' },
-    h('thead', null, h('tr', null, ['state', 'run', 'repo', 'branch', 'harness', 'model', 'requested by', 'age', 'duration', 'turns', 'tokens', 'cost', 'PR', 'group'].map((c) => h('th', null, c)))),
+    h('thead', null, h('tr', null, [['state', 'c-state'], ['run', 'c-run'], ['repo', 'c-repo'], ['branch', 'c-branch'], ['harness', 'c-harness'], ['model', 'c-model'], ['requested by', 'c-who'], ['age', 'c-age'], ['duration', 'c-dur'], ['turns', 'c-turns'], ['tokens', 'c-tokens'], ['cost', 'c-cost'], ['PR', 'c-pr'], ['group', 'c-group']].map(([c, cls]) => h('th', { class: cls }, c)))),
     tbody,
   );
   const newer = h('button', { type: 'button' }, '← newer');
