@@ -38,4 +38,5 @@ mod slack;
 mod slack_recovery;
 mod token_renewal;
 mod viewer;
+mod webapp;
 mod workers;

@@ -15,9 +15,9 @@ use crate::common::*;
 use crate::viewer_browser::{free_port, Browser};
 use serde_json::{json, Value};
 
-const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 
-fn serve(env: &Env, listen: &str) -> (Proc, String) {
+pub(crate) fn serve(env: &Env, listen: &str) -> (Proc, String) {
     start(
         env,
         &["serve", "--listen", listen, "--workers", "0"],
@@ -25,7 +25,7 @@ fn serve(env: &Env, listen: &str) -> (Proc, String) {
     )
 }
 
-fn token(env: &Env) -> String {
+pub(crate) fn token(env: &Env) -> String {
     api_token(env, "viewer-tests")
 }
 

@@ -193,6 +193,20 @@ impl Browser {
             .await;
     }
 
+    /// Resizes the window, then says how wide the page's viewport is.
+    pub async fn window_size(&self, width: u32, height: u32) -> f64 {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+        self.js("return window.innerWidth", vec![])
+            .await
+            .as_f64()
+            .unwrap_or(0.0)
+    }
+
     /// Runs `script` (a function body; `arguments[i]` are `args`) and returns its value.
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
         self.cmd(
