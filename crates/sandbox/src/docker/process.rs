@@ -68,6 +68,10 @@ pub(super) struct DockerProcess {
     id: String,
     stdout: Option<OutputStream>,
     stderr: Option<OutputStream>,
+    /// The task copying the attach stream into the pipes. Ended before a
+    /// kill: a stream nobody reads would leave the engine's copy of the
+    /// container's output blocked, and its kill and removal waiting on it.
+    copier: Option<tokio::task::JoinHandle<()>>,
     /// Removed already: nothing to do on drop.
     finished: bool,
     /// The passwd and group files bound in, removed with this.
@@ -87,6 +91,7 @@ impl DockerProcess {
             id,
             stdout: None,
             stderr: None,
+            copier: None,
             finished: false,
             _files: files,
         };
@@ -117,7 +122,7 @@ impl DockerProcess {
         let (err_w, err_r) = tokio::io::duplex(256 << 10);
         process.stdout = Some(Box::new(out_r));
         process.stderr = Some(Box::new(err_r));
-        tokio::spawn(demux(attached.output, out_w, err_w));
+        process.copier = Some(tokio::spawn(demux(attached.output, out_w, err_w)));
         Ok(process)
     }
 
@@ -190,6 +195,11 @@ impl ProcessHandle for DockerProcess {
     }
 
     async fn kill(&mut self) {
+        if let Some(copier) = self.copier.take() {
+            // Closes the attach connection: the engine stops copying output
+            // at once instead of waiting for a reader that is gone.
+            copier.abort();
+        }
         if self.finished {
             return;
         }
@@ -203,6 +213,9 @@ impl ProcessHandle for DockerProcess {
 
 impl Drop for DockerProcess {
     fn drop(&mut self) {
+        if let Some(copier) = self.copier.take() {
+            copier.abort();
+        }
         if self.finished {
             return;
         }
