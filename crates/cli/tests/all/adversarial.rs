@@ -4,7 +4,9 @@
 //! byte of them reaches the run's record, no other repository's commits reach
 //! the run's branch, and a run the agent tries to wedge still ends at its
 //! timeout, with errand's memory bounded. Every case runs on the local
-//! (bubblewrap) and Docker backends; in CI a missing backend fails.
+//! (bubblewrap) and Docker backends, and on Modal against the strict fake
+//! Modal server where the fake can honestly stand in (the one case it cannot
+//! is reported ignored, with why); in CI a missing backend fails.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -107,7 +109,7 @@ fn foreign_repo(root: &Path) -> (PathBuf, String) {
 }
 
 fn case_crafted_git_metadata_reaches_no_host_file_or_repository(backend: Backend) {
-    let probe = Env::new();
+    let probe = backend.env(Env::new());
     let Some(extra) = backend.args(&probe) else {
         return;
     };
@@ -159,7 +161,7 @@ fn case_crafted_git_metadata_reaches_no_host_file_or_repository(backend: Backend
         ),
     ];
     for (what, attack) in attacks {
-        let env = Env::new();
+        let env = backend.env(Env::new());
         let bare = bare_repo(env.dir.path());
         let script = format!(
             "set -e\necho change >> README.md\ngit add README.md\ngit commit -qm mine\nb=$(git symbolic-ref HEAD)\n{attack}{DONE}"
@@ -190,7 +192,7 @@ fn case_crafted_git_metadata_reaches_no_host_file_or_repository(backend: Backend
 }
 
 fn case_symlinks_planted_for_errands_files_leave_host_files_untouched(backend: Backend) {
-    let env = Env::new();
+    let env = backend.env(Env::new());
     let Some(extra) = backend.args(&env) else {
         return;
     };
@@ -233,7 +235,7 @@ fn case_symlinks_planted_for_errands_files_leave_host_files_untouched(backend: B
 }
 
 fn case_hostile_history_is_refused_and_never_pushed(backend: Backend) {
-    let probe = Env::new();
+    let probe = backend.env(Env::new());
     let Some(extra) = backend.args(&probe) else {
         return;
     };
@@ -255,7 +257,7 @@ fn case_hostile_history_is_refused_and_never_pushed(backend: Backend) {
         ),
     ];
     for (what, attack, expect) in attacks {
-        let env = Env::new();
+        let env = backend.env(Env::new());
         let bare = bare_repo(env.dir.path());
         let script = format!("set -e\nb=$(git symbolic-ref HEAD)\n{attack}{DONE}");
         let env = evil(env, &script);
@@ -336,7 +338,7 @@ fn run_watched(
 }
 
 fn case_fifos_dev_zero_and_endless_output_end_at_the_timeout(backend: Backend) {
-    let probe = Env::new();
+    let probe = backend.env(Env::new());
     let Some(extra) = backend.args(&probe) else {
         return;
     };
@@ -350,7 +352,7 @@ fn case_fifos_dev_zero_and_endless_output_end_at_the_timeout(backend: Backend) {
         ),
     ];
     for (what, plant) in plants {
-        let env = Env::new();
+        let env = backend.env(Env::new());
         let script = format!(
             "mkdir -p /home/agent/.errand\n{plant}\necho '{{\"type\":\"session_start\",\"session_id\":\"s\"}}'\n\
              (head -c 300000000 /dev/zero | tr '\\0' 'x' >&2) &\n\
@@ -380,7 +382,7 @@ fn case_fifos_dev_zero_and_endless_output_end_at_the_timeout(backend: Backend) {
     }
     // SIGTERM ends a wedged run too, and promptly.
     let env = evil(
-        Env::new(),
+        backend.env(Env::new()),
         "mkdir -p /home/agent/.errand\nmkfifo /home/agent/.errand/guard-denials.jsonl\necho '{\"type\":\"session_start\",\"session_id\":\"s\"}'\nsleep 600\n",
     );
     let mut args = vec!["--harness", "evil", "--timeout", "10m"];
@@ -392,7 +394,7 @@ fn case_fifos_dev_zero_and_endless_output_end_at_the_timeout(backend: Backend) {
 }
 
 fn case_steps_after_the_agent_obey_the_deadline(backend: Backend) {
-    let env = Env::new();
+    let env = backend.env(Env::new());
     let Some(extra) = backend.args(&env) else {
         return;
     };
@@ -430,6 +432,56 @@ macro_rules! on_every_backend {
             $( #[test] fn $case() { super::$case(super::Backend::Docker) } )*
         }
     };
+}
+
+/// Modal, on the strict fake (its rules checked after each case). Errand's
+/// host side is the same code as on the other backends: what comes back
+/// from the sandbox is handled the same way.
+mod modal {
+    use crate::common::{modal_fake, Backend};
+
+    fn on_fake(case: fn(Backend)) {
+        case(Backend::Modal);
+        if let Some(f) = modal_fake() {
+            assert_eq!(f.violations(), Vec::<String>::new(), "the fake's rules");
+            // The runs went through Modal's API, not another backend.
+            let calls = f.calls();
+            assert!(
+                calls.iter().any(|c| c == "SandboxCreate"),
+                "no Modal sandbox was created: {calls:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn case_crafted_git_metadata_reaches_no_host_file_or_repository() {
+        on_fake(super::case_crafted_git_metadata_reaches_no_host_file_or_repository);
+    }
+
+    #[test]
+    fn case_symlinks_planted_for_errands_files_leave_host_files_untouched() {
+        on_fake(super::case_symlinks_planted_for_errands_files_leave_host_files_untouched);
+    }
+
+    #[test]
+    fn case_hostile_history_is_refused_and_never_pushed() {
+        on_fake(super::case_hostile_history_is_refused_and_never_pushed);
+    }
+
+    #[test]
+    fn case_steps_after_the_agent_obey_the_deadline() {
+        on_fake(super::case_steps_after_the_agent_obey_the_deadline);
+    }
+
+    /// Not applicable: the fake keeps every exec's whole output in memory
+    /// (Modal's servers keep it for the resumable stream), so 600 MB of
+    /// endless output would measure the fake, not errand. Reported as
+    /// ignored, never as passed.
+    #[test]
+    #[ignore = "not applicable on the fake Modal server: it holds every exec's whole output in memory"]
+    fn case_fifos_dev_zero_and_endless_output_end_at_the_timeout() {
+        on_fake(super::case_fifos_dev_zero_and_endless_output_end_at_the_timeout);
+    }
 }
 
 on_every_backend!(

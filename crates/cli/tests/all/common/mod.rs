@@ -399,14 +399,61 @@ pub fn assert_typo_fixed_on_branch(bare: &Path, v: &serde_json::Value) -> (Strin
 pub enum Backend {
     Local,
     Docker,
+    /// Modal, on the strict fake Modal server built from Modal's protos
+    /// (not Modal itself), one per test binary ([`modal_fake`]).
+    Modal,
+}
+
+/// The strict fake Modal server the tests of the Modal backend share, on a
+/// runtime of its own (so synchronous tests can use it too), started on
+/// first use; `None` where bubblewrap (its sandboxes) is missing outside CI.
+pub fn modal_fake() -> Option<&'static errand_modal::fake::Fake> {
+    use std::sync::OnceLock;
+    static FAKE: OnceLock<(tokio::runtime::Runtime, errand_modal::fake::Fake)> = OnceLock::new();
+    if !sandbox_available() {
+        return None;
+    }
+    let (_, fake) = FAKE.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fake Modal server");
+        // Faults are the Modal end-to-end test's subject; these tests are about the agent.
+        let opts = errand_modal::fake::FakeOptions {
+            inject: false,
+            ..Default::default()
+        };
+        let fake = rt
+            .block_on(errand_modal::fake::Fake::start(opts, "bwrap".into()))
+            .expect("the fake Modal server");
+        (rt, fake)
+    });
+    Some(fake)
 }
 
 impl Backend {
+    /// `env` set up for this backend: for Modal, the fake's address and
+    /// token and the agent image it knows.
+    pub fn env(self, env: Env) -> Env {
+        match (self, modal_fake()) {
+            (Backend::Modal, Some(f)) => {
+                let (id, secret) = f.token();
+                env.var("MODAL_SERVER_URL", &f.url())
+                    .var("MODAL_TOKEN_ID", &id)
+                    .var("MODAL_TOKEN_SECRET", &secret)
+                    .var("ERRAND_SANDBOX_MODAL_IMAGE", "errand-agent:test")
+            }
+            _ => env,
+        }
+    }
+
     /// The extra `errand run` arguments, or `None` when the backend cannot
     /// run here: only outside CI (in CI a missing backend fails the test).
     pub fn args(self, env: &Env) -> Option<Vec<&'static str>> {
         match self {
             Backend::Local => sandbox_available().then(Vec::new),
+            Backend::Modal => modal_fake().map(|_| vec!["--sandbox", "modal"]),
             Backend::Docker => {
                 let out = env.run(&["sandbox", "prepare", "docker", "--json"]);
                 let err = String::from_utf8_lossy(&out.stderr);
