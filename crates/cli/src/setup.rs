@@ -100,6 +100,7 @@ pub async fn runner(
             memory_bytes: (opts.memory > 0).then_some(opts.memory),
             max_pids: (opts.max_procs > 0).then_some(opts.max_procs),
             cpus: sandbox::cpus(cfg),
+            lifetime_secs: None,
         },
         harnesses: cfg.registry(),
         cancel_poll: Duration::from_millis(300),

@@ -95,6 +95,8 @@ struct Sbx {
     polls: u32,
     result: Option<pb::GenericResult>,
     deadline: Instant,
+    /// The `timeout_secs` it was created with.
+    timeout_secs: u32,
     blocked: bool,
     finished: Arc<Notify>,
 }
@@ -244,6 +246,16 @@ impl Fake {
             .collect()
     }
 
+    /// Each sandbox's lifetime as created: (id, `timeout_secs`).
+    pub fn lifetimes(&self) -> Vec<(String, u32)> {
+        self.inner
+            .lock()
+            .sandboxes
+            .iter()
+            .map(|(id, s)| (id.clone(), s.timeout_secs))
+            .collect()
+    }
+
     /// Creates a sandbox directly (an orphan a killed errand left), tagged.
     pub fn plant(&self, app: &str, tags: &[(&str, &str)]) -> String {
         let mut st = self.inner.lock();
@@ -267,6 +279,7 @@ impl Fake {
                 polls: 2,
                 result: None,
                 deadline: Instant::now() + Duration::from_secs(3600),
+                timeout_secs: 3600,
                 blocked: true,
                 finished: Arc::new(Notify::new()),
             },
@@ -789,6 +802,7 @@ impl ModalClient for Svc {
                 polls: 0,
                 result: None,
                 deadline: Instant::now() + Duration::from_secs(d.timeout_secs.into()),
+                timeout_secs: d.timeout_secs,
                 blocked,
                 finished: Arc::new(Notify::new()),
             },

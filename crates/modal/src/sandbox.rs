@@ -325,7 +325,7 @@ impl ModalSandbox {
         let definition = pb::Sandbox {
             entrypoint_args: Vec::new(),
             image_id: image,
-            timeout_secs: self.config.timeout_secs,
+            timeout_secs: lifetime(spec.limits.lifetime_secs, self.config.timeout_secs),
             workdir: Some(paths::WORKSPACE.to_string()),
             resources: Some(pb::Resources {
                 milli_cpu: milli,
@@ -629,5 +629,31 @@ impl Drop for ModalProcess {
         for r in &self.readers {
             r.abort();
         }
+    }
+}
+
+/// The Sandbox's lifetime: the run's (its time limit and the steps after
+/// it) when it has one, never more than `sandbox.modal_timeout_secs`, at
+/// least a minute.
+fn lifetime(run: Option<u64>, configured: u32) -> u32 {
+    match run {
+        Some(secs) => u32::try_from(secs)
+            .unwrap_or(u32::MAX)
+            .clamp(60, configured.max(60)),
+        None => configured,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lifetime;
+
+    #[test]
+    fn a_sandbox_lives_as_long_as_its_run_within_the_configured_cap() {
+        assert_eq!(lifetime(Some(2100), 10_800), 2100);
+        assert_eq!(lifetime(Some(100_000), 10_800), 10_800);
+        assert_eq!(lifetime(Some(5), 10_800), 60);
+        assert_eq!(lifetime(None, 10_800), 10_800);
+        assert_eq!(lifetime(Some(u64::MAX), 10_800), 10_800);
     }
 }

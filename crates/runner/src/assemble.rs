@@ -455,7 +455,16 @@ impl Runner {
             tmp: tmp.clone(),
             ro_mounts,
             env,
-            limits: self.limits.clone(),
+            limits: errand_sandbox::Limits {
+                // The agent's time, then the steps after it, and a minute
+                // to bring the work back: past that the run is over anyway.
+                lifetime_secs: Some(
+                    spec.timeout_secs
+                        + crate::steps::finish_grace(spec.timeout_secs).as_secs()
+                        + 60,
+                ),
+                ..self.limits.clone()
+            },
             network,
             entry,
         };

@@ -59,6 +59,7 @@ async fn main() {
             memory_bytes: Some(1 << 30),
             max_pids: Some(256),
             cpus: None,
+            lifetime_secs: None,
         },
         network: Default::default(),
         entry: Vec::new(),

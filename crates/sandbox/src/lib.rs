@@ -80,6 +80,11 @@ pub struct Limits {
     /// CPU time, in CPUs (1.5 = one and a half cores). Applied by the Docker
     /// backend; the local backend reports it as not applied.
     pub cpus: Option<f64>,
+    /// The longest the sandbox may live, in seconds: the run's time limit and
+    /// the grace of the steps after the agent. A backend whose sandboxes
+    /// outlive errand (Modal) gives them this lifetime, so one errand cannot
+    /// end is still ended by its platform; the others end with their run.
+    pub lifetime_secs: Option<u64>,
 }
 
 /// What one sandboxed process may see and use.

@@ -374,6 +374,7 @@ fn limits() -> Limits {
         memory_bytes: Some(512 << 20),
         max_pids: Some(256),
         cpus: None,
+        lifetime_secs: None,
     }
 }
 
@@ -603,6 +604,7 @@ mod cases {
             memory_bytes: Some(512 << 20),
             max_pids: Some(64),
             cpus: Some(1.0),
+            lifetime_secs: None,
         });
         // First prove the limit is there with a bounded burst, so an absent
         // limit fails here instead of unleashing the bomb on the machine.
@@ -664,6 +666,7 @@ mod cases {
             memory_bytes: Some(128 << 20),
             max_pids: Some(64),
             cpus: None,
+            lifetime_secs: None,
         });
         // A str repeat writes every byte: real, resident memory.
         let script =

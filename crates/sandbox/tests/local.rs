@@ -159,6 +159,7 @@ async fn process_limit_is_applied_or_reported() {
         memory_bytes: Some(256 << 20),
         max_pids: Some(20),
         cpus: None,
+        lifetime_secs: None,
     };
     let mut p = sb
         .spawn(

@@ -110,4 +110,8 @@ async fn claude_code_commits_on_a_branch_in_a_modal_sandbox_on_the_fake() {
     assert!(!f.injected().is_empty(), "no fault injected");
     // Nothing is left running.
     assert_eq!(f.running(), Vec::new());
+    // The Sandbox lived as long as the run may: its 120 s, the 120 s of
+    // the steps after the agent, and a minute to bring the work back.
+    let lifetimes: Vec<u32> = f.lifetimes().into_iter().map(|(_, t)| t).collect();
+    assert_eq!(lifetimes, [300], "{lifetimes:?}");
 }

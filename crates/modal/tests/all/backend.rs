@@ -63,6 +63,7 @@ fn spec(root: &Path, name: &str) -> SandboxSpec {
             memory_bytes: Some(1 << 30),
             max_pids: None,
             cpus: Some(1.5),
+            lifetime_secs: None,
         },
         network: NetworkPolicy::Open,
         entry: Vec::new(),

@@ -626,6 +626,7 @@ mod testing {
                 memory_bytes: Some(1 << 30),
                 max_pids: None,
                 cpus: Some(1.5),
+                lifetime_secs: None,
             },
             network: Default::default(),
             entry: Vec::new(),

@@ -88,6 +88,7 @@ impl Env {
                 memory_bytes: Some(512 << 20),
                 max_pids: None,
                 cpus: Some(1.0),
+                lifetime_secs: None,
             },
             network: Default::default(),
             entry: Vec::new(),
