@@ -202,6 +202,8 @@ async fn check_run(
     }
     spec.max_cost_usd = b.max_cost_usd;
     spec.max_tokens = b.max_tokens;
+    // What push and agent_git need is checked against the repository asked for.
+    spec.repo = b.repo.as_deref().map(errand_core::RepoSource::parse);
     spec.check_push_options(errand_core::Naming::Fields)
         .map_err(|e| ApiError::invalid(e).on("push"))?;
     if let Some(base) = &b.base {

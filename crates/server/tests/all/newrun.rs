@@ -111,6 +111,14 @@ async fn a_dry_run_queues_nothing_and_each_refusal_names_its_field() {
         (200, json!({"valid": true, "harness": "claude-code"}))
     );
     assert_eq!(queued(&store).await, 0, "a dry run queues nothing");
+    // Push and agent_git are checked against the repository asked for.
+    for body in [
+        json!({"prompt": "x", "push": true, "repo": "github:acme/one"}),
+        json!({"prompt": "x", "agent_git": true, "repo": "github:acme/one"}),
+    ] {
+        let (status, v) = call(&st, &rw, "POST", dry, Some(body.clone())).await;
+        assert_eq!(status, 200, "{body}: {v}");
+    }
 
     for (body, field, words) in [
         (json!({"prompt": "  "}), "prompt", "prompt is empty"),
@@ -160,6 +168,11 @@ async fn a_dry_run_queues_nothing_and_each_refusal_names_its_field() {
             "1 to 64",
         ),
         (json!({"prompt": "x", "repo": "/etc"}), "repo", ""),
+        (
+            json!({"prompt": "x", "push": true}),
+            "push",
+            "push needs repo",
+        ),
         // The key only where this server runs its runs.
         (
             json!({"prompt": "x", "harness": "codex"}),
