@@ -7,6 +7,12 @@
 //!
 //! The docker figures need a reachable engine and the agent image
 //! (`errand sandbox prepare docker`); without them they are skipped.
+//!
+//! The modal row runs against the strict fake Modal server (its sandboxes
+//! are bubblewrap processes on this machine), so it measures errand's side
+//! only: the RPCs, shipping the run's files in, the exec and the output
+//! stream; never Modal's own start-up. Its "cold" is a run's first spawn
+//! (the Sandbox created and its files shipped), "warm" an exec in it.
 
 use std::time::{Duration, Instant};
 
@@ -100,4 +106,55 @@ async fn main() {
         }
         Err(e) => println!("  docker  skipped: {e}"),
     }
+
+    match modal_on_fake().await {
+        Some((fake, modal)) => {
+            let (cold, warm) = measure(&modal, &spec).await;
+            modal.release(&spec.name).await;
+            println!(
+                "  modal   cold {:>10}   warm {:>10}   (the fake Modal server: errand's side only)",
+                ms(cold),
+                ms(warm)
+            );
+            if let Some(l) = local_warm {
+                println!(
+                    "  modal/local (warm): {:.1}x",
+                    warm.as_secs_f64() / l.as_secs_f64()
+                );
+            }
+            let broken = fake.violations();
+            assert!(broken.is_empty(), "the fake's rules: {broken:?}");
+        }
+        None => println!("  modal   skipped: bubblewrap (the fake's sandboxes) is not available"),
+    }
+}
+
+/// The fake Modal server (no injected faults: this measures the clean
+/// path) and a backend pointed at it; `None` without bubblewrap.
+async fn modal_on_fake() -> Option<(errand_modal::fake::Fake, errand_modal::ModalSandbox)> {
+    if LocalSandbox::new().check().await.is_err() {
+        return None;
+    }
+    let opts = errand_modal::fake::FakeOptions {
+        inject: false,
+        ..Default::default()
+    };
+    let fake = errand_modal::fake::Fake::start(opts, "bwrap".into())
+        .await
+        .expect("the fake Modal server");
+    let (id, secret) = fake.token();
+    let modal = errand_modal::ModalSandbox::with_profile(
+        errand_modal::ModalConfig {
+            image: "errand-agent:test".into(),
+            scope: "bench".into(),
+            ..Default::default()
+        },
+        Ok(errand_modal::Profile {
+            server_url: fake.url(),
+            token_id: id,
+            token_secret: secret,
+            ..Default::default()
+        }),
+    );
+    Some((fake, modal))
 }
