@@ -1111,6 +1111,9 @@ macro_rules! impl_store {
                 // Already there and still remembered: none (a concurrent insert
                 // of the same key waits for the first to commit, then changes
                 // nothing).
+                // One transaction, so one durable commit: a Slack command
+                // waits on this before it is acknowledged.
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(&d.sql(
                     "INSERT INTO replay_keys (replay_key, seen_at, expires_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (replay_key) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at \
@@ -1119,12 +1122,13 @@ macro_rules! impl_store {
                 .bind(key)
                 .bind(millis(now))
                 .bind(expiry(now, keep))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 sqlx::query(&d.sql("DELETE FROM replay_keys WHERE expires_at <= $1"))
                     .bind(millis(now))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 Ok(done.rows_affected() == 1)
             }
 
