@@ -80,7 +80,6 @@ async fn runs_start_and_are_steered_from_the_browser() {
     let token = token(&env);
     // The server runs what it queues (so it knows which keys its runs get).
     let (_server, base) = serve(&env, "2");
-    let http = reqwest::Client::new();
 
     browser.goto(&format!("{base}/#token={token}")).await;
     browser
@@ -156,16 +155,11 @@ async fn runs_start_and_are_steered_from_the_browser() {
         "{shown}"
     );
     browser.js(TICK, vec![json!("codex"), json!(false)]).await;
-    let listed: Value = http
-        .get(format!("{base}/api/v1/runs"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("runs")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(listed["runs"], json!([]), "refused forms queue nothing");
+    assert_eq!(
+        list_runs(&base, &token).await,
+        Vec::<Value>::new(),
+        "refused forms queue nothing"
+    );
     // The draft survives a reload.
     browser.goto(&format!("{base}/new")).await;
     browser
@@ -207,15 +201,7 @@ async fn runs_start_and_are_steered_from_the_browser() {
         title.as_str().unwrap_or("").contains("succeeded"),
         "{title}"
     );
-    let run: Value = http
-        .get(format!("{base}/api/v1/runs/{first}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("run")
-        .json()
-        .await
-        .expect("json");
+    let run = api_get(&base, &token, &format!("/api/v1/runs/{first}")).await;
     assert_eq!(run["repo"].as_str(), Some(repo.as_str()), "{run}");
     assert_eq!(run["requested_by"], "api:viewer-tests");
     browser.screenshot("run-finished").await;

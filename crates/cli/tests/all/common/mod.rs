@@ -293,16 +293,21 @@ pub async fn post(
 
 /// Every run `GET /api/runs` lists, newest first.
 pub async fn list_runs(base: &str, api_token: &str) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/api/runs"))
+    let v = api_get(base, api_token, "/api/runs").await;
+    v["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// `GET {base}{path}` with the API token, as JSON.
+pub async fn api_get(base: &str, api_token: &str, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
         .bearer_auth(api_token)
         .send()
         .await
-        .expect("list the runs")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
         .json()
         .await
-        .expect("runs JSON");
-    v["runs"].as_array().cloned().unwrap_or_default()
+        .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
 }
 
 /// Polls `GET /api/runs/{id}` until the run has ended, and returns it. The
