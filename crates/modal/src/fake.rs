@@ -171,7 +171,18 @@ impl Fake {
         });
         let svc = Svc(inner.clone());
         let server = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // Nagle off, as a server's sockets should be: with it on, each
+            // small answer waited for the client's delayed ACK (about 40 ms
+            // a call), and a 256 KiB stdin write cost that much again.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |s| {
+                    if let Ok(s) = &s {
+                        let _ = s.set_nodelay(true);
+                    }
+                    s
+                },
+            );
             let _ = tonic::transport::Server::builder()
                 .add_service(
                     ModalClientServer::new(svc.clone()).max_decoding_message_size(100 << 20),
