@@ -210,7 +210,6 @@ pub async fn service(paths: &Paths, opts: ServiceOptions<'_>) -> Result<Service>
             .filter(|(_, v)| !v.is_empty())
             .map(|(k, _)| k)
             .collect(),
-        default_timeout_secs: errand_core::RunSpec::DEFAULT_TIMEOUT_SECS,
         max_cost_usd: cfg.gateway.max_cost_usd,
         max_tokens: cfg.gateway.max_tokens,
     });

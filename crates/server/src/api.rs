@@ -120,7 +120,8 @@ pub async fn create_run(
             .harnesses
             .get(&spec.harness)
             .map_err(|e| ApiError::invalid(e.to_string()).on("harness"))?;
-        let missing = st.policy.missing_env(harness.as_ref());
+        let stored = crate::newrun::stored_secrets(&st).await?;
+        let missing = st.policy.missing_env(harness.as_ref(), &stored);
         if !missing.is_empty() {
             return Err(ApiError::invalid(format!(
                 "{} needs {} and this server does not have it (set it in errand's environment or with `errand secret set`)",
@@ -138,6 +139,12 @@ pub async fn create_run(
     let rec = st.store.create_run(RunId::new(), &spec).await?;
     tracing::info!(run = %rec.id, "queued");
     Ok((StatusCode::CREATED, Json(RunView::from(&rec))).into_response())
+}
+
+/// Whether `v` cannot be a branch or model name: empty, read as an option
+/// by the tools it is handed to, or holding spaces or control characters.
+fn not_a_name(v: &str) -> bool {
+    v.is_empty() || v.starts_with('-') || v.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 /// The run `b` asks for, checked: each refusal names its field.
@@ -162,9 +169,7 @@ async fn check_run(
         ))
         .on("model"));
     }
-    if b.model.as_deref().is_some_and(|m| {
-        m.is_empty() || m.starts_with('-') || m.chars().any(|c| c.is_control() || c.is_whitespace())
-    }) {
+    if b.model.as_deref().is_some_and(not_a_name) {
         return Err(ApiError::invalid(
             "model is not a model name (empty, starts with '-', or has spaces or control characters)",
         )
@@ -206,16 +211,11 @@ async fn check_run(
     spec.repo = b.repo.as_deref().map(errand_core::RepoSource::parse);
     spec.check_push_options(errand_core::Naming::Fields)
         .map_err(|e| ApiError::invalid(e).on("push"))?;
-    if let Some(base) = &b.base {
-        if base.is_empty()
-            || base.starts_with('-')
-            || base.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(ApiError::invalid(
-                "base is not a branch name (empty, starts with '-', or has spaces or control characters)",
-            )
-            .on("base"));
-        }
+    if b.base.as_deref().is_some_and(not_a_name) {
+        return Err(ApiError::invalid(
+            "base is not a branch name (empty, starts with '-', or has spaces or control characters)",
+        )
+        .on("base"));
     }
     // A repository on the server's own filesystem only under server.local_repos.
     spec.repo = match b.repo.as_deref() {

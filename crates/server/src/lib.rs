@@ -75,10 +75,7 @@ impl AppState {
             integrations: None,
             github_api: errand_github::DEFAULT_API_BASE.to_string(),
             local_repos: Arc::new(Vec::new()),
-            policy: Arc::new(newrun::RunPolicy {
-                default_timeout_secs: errand_core::RunSpec::DEFAULT_TIMEOUT_SECS,
-                ..newrun::RunPolicy::default()
-            }),
+            policy: Arc::default(),
         }
     }
 }

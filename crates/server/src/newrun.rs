@@ -1,7 +1,7 @@
 //! What a client needs to start a run well, for the web app's New run form:
 //! who the caller is and what its token may do ([`me`]), the choices a run
-//! may take on this server ([`options`]), and the server's own checks of a
-//! run before anything is queued ([`RunPolicy::check`], and `dry_run` on
+//! may take on this server ([`options`]), and what the server checks of a
+//! run before anything is queued ([`RunPolicy`], and `dry_run` on
 //! `POST /api/v1/runs`).
 
 use std::collections::BTreeSet;
@@ -27,10 +27,9 @@ pub struct RunPolicy {
     /// does it know what its runs' harnesses are given, so only then is a
     /// missing key reported before the run starts.
     pub runs_here: bool,
-    /// The names of the non-empty variables runs' harnesses are given.
+    /// The names of the non-empty variables of errand's environment that
+    /// runs' harnesses are given (stored secrets are asked of the store).
     pub env_set: BTreeSet<String>,
-    /// A run's time limit when the request names none.
-    pub default_timeout_secs: u64,
     /// `gateway.max_cost_usd`: a run's cost limit when it names none.
     pub max_cost_usd: Option<f64>,
     /// `gateway.max_tokens`: a run's token limit when it names none.
@@ -38,13 +37,10 @@ pub struct RunPolicy {
 }
 
 impl RunPolicy {
-    /// Whether `model` is one runs may ask for.
+    /// Whether `model` is one runs may ask for (the gateway's own rule).
     pub fn model_allowed(&self, model: &str) -> bool {
-        self.models.is_empty()
-            || self.models.iter().any(|a| match a.strip_suffix('*') {
-                Some(prefix) => model.starts_with(prefix),
-                None => a == model,
-            })
+        let allow = (!self.models.is_empty()).then_some(self.models.as_slice());
+        errand_gateway::policy::model_allowed(allow, model)
     }
 
     /// The refusal of a model outside `gateway.models`, if it is.
@@ -59,20 +55,37 @@ impl RunPolicy {
         }
     }
 
-    /// The required variables `harness` needs that its runs would not get,
-    /// when this process runs them (else none: a worker elsewhere has its
-    /// own environment).
-    pub fn missing_env(&self, harness: &dyn errand_harness::Harness) -> Vec<&'static str> {
+    /// The required variables `harness` needs that its runs would not get
+    /// from errand's environment or the secrets `stored` (`errand secret
+    /// set`), when this process runs them (else none: a worker elsewhere
+    /// has its own environment).
+    pub fn missing_env(
+        &self,
+        harness: &dyn errand_harness::Harness,
+        stored: &BTreeSet<String>,
+    ) -> Vec<&'static str> {
         if !self.runs_here {
             return Vec::new();
         }
         harness
             .env_vars()
             .iter()
-            .filter(|v| v.required && !self.env_set.contains(v.name))
+            .filter(|v| v.required && !self.env_set.contains(v.name) && !stored.contains(v.name))
             .map(|v| v.name)
             .collect()
     }
+}
+
+/// The names of the secrets stored with `errand secret set` (names only:
+/// nothing is decrypted).
+pub async fn stored_secrets(st: &AppState) -> Result<BTreeSet<String>, ApiError> {
+    Ok(st
+        .store
+        .secret_names()
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
 }
 
 /// The caller: its token's name and scopes.
@@ -144,6 +157,7 @@ pub struct RunOptions {
 ))]
 pub async fn options(State(st): State<AppState>) -> Result<Json<RunOptions>, ApiError> {
     let policy = &st.policy;
+    let stored = stored_secrets(&st).await?;
     let harnesses = st
         .harnesses
         .names()
@@ -153,7 +167,7 @@ pub async fn options(State(st): State<AppState>) -> Result<Json<RunOptions>, Api
             let caps = h.capabilities();
             Some(HarnessOption {
                 missing_env: policy
-                    .missing_env(h.as_ref())
+                    .missing_env(h.as_ref(), &stored)
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
@@ -184,7 +198,7 @@ pub async fn options(State(st): State<AppState>) -> Result<Json<RunOptions>, Api
         sandbox: policy.sandbox.clone(),
         recent_repos,
         local_repos: !st.local_repos.is_empty(),
-        default_timeout_secs: policy.default_timeout_secs,
+        default_timeout_secs: errand_core::RunSpec::DEFAULT_TIMEOUT_SECS,
         max_cost_usd: policy.max_cost_usd,
         max_tokens: policy.max_tokens,
     }))
@@ -216,11 +230,15 @@ mod tests {
             runs_here: true,
             ..RunPolicy::default()
         };
-        assert_eq!(p.missing_env(claude.as_ref()), ["ANTHROPIC_API_KEY"]);
+        let none = BTreeSet::new();
+        assert_eq!(p.missing_env(claude.as_ref(), &none), ["ANTHROPIC_API_KEY"]);
+        // A stored secret is as good as the environment.
+        let stored = BTreeSet::from(["ANTHROPIC_API_KEY".to_string()]);
+        assert!(p.missing_env(claude.as_ref(), &stored).is_empty());
         p.env_set.insert("ANTHROPIC_API_KEY".into());
-        assert!(p.missing_env(claude.as_ref()).is_empty());
+        assert!(p.missing_env(claude.as_ref(), &none).is_empty());
         p.env_set.clear();
         p.runs_here = false;
-        assert!(p.missing_env(claude.as_ref()).is_empty());
+        assert!(p.missing_env(claude.as_ref(), &none).is_empty());
     }
 }

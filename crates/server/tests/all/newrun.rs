@@ -46,7 +46,6 @@ async fn options_list_harnesses_models_recent_repositories_and_missing_keys() {
         sandbox: "docker".into(),
         runs_here: true,
         env_set: ["OPENAI_API_KEY".to_string()].into(),
-        default_timeout_secs: 1800,
         ..RunPolicy::default()
     };
     let (st, store) = server(policy).await;
@@ -189,6 +188,17 @@ async fn a_dry_run_queues_nothing_and_each_refusal_names_its_field() {
         );
     }
     assert_eq!(queued(&store).await, 0);
+    // A key stored with `errand secret set` is one the runs get.
+    store.put_secret("OPENAI_API_KEY", b"sealed").await.unwrap();
+    let (status, v) = call(
+        &st,
+        &rw,
+        "POST",
+        dry,
+        Some(json!({"prompt": "x", "harness": "codex"})),
+    )
+    .await;
+    assert_eq!(status, 200, "a stored secret counts: {v}");
 
     // Queued for real, the same checks hold (the key is the run's to miss:
     // it fails recorded, with its reason, as before).
