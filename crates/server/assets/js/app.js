@@ -1,7 +1,7 @@
 // The viewer's entry point: routes on the path. Pages are plain links (each
 // navigation loads the page again); data comes from the API.
 
-import { h } from './util.js';
+import { h, typing } from './util.js';
 import { mode, getToken, setToken, takeTokenFromFragment, whoAmI, may } from './api.js';
 import { installDrop } from './drop.js';
 
@@ -68,9 +68,7 @@ async function main() {
   if (path === '/login') return (await import('./login.js')).loginPage(root);
   if (needToken()) return undefined;
   document.addEventListener('keydown', (ev) => {
-    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || ev.key !== 'n') return;
-    const t = ev.target;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
+    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || ev.key !== 'n' || typing(ev)) return;
     if (path !== '/new') location.assign('/new');
   });
   if (path === '/') return (await import('./runs.js')).runsPage(root);

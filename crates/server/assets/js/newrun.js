@@ -3,7 +3,7 @@
 // queued (each error beside its field), one run or a fan-out of harnesses x
 // models; then the run's live page (or the fan-out's comparison page).
 
-import { h } from './util.js';
+import { h, onCtrlEnter } from './util.js';
 import { getJson, postJson, HttpError, loginIfUnauthorized, whoAmI, may } from './api.js';
 
 const DRAFT = 'errand.draft';
@@ -231,10 +231,5 @@ export async function newRunPage(root) {
     ev.preventDefault();
     submit();
   });
-  form.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) {
-      ev.preventDefault();
-      submit();
-    }
-  });
+  onCtrlEnter(form, submit);
 }

@@ -2,7 +2,7 @@
 // keyboard navigation, follow mode, and progressive loading (the newest
 // events first, then older ones in the background, then the live stream).
 
-import { h, fmtDuration, fmtCount, fmtCost, fmtBytes, parseTime, TERMINAL, stateBadge, copyText, debounce, safeUrl, problemText } from './util.js';
+import { h, typing, onCtrlEnter, fmtDuration, fmtCount, fmtCost, fmtBytes, parseTime, TERMINAL, stateBadge, copyText, debounce, safeUrl, problemText } from './util.js';
 import { getJson, getNdjson, postJson, request, streamEvents, HttpError, loginIfUnauthorized, whoAmI, may } from './api.js';
 import { Trace } from './trace.js';
 import { VList } from './vlist.js';
@@ -433,9 +433,7 @@ export async function runPage(root, source, { title } = {}) {
     }
   };
   const onKey = (ev) => {
-    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    const t = ev.target;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev)) return;
     if (ev.key === 'r' && source.kind === 'api' && meta && may(me, 'run')) {
       ev.preventDefault();
       location.assign(`/new?from=${encodeURIComponent(meta.id)}`);
@@ -554,12 +552,7 @@ export async function runPage(root, source, { title } = {}) {
     ev.preventDefault();
     sendFollowUp();
   });
-  followText.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) {
-      ev.preventDefault();
-      sendFollowUp();
-    }
-  });
+  onCtrlEnter(followText, sendFollowUp);
 
   const fail = (e) => {
     if (loginIfUnauthorized(e)) return;

@@ -169,3 +169,19 @@ export function problemText(p) {
   const rest = msg.replace(new RegExp(`^line ${p.line}\\b[:,]?\\s*(is\\s+)?`), '');
   return `line ${p.line} could not be read: ${rest}`;
 }
+
+/** Whether a key press is typing into a field (page shortcuts leave it alone). */
+export function typing(ev) {
+  const t = ev.target;
+  return Boolean(t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable));
+}
+
+/** Calls `send` on Ctrl-Enter (Cmd-Enter on a Mac) inside `el`. */
+export function onCtrlEnter(el, send) {
+  el.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      send();
+    }
+  });
+}
