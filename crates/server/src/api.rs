@@ -1,6 +1,7 @@
 //! The run API: create, list, read, cancel, follow up, and read events.
 
-use axum::extract::{Path, Query, State};
+use crate::error::ApiQuery;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -109,7 +110,7 @@ pub fn run_json(r: &RunRecord) -> serde_json::Value {
 ))]
 pub async fn create_run(
     State(st): State<AppState>,
-    Query(q): Query<CreateQuery>,
+    ApiQuery(q): ApiQuery<CreateQuery>,
     caller: Option<axum::Extension<errand_store::TokenInfo>>,
     body: Result<Json<CreateRun>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -269,7 +270,7 @@ pub struct ListQuery {
 ))]
 pub async fn list_runs(
     State(st): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
     let state = match q.state.as_deref() {
         Some(s) => Some(s.parse::<RunState>().map_err(ApiError::invalid)?),
@@ -446,7 +447,7 @@ pub struct EventsQuery {
 pub async fn events(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let rec = st.store.find_run(&id).await?;
     events_of(&st, rec.id, &q).await

@@ -8,7 +8,8 @@
 //! read runs, their events and streams; `run` to start, cancel, continue and
 //! share runs; `admin` to manage tokens. Without it: 403 `insufficient_scope`.
 
-use axum::extract::{Path, Query, Request, State};
+use crate::error::ApiQuery;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -226,7 +227,7 @@ pub async fn shared_run(
 pub async fn shared_events(
     State(st): State<AppState>,
     Path(token): Path<String>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let rec = shared(&st, &token).await?;
     events_of(&st, rec.id, &q).await
@@ -241,7 +242,7 @@ pub async fn shared_stream(
     State(st): State<AppState>,
     Path(token): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<crate::sse::StreamQuery>,
+    ApiQuery(q): ApiQuery<crate::sse::StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let rec = shared(&st, &token).await?;
     Ok(crate::sse::stream_of(

@@ -125,6 +125,32 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// axum's `Query`, refused as the API refuses everything else: a JSON error
+/// (422 `invalid_request`) naming what is wrong, not axum's plain-text 400.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(ApiQuery(q)),
+            Err(e) => Err(ApiError::invalid(format!(
+                "the query string is not valid: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
         ApiError::invalid(format!("the request body is not valid: {}", e.body_text()))

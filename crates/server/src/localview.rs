@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::{Path as UrlPath, Query, Request, State};
+use crate::error::ApiQuery;
+use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -281,7 +282,7 @@ async fn file_info(
 async fn file_events(
     State(st): State<LocalView>,
     UrlPath(n): UrlPath<usize>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     Ok(st.parsed(n).await?.events_response(&q))
 }

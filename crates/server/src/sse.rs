@@ -10,7 +10,8 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use crate::error::ApiQuery;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -56,7 +57,7 @@ pub async fn stream(
     State(st): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<StreamQuery>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let rec = st.store.find_run(&id).await?;
     Ok(stream_of(st, rec.id, resume_point(&headers, &q)))

@@ -213,6 +213,26 @@ async fn a_dry_run_queues_nothing_and_each_refusal_names_its_field() {
     assert_eq!((status, v["error"]["field"].clone()), (422, json!("model")));
     assert_eq!(queued(&store).await, 0);
 
+    // A query string that does not parse is refused like any bad input: JSON.
+    for (method, path) in [
+        ("POST", "/api/v1/runs?dry_run=maybe"),
+        ("GET", "/api/v1/runs?limit=abc"),
+    ] {
+        let (status, v) = call(&st, &rw, method, path, Some(json!({"prompt": "x"}))).await;
+        assert_eq!(
+            (status, v["error"]["code"].clone()),
+            (422, json!("invalid_request")),
+            "{path}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("query string"),
+            "{v}"
+        );
+    }
+
     // A read-only token may not even ask.
     let ro = token(&store, &[Scope::Read]).await;
     let (status, v) = call(&st, &ro, "POST", dry, Some(json!({"prompt": "x"}))).await;
