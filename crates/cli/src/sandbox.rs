@@ -272,7 +272,19 @@ pub async fn run(paths: &Paths, cfg: &Config, cmd: SandboxCmd) -> Result<std::pr
                 );
             }
         }
-        Backend::Modal => return prepare_modal(cfg.modal_config(Some(paths)), rebuild, json).await,
+        Backend::Modal => {
+            // Not missing (runs work without it), but a key would enter the Sandbox.
+            let warnings: Vec<String> = (cfg.gateway.enabled && cfg.gateway.modal_url.is_none())
+                .then(|| {
+                    "gateway.modal_url is not set: harnesses in Modal Sandboxes cannot reach errand's \
+                     model gateway and get the provider key itself (set gateway.modal_listen and \
+                     gateway.modal_url; README, Modal)"
+                        .to_string()
+                })
+                .into_iter()
+                .collect();
+            return prepare_modal(cfg.modal_config(Some(paths)), &warnings, rebuild, json).await;
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -281,6 +293,7 @@ pub async fn run(paths: &Paths, cfg: &Config, cmd: SandboxCmd) -> Result<std::pr
 /// printed as one list (non-zero exit when anything is).
 async fn prepare_modal(
     config: errand_modal::ModalConfig,
+    warnings: &[String],
     rebuild: bool,
     json: bool,
 ) -> Result<std::process::ExitCode> {
@@ -334,6 +347,7 @@ async fn prepare_modal(
                 "image": config.image_commands(),
                 "image_id": image_id,
                 "missing": missing,
+                "warnings": warnings,
             })
         );
     } else if missing.is_empty() {
@@ -347,6 +361,11 @@ async fn prepare_modal(
         println!("modal sandbox: not ready; missing:");
         for m in &missing {
             println!("  - {m}");
+        }
+    }
+    if !json {
+        for w in warnings {
+            println!("warning: {w}");
         }
     }
     Ok(if missing.is_empty() {

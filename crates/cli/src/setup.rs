@@ -136,19 +136,28 @@ async fn gateway(cfg: &Config) -> Result<Option<GatewaySettings>> {
             tracing::error!("the model gateway stopped: {e}");
         }
     });
-    // Agent pods reach the same gateway over the cluster's network.
-    let mut pod_url = None;
-    if let (Some(l), Some(u)) = (&g.kubernetes_listen, &g.kubernetes_url) {
-        let pods = tokio::net::TcpListener::bind(l.as_str())
+    // Sandboxes off the host reach the same gateway at an address of their own:
+    // agent pods over the cluster's network, Modal Sandboxes over the internet.
+    let mut remote = std::collections::BTreeMap::new();
+    for (backend, listen, url) in [
+        ("kubernetes", &g.kubernetes_listen, &g.kubernetes_url),
+        ("modal", &g.modal_listen, &g.modal_url),
+    ] {
+        let (Some(l), Some(u)) = (listen, url) else {
+            continue;
+        };
+        let listener = tokio::net::TcpListener::bind(l.as_str())
             .await
-            .with_context(|| format!("the model gateway cannot listen for pods on {l}"))?;
+            .with_context(|| {
+                format!("the model gateway cannot listen for {backend} sandboxes on {l}")
+            })?;
         let router = gateway.router();
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(pods, router).await {
-                tracing::error!("the model gateway's pod listener stopped: {e}");
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!("the model gateway's {backend} listener stopped: {e}");
             }
         });
-        pod_url = Some(u.trim_end_matches('/').to_string());
+        remote.insert(backend.to_string(), u.trim_end_matches('/').to_string());
     }
     Ok(Some(GatewaySettings {
         gateway,
@@ -160,7 +169,7 @@ async fn gateway(cfg: &Config) -> Result<Option<GatewaySettings>> {
             requests_per_minute: g.requests_per_minute,
         },
         direct: g.direct.clone(),
-        pod_url,
+        remote,
     }))
 }
 

@@ -276,6 +276,9 @@ impl ModalSandbox {
              ALLOWLIST, by address (host names resolved at start, *.suffix entries skipped)"
                 .to_string(),
         );
+        if let Some(why) = reaches_api(&cidrs, &egress.protected, &own_addresses()) {
+            return Err(SandboxError::Setup(why));
+        }
         let access = if cidrs.is_empty() {
             pb::NetworkAccess {
                 network_access_type: T::Blocked as i32,
@@ -644,9 +647,78 @@ fn lifetime(run: Option<u64>, configured: u32) -> u32 {
     }
 }
 
+/// This machine's addresses, for [`reaches_api`]; none when they cannot be read.
+fn own_addresses() -> Vec<std::net::IpAddr> {
+    errand_sandbox::egress::interface_addresses().unwrap_or_default()
+}
+
+/// Why an ALLOWLIST of `cidrs` would let the agent reach errand's API at
+/// `protected`, if it would: Modal's allowlist has no ports, so a block holding
+/// an address the API listens on opens the API too (an unspecified listen
+/// address is every one of `own`). Addresses behind a NAT or a proxy in front
+/// of the API cannot be seen from here; the README says to publish the
+/// gateway apart from the API.
+fn reaches_api(
+    cidrs: &[String],
+    protected: &[std::net::SocketAddr],
+    own: &[std::net::IpAddr],
+) -> Option<String> {
+    use errand_sandbox::kubernetes::Cidr;
+    for api in protected {
+        let ip = errand_sandbox::egress::canonical(api.ip());
+        let addrs: Vec<std::net::IpAddr> = if ip.is_unspecified() {
+            own.iter()
+                .map(|a| errand_sandbox::egress::canonical(*a))
+                .collect()
+        } else {
+            vec![ip]
+        };
+        for c in cidrs {
+            let Some(block) = Cidr::parse(c) else {
+                continue;
+            };
+            if let Some(a) = addrs.iter().find(|a| block.contains(&Cidr::host(**a))) {
+                return Some(format!(
+                    "the modal sandbox's allowlist holds {c}, which holds {a}, where errand's API \
+                     listens ({api}): Modal's allowlist has no ports, so the agent could reach the \
+                     API. Publish the model gateway (gateway.modal_url) and the run's destinations \
+                     at addresses the API does not listen on"
+                ));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
-    use super::lifetime;
+    use super::{lifetime, reaches_api};
+
+    #[test]
+    fn an_allowlist_holding_the_apis_address_is_refused() {
+        let own: Vec<std::net::IpAddr> =
+            vec!["127.0.0.1".parse().unwrap(), "192.0.2.7".parse().unwrap()];
+        let cidrs = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The API on one address: only a block holding it is refused.
+        let api = ["198.51.100.4:8080".parse().unwrap()];
+        assert!(reaches_api(&cidrs(&["203.0.113.0/24"]), &api, &own).is_none());
+        let why = reaches_api(&cidrs(&["203.0.113.0/24", "198.51.100.0/24"]), &api, &own)
+            .expect("refused");
+        assert!(
+            why.contains("198.51.100.0/24") && why.contains("198.51.100.4:8080"),
+            "{why}"
+        );
+        // On every address: any of this machine's, and everything (`*`).
+        let api = ["0.0.0.0:8080".parse().unwrap()];
+        assert!(reaches_api(&cidrs(&["192.0.2.7/32"]), &api, &own).is_some());
+        assert!(reaches_api(&cidrs(&["0.0.0.0/0"]), &api, &own).is_some());
+        assert!(reaches_api(&cidrs(&["203.0.113.9/32"]), &api, &own).is_none());
+        // IPv4 written as IPv6 is the same address.
+        let api = ["[::ffff:198.51.100.4]:8080".parse().unwrap()];
+        assert!(reaches_api(&cidrs(&["198.51.100.4/32"]), &api, &own).is_some());
+        // No API in this process (`errand run`): nothing to keep out.
+        assert!(reaches_api(&cidrs(&["0.0.0.0/0"]), &[], &own).is_none());
+    }
 
     #[test]
     fn a_sandbox_lives_as_long_as_its_run_within_the_configured_cap() {

@@ -871,7 +871,7 @@ mod tests {
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
             defaults: Default::default(),
             direct: vec![],
-            pod_url: Some("http://10.0.0.5:8472".into()),
+            remote: [("kubernetes".to_string(), "http://10.0.0.5:8472".to_string())].into(),
         });
         let rec = r
             .store
@@ -914,7 +914,7 @@ mod tests {
         );
 
         // Without a cluster URL, a pod gets the key directly, and the trace says why.
-        r.gateway.as_mut().unwrap().pod_url = None;
+        r.gateway.as_mut().unwrap().remote.clear();
         let mut ctx2 = ctx.clone();
         ctx2.env = BTreeMap::from([("ANTHROPIC_API_KEY".to_string(), "sk-real".to_string())]);
         assert!(r

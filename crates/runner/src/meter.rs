@@ -39,9 +39,11 @@ pub struct GatewaySettings {
     /// Harnesses that talk to their provider directly, with the real key
     /// (`gateway.direct`); the run's trace says so.
     pub direct: Vec<String>,
-    /// Where kubernetes pods reach the gateway (`gateway.kubernetes_url`);
-    /// `None`: pods get the provider's key directly.
-    pub pod_url: Option<String>,
+    /// Where sandboxes off the host reach the gateway, by backend name:
+    /// `kubernetes` (`gateway.kubernetes_url`) and `modal` (`gateway.modal_url`).
+    /// A backend without one, which cannot reach the host's loopback, gets the
+    /// provider's key directly, and its runs' traces say why.
+    pub remote: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for GatewaySettings {
@@ -300,13 +302,14 @@ impl Runner {
         }
         let base = if self.sandbox_reaches_gateway() {
             format!("http://{}", gw.addr)
-        } else if let (Some(url), "kubernetes") = (&gw.pod_url, self.sandbox.name()) {
+        } else if let Some(url) = gw.remote.get(self.sandbox.name()) {
             url.clone()
         } else {
             return direct(format!(
                 "the {} sandbox cannot reach the gateway on errand's host (it needs errand's egress proxy: \
-                 sandbox.egress = \"allowlist\" on the local or docker sandbox, or \
-                 gateway.kubernetes_listen and gateway.kubernetes_url for pods)",
+                 sandbox.egress = \"allowlist\" on the local or docker sandbox, \
+                 gateway.kubernetes_listen and gateway.kubernetes_url for pods, or \
+                 gateway.modal_listen and gateway.modal_url for Modal Sandboxes)",
                 self.sandbox.name()
             ));
         };

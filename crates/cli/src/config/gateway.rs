@@ -30,6 +30,14 @@ pub struct Gateway {
     /// The base URL pods reach that listener at
     /// (`http://errand-git.errand.svc.cluster.local:8472`).
     pub kubernetes_url: Option<String>,
+    /// For the modal sandbox: where errand also serves the gateway to Modal
+    /// Sandboxes (`0.0.0.0:8473`, or a loopback address a tunnel forwards to).
+    pub modal_listen: Option<String>,
+    /// The base URL Modal Sandboxes reach that listener at, over the internet
+    /// (`https://gateway.example.com`; put TLS in front of it). Its address is
+    /// added to each Sandbox's ALLOWLIST, which has no ports: it must not
+    /// also serve errand's API.
+    pub modal_url: Option<String>,
 }
 
 impl Default for Gateway {
@@ -44,6 +52,8 @@ impl Default for Gateway {
             direct: Vec::new(),
             kubernetes_listen: None,
             kubernetes_url: None,
+            modal_listen: None,
+            modal_url: None,
         }
     }
 }
@@ -72,28 +82,58 @@ impl Gateway {
         if self.max_tokens == Some(0) {
             out.push("gateway.max_tokens: must be positive".into());
         }
-        match (&self.kubernetes_listen, &self.kubernetes_url) {
-            (Some(l), Some(u)) => {
-                if l.parse::<std::net::SocketAddr>().is_err() {
-                    out.push(format!(
-                        "gateway.kubernetes_listen '{l}': not an address such as 0.0.0.0:8472"
-                    ));
-                }
-                if !u.starts_with("http://") || u.trim_start_matches("http://").is_empty() {
-                    out.push(format!(
-                        "gateway.kubernetes_url '{u}': an http:// URL pods reach errand at"
-                    ));
-                }
-            }
-            (None, None) => {}
-            _ => {
-                out.push("gateway.kubernetes_listen and gateway.kubernetes_url go together".into())
-            }
-        }
+        remote_listener(
+            &mut out,
+            ("kubernetes_listen", &self.kubernetes_listen),
+            ("kubernetes_url", &self.kubernetes_url),
+            "0.0.0.0:8472",
+            &["http://"],
+            "pods reach errand at",
+        );
+        remote_listener(
+            &mut out,
+            ("modal_listen", &self.modal_listen),
+            ("modal_url", &self.modal_url),
+            "0.0.0.0:8473",
+            &["https://", "http://"],
+            "Modal Sandboxes reach errand at",
+        );
         if self.requests_per_minute == Some(0) {
             out.push("gateway.requests_per_minute: must be positive".into());
         }
         out
+    }
+}
+
+/// The problems of a listener for sandboxes off the host (`gateway.<x>_listen`
+/// and `gateway.<x>_url`, which go together).
+fn remote_listener(
+    out: &mut Vec<String>,
+    (listen_key, listen): (&str, &Option<String>),
+    (url_key, url): (&str, &Option<String>),
+    example: &str,
+    schemes: &[&str],
+    what: &str,
+) {
+    match (listen, url) {
+        (Some(l), Some(u)) => {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                out.push(format!(
+                    "gateway.{listen_key} '{l}': not an address such as {example}"
+                ));
+            }
+            let host = schemes.iter().find_map(|s| u.strip_prefix(s));
+            if !host.is_some_and(|h| !h.is_empty() && !h.starts_with('/')) {
+                out.push(format!(
+                    "gateway.{url_key} '{u}': a {} URL {what}",
+                    schemes.join(" or ")
+                ));
+            }
+        }
+        (None, None) => {}
+        _ => out.push(format!(
+            "gateway.{listen_key} and gateway.{url_key} go together"
+        )),
     }
 }
 
@@ -116,5 +156,31 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(g.problems().len(), 2);
+    }
+
+    #[test]
+    fn listeners_for_sandboxes_off_the_host_need_an_address_and_a_url() {
+        let g = Gateway {
+            modal_listen: Some("0.0.0.0:8473".into()),
+            modal_url: Some("https://gateway.example.com".into()),
+            kubernetes_listen: Some("0.0.0.0:8472".into()),
+            kubernetes_url: Some("http://errand.errand.svc:8472".into()),
+            ..Default::default()
+        };
+        assert!(g.problems().is_empty(), "{:?}", g.problems());
+        let g = Gateway {
+            modal_listen: Some("everywhere".into()),
+            modal_url: Some("ftp://x".into()),
+            kubernetes_url: Some("https://pods-cannot-do-tls".into()),
+            ..Default::default()
+        };
+        let p = g.problems();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains("kubernetes_listen and gateway.kubernetes_url go together"));
+        assert!(p[1].contains("gateway.modal_listen 'everywhere'"), "{p:?}");
+        assert!(
+            p[2].contains("https:// or http:// URL Modal Sandboxes reach"),
+            "{p:?}"
+        );
     }
 }

@@ -91,6 +91,8 @@ pub(super) const KEYS: &[(&str, Kind)] = {
         ("gateway.direct", List),
         ("gateway.kubernetes_listen", Str),
         ("gateway.kubernetes_url", Str),
+        ("gateway.modal_listen", Str),
+        ("gateway.modal_url", Str),
     ]
 };
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 /// only inside this process, so no command line or file carries it whole.
 /// `/usr` is the host's (read-only, errand puts nothing there) and is skipped
 /// for time; `/proc` is searched by each process's environ and cmdline.
-const SCAN: &str = r#"import os, sys
+pub(crate) const SCAN: &str = r#"import os, sys
 needle = ("sk-canary-" + sys.argv[1]).encode()
 hits = []
 files = 0
@@ -50,7 +50,7 @@ print("SCAN-DONE files=%d procs=%d hits=%d %s" % (files, procs, len(hits), " ".j
 "#;
 
 /// A canary key, different in every test.
-fn canary_suffix() -> String {
+pub(crate) fn canary_suffix() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -59,7 +59,7 @@ fn canary_suffix() -> String {
 }
 
 /// The scripted model, refusing every request without `key`.
-async fn provider(scenario: &str, key: &str) -> ScriptedModel {
+pub(crate) async fn provider(scenario: &str, key: &str) -> ScriptedModel {
     let sc = Scenario::from_json(scenario).expect("the test's scenario is valid");
     ScriptedModel::start_requiring_key(sc, std::net::SocketAddr::from(([127, 0, 0, 1], 0)), key)
         .await
@@ -67,7 +67,7 @@ async fn provider(scenario: &str, key: &str) -> ScriptedModel {
 }
 
 /// `bare_repo` with the scan script committed.
-fn repo_with_scan(root: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn repo_with_scan(root: &std::path::Path) -> std::path::PathBuf {
     let bare = bare_repo(root);
     let work = root.join("scan-seed");
     let out = std::process::Command::new("git")
@@ -115,14 +115,14 @@ fn provider_vars(harness: &str, model: &ScriptedModel, key: &str) -> Vec<(String
     }
 }
 
-fn env_for(harness: &str, model: &ScriptedModel, key: &str) -> Env {
+pub(crate) fn env_for(harness: &str, model: &ScriptedModel, key: &str) -> Env {
     let mut env = Env::new();
     env.vars.extend(provider_vars(harness, model, key));
     env
 }
 
 /// The sum of the run's `model_call` records.
-fn metered(events: &[Value]) -> (u64, u64, u64) {
+pub(crate) fn metered(events: &[Value]) -> (u64, u64, u64) {
     let calls = of_type(events, "model_call");
     let sum = |f: &str| {
         calls

@@ -28,16 +28,39 @@ async fn fake() -> Option<Fake> {
 
 /// The environment pointing `errand` at the fake.
 fn on_fake(env: Env, f: &Fake) -> Env {
+    on_fake_allowlisted(env, f)
+        // The scripted model listens on the host's loopback, which only a
+        // sandbox on the host's network reaches: Modal's OPEN network_access
+        // (the fake's sandbox then shares the host's network). The test
+        // below takes the ALLOWLIST path, through errand's gateway.
+        .var("ERRAND_SANDBOX_EGRESS", "open")
+}
+
+/// The environment pointing `errand` at the fake, with errand's default
+/// egress policy (an allowlist: Modal's ALLOWLIST).
+fn on_fake_allowlisted(env: Env, f: &Fake) -> Env {
     let (id, secret) = f.token();
     env.var("MODAL_SERVER_URL", &f.url())
         .var("MODAL_TOKEN_ID", &id)
         .var("MODAL_TOKEN_SECRET", &secret)
         .var("ERRAND_SANDBOX_MODAL_IMAGE", "errand-agent:test")
-        // The scripted model listens on the host's loopback, which only a
-        // sandbox on the host's network reaches: Modal's OPEN network_access
-        // (the fake's sandbox then shares the host's network). Reaching it
-        // through errand's gateway from an ALLOWLIST sandbox is not done yet.
-        .var("ERRAND_SANDBOX_EGRESS", "open")
+}
+
+/// An address of this machine that is not loopback (a Modal Sandbox's
+/// loopback is its own, so errand never allowlists one for it), and a free
+/// port on it: where the test publishes the gateway for Modal Sandboxes.
+fn published_address() -> std::net::SocketAddr {
+    let ip = errand_sandbox::egress::interface_addresses()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|ip| {
+            ip.is_ipv4()
+                && !ip.is_loopback()
+                && errand_sandbox::egress::refused_address(*ip).is_none()
+        })
+        .expect("this machine has an IPv4 address besides loopback (eth0, docker0)");
+    let l = std::net::TcpListener::bind((ip, 0)).expect("a free port");
+    l.local_addr().expect("its address")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,4 +137,156 @@ async fn claude_code_commits_on_a_branch_in_a_modal_sandbox_on_the_fake() {
     // the steps after the agent, and a minute to bring the work back.
     let lifetimes: Vec<u32> = f.lifetimes().into_iter().map(|(_, t)| t).collect();
     assert_eq!(lifetimes, [300], "{lifetimes:?}");
+}
+
+/// With errand's default egress (an allowlist), a Modal Sandbox reaches its
+/// model only through errand's gateway, published for Modal Sandboxes at
+/// `gateway.modal_url`: the Sandbox's ALLOWLIST is the gateway's address, the
+/// harness gets a key for this run only, and a scan of the whole Sandbox
+/// (every file, every process's environment and command line) finds no
+/// trace of the real key, which the provider demands on every request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_modal_sandbox_reaches_its_model_only_through_errands_gateway() {
+    use crate::gateway::{canary_suffix, env_for, metered, provider, repo_with_scan};
+    let Some(f) = fake().await else { return };
+    ensure_claude();
+    let suffix = canary_suffix();
+    let key = format!("sk-canary-{suffix}");
+    let scenario = serde_json::json!({"steps": [
+        {"shell": format!("python3 scan.py {suffix}")},
+        {"text": "Scanned the sandbox."}
+    ]})
+    .to_string();
+    let model = provider(&scenario, &key).await;
+    let env = env_for("claude-code", &model, &key);
+    let bare = repo_with_scan(env.dir.path());
+    let published = published_address();
+    let env = on_fake_allowlisted(env, &f)
+        .var("ERRAND_GATEWAY_MODAL_LISTEN", &published.to_string())
+        .var("ERRAND_GATEWAY_MODAL_URL", &format!("http://{published}"));
+    let repo = bare.to_string_lossy().into_owned();
+    let (ok, v) = env.run_json(&[
+        "--sandbox",
+        "modal",
+        "--repo",
+        &repo,
+        "--timeout",
+        "120s",
+        "scan the sandbox",
+    ]);
+    assert!(ok, "run failed: {v:#}\nfake: {:#?}", f.violations());
+    let id = v["id"].as_str().expect("id");
+    let events = env.events(id);
+
+    // The Sandbox's network was Modal's ALLOWLIST of the gateway's address alone.
+    assert_eq!(f.networks().len(), 1);
+    assert!(f.networks().iter().all(|(_, blocked)| !blocked));
+    let unenforced = f.unenforced();
+    assert!(
+        unenforced
+            .iter()
+            .any(|u| u.contains(&format!("ALLOWLIST [\"{}/32\"]", published.ip()))),
+        "{unenforced:?}"
+    );
+    // The harness was pointed at the published gateway, with the run's own key.
+    let notices: Vec<&str> = of_type(&events, "notice")
+        .iter()
+        .filter_map(|n| n["message"].as_str())
+        .collect();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.starts_with("model gateway: the harness reaches anthropic")),
+        "{notices:?}"
+    );
+    // The scan ran inside and found no trace of the real key.
+    let scan = of_type(&events, "tool_result")
+        .iter()
+        .filter_map(|r| r["output"].as_str())
+        .find(|o| o.contains("SCAN-DONE"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("the scan printed nothing: {events:#?}"));
+    assert!(
+        scan.contains("hits=0"),
+        "the real key is in the Modal Sandbox: {scan}"
+    );
+    assert!(!scan.contains("files=0 "), "the scan read no file: {scan}");
+    // Every request reached the provider with the real key, and was metered.
+    let requests = model.requests();
+    assert!(!requests.is_empty(), "the provider saw no request");
+    assert!(requests.iter().all(|r| r.status < 400), "{requests:?}");
+    let (calls, input, output) = metered(&events);
+    assert_eq!(calls as usize, requests.len(), "one model_call per request");
+    assert_eq!(v["metered"], true, "{v:#}");
+    assert!(input > 0 && output > 0, "{v:#}");
+    assert!(!v.to_string().contains(&key));
+    assert_eq!(f.violations(), Vec::<String>::new());
+    assert_eq!(f.running(), Vec::new());
+}
+
+/// `errand sandbox prepare modal`: without a token it names everything
+/// missing in one list and fails; against the fake it checks the token,
+/// creates the app and builds the image (surviving the fake's broken build
+/// stream), and warns while Modal Sandboxes have no route to the gateway.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_prepare_modal_checks_everything_and_lists_what_is_missing() {
+    let Some(f) = fake().await else { return };
+    let prepare = |env: &Env| {
+        let out = env.run(&["sandbox", "prepare", "modal", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.success(), v)
+    };
+
+    // Nothing configured: one list, non-zero exit.
+    let env = Env::new().var("MODAL_SERVER_URL", &f.url());
+    let (ok, v) = prepare(&env);
+    assert!(!ok, "{v:#}");
+    assert_eq!(v["ready"], false);
+    let missing = v["missing"].to_string();
+    assert!(missing.contains("MODAL_TOKEN_ID"), "{missing}");
+    assert!(missing.contains("sandbox.modal_image"), "{missing}");
+
+    // A wrong secret: the token is refused, and nothing else is tried.
+    let (id, _) = f.token();
+    let env = Env::new()
+        .var("MODAL_SERVER_URL", &f.url())
+        .var("MODAL_TOKEN_ID", &id)
+        .var("MODAL_TOKEN_SECRET", "not-the-secret")
+        .var("ERRAND_SANDBOX_MODAL_IMAGE", "errand-agent:test");
+    let (ok, v) = prepare(&env);
+    assert!(!ok, "{v:#}");
+    assert_eq!(v["missing"].as_array().map(Vec::len), Some(1), "{v:#}");
+    assert!(v["app_id"].is_null() && v["image_id"].is_null(), "{v:#}");
+
+    // The fake's token: ready, with the app and the image; a warning while
+    // the gateway is not published for Modal.
+    let env = on_fake_allowlisted(Env::new(), &f);
+    let (ok, v) = prepare(&env);
+    assert!(ok, "{v:#}\nfake: {:#?}", f.violations());
+    assert_eq!(v["ready"], true);
+    assert!(
+        v["app_id"].as_str().is_some_and(|a| a.starts_with("ap-")),
+        "{v:#}"
+    );
+    assert!(
+        v["image_id"].as_str().is_some_and(|i| i.starts_with("im-")),
+        "{v:#}"
+    );
+    assert!(
+        v["warnings"].to_string().contains("gateway.modal_url"),
+        "{v:#}"
+    );
+    let env = env
+        .var("ERRAND_GATEWAY_MODAL_LISTEN", "127.0.0.1:0")
+        .var("ERRAND_GATEWAY_MODAL_URL", "https://gateway.example.com");
+    let (ok, v) = prepare(&env);
+    assert!(ok, "{v:#}");
+    assert_eq!(v["warnings"], serde_json::json!([]), "{v:#}");
+    assert_eq!(f.violations(), Vec::<String>::new());
 }
