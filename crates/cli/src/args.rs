@@ -49,6 +49,18 @@ pub enum Command {
         /// Run id, or a unique prefix of it.
         run: String,
     },
+    /// Keep one run of a fan-out as its result: open (or mark) its pull
+    /// request; with --close-others, close the other runs' pull requests and
+    /// delete their branches.
+    Pick {
+        /// The run to keep: its id, or a unique prefix of it.
+        run: String,
+        /// Also close the other runs' pull requests and delete their branches.
+        #[arg(long)]
+        close_others: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage harness CLIs.
     #[command(subcommand)]
     Harness(HarnessCmd),

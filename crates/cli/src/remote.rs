@@ -90,6 +90,33 @@ pub async fn dispatch(server: &str, cmd: &Command) -> Result<Option<std::process
             );
             Ok(Some(ok))
         }
+        Command::Pick {
+            run,
+            close_others,
+            json,
+        } => {
+            let r = c
+                .json(Method::GET, &format!("/api/v1/runs/{run}"), None)
+                .await?;
+            let Some(group) = r["group"].as_str() else {
+                bail!("run {run} is not part of a fan-out: nothing to pick from");
+            };
+            let v = c
+                .json(
+                    Method::POST,
+                    &format!("/api/v1/groups/{group}/pick"),
+                    Some(serde_json::json!({ "run": r["id"], "close_others": close_others })),
+                )
+                .await?;
+            if *json {
+                println!("{v}");
+            } else if let Some(done) = v["done"].as_array() {
+                for d in done {
+                    println!("{}", d.as_str().unwrap_or(""));
+                }
+            }
+            Ok(Some(ok))
+        }
         _ => Ok(None),
     }
 }

@@ -239,6 +239,11 @@ pub async fn service(paths: &Paths, opts: ServiceOptions<'_>) -> Result<Service>
         ));
         state.integrations = Some(int);
     }
+    state.forge = runner_opts
+        .github
+        .clone()
+        .map(|f| f as Arc<dyn errand_runner::Forge>);
+    state.public_url = Some(public_url.clone());
     runner_opts.public_url = Some(public_url);
     runner_opts.protected = opts.api.to_vec();
     let runner = runner(&cfg, paths, store.clone(), runner_opts).await?;

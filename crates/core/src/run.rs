@@ -78,6 +78,15 @@ impl RepoSource {
         }
     }
 
+    /// The form [`RepoSource::parse`] reads back as this source
+    /// (`github:owner/repo` for GitHub), as `--repo` and the API's `repo` take it.
+    pub fn input(&self) -> String {
+        match self {
+            RepoSource::Github(full) => format!("github:{full}"),
+            RepoSource::Local(p) | RepoSource::Url(p) => p.clone(),
+        }
+    }
+
     /// What git is given to clone from.
     pub fn location(&self) -> &str {
         match self {
@@ -540,6 +549,14 @@ pub struct RunSummary {
     /// How many model requests the gateway forwarded (metered runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_requests: Option<u64>,
+    /// The branch the run's branch was made from (and a change request for it
+    /// would merge into).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_branch: Option<String>,
+    /// In a fan-out group: `true` for the run picked as the group's result,
+    /// `false` for the others, once one was picked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picked: Option<bool>,
 }
 
 /// A run as the store keeps it.

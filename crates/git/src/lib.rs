@@ -676,6 +676,40 @@ fn detail(e: GitError) -> String {
     }
 }
 
+/// Deletes branch `branch` of `remote` (`git push REMOTE :refs/heads/BRANCH`
+/// from an empty repository of errand's own, made for it).
+pub async fn delete_remote_branch(
+    remote: &str,
+    auth: Option<&GitAuth>,
+    branch: &str,
+) -> Result<()> {
+    let fail = |detail: String| GitError::Push {
+        repo: redact_url(remote),
+        branch: branch.to_string(),
+        detail,
+    };
+    if errand_core::check_branch_name(branch).is_err() {
+        return Err(fail("not a branch name errand pushes to".into()));
+    }
+    let empty = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
+    git_with(Some(empty.path()), &["init", "--quiet", "--bare"], None)
+        .await
+        .map_err(|e| fail(detail(e)))?;
+    let refspec = format!(":refs/heads/{branch}");
+    git_with(
+        Some(empty.path()),
+        &["push", "--quiet", remote, &refspec],
+        auth,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| GitError::Push {
+        repo: redact_url(remote),
+        branch: branch.to_string(),
+        detail: detail(e),
+    })
+}
+
 /// The commit a branch of `remote` points at now (its default branch when
 /// `base` is `None`), read without cloning.
 pub async fn remote_head(

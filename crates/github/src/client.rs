@@ -440,6 +440,165 @@ impl GithubClient {
     }
 }
 
+/// The most repositories [`GithubClient::installed_repositories`] lists.
+pub const MAX_LISTED_REPOS: usize = 1000;
+
+#[derive(Deserialize)]
+struct InstallationItem {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct RepoList {
+    #[serde(default)]
+    repositories: Vec<RepoItem>,
+}
+
+#[derive(Deserialize)]
+struct RepoItem {
+    full_name: String,
+}
+
+impl GithubClient {
+    /// Deletes branch `branch` of `owner/repo` (`DELETE
+    /// /repos/{owner}/{repo}/git/refs/heads/{branch}`) with a token that may
+    /// write its contents. A branch already gone counts as deleted.
+    pub async fn delete_branch(
+        &self,
+        token: &RepoToken,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<()> {
+        check_name(owner)?;
+        check_name(repo)?;
+        // Each byte outside git's plain branch characters is percent-encoded.
+        let path: String = branch
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'/' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let resp = self
+            .request(
+                Method::DELETE,
+                &format!("/repos/{owner}/{repo}/git/refs/heads/{path}"),
+                &token.token,
+            )
+            .send()
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            // GitHub answers 422 "Reference does not exist" for a deleted branch.
+            StatusCode::UNPROCESSABLE_ENTITY | StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(status_error(resp).await),
+        }
+    }
+
+    /// Closes pull request `number` (`PATCH /repos/{owner}/{repo}/pulls/{n}`,
+    /// `state: closed`) with a token that may write pull requests.
+    pub async fn close_pull(
+        &self,
+        token: &RepoToken,
+        owner: &str,
+        repo: &str,
+        number: u64,
+    ) -> Result<()> {
+        check_name(owner)?;
+        check_name(repo)?;
+        let resp = self
+            .request(
+                Method::PATCH,
+                &format!("/repos/{owner}/{repo}/pulls/{number}"),
+                &token.token,
+            )
+            .json(&serde_json::json!({ "state": "closed" }))
+            .send()
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_error(resp).await)
+        }
+    }
+
+    /// Every repository the App is installed on, as `owner/repo`, sorted (at
+    /// most [`MAX_LISTED_REPOS`]). Per installation, a token that may only
+    /// read metadata (GitHub's least permission) lists them and is revoked
+    /// right after; it never leaves this process.
+    pub async fn installed_repositories(&self) -> Result<Vec<String>> {
+        let jwt = self.app_jwt()?;
+        let resp = self
+            .request(Method::GET, "/app/installations?per_page=100", &jwt)
+            .send()
+            .await?;
+        let installations: Vec<InstallationItem> = parse(resp, "GET /app/installations").await?;
+        let mut out = Vec::new();
+        for inst in installations {
+            let jwt = self.app_jwt()?;
+            let resp = self
+                .request(
+                    Method::POST,
+                    &format!("/app/installations/{}/access_tokens", inst.id),
+                    &jwt,
+                )
+                .json(&serde_json::json!({ "permissions": { "metadata": "read" } }))
+                .send()
+                .await?;
+            let got: TokenResponse =
+                parse(resp, "POST /app/installations/{id}/access_tokens").await?;
+            let token = RepoToken {
+                token: got.token,
+                expires_at: got.expires_at,
+                permissions: got.permissions,
+                repositories: Vec::new(),
+                owner: String::new(),
+                repo: String::new(),
+            };
+            let listed = self.list_token_repositories(&token, &mut out).await;
+            if let Err(e) = self.revoke(&token).await {
+                tracing::warn!("revoking a listing token failed: {e}");
+            }
+            listed?;
+            if out.len() >= MAX_LISTED_REPOS {
+                break;
+            }
+        }
+        out.sort_by_key(|r| r.to_ascii_lowercase());
+        out.dedup();
+        out.truncate(MAX_LISTED_REPOS);
+        Ok(out)
+    }
+
+    /// `GET /installation/repositories`, page by page, into `out`.
+    async fn list_token_repositories(
+        &self,
+        token: &RepoToken,
+        out: &mut Vec<String>,
+    ) -> Result<()> {
+        for page in 1..=MAX_LISTED_REPOS.div_ceil(100) {
+            let resp = self
+                .request(
+                    Method::GET,
+                    &format!("/installation/repositories?per_page=100&page={page}"),
+                    &token.token,
+                )
+                .send()
+                .await?;
+            let list: RepoList = parse(resp, "GET /installation/repositories").await?;
+            let n = list.repositories.len();
+            out.extend(list.repositories.into_iter().map(|r| r.full_name));
+            if n < 100 || out.len() >= MAX_LISTED_REPOS {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Describes a permission GitHub granted beyond `wanted`, if any.
 fn excess_grant(wanted: &BTreeMap<String, String>, token: &RepoToken) -> Option<String> {
     for (name, level) in &token.permissions {

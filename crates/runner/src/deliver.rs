@@ -48,7 +48,20 @@ impl Runner {
             f.summary.pr_url = Some(forge.change_url(&a.owner, &a.repo, t.number));
         }
         if let (Some(forge), Some(a), None) = (&self.forge, access, &f.summary.pr_url) {
-            f.summary.pr_url = self.open_change(s, em, f, forge.as_ref(), a).await?;
+            // A fan-out's runs are compared first: only the one picked gets a
+            // change request (crate::pick), not one per run.
+            if let (Some(group), None, None) = (&s.rec.spec.group, thread, f.summary.picked) {
+                em.notice(format!(
+                    "fan-out {group}: {} is pushed; the {} is opened for the run you pick \
+                     (Pick this one on the group's page, or errand pick {})",
+                    prepared.branch,
+                    forge.change_name(),
+                    s.rec.id.short()
+                ))
+                .map_err(log_failed)?;
+            } else {
+                f.summary.pr_url = self.open_change(s, em, f, forge.as_ref(), a).await?;
+            }
         }
         Ok(())
     }

@@ -73,6 +73,9 @@ impl Runner {
             session_id: outcome.session_id.clone(),
             tests_passed: None,
             pr_url: None,
+            base_branch: Some(prepared.base_branch.clone()),
+            // A follow-up of a fan-out's picked run stays picked.
+            picked: s.rec.summary.picked,
             ..Default::default()
         };
         record_diff(em, prepared, &collected)?;

@@ -27,6 +27,7 @@ mod hostfs;
 mod limits;
 mod meter;
 mod paths;
+pub mod pick;
 mod prepare;
 use prepare::write_home_files;
 pub mod retention;
@@ -38,6 +39,7 @@ pub use forge::{Forge, ForgeError, GithubForge, ThreadContext};
 pub use limits::{MAX_EVENTS, MAX_EVENT_STRING, MAX_LINE_BYTES, MAX_RAW_BYTES, MAX_STDERR_BYTES};
 pub use meter::GatewaySettings;
 pub use paths::Paths;
+pub use pick::{pick, PickError, PickRequest, Picked};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -23,6 +23,7 @@ pub mod integrations;
 pub mod localview;
 pub mod metrics;
 pub mod newrun;
+pub mod pick;
 pub mod repo;
 pub mod requestlog;
 pub mod routes;
@@ -62,7 +63,17 @@ pub struct AppState {
     /// This server's rules for new runs (allowed models, defaults, which
     /// keys its runs get).
     pub policy: Arc<newrun::RunPolicy>,
+    /// The forge of `github:` repositories (errand's GitHub App), when
+    /// configured: picks of a fan-out, and the repositories a new run may choose.
+    pub forge: Option<Arc<dyn errand_runner::Forge>>,
+    /// The viewer's public address, for links in pull requests.
+    pub public_url: Option<String>,
+    /// The forge's repositories, listed at most once a minute.
+    pub forge_repos: Arc<tokio::sync::Mutex<Option<ListedRepos>>>,
 }
+
+/// The forge's repositories, and when they were listed.
+pub type ListedRepos = (std::time::Instant, Vec<String>);
 
 impl AppState {
     /// The state of a server on `store` and `harnesses`, with no integrations and no local repositories allowed.
@@ -76,6 +87,9 @@ impl AppState {
             github_api: errand_github::DEFAULT_API_BASE.to_string(),
             local_repos: Arc::new(Vec::new()),
             policy: Arc::default(),
+            forge: None,
+            public_url: None,
+            forge_repos: Arc::default(),
         }
     }
 }

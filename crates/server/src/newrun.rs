@@ -140,6 +140,11 @@ pub struct RunOptions {
     pub sandbox: String,
     /// Repositories of recent runs, newest first, as `repo` takes them.
     pub recent_repos: Vec<String>,
+    /// The repositories errand's GitHub App is installed on, as `repo`
+    /// takes them (`github:owner/repo`), sorted; empty without an App.
+    pub forge_repos: Vec<String>,
+    /// Why `forge_repos` could not be listed, when it could not.
+    pub forge_repos_error: Option<String>,
     /// Whether a repository on the server's own filesystem may be given
     /// (under `server.local_repos`).
     pub local_repos: bool,
@@ -187,12 +192,21 @@ pub async fn options(State(st): State<AppState>) -> Result<Json<RunOptions>, Api
     let mut seen = BTreeSet::new();
     let recent_repos = recent
         .iter()
-        .filter_map(|r| r.spec.repo.as_ref().map(ToString::to_string))
+        .filter_map(|r| r.spec.repo.as_ref().map(errand_core::RepoSource::input))
         .filter(|r| seen.insert(r.clone()))
         .take(20)
         .collect();
+    let (forge_repos, forge_repos_error) = match forge_repos(&st).await {
+        Ok(r) => (r, None),
+        Err(e) => {
+            tracing::warn!("listing the GitHub App's repositories failed: {e}");
+            (Vec::new(), Some(e))
+        }
+    };
     Ok(Json(RunOptions {
         harnesses,
+        forge_repos,
+        forge_repos_error,
         default_harness: crate::api::DEFAULT_HARNESS.to_owned(),
         models: policy.models.clone(),
         sandbox: policy.sandbox.clone(),
@@ -202,6 +216,25 @@ pub async fn options(State(st): State<AppState>) -> Result<Json<RunOptions>, Api
         max_cost_usd: policy.max_cost_usd,
         max_tokens: policy.max_tokens,
     }))
+}
+
+/// How long a listing of the forge's repositories is reused.
+const FORGE_REPOS_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The forge's repositories, listed again at most once a [`FORGE_REPOS_TTL`].
+async fn forge_repos(st: &AppState) -> Result<Vec<String>, String> {
+    let Some(forge) = &st.forge else {
+        return Ok(Vec::new());
+    };
+    let mut cache = st.forge_repos.lock().await;
+    if let Some((at, repos)) = cache.as_ref() {
+        if at.elapsed() < FORGE_REPOS_TTL {
+            return Ok(repos.clone());
+        }
+    }
+    let repos = forge.repositories().await.map_err(|e| e.to_string())?;
+    *cache = Some((std::time::Instant::now(), repos.clone()));
+    Ok(repos)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-use crate::{api, auth, metrics, newrun, sse, viewer, AppState};
+use crate::{api, auth, metrics, newrun, pick, sse, viewer, AppState};
 
 /// Where the current version of the API lives.
 pub const V1: &str = "/api/v1";
@@ -71,6 +71,10 @@ pub const API: &[ApiRoute] = &[
     ApiRoute {
         scope: Run,
         route: || routes!(api::follow_up),
+    },
+    ApiRoute {
+        scope: Run,
+        route: || routes!(pick::pick),
     },
     ApiRoute {
         scope: Read,

@@ -74,6 +74,9 @@ pub struct RunView {
     pub prompt: String,
     /// The repository cloned (canonical form), if any.
     pub repo: Option<String>,
+    /// The same, as a new run's `repo` takes it (`github:owner/repo`, a URL
+    /// or a path): what a re-run sends.
+    pub repo_input: Option<String>,
     /// The harness that runs it.
     pub harness: String,
     /// The model the harness asks for; `null`: the harness's default.
@@ -103,6 +106,9 @@ pub struct RunView {
     pub origin: Option<Origin>,
     /// The pull request errand opened for the run's branch.
     pub pr_url: Option<String>,
+    /// In a fan-out group, once one run was picked as its result: whether
+    /// this is that run.
+    pub picked: Option<bool>,
     /// The run's branch.
     pub branch: Option<String>,
     /// The branch's last commit.
@@ -163,6 +169,7 @@ impl From<&RunRecord> for RunView {
             reason: r.reason.clone(),
             prompt: r.spec.prompt.clone(),
             repo: r.spec.repo.as_ref().map(|x| x.to_string()),
+            repo_input: r.spec.repo.as_ref().map(errand_core::RepoSource::input),
             harness: r.spec.harness.clone(),
             model: r.spec.model.clone(),
             push: r.spec.push,
@@ -177,6 +184,7 @@ impl From<&RunRecord> for RunView {
             requested_by: r.spec.requested_by.clone(),
             origin: r.spec.origin.clone(),
             pr_url: s.pr_url.clone(),
+            picked: s.picked,
             branch: s.branch.clone(),
             commit: s.commit.clone(),
             diffstat: s.diffstat.clone(),

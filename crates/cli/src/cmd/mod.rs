@@ -11,6 +11,7 @@ mod harness;
 mod logs;
 mod ls;
 mod outcome;
+mod pick;
 mod run;
 mod secret;
 mod serve;
@@ -64,6 +65,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let store = open_store(&paths).await?;
             cancel::cmd_cancel(store.as_ref(), &run).await
         }
+        Command::Pick {
+            run,
+            close_others,
+            json,
+        } => pick::cmd_pick(&paths, &run, close_others, json).await,
         Command::Harness(cmd) => harness::run(&paths, cmd).await,
         // `--workers 0`: an API-only node; workers run elsewhere.
         Command::Serve {

@@ -77,6 +77,8 @@ pub fn run_json(rec: &RunRecord, events: Option<usize>) -> serde_json::Value {
         "result": s.result_text,
         "tests_passed": s.tests_passed,
         "group": rec.spec.group,
+        "picked": s.picked,
+        "pr_url": s.pr_url,
         "events": events,
         "error": if rec.state == RunState::Succeeded { None } else { rec.reason.clone() },
         "created_at": rec.created_at,
@@ -111,6 +113,16 @@ pub fn print_outcome(rec: &RunRecord) {
     }
     if let Some(c) = &s.commit {
         let _ = writeln!(o, "  commit:  {}", c.get(..12).unwrap_or(c));
+    }
+    if let Some(u) = &s.pr_url {
+        let _ = writeln!(o, "  pr:      {u}");
+    }
+    if let (Some(g), Some(p)) = (&rec.spec.group, s.picked) {
+        let _ = writeln!(
+            o,
+            "  picked:  {} (fan-out {g})",
+            if p { "yes, the group's result" } else { "no" }
+        );
     }
     if let Some(d) = &s.diffstat {
         let _ = writeln!(o, "  changes: {}", if d.is_empty() { "none" } else { d });

@@ -31,6 +31,7 @@ mod harnesses;
 mod live_nodes;
 mod logs_file;
 mod modal;
+mod pick;
 mod retention;
 mod sandbox;
 mod server;

@@ -317,6 +317,34 @@ async fn runs_start_and_are_steered_from_the_browser() {
     );
     browser.screenshot("fan-out").await;
 
+    // Pick one of them: the column is marked, the other says so, and the
+    // button is gone (the runs did not push: the branch is the result).
+    browser
+        .wait_for(
+            "a Pick button on each column",
+            "return document.querySelectorAll('.group-col .pick-btn').length === 2 && !document.querySelector('.pick-bar').hidden ? 1 : null",
+            MINUTE,
+        )
+        .await;
+    browser
+        .js(
+            "document.querySelector('.group-col .pick-btn').click(); return 1",
+            vec![],
+        )
+        .await;
+    let picked = browser
+        .wait_for(
+            "the pick shown",
+            "const p = document.querySelector('.group-col.picked'); const n = document.querySelector('.not-picked'); const m = document.querySelector('.picked-msg'); return p && n && m && !document.querySelector('.pick-btn') ? m.textContent : null",
+            MINUTE,
+        )
+        .await;
+    assert!(
+        picked.to_string().contains("is the result of fan-out"),
+        "{picked}"
+    );
+    browser.screenshot("fan-out-picked").await;
+
     // The runs table fits 1280 px, and a 390 px phone, without scrolling sideways.
     for (width, step) in [(1280, "runs-1280"), (390, "runs-390")] {
         let inner = browser.window_size(width, 900).await;

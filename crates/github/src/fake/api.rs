@@ -33,6 +33,15 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             post(access_tokens),
         )
         .route(&format!("{API}/installation/token"), delete(revoke))
+        .route(&format!("{API}/app/installations"), get(list_installations))
+        .route(
+            &format!("{API}/installation/repositories"),
+            get(installation_repositories),
+        )
+        .route(
+            &format!("{API}/repos/{{owner}}/{{repo}}/git/refs/heads/{{*branch}}"),
+            delete(delete_branch),
+        )
         .route(
             &format!("{API}/repos/{{owner}}/{{repo}}/pulls"),
             post(create_pull),
@@ -51,7 +60,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             &format!("{API}/repos/{{owner}}/{{repo}}/pulls/{{number}}"),
-            get(threads::get_pull),
+            get(threads::get_pull).patch(update_pull),
         )
         .route(
             &format!("{API}/repos/{{owner}}/{{repo}}/pulls/{{number}}/files"),
@@ -397,6 +406,131 @@ struct PullReq {
     draft: bool,
 }
 
+/// `GET /app/installations` (App JWT): the App's installations.
+async fn list_installations(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(message) = check_jwt(&s, &headers) {
+        return gh_error(StatusCode::UNAUTHORIZED, message);
+    }
+    let st = s.lock();
+    let list: Vec<Value> = st
+        .installations
+        .iter()
+        .map(|(id, repos)| {
+            let login = repos
+                .first()
+                .and_then(|r| r.split('/').next())
+                .unwrap_or("");
+            json!({ "id": id, "account": { "login": login } })
+        })
+        .collect();
+    Json(Value::Array(list)).into_response()
+}
+
+#[derive(Deserialize)]
+struct Page {
+    per_page: Option<usize>,
+    page: Option<usize>,
+}
+
+/// `GET /installation/repositories` (an installation token): the
+/// repositories the token covers, a page at a time.
+async fn installation_repositories(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<Page>,
+) -> Response {
+    let Some(token) = credential(&headers) else {
+        return gh_error(StatusCode::UNAUTHORIZED, "Requires authentication");
+    };
+    let now = Utc::now();
+    let mut st = s.lock();
+    let Some(t) = st
+        .tokens
+        .iter_mut()
+        .find(|t| t.token == token && !t.revoked && t.expires_at > now)
+    else {
+        return gh_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    };
+    t.uses += 1;
+    let per_page = q.per_page.unwrap_or(30).clamp(1, 100);
+    let page = q.page.unwrap_or(1).max(1);
+    let all = t.repositories.clone();
+    let repos: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|full| {
+            let name = full.rsplit('/').next().unwrap_or(full);
+            json!({ "full_name": full, "name": name })
+        })
+        .collect();
+    Json(json!({ "total_count": all.len(), "repositories": repos })).into_response()
+}
+
+/// `DELETE /repos/{owner}/{repo}/git/refs/heads/{branch}`: needs `contents: write`.
+async fn delete_branch(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo, branch)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let full = format!("{owner}/{repo}");
+    let Some(token) = credential(&headers) else {
+        return gh_error(StatusCode::UNAUTHORIZED, "Requires authentication");
+    };
+    if let Err(d) = s.authorize(token, &full, |p| has(p, "contents", "write")) {
+        return denied(d);
+    }
+    let Some(dir) = s.repo_dir(&owner, &repo).filter(|d| d.is_dir()) else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if git::delete_branch(&dir, &branch).await {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        validation_failed("Reference does not exist")
+    }
+}
+
+/// `PATCH /repos/{owner}/{repo}/pulls/{number}`: only `state` is kept
+/// (`closed` or `open`); needs `pull_requests: write`.
+async fn update_pull(
+    State(s): State<Arc<Shared>>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let full = format!("{owner}/{repo}");
+    let Some(token) = credential(&headers) else {
+        return gh_error(StatusCode::UNAUTHORIZED, "Requires authentication");
+    };
+    if let Err(d) = s.authorize(token, &full, |p| has(p, "pull_requests", "write")) {
+        return denied(d);
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return gh_error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+    };
+    let closed = match req.get("state").and_then(Value::as_str) {
+        Some("closed") => true,
+        Some("open") => false,
+        None => return validation_failed("nothing to update"),
+        Some(other) => return validation_failed(&format!("state {other:?} is not open or closed")),
+    };
+    let mut st = s.lock();
+    let Some(p) = st
+        .pulls
+        .iter_mut()
+        .find(|p| p.owner == owner && p.repo == repo && p.number == number)
+    else {
+        return gh_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    p.closed = closed;
+    Json(json!({
+        "number": number,
+        "state": if closed { "closed" } else { "open" },
+        "html_url": format!("{}/{full}/pull/{number}", s.base_url),
+    }))
+    .into_response()
+}
+
 async fn create_pull(
     State(s): State<Arc<Shared>>,
     Path((owner, repo)): Path<(String, String)>,
@@ -458,6 +592,7 @@ async fn create_pull(
         draft: req.draft,
         head_repo: full.clone(),
         author: "errand[bot]".into(),
+        closed: false,
     });
     (
         StatusCode::CREATED,

@@ -281,6 +281,20 @@ pub(super) async fn branch_exists(dir: &FsPath, branch: &str) -> bool {
     matches!(cmd.status().await, Ok(s) if s.success())
 }
 
+/// Deletes branch `branch` of the bare repository `dir`; whether it existed.
+pub(super) async fn delete_branch(dir: &FsPath, branch: &str) -> bool {
+    if !branch_exists(dir, branch).await {
+        return false;
+    }
+    let mut cmd = git_command(Some(dir)).tokio();
+    cmd.args(["update-ref", "-d"])
+        .arg(format!("refs/heads/{branch}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    matches!(cmd.status().await, Ok(s) if s.success())
+}
+
 fn valid_branch(branch: &str) -> bool {
     !branch.is_empty()
         && !branch.starts_with(['-', '/'])

@@ -174,6 +174,8 @@ pub struct RecordedPull {
     pub head_repo: String,
     /// Who opened it.
     pub author: String,
+    /// Closed (`PATCH … state: closed`).
+    pub closed: bool,
 }
 
 /// An issue or pull request comment posted on the fake.
@@ -667,6 +669,7 @@ impl FakeGithub {
             draft: false,
             head_repo: head_repo.unwrap_or(&full).to_string(),
             author: author.into(),
+            closed: false,
         });
         number
     }

@@ -213,7 +213,7 @@ fn pull_json(s: &Shared, p: &super::RecordedPull, sha: &str, base_sha: &str) -> 
         "body": issue.as_ref().map(|i| i.body.clone()).filter(|b| !b.is_empty()),
         "user": user(&p.author),
         "labels": issue.map(|i| i.labels).unwrap_or_default().iter().map(|l| json!({ "name": l })).collect::<Vec<_>>(),
-        "state": "open",
+        "state": if p.closed { "closed" } else { "open" },
         "html_url": format!("{}/{full}/pull/{}", s.base_url, p.number),
         "head": {
             "ref": p.head,

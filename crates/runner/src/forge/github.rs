@@ -401,4 +401,51 @@ impl Forge for GithubForge {
             url: pr.html_url,
         })
     }
+
+    /// The App's installations' repositories (see
+    /// [`errand_github::GithubClient::installed_repositories`]).
+    async fn repositories(&self) -> Result<Vec<String>, ForgeError> {
+        Ok(self
+            .client
+            .installed_repositories()
+            .await?
+            .into_iter()
+            .map(|full| format!("github:{full}"))
+            .collect())
+    }
+
+    async fn delete_branch(&self, access: &RepoAccess, branch: &str) -> Result<(), ForgeError> {
+        Ok(self
+            .client
+            .delete_branch(
+                &token(access, &access.credential()),
+                &access.owner,
+                &access.repo,
+                branch,
+            )
+            .await?)
+    }
+
+    async fn close_change(&self, access: &RepoAccess, number: u64) -> Result<(), ForgeError> {
+        Ok(self
+            .client
+            .close_pull(
+                &token(access, &access.credential()),
+                &access.owner,
+                &access.repo,
+                number,
+            )
+            .await?)
+    }
+
+    async fn comment_change(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        self.comment(owner, repo, number, body).await?;
+        Ok(())
+    }
 }

@@ -212,6 +212,53 @@ pub trait Forge: Send + Sync {
         )))
     }
 
+    /// Deletes `branch` with `access` (which may push); one already gone
+    /// counts as deleted.
+    async fn delete_branch(&self, access: &RepoAccess, branch: &str) -> Result<(), ForgeError> {
+        let _ = (access, branch);
+        Err(ForgeError::Unsupported(format!(
+            "{} cannot delete branches",
+            self.name()
+        )))
+    }
+
+    /// Closes change request `number` with `access` (which may push).
+    async fn close_change(&self, access: &RepoAccess, number: u64) -> Result<(), ForgeError> {
+        let _ = (access, number);
+        Err(ForgeError::Unsupported(format!(
+            "{} cannot close {}s",
+            self.name(),
+            self.change_name()
+        )))
+    }
+
+    /// Comments on change request (or issue) `number` of `owner/repo`, with a
+    /// credential that may only comment, revoked right after.
+    async fn comment_change(
+        &self,
+        owner: &str,
+        repo: &str,
+        number: u64,
+        body: &str,
+    ) -> Result<(), ForgeError> {
+        let _ = (owner, repo, number, body);
+        Err(ForgeError::Unsupported(format!(
+            "{} cannot comment",
+            self.name()
+        )))
+    }
+
+    /// Every repository errand may run on here, as `--repo` takes it
+    /// (`github:owner/repo`), sorted; a forge that cannot list them has none.
+    async fn repositories(&self) -> Result<Vec<String>, ForgeError> {
+        Ok(Vec::new())
+    }
+
+    /// The number of the change request at `url` ([`Forge::change_url`]'s form).
+    fn change_number(&self, url: &str) -> Option<u64> {
+        url.rsplit('/').next()?.parse().ok()
+    }
+
     /// The web address of change request `number` (a pull request's page).
     fn change_url(&self, owner: &str, repo: &str, number: u64) -> String {
         format!(

@@ -1,9 +1,11 @@
 // A fan-out group side by side: one column per run (harness, model, state,
 // turns, tokens, cost, duration, diff stat, tests, links) with a live
-// mini-trace of its tool calls.
+// mini-trace of its tool calls, and "Pick this one" once they have all ended
+// (POST /api/v1/groups/{group}/pick: the chosen run's pull request opened or
+// marked; with the box ticked, the others' closed and their branches deleted).
 
 import { h, fmtDuration, fmtCount, fmtCost, parseTime, stateBadge, safeUrl, TERMINAL } from './util.js';
-import { getJson, getNdjson, streamEvents, loginIfUnauthorized } from './api.js';
+import { getJson, getNdjson, postJson, streamEvents, loginIfUnauthorized, whoAmI, may } from './api.js';
 import { toolSummary } from './trace.js';
 
 const MAX_LINES = 400;
@@ -24,6 +26,7 @@ function stats(r, now) {
     row('diff', r.diffstat || '–'),
     row('tests', r.tests_passed === true ? h('span', { class: 'ok' }, 'passed') : r.tests_passed === false ? h('span', { class: 'bad' }, 'failed') : '–'),
     row('branch', r.branch ? h('code', null, r.branch) : '–'),
+    r.picked === true ? row('picked', h('span', { class: 'ok picked' }, 'the one picked')) : r.picked === false ? row('picked', h('span', { class: 'dim not-picked' }, 'not picked')) : null,
     row('links', h('span', null, h('a', { href: `/runs/${encodeURIComponent(r.id)}` }, 'trace'), pr ? ' · ' : '', pr ? h('a', { href: pr, target: '_blank', rel: 'noopener noreferrer' }, 'PR') : '')),
     r.reason && TERMINAL.has(r.state) && r.state !== 'succeeded' ? row('reason', h('span', { class: 'bad' }, r.reason)) : null,
   );
@@ -133,8 +136,30 @@ export async function groupPage(root, group) {
   document.title = `group ${group} · errand`;
   const grid = h('div', { class: 'group-grid' });
   const msg = h('div', { class: 'msg-line' });
-  root.replaceChildren(h('div', { class: 'group-page' }, h('div', { class: 'page-head' }, h('h1', null, 'Fan-out group ', h('code', null, group)), h('a', { href: `/?group=${encodeURIComponent(group)}` }, 'as a list')), msg, grid));
+  const me = await whoAmI();
+  const closeOthers = h('input', { type: 'checkbox', id: 'pick-close-others' });
+  const pickBar = h('label', { class: 'pick-bar dim', hidden: '' }, closeOthers, " when picking, close the others' pull requests and delete their branches");
+  root.replaceChildren(h('div', { class: 'group-page' }, h('div', { class: 'page-head' }, h('h1', null, 'Fan-out group ', h('code', null, group)), h('a', { href: `/?group=${encodeURIComponent(group)}` }, 'as a list')), pickBar, msg, grid));
   const cols = new Map();
+  let picking = false;
+  const pick = async (r) => {
+    if (picking) return;
+    picking = true;
+    msg.className = 'msg-line';
+    msg.textContent = `Picking ${r.short_id || r.id}…`;
+    try {
+      const v = await postJson(`/api/v1/groups/${encodeURIComponent(group)}/pick`, { run: r.id, close_others: closeOthers.checked });
+      msg.replaceChildren(...(v.done || []).map((d) => h('div', { class: 'ok' }, d)));
+      msg.className = 'msg-line picked-msg';
+    } catch (e) {
+      if (!loginIfUnauthorized(e)) {
+        msg.textContent = `Could not pick: ${e.message}`;
+        msg.className = 'msg-line bad';
+      }
+    }
+    picking = false;
+    load();
+  };
   const load = async () => {
     let v;
     try {
@@ -152,22 +177,28 @@ export async function groupPage(root, group) {
     }
     grid.style.gridTemplateColumns = `repeat(${runs.length}, minmax(320px, 1fr))`;
     const now = Date.now();
+    // A run may be picked once every run has ended and none was picked yet.
+    const open = may(me, 'run') && runs.length > 1 && runs.every((r) => TERMINAL.has(r.state)) && !runs.some((r) => r.picked === true);
+    pickBar.hidden = !open;
     for (const r of runs) {
       let c = cols.get(r.id);
       if (!c) {
         const statBox = h('div', { class: 'gstat-box' });
+        const actions = h('div', { class: 'g-actions' });
         const mt = miniTrace(r);
-        const col = h('section', { class: 'group-col', 'data-id': r.id }, h('header', null, h('div', { class: 'g-harness' }, r.harness), h('div', { class: 'g-model dim' }, r.model || 'default model')), statBox, h('div', { class: 'mini-label dim' }, 'trace'), mt.box);
-        c = { col, statBox };
+        const col = h('section', { class: 'group-col', 'data-id': r.id }, h('header', null, h('div', { class: 'g-harness' }, r.harness), h('div', { class: 'g-model dim' }, r.model || 'default model')), statBox, actions, h('div', { class: 'mini-label dim' }, 'trace'), mt.box);
+        c = { col, statBox, actions };
         cols.set(r.id, c);
         grid.appendChild(col);
       }
       c.col.dataset.state = r.state;
+      c.col.classList.toggle('picked', r.picked === true);
       c.statBox.replaceChildren(stats(r, now));
+      c.actions.replaceChildren(open && r.state === 'succeeded' ? h('button', { class: 'btn pick-btn', type: 'button', title: r.push ? 'Open (or mark) its pull request' : 'Mark it as the result', onclick: () => pick(r) }, 'Pick this one') : '');
     }
   };
   await load();
   setInterval(() => {
-    if (document.visibilityState === 'visible') load();
+    if (document.visibilityState === 'visible' && !picking) load();
   }, 2000);
 }

@@ -78,7 +78,7 @@ export async function newRunPage(root) {
   }
   const draft = prior
     ? {
-        repo: prior.repo || '',
+        repo: prior.repo_input || prior.repo || '',
         base: prior.base || '',
         prompt: prior.prompt || '',
         harnesses: [prior.harness],
@@ -89,7 +89,9 @@ export async function newRunPage(root) {
       }
     : loadDraft();
 
-  const repos = h('datalist', { id: 'recent-repos' }, (opts.recent_repos || []).map((r) => h('option', { value: r })));
+  // Recent repositories first, then the GitHub App's (each once).
+  const offered = [...new Set([...(opts.recent_repos || []), ...(opts.forge_repos || [])])];
+  const repos = h('datalist', { id: 'recent-repos' }, offered.map((r) => h('option', { value: r })));
   const repo = h('input', { id: 'f-repo', name: 'repo', type: 'text', list: 'recent-repos', spellcheck: 'false', autocomplete: 'off', placeholder: 'github:owner/repo, a git URL, or empty for a new project' });
   repo.value = draft.repo || '';
   const base = h('input', { id: 'f-base', name: 'base', type: 'text', spellcheck: 'false', placeholder: "the repository's default branch" });
