@@ -163,6 +163,10 @@ pub struct SandboxSection {
     /// `local` (bubblewrap), `docker` (one container per process),
     /// `kubernetes` (one pod per process) or `modal` (one Modal Sandbox per run).
     pub backend: String,
+    /// Other backends a run from the API or the web app may ask for by name
+    /// (`sandbox` in the request); `backend` is the default (a list).
+    #[serde(deserialize_with = "list")]
+    pub choices: Vec<String>,
     /// The agent image of the docker backend; default `errand-agent:<version>`.
     pub docker_image: Option<String>,
     /// The docker backend's network: `bridge`, `none`, `host` or a network name.
@@ -224,6 +228,7 @@ impl Default for SandboxSection {
     fn default() -> Self {
         SandboxSection {
             backend: "local".into(),
+            choices: Vec::new(),
             docker_image: None,
             docker_network: "bridge".into(),
             cpus: 0.0,
@@ -819,6 +824,13 @@ impl Config {
 
     /// `[sandbox]`.
     fn sandbox_problems(&self, out: &mut Vec<String>) {
+        for c in &self.sandbox.choices {
+            if !["local", "docker", "kubernetes", "modal"].contains(&c.as_str()) {
+                out.push(format!(
+                    "sandbox.choices entry '{c}' is not local, docker, kubernetes or modal"
+                ));
+            }
+        }
         if !["local", "docker", "kubernetes", "modal"].contains(&self.sandbox.backend.as_str()) {
             out.push(format!(
                 "sandbox.backend '{}' is not local, docker, kubernetes or modal",

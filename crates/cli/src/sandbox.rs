@@ -51,6 +51,16 @@ pub struct Chosen {
 }
 
 /// `--sandbox` wins over `sandbox.backend`.
+/// The name `sandbox.backend` and `sandbox.choices` give `b`.
+pub fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Local => "local",
+        Backend::Docker => "docker",
+        Backend::Kubernetes => "kubernetes",
+        Backend::Modal => "modal",
+    }
+}
+
 pub fn choose(cfg: &Config, paths: &Paths, flag: Option<Backend>) -> Result<Chosen> {
     let backend = match flag {
         Some(b) => b,

@@ -212,6 +212,14 @@ pub async fn service(paths: &Paths, opts: ServiceOptions<'_>) -> Result<Service>
     state.policy = Arc::new(errand_server::newrun::RunPolicy {
         models: cfg.gateway.models.clone(),
         sandbox: cfg.sandbox.backend.clone(),
+        sandboxes: std::iter::once(cfg.sandbox.backend.clone())
+            .chain(cfg.sandbox.choices.iter().cloned())
+            .fold(Vec::new(), |mut v, b| {
+                if !v.contains(&b) {
+                    v.push(b);
+                }
+                v
+            }),
         runs_here: opts.workers != Some(0),
         env_set: cfg
             .harness_env()
@@ -250,9 +258,25 @@ pub async fn service(paths: &Paths, opts: ServiceOptions<'_>) -> Result<Service>
     if let Some(g) = &runner.gateway {
         state.metrics.gateway.set(g.gateway.clone());
     }
+    // The other backends a run may ask for: the same runner (one gateway,
+    // one forge), on another sandbox, each cleared of what earlier processes left.
+    let mut runners = std::collections::BTreeMap::new();
+    for name in &cfg.sandbox.choices {
+        if name == runner.sandbox.name() || runners.contains_key(name) {
+            continue;
+        }
+        let backend = <sandbox::Backend as clap::ValueEnum>::from_str(name, false)
+            .map_err(|e| anyhow::anyhow!("sandbox.choices: {e}"))?;
+        let chosen = sandbox::choose(&cfg, paths, Some(backend))?;
+        sandbox::clean_up(store.as_ref(), &chosen).await;
+        let mut other = (*runner).clone();
+        other.sandbox = chosen.sandbox;
+        runners.insert(name.clone(), Arc::new(other));
+    }
     let pool = WorkerPool {
         store,
         runner,
+        runners,
         config: worker_config(&cfg, paths, opts.workers, opts.id),
         metrics: state.metrics.clone(),
     };

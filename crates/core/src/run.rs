@@ -136,6 +136,10 @@ pub struct RunSpec {
     /// The repository's own test command, run in the sandbox after the agent finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_command: Option<String>,
+    /// The sandbox backend asked for by name (`local`, `docker`, …); `None`:
+    /// the server's `sandbox.backend`. A follow-up stays on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
     /// Runs started together (`--harness a,b`) share a group id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
@@ -367,6 +371,7 @@ impl RunSpec {
             base_commit: None,
             test_command: None,
             group: None,
+            sandbox: None,
             requested_by: None,
             origin: None,
             agent_git: false,

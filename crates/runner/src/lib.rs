@@ -88,7 +88,9 @@ pub(crate) struct Scope<'a> {
     pub(crate) access: Option<&'a forge::RepoAccess>,
 }
 
-/// Settings shared by every run this runner executes.
+/// Settings shared by every run this runner executes. A clone shares its
+/// gateway, forge and store (one runner per sandbox backend of a service).
+#[derive(Clone)]
 pub struct Runner {
     /// Where runs, their transitions and events are recorded.
     pub store: Arc<dyn Store>,

@@ -66,6 +66,10 @@ pub struct CreateRun {
     /// at most 64): runs of one group are compared side by side.
     #[serde(default)]
     pub group: Option<String>,
+    /// The sandbox backend to run in (`GET /api/v1/options` lists what this
+    /// server offers); unset: its default.
+    #[serde(default)]
+    pub sandbox: Option<String>,
 }
 
 /// The harness of a run that names none.
@@ -230,6 +234,8 @@ async fn check_run(
     spec.model = b.model;
     spec.base_branch = b.base;
     spec.group = b.group;
+    st.policy.check_sandbox(b.sandbox.as_deref())?;
+    spec.sandbox = b.sandbox;
     spec.timeout_secs = b
         .timeout_secs
         .unwrap_or(RunSpec::DEFAULT_TIMEOUT_SECS)

@@ -23,6 +23,9 @@ pub struct RunPolicy {
     pub models: Vec<String>,
     /// The sandbox backend runs use (`sandbox.backend`).
     pub sandbox: String,
+    /// Every backend a run may ask for: `sandbox.backend` first, then
+    /// `sandbox.choices`.
+    pub sandboxes: Vec<String>,
     /// Whether this process runs what it queues (it has workers): only then
     /// does it know what its runs' harnesses are given, so only then is a
     /// missing key reported before the run starts.
@@ -37,6 +40,24 @@ pub struct RunPolicy {
 }
 
 impl RunPolicy {
+    /// Refuses a sandbox backend this server does not offer.
+    pub fn check_sandbox(&self, sandbox: Option<&str>) -> Result<(), ApiError> {
+        let Some(s) = sandbox else { return Ok(()) };
+        if s == self.sandbox || self.sandboxes.iter().any(|b| b == s) {
+            return Ok(());
+        }
+        let offered = if self.sandboxes.is_empty() {
+            self.sandbox.clone()
+        } else {
+            self.sandboxes.join(", ")
+        };
+        Err(ApiError::invalid(format!(
+            "this server does not offer the {s} sandbox: it runs {offered} \
+             (sandbox.backend, and sandbox.choices for the others)"
+        ))
+        .on("sandbox"))
+    }
+
     /// Whether `model` is one runs may ask for (the gateway's own rule).
     pub fn model_allowed(&self, model: &str) -> bool {
         let allow = (!self.models.is_empty()).then_some(self.models.as_slice());
@@ -136,8 +157,10 @@ pub struct RunOptions {
     pub default_harness: String,
     /// The models runs may ask for (`prefix*` is a prefix); empty: any.
     pub models: Vec<String>,
-    /// The sandbox backend runs use on this server.
+    /// The sandbox backend runs use on this server unless they ask for another.
     pub sandbox: String,
+    /// Every backend a run may ask for here (`sandbox`), the default first.
+    pub sandboxes: Vec<String>,
     /// Repositories of recent runs, newest first, as `repo` takes them.
     pub recent_repos: Vec<String>,
     /// The repositories errand's GitHub App is installed on, as `repo`
@@ -210,6 +233,11 @@ pub async fn options(State(st): State<AppState>) -> Result<Json<RunOptions>, Api
         default_harness: crate::api::DEFAULT_HARNESS.to_owned(),
         models: policy.models.clone(),
         sandbox: policy.sandbox.clone(),
+        sandboxes: if policy.sandboxes.is_empty() {
+            vec![policy.sandbox.clone()]
+        } else {
+            policy.sandboxes.clone()
+        },
         recent_repos,
         local_repos: !st.local_repos.is_empty(),
         default_timeout_secs: errand_core::RunSpec::DEFAULT_TIMEOUT_SECS,

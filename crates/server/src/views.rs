@@ -97,6 +97,8 @@ pub struct RunView {
     pub agent_branches: Vec<String>,
     /// With agent_git: the agent may force-push.
     pub allow_force_push: bool,
+    /// The sandbox backend it asked for; `null`: the server's default.
+    pub sandbox: Option<String>,
     /// The fan-out group the run belongs to.
     pub group: Option<String>,
     /// Who asked for it (`api:NAME`, `slack:T/U`, `github:login`…).
@@ -180,6 +182,7 @@ impl From<&RunRecord> for RunView {
             agent_git: r.spec.agent_git,
             agent_branches: r.spec.agent_branches.clone(),
             allow_force_push: r.spec.allow_force_push,
+            sandbox: r.spec.sandbox.clone(),
             group: r.spec.group.clone(),
             requested_by: r.spec.requested_by.clone(),
             origin: r.spec.origin.clone(),

@@ -50,8 +50,10 @@ pub const DRAIN_RELEASE_REASON: &str =
 pub struct WorkerPool {
     /// Where the queue is.
     pub store: Arc<dyn Store>,
-    /// Executes each claimed run.
+    /// Executes each claimed run that names no other sandbox backend.
     pub runner: Arc<Runner>,
+    /// The same, for each other backend a run may ask for (`sandbox.choices`).
+    pub runners: std::collections::BTreeMap<String, Arc<Runner>>,
     /// The pool's settings.
     pub config: WorkerConfig,
     /// Counters for `/metrics`.
@@ -59,6 +61,22 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
+    /// The runner of `rec`'s sandbox backend, or why this worker has none.
+    fn runner_for(&self, rec: &errand_core::RunRecord) -> Result<Arc<Runner>, String> {
+        match rec.spec.sandbox.as_deref() {
+            None => Ok(self.runner.clone()),
+            Some(name) if name == self.runner.sandbox.name() => Ok(self.runner.clone()),
+            Some(name) => self.runners.get(name).cloned().ok_or_else(|| {
+                format!(
+                    "the run asks for the {name} sandbox, which worker {} does not offer \
+                     (its sandbox.backend is {}; sandbox.choices names the others)",
+                    self.config.id,
+                    self.runner.sandbox.name()
+                )
+            }),
+        }
+    }
+
     /// Runs until `shutdown` is cancelled; then stops claiming, lets its runs
     /// finish for up to [`WorkerConfig::drain_grace`] and gives back the rest.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -111,12 +129,19 @@ impl WorkerPool {
                 match self.store.claim_next(&cfg.id, cfg.lease, &cfg.limits).await {
                     Ok(Some(rec)) => {
                         claimed_any = true;
+                        let runner = match self.runner_for(&rec) {
+                            Ok(r) => r,
+                            Err(why) => {
+                                refuse(self.store.as_ref(), rec.id, &why).await;
+                                continue;
+                            }
+                        };
                         // Every log line of the run carries its id and the worker's.
                         let span = tracing::info_span!("run", run = %rec.id, worker = %cfg.id);
                         tasks.spawn(
                             execute(
                                 self.store.clone(),
-                                self.runner.clone(),
+                                runner,
                                 cfg.clone(),
                                 self.metrics.clone(),
                                 rec.id,
@@ -233,6 +258,36 @@ async fn settle(
                 Err(e) => tracing::error!(run = %id, "reading the released run failed: {e}"),
             }
         }
+    }
+}
+
+/// Ends a claimed run this worker cannot execute as failed, with the reason
+/// (in its record and its trace, so its streams end).
+async fn refuse(store: &dyn Store, id: errand_core::RunId, why: &str) {
+    tracing::error!(run = %id, "{why}");
+    let r = match store
+        .transition(id, errand_core::RunState::Failed, Some(why))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(run = %id, "recording the refusal failed: {e}");
+            return;
+        }
+    };
+    let seq = store.last_event_seq(id).await.unwrap_or(0) + 1;
+    let ev = errand_core::Event {
+        seq,
+        ts: chrono::Utc::now(),
+        source: errand_core::EventSource::Errand,
+        raw_line: None,
+        kind: errand_core::EventKind::State {
+            state: errand_core::RunState::Failed,
+            reason: r.reason.clone(),
+        },
+    };
+    if let Err(e) = store.append_events(id, &[ev]).await {
+        tracing::error!(run = %id, "recording the refusal's event failed: {e}");
     }
 }
 

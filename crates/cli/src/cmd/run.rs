@@ -39,6 +39,11 @@ pub async fn cmd_run(paths: &Paths, args: RunArgs) -> Result<std::process::ExitC
     let mut env = cfg.harness_env();
     let (mut base, mock) = base_spec(paths, &args, &mut env).await?;
     apply_flags(&mut base, &args);
+    // The backend is recorded with the run (shown, and kept by follow-ups).
+    base.sandbox = Some(match args.sandbox {
+        Some(b) => crate::sandbox::backend_name(b).to_string(),
+        None => cfg.sandbox.backend.clone(),
+    });
     let (members, fan_out) = create_runs(store.as_ref(), &mut base, &args).await?;
 
     let mut opts = RunnerOptions::new(&cfg)?;

@@ -41,6 +41,7 @@ pub(super) const KEYS: &[(&str, Kind)] = {
         ("models.openai_base_url", Str),
         ("models.google_gemini_base_url", Str),
         ("sandbox.backend", Str),
+        ("sandbox.choices", List),
         ("sandbox.docker_image", Str),
         ("sandbox.docker_network", Str),
         ("sandbox.cpus", Float),

@@ -290,3 +290,71 @@ async fn sandbox_prepare_modal_checks_everything_and_lists_what_is_missing() {
     assert_eq!(v["warnings"], serde_json::json!([]), "{v:#}");
     assert_eq!(f.violations(), Vec::<String>::new());
 }
+
+/// A server whose default sandbox is local and which also offers modal
+/// (`sandbox.choices`): a run from the API that asks for modal runs in a
+/// Modal Sandbox (the fake), as the image's user; one that asks for nothing
+/// runs locally; one that asks for a backend not offered is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_from_the_api_chooses_its_sandbox_among_those_offered() {
+    let Some(f) = fake().await else { return };
+    ensure_claude();
+    let model =
+        model(r#"{"steps":[{"shell":"echo sandbox-uid=$(id -u)"},{"text":"Done."}]}"#).await;
+    let env = on_fake(Env::new().with_model(&model), &f).var("ERRAND_SANDBOX_CHOICES", "modal");
+    let token = api_token(&env, "t");
+    let (_server, base) = serve(&env, "2");
+    let http = reqwest::Client::new();
+    let opts = api_get(&base, &token, "/api/v1/options").await;
+    assert_eq!(
+        opts["sandboxes"],
+        serde_json::json!(["local", "modal"]),
+        "{opts:#}"
+    );
+    let mut ids = Vec::new();
+    for body in [
+        serde_json::json!({"prompt": "who am I", "sandbox": "modal"}),
+        serde_json::json!({"prompt": "who am I"}),
+    ] {
+        let v: serde_json::Value = http
+            .post(format!("{base}/api/v1/runs"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("json");
+        ids.push(v["id"].as_str().expect("id").to_string());
+    }
+    let refused = http
+        .post(format!("{base}/api/v1/runs"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"prompt": "x", "sandbox": "docker"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status().as_u16(), 422);
+    let mut uids = Vec::new();
+    for id in &ids {
+        let run = wait_ended(&base, &token, id).await;
+        assert_eq!(run["state"], "succeeded", "{run:#}");
+        let events = env.events(id);
+        let out = of_type(&events, "tool_result")
+            .iter()
+            .filter_map(|r| r["output"].as_str())
+            .find(|o| o.contains("sandbox-uid="))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no uid printed: {events:#?}"));
+        uids.push((run["sandbox"].clone(), out));
+    }
+    assert_eq!(uids[0].0, "modal");
+    assert!(uids[0].1.contains("sandbox-uid=10001"), "{uids:?}");
+    assert!(uids[1].0.is_null());
+    assert!(!uids[1].1.contains("sandbox-uid=10001"), "{uids:?}");
+    // One Modal Sandbox: the modal run's, ended with it.
+    assert_eq!(f.networks().len(), 1, "{:?}", f.networks());
+    assert_eq!(f.running(), Vec::new());
+    assert_eq!(f.violations(), Vec::<String>::new());
+}

@@ -86,6 +86,7 @@ export async function newRunPage(root) {
         push: prior.push,
         timeout: prior.timeout_secs ? Math.round(prior.timeout_secs / 60) : '',
         cost: prior.max_cost_usd ?? '',
+        sandbox: prior.sandbox || '',
       }
     : loadDraft();
 
@@ -125,9 +126,14 @@ export async function newRunPage(root) {
   const fPush = field('push', 'Pull request', h('label', { class: 'choice' }, push, ' push the branch and open a pull request'));
   const fTimeout = field('timeout_secs', 'Timeout (minutes)', timeout);
   const fCost = field('max_cost_usd', 'Budget (US$)', cost);
-  const fSandbox = field('sandbox', 'Sandbox', h('span', { id: 'f-sandbox', class: 'fixed' }, opts.sandbox || 'local'), "This server's backend (sandbox.backend).");
+  // A choice when the server offers several backends (sandbox.choices).
+  const offeredSandboxes = opts.sandboxes && opts.sandboxes.length ? opts.sandboxes : [opts.sandbox || 'local'];
+  const sandbox = h('select', { id: 'f-sandbox', name: 'sandbox' }, offeredSandboxes.map((b) => h('option', { value: b }, b === opts.sandbox ? `${b} (default)` : b)));
+  sandbox.value = offeredSandboxes.includes(draft.sandbox) ? draft.sandbox : opts.sandbox || offeredSandboxes[0];
+  sandbox.disabled = offeredSandboxes.length < 2;
+  const fSandbox = field('sandbox', 'Sandbox', sandbox, offeredSandboxes.length < 2 ? "This server's only backend (sandbox.backend)." : 'Where the agent runs: the backends this server offers (sandbox.backend and sandbox.choices).');
   const fields = [fRepo, fBase, fPrompt, fHarness, fModel, fPush, fTimeout, fCost, fSandbox];
-  const byName = { repo: fRepo, base: fBase, prompt: fPrompt, harness: fHarness, model: fModel, push: fPush, agent_git: fPush, timeout_secs: fTimeout, max_cost_usd: fCost, max_tokens: fCost, group: fHarness };
+  const byName = { repo: fRepo, base: fBase, prompt: fPrompt, harness: fHarness, model: fModel, push: fPush, agent_git: fPush, timeout_secs: fTimeout, max_cost_usd: fCost, max_tokens: fCost, group: fHarness, sandbox: fSandbox };
 
   const general = h('div', { class: 'form-error bad', role: 'alert', hidden: true });
   const start = h('button', { type: 'submit', class: 'primary start' }, 'Start');
@@ -153,6 +159,7 @@ export async function newRunPage(root) {
       push: push.checked,
       timeout: timeout.value,
       cost: cost.value,
+      sandbox: sandbox.value,
     });
   };
   form.addEventListener('input', keep);
@@ -191,6 +198,7 @@ export async function newRunPage(root) {
         if (m) b.model = m;
         if (timeout.value) b.timeout_secs = Math.round(Number(timeout.value) * 60);
         if (cost.value) b.max_cost_usd = Number(cost.value);
+        if (sandbox.value && sandbox.value !== opts.sandbox) b.sandbox = sandbox.value;
         out.push(b);
       }
     }

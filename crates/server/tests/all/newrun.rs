@@ -82,8 +82,17 @@ async fn options_list_harnesses_models_recent_repositories_and_missing_keys() {
     assert_eq!(v["default_harness"], "claude-code");
     assert_eq!(v["models"], json!(["claude-haiku-*"]));
     assert_eq!(v["sandbox"], "docker");
+    assert_eq!(v["sandboxes"], json!(["docker"]), "the default alone: {v}");
     let repos = v["recent_repos"].as_array().unwrap();
     assert_eq!(repos.len(), 2, "each repository once: {v}");
+    // As a new run's repo takes them back (github:, not a path).
+    assert!(
+        repos
+            .iter()
+            .all(|r| r.as_str().is_some_and(|r| r.starts_with("github:acme/"))),
+        "{v}"
+    );
+    assert_eq!(v["forge_repos"], json!([]), "no GitHub App here: {v}");
 }
 
 #[tokio::test]
@@ -268,4 +277,47 @@ async fn runs_of_one_fan_out_share_their_group_and_show_how_to_run_again() {
     }
     let (_, v) = call(&st, &rw, "GET", "/api/v1/runs?group=g-1_x", None).await;
     assert_eq!(v["runs"].as_array().map(Vec::len), Some(2), "{v}");
+}
+
+#[tokio::test]
+async fn a_run_may_ask_for_a_sandbox_the_server_offers_and_no_other() {
+    let policy = RunPolicy {
+        sandbox: "local".into(),
+        sandboxes: vec!["local".into(), "modal".into()],
+        runs_here: true,
+        env_set: ["ANTHROPIC_API_KEY".to_string()].into(),
+        ..RunPolicy::default()
+    };
+    let (st, store) = server(policy).await;
+    let rw = token(&store, &[Scope::Read, Scope::Run]).await;
+    let (_, v) = call(&st, &rw, "GET", "/api/v1/options", None).await;
+    assert_eq!(v["sandboxes"], json!(["local", "modal"]), "{v}");
+    let (status, v) = call(
+        &st,
+        &rw,
+        "POST",
+        "/api/v1/runs?dry_run=true",
+        Some(json!({"prompt": "x", "sandbox": "docker"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["field"], "sandbox", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("does not offer the docker sandbox") && msg.contains("local, modal"),
+        "{msg}"
+    );
+    assert_eq!(queued(&store).await, 0);
+    let (status, v) = call(
+        &st,
+        &rw,
+        "POST",
+        "/api/v1/runs",
+        Some(json!({"prompt": "x", "sandbox": "modal"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["sandbox"], "modal");
+    let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs[0].spec.sandbox.as_deref(), Some("modal"));
 }
