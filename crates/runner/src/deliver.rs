@@ -50,7 +50,9 @@ impl Runner {
         if let (Some(forge), Some(a), None) = (&self.forge, access, &f.summary.pr_url) {
             // A fan-out's runs are compared first: only the one picked gets a
             // change request (crate::pick), not one per run.
-            if let (Some(group), None, None) = (&s.rec.spec.group, thread, f.summary.picked) {
+            // A follow-up of a run not picked opens none either.
+            let fan_out = s.rec.spec.group.as_ref().filter(|_| thread.is_none());
+            if let (Some(group), false) = (fan_out, f.summary.picked == Some(true)) {
                 em.notice(format!(
                     "fan-out {group}: {} is pushed; the {} is opened for the run you pick \
                      (Pick this one on the group's page, or errand pick {})",

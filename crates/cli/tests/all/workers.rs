@@ -181,3 +181,55 @@ async fn two_workers_on_one_postgresql_never_run_the_same_run_twice() {
     assert!(a.is_disjoint(&b));
     assert_eq!(a.len() + b.len(), 40);
 }
+
+/// A run that asks for a sandbox backend this worker does not offer (queued by
+/// another node with other `sandbox.choices`) ends failed with the reason,
+/// and its trace says so; it is never run on another backend instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_asking_for_a_sandbox_this_worker_lacks_fails_with_the_reason() {
+    let env = Env::new();
+    std::fs::create_dir_all(&env.home).expect("home");
+    let store = errand_store::open_url(&format!(
+        "sqlite://{}",
+        env.home.join("errand.db").display()
+    ))
+    .await
+    .expect("store");
+    let mut spec = errand_core::RunSpec::new("p", "claude-code");
+    spec.sandbox = Some("docker".into());
+    let id = errand_core::RunId::new();
+    store.create_run(id, &spec).await.expect("run");
+    drop(store);
+    let token = api_token(&env, "t");
+    let (_server, base) = serve(&env, "1");
+    let run = wait_ended(&base, &token, &id.to_string()).await;
+    assert_eq!(run["state"], "failed", "{run:#}");
+    let reason = run["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("asks for the docker sandbox") && reason.contains("sandbox.choices"),
+        "{reason}"
+    );
+    // Never started anywhere: queued, then failed.
+    let states: Vec<&str> = run["transitions"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["state"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(states, ["queued", "failed"], "{run:#}");
+    // Its trace ends with the state, so streams of it end.
+    let trace = reqwest::Client::new()
+        .get(format!("{base}/api/v1/runs/{id}/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("events")
+        .text()
+        .await
+        .expect("text");
+    let last: serde_json::Value =
+        serde_json::from_str(trace.lines().last().unwrap_or("null")).expect("JSON");
+    assert_eq!(
+        (last["type"].as_str(), last["state"].as_str()),
+        (Some("state"), Some("failed")),
+        "{trace}"
+    );
+}

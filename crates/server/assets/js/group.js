@@ -178,6 +178,10 @@ export async function groupPage(root, group) {
     grid.style.gridTemplateColumns = `repeat(${runs.length}, minmax(320px, 1fr))`;
     const now = Date.now();
     // A run may be picked once every run has ended and none was picked yet.
+    // A background tab tells when the group is done.
+    const ended = runs.filter((r) => TERMINAL.has(r.state)).length;
+    const chosen = runs.find((r) => r.picked === true);
+    document.title = `group ${group} · ${chosen ? `picked ${chosen.short_id}` : `${ended}/${runs.length} ended`} · errand`;
     const open = may(me, 'run') && runs.length > 1 && runs.every((r) => TERMINAL.has(r.state)) && !runs.some((r) => r.picked === true);
     pickBar.hidden = !open;
     for (const r of runs) {
