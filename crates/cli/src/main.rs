@@ -32,6 +32,7 @@ use args::{Cli, Command};
 static ALLOC: errand_guard::budget::Budgeted = errand_guard::budget::Budgeted;
 
 fn main() -> ExitCode {
+    release_large_buffers();
     // Inside a sandbox, in front of the harness: the egress bridge, started before anything else.
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
@@ -53,4 +54,17 @@ fn main() -> ExitCode {
         eprintln!("errand: {e:#}");
         ExitCode::FAILURE
     })
+}
+
+/// Large buffers (a harness's 8 MiB line, its copies on the way into the
+/// store) go back to the system when freed. glibc's default threshold rises
+/// after each large free, so later ones come from its arenas and stay there:
+/// an agent printing long lines grew errand's memory well past what it
+/// held at any moment. Fixed at 1 MiB, the size that matters here.
+fn release_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: a plain setting, made before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

@@ -359,7 +359,12 @@ async fn keep_stderr(
     let mut reader = BufReader::new(stderr);
     let mut lines = limits::LineReader::default();
     while let Ok(Some((bytes, _dropped))) = lines.next(&mut reader, limits::MAX_LINE_BYTES).await {
-        let line = redactor.redact(String::from_utf8_lossy(&bytes).trim_end_matches('\r'));
+        let line = redactor.redact(
+            limits::decode_line(&bytes, limits::MAX_LINE_BYTES)
+                .0
+                .trim_end_matches('\r'),
+        );
+        drop(bytes);
         if let Some(f) = file.as_mut() {
             if written + (line.len() as u64) < MAX_STDERR_BYTES {
                 written += line.len() as u64 + 1;
@@ -400,6 +405,8 @@ async fn on_line(
         em.emit(EventSource::Errand, None, kind)
             .map_err(log_failed)?;
     }
+    let (text, lost) = limits::decode_line(bytes, MAX_LINE_BYTES);
+    let dropped = dropped + lost;
     if dropped > 0 {
         *cut_lines += 1;
         if *cut_lines <= 10 {
@@ -412,12 +419,15 @@ async fn on_line(
             .map_err(log_failed)?;
         }
     }
-    let text = String::from_utf8_lossy(bytes);
     let line = em.redactor.redact(text.trim_end_matches('\r'));
+    drop(text);
+    // Parsed before the line moves into the store's queue (no copy of it),
+    // and emitted after it, so an event follows its raw line.
+    let kinds = parser.push_line(&line);
     let n = match em.budget.take_raw(line.len()) {
         Ok(()) => {
             let n = raw.append(&line).map_err(log_failed)?;
-            em.raw(n, &line);
+            em.raw(n, line);
             Some(n)
         }
         Err(warning) => {
@@ -427,7 +437,7 @@ async fn on_line(
             None
         }
     };
-    for kind in parser.push_line(&line) {
+    for kind in kinds {
         em.emit(EventSource::Harness, n, kind).map_err(log_failed)?;
     }
     Ok(())

@@ -168,8 +168,8 @@ impl Emitter {
     pub(crate) fn backlog(&self) -> usize {
         self.backlog.load(std::sync::atomic::Ordering::Relaxed)
     }
-    pub(crate) fn raw(&mut self, n: u64, line: &str) {
-        self.queue(Persist::Raw(n, line.to_string()));
+    pub(crate) fn raw(&mut self, n: u64, line: String) {
+        self.queue(Persist::Raw(n, line));
     }
     pub(crate) fn errand(&mut self, kind: EventKind) -> Result<(), StoreError> {
         self.emit(EventSource::Errand, None, kind)

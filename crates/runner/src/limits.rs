@@ -179,6 +179,58 @@ impl LineReader {
     }
 }
 
+/// A line of the harness's output as text: invalid UTF-8 and NUL (which
+/// PostgreSQL text cannot hold) become U+FFFD, in the line and in its raw
+/// log alike, and the text stops at `max` bytes on a char boundary. Each bad
+/// byte takes three, so an endless line of them would otherwise triple on
+/// its way to the store. Returns the text and how many input bytes it left
+/// out; a clean line under the cap is borrowed, not copied.
+pub fn decode_line(bytes: &[u8], max: usize) -> (std::borrow::Cow<'_, str>, usize) {
+    const BAD: &str = "\u{FFFD}";
+    if bytes.len() <= max && !bytes.contains(&0) {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return (std::borrow::Cow::Borrowed(s), 0);
+        }
+    }
+    let mut out = String::with_capacity(bytes.len().min(max));
+    let mut used = 0;
+    'chunks: for chunk in bytes.utf8_chunks() {
+        for part in chunk.valid().split_inclusive('\0') {
+            let (text, nul) = match part.strip_suffix('\0') {
+                Some(t) => (t, true),
+                None => (part, false),
+            };
+            let room = max - out.len();
+            if text.len() > room {
+                let mut at = room;
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                out.push_str(&text[..at]);
+                used += at;
+                break 'chunks;
+            }
+            out.push_str(text);
+            used += text.len();
+            if nul {
+                if max - out.len() < BAD.len() {
+                    break 'chunks;
+                }
+                out.push_str(BAD);
+                used += 1;
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            if max - out.len() < BAD.len() {
+                break;
+            }
+            out.push_str(BAD);
+            used += chunk.invalid().len();
+        }
+    }
+    (std::borrow::Cow::Owned(out), bytes.len() - used)
+}
+
 /// The last `max` bytes of a stream (read to its end), as text.
 pub async fn read_tail(stream: Option<errand_sandbox::OutputStream>, max: usize) -> String {
     let Some(mut s) = stream else {
@@ -302,5 +354,33 @@ mod tests {
         let t = read_tail(Some(stream), 1000).await;
         assert!(t.starts_with("[… earlier output cut by errand]\n"));
         assert!(t.ends_with(std::str::from_utf8(&data[data.len() - 1000..]).unwrap()));
+    }
+
+    #[test]
+    fn lines_decode_within_their_cap() {
+        // Clean and short: borrowed as it is.
+        let (t, d) = decode_line(b"{\"a\":1}", 100);
+        assert!(matches!(t, std::borrow::Cow::Borrowed(_)));
+        assert_eq!((t.as_ref(), d), ("{\"a\":1}", 0));
+        // NUL and invalid bytes become U+FFFD, one per bad sequence.
+        let (t, d) = decode_line(b"a\0b\xffc\xe2\x82", 100);
+        assert_eq!((t.as_ref(), d), ("a\u{FFFD}b\u{FFFD}c\u{FFFD}", 0));
+        // A line of bad bytes stops at the cap instead of tripling.
+        let zeros = vec![0u8; 1000];
+        let (t, d) = decode_line(&zeros, 100);
+        assert!(t.len() <= 100 && t.len() > 96, "{}", t.len());
+        assert_eq!(t.chars().count() + d, 1000);
+        let ff = vec![0xffu8; 1000];
+        let (t, d) = decode_line(&ff, 100);
+        assert!(t.len() <= 100);
+        assert_eq!(t.chars().count() + d, 1000);
+        // A multibyte char is never split at the cap.
+        let (t, d) = decode_line("ééé".as_bytes(), 5);
+        assert_eq!((t.as_ref(), d), ("éé", 2));
+        let (t, d) = decode_line("aé\0".as_bytes(), 4);
+        assert_eq!((t.as_ref(), d), ("aé", 1));
+        // Over the cap but clean: cut, counted.
+        let (t, d) = decode_line(b"abcdef", 4);
+        assert_eq!((t.as_ref(), d), ("abcd", 2));
     }
 }
