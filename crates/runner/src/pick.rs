@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use errand_core::{RunId, RunRecord, RunState};
-use errand_store::{RunFilter, Store, StoreError};
+use errand_store::{PickClaim, RunFilter, Store, StoreError};
 use serde::Serialize;
 
 use crate::forge::{self, Forge};
@@ -73,6 +73,10 @@ pub enum PickError {
     Forge(String),
 }
 
+/// How long an unfinished pick holds its group before another may take
+/// over (its process died half-way): longer than a pick with a slow forge.
+const PICK_CLAIM_STALE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Makes run `req.run` the result of its fan-out group (see the module docs).
 /// `forge` serves `github:` repositories; `cwd` resolves relative local
 /// repositories as the runs did; `public_url` links the traces.
@@ -101,21 +105,55 @@ pub async fn pick(
             group: req.group.to_string(),
         })?;
     check(&runs, chosen)?;
+    // Two picks of one group at once (two people, two nodes) both pass the
+    // check above; the store's claim lets exactly one go on.
+    match store
+        .claim_pick(req.group, chosen.id, PICK_CLAIM_STALE)
+        .await?
+    {
+        PickClaim::Claimed | PickClaim::Done => {}
+        PickClaim::Busy => {
+            return Err(PickError::NotReady(format!(
+                "run {} is being picked right now: wait for that pick to end",
+                chosen.id.short()
+            )))
+        }
+        PickClaim::Other(holder) => {
+            return Err(PickError::NotReady(format!(
+                "run {} was already picked for this group",
+                holder.short()
+            )))
+        }
+    }
     let mut done = Vec::new();
-    let pr_url = result_of(forge, public_url, &runs, chosen, req, &mut done).await?;
+    let pr_url = match result_of(forge, public_url, &runs, chosen, req, &mut done).await {
+        Ok(url) => url,
+        Err(e) => {
+            // Nothing was opened or marked: the group may be picked again.
+            if let Err(re) = store.release_pick(req.group, chosen.id).await {
+                tracing::warn!(
+                    group = req.group,
+                    "giving back the pick's claim failed: {re}"
+                );
+            }
+            return Err(e);
+        }
+    };
     // Recorded at once, so a pick tried again after a failure below does not
-    // open a second change request.
-    let mut summary = chosen.summary.clone();
+    // open a second change request. Read again, not the listing's copy: only
+    // the pick's own fields change.
+    let mut summary = store.get_run(chosen.id).await?.summary;
     summary.picked = Some(true);
     summary.pr_url = pr_url.clone();
     store.update_summary(chosen.id, &summary).await?;
+    store.finish_pick(req.group, chosen.id).await?;
     if req.close_others {
         for r in runs.iter().filter(|r| r.id != chosen.id) {
             close(forge, cwd, r, &mut done).await?;
         }
     }
     for r in runs.iter().filter(|r| r.id != chosen.id) {
-        let mut summary = r.summary.clone();
+        let mut summary = store.get_run(r.id).await?.summary;
         summary.picked = Some(false);
         store.update_summary(r.id, &summary).await?;
     }

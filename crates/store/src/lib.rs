@@ -192,6 +192,19 @@ pub enum Pruned {
     Logs,
 }
 
+/// The answer to [`Store::claim_pick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickClaim {
+    /// This caller holds the claim: go on, then finish or release it.
+    Claimed,
+    /// This run's pick already finished: a retry, which changes nothing new.
+    Done,
+    /// A pick of this run is under way elsewhere.
+    Busy,
+    /// Another run holds the group's pick (finished or under way).
+    Other(RunId),
+}
+
 /// What an API token may do. Scopes are independent: each route of the API
 /// needs exactly one, and a token holds any set of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -352,6 +365,19 @@ pub trait Store: Send + Sync {
     async fn transitions(&self, id: RunId) -> Result<Vec<Transition>>;
     /// Replaces the run's summary (branch, commit, cost, tokens, …).
     async fn update_summary(&self, id: RunId, summary: &RunSummary) -> Result<()>;
+    /// Claims fan-out `group`'s pick for `run`, atomically across processes
+    /// (see [`PickClaim`]). An unfinished claim older than `stale` is taken over.
+    async fn claim_pick(
+        &self,
+        group: &str,
+        run: RunId,
+        stale: std::time::Duration,
+    ) -> Result<PickClaim>;
+    /// Marks `run`'s claim on `group` done: the pick is recorded.
+    async fn finish_pick(&self, group: &str, run: RunId) -> Result<()>;
+    /// Gives back `run`'s unfinished claim on `group` (the pick failed before
+    /// it changed anything); a finished claim or another run's stays.
+    async fn release_pick(&self, group: &str, run: RunId) -> Result<()>;
     /// Records where the run reports back (e.g. the Slack message, once posted).
     async fn set_origin(&self, id: RunId, origin: &errand_core::Origin) -> Result<()>;
     /// Marks a run for cancellation; the process executing it notices and stops it.

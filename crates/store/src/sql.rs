@@ -497,6 +497,68 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn claim_pick(
+                &self,
+                group: &str,
+                run: errand_core::RunId,
+                stale: std::time::Duration,
+            ) -> $crate::Result<$crate::PickClaim> {
+                use $crate::common::millis;
+                let d = Self::DIALECT;
+                let now = chrono::Utc::now();
+                let stale_before = millis(now) - i64::try_from(stale.as_millis()).unwrap_or(i64::MAX);
+                let took = sqlx::query(&d.sql(
+                    "INSERT INTO group_picks (group_id, run_id, claimed_at, done) VALUES ($1, $2, $3, FALSE) \
+                     ON CONFLICT (group_id) DO UPDATE SET run_id = excluded.run_id, claimed_at = excluded.claimed_at \
+                     WHERE group_picks.done = FALSE AND group_picks.claimed_at < $4",
+                ))
+                .bind(group)
+                .bind(run.to_string())
+                .bind(millis(now))
+                .bind(stale_before)
+                .execute(&self.pool)
+                .await?;
+                if took.rows_affected() == 1 {
+                    return Ok($crate::PickClaim::Claimed);
+                }
+                let (holder, done): (String, bool) = sqlx::query_as(&d.sql(
+                    "SELECT run_id, done FROM group_picks WHERE group_id = $1",
+                ))
+                .bind(group)
+                .fetch_one(&self.pool)
+                .await?;
+                let holder: errand_core::RunId = holder.parse().map_err(|_| {
+                    $crate::StoreError::Corrupt(format!("group {group} is claimed by a bad run id {holder}"))
+                })?;
+                Ok(match (holder == run, done) {
+                    (true, true) => $crate::PickClaim::Done,
+                    (true, false) => $crate::PickClaim::Busy,
+                    (false, _) => $crate::PickClaim::Other(holder),
+                })
+            }
+
+            async fn finish_pick(&self, group: &str, run: errand_core::RunId) -> $crate::Result<()> {
+                sqlx::query(&Self::DIALECT.sql(
+                    "UPDATE group_picks SET done = TRUE WHERE group_id = $1 AND run_id = $2",
+                ))
+                .bind(group)
+                .bind(run.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn release_pick(&self, group: &str, run: errand_core::RunId) -> $crate::Result<()> {
+                sqlx::query(&Self::DIALECT.sql(
+                    "DELETE FROM group_picks WHERE group_id = $1 AND run_id = $2 AND done = FALSE",
+                ))
+                .bind(group)
+                .bind(run.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn set_origin(
                 &self,
                 id: errand_core::RunId,

@@ -314,6 +314,108 @@ async fn open_pull_requests_are_marked_and_closed() {
     );
 }
 
+/// Picks of one group sent at once (two people, two tabs, a double click),
+/// for both runs: exactly one pull request is opened, every pick of the
+/// other run is refused, and the runs record one result.
+#[tokio::test(flavor = "multi_thread")]
+async fn picks_sent_at_once_open_exactly_one_pull_request() {
+    let w = world(Env::new()).await;
+    let (env, github) = (w.env, w.github);
+    let bare = github.repo_path("acme", "widgets");
+    let store = errand_store::open_url(&format!(
+        "sqlite://{}",
+        env.home.join("errand.db").display()
+    ))
+    .await
+    .expect("store");
+    let mut ids = Vec::new();
+    for b in ["errand/x", "errand/y"] {
+        git(&bare, &["branch", b, "main"]);
+        let mut spec = errand_core::RunSpec::new("p", "claude-code");
+        spec.repo = Some(errand_core::RepoSource::parse("github:acme/widgets"));
+        spec.push = true;
+        spec.group = Some("race".into());
+        let id = errand_core::RunId::new();
+        store.create_run(id, &spec).await.expect("run");
+        for s in [
+            errand_core::RunState::Preparing,
+            errand_core::RunState::Running,
+            errand_core::RunState::Finishing,
+            errand_core::RunState::Succeeded,
+        ] {
+            store.transition(id, s, None).await.expect("transition");
+        }
+        let summary = errand_core::RunSummary {
+            branch: Some(b.into()),
+            pushed: true,
+            base_branch: Some("main".into()),
+            ..Default::default()
+        };
+        store.update_summary(id, &summary).await.expect("summary");
+        ids.push(id.to_string());
+    }
+    drop(store);
+    let token = api_token(&env, "picker");
+    let (_server, base) = serve(&env, "0");
+    let picks = (0..8).map(|i| {
+        let (base, token, run) = (base.clone(), token.clone(), ids[i % 2].clone());
+        async move {
+            let (status, v) = pick(&base, &token, "race", json!({"run": run})).await;
+            (run, status, v)
+        }
+    });
+    let answers = futures::future::join_all(picks).await;
+    let pulls = github.pulls();
+    assert_eq!(pulls.len(), 1, "{pulls:#?}\n{answers:#?}");
+    let winner = if pulls[0].head == "errand/x" {
+        &ids[0]
+    } else {
+        &ids[1]
+    };
+    for (run, status, v) in &answers {
+        if run == winner {
+            assert!(
+                *status == 200
+                    || (*status == 409
+                        && v["error"]["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("being picked")),
+                "{answers:#?}"
+            );
+        } else {
+            assert_eq!(*status, 409, "{answers:#?}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("already picked"),
+                "{answers:#?}"
+            );
+        }
+    }
+    assert!(
+        answers.iter().any(|(r, s, _)| r == winner && *s == 200),
+        "{answers:#?}"
+    );
+    let loser = if winner == &ids[0] { &ids[1] } else { &ids[0] };
+    let w = api_get(&base, &token, &format!("/api/v1/runs/{winner}")).await;
+    let l = api_get(&base, &token, &format!("/api/v1/runs/{loser}")).await;
+    assert_eq!(w["picked"], true, "{w:#}");
+    assert!(
+        w["pr_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/pull/{}", pulls[0].number))),
+        "{w:#}"
+    );
+    assert_eq!(l["picked"], false, "{l:#}");
+    assert!(l["pr_url"].is_null(), "{l:#}");
+    // Picking the winner again is a no-op that answers as before.
+    let (status, v) = pick(&base, &token, "race", json!({"run": winner})).await;
+    assert_eq!(status, 200, "{v:#}");
+    assert_eq!(github.pulls().len(), 1);
+}
+
 /// `errand pick` on a local fan-out that pushed to a plain git remote: the
 /// chosen run is kept, the other's branch is deleted from the remote, and a
 /// run outside any fan-out is refused with the reason.

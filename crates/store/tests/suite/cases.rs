@@ -1406,3 +1406,84 @@ pub async fn concurrent_writes_are_grouped_and_each_answered(s: Arc<dyn Store>) 
     assert!(err.is_conflict(), "{err}");
     assert!(s.raw_after(runs[1], 70, 0).await.unwrap().is_empty());
 }
+
+pub async fn a_groups_pick_is_claimed_by_exactly_one_run(s: Arc<dyn Store>) {
+    use errand_store::PickClaim;
+    let long = Duration::from_secs(600);
+    let runs: Vec<RunId> = (0..6).map(|_| RunId::new()).collect();
+    // Twelve picks of one group at once, two per run: one caller holds the
+    // claim; its run's twin is told it is under way, the rest who holds it.
+    let tasks: Vec<_> = runs
+        .iter()
+        .chain(runs.iter())
+        .map(|&r| {
+            let s = s.clone();
+            tokio::spawn(async move { (r, s.claim_pick("g1", r, long).await.unwrap()) })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let won: Vec<RunId> = answers
+        .iter()
+        .filter(|(_, c)| *c == PickClaim::Claimed)
+        .map(|(r, _)| *r)
+        .collect();
+    assert_eq!(won.len(), 1, "exactly one claim wins: {answers:?}");
+    let won = won[0];
+    for (r, c) in &answers {
+        match c {
+            PickClaim::Claimed => {}
+            PickClaim::Busy => assert_eq!(*r, won, "{answers:?}"),
+            PickClaim::Other(h) => assert!(*r != won && *h == won, "{answers:?}"),
+            PickClaim::Done => panic!("nothing finished yet: {answers:?}"),
+        }
+    }
+    let other = *runs.iter().find(|r| **r != won).unwrap();
+    // Another run can neither finish nor release it.
+    s.finish_pick("g1", other).await.unwrap();
+    s.release_pick("g1", other).await.unwrap();
+    assert_eq!(
+        s.claim_pick("g1", won, long).await.unwrap(),
+        PickClaim::Busy
+    );
+    // Released, another may claim it.
+    s.release_pick("g1", won).await.unwrap();
+    assert_eq!(
+        s.claim_pick("g1", other, long).await.unwrap(),
+        PickClaim::Claimed
+    );
+    // Finished, it is kept: a retry of the same run is told so, release is a no-op.
+    s.finish_pick("g1", other).await.unwrap();
+    s.release_pick("g1", other).await.unwrap();
+    assert_eq!(
+        s.claim_pick("g1", other, long).await.unwrap(),
+        PickClaim::Done
+    );
+    assert_eq!(
+        s.claim_pick("g1", won, Duration::ZERO).await.unwrap(),
+        PickClaim::Other(other)
+    );
+    // An unfinished claim older than `stale` is taken over (its process died);
+    // a fresh one is not.
+    assert_eq!(
+        s.claim_pick("g2", won, long).await.unwrap(),
+        PickClaim::Claimed
+    );
+    assert_eq!(
+        s.claim_pick("g2", other, long).await.unwrap(),
+        PickClaim::Other(won)
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        s.claim_pick("g2", other, Duration::from_millis(1))
+            .await
+            .unwrap(),
+        PickClaim::Claimed
+    );
+    assert_eq!(
+        s.claim_pick("g2", won, long).await.unwrap(),
+        PickClaim::Other(other)
+    );
+}

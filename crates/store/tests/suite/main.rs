@@ -74,6 +74,7 @@ on_every_backend!(
     release_claim_requeues_a_held_run_and_unclaim_lets_any_worker_take_it,
     pruning_is_recorded_and_deletes_only_that_runs_logs,
     concurrent_writes_are_grouped_and_each_answered,
+    a_groups_pick_is_claimed_by_exactly_one_run,
 );
 
 mod urls {
