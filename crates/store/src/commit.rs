@@ -1,12 +1,13 @@
-//! Group commit of events and raw lines: every run's writes go through one
-//! writer task per store, which stores whatever is waiting, from every run,
-//! in one transaction.
+//! Group commit: every run's events and raw lines, new runs and the replay
+//! keys of signed requests go through one writer task per store, which
+//! stores whatever is waiting, from every caller, in one transaction.
 //!
 //! A run's pump hands its batch over and waits for the answer, so the
 //! promise is the same as one transaction per call: when `append_events`
 //! returns `Ok`, the events are stored (and only then pushed to watchers).
 //! What differs is the cost: 1000 runs writing at once take a handful of
-//! commits (each one a sync to disk) instead of 1000. The writer does not
+//! commits (each one a sync to disk) instead of 1000, and 64 Slack commands
+//! acknowledged at once wait for a few syncs, not 128. The writer does not
 //! wait to fill a group: while one transaction commits, the next group
 //! gathers. When a group fails (one run's duplicate `seq`, say), each of its
 //! writes is tried again alone, so every caller gets its own answer.
@@ -28,6 +29,31 @@ pub(crate) enum Rows {
     Events(Vec<Event>),
     /// Raw harness lines: number and text.
     Raw(Vec<(u64, String)>),
+    /// A new queued run and its first transition.
+    NewRun(NewRun),
+    /// The run's origin (where it reports back), set in its spec; the
+    /// answer says whether the run was there.
+    Origin(String),
+    /// A signed request's replay key: recorded unless it is still
+    /// remembered (the answer says whether this is its first time).
+    ReplayKey {
+        key: String,
+        /// Unix ms.
+        now: i64,
+        /// Unix ms.
+        expires: i64,
+    },
+}
+
+/// The columns of a new run (the run's id is the write's).
+pub(crate) struct NewRun {
+    pub(crate) spec_json: String,
+    pub(crate) repo: Option<String>,
+    pub(crate) harness: String,
+    pub(crate) model: Option<String>,
+    /// Unix ms.
+    pub(crate) created_at: i64,
+    pub(crate) claimed_by: Option<String>,
 }
 
 impl Rows {
@@ -35,15 +61,18 @@ impl Rows {
         match self {
             Rows::Events(e) => e.len(),
             Rows::Raw(r) => r.len(),
+            Rows::NewRun(_) | Rows::Origin(_) | Rows::ReplayKey { .. } => 1,
         }
     }
 }
 
-/// One caller's write and where its answer goes.
+/// One caller's write and where its answer goes: whether it changed the
+/// store (`false` only for a replay key still remembered, or an origin for
+/// a run that is not there).
 pub(crate) struct Write {
     pub(crate) run: RunId,
     pub(crate) rows: Rows,
-    pub(crate) done: oneshot::Sender<Result<()>>,
+    pub(crate) done: oneshot::Sender<Result<bool>>,
 }
 
 /// The way to a store's writer task, started by the first write.
@@ -95,7 +124,7 @@ pub(crate) async fn next_group(rx: &mut mpsc::UnboundedReceiver<Write>) -> Optio
 mod tests {
     use super::*;
 
-    fn write(n: usize) -> (Write, oneshot::Receiver<Result<()>>) {
+    fn write(n: usize) -> (Write, oneshot::Receiver<Result<bool>>) {
         let (done, rx) = oneshot::channel();
         let w = Write {
             run: RunId::new(),

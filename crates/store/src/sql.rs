@@ -90,7 +90,7 @@ macro_rules! impl_store {
 
             /// Stores `rows` through the store's writer task (group commit,
             /// `commit.rs`) and waits until they are stored or refused.
-            async fn write(&self, run: errand_core::RunId, rows: $crate::commit::Rows) -> $crate::Result<()> {
+            async fn write(&self, run: errand_core::RunId, rows: $crate::commit::Rows) -> $crate::Result<bool> {
                 let (done, answer) = tokio::sync::oneshot::channel();
                 let write = $crate::commit::Write { run, rows, done };
                 self.writer.send(write, |queue| {
@@ -110,14 +110,18 @@ macro_rules! impl_store {
             ) {
                 while let Some(group) = $crate::commit::next_group(&mut queue).await {
                     let outcome = Self::store_group(&pool, &group, &live.id).await;
-                    let answers: Vec<$crate::Result<()>> = match outcome {
-                        Ok(()) => group.iter().map(|_| Ok(())).collect(),
+                    let answers: Vec<$crate::Result<bool>> = match outcome {
+                        Ok(changed) => changed.into_iter().map(Ok).collect(),
                         Err(e) if group.len() == 1 => vec![Err(e)],
                         // One write spoiled the group: each alone, for its own answer.
                         Err(_) => {
                             let mut v = Vec::with_capacity(group.len());
                             for w in &group {
-                                v.push(Self::store_group(&pool, std::slice::from_ref(w), &live.id).await);
+                                v.push(
+                                    Self::store_group(&pool, std::slice::from_ref(w), &live.id)
+                                        .await
+                                        .map(|c| c.first().copied().unwrap_or(true)),
+                                );
                             }
                             v
                         }
@@ -134,19 +138,76 @@ macro_rules! impl_store {
                 }
             }
 
-            /// Stores a group of writes in one transaction (all or none);
-            /// `origin` names the hub in PostgreSQL's notices.
+            /// Stores a group of writes in one transaction (all or none),
+            /// answering for each whether it changed the store; `origin`
+            /// names the hub in PostgreSQL's notices.
             async fn store_group(
                 pool: &sqlx::Pool<$db>,
                 group: &[$crate::commit::Write],
                 origin: &str,
-            ) -> $crate::Result<()> {
+            ) -> $crate::Result<Vec<bool>> {
                 use $crate::commit::Rows;
                 use $crate::common::{clean_line, encode_event, millis, to_i64};
                 let mut tx = pool.begin().await?;
+                let mut changed = Vec::with_capacity(group.len());
                 for w in group {
                     let run = w.run.to_string();
+                    changed.push(true);
                     match &w.rows {
+                        Rows::NewRun(n) => {
+                            sqlx::query(&Self::DIALECT.sql(
+                                "INSERT INTO runs (id, spec, repo, harness, model, state, created_at, claimed_by) \
+                                 VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
+                            ))
+                            .bind(run.as_str())
+                            .bind(n.spec_json.as_str())
+                            .bind(n.repo.as_deref())
+                            .bind(n.harness.as_str())
+                            .bind(n.model.as_deref())
+                            .bind(n.created_at)
+                            .bind(n.claimed_by.as_deref())
+                            .execute(&mut *tx)
+                            .await?;
+                            Self::record_transition(&mut tx, w.run, errand_core::RunState::Queued, n.created_at, None)
+                                .await?;
+                        }
+                        Rows::Origin(json) => {
+                            let d = Self::DIALECT;
+                            let sql = format!(
+                                "UPDATE runs SET spec = {} WHERE id = $2",
+                                d.json_set("spec", "origin", "$1")
+                            );
+                            let done = sqlx::query(&d.sql(&sql))
+                                .bind(json.as_str())
+                                .bind(run.as_str())
+                                .execute(&mut *tx)
+                                .await?;
+                            if let Some(c) = changed.last_mut() {
+                                *c = done.rows_affected() > 0;
+                            }
+                        }
+                        Rows::ReplayKey { key, now, expires } => {
+                            // Inserted, or an expired row taken over: one row
+                            // changed. Still remembered (by an earlier group,
+                            // or earlier in this one): none.
+                            let done = sqlx::query(&Self::DIALECT.sql(
+                                "INSERT INTO replay_keys (replay_key, seen_at, expires_at) VALUES ($1, $2, $3) \
+                                 ON CONFLICT (replay_key) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at \
+                                 WHERE replay_keys.expires_at <= excluded.seen_at",
+                            ))
+                            .bind(key.as_str())
+                            .bind(*now)
+                            .bind(*expires)
+                            .execute(&mut *tx)
+                            .await?;
+                            sqlx::query(&Self::DIALECT.sql("DELETE FROM replay_keys WHERE expires_at <= $1"))
+                                .bind(*now)
+                                .execute(&mut *tx)
+                                .await?;
+                            if let Some(c) = changed.last_mut() {
+                                *c = done.rows_affected() == 1;
+                            }
+                        }
                         Rows::Events(events) => {
                             let mut rows = Vec::with_capacity(events.len());
                             for e in events {
@@ -196,7 +257,7 @@ macro_rules! impl_store {
                     }
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(changed)
             }
 
             /// Publishes to the hub what is stored of `run` after `after`
@@ -317,26 +378,20 @@ macro_rules! impl_store {
                 claimed_by: Option<&str>,
             ) -> $crate::Result<errand_core::RunRecord> {
                 use $crate::Store;
-                let now = $crate::common::millis(chrono::Utc::now());
                 let spec_json = serde_json::to_string(spec).map_err(|e| {
                     $crate::StoreError::Corrupt(format!("spec does not serialize: {e}"))
                 })?;
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(&Self::DIALECT.sql(
-                    "INSERT INTO runs (id, spec, repo, harness, model, state, created_at, claimed_by) \
-                     VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
-                ))
-                .bind(id.to_string())
-                .bind(spec_json)
-                .bind(spec.repo.as_ref().map(|r| r.location().to_string()))
-                .bind(&spec.harness)
-                .bind(&spec.model)
-                .bind(now)
-                .bind(claimed_by)
-                .execute(&mut *tx)
-                .await?;
-                Self::record_transition(&mut tx, id, errand_core::RunState::Queued, now, None).await?;
-                tx.commit().await?;
+                // Through the group commit: runs created at once (a burst of
+                // Slack commands) share their syncs to disk.
+                let new = $crate::commit::NewRun {
+                    spec_json,
+                    repo: spec.repo.as_ref().map(|r| r.location().to_string()),
+                    harness: spec.harness.clone(),
+                    model: spec.model.clone(),
+                    created_at: $crate::common::millis(chrono::Utc::now()),
+                    claimed_by: claimed_by.map(str::to_string),
+                };
+                self.write(id, $crate::commit::Rows::NewRun(new)).await?;
                 self.get_run(id).await
             }
         }
@@ -564,20 +619,12 @@ macro_rules! impl_store {
                 id: errand_core::RunId,
                 origin: &errand_core::Origin,
             ) -> $crate::Result<()> {
-                let d = Self::DIALECT;
                 let json = serde_json::to_string(origin).map_err(|e| {
                     $crate::StoreError::Corrupt(format!("origin does not serialize: {e}"))
                 })?;
-                let sql = format!(
-                    "UPDATE runs SET spec = {} WHERE id = $2",
-                    d.json_set("spec", "origin", "$1")
-                );
-                let done = sqlx::query(&d.sql(&sql))
-                    .bind(json)
-                    .bind(id.to_string())
-                    .execute(&self.pool)
-                    .await?;
-                if done.rows_affected() == 0 {
+                // Through the group commit: a burst of runs posting their
+                // Slack messages does not queue a sync each behind it.
+                if !self.write(id, $crate::commit::Rows::Origin(json)).await? {
                     return Err($crate::StoreError::NotFound(id.to_string()));
                 }
                 Ok(())
@@ -818,7 +865,7 @@ macro_rules! impl_store {
                 if events.is_empty() {
                     return Ok(());
                 }
-                self.write(run, $crate::commit::Rows::Events(events.to_vec())).await
+                self.write(run, $crate::commit::Rows::Events(events.to_vec())).await.map(|_| ())
             }
 
             async fn subscribe(&self, run: errand_core::RunId) -> $crate::Subscription {
@@ -875,7 +922,7 @@ macro_rules! impl_store {
                 line_no: u64,
                 line: &str,
             ) -> $crate::Result<()> {
-                self.write(run, $crate::commit::Rows::Raw(vec![(line_no, line.to_string())])).await
+                self.write(run, $crate::commit::Rows::Raw(vec![(line_no, line.to_string())])).await.map(|_| ())
             }
 
             async fn append_raw_lines(
@@ -886,7 +933,7 @@ macro_rules! impl_store {
                 if lines.is_empty() {
                     return Ok(());
                 }
-                self.write(run, $crate::commit::Rows::Raw(lines.to_vec())).await
+                self.write(run, $crate::commit::Rows::Raw(lines.to_vec())).await.map(|_| ())
             }
 
             async fn raw_after(
@@ -1168,30 +1215,15 @@ macro_rules! impl_store {
                 keep: std::time::Duration,
             ) -> $crate::Result<bool> {
                 use $crate::common::{expiry, millis};
-                let d = Self::DIALECT;
-                // Inserted, or an expired row taken over: one row changed.
-                // Already there and still remembered: none (a concurrent insert
-                // of the same key waits for the first to commit, then changes
-                // nothing).
-                // One transaction, so one durable commit: a Slack command
-                // waits on this before it is acknowledged.
-                let mut tx = self.pool.begin().await?;
-                let done = sqlx::query(&d.sql(
-                    "INSERT INTO replay_keys (replay_key, seen_at, expires_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (replay_key) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at \
-                     WHERE replay_keys.expires_at <= excluded.seen_at",
-                ))
-                .bind(key)
-                .bind(millis(now))
-                .bind(expiry(now, keep))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(&d.sql("DELETE FROM replay_keys WHERE expires_at <= $1"))
-                    .bind(millis(now))
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                // Through the group commit: a Slack command waits on this
+                // before it is acknowledged, and a burst of them shares the
+                // syncs to disk. Not tied to a run: the nil id.
+                let write = $crate::commit::Rows::ReplayKey {
+                    key: key.to_string(),
+                    now: millis(now),
+                    expires: expiry(now, keep),
+                };
+                self.write(errand_core::RunId(uuid::Uuid::nil()), write).await
             }
 
             async fn count_by_state(&self) -> $crate::Result<Vec<(errand_core::RunState, u64)>> {

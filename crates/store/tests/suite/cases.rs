@@ -1487,3 +1487,48 @@ pub async fn a_groups_pick_is_claimed_by_exactly_one_run(s: Arc<dyn Store>) {
         PickClaim::Other(other)
     );
 }
+
+pub async fn runs_and_replay_keys_created_at_once_are_each_answered(s: Arc<dyn Store>) {
+    // A burst as 64 Slack commands make it: each records its replay key, then
+    // creates its run; some keys are sent twice, one run id is reused. All go
+    // through the group commit; every caller gets its own answer.
+    let now = Utc::now();
+    let keep = Duration::from_secs(600);
+    let taken = RunId::new();
+    s.create_run(taken, &spec("already")).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64usize {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let first = s
+                .first_time(&format!("slack:cmd:{}", i % 48), now, keep)
+                .await
+                .unwrap();
+            let id = if i == 7 { taken } else { RunId::new() };
+            let created = s.create_run(id, &spec(&format!("cmd {i}"))).await;
+            (i, first, id, created)
+        }));
+    }
+    let mut firsts = std::collections::HashMap::<usize, usize>::new();
+    for t in tasks {
+        let (i, first, id, created) = t.await.unwrap();
+        if first {
+            *firsts.entry(i % 48).or_default() += 1;
+        }
+        if i == 7 {
+            let e = created.unwrap_err();
+            assert!(e.is_conflict(), "a reused run id is refused alone: {e}");
+            assert_eq!(s.get_run(taken).await.unwrap().spec.prompt, "already");
+            continue;
+        }
+        let rec = created.unwrap();
+        assert_eq!((rec.id, rec.state), (id, RunState::Queued));
+        assert_eq!(rec.spec.prompt, format!("cmd {i}"));
+        assert_eq!(
+            states(&s.transitions(id).await.unwrap()),
+            [RunState::Queued]
+        );
+    }
+    assert_eq!(firsts.len(), 48, "every key was first once: {firsts:?}");
+    assert!(firsts.values().all(|n| *n == 1), "{firsts:?}");
+}

@@ -75,6 +75,7 @@ on_every_backend!(
     pruning_is_recorded_and_deletes_only_that_runs_logs,
     concurrent_writes_are_grouped_and_each_answered,
     a_groups_pick_is_claimed_by_exactly_one_run,
+    runs_and_replay_keys_created_at_once_are_each_answered,
 );
 
 mod urls {
