@@ -80,6 +80,9 @@ pub struct Integrations {
 /// signature window, so a request can never be valid again once forgotten.
 pub const SLACK_REPLAY_KEEP: Duration = Duration::from_secs(24 * 3600);
 
+/// The answer to a Slack request already acted on.
+const ALREADY_RECEIVED: &str = "This command was already received.";
+
 /// How long a GitHub delivery's body hash is kept. GitHub signs no timestamp,
 /// so a captured delivery stays valid for ever; comments older than this are
 /// refused instead ([`github_webhook`]), which closes the gap after it.
@@ -181,12 +184,19 @@ pub async fn slack_command(
     } else {
         format!("slack:cmd:{}", cmd.trigger_id)
     };
-    match first_time(&st, &key, SLACK_REPLAY_KEEP).await {
-        Some(true) => {}
-        Some(false) => return ephemeral("This command was already received."),
-        None => return ephemeral("errand could not record this command; try again."),
+    let parsed = cmd.agent_command();
+    // A run that needs nothing fetched first records its replay key with the
+    // run, one durable write before the acknowledgement instead of two; any
+    // other command records its key before it acts.
+    let key_with_run = matches!(&parsed, Ok(AgentCommand::Run(r)) if r.thread.is_none());
+    if !key_with_run {
+        match first_time(&st, &key, SLACK_REPLAY_KEEP).await {
+            Some(true) => {}
+            Some(false) => return ephemeral(ALREADY_RECEIVED),
+            None => return ephemeral("errand could not record this command; try again."),
+        }
     }
-    let parsed = match cmd.agent_command() {
+    let parsed = match parsed {
         Ok(p) => p,
         Err(e) => return ephemeral(format!("{e}\n\n{}", errand_slack::usage())),
     };
@@ -241,8 +251,20 @@ pub async fn slack_command(
             if let Err(msg) = int.access.limits(who, &req.repo, req.push).apply(&mut spec) {
                 return ephemeral(msg);
             }
-            let rec = match st.store.create_run(RunId::new(), &spec).await {
-                Ok(r) => r,
+            let id = RunId::new();
+            let created = if key_with_run {
+                st.store
+                    .create_run_once(&key, chrono::Utc::now(), SLACK_REPLAY_KEEP, id, &spec)
+                    .await
+            } else {
+                st.store.create_run(id, &spec).await.map(Some)
+            };
+            let rec = match created {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    tracing::warn!(key, "refused a replayed request");
+                    return ephemeral(ALREADY_RECEIVED);
+                }
                 Err(e) => {
                     tracing::error!("creating a run from Slack failed: {e}");
                     return ephemeral(format!("errand could not queue the run: {e}"));

@@ -36,13 +36,7 @@ pub(crate) enum Rows {
     Origin(String),
     /// A signed request's replay key: recorded unless it is still
     /// remembered (the answer says whether this is its first time).
-    ReplayKey {
-        key: String,
-        /// Unix ms.
-        now: i64,
-        /// Unix ms.
-        expires: i64,
-    },
+    ReplayKey(ReplayKey),
 }
 
 /// The columns of a new run (the run's id is the write's).
@@ -54,6 +48,15 @@ pub(crate) struct NewRun {
     /// Unix ms.
     pub(crate) created_at: i64,
     pub(crate) claimed_by: Option<String>,
+    /// A replay key to record first: the run is created only if it is new.
+    pub(crate) once: Option<ReplayKey>,
+}
+
+/// A signed request's replay key (all times unix ms).
+pub(crate) struct ReplayKey {
+    pub(crate) key: String,
+    pub(crate) now: i64,
+    pub(crate) expires: i64,
 }
 
 impl Rows {
@@ -61,14 +64,14 @@ impl Rows {
         match self {
             Rows::Events(e) => e.len(),
             Rows::Raw(r) => r.len(),
-            Rows::NewRun(_) | Rows::Origin(_) | Rows::ReplayKey { .. } => 1,
+            Rows::NewRun(_) | Rows::Origin(_) | Rows::ReplayKey(_) => 1,
         }
     }
 }
 
 /// One caller's write and where its answer goes: whether it changed the
-/// store (`false` only for a replay key still remembered, or an origin for
-/// a run that is not there).
+/// store (`false` only for a replay key still remembered, a run whose key
+/// is, or an origin for a run that is not there).
 pub(crate) struct Write {
     pub(crate) run: RunId,
     pub(crate) rows: Rows,

@@ -34,7 +34,9 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use errand_core::{Event, InvalidTransition, RunId, RunRecord, RunState, RunSummary, Transition};
+use errand_core::{
+    Event, InvalidTransition, RunId, RunRecord, RunSpec, RunState, RunSummary, Transition,
+};
 use serde::{Deserialize, Serialize};
 
 /// What can go wrong in the store. Callers match on the kind: [`NotFound`],
@@ -532,6 +534,18 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
         keep: std::time::Duration,
     ) -> Result<bool>;
+    /// [`Store::first_time`] and [`Store::create_run`] in one transaction:
+    /// the run is created only if `key` is seen for the first time (`None`
+    /// when it is not). A signed command acted on once costs one durable
+    /// write instead of two.
+    async fn create_run_once(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        keep: std::time::Duration,
+        id: RunId,
+        spec: &RunSpec,
+    ) -> Result<Option<RunRecord>>;
 
     // ---- metrics ----
 

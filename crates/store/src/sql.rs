@@ -155,6 +155,16 @@ macro_rules! impl_store {
                     changed.push(true);
                     match &w.rows {
                         Rows::NewRun(n) => {
+                            let first = match &n.once {
+                                Some(k) => Self::record_replay_key(&mut tx, k).await?,
+                                None => true,
+                            };
+                            if !first {
+                                if let Some(c) = changed.last_mut() {
+                                    *c = false;
+                                }
+                                continue;
+                            }
                             sqlx::query(&Self::DIALECT.sql(
                                 "INSERT INTO runs (id, spec, repo, harness, model, state, created_at, claimed_by) \
                                  VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
@@ -186,26 +196,10 @@ macro_rules! impl_store {
                                 *c = done.rows_affected() > 0;
                             }
                         }
-                        Rows::ReplayKey { key, now, expires } => {
-                            // Inserted, or an expired row taken over: one row
-                            // changed. Still remembered (by an earlier group,
-                            // or earlier in this one): none.
-                            let done = sqlx::query(&Self::DIALECT.sql(
-                                "INSERT INTO replay_keys (replay_key, seen_at, expires_at) VALUES ($1, $2, $3) \
-                                 ON CONFLICT (replay_key) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at \
-                                 WHERE replay_keys.expires_at <= excluded.seen_at",
-                            ))
-                            .bind(key.as_str())
-                            .bind(*now)
-                            .bind(*expires)
-                            .execute(&mut *tx)
-                            .await?;
-                            sqlx::query(&Self::DIALECT.sql("DELETE FROM replay_keys WHERE expires_at <= $1"))
-                                .bind(*now)
-                                .execute(&mut *tx)
-                                .await?;
+                        Rows::ReplayKey(k) => {
+                            let first = Self::record_replay_key(&mut tx, k).await?;
                             if let Some(c) = changed.last_mut() {
-                                *c = done.rows_affected() == 1;
+                                *c = first;
                             }
                         }
                         Rows::Events(events) => {
@@ -258,6 +252,31 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(changed)
+            }
+
+            /// Records a replay key inside the caller's transaction: `true`
+            /// when inserted or an expired row taken over; `false` when it is
+            /// still remembered (from an earlier group, or earlier in this
+            /// one). Keys past their time are pruned.
+            async fn record_replay_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                k: &$crate::commit::ReplayKey,
+            ) -> $crate::Result<bool> {
+                let done = sqlx::query(&Self::DIALECT.sql(
+                    "INSERT INTO replay_keys (replay_key, seen_at, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (replay_key) DO UPDATE SET seen_at = excluded.seen_at, expires_at = excluded.expires_at \
+                     WHERE replay_keys.expires_at <= excluded.seen_at",
+                ))
+                .bind(k.key.as_str())
+                .bind(k.now)
+                .bind(k.expires)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(&Self::DIALECT.sql("DELETE FROM replay_keys WHERE expires_at <= $1"))
+                    .bind(k.now)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             /// Publishes to the hub what is stored of `run` after `after`
@@ -376,7 +395,8 @@ macro_rules! impl_store {
                 id: errand_core::RunId,
                 spec: &errand_core::RunSpec,
                 claimed_by: Option<&str>,
-            ) -> $crate::Result<errand_core::RunRecord> {
+                once: Option<$crate::commit::ReplayKey>,
+            ) -> $crate::Result<Option<errand_core::RunRecord>> {
                 use $crate::Store;
                 let spec_json = serde_json::to_string(spec).map_err(|e| {
                     $crate::StoreError::Corrupt(format!("spec does not serialize: {e}"))
@@ -390,9 +410,12 @@ macro_rules! impl_store {
                     model: spec.model.clone(),
                     created_at: $crate::common::millis(chrono::Utc::now()),
                     claimed_by: claimed_by.map(str::to_string),
+                    once,
                 };
-                self.write(id, $crate::commit::Rows::NewRun(new)).await?;
-                self.get_run(id).await
+                if !self.write(id, $crate::commit::Rows::NewRun(new)).await? {
+                    return Ok(None);
+                }
+                self.get_run(id).await.map(Some)
             }
         }
 
@@ -403,7 +426,9 @@ macro_rules! impl_store {
                 id: errand_core::RunId,
                 spec: &errand_core::RunSpec,
             ) -> $crate::Result<errand_core::RunRecord> {
-                self.insert_run(id, spec, None).await
+                self.insert_run(id, spec, None, None)
+                    .await?
+                    .ok_or_else(|| $crate::StoreError::Unavailable("a run with no key was not created".into()))
             }
 
             async fn create_own_run(
@@ -412,7 +437,9 @@ macro_rules! impl_store {
                 spec: &errand_core::RunSpec,
                 by: &str,
             ) -> $crate::Result<errand_core::RunRecord> {
-                self.insert_run(id, spec, Some(by)).await
+                self.insert_run(id, spec, Some(by), None)
+                    .await?
+                    .ok_or_else(|| $crate::StoreError::Unavailable("a run with no key was not created".into()))
             }
 
             async fn get_run(&self, id: errand_core::RunId) -> $crate::Result<errand_core::RunRecord> {
@@ -1218,12 +1245,29 @@ macro_rules! impl_store {
                 // Through the group commit: a Slack command waits on this
                 // before it is acknowledged, and a burst of them shares the
                 // syncs to disk. Not tied to a run: the nil id.
-                let write = $crate::commit::Rows::ReplayKey {
+                let write = $crate::commit::Rows::ReplayKey($crate::commit::ReplayKey {
+                    key: key.to_string(),
+                    now: millis(now),
+                    expires: expiry(now, keep),
+                });
+                self.write(errand_core::RunId(uuid::Uuid::nil()), write).await
+            }
+
+            async fn create_run_once(
+                &self,
+                key: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                keep: std::time::Duration,
+                id: errand_core::RunId,
+                spec: &errand_core::RunSpec,
+            ) -> $crate::Result<Option<errand_core::RunRecord>> {
+                use $crate::common::{expiry, millis};
+                let once = $crate::commit::ReplayKey {
                     key: key.to_string(),
                     now: millis(now),
                     expires: expiry(now, keep),
                 };
-                self.write(errand_core::RunId(uuid::Uuid::nil()), write).await
+                self.insert_run(id, spec, None, Some(once)).await
             }
 
             async fn count_by_state(&self) -> $crate::Result<Vec<(errand_core::RunState, u64)>> {

@@ -476,6 +476,24 @@ async fn replayed_webhooks_and_slack_commands_run_once_across_a_restart() {
     let (status, body) = webhook(&http, &base, &comment(102, Some(&now)), Some("d-4")).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(run_count(&http, &base, &token).await, 4);
+    // The same command sent six times at once (a captured request fired in
+    // a burst): one run, five refusals.
+    let burst =
+        (0..6).map(|_| slack_command(&slack, &http, &base, "acme/widgets fix it", "trig-3"));
+    let said = futures::future::join_all(burst).await;
+    assert_eq!(
+        said.iter().filter(|s| s.contains("Queued run")).count(),
+        1,
+        "{said:#?}"
+    );
+    assert_eq!(
+        said.iter()
+            .filter(|s| s.contains("already received"))
+            .count(),
+        5,
+        "{said:#?}"
+    );
+    assert_eq!(run_count(&http, &base, &token).await, 5);
     stop(server);
 }
 

@@ -1531,4 +1531,57 @@ pub async fn runs_and_replay_keys_created_at_once_are_each_answered(s: Arc<dyn S
     }
     assert_eq!(firsts.len(), 48, "every key was first once: {firsts:?}");
     assert!(firsts.values().all(|n| *n == 1), "{firsts:?}");
+
+    // Key and run in one write: a command sent eight times at once (and a
+    // key already seen) creates exactly one run; the others create nothing.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let id = RunId::new();
+                let got = s
+                    .create_run_once("slack:cmd:once", now, keep, id, &spec(&format!("once {i}")))
+                    .await
+                    .unwrap();
+                (id, got)
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for t in tasks {
+        let (id, got) = t.await.unwrap();
+        match got {
+            Some(rec) => {
+                assert_eq!((rec.id, rec.state), (id, RunState::Queued));
+                created.push(id);
+            }
+            None => assert!(matches!(
+                s.get_run(id).await.unwrap_err(),
+                StoreError::NotFound(_)
+            )),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    let id = RunId::new();
+    assert!(s
+        .create_run_once("slack:cmd:0", now, keep, id, &spec("seen"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.get_run(id).await.is_err());
+    // Once its time has passed, the key counts as new again.
+    let later = now + TimeDelta::seconds(601);
+    assert!(s
+        .create_run_once("slack:cmd:once", later, keep, id, &spec("later"))
+        .await
+        .unwrap()
+        .is_some());
+    // A refused run gives its key back (one transaction): tried again, it
+    // is still the first time.
+    let err = s
+        .create_run_once("slack:cmd:new", now, keep, taken, &spec("dup"))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert!(s.first_time("slack:cmd:new", now, keep).await.unwrap());
 }
