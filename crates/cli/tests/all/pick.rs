@@ -206,6 +206,40 @@ async fn a_fan_outs_pick_opens_one_pull_request_and_closes_the_others() {
     assert_eq!(github.pulls().len(), 1);
 }
 
+/// A run of fan-out `group` on github:acme/widgets that succeeded and pushed
+/// `branch` (with `pr_url` when it has a pull request), stored as a worker
+/// would leave it; its id.
+async fn finished_run(
+    store: &std::sync::Arc<dyn errand_store::Store>,
+    group: &str,
+    branch: &str,
+    pr_url: Option<String>,
+) -> String {
+    let mut spec = errand_core::RunSpec::new("p", "claude-code");
+    spec.repo = Some(errand_core::RepoSource::parse("github:acme/widgets"));
+    spec.push = true;
+    spec.group = Some(group.into());
+    let id = errand_core::RunId::new();
+    store.create_run(id, &spec).await.expect("run");
+    for s in [
+        errand_core::RunState::Preparing,
+        errand_core::RunState::Running,
+        errand_core::RunState::Finishing,
+        errand_core::RunState::Succeeded,
+    ] {
+        store.transition(id, s, None).await.expect("transition");
+    }
+    let summary = errand_core::RunSummary {
+        branch: Some(branch.into()),
+        pushed: true,
+        base_branch: Some("main".into()),
+        pr_url,
+        ..Default::default()
+    };
+    store.update_summary(id, &summary).await.expect("summary");
+    id.to_string()
+}
+
 /// A pull request already open for a fan-out run (a group asked for through
 /// a PR's own thread, or one opened by hand) is marked, not opened again, and
 /// the other run's pull request is closed.
@@ -244,32 +278,11 @@ async fn open_pull_requests_are_marked_and_closed() {
     .expect("store");
     let mut ids = Vec::new();
     for (branch, pr) in [("errand/a", a), ("errand/b", b)] {
-        let mut spec = errand_core::RunSpec::new("p", "claude-code");
-        spec.repo = Some(errand_core::RepoSource::parse("github:acme/widgets"));
-        spec.push = true;
-        spec.group = Some("marked".into());
-        let id = errand_core::RunId::new();
-        store.create_run(id, &spec).await.expect("run");
-        for s in [
-            errand_core::RunState::Preparing,
-            errand_core::RunState::Running,
-            errand_core::RunState::Finishing,
-            errand_core::RunState::Succeeded,
-        ] {
-            store.transition(id, s, None).await.expect("transition");
-        }
-        let summary = errand_core::RunSummary {
-            branch: Some(branch.into()),
-            pushed: true,
-            base_branch: Some("main".into()),
-            pr_url: Some(format!(
-                "{}/acme/widgets/pull/{pr}",
-                github.git_base().trim_end_matches('/')
-            )),
-            ..Default::default()
-        };
-        store.update_summary(id, &summary).await.expect("summary");
-        ids.push(id.to_string());
+        let url = format!(
+            "{}/acme/widgets/pull/{pr}",
+            github.git_base().trim_end_matches('/')
+        );
+        ids.push(finished_run(&store, "marked", branch, Some(url)).await);
     }
     drop(store);
     let token = api_token(&env, "picker");
@@ -331,28 +344,7 @@ async fn picks_sent_at_once_open_exactly_one_pull_request() {
     let mut ids = Vec::new();
     for b in ["errand/x", "errand/y"] {
         git(&bare, &["branch", b, "main"]);
-        let mut spec = errand_core::RunSpec::new("p", "claude-code");
-        spec.repo = Some(errand_core::RepoSource::parse("github:acme/widgets"));
-        spec.push = true;
-        spec.group = Some("race".into());
-        let id = errand_core::RunId::new();
-        store.create_run(id, &spec).await.expect("run");
-        for s in [
-            errand_core::RunState::Preparing,
-            errand_core::RunState::Running,
-            errand_core::RunState::Finishing,
-            errand_core::RunState::Succeeded,
-        ] {
-            store.transition(id, s, None).await.expect("transition");
-        }
-        let summary = errand_core::RunSummary {
-            branch: Some(b.into()),
-            pushed: true,
-            base_branch: Some("main".into()),
-            ..Default::default()
-        };
-        store.update_summary(id, &summary).await.expect("summary");
-        ids.push(id.to_string());
+        ids.push(finished_run(&store, "race", b, None).await);
     }
     drop(store);
     let token = api_token(&env, "picker");
