@@ -206,6 +206,16 @@ async fn a_fan_outs_pick_opens_one_pull_request_and_closes_the_others() {
     assert_eq!(github.pulls().len(), 1);
 }
 
+/// The store of `env`'s errand home, opened as the server would.
+async fn home_store(env: &Env) -> std::sync::Arc<dyn errand_store::Store> {
+    errand_store::open_url(&format!(
+        "sqlite://{}",
+        env.home.join("errand.db").display()
+    ))
+    .await
+    .expect("store")
+}
+
 /// A run of fan-out `group` on github:acme/widgets that succeeded and pushed
 /// `branch` (with `pr_url` when it has a pull request), stored as a worker
 /// would leave it; its id.
@@ -270,12 +280,7 @@ async fn open_pull_requests_are_marked_and_closed() {
         "b",
         None,
     );
-    let store = errand_store::open_url(&format!(
-        "sqlite://{}",
-        env.home.join("errand.db").display()
-    ))
-    .await
-    .expect("store");
+    let store = home_store(&env).await;
     let mut ids = Vec::new();
     for (branch, pr) in [("errand/a", a), ("errand/b", b)] {
         let url = format!(
@@ -335,12 +340,7 @@ async fn picks_sent_at_once_open_exactly_one_pull_request() {
     let w = world(Env::new()).await;
     let (env, github) = (w.env, w.github);
     let bare = github.repo_path("acme", "widgets");
-    let store = errand_store::open_url(&format!(
-        "sqlite://{}",
-        env.home.join("errand.db").display()
-    ))
-    .await
-    .expect("store");
+    let store = home_store(&env).await;
     let mut ids = Vec::new();
     for b in ["errand/x", "errand/y"] {
         git(&bare, &["branch", b, "main"]);
