@@ -59,6 +59,21 @@ pub(crate) struct ReplayKey {
     pub(crate) expires: i64,
 }
 
+impl ReplayKey {
+    /// `key`, seen at `now`, remembered for `keep`.
+    pub(crate) fn new(
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        keep: std::time::Duration,
+    ) -> Self {
+        ReplayKey {
+            key: key.to_string(),
+            now: crate::common::millis(now),
+            expires: crate::common::expiry(now, keep),
+        }
+    }
+}
+
 impl Rows {
     pub(crate) fn len(&self) -> usize {
         match self {

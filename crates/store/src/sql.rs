@@ -152,17 +152,14 @@ macro_rules! impl_store {
                 let mut changed = Vec::with_capacity(group.len());
                 for w in group {
                     let run = w.run.to_string();
-                    changed.push(true);
-                    match &w.rows {
+                    let this = match &w.rows {
                         Rows::NewRun(n) => {
                             let first = match &n.once {
                                 Some(k) => Self::record_replay_key(&mut tx, k).await?,
                                 None => true,
                             };
                             if !first {
-                                if let Some(c) = changed.last_mut() {
-                                    *c = false;
-                                }
+                                changed.push(false);
                                 continue;
                             }
                             sqlx::query(&Self::DIALECT.sql(
@@ -180,6 +177,7 @@ macro_rules! impl_store {
                             .await?;
                             Self::record_transition(&mut tx, w.run, errand_core::RunState::Queued, n.created_at, None)
                                 .await?;
+                            true
                         }
                         Rows::Origin(json) => {
                             let d = Self::DIALECT;
@@ -192,16 +190,9 @@ macro_rules! impl_store {
                                 .bind(run.as_str())
                                 .execute(&mut *tx)
                                 .await?;
-                            if let Some(c) = changed.last_mut() {
-                                *c = done.rows_affected() > 0;
-                            }
+                            done.rows_affected() > 0
                         }
-                        Rows::ReplayKey(k) => {
-                            let first = Self::record_replay_key(&mut tx, k).await?;
-                            if let Some(c) = changed.last_mut() {
-                                *c = first;
-                            }
-                        }
+                        Rows::ReplayKey(k) => Self::record_replay_key(&mut tx, k).await?,
                         Rows::Events(events) => {
                             let mut rows = Vec::with_capacity(events.len());
                             for e in events {
@@ -232,6 +223,7 @@ macro_rules! impl_store {
                                     .execute(&mut *tx)
                                     .await?;
                             }
+                            true
                         }
                         Rows::Raw(lines) => {
                             let mut rows = Vec::with_capacity(lines.len());
@@ -247,8 +239,10 @@ macro_rules! impl_store {
                                 });
                                 q.build().execute(&mut *tx).await?;
                             }
+                            true
                         }
-                    }
+                    };
+                    changed.push(this);
                 }
                 tx.commit().await?;
                 Ok(changed)
@@ -389,6 +383,12 @@ macro_rules! impl_store {
         }
 
         impl $store {
+            /// A run with no replay key is always created or refused with an
+            /// error: this answers the "not created" that cannot happen.
+            fn not_created() -> $crate::StoreError {
+                $crate::StoreError::Unavailable("the store answered that a new run was not created".into())
+            }
+
             /// A new queued run, claimed from the start by `claimed_by` when given.
             async fn insert_run(
                 &self,
@@ -426,9 +426,7 @@ macro_rules! impl_store {
                 id: errand_core::RunId,
                 spec: &errand_core::RunSpec,
             ) -> $crate::Result<errand_core::RunRecord> {
-                self.insert_run(id, spec, None, None)
-                    .await?
-                    .ok_or_else(|| $crate::StoreError::Unavailable("a run with no key was not created".into()))
+                self.insert_run(id, spec, None, None).await?.ok_or_else(Self::not_created)
             }
 
             async fn create_own_run(
@@ -437,9 +435,7 @@ macro_rules! impl_store {
                 spec: &errand_core::RunSpec,
                 by: &str,
             ) -> $crate::Result<errand_core::RunRecord> {
-                self.insert_run(id, spec, Some(by), None)
-                    .await?
-                    .ok_or_else(|| $crate::StoreError::Unavailable("a run with no key was not created".into()))
+                self.insert_run(id, spec, Some(by), None).await?.ok_or_else(Self::not_created)
             }
 
             async fn get_run(&self, id: errand_core::RunId) -> $crate::Result<errand_core::RunRecord> {
@@ -587,36 +583,47 @@ macro_rules! impl_store {
             ) -> $crate::Result<$crate::PickClaim> {
                 use $crate::common::millis;
                 let d = Self::DIALECT;
-                let now = chrono::Utc::now();
-                let stale_before = millis(now) - i64::try_from(stale.as_millis()).unwrap_or(i64::MAX);
-                let took = sqlx::query(&d.sql(
-                    "INSERT INTO group_picks (group_id, run_id, claimed_at, done) VALUES ($1, $2, $3, FALSE) \
-                     ON CONFLICT (group_id) DO UPDATE SET run_id = excluded.run_id, claimed_at = excluded.claimed_at \
-                     WHERE group_picks.done = FALSE AND group_picks.claimed_at < $4",
-                ))
-                .bind(group)
-                .bind(run.to_string())
-                .bind(millis(now))
-                .bind(stale_before)
-                .execute(&self.pool)
-                .await?;
-                if took.rows_affected() == 1 {
-                    return Ok($crate::PickClaim::Claimed);
+                // A claim given back between the insert and the read leaves
+                // nothing to read: try again (a few times; each round is a
+                // whole pick failing elsewhere).
+                for _ in 0..3 {
+                    let now = chrono::Utc::now();
+                    let stale_before = millis(now).saturating_sub(i64::try_from(stale.as_millis()).unwrap_or(i64::MAX));
+                    let took = sqlx::query(&d.sql(
+                        "INSERT INTO group_picks (group_id, run_id, claimed_at, done) VALUES ($1, $2, $3, FALSE) \
+                         ON CONFLICT (group_id) DO UPDATE SET run_id = excluded.run_id, claimed_at = excluded.claimed_at \
+                         WHERE group_picks.done = FALSE AND group_picks.claimed_at < $4",
+                    ))
+                    .bind(group)
+                    .bind(run.to_string())
+                    .bind(millis(now))
+                    .bind(stale_before)
+                    .execute(&self.pool)
+                    .await?;
+                    if took.rows_affected() == 1 {
+                        return Ok($crate::PickClaim::Claimed);
+                    }
+                    let held: Option<(String, bool)> = sqlx::query_as(&d.sql(
+                        "SELECT run_id, done FROM group_picks WHERE group_id = $1",
+                    ))
+                    .bind(group)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    let Some((holder, done)) = held else {
+                        continue;
+                    };
+                    let holder: errand_core::RunId = holder.parse().map_err(|_| {
+                        $crate::StoreError::Corrupt(format!("group {group} is claimed by a bad run id {holder}"))
+                    })?;
+                    return Ok(match (holder == run, done) {
+                        (true, true) => $crate::PickClaim::Done,
+                        (true, false) => $crate::PickClaim::Busy,
+                        (false, _) => $crate::PickClaim::Other(holder),
+                    });
                 }
-                let (holder, done): (String, bool) = sqlx::query_as(&d.sql(
-                    "SELECT run_id, done FROM group_picks WHERE group_id = $1",
-                ))
-                .bind(group)
-                .fetch_one(&self.pool)
-                .await?;
-                let holder: errand_core::RunId = holder.parse().map_err(|_| {
-                    $crate::StoreError::Corrupt(format!("group {group} is claimed by a bad run id {holder}"))
-                })?;
-                Ok(match (holder == run, done) {
-                    (true, true) => $crate::PickClaim::Done,
-                    (true, false) => $crate::PickClaim::Busy,
-                    (false, _) => $crate::PickClaim::Other(holder),
-                })
+                Err($crate::StoreError::Conflict(format!(
+                    "the pick of group {group} kept changing hands; try again"
+                )))
             }
 
             async fn finish_pick(&self, group: &str, run: errand_core::RunId) -> $crate::Result<()> {
@@ -1241,15 +1248,10 @@ macro_rules! impl_store {
                 now: chrono::DateTime<chrono::Utc>,
                 keep: std::time::Duration,
             ) -> $crate::Result<bool> {
-                use $crate::common::{expiry, millis};
                 // Through the group commit: a Slack command waits on this
                 // before it is acknowledged, and a burst of them shares the
                 // syncs to disk. Not tied to a run: the nil id.
-                let write = $crate::commit::Rows::ReplayKey($crate::commit::ReplayKey {
-                    key: key.to_string(),
-                    now: millis(now),
-                    expires: expiry(now, keep),
-                });
+                let write = $crate::commit::Rows::ReplayKey($crate::commit::ReplayKey::new(key, now, keep));
                 self.write(errand_core::RunId(uuid::Uuid::nil()), write).await
             }
 
@@ -1261,12 +1263,7 @@ macro_rules! impl_store {
                 id: errand_core::RunId,
                 spec: &errand_core::RunSpec,
             ) -> $crate::Result<Option<errand_core::RunRecord>> {
-                use $crate::common::{expiry, millis};
-                let once = $crate::commit::ReplayKey {
-                    key: key.to_string(),
-                    now: millis(now),
-                    expires: expiry(now, keep),
-                };
+                let once = $crate::commit::ReplayKey::new(key, now, keep);
                 self.insert_run(id, spec, None, Some(once)).await
             }
 
