@@ -6,7 +6,11 @@
 //! - baseline: a plain `git clone git://…` of it;
 //! - errand, cold mirror: `errand_git::prepare` with an empty mirror cache;
 //! - errand, warm mirror: `prepare` again after one new commit upstream (an
-//!   incremental fetch into the mirror, then a local copy and a checkout).
+//!   incremental fetch into the mirror, then a local copy and a checkout);
+//! - errand, copy-on-write: `prepare` through the shared checkouts: the first
+//!   run at a commit (which makes the checkout), then another run at the same
+//!   commit as an overlay's layer (what the local sandbox does), and as a
+//!   copy of the checkout (the other backends' fallback).
 //!
 //! `cargo bench -p errand-git --bench prepare` — ERRAND_PREP_FILES (default
 //! 100000), ERRAND_PREP_ROUNDS (default 3).
@@ -17,7 +21,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use errand_git::{prepare, Mirrors, Remote};
+use errand_git::{prepare, Checkouts, LayerMode, Mirrors, Remote};
 
 fn run(dir: Option<&Path>, args: &[&str]) {
     let mut c = Command::new("git");
@@ -54,6 +58,36 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// `prepare` of run `name` through the shared checkouts under `dir`: seconds.
+async fn layered_prepare(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    mirrors: &Mirrors,
+    mode: LayerMode,
+) -> f64 {
+    let checkouts = Checkouts::new(dir.join("checkouts"), mode);
+    let remote = Remote {
+        url,
+        auth: None,
+        mirrors: Some(mirrors),
+        checkouts: Some(&checkouts),
+    };
+    let run_dir = dir.join(name);
+    let t = Instant::now();
+    prepare(
+        Some(remote),
+        None,
+        None,
+        &run_dir,
+        &run_dir.join("workspace"),
+        "errand/layered",
+    )
+    .await
+    .expect("layered prepare");
+    t.elapsed().as_secs_f64()
 }
 
 #[tokio::main]
@@ -126,6 +160,9 @@ async fn main() {
     let mut plain = Vec::new();
     let mut cold = Vec::new();
     let mut warm = Vec::new();
+    let mut first = Vec::new();
+    let mut layered = Vec::new();
+    let mut copied = Vec::new();
     for r in 0..rounds {
         let dir = tmp.path().join(format!("round{r}"));
         let t = Instant::now();
@@ -140,6 +177,7 @@ async fn main() {
             url: &url,
             auth: None,
             mirrors: Some(&mirrors),
+            checkouts: None,
         };
         let t = Instant::now();
         prepare(
@@ -183,6 +221,11 @@ async fn main() {
         .await
         .expect("warm prepare");
         warm.push(t.elapsed().as_secs_f64());
+
+        let timed = |name, mode| layered_prepare(&dir, name, &url, &mirrors, mode);
+        first.push(timed("run-first", LayerMode::Overlay).await);
+        layered.push(timed("run-layered", LayerMode::Overlay).await);
+        copied.push(timed("run-copied", LayerMode::Copy).await);
         let _ = std::fs::remove_dir_all(&dir);
     }
     drop(daemon);
@@ -200,8 +243,26 @@ async fn main() {
         "errand prepare, warm mirror",
         w / p
     );
+    let (f, l, k) = (median(first), median(layered), median(copied));
+    println!(
+        "{:<34} {f:>8.3} {:>7.2}x",
+        "copy-on-write, first at a commit",
+        f / p
+    );
+    println!(
+        "{:<34} {l:>8.3} {:>7.2}x   ({:.1}x faster than git clone)",
+        "copy-on-write, overlay layer",
+        l / p,
+        p / l
+    );
+    println!(
+        "{:<34} {k:>8.3} {:>7.2}x",
+        "copy-on-write, copy (fallback)",
+        k / p
+    );
     println!(
         "(a warm run fetches only new objects over the network; the rest is a local copy of \
-         the mirror's packs and the checkout of {files} files)"
+         the mirror's packs and the checkout of {files} files; with copy-on-write the \
+         checkout is made once per commit and each run writes only its own .git files)"
     );
 }

@@ -28,9 +28,11 @@ use std::process::Stdio;
 use errand_core::RepoSource;
 
 pub mod export;
+mod layers;
 pub mod pktline;
 mod retention;
 pub use export::{export_script, import, receive, Received, MAX_EXPORT_BYTES};
+pub use layers::{Checkouts, LayerMode, Layers};
 pub use retention::{restore, MirrorUse, RestoredFrom};
 
 /// What went wrong in errand's git work; each message says which repository
@@ -285,6 +287,10 @@ pub struct Prepared {
     pub branch: String,
     /// Where to push (`None` for a run without a repository).
     pub remote: Option<String>,
+    /// With an overlay workspace, what the sandbox mounts: `workspace` is
+    /// then only the run's own layer over a shared checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Layers>,
 }
 
 /// Resolves what the user typed after `--repo` into something git can clone:
@@ -320,6 +326,9 @@ pub struct Remote<'a> {
     pub auth: Option<&'a GitAuth>,
     /// The mirror cache to clone through, if any.
     pub mirrors: Option<&'a Mirrors>,
+    /// The shared checkouts to make the workspace from (copy-on-write), if
+    /// any; without, the workspace is a clone of its own.
+    pub checkouts: Option<&'a Checkouts>,
 }
 
 impl<'a> Remote<'a> {
@@ -329,6 +338,7 @@ impl<'a> Remote<'a> {
             url,
             auth: None,
             mirrors: None,
+            checkouts: None,
         }
     }
 }
@@ -500,6 +510,15 @@ pub async fn prepare(
     branch: &str,
 ) -> Result<Prepared> {
     let outbox = run_dir.join("outbox.git");
+    if let Some(
+        r @ Remote {
+            checkouts: Some(checkouts),
+            ..
+        },
+    ) = remote
+    {
+        return prepare_layered(r, checkouts, base, at_commit, &outbox, workspace, branch).await;
+    }
     let base_branch = match remote {
         Some(r) => clone_remote(r, base, &outbox, workspace).await?,
         None => start_empty(base, &outbox, workspace).await?,
@@ -514,6 +533,51 @@ pub async fn prepare(
         base_commit,
         branch: branch.to_string(),
         remote: remote_url.map(str::to_string),
+        layers: None,
+    })
+}
+
+/// [`prepare`] through a shared checkout ([`Checkouts`]): the outbox as
+/// always, then the workspace as the run's layer over the checkout of the
+/// starting commit.
+async fn prepare_layered(
+    remote: Remote<'_>,
+    checkouts: &Checkouts,
+    base: Option<&str>,
+    at_commit: Option<&str>,
+    outbox: &Path,
+    workspace: &Path,
+    branch: &str,
+) -> Result<Prepared> {
+    let url = remote.url;
+    clone_outbox(remote, outbox).await?;
+    let base_branch = base_branch_of(outbox, url, base).await?;
+    let start = at_commit.unwrap_or(&base_branch);
+    let commit = git(
+        Some(outbox),
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{start}^{{commit}}"),
+        ],
+    )
+    .await
+    .map_err(|e| GitError::Clone {
+        repo: redact_url(url),
+        detail: format!("commit {start}: {}", detail(e)),
+    })?;
+    let layers = checkouts
+        .workspace(url, outbox, &base_branch, &commit, workspace, branch)
+        .await?;
+    Ok(Prepared {
+        outbox: outbox.to_path_buf(),
+        workspace: workspace.to_path_buf(),
+        base_branch,
+        base_commit: commit,
+        branch: branch.to_string(),
+        remote: Some(url.to_string()),
+        layers,
     })
 }
 
@@ -553,13 +617,18 @@ async fn clone_remote(
 /// `git clone --bare` of `remote` into `outbox`: from the mirror (a local copy
 /// of its packs) when there is one, else from the remote with its credential.
 async fn clone_outbox(remote: Remote<'_>, outbox: &Path) -> Result<()> {
-    let Remote { url, auth, mirrors } = remote;
-    let (source, auth) = match mirrors.filter(|_| Mirrors::wants(url)) {
+    let Remote {
+        url, auth, mirrors, ..
+    } = remote;
+    // From errand's own mirror, whose packs are never rewritten (no gc), the
+    // outbox links them rather than copying; another source is copied.
+    let (source, auth, links) = match mirrors.filter(|_| Mirrors::wants(url)) {
         Some(m) => (
             m.refresh(url, auth).await?.to_string_lossy().into_owned(),
             None,
+            "--local",
         ),
-        None => (url.to_string(), auth),
+        None => (url.to_string(), auth, "--no-hardlinks"),
     };
     git_with(
         None,
@@ -567,7 +636,7 @@ async fn clone_outbox(remote: Remote<'_>, outbox: &Path) -> Result<()> {
             "clone",
             "--bare",
             "--quiet",
-            "--no-hardlinks",
+            links,
             &source,
             &outbox.to_string_lossy(),
         ],

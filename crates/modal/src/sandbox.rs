@@ -530,6 +530,7 @@ impl Sandbox for ModalSandbox {
         spec: &SandboxSpec,
         cmd: &CommandLine,
     ) -> Result<SandboxProcess, SandboxError> {
+        spec.plain_workspace("modal")?;
         let cmd = spec.entered(cmd);
         let rb = self.run_box(spec).await?;
         let client = self.client().await.map_err(setup)?;

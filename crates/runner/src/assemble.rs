@@ -467,6 +467,14 @@ impl Runner {
             },
             network,
             entry,
+            layers: prepared.layers.as_ref().map(|l| {
+                errand_git::Checkouts::mark_used(&l.lower);
+                errand_sandbox::WorkspaceLayers {
+                    lower: l.lower.clone(),
+                    work: l.work.clone(),
+                    view: l.view.clone(),
+                }
+            }),
         };
         Ok(Assembled {
             spec: sb_spec,

@@ -128,16 +128,19 @@ impl Runner {
                     "the run's workspace is gone ({e}); a follow-up needs the machine that ran the first turn"
                 ))
             })?;
-            let prepared: errand_git::Prepared = serde_json::from_str(&text).map_err(|e| {
+            let mut prepared: errand_git::Prepared = serde_json::from_str(&text).map_err(|e| {
                 RunError::host(format!("{} is corrupt: {e}", prepared_file.display()))
             })?;
-            if workspace_kept(&run_dir) {
+            let layers_kept = prepared.layers.as_ref().is_none_or(|l| l.lower_kept());
+            if workspace_kept(&run_dir) && layers_kept {
                 em.notice(format!(
                     "continuing on {} in the same workspace",
                     prepared.branch
                 ))
                 .map_err(log_failed)?;
             } else {
+                // Re-created as a plain clone of its own.
+                prepared.layers = None;
                 self.restore_workspace(rec, &prepared, remote, access, em)
                     .await?;
             }
@@ -165,7 +168,13 @@ impl Runner {
     ) -> Result<(), RunError> {
         // What is left of it (retention may have been interrupted) goes first.
         let run_dir = self.paths.run_dir(rec.id);
-        for part in ["workspace", "home", "tmp"] {
+        for part in [
+            "workspace",
+            "workspace.work",
+            "workspace.view",
+            "home",
+            "tmp",
+        ] {
             crate::retention::remove_tree(&run_dir, std::ffi::OsStr::new(part))
                 .map_err(|e| RunError::host(format!("cannot clear the run's {part}: {e}")))?;
         }
@@ -175,6 +184,7 @@ impl Runner {
             url,
             auth: auth.as_ref(),
             mirrors: Some(&mirrors),
+            checkouts: None,
         });
         let from = errand_git::restore(prepared, remote)
             .await
@@ -221,6 +231,14 @@ impl Runner {
         let id = rec.id;
         let spec = &rec.spec;
         let mirrors = errand_git::Mirrors::new(self.paths.cache.join("mirrors"));
+        // The workspace is the run's layer over a shared checkout: an overlay
+        // where the backend mounts one, else a copy of the checkout.
+        let mode = if self.sandbox.layers_workspaces().await {
+            errand_git::LayerMode::Overlay
+        } else {
+            errand_git::LayerMode::Copy
+        };
+        let checkouts = errand_git::Checkouts::new(self.paths.cache.join("checkouts"), mode);
         match remote {
             Some(r) if errand_git::Mirrors::wants(r) => em.notice(format!(
                 "cloning {} (through errand's mirror of it)",
@@ -235,6 +253,7 @@ impl Runner {
                 url,
                 auth,
                 mirrors: Some(&mirrors),
+                checkouts: Some(&checkouts),
             }),
             spec.base_branch.as_deref(),
             spec.base_commit.as_deref(),

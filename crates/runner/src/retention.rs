@@ -237,6 +237,8 @@ pub fn plan_mirrors(
 /// What a run's workspace is made of, under its run directory.
 const WORKSPACE_PARTS: &[&str] = &[
     "workspace",
+    "workspace.work",
+    "workspace.view",
     "home",
     "tmp",
     "no-harness-dir",
@@ -337,7 +339,7 @@ pub struct Report {
     pub runs_bytes_before: u64,
     /// Every run item removed.
     pub items: Vec<Item>,
-    /// Every mirror removed, with its bytes.
+    /// Every mirror and shared checkout removed, with its bytes.
     pub mirrors: Vec<(PathBuf, u64)>,
     /// Bytes freed in all.
     pub freed_bytes: u64,
@@ -489,6 +491,8 @@ async fn remove_item(
 async fn mirrors(paths: &Paths, policy: &Policy, dry_run: bool, report: &mut Report) {
     let m = errand_git::Mirrors::new(paths.cache.join("mirrors"));
     let keep = policy.mirrors;
+    let checkouts_root = paths.cache.join("checkouts");
+    let keep_checkouts = policy.workspaces.max(policy.follow_up_window) + DAY;
     let done = tokio::task::spawn_blocking(move || {
         let mut removed = Vec::new();
         let mut errors = Vec::new();
@@ -509,6 +513,30 @@ async fn mirrors(paths: &Paths, policy: &Policy, dry_run: bool, report: &mut Rep
                 Ok(false) => {}
                 Err(e) => errors.push(format!("mirror {}: {e}", path.display())),
             }
+        }
+        // The shared checkouts under runs' workspaces: kept while a kept
+        // workspace may still be layered on one (a day's margin for the run
+        // itself); one removed all the same is re-created as a clone.
+        let c = errand_git::Checkouts::new(checkouts_root, errand_git::LayerMode::Overlay);
+        let cutoff = now
+            .checked_sub(keep_checkouts)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match c.list() {
+            Ok(listed) => {
+                for (path, _) in listed.into_iter().filter(|(_, used)| *used < cutoff) {
+                    let bytes = disk_usage(&path);
+                    if dry_run {
+                        removed.push((path, bytes));
+                        continue;
+                    }
+                    match c.remove_unused(&path, cutoff) {
+                        Ok(true) => removed.push((path, bytes)),
+                        Ok(false) => {}
+                        Err(e) => errors.push(format!("checkout {}: {e}", path.display())),
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("checkouts: {e}")),
         }
         (removed, errors)
     })

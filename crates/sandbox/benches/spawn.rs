@@ -69,6 +69,7 @@ async fn main() {
         },
         network: Default::default(),
         entry: Vec::new(),
+        layers: None,
     };
     println!(
         "sandbox start-up: spawn() to the first byte of `echo ready` (warm: median of {WARM_RUNS})"

@@ -110,9 +110,38 @@ pub struct SandboxSpec {
     /// A program (with its arguments) that starts first inside and runs each
     /// command itself, after them: errand's git gate. Empty: none.
     pub entry: Vec<String>,
+    /// `Some`: the workspace is an overlay, [`SandboxSpec::workspace`] its
+    /// writable layer over a shared read-only checkout. Given only to a
+    /// backend whose [`Sandbox::layers_workspaces`] said yes; any other
+    /// refuses it.
+    pub layers: Option<WorkspaceLayers>,
+}
+
+/// An overlay workspace's other directories (see [`SandboxSpec::layers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceLayers {
+    /// The shared checkout under the run's layer, never written.
+    pub lower: PathBuf,
+    /// The overlay's empty work directory, on the run's layer's filesystem.
+    pub work: PathBuf,
+    /// An empty directory the overlay is mounted on, in the sandbox's own
+    /// mount namespace only (the host never sees the mount).
+    pub view: PathBuf,
 }
 
 impl SandboxSpec {
+    /// Refuses a spec with [`SandboxSpec::layers`], for a backend that cannot
+    /// mount them.
+    pub fn plain_workspace(&self, backend: &str) -> Result<(), SandboxError> {
+        match self.layers {
+            Some(_) => Err(SandboxError::Setup(format!(
+                "the {backend} sandbox does not mount overlay workspaces; the run's workspace \
+                 must be a plain directory"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// `cmd` as the backend starts it: behind [`SandboxSpec::entry`], if any.
     pub fn entered(&self, cmd: &CommandLine) -> CommandLine {
         let Some((program, first)) = self.entry.split_first() else {
@@ -271,6 +300,12 @@ pub trait Sandbox: Send + Sync {
     /// [`NetworkPolicy::Isolated`] by address (Kubernetes' NetworkPolicy:
     /// names resolved when the sandbox starts, wildcards not enforced).
     fn allowlists_by_address(&self) -> bool {
+        false
+    }
+    /// Whether the backend can mount an overlay workspace
+    /// ([`SandboxSpec::layers`]) here; asked once per run before its
+    /// workspace is made.
+    async fn layers_workspaces(&self) -> bool {
         false
     }
     /// The run named `run` (a spec's `name`) is over: a backend that keeps

@@ -31,6 +31,8 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 
+mod overlay;
+
 use crate::{
     egress, paths, CommandLine, ExitInfo, NetworkPolicy, OutputStream, ProcessHandle, Sandbox,
     SandboxError, SandboxProcess, SandboxSpec,
@@ -76,6 +78,8 @@ pub struct LocalSandbox {
     /// starting many runs probes once, not once per run (a failed probe is
     /// tried again; a sandbox that later fails to start fails its run anyway).
     usable: std::sync::OnceLock<()>,
+    /// Whether an overlay workspace mounts here (probed once).
+    overlays: tokio::sync::OnceCell<bool>,
 }
 
 impl LocalSandbox {
@@ -84,6 +88,7 @@ impl LocalSandbox {
         LocalSandbox {
             bwrap: find_on_path("bwrap"),
             usable: std::sync::OnceLock::new(),
+            overlays: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -169,11 +174,10 @@ impl LocalSandbox {
             "/etc/passwd",
         ]);
         push(&["--proc", "/proc", "--dev", "/dev"]);
-        push(&[
-            "--bind",
-            &spec.workspace.to_string_lossy(),
-            paths::WORKSPACE,
-        ]);
+        // An overlay workspace is mounted on its view before bwrap starts
+        // (see `Overlay`), in the namespace bwrap inherits.
+        let workspace = spec.layers.as_ref().map_or(&spec.workspace, |l| &l.view);
+        push(&["--bind", &workspace.to_string_lossy(), paths::WORKSPACE]);
         push(&["--bind", &spec.home.to_string_lossy(), paths::HOME]);
         push(&["--bind", &spec.tmp.to_string_lossy(), "/tmp"]);
         for (host, inside) in &spec.ro_mounts {
@@ -311,6 +315,27 @@ impl Sandbox for LocalSandbox {
         }
     }
 
+    async fn layers_workspaces(&self) -> bool {
+        let Ok(bwrap) = self.bwrap() else {
+            return false;
+        };
+        *self
+            .overlays
+            .get_or_init(|| async move {
+                match overlay::probe(bwrap).await {
+                    Ok(()) => true,
+                    Err(why) => {
+                        tracing::info!(
+                            "overlay workspaces are not available here ({why}); each run's \
+                             workspace is a copy"
+                        );
+                        false
+                    }
+                }
+            })
+            .await
+    }
+
     async fn spawn(
         &self,
         spec: &SandboxSpec,
@@ -322,6 +347,11 @@ impl Sandbox for LocalSandbox {
                 SandboxError::Setup(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        let overlay = spec
+            .layers
+            .as_ref()
+            .map(|l| overlay::Overlay::new(&spec.workspace, l))
+            .transpose()?;
         // A passwd file naming the agent, so tools that look the user up
         // work: copied by bwrap from a descriptor, never a file on the host
         // (in the sandbox's /tmp the agent could plant a link to write through).
@@ -383,7 +413,6 @@ impl Sandbox for LocalSandbox {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 let pid = libc::getpid();
                 let mut buf = [0u8; 24];
                 let n = format_pid(pid, &mut buf);
@@ -394,6 +423,12 @@ impl Sandbox for LocalSandbox {
                         libc::close(fd);
                     }
                 }
+                if let Some(o) = &overlay {
+                    o.mount()?;
+                }
+                // After the overlay's namespaces: entering a user namespace
+                // clears the parent-death signal.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
         }
@@ -657,6 +692,7 @@ mod tests {
         let sb = LocalSandbox {
             bwrap: Some("/usr/bin/bwrap".into()),
             usable: std::sync::OnceLock::new(),
+            overlays: tokio::sync::OnceCell::new(),
         };
         let spec = SandboxSpec {
             name: "abc".into(),
@@ -668,6 +704,7 @@ mod tests {
             limits: Default::default(),
             network: NetworkPolicy::Open,
             entry: Vec::new(),
+            layers: None,
         };
         let args = sb.bwrap_args(&spec, &CommandLine::new("claude", ["-p", "hi"]), 7, None);
         let joined = [
@@ -712,6 +749,7 @@ mod tests {
                 },
             }),
             entry: Vec::new(),
+            layers: None,
             ..spec
         };
         let args = sb.bwrap_args(
@@ -764,6 +802,7 @@ mod tests {
             limits: Default::default(),
             network: NetworkPolicy::Open,
             entry: Vec::new(),
+            layers: None,
         };
         // The agent plants a link where the passwd file used to be written.
         let canary = d.path().join("canary");
@@ -834,6 +873,7 @@ mod tests {
         let sb = LocalSandbox {
             bwrap: Some(fake.clone()),
             usable: std::sync::OnceLock::new(),
+            overlays: tokio::sync::OnceCell::new(),
         };
         std::fs::write(&verdict, "1").unwrap();
         assert!(sb.check().await.is_err());

@@ -170,6 +170,7 @@ impl Host {
             limits,
             network: NetworkPolicy::Open,
             entry: Vec::new(),
+            layers: None,
         }
     }
 
@@ -186,6 +187,7 @@ impl Host {
                 },
             }),
             entry: Vec::new(),
+            layers: None,
             ..self.spec(limits())
         }
     }

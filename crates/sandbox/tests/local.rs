@@ -29,6 +29,7 @@ fn spec(root: &std::path::Path, env: Vec<(String, String)>) -> SandboxSpec {
         limits: Limits::default(),
         network: Default::default(),
         entry: Vec::new(),
+        layers: None,
     }
 }
 
@@ -190,4 +191,59 @@ async fn process_limit_is_applied_or_reported() {
     } else {
         assert!(notices[0].contains("not applied"), "{notices:?}");
     }
+}
+
+/// An overlay workspace: the run's layer over a shared checkout. The process
+/// sees both, writes only its layer, and the checkout, the view and the host's
+/// mount table stay as they were.
+#[tokio::test]
+async fn an_overlay_workspace_writes_only_the_runs_layer() {
+    let Some(sb) = available().await else { return };
+    assert!(
+        sb.layers_workspaces().await,
+        "overlay workspaces mount here (Linux ≥ 5.11)"
+    );
+    let host = tempfile::tempdir().unwrap();
+    let lower = host.path().join("checkout");
+    std::fs::create_dir_all(lower.join("src")).unwrap();
+    std::fs::write(lower.join("README.md"), "shared\n").unwrap();
+    std::fs::write(lower.join("src/lib.rs"), "fn a() {}\n").unwrap();
+    let mut s = spec(host.path(), vec![("PATH".into(), "/usr/bin:/bin".into())]);
+    s.layers = Some(errand_sandbox::WorkspaceLayers {
+        lower: lower.clone(),
+        work: host.path().join("workspace.work"),
+        view: host.path().join("workspace.view"),
+    });
+    let (code, out) = sh(
+        &sb,
+        &s,
+        "cat /workspace/README.md; echo mine > /workspace/README.md; rm -r /workspace/src; \
+         echo new > /workspace/new.txt; ls /workspace | tr '\\n' ' '",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "shared\nREADME.md new.txt ");
+    // The checkout is untouched; the run's layer holds its writes.
+    assert_eq!(
+        std::fs::read_to_string(lower.join("README.md")).unwrap(),
+        "shared\n"
+    );
+    assert!(lower.join("src/lib.rs").is_file());
+    assert_eq!(
+        std::fs::read_to_string(s.workspace.join("README.md")).unwrap(),
+        "mine\n"
+    );
+    // Nothing is mounted on the host: the view is an empty directory here.
+    let view = s.layers.as_ref().unwrap().view.clone();
+    assert_eq!(std::fs::read_dir(&view).unwrap().count(), 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&view.display().to_string()), "{mounts}");
+    // The next process of the run sees the same workspace.
+    let (code, out) = sh(
+        &sb,
+        &s,
+        "cat /workspace/README.md; test ! -e /workspace/src && echo gone",
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "mine\ngone\n"));
 }

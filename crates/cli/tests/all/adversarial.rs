@@ -191,6 +191,121 @@ fn case_crafted_git_metadata_reaches_no_host_file_or_repository(backend: Backend
     }
 }
 
+/// Every entry under `dir`, links not followed: path, kind and mode, contents
+/// (a link's target).
+fn tree_of(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read the checkout").flatten() {
+            let path = e.path();
+            let meta = std::fs::symlink_metadata(&path).expect("stat");
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            let data = if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .map(|t| t.as_os_str().as_encoded_bytes().to_vec())
+                    .unwrap_or_default()
+            } else if meta.is_file() {
+                std::fs::read(&path).expect("read")
+            } else {
+                if meta.is_dir() {
+                    stack.push(path.clone());
+                }
+                Vec::new()
+            };
+            out.push((rel, meta.mode(), data));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The shared checkouts of `repo` that runs' workspaces are made from (one
+/// per commit), under errand's cache (which the tests share).
+fn checkouts(repo: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let root = cache_dir().join("checkouts");
+    for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for c in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = c.path();
+            let config = std::fs::read_to_string(p.join(".git/config")).unwrap_or_default();
+            if p.extension().is_none() && config.contains(&format!("url = {repo}\n")) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn case_a_run_cannot_change_the_checkout_other_runs_start_from(backend: Backend) {
+    let env = backend.env(Env::new());
+    let Some(extra) = backend.args(&env) else {
+        return;
+    };
+    let bare = bare_repo(env.dir.path());
+    let bare_s = bare.to_string_lossy().into_owned();
+    // First a run that leaves the shared checkout made.
+    let clean = format!("set -e\ntest -z \"$(git status --porcelain)\"\n{DONE}");
+    let env = evil(env, &clean);
+    let mut args = vec!["--harness", "evil", "--timeout", "60s"];
+    args.extend(&extra);
+    args.extend(["--repo", &bare_s, "look"]);
+    let (ok, v) = env.run_json(&args);
+    assert!(ok, "a clean workspace: {v:#}");
+    let made = checkouts(&bare_s);
+    assert_eq!(made.len(), 1, "one shared checkout: {made:?}");
+    let before = tree_of(&made[0]);
+    // Then an agent that writes, truncates, removes and replaces everything it
+    // can reach in its workspace, .git's objects, index and config included,
+    // and plants links and a FIFO where files were.
+    let attack = format!(
+        "set +e\n\
+         chmod -R u+w . 2>/dev/null\n\
+         for f in $(find . -type f); do printf 'EVIL' > \"$f\"; done\n\
+         for f in $(find .git -type f -name '*.pack'); do : > \"$f\"; done\n\
+         rm -rf src .git/index .git/refs .git/packed-refs .git/HEAD\n\
+         ln -s /etc/passwd README.md.link; mv README.md.link README.md\n\
+         mkfifo .git/config.fifo && mv .git/config.fifo .git/config\n\
+         mkdir -p deep && for i in 1 2 3 4 5 6 7 8; do mkdir -p deep/$i; done\n\
+         {DONE}"
+    );
+    let env = evil(env, &attack);
+    let (_ok, v) = env.run_json(&args);
+    assert!(ended(&v), "{v:#}");
+    assert_eq!(
+        checkouts(&bare_s),
+        made,
+        "the attacked run made no checkout of its own"
+    );
+    assert!(before == tree_of(&made[0]), "the shared checkout changed");
+    // And a run after it starts from the untouched commit.
+    let after = format!(
+        "set -e\ntest -z \"$(git status --porcelain)\"\ngrep -qx '# sample' README.md\ntest -f src/lib.rs\n\
+         test \"$(git symbolic-ref HEAD)\" != refs/heads/main\ngit fsck --no-progress\n{DONE}"
+    );
+    let env = evil(env, &after);
+    let (ok, v) = env.run_json(&args);
+    assert!(ok, "the next run starts clean: {v:#}");
+    if matches!(backend, Backend::Local) {
+        // On the local backend the workspace is an overlay on the checkout.
+        let runs: Vec<_> = std::fs::read_dir(env.home.join("runs"))
+            .expect("runs")
+            .flatten()
+            .filter(|e| e.path().join("workspace.view").is_dir())
+            .collect();
+        assert_eq!(runs.len(), 3, "every run's workspace was an overlay");
+    }
+}
+
 fn case_symlinks_planted_for_errands_files_leave_host_files_untouched(backend: Backend) {
     let env = backend.env(Env::new());
     let Some(extra) = backend.args(&env) else {
@@ -476,6 +591,11 @@ mod modal {
     }
 
     #[test]
+    fn case_a_run_cannot_change_the_checkout_other_runs_start_from() {
+        on_fake(super::case_a_run_cannot_change_the_checkout_other_runs_start_from);
+    }
+
+    #[test]
     fn case_steps_after_the_agent_obey_the_deadline() {
         on_fake(super::case_steps_after_the_agent_obey_the_deadline);
     }
@@ -493,6 +613,7 @@ mod modal {
 
 on_every_backend!(
     case_crafted_git_metadata_reaches_no_host_file_or_repository,
+    case_a_run_cannot_change_the_checkout_other_runs_start_from,
     case_symlinks_planted_for_errands_files_leave_host_files_untouched,
     case_hostile_history_is_refused_and_never_pushed,
     case_fifos_dev_zero_and_endless_output_end_at_the_timeout,

@@ -67,6 +67,7 @@ fn spec(root: &Path, name: &str) -> SandboxSpec {
         },
         network: NetworkPolicy::Open,
         entry: Vec::new(),
+        layers: None,
     }
 }
 

@@ -328,6 +328,7 @@ impl Sandbox for DockerSandbox {
         spec: &SandboxSpec,
         cmd: &CommandLine,
     ) -> Result<SandboxProcess, SandboxError> {
+        spec.plain_workspace("docker")?;
         let cmd = &spec.entered(cmd);
         let docker = self.client().await?.clone();
         let (uid, gid, files) = prepare_dirs(spec).await?;

@@ -347,6 +347,7 @@ mod tests {
             limits: Default::default(),
             network: NetworkPolicy::Open,
             entry: Vec::new(),
+            layers: None,
         };
         let script = "perl -MIO::Socket::UNIX -e '$s = IO::Socket::UNIX->new(Peer => \"/opt/errand/test.sock\") or die \"connect: $!\"; print <$s>'";
         let mut p = sb

@@ -490,6 +490,7 @@ impl Sandbox for KubernetesSandbox {
         spec: &SandboxSpec,
         cmd: &CommandLine,
     ) -> Result<SandboxProcess, SandboxError> {
+        spec.plain_workspace("kubernetes")?;
         let name = object_name(&spec.name);
         let cmd = &spec.entered(cmd);
         // Every path is checked before anything is created, here or in the cluster.
@@ -630,6 +631,7 @@ mod testing {
             },
             network: Default::default(),
             entry: Vec::new(),
+            layers: None,
         }
     }
 

@@ -92,6 +92,7 @@ impl Env {
             },
             network: Default::default(),
             entry: Vec::new(),
+            layers: None,
         }
     }
 
