@@ -582,6 +582,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unused_checkout_is_removed_and_a_used_one_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bare = remote(tmp.path()).await;
+        let url = bare.to_string_lossy().into_owned();
+        let checkouts = Checkouts::new(tmp.path().join("checkouts"), LayerMode::Overlay);
+        layered(tmp.path(), &url, &checkouts, "a", None).await;
+        let listed = checkouts.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        let (path, used) = listed[0].clone();
+        // Used after the cutoff: kept.
+        let earlier = used - std::time::Duration::from_secs(60);
+        assert!(!checkouts.remove_unused(&path, earlier).unwrap());
+        assert!(path.is_dir());
+        // Something that is not a checkout under the root is refused.
+        assert!(checkouts
+            .remove_unused(tmp.path(), SystemTime::now())
+            .is_err());
+        // Unused since before the cutoff: removed.
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        assert!(checkouts.remove_unused(&path, later).unwrap());
+        assert!(!path.exists());
+        assert!(checkouts.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn an_overlay_layer_holds_only_the_runs_own_files() {
         let tmp = tempfile::tempdir().unwrap();
         let bare = remote(tmp.path()).await;

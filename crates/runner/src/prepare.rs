@@ -132,16 +132,19 @@ impl Runner {
                 RunError::host(format!("{} is corrupt: {e}", prepared_file.display()))
             })?;
             let layers_kept = prepared.layers.as_ref().is_none_or(|l| l.lower_kept());
-            if workspace_kept(&run_dir) && layers_kept {
+            let kept = workspace_kept(&run_dir);
+            if kept && layers_kept {
                 em.notice(format!(
                     "continuing on {} in the same workspace",
                     prepared.branch
                 ))
                 .map_err(log_failed)?;
             } else {
-                // Re-created as a plain clone of its own.
+                // Re-created as a plain clone of its own. With only the shared
+                // checkout gone, the agent's home (its session) stays: each
+                // turn ended with its work in the outbox, so nothing is lost.
                 prepared.layers = None;
-                self.restore_workspace(rec, &prepared, remote, access, em)
+                self.restore_workspace(rec, &prepared, remote, access, !kept, em)
                     .await?;
             }
             prepared
@@ -156,25 +159,32 @@ impl Runner {
         Ok(prepared)
     }
 
-    /// Re-creates a follow-up's workspace that retention removed, from the
-    /// run's outbox or its pushed branch, and says so in the trace.
+    /// Re-creates a follow-up's workspace that retention removed (`with_home`:
+    /// the agent's home went too), or whose shared checkout it removed, from
+    /// the run's outbox or its pushed branch, and says so in the trace.
     async fn restore_workspace(
         &self,
         rec: &RunRecord,
         prepared: &errand_git::Prepared,
         remote: Option<&str>,
         access: Option<&forge::RepoAccess>,
+        with_home: bool,
         em: &mut Emitter,
     ) -> Result<(), RunError> {
         // What is left of it (retention may have been interrupted) goes first.
         let run_dir = self.paths.run_dir(rec.id);
-        for part in [
-            "workspace",
-            "workspace.work",
-            "workspace.view",
-            "home",
-            "tmp",
-        ] {
+        let parts: &[&str] = if with_home {
+            &[
+                "workspace",
+                "workspace.work",
+                "workspace.view",
+                "home",
+                "tmp",
+            ]
+        } else {
+            &["workspace", "workspace.work", "workspace.view"]
+        };
+        for part in parts {
             crate::retention::remove_tree(&run_dir, std::ffi::OsStr::new(part))
                 .map_err(|e| RunError::host(format!("cannot clear the run's {part}: {e}")))?;
         }
@@ -204,15 +214,23 @@ impl Runner {
             .workspace_pruned_at
             .map(|t| format!(" on {}", t.format("%Y-%m-%d %H:%M UTC")))
             .unwrap_or_default();
-        em.errand(EventKind::Warning {
-            message: format!(
+        let message = if with_home {
+            format!(
                 "the run's workspace was removed by retention{when}: re-created it from {from} \
                  on {}; the agent's earlier session went with it, so this turn starts a new \
                  session told the original request and the last result",
                 prepared.branch
-            ),
-        })
-        .map_err(log_failed)?;
+            )
+        } else {
+            format!(
+                "the shared checkout the run's workspace was layered on was removed by \
+                 retention: re-created the workspace from {from} on {}, with everything the \
+                 earlier turns committed; the agent's session continues",
+                prepared.branch
+            )
+        };
+        em.errand(EventKind::Warning { message })
+            .map_err(log_failed)?;
         self.store
             .set_pruned(rec.id, errand_store::Pruned::Workspace, None)
             .await

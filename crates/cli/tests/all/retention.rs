@@ -162,3 +162,84 @@ fn branch_of(workspace: &Path) -> String {
         .trim_start_matches("ref: refs/heads/")
         .to_string()
 }
+
+/// A follow-up to a run whose workspace was a layer over a shared checkout
+/// that retention removed: the workspace is re-created from the outbox, with
+/// every file the first turn wrote, and the agent's session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follow_up_whose_shared_checkout_went_continues_its_session() {
+    if !sandbox_available() {
+        return;
+    }
+    ensure_claude();
+    let model = model(
+        r#"{"steps":[
+        {"shell":"echo one > one.txt"},
+        {"text":"Wrote one.txt."},
+        {"shell":"cat one.txt && echo two > two.txt"},
+        {"text":"Wrote two.txt after reading one.txt."}
+    ]}"#,
+    )
+    .await;
+    let env = Env::new().allow_local_repos();
+    let bare = bare_repo(env.dir.path());
+    let env = env.with_model(&model);
+    let (ok, v) = env.run_json(&["--repo", &bare.to_string_lossy(), "write one"]);
+    assert!(ok, "{v:#}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let run_dir = env.home.join("runs").join(&id);
+    let prepared: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("prepared.json")).unwrap())
+            .unwrap();
+    let lower = prepared["layers"]["lower"]
+        .as_str()
+        .expect("the local sandbox layered the workspace");
+    // What retention does to a checkout nobody used for long enough.
+    std::fs::remove_dir_all(lower).unwrap();
+
+    let token = api_token(&env, "tests");
+    let (_server, base) = serve(&env, "1");
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{base}/api/runs/{id}/messages"))
+        .bearer_auth(&token)
+        .json(&json!({"message": "now write two"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let done = wait_ended(&base, &token, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let events = env.events(&id);
+    let warnings: Vec<&str> = of_type(&events, "warning")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("shared checkout") && w.contains("session continues")),
+        "{warnings:?}"
+    );
+    let sessions: Vec<&str> = of_type(&events, "session_start")
+        .iter()
+        .filter_map(|e| e["session_id"].as_str())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(sessions[0], sessions[1], "the same session");
+    let outputs: Vec<&str> = of_type(&events, "tool_result")
+        .iter()
+        .filter_map(|e| e["output"].as_str())
+        .collect();
+    assert!(
+        outputs.iter().any(|o| o.contains("one")),
+        "the second turn read the first turn's file: {outputs:?}"
+    );
+    assert_eq!(
+        done["diffstat"], "2 files changed, 2 insertions(+)",
+        "{done:#}"
+    );
+    let workspace = run_dir.join("workspace");
+    assert!(workspace.join("README.md").is_file(), "a whole clone now");
+    assert_eq!(branch_of(&workspace), format!("errand/{}", &id[..8]));
+}
