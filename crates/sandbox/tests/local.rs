@@ -238,6 +238,20 @@ async fn an_overlay_workspace_writes_only_the_runs_layer() {
     assert_eq!(std::fs::read_dir(&view).unwrap().count(), 0);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&view.display().to_string()), "{mounts}");
+    // The checkout's host path (the agent can read it in its mount table) is
+    // not in the sandbox, and the overlay cannot be unmounted or remounted.
+    let script = format!(
+        "grep -q lowerdir= /proc/self/mountinfo && echo listed; \
+         ls {lower} 2>/dev/null && echo LEAK-lower; \
+         umount /workspace 2>/dev/null && echo LEAK-umount; \
+         mount -o remount,rw /workspace 2>/dev/null && echo LEAK-remount; \
+         mount -t overlay overlay -o lowerdir=/workspace,upperdir=/tmp/u,workdir=/tmp/w /tmp 2>/dev/null && echo LEAK-mount; \
+         true",
+        lower = lower.display()
+    );
+    let (code, out) = sh(&sb, &s, &script).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("LEAK"), "{out}");
     // The next process of the run sees the same workspace.
     let (code, out) = sh(
         &sb,
