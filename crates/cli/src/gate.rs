@@ -90,6 +90,10 @@ struct Gate {
     git: OwnedFd,
     ruleset: OwnedFd,
     exec_dir: PathBuf,
+    /// Set once `exec_dir` holds its links: filled while the command starts
+    /// (a hundred and more links on a slow disk is most of the gate's
+    /// start-up), and waited for by every git call and at the end.
+    links: Arc<std::sync::OnceLock<Result<(), String>>>,
     socket: PathBuf,
     listener: UnixListener,
 }
@@ -161,6 +165,7 @@ pub fn enter(real: &Path, shim: &Path, policy: Policy, require: bool, cmd: &[Str
         });
     }
     let status = child.wait();
+    let _ = gate.links.wait();
     let _ = std::fs::remove_dir_all(&gate.exec_dir);
     match status {
         Ok(s) => match (s.code(), s.signal()) {
@@ -270,7 +275,15 @@ impl Gate {
         }
         let ruleset = grant_all_but(&denied, &inodes)?;
 
-        let exec_dir = make_exec_dir(exec_path.as_deref(), shim, &inodes)?;
+        let exec_dir = make_exec_dir()?;
+        let links = Arc::new(std::sync::OnceLock::new());
+        {
+            let (dir, links, shim) = (exec_dir.clone(), links.clone(), shim.to_path_buf());
+            std::thread::spawn(move || {
+                let linked = link_exec_dir(&dir, exec_path.as_deref(), &shim, &inodes);
+                let _ = links.set(linked);
+            });
+        }
         let socket = exec_dir.join("gate.sock");
         let listener = UnixListener::bind(&socket)
             .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
@@ -280,6 +293,7 @@ impl Gate {
             git,
             ruleset,
             exec_dir,
+            links,
             socket,
             listener,
         })
@@ -373,14 +387,9 @@ fn grant_all_but(
     fd.ok_or_else(|| "landlock: no ruleset".to_string())
 }
 
-/// git's exec path for the calls the gate runs: `git` and every builtin's
-/// dashed name are the shim; other helpers (`git-remote-http`, scripts) are
-/// links to the real ones.
-fn make_exec_dir(
-    exec_path: Option<&Path>,
-    shim: &Path,
-    inodes: &HashSet<(u64, u64)>,
-) -> Result<PathBuf, String> {
+/// A new, empty directory in `/tmp` for git's exec path in the calls the gate
+/// runs ([`link_exec_dir`] fills it).
+fn make_exec_dir() -> Result<PathBuf, String> {
     let mut template = b"/tmp/errand-git.XXXXXX\0".to_vec();
     // SAFETY: a writable NUL-terminated template, as mkdtemp wants.
     let made = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
@@ -391,7 +400,18 @@ fn make_exec_dir(
         ));
     }
     template.pop();
-    let dir = PathBuf::from(OsStr::from_bytes(&template));
+    Ok(PathBuf::from(OsStr::from_bytes(&template)))
+}
+
+/// Fills the exec directory `dir`: `git` and every builtin's dashed name (a
+/// real git's inode) are the shim; other helpers (`git-remote-http`,
+/// scripts) are links to the real ones.
+fn link_exec_dir(
+    dir: &Path,
+    exec_path: Option<&Path>,
+    shim: &Path,
+    inodes: &HashSet<(u64, u64)>,
+) -> Result<(), String> {
     let link = |target: &Path, name: &OsStr| {
         std::os::unix::fs::symlink(target, dir.join(name))
             .map_err(|e| format!("{}: {e}", dir.join(name).display()))
@@ -414,7 +434,7 @@ fn make_exec_dir(
             }
         }
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// One shim's call: read it, judge it, run it, report how it ended.
@@ -438,6 +458,9 @@ struct Request {
 
 fn handle(gate: &Gate, policy: &Policy, conn: &UnixStream) -> Result<i32, String> {
     let req = receive(conn)?;
+    if let Err(e) = gate.links.wait() {
+        return Err(format!("git's exec directory could not be made: {e}"));
+    }
     let [stdin, stdout, stderr, cwd]: [OwnedFd; 4] = req
         .fds
         .try_into()

@@ -2,7 +2,7 @@
 //! finishes within `server.drain_grace_secs` finish, and gives a longer one
 //! back to the queue (not failed), where another node picks it up.
 //!
-//! The agent waits for a file `go` in its workspace, which the test creates
+//! The agent waits for a file `go` in its /tmp, which the test creates
 //! from the host, so which run finishes during the drain is decided by the
 //! test, not by timing.
 
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 const AGENT: &str = r#"echo '{"type":"session_start","session_id":"synthetic"}'
-while [ ! -e /workspace/go ]; do sleep 0.1; done
-rm -f /workspace/go
+while [ ! -e /tmp/go ]; do sleep 0.1; done
+rm -f /tmp/go
 echo "$ERRAND_PROMPT" > done.txt
 echo '{"type":"result","is_error":false,"text":"done","turns":1,"usage":{"input_tokens":1,"output_tokens":1}}'
 "#;
@@ -114,8 +114,10 @@ async fn sigterm_finishes_a_short_run_and_gives_a_long_one_to_the_next_node() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let workspace = |home: &std::path::Path, id: &str| home.join("runs").join(id).join("workspace");
-    std::fs::write(workspace(&a.home, &short).join("go"), "").unwrap();
+    // The agent's /tmp: its workspace is an overlay, which does not promise
+    // to show a file written into its layer from outside while mounted.
+    let tmp = |home: &std::path::Path, id: &str| home.join("runs").join(id).join("tmp");
+    std::fs::write(tmp(&a.home, &short).join("go"), "").unwrap();
     let status = serve_a.0.wait().unwrap();
     assert!(status.success(), "errand serve exited with {status}");
 
@@ -142,7 +144,7 @@ async fn sigterm_finishes_a_short_run_and_gives_a_long_one_to_the_next_node() {
     let b = node(root.path(), "node-b", &db, &config);
     let (_serve_b, base_b) = serve(&b, "1");
     wait_running(&base_b, &token, &long).await;
-    std::fs::write(workspace(&b.home, &long).join("go"), "").unwrap();
+    std::fs::write(tmp(&b.home, &long).join("go"), "").unwrap();
     let done = wait_ended(&base_b, &token, &long).await;
     assert_eq!(done["state"], "succeeded", "{done:#}");
     let preparing = done["transitions"]

@@ -64,13 +64,14 @@ fn check(env: &Env, bare: &std::path::Path, v: &Value, via: &str) {
         "{via}: main was not pushed to"
     );
     let branch = v["branch"].as_str().expect("branch");
-    let ws = env
+    // Both commits came out of the sandbox (the host reads the outbox, never
+    // the workspace's .git, which is only the run's layer over its checkout).
+    let outbox = env
         .home
         .join("runs")
         .join(v["id"].as_str().expect("id"))
-        .join("workspace");
-    assert!(ws.join(".git").is_dir(), "{via}: .git survived");
-    assert_eq!(git(&ws, &["rev-list", "--count", branch]), "2");
+        .join("outbox.git");
+    assert_eq!(git(&outbox, &["rev-list", "--count", branch]), "2", "{via}");
 }
 
 /// One run of `harness` on a fresh repository, driven by `scenario`.
