@@ -74,6 +74,23 @@ impl Layers {
     }
 }
 
+/// Where a run starts, as the run's fresh outbox says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Start<'a> {
+    /// The remote.
+    pub url: &'a str,
+    /// The run's outbox, fresh from the remote.
+    pub outbox: &'a Path,
+    /// Its branches and tags: `<id> <refname>` lines.
+    pub refs: &'a str,
+    /// Its default branch.
+    pub default: &'a str,
+    /// The branch the run starts from (a clone's local branch).
+    pub base_branch: &'a str,
+    /// The commit the run starts at.
+    pub commit: &'a str,
+}
+
 /// A checkout's tips as its `packed-refs` lists them.
 const TIPS_HEADER: &str = "# pack-refs with: sorted \n";
 
@@ -237,36 +254,27 @@ impl Checkouts {
     }
 
     /// Makes `workspace` (which must not exist) the run's own copy-on-write
-    /// checkout of `url` at `commit` on a new `branch`, with `base_branch` as
-    /// the local branch a clone would have. `outbox` is the run's, fresh.
+    /// checkout of `start` on a new `branch`.
     /// The overlay's [`Layers`] with [`LayerMode::Overlay`], `None` with a copy.
     pub(crate) async fn workspace(
         &self,
-        url: &str,
-        outbox: &Path,
-        base_branch: &str,
-        commit: &str,
+        start: Start<'_>,
         workspace: &Path,
         branch: &str,
     ) -> Result<Option<Layers>> {
+        let Start {
+            url,
+            outbox,
+            refs,
+            default,
+            base_branch,
+            commit,
+        } = start;
         let io = |what: String, e: std::io::Error| GitError::Command {
             args: "workspace".into(),
             detail: format!("cannot {what}: {e}"),
         };
-        let (checkout, refs) = tokio::join!(
-            self.checkout(url, outbox, commit),
-            git(
-                Some(outbox),
-                &[
-                    "for-each-ref",
-                    "--format=%(objectname) %(refname)",
-                    "refs/heads",
-                    "refs/tags",
-                ]
-            )
-        );
-        let (checkout, refs) = (checkout?, refs?);
-        let default = git(Some(outbox), &["symbolic-ref", "--short", "HEAD"]).await?;
+        let checkout = self.checkout(url, outbox, commit).await?;
         std::fs::create_dir(workspace)
             .map_err(|e| io(format!("create {}", workspace.display()), e))?;
         let layers = match self.mode {
@@ -666,5 +674,40 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("0123456789abcdef"), "{err}");
         assert!(!d.join("workspace").exists());
+        // So is a base branch the remote does not have, naming those it has.
+        let e = tmp.path().join("e");
+        std::fs::create_dir_all(&e).unwrap();
+        let err = prepare(
+            Some(remote),
+            Some("nope"),
+            None,
+            &e,
+            &e.join("workspace"),
+            "errand/e",
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, GitError::BaseNotFound { available, .. } if available == "feature, main"),
+            "{err}"
+        );
+        // A run on another branch starts at its tip, with it as the local branch.
+        let f = layered(tmp.path(), &url, &checkouts, "f", None).await;
+        assert_eq!(f.base_branch, "main");
+        let g_dir = tmp.path().join("g");
+        std::fs::create_dir_all(&g_dir).unwrap();
+        let g = prepare(
+            Some(remote),
+            Some("feature"),
+            None,
+            &g_dir,
+            &g_dir.join("workspace"),
+            "errand/g",
+        )
+        .await
+        .unwrap();
+        assert_eq!(g.base_branch, "feature");
+        assert_eq!(g.base_commit, run(&bare, &["rev-parse", "feature"]).await);
+        assert!(g_dir.join("workspace/.git/refs/heads/feature").is_file());
     }
 }

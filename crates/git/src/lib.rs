@@ -551,24 +551,81 @@ async fn prepare_layered(
 ) -> Result<Prepared> {
     let url = remote.url;
     clone_outbox(remote, outbox).await?;
-    let base_branch = base_branch_of(outbox, url, base).await?;
-    let start = at_commit.unwrap_or(&base_branch);
-    let commit = git(
+    // One look at the fresh outbox (errand's own) answers what the clone path
+    // asks git three times: its branches and tags, its default branch.
+    let refs = git(
         Some(outbox),
         &[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            &format!("{start}^{{commit}}"),
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads",
+            "refs/tags",
         ],
     )
-    .await
-    .map_err(|e| GitError::Clone {
-        repo: redact_url(url),
-        detail: format!("commit {start}: {}", detail(e)),
-    })?;
+    .await?;
+    let default = std::fs::read_to_string(outbox.join("HEAD"))
+        .ok()
+        .and_then(|h| {
+            h.trim()
+                .strip_prefix("ref: refs/heads/")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let heads: Vec<(&str, &str)> = refs
+        .lines()
+        .filter_map(|l| l.split_once(" refs/heads/"))
+        .collect();
+    if heads.is_empty() {
+        return Err(GitError::EmptyRepo(url.to_string()));
+    }
+    let base_branch = match base {
+        Some(b) if heads.iter().any(|(_, h)| *h == b) => b.to_string(),
+        Some(b) => {
+            return Err(GitError::BaseNotFound {
+                repo: url.to_string(),
+                branch: b.to_string(),
+                available: heads.iter().map(|(_, h)| *h).collect::<Vec<_>>().join(", "),
+            })
+        }
+        None => default.clone(),
+    };
+    let tip = heads
+        .iter()
+        .find(|(_, h)| *h == base_branch)
+        .map(|(id, _)| id.to_string());
+    let commit = match (at_commit, tip) {
+        (None, Some(tip)) => tip,
+        (start, _) => {
+            let start = start.unwrap_or(&base_branch);
+            git(
+                Some(outbox),
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{start}^{{commit}}"),
+                ],
+            )
+            .await
+            .map_err(|e| GitError::Clone {
+                repo: redact_url(url),
+                detail: format!("commit {start}: {}", detail(e)),
+            })?
+        }
+    };
     let layers = checkouts
-        .workspace(url, outbox, &base_branch, &commit, workspace, branch)
+        .workspace(
+            layers::Start {
+                url,
+                outbox,
+                refs: &refs,
+                default: &default,
+                base_branch: &base_branch,
+                commit: &commit,
+            },
+            workspace,
+            branch,
+        )
         .await?;
     Ok(Prepared {
         outbox: outbox.to_path_buf(),
