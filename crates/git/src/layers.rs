@@ -123,11 +123,7 @@ impl Checkouts {
 
     /// Records that a run used `checkout` now (retention removes the unused).
     pub fn mark_used(checkout: &Path) {
-        let stamp = checkout.with_extension("used");
-        let touched = std::fs::File::create(&stamp).and_then(|f| f.set_modified(SystemTime::now()));
-        if let Err(e) = touched {
-            tracing::warn!("cannot record the use of {}: {e}", checkout.display());
-        }
+        super::retention::touch(&checkout.with_extension("used"));
     }
 
     /// Every checkout and its last use (an empty list when there is none).
@@ -171,22 +167,7 @@ impl Checkouts {
                 self.root.display()
             )));
         }
-        let lock = std::fs::File::create(checkout.with_extension("lock"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-        let still_unused = std::fs::metadata(checkout.with_extension("used"))
-            .and_then(|m| m.modified())
-            .or_else(|_| std::fs::symlink_metadata(checkout).and_then(|m| m.modified()))
-            .is_ok_and(|t| t < cutoff);
-        if !still_unused {
-            return Ok(false);
-        }
-        std::fs::remove_dir_all(checkout)?;
-        let _ = std::fs::remove_file(checkout.with_extension("used"));
-        Ok(true)
+        super::retention::remove_if_unused(checkout, &checkout.with_extension("used"), cutoff)
     }
 
     /// The shared checkout of `url` at `commit`, made from `outbox` (the

@@ -29,11 +29,7 @@ impl Mirrors {
 
     /// Records that a run used `mirror` now.
     pub(crate) fn mark_used(mirror: &Path) {
-        let stamp = Self::stamp(mirror);
-        let touched = std::fs::File::create(&stamp).and_then(|f| f.set_modified(SystemTime::now()));
-        if let Err(e) = touched {
-            tracing::warn!("cannot record the use of {}: {e}", mirror.display());
-        }
+        touch(&Self::stamp(mirror));
     }
 
     /// Every mirror and its last use; an empty list when there is no cache yet.
@@ -71,23 +67,42 @@ impl Mirrors {
                 self.root.display()
             )));
         }
-        let lock = std::fs::File::create(mirror.with_extension("lock"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-        let still_unused = std::fs::metadata(Self::stamp(mirror))
-            .and_then(|m| m.modified())
-            .or_else(|_| std::fs::symlink_metadata(mirror).and_then(|m| m.modified()))
-            .is_ok_and(|t| t < cutoff);
-        if !still_unused {
-            return Ok(false);
-        }
-        std::fs::remove_dir_all(mirror)?;
-        let _ = std::fs::remove_file(Self::stamp(mirror));
-        // The lock file stays: a refresh waiting on it must share it with the next.
-        Ok(true)
+        remove_if_unused(mirror, &Self::stamp(mirror), cutoff)
+    }
+}
+
+/// Removes the cache directory `dir` (a mirror, a shared checkout) if its
+/// last use (`stamp`'s time, else its own) is still before `cutoff`, under
+/// its lock (`dir.lock`): one being refreshed or made is left alone, `false`.
+/// The lock file stays: a user waiting on it must share it with the next.
+pub(crate) fn remove_if_unused(
+    dir: &Path,
+    stamp: &Path,
+    cutoff: SystemTime,
+) -> std::io::Result<bool> {
+    let lock = std::fs::File::create(dir.with_extension("lock"))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    let still_unused = std::fs::metadata(stamp)
+        .and_then(|m| m.modified())
+        .or_else(|_| std::fs::symlink_metadata(dir).and_then(|m| m.modified()))
+        .is_ok_and(|t| t < cutoff);
+    if !still_unused {
+        return Ok(false);
+    }
+    std::fs::remove_dir_all(dir)?;
+    let _ = std::fs::remove_file(stamp);
+    Ok(true)
+}
+
+/// Records a use of a cache directory now: `stamp`'s modification time.
+pub(crate) fn touch(stamp: &Path) {
+    let touched = std::fs::File::create(stamp).and_then(|f| f.set_modified(SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::warn!("cannot record the use of {}: {e}", stamp.display());
     }
 }
 
