@@ -220,6 +220,20 @@ impl Runner {
         }
         if let Some(stop) = stop {
             proc.kill().await;
+            // A line the harness was still printing is recorded as far as it
+            // got (and its cut, past the cap), not lost with the process.
+            if let Some((bytes, dropped)) = lines.pending() {
+                on_line(
+                    em,
+                    &mut raw,
+                    parser.as_mut(),
+                    &mut denials,
+                    &bytes,
+                    dropped,
+                    &mut cut_lines,
+                )
+                .await?;
+            }
             if let Some(n) = refusal_notice(&proc.egress_refusals()) {
                 em.notice(n).map_err(log_failed)?;
             }

@@ -172,6 +172,13 @@ impl LineReader {
         }
     }
 
+    /// The line read so far when the stream will not be read to its end (the
+    /// run stopped mid-line): what `next` would have returned at the end of
+    /// the stream, if anything was read.
+    pub fn pending(&mut self) -> Option<(Vec<u8>, usize)> {
+        (!self.buf.is_empty() || self.dropped > 0).then(|| self.finish())
+    }
+
     fn finish(&mut self) -> (Vec<u8>, usize) {
         let line = std::mem::take(&mut self.buf);
         let dropped = std::mem::take(&mut self.dropped);
@@ -303,6 +310,27 @@ mod tests {
         let (line, dropped) = lines.next(&mut r, 1 << 20).await.unwrap().unwrap();
         assert_eq!(line.len(), 1 << 20);
         assert_eq!(dropped, (64 << 20) - (1 << 20));
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_off_by_a_stop_is_still_handed_over() {
+        // A stream that never ends: the read is abandoned mid-line, as when
+        // the run times out while the harness prints.
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        let mut r = tokio::io::BufReader::new(rx);
+        let mut lines = LineReader::default();
+        assert_eq!(lines.pending(), None);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &[b'y'; 5000])
+            .await
+            .unwrap();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            lines.next(&mut r, 1000),
+        )
+        .await;
+        assert!(read.is_err(), "no newline yet");
+        assert_eq!(lines.pending(), Some((vec![b'y'; 1000], 4000)));
+        assert_eq!(lines.pending(), None, "handed over once");
     }
 
     #[test]
