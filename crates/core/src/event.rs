@@ -316,4 +316,36 @@ mod tests {
         assert!(s.contains("\"type\":\"usage\""), "{s}");
         assert_eq!(serde_json::from_str::<EventKind>(&s).unwrap(), k);
     }
+
+    /// A cost is the same number after the event log: serde_json's default
+    /// float parsing is not correctly rounded for seventeen digits
+    /// (3.0299999999999998e-5 came back as 3.03e-5, a fuzzer's find), so
+    /// errand builds it with `float_roundtrip`.
+    #[test]
+    fn costs_come_back_from_the_log_bit_for_bit() {
+        // 101 tokens at $0.30 per million, as the price table computes it:
+        // seventeen significant digits, more than an f64's integer range.
+        let computed = 101.0 * (0.30 / 1e6);
+        for cost in [
+            computed,
+            3.029_999_999_999_999_8e-5,
+            3.03e-5,
+            0.1 + 0.2,
+            1e-300,
+            123_456.789_012_345,
+            f64::MIN_POSITIVE,
+        ] {
+            let k = EventKind::Usage(Usage {
+                input_tokens: 101,
+                cost_usd: Some(cost),
+                ..Default::default()
+            });
+            let s = serde_json::to_string(&k).unwrap();
+            let back = serde_json::from_str::<EventKind>(&s).unwrap();
+            let EventKind::Usage(u) = back else {
+                panic!("{s}")
+            };
+            assert_eq!(u.cost_usd.map(f64::to_bits), Some(cost.to_bits()), "{s}");
+        }
+    }
 }
